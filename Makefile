@@ -1,0 +1,49 @@
+# dsfleet — every target does its own set-up (virtualenv, pip install, system packages).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SYSSTAMP := .dsfleet/.system-deps-stamp
+
+.PHONY: demo test test-fast lint bench system-deps clean help
+
+help:
+	@echo "make demo   - run dsfleet on the example fleet (validate, diff, apply, render)"
+	@echo "make test   - lint, type-check, import contracts, unit + integration tests"
+	@echo "make bench  - benchmarks (results go to benchmarks/out/, summary in BENCHMARKS.md)"
+	@echo "make lint   - ruff, mypy --strict, import-linter only"
+
+$(SYSSTAMP): scripts/setup-system.sh
+	@bash scripts/setup-system.sh
+	@mkdir -p $(dir $@) && touch $@
+
+system-deps: $(SYSSTAMP)
+
+$(STAMP): pyproject.toml $(SYSSTAMP)
+	@bash scripts/check-python.sh $(PYTHON)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: $(STAMP)
+	@bash scripts/demo.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -x tests/unit
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .dsfleet benchmarks/out
