@@ -1,0 +1,426 @@
+"""Reading manifest YAML fast, safely, and with locations on demand.
+
+* Fast path: libyaml's C parser (through PyYAML) with a YAML 1.2 core-schema resolver, so ``on``/``yes`` stay
+  strings, ``0123`` is decimal 123 and ``1:30`` is a string — the same values the round-trip loader reads.
+  Duplicate keys are detected while constructing (with the key's line and column, for free).
+* Hostile input is refused before anything is built: size limit, UTF-8 only, NUL bytes (binary files), alias
+  count per document and nesting depth (counted on the event stream, which has no recursion), and the size the
+  document would have once aliases are expanded ("billion laughs").
+* Locations: ruamel.yaml's round-trip loader re-parses a file only when a finding in it needs a line and column.
+
+Pure: functions take text and return values; reading files is the caller's business.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import RoundTripConstructor
+
+from schemas.findings import PathItem
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Loader limits (DESIGN §9.14)."""
+
+    max_file_bytes: int = 16 * 1024 * 1024
+    max_depth: int = 64
+    max_aliases: int = 100
+    max_nodes: int = 1_000_000
+    """Values in one document once aliases are expanded."""
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    """A problem found while reading YAML text: 1-based line/column (0 = unknown)."""
+
+    rule: str
+    message: str
+    line: int = 0
+    column: int = 0
+    note: str | None = None
+    note_line: int = 0
+    note_column: int = 0
+    document: int | None = None
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    index: int
+    data: Any
+    line: int
+    """1-based line where the document starts."""
+
+
+@dataclass(frozen=True)
+class ParsedYaml:
+    documents: tuple[YamlDocument, ...]
+    problems: tuple[YamlProblem, ...]
+
+
+# ----------------------------------------------------------------------------------------- YAML 1.2 core schema
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, mark: Any, first_mark: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.mark = mark
+        self.first_mark = first_mark
+
+
+class _Yaml12Loader(yaml.CSafeLoader):
+    """libyaml parser + YAML 1.2 core schema + duplicate-key detection."""
+
+    yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        seen: dict[Any, Any] = {}
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeConstructor reports unhashable keys itself
+            if key in seen:
+                raise _DuplicateKey(str(key), key_node.start_mark, seen[key])
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: Any) -> int:
+        value = str(self.construct_scalar(node))
+        if value.startswith("0o"):
+            return int(value[2:], 8)
+        if value.startswith("0x"):
+            return int(value[2:], 16)
+        return int(value)
+
+    def construct_yaml_float(self, node: Any) -> float:
+        value = str(self.construct_scalar(node)).lower()
+        if value.endswith(".inf"):
+            return float("-inf") if value.startswith("-") else float("inf")
+        if value == ".nan":
+            return float("nan")
+        return float(value)
+
+    def construct_yaml_bool(self, node: Any) -> bool:
+        return str(self.construct_scalar(node)).lower() == "true"
+
+
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL_RE, list("tTfF"))
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:null", _NULL_RE, ["~", "n", "N", ""])
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _Yaml12Loader.construct_yaml_int)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:float", _Yaml12Loader.construct_yaml_float)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:bool", _Yaml12Loader.construct_yaml_bool)
+# YAML 1.2 has no timestamp type: keep such scalars as strings.
+def _construct_timestamp_as_str(loader: _Yaml12Loader, node: Any) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp_as_str)
+
+
+# ----------------------------------------------------------------------------------------- decoding & limits
+def decode_text(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[str | None, YamlProblem | None]:
+    """Bytes → text, refusing oversized, binary and non-UTF-8 input with a located problem."""
+    if len(data) > limits.max_file_bytes:
+        return None, YamlProblem(
+            "yaml-limits", f"file is larger than the {limits.max_file_bytes // (1024 * 1024)} MiB limit"
+        )
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line, col = _line_col(data, nul)
+        return None, YamlProblem(
+            "yaml-encoding", "binary file (NUL byte); manifests are UTF-8 text", line, col
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(data, exc.start)
+        return None, YamlProblem("yaml-encoding", "invalid UTF-8; manifests must be UTF-8 text", line, col)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text, None
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    start = data.rfind(b"\n", 0, offset) + 1
+    return line, len(data[start:offset].decode("utf-8", errors="replace")) + 1
+
+
+def _needs_event_scan(text: str, limits: Limits) -> bool:
+    """Cheap test for input that could hold aliases or deep nesting (then the exact event scan runs)."""
+    if "&" in text or "*" in text:
+        return True
+    if text.count("[") + text.count("{") >= limits.max_depth:
+        return True
+    indent = " " * (limits.max_depth - 1)
+    return ("\n" + indent) in text or text.startswith(indent)
+
+
+def _scan_events(text: str, limits: Limits) -> YamlProblem | None:
+    """Count aliases per document and the nesting depth on the event stream (no tree is built)."""
+    depth = 0
+    aliases = 0
+    document = -1
+    try:
+        for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                document += 1
+                aliases = 0
+            elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > limits.max_depth:
+                    mark = event.start_mark
+                    assert mark is not None
+                    return YamlProblem(
+                        "yaml-limits",
+                        f"document is nested deeper than {limits.max_depth} levels",
+                        mark.line + 1,
+                        mark.column + 1,
+                        document=document,
+                    )
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > limits.max_aliases:
+                    mark = event.start_mark
+                    assert mark is not None
+                    return YamlProblem(
+                        "yaml-limits",
+                        f"more than {limits.max_aliases} aliases in one document",
+                        mark.line + 1,
+                        mark.column + 1,
+                        document=document,
+                    )
+    except yaml.YAMLError:
+        return None  # the real parse reports it with its location
+    return None
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Number of values ``value`` would have with every alias expanded; stops counting past ``limit``."""
+    memo: dict[int, int] = {}
+
+    def size(v: Any) -> int:
+        if isinstance(v, dict):
+            key = id(v)
+            if key in memo:
+                return memo[key]
+            total = 1 + sum(size(k) + size(x) for k, x in v.items())
+        elif isinstance(v, list):
+            key = id(v)
+            if key in memo:
+                return memo[key]
+            total = 1 + sum(size(x) for x in v)
+        else:
+            return 1
+        memo[key] = min(total, limit + 1)
+        return memo[key]
+
+    return size(value)
+
+
+def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
+    """Parse every document of ``text``; never raises for bad input."""
+    if _needs_event_scan(text, limits):
+        problem = _scan_events(text, limits)
+        if problem is not None:
+            return ParsedYaml((), (problem,))
+    loader = _Yaml12Loader(text)
+    documents: list[YamlDocument] = []
+    try:
+        index = 0
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+            data = loader.construct_document(node)
+            if _expanded_size(data, limits.max_nodes) > limits.max_nodes:
+                return ParsedYaml(
+                    tuple(documents),
+                    (
+                        YamlProblem(
+                            "yaml-limits",
+                            f"document expands to more than {limits.max_nodes} values (alias bomb?)",
+                            line,
+                            1,
+                            document=index,
+                        ),
+                    ),
+                )
+            documents.append(YamlDocument(index, data, line))
+            index += 1
+    except _DuplicateKey as dup:
+        return ParsedYaml(
+            tuple(documents),
+            (
+                YamlProblem(
+                    "yaml-duplicate-key",
+                    f"duplicate key {_short(dup.key)!r} in a mapping",
+                    dup.mark.line + 1,
+                    dup.mark.column + 1,
+                    note="first defined here",
+                    note_line=dup.first_mark.line + 1,
+                    note_column=dup.first_mark.column + 1,
+                ),
+            ),
+        )
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = _yaml_message(exc)
+        return ParsedYaml(
+            tuple(documents),
+            (
+                YamlProblem(
+                    "yaml-syntax", message, (mark.line + 1) if mark else 0, (mark.column + 1) if mark else 0
+                ),
+            ),
+        )
+    except yaml.reader.ReaderError as exc:  # control characters and the like
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return ParsedYaml(
+            tuple(documents),
+            (YamlProblem("yaml-syntax", f"YAML syntax: control character #x{exc.character:04x} is not allowed",
+                         line, column),),
+        )  # fmt: skip
+    except yaml.YAMLError as exc:
+        return ParsedYaml(tuple(documents), (YamlProblem("yaml-syntax", _first_line(str(exc))),))
+    except RecursionError:
+        return ParsedYaml((), (YamlProblem("yaml-limits", "document is nested too deeply"),))
+    finally:
+        loader.dispose()
+    return ParsedYaml(tuple(documents), ())
+
+
+def _short(key: str) -> str:
+    return key if len(key) <= 40 else key[:37] + "..."
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "invalid YAML"
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    parts = [p for p in (exc.context, exc.problem) if p]
+    message = ": ".join(parts) if parts else "invalid YAML"
+    return "YAML syntax: " + message
+
+
+# ----------------------------------------------------------------------------------------- locations
+class _RoundTripConstructor(RoundTripConstructor):
+    """ruamel's round-trip constructor held to the YAML 1.2 core schema, as the fast path reads it.
+
+    ruamel also reads timestamps, ``1_000`` and ``-_`` as numbers (the last one crashes it); here those stay strings.
+    """
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        value = str(node.value)
+        if not _INT_RE.match(value):
+            return self.construct_yaml_str(node)
+        if value.startswith("0o"):
+            return int(value[2:], 8)
+        if value.startswith("0x"):
+            return int(value[2:], 16)
+        return int(value)
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        value = str(node.value)
+        if not _FLOAT_RE.match(value):
+            return self.construct_yaml_str(node)
+        lowered = value.lower()
+        if lowered.endswith(".inf"):
+            return float("-inf") if lowered.startswith("-") else float("inf")
+        if lowered == ".nan":
+            return float("nan")
+        return float(value)
+
+
+_RoundTripConstructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
+_RoundTripConstructor.add_constructor("tag:yaml.org,2002:int", _RoundTripConstructor.construct_yaml_int)
+_RoundTripConstructor.add_constructor("tag:yaml.org,2002:float", _RoundTripConstructor.construct_yaml_float)
+
+
+def round_trip_yaml() -> YAML:
+    """The ruamel.yaml round-trip loader configured to read the same values as ``parse_yaml``."""
+    rt = YAML(typ="rt")
+    rt.Constructor = _RoundTripConstructor
+    rt.allow_duplicate_keys = True
+    return rt
+
+
+class Locator:
+    """Lines and columns for key paths of one file, from ruamel.yaml's round-trip loader (parsed on first use)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._docs: list[Any] | None = None
+
+    def _documents(self) -> list[Any]:
+        if self._docs is None:
+            rt = round_trip_yaml()
+            try:
+                self._docs = list(rt.load_all(self._text))
+            except Exception:
+                self._docs = []
+        return self._docs
+
+    def locate(self, document: int, path: Sequence[PathItem], *, key: bool = False) -> tuple[int, int]:
+        """1-based (line, column) of the value at ``path`` (or of its key when ``key``); the deepest match wins.
+
+        Path items that are not in the data (tags of tagged unions in validation errors) are skipped.
+        """
+        docs = self._documents()
+        if document >= len(docs):
+            return (0, 0)
+        node = docs[document]
+        line, col = _node_start(node)
+        for i, item in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(node, CommentedMap) and item in node:
+                if last and key:
+                    kline, kcol = node.lc.key(item)
+                    return kline + 1, kcol + 1
+                vline, vcol = node.lc.value(item)
+                line, col = vline + 1, vcol + 1
+                node = node[item]
+            elif isinstance(node, CommentedSeq) and isinstance(item, int) and 0 <= item < len(node):
+                iline, icol = node.lc.item(item)
+                line, col = iline + 1, icol + 1
+                node = node[item]
+            else:
+                continue
+        return line, col
+
+
+def _node_start(node: Any) -> tuple[int, int]:
+    lc = getattr(node, "lc", None)
+    if lc is not None and lc.line is not None:
+        return lc.line + 1, (lc.col or 0) + 1
+    return (1, 1)

@@ -1,0 +1,33 @@
+"""The desired state of a whole fleet: every accepted manifest by kind and name, with where it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from schemas.findings import SourceRef
+from schemas.manifests import Camera, DsInstance, InferenceProfile, Node, Policy
+
+
+@dataclass(frozen=True)
+class Fleet:
+    nodes: Mapping[str, Node] = field(default_factory=dict)
+    cameras: Mapping[str, Camera] = field(default_factory=dict)
+    instances: Mapping[str, DsInstance] = field(default_factory=dict)
+    profiles: Mapping[str, InferenceProfile] = field(default_factory=dict)
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    sources: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict)
+    """(kind, name) → the document that defined it."""
+
+    def source(self, kind: str, name: str, *path: str | int) -> SourceRef | None:
+        ref = self.sources.get((kind, name))
+        return ref.at(*path) if ref is not None else None
+
+    def __len__(self) -> int:
+        return (
+            len(self.nodes)
+            + len(self.cameras)
+            + len(self.instances)
+            + len(self.profiles)
+            + len(self.policies)
+        )

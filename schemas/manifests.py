@@ -1,0 +1,562 @@
+"""The manifest kinds (DESIGN §2): Node, Camera, DsInstance, InferenceProfile, Policy.
+
+Every document has ``apiVersion: dsfleet/v1``, ``kind``, ``metadata`` and ``spec``. Models are frozen and reject
+unknown fields. DeepStream keys keep DeepStream's spelling (``batch-size``); dsfleet's own fields are camelCase.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+from schemas import API_VERSION
+from schemas.base import DnsLabel, FrozenModel
+from schemas.deepstream import (
+    CcmAlignProperties,
+    ClassAttrs,
+    GieFormat,
+    NvinferProperties,
+    PreprocessGroup,
+    PreprocessProperties,
+)
+
+LABEL_KEY_RE = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+LabelKey = Annotated[str, Field(pattern=LABEL_KEY_RE, max_length=253)]
+LabelValue = Annotated[StrictStr, Field(max_length=63)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
+ImageRef = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")]
+
+ApiVersion = Literal["dsfleet/v1"]
+KIND_NAMES = ("Node", "Camera", "DsInstance", "InferenceProfile", "Policy")
+
+
+class Metadata(FrozenModel):
+    name: DnsLabel
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    annotations: dict[str, StrictStr] = Field(default_factory=dict)
+
+
+def _normalize_node_id(value: Any) -> Any:
+    if isinstance(value, str):
+        compact = value.replace("-", "").lower()
+        if re.fullmatch(r"[0-9a-f]{32}", compact):
+            return compact
+    return value
+
+
+NodeId = Annotated[
+    str,
+    BeforeValidator(_normalize_node_id),
+    Field(pattern=r"^[0-9a-f]{32}$", description="machine-id: 32 hex digits or a UUID (normalized)"),
+]
+
+
+# --------------------------------------------------------------------------------------------------- Node
+class NodeSpec(FrozenModel):
+    hostname: StrictStr | None = Field(
+        None, description="host name the agent announces; default: the node name"
+    )
+    nodeId: NodeId | None = None
+    capacity: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="max cameras on this node")
+    gpus: tuple[Annotated[StrictInt, Field(ge=0)], ...] = Field((0,), description="host GPU ids")
+    image: ImageRef | None = Field(None, description="default DeepStream image for instances on this node")
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("GPU ids must be unique")
+        return value
+
+
+class Node(FrozenModel):
+    apiVersion: ApiVersion
+    kind: Literal["Node"]
+    metadata: Metadata
+    spec: NodeSpec = Field(default_factory=NodeSpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def hostname(self) -> str:
+        return self.spec.hostname or self.metadata.name
+
+
+# --------------------------------------------------------------------------------------------------- Camera
+class CameraType(StrEnum):
+    RTSP = "rtsp"
+    FILE = "file"
+    HTTP = "http"
+
+
+_SCHEME_TYPES = {
+    "rtsp": CameraType.RTSP,
+    "rtsps": CameraType.RTSP,
+    "file": CameraType.FILE,
+    "http": CameraType.HTTP,
+    "https": CameraType.HTTP,
+}
+
+
+def _id_to_str(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+class SecretCredentials(FrozenModel):
+    secretRef: DnsLabel = Field(
+        description="name of a secret on the agent host: <state-dir>/secrets/<ref>/{username,password} "
+        "or env DSFLEET_SECRET_<REF>_USERNAME/_PASSWORD"
+    )
+
+
+class CameraSpec(FrozenModel):
+    cameraId: Annotated[StrictStr, BeforeValidator(_id_to_str), Field(min_length=1, max_length=128)] = Field(
+        description="the application's camera id (a string, as in source_list.json)"
+    )
+    url: Annotated[StrictStr, Field(min_length=1, max_length=2048)] = Field(
+        description="rtsp://, rtsps://, file://, http(s):// — never with credentials (use credentials.secretRef)"
+    )
+    credentials: SecretCredentials | None = None
+    encoding: Literal["h264", "h265"] = "h264"
+    type: CameraType | None = Field(None, description="default: from the URL scheme")
+    width: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+    height: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if not sep or scheme.lower() not in _SCHEME_TYPES:
+            raise ValueError("URL scheme must be one of rtsp, rtsps, file, http, https")
+        return value
+
+    @property
+    def source_type(self) -> CameraType:
+        if self.type is not None:
+            return self.type
+        return _SCHEME_TYPES[self.url.partition("://")[0].lower()]
+
+
+class Camera(FrozenModel):
+    apiVersion: ApiVersion
+    kind: Literal["Camera"]
+    metadata: Metadata
+    spec: CameraSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --------------------------------------------------------------------------------------------------- DsInstance
+BatchSize = Annotated[StrictInt, Field(ge=1, le=1024)] | Literal["auto"]
+
+
+class StreammuxSettings(FrozenModel):
+    """``[streammux]`` (deepstream-app) / the ``streammux_*`` settings of the ccm app."""
+
+    width: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+    height: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+    batch_size: BatchSize = Field("auto", alias="batch-size")
+    buffer_pool_size: Annotated[StrictInt, Field(ge=1, le=1024)] | None = Field(
+        None, alias="buffer-pool-size"
+    )
+    nvbuf_memory_type: Annotated[StrictInt, Field(ge=0, le=4)] | None = Field(
+        None,
+        alias="nvbuf-memory-type",
+        description="0 default, 1 CUDA pinned, 2 CUDA device, 3 CUDA unified, 4 surface array",
+    )
+    batched_push_timeout: Annotated[StrictInt, Field(ge=-1)] | None = Field(
+        None, alias="batched-push-timeout"
+    )
+    live_source: StrictBool | None = Field(None, alias="live-source")
+    enable_padding: StrictBool | None = Field(None, alias="enable-padding")
+    attach_sys_ts_as_ntp: StrictBool | None = Field(None, alias="attach-sys-ts-as-ntp")
+
+
+Threshold = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
+
+
+class CcmApp(FrozenModel):
+    """The older system's ``app_conf.json`` (layout ``ccm``)."""
+
+    appType: Annotated[StrictStr, Field(pattern=r"^[A-Z][A-Z0-9_]*$")] = "NORMAL"
+    faceRawMetaTopic: Annotated[StrictStr, Field(min_length=1, max_length=249)] = "RawFaceMeta"
+    motRawMetaTopic: Annotated[StrictStr, Field(min_length=1, max_length=249)] = "RawMotMeta"
+    visualTopic: Annotated[StrictStr, Field(min_length=1, max_length=249)] = "RawImage"
+    kafkaConnectionStr: Annotated[StrictStr, Field(min_length=1, max_length=1024)] = Field(
+        description="bootstrap servers the app publishes to, host:port[,host:port]"
+    )
+    faceConfidenceThreshold: Threshold = 0.7
+    motConfidenceThreshold: Threshold = 0.6
+    streammux: StreammuxSettings = Field(default_factory=StreammuxSettings)
+
+
+class ApplicationGroup(FrozenModel):
+    enable_perf_measurement: StrictBool = Field(True, alias="enable-perf-measurement")
+    perf_measurement_interval_sec: Annotated[StrictInt, Field(ge=1)] = Field(
+        5, alias="perf-measurement-interval-sec"
+    )
+
+
+class SourceDefaults(FrozenModel):
+    """Settings applied to every source (``[source-attr-all]`` / each ``[sourceN]``)."""
+
+    latency: Annotated[StrictInt, Field(ge=0)] | None = None
+    cudadec_memtype: Annotated[StrictInt, Field(ge=0, le=2)] | None = Field(None, alias="cudadec-memtype")
+    drop_frame_interval: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="drop-frame-interval")
+    select_rtp_protocol: Literal[0, 4] | None = Field(None, alias="select-rtp-protocol")
+    rtsp_reconnect_interval_sec: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, alias="rtsp-reconnect-interval-sec"
+    )
+    num_extra_surfaces: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="num-extra-surfaces")
+
+
+class TrackerGroup(FrozenModel):
+    enable: StrictBool = True
+    tracker_width: Annotated[StrictInt, Field(ge=32)] = Field(640, alias="tracker-width")
+    tracker_height: Annotated[StrictInt, Field(ge=32)] = Field(384, alias="tracker-height")
+    ll_lib_file: StrictStr = Field(
+        "/opt/nvidia/deepstream/deepstream/lib/libnvds_nvmultiobjecttracker.so", alias="ll-lib-file"
+    )
+    ll_config_file: StrictStr | None = Field(None, alias="ll-config-file")
+    display_tracking_id: StrictBool | None = Field(None, alias="display-tracking-id")
+    compute_hw: Annotated[StrictInt, Field(ge=0, le=2)] | None = Field(None, alias="compute-hw")
+
+
+class OsdGroup(FrozenModel):
+    enable: StrictBool = False
+    process_mode: Literal[0, 1] | None = Field(None, alias="process-mode")
+    border_width: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="border-width")
+    text_size: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="text-size")
+    display_text: StrictBool | None = Field(None, alias="display-text")
+    display_bbox: StrictBool | None = Field(None, alias="display-bbox")
+
+
+class TiledDisplayGroup(FrozenModel):
+    enable: StrictBool = False
+    rows: Annotated[StrictInt, Field(ge=1)] | None = None
+    columns: Annotated[StrictInt, Field(ge=1)] | None = None
+    width: Annotated[StrictInt, Field(ge=1)] | None = None
+    height: Annotated[StrictInt, Field(ge=1)] | None = None
+
+
+class SinkGroup(FrozenModel):
+    """``[sinkN]``: 1 fake, 3 file, 4 RTSP out, 6 message broker (2/5 need a display: refused headless)."""
+
+    enable: StrictBool = True
+    type: Literal[1, 3, 4, 6] = Field(1, description="1 Fake, 3 File, 4 RTSP streaming, 6 MsgConv+Broker")
+    sync: Annotated[StrictInt, Field(ge=0, le=1)] | None = None
+    qos: StrictBool | None = None
+    source_id: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="source-id")
+    container: Literal[1, 2] | None = None
+    codec: Literal[1, 2, 3] | None = None
+    enc_type: Literal[0, 1] | None = Field(None, alias="enc-type")
+    bitrate: Annotated[StrictInt, Field(ge=1)] | None = None
+    output_file: StrictStr | None = Field(None, alias="output-file")
+    rtsp_port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = Field(None, alias="rtsp-port")
+    udp_port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = Field(None, alias="udp-port")
+    msg_conv_config: StrictStr | None = Field(None, alias="msg-conv-config")
+    msg_conv_payload_type: Annotated[StrictInt, Field(ge=0)] | None = Field(
+        None, alias="msg-conv-payload-type"
+    )
+    msg_broker_proto_lib: StrictStr | None = Field(None, alias="msg-broker-proto-lib")
+    msg_broker_conn_str: StrictStr | None = Field(None, alias="msg-broker-conn-str")
+    topic: StrictStr | None = None
+
+
+def _default_sinks() -> tuple[SinkGroup, ...]:
+    return (SinkGroup(),)
+
+
+class DeepstreamApp(FrozenModel):
+    """Groups of NVIDIA's ``deepstream-app`` config (layout ``deepstream-app``); GIE groups come from the profile."""
+
+    application: ApplicationGroup = Field(default_factory=ApplicationGroup)
+    streammux: StreammuxSettings = Field(default_factory=StreammuxSettings)
+    sources: SourceDefaults = Field(default_factory=SourceDefaults)
+    tracker: TrackerGroup | None = None
+    osd: OsdGroup | None = None
+    tiled_display: TiledDisplayGroup | None = Field(None, alias="tiled-display")
+    sinks: tuple[SinkGroup, ...] = Field(default_factory=_default_sinks)
+    file_loop: StrictBool | None = Field(None, alias="file-loop", description="[tests] file-loop")
+
+
+class RestartPolicy(StrEnum):
+    ALWAYS = "Always"
+    ON_FAILURE = "OnFailure"
+    NEVER = "Never"
+
+
+class LabelSelector(FrozenModel):
+    matchLabels: dict[LabelKey, LabelValue] = Field(min_length=1)
+
+
+class EnvSecretRef(FrozenModel):
+    secretRef: DnsLabel
+    key: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "password"
+
+
+EnvValue = StrictStr | EnvSecretRef
+
+
+class Mount(FrozenModel):
+    type: Literal["bind", "volume"] = "bind"
+    source: Annotated[StrictStr, Field(min_length=1)]
+    target: Annotated[StrictStr, Field(pattern=r"^/")]
+    readOnly: StrictBool = True
+
+
+class HealthCheck(FrozenModel):
+    test: tuple[StrictStr, ...] = Field(min_length=1)
+    intervalSeconds: Annotated[StrictInt, Field(ge=1)] = 15
+    timeoutSeconds: Annotated[StrictInt, Field(ge=1)] = 5
+    retries: Annotated[StrictInt, Field(ge=1)] = 3
+    startPeriodSeconds: Annotated[StrictInt, Field(ge=0)] = 600
+
+
+PropertyValue = (
+    StrictBool | StrictInt | StrictFloat | StrictStr | tuple[StrictInt | StrictFloat | StrictStr, ...]
+)
+
+
+class _InstanceSpecBase(FrozenModel):
+    node: DnsLabel | None = Field(None, description="the Node to run on; omitted = defined but not placed")
+    gpu: Annotated[StrictInt, Field(ge=0)] = Field(
+        0, description="host GPU id (the container sees it as GPU 0)"
+    )
+    image: ImageRef | None = Field(None, description="default: the node's image")
+    cameras: tuple[DnsLabel, ...] = ()
+    cameraSelector: LabelSelector | None = None
+    profile: DnsLabel | None = None
+    overrides: dict[DnsLabel, dict[str, PropertyValue | None]] = Field(
+        default_factory=dict, description="per GIE name: [property] keys to set (null deletes a key)"
+    )
+    restartPolicy: RestartPolicy = RestartPolicy.ALWAYS
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    paused: StrictBool = Field(False, description="true = the container is stopped and stays stopped")
+    command: tuple[StrictStr, ...] | None = None
+    workingDir: Annotated[StrictStr, Field(pattern=r"^/")] | None = None
+    mounts: tuple[Mount, ...] = ()
+    shmSize: Annotated[StrictStr, Field(pattern=r"^[0-9]+[bkmg]?$")] = "1g"
+    networkMode: Literal["host", "none", "bridge"] = "host"
+    ipc: Literal["host", "private", "shareable"] | None = None
+    privileged: StrictBool = False
+    securityOpt: tuple[StrictStr, ...] = ()
+    healthCheck: HealthCheck | None = None
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("camera names must be unique within an instance")
+        return value
+
+
+class CcmInstanceSpec(_InstanceSpecBase):
+    layout: Literal["ccm"]
+    app: CcmApp
+
+
+class DeepstreamAppInstanceSpec(_InstanceSpecBase):
+    layout: Literal["deepstream-app"]
+    app: DeepstreamApp = Field(default_factory=DeepstreamApp)
+
+
+def _layout_of(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        layout = value.get("layout")
+        return layout if isinstance(layout, str) else None
+    return getattr(value, "layout", None)
+
+
+InstanceSpec = Annotated[
+    Annotated[CcmInstanceSpec, Tag("ccm")] | Annotated[DeepstreamAppInstanceSpec, Tag("deepstream-app")],
+    Discriminator(
+        _layout_of,
+        custom_error_type="invalid_layout",
+        custom_error_message="layout must be 'ccm' or 'deepstream-app'",
+    ),
+]
+
+
+class DsInstance(FrozenModel):
+    apiVersion: ApiVersion
+    kind: Literal["DsInstance"]
+    metadata: Metadata
+    spec: InstanceSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --------------------------------------------------------------------------------------------------- InferenceProfile
+class GieRole(StrEnum):
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+    PREPROCESS = "preprocess"
+
+
+ExtraValue = (
+    StrictBool | StrictInt | StrictFloat | StrictStr | tuple[StrictInt | StrictFloat | StrictStr, ...]
+)
+
+
+class _GieBase(FrozenModel):
+    name: DnsLabel
+    role: GieRole
+    file: FileName = Field(description="the rendered file's name (in /workspace/configs)")
+    extraProperties: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ExtraValue] = Field(
+        default_factory=dict,
+        description="escape hatch: [property] keys dsfleet does not know, written verbatim (with a warning)",
+    )
+
+
+class NvinferGie(_GieBase):
+    format: Literal[GieFormat.NVINFER] = GieFormat.NVINFER
+    properties: NvinferProperties = Field(default_factory=NvinferProperties)
+    classAttrs: dict[Annotated[str, Field(pattern=r"^(all|[0-9]+)$")], ClassAttrs] = Field(
+        default_factory=dict, description="'all' or a class id → [class-attrs-*] keys"
+    )
+
+    @model_validator(mode="after")
+    def _role(self) -> NvinferGie:
+        if self.role is GieRole.PREPROCESS:
+            raise ValueError("an nvinfer GIE has role primary or secondary")
+        return self
+
+
+class PreprocessGie(_GieBase):
+    format: Literal[GieFormat.NVDSPREPROCESS] = GieFormat.NVDSPREPROCESS
+    properties: PreprocessProperties = Field(default_factory=PreprocessProperties)
+    groups: tuple[PreprocessGroup, ...] = ()
+    userConfigs: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], ExtraValue] = Field(
+        default_factory=dict
+    )
+
+
+class CcmAlignGie(_GieBase):
+    format: Literal[GieFormat.CCM_ALIGN]
+    properties: CcmAlignProperties = Field(default_factory=CcmAlignProperties)
+
+
+def _gie_format(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        fmt = value.get("format")
+        if fmt is None:
+            return (
+                str(GieFormat.NVDSPREPROCESS) if value.get("role") == "preprocess" else str(GieFormat.NVINFER)
+            )
+        return fmt if isinstance(fmt, str) else None
+    fmt = getattr(value, "format", None)
+    return str(fmt) if fmt is not None else None
+
+
+Gie = Annotated[
+    Annotated[NvinferGie, Tag(str(GieFormat.NVINFER))]
+    | Annotated[PreprocessGie, Tag(str(GieFormat.NVDSPREPROCESS))]
+    | Annotated[CcmAlignGie, Tag(str(GieFormat.CCM_ALIGN))],
+    Discriminator(
+        _gie_format,
+        custom_error_type="invalid_format",
+        custom_error_message="format must be 'nvinfer', 'nvdspreprocess' or 'ccm-align'",
+    ),
+]
+
+
+class InferenceProfileSpec(FrozenModel):
+    deepstreamVersion: Annotated[StrictStr, Field(pattern=r"^[0-9]+\.[0-9]+$")] | None = Field(
+        None, description="gates version-specific keys; default: from the image tag, else 7.0"
+    )
+    gies: tuple[Gie, ...] = Field(min_length=1)
+
+
+class InferenceProfile(FrozenModel):
+    apiVersion: ApiVersion
+    kind: Literal["InferenceProfile"]
+    metadata: Metadata
+    spec: InferenceProfileSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --------------------------------------------------------------------------------------------------- Policy
+class RuleSeverity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    OFF = "off"
+
+
+class RuleSetting(FrozenModel):
+    severity: RuleSeverity | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    reason: StrictStr | None = Field(None, description="why a rule is relaxed (required to relax one)")
+
+
+class PolicySpec(FrozenModel):
+    rules: dict[Annotated[str, Field(pattern=r"^[a-z0-9-]+$")], RuleSetting] = Field(default_factory=dict)
+    allowedImages: tuple[Annotated[StrictStr, Field(min_length=1)], ...] | None = Field(
+        None, description="image patterns (fnmatch globs); when set, every instance image must match one"
+    )
+    maxCamerasPerInstance: Annotated[StrictInt, Field(ge=1)] | None = None
+    requireCredentialsBySecretRef: StrictBool | None = None
+    forbidPrivileged: StrictBool | None = None
+
+
+class Policy(FrozenModel):
+    apiVersion: ApiVersion
+    kind: Literal["Policy"]
+    metadata: Metadata
+    spec: PolicySpec = Field(default_factory=PolicySpec)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+Manifest = Node | Camera | DsInstance | InferenceProfile | Policy
+
+MODELS: dict[str, type[Node] | type[Camera] | type[DsInstance] | type[InferenceProfile] | type[Policy]] = {
+    "Node": Node,
+    "Camera": Camera,
+    "DsInstance": DsInstance,
+    "InferenceProfile": InferenceProfile,
+    "Policy": Policy,
+}
+
+ANY_MANIFEST: TypeAdapter[Manifest] = TypeAdapter(
+    Annotated[
+        Annotated[Node, Tag("Node")]
+        | Annotated[Camera, Tag("Camera")]
+        | Annotated[DsInstance, Tag("DsInstance")]
+        | Annotated[InferenceProfile, Tag("InferenceProfile")]
+        | Annotated[Policy, Tag("Policy")],
+        Discriminator(lambda v: v.get("kind") if isinstance(v, Mapping) else getattr(v, "kind", None)),
+    ]
+)
+
+assert API_VERSION == "dsfleet/v1"

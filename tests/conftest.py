@@ -1,0 +1,25 @@
+"""Shared test helpers: where the shared DeepStream samples live, and whether missing tools may skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def shared_dir() -> Path:
+    env = os.environ.get("DSFLEET_SHARED_DIR")
+    return Path(env) if env else ROOT.parent / "shared"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a real dependency is missing — but fail in CI, where integration tests must run."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
