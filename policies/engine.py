@@ -1,0 +1,219 @@
+"""The rule registry and the evaluation of every rule over a fleet, honouring the user's Policy manifests.
+
+A Policy sets ``spec.rules.<rule-id>: {severity: error|warning|off, params: {...}, reason: ...}`` plus shortcuts
+(``allowedImages``, ``maxCamerasPerInstance``, ``requireCredentialsBySecretRef``, ``forbidPrivileged``). Several
+Policy documents merge; two that set the same thing differently are an error. Relaxing a rule (lowering its
+severity) needs a ``reason``; some rules (secrets) cannot be relaxed at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.resolution import ResolvedInstance, resolve_instance
+from schemas.findings import Finding, Note, Severity, SourceRef
+from schemas.fleet import Fleet
+from schemas.manifests import RuleSeverity
+
+_RANK = {RuleSeverity.OFF: 0, RuleSeverity.WARNING: 1, RuleSeverity.ERROR: 2}
+
+
+@dataclass(frozen=True)
+class Hit:
+    message: str
+    source: SourceRef | None = None
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass
+class Context:
+    fleet: Fleet
+    resolved: dict[str, ResolvedInstance]
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def param(self, rule: str, name: str, default: Any = None) -> Any:
+        return self.params.get(rule, {}).get(name, default)
+
+
+Check = Callable[[Context], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: RuleSeverity
+    description: str
+    check: Check
+    params: Mapping[str, Any] = field(default_factory=dict)
+    relaxable: bool = True
+    category: str = "fleet"
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def rule(
+    rule_id: str,
+    severity: RuleSeverity,
+    description: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    relaxable: bool = True,
+    category: str = "fleet",
+) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        if rule_id in REGISTRY:
+            raise ValueError(f"rule {rule_id} registered twice")
+        REGISTRY[rule_id] = Rule(rule_id, severity, description, fn, dict(params or {}), relaxable, category)
+        return fn
+
+    return register
+
+
+@dataclass(frozen=True)
+class EffectiveSetting:
+    severity: RuleSeverity
+    params: dict[str, Any]
+
+
+SHORTCUTS: dict[str, tuple[str, str | None]] = {
+    "allowedImages": ("allowed-images", "patterns"),
+    "maxCamerasPerInstance": ("max-cameras-per-instance", "max"),
+    "requireCredentialsBySecretRef": ("camera-credentials-required", None),
+    "forbidPrivileged": ("forbid-privileged", None),
+}
+
+
+def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[Finding]]:
+    """Merge every Policy document into one severity + params per rule; conflicts and bad settings are errors."""
+    findings: list[Finding] = []
+    severity: dict[str, tuple[RuleSeverity, SourceRef | None]] = {}
+    params: dict[str, dict[str, tuple[Any, SourceRef | None]]] = {}
+
+    def conflict(what: str, here: SourceRef | None, there: SourceRef | None) -> None:
+        findings.append(
+            Finding(
+                severity=Severity.ERROR,
+                rule="policy-conflict",
+                message=f"{what} is set differently by two Policy documents",
+                source=here,
+                notes=(Note(message="also set here", source=there),) if there else (),
+            )
+        )
+
+    def set_severity(rule_id: str, value: RuleSeverity, src: SourceRef | None) -> None:
+        old = severity.get(rule_id)
+        if old is not None and old[0] != value:
+            conflict(f"rule {rule_id} severity", src, old[1])
+        else:
+            severity[rule_id] = (value, src)
+
+    def set_param(rule_id: str, name: str, value: Any, src: SourceRef | None) -> None:
+        old = params.setdefault(rule_id, {}).get(name)
+        if old is not None and old[0] != value:
+            conflict(f"rule {rule_id} parameter {name}", src, old[1])
+        else:
+            params[rule_id][name] = (value, src)
+
+    for pname in sorted(fleet.policies):
+        policy = fleet.policies[pname]
+        spec = policy.spec
+        for rule_id, setting in spec.rules.items():
+            src = fleet.source("Policy", pname, "spec", "rules", rule_id)
+            known = REGISTRY.get(rule_id)
+            if known is None:
+                from difflib import get_close_matches
+
+                hint = get_close_matches(rule_id, list(REGISTRY), n=1)
+                findings.append(
+                    Finding(
+                        severity=Severity.ERROR,
+                        rule="policy-unknown-rule",
+                        message=f"spec.rules: unknown rule {rule_id!r}"
+                        + (f"; did you mean {hint[0]}?" if hint else ""),
+                        source=src,
+                    )
+                )
+                continue
+            if setting.severity is not None:
+                lowered = _RANK[setting.severity] < _RANK[known.severity]
+                if lowered and not known.relaxable:
+                    findings.append(
+                        Finding(
+                            severity=Severity.ERROR,
+                            rule="policy-not-relaxable",
+                            message=f"rule {rule_id} protects secrets and cannot be relaxed",
+                            source=src,
+                        )
+                    )
+                    continue
+                if lowered and not (setting.reason or "").strip():
+                    findings.append(
+                        Finding(
+                            severity=Severity.ERROR,
+                            rule="policy-reason-required",
+                            message=f"relaxing rule {rule_id} needs a reason (spec.rules.{rule_id}.reason)",
+                            source=src,
+                        )
+                    )
+                    continue
+                set_severity(rule_id, setting.severity, src)
+            for param, pvalue in setting.params.items():
+                if param not in known.params:
+                    findings.append(
+                        Finding(
+                            severity=Severity.ERROR,
+                            rule="policy-unknown-param",
+                            message=f"rule {rule_id} has no parameter {param!r}"
+                            + (f" (parameters: {', '.join(sorted(known.params))})" if known.params else ""),
+                            source=src,
+                        )
+                    )
+                    continue
+                set_param(rule_id, param, pvalue, src)
+        for shortcut, (shortcut_rule, pkey) in SHORTCUTS.items():
+            value = getattr(spec, shortcut)
+            if value is None:
+                continue
+            src = fleet.source("Policy", pname, "spec", shortcut)
+            if pkey is None:
+                set_severity(shortcut_rule, RuleSeverity.ERROR if value else RuleSeverity.OFF, src)
+            else:
+                set_param(shortcut_rule, pkey, value, src)
+                set_severity(shortcut_rule, RuleSeverity.ERROR, src)
+
+    out: dict[str, EffectiveSetting] = {}
+    for rule_id, known in REGISTRY.items():
+        sev = severity.get(rule_id, (known.severity, None))[0]
+        merged = dict(known.params)
+        merged.update({k: v for k, (v, _src) in params.get(rule_id, {}).items()})
+        out[rule_id] = EffectiveSetting(sev, merged)
+    return out, findings
+
+
+def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
+    return {name: resolve_instance(fleet, inst) for name, inst in sorted(fleet.instances.items())}
+
+
+def evaluate(fleet: Fleet, resolved: dict[str, ResolvedInstance] | None = None) -> list[Finding]:
+    """Every enabled rule over the fleet → findings (unsorted; the loader adds locations and sorts)."""
+    from policies import deepstream_rules, fleet_rules  # noqa: F401  (importing registers their rules)
+
+    settings, findings = effective_settings(fleet)
+    ctx = Context(
+        fleet=fleet,
+        resolved=resolved if resolved is not None else resolve_all(fleet),
+        params={rid: s.params for rid, s in settings.items()},
+    )
+    for rule_id, known in REGISTRY.items():
+        setting = settings[rule_id]
+        if setting.severity is RuleSeverity.OFF:
+            continue
+        sev = Severity.ERROR if setting.severity is RuleSeverity.ERROR else Severity.WARNING
+        for hit in known.check(ctx):
+            findings.append(
+                Finding(severity=sev, rule=rule_id, message=hit.message, source=hit.source, notes=hit.notes)
+            )
+    return findings

@@ -1,0 +1,242 @@
+"""Fleet rules: names, references, placement, capacity, images, secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from policies.engine import Context, Hit, rule
+from policies.resolution import image_allowed
+from schemas.findings import Note, SourceRef
+from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RuleSeverity
+from schemas.placeholders import url_has_credentials
+
+E, W, OFF = RuleSeverity.ERROR, RuleSeverity.WARNING, RuleSeverity.OFF
+
+
+@rule("unique-camera-id", E, "cameraId is unique across cameras (the app keys its metadata by it)")
+def unique_camera_id(ctx: Context) -> Iterator[Hit]:
+    first: dict[str, str] = {}
+    for name in sorted(ctx.fleet.cameras, key=lambda n: _order(ctx, "Camera", n)):
+        cid = ctx.fleet.cameras[name].spec.cameraId
+        if cid in first:
+            yield Hit(
+                f"spec.cameraId: camera {name!r} reuses the cameraId of camera {first[cid]!r}",
+                ctx.fleet.source("Camera", name, "spec", "cameraId"),
+                (
+                    Note(
+                        message="first used here",
+                        source=ctx.fleet.source("Camera", first[cid], "spec", "cameraId"),
+                    ),
+                ),
+            )
+        else:
+            first[cid] = name
+
+
+def _order(ctx: Context, kind: str, name: str) -> tuple[str, int, str]:
+    src = ctx.fleet.sources.get((kind, name))
+    return (src.file, src.document, name) if src else ("", 0, name)
+
+
+@rule("instance-camera-exists", E, "every camera an instance names is defined")
+def instance_camera_exists(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        for i, cam in enumerate(inst.spec.cameras):
+            if cam not in ctx.fleet.cameras:
+                yield Hit(
+                    f"spec.cameras[{i}]: no Camera named {cam!r}",
+                    ctx.fleet.source("DsInstance", name, "spec", "cameras", i),
+                )
+
+
+@rule("camera-single-instance", E, "a camera belongs to at most one instance")
+def camera_single_instance(ctx: Context) -> Iterator[Hit]:
+    owner: dict[str, str] = {}
+    for name in sorted(ctx.resolved, key=lambda n: _order(ctx, "DsInstance", n)):
+        for cam in ctx.resolved[name].cameras:
+            if cam in owner and owner[cam] != name:
+                yield Hit(
+                    f"camera {cam!r} is already used by instance {owner[cam]!r}",
+                    _camera_ref(ctx, name, cam),
+                    (Note(message="first used here", source=_camera_ref(ctx, owner[cam], cam)),),
+                )
+            else:
+                owner.setdefault(cam, name)
+
+
+def _camera_ref(ctx: Context, instance: str, camera: str) -> SourceRef | None:
+    inst = ctx.fleet.instances[instance]
+    if camera in inst.spec.cameras:
+        return ctx.fleet.source("DsInstance", instance, "spec", "cameras", inst.spec.cameras.index(camera))
+    return ctx.fleet.source("DsInstance", instance, "spec", "cameraSelector")
+
+
+@rule("instance-node-exists", E, "an instance's node is defined")
+def instance_node_exists(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        node = inst.spec.node
+        if node is not None and node not in ctx.fleet.nodes:
+            yield Hit(
+                f"spec.node: no Node named {node!r}", ctx.fleet.source("DsInstance", name, "spec", "node")
+            )
+
+
+@rule("instance-unplaced", W, "an instance without a node is defined but runs nowhere")
+def instance_unplaced(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        if inst.spec.node is None:
+            yield Hit(
+                f"instance {name!r} has no spec.node: it is defined but not placed (status unassigned)",
+                ctx.fleet.source("DsInstance", name, "spec"),
+            )
+
+
+@rule("instance-gpu-exists", E, "an instance's gpu is one of its node's gpus")
+def instance_gpu_exists(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        node = ctx.fleet.nodes.get(inst.spec.node or "")
+        if node is not None and inst.spec.gpu not in node.spec.gpus:
+            gpus = ", ".join(str(g) for g in node.spec.gpus)
+            yield Hit(
+                f"spec.gpu: node {node.name!r} has no GPU {inst.spec.gpu} (its gpus: {gpus})",
+                ctx.fleet.source("DsInstance", name, "spec", "gpu"),
+            )
+
+
+@rule("node-capacity", E, "the cameras placed on a node do not exceed its capacity")
+def node_capacity(ctx: Context) -> Iterator[Hit]:
+    load: dict[str, int] = {}
+    for res in ctx.resolved.values():
+        placed = res.instance.spec.node
+        if placed:
+            load[placed] = load.get(placed, 0) + len(res.cameras)
+    for name, node in sorted(ctx.fleet.nodes.items()):
+        cap = node.spec.capacity
+        if cap is not None and load.get(name, 0) > cap:
+            yield Hit(
+                f"spec.capacity: node {name!r} is given {load[name]} cameras, more than its capacity {cap}",
+                ctx.fleet.source("Node", name, "spec", "capacity"),
+            )
+
+
+@rule("instance-profile-exists", E, "an instance's profile is defined")
+def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        if inst.spec.profile is not None and inst.spec.profile not in ctx.fleet.profiles:
+            yield Hit(
+                f"spec.profile: no InferenceProfile named {inst.spec.profile!r}",
+                ctx.fleet.source("DsInstance", name, "spec", "profile"),
+            )
+        elif inst.spec.profile is None:
+            yield Hit(
+                "spec.profile: an instance needs an InferenceProfile (its GIEs)",
+                ctx.fleet.source("DsInstance", name, "spec"),
+            )
+
+
+@rule("instance-no-cameras", W, "an instance with no cameras runs with batch size 1 and does nothing")
+def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
+    for name, res in sorted(ctx.resolved.items()):
+        if not res.cameras:
+            yield Hit(
+                f"instance {name!r} has no cameras (batch-size: auto resolves to 1)",
+                ctx.fleet.source("DsInstance", name, "spec"),
+            )
+
+
+@rule("instance-image-missing", E, "every instance has an image (its own or its node's default)")
+def instance_image_missing(ctx: Context) -> Iterator[Hit]:
+    for name, res in sorted(ctx.resolved.items()):
+        if res.image is None:
+            yield Hit(
+                "spec.image: no image, and the node sets no default image",
+                ctx.fleet.source("DsInstance", name, "spec"),
+            )
+
+
+@rule(
+    "allowed-images",
+    OFF,
+    "instance images match one of the allowed patterns (Policy allowedImages)",
+    params={"patterns": []},
+)
+def allowed_images(ctx: Context) -> Iterator[Hit]:
+    patterns = tuple(ctx.param("allowed-images", "patterns", []) or [])
+    if not patterns:
+        return
+    for name, res in sorted(ctx.resolved.items()):
+        if res.image is not None and not image_allowed(res.image, patterns):
+            where = ("spec", "image") if res.instance.spec.image else ("spec",)
+            yield Hit(
+                f"image {res.image!r} is not in the Policy's allowedImages",
+                ctx.fleet.source("DsInstance", name, *where),
+            )
+
+
+@rule(
+    "max-cameras-per-instance",
+    OFF,
+    "an instance has at most this many cameras (Policy maxCamerasPerInstance)",
+    params={"max": None},
+)
+def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
+    limit = ctx.param("max-cameras-per-instance", "max")
+    if not isinstance(limit, int):
+        return
+    for name, res in sorted(ctx.resolved.items()):
+        if len(res.cameras) > limit:
+            yield Hit(
+                f"instance {name!r} has {len(res.cameras)} cameras, more than the Policy's limit {limit}",
+                ctx.fleet.source("DsInstance", name, "spec", "cameras"),
+            )
+
+
+@rule("forbid-privileged", OFF, "no instance runs privileged (Policy forbidPrivileged)")
+def forbid_privileged(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        if inst.spec.privileged:
+            yield Hit(
+                "spec.privileged: privileged containers are forbidden by policy",
+                ctx.fleet.source("DsInstance", name, "spec", "privileged"),
+            )
+
+
+@rule(
+    "camera-url-credentials",
+    E,
+    "URLs and connection strings carry no credentials; use credentials.secretRef / env secretRef",
+    relaxable=False,
+)
+def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
+    for name, cam in sorted(ctx.fleet.cameras.items()):
+        if url_has_credentials(cam.spec.url):
+            yield Hit(
+                "spec.url: the URL carries credentials (not shown); move them to a secret and set "
+                "spec.credentials.secretRef",
+                ctx.fleet.source("Camera", name, "spec", "url"),
+            )
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        spec = inst.spec
+        if isinstance(spec, CcmInstanceSpec) and "@" in spec.app.kafkaConnectionStr:
+            yield Hit(
+                "spec.app.kafkaConnectionStr: carries credentials (not shown); use an env secretRef",
+                ctx.fleet.source("DsInstance", name, "spec", "app", "kafkaConnectionStr"),
+            )
+        for key, value in spec.env.items():
+            if isinstance(value, EnvSecretRef):
+                continue
+            if "://" in value and url_has_credentials(value):
+                yield Hit(
+                    f"spec.env.{key}: the value carries credentials (not shown); use {{secretRef: ...}}",
+                    ctx.fleet.source("DsInstance", name, "spec", "env", key),
+                )
+
+
+@rule("camera-credentials-required", OFF, "RTSP cameras name their credentials by secretRef")
+def camera_credentials_required(ctx: Context) -> Iterator[Hit]:
+    for name, cam in sorted(ctx.fleet.cameras.items()):
+        if cam.spec.source_type.value == "rtsp" and cam.spec.credentials is None:
+            yield Hit(
+                "spec.credentials.secretRef: required by policy for RTSP cameras",
+                ctx.fleet.source("Camera", name, "spec"),
+            )
