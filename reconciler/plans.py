@@ -1,0 +1,216 @@
+"""Plan = desired node configs vs the last applied ones (pure): what changes, node → instance → file.
+
+Per node ``create``/``update``/``delete``/``unchanged``; per instance the same plus the kind of change
+(``recreate`` when the container spec changed, ``restart`` when only files changed, ``stop``/``start`` when only
+``paused`` changed); per file a unified diff; container spec changes as structured field changes (deepdiff).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    UNCHANGED = "unchanged"
+
+
+class ChangeKind(StrEnum):
+    RECREATE = "recreate"
+    RESTART = "restart"
+    STOP = "stop"
+    START = "start"
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    action: Action
+    diff: str
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    action: str
+    """``changed``, ``added`` or ``removed``."""
+    old: Any = None
+    new: Any = None
+
+
+@dataclass(frozen=True)
+class InstanceChange:
+    name: str
+    action: Action
+    kind: ChangeKind | None = None
+    files: tuple[FileChange, ...] = ()
+    fields: tuple[FieldChange, ...] = ()
+    old_hash: str | None = None
+    new_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeChange:
+    name: str
+    action: Action
+    old_hash: str | None
+    new_hash: str | None
+    instances: tuple[InstanceChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    nodes: tuple[NodeChange, ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> tuple[NodeChange, ...]:
+        return tuple(n for n in self.nodes if n.action is not Action.UNCHANGED)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changed
+
+    def count(self, action: Action) -> int:
+        return sum(1 for n in self.nodes if n.action is action)
+
+    def count_instances(self, *, action: Action | None = None, kind: ChangeKind | None = None) -> int:
+        return sum(
+            1
+            for n in self.nodes
+            for i in n.instances
+            if (action is None or i.action is action) and (kind is None or i.kind is kind)
+        )
+
+
+def unified(path: str, old: str | None, new: str | None) -> str:
+    a = [] if old is None else old.splitlines(keepends=True)
+    b = [] if new is None else new.splitlines(keepends=True)
+    lines = difflib.unified_diff(
+        a,
+        b,
+        fromfile="/dev/null" if old is None else f"a/{path}",
+        tofile="/dev/null" if new is None else f"b/{path}",
+        n=3,
+    )
+    out = []
+    for line in lines:
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def diff_files(old: tuple[RenderedFile, ...], new: tuple[RenderedFile, ...]) -> tuple[FileChange, ...]:
+    before = {f.path: f for f in old}
+    after = {f.path: f for f in new}
+    changes: list[FileChange] = []
+    for path in sorted(set(before) | set(after)):
+        a, b = before.get(path), after.get(path)
+        if a is None and b is not None:
+            changes.append(FileChange(path, Action.CREATE, unified(path, None, b.content)))
+        elif b is None and a is not None:
+            changes.append(FileChange(path, Action.DELETE, unified(path, a.content, None)))
+        elif a is not None and b is not None and (a.content != b.content or a.secrets != b.secrets):
+            changes.append(FileChange(path, Action.UPDATE, unified(path, a.content, b.content)))
+    return tuple(changes)
+
+
+def _dd_path(path: str) -> str:
+    """deepdiff's ``root['env']['A']`` → ``env.A``."""
+    out = path.removeprefix("root")
+    out = out.replace("']['", ".").replace("['", ".").replace("']", "")
+    return out.lstrip(".")
+
+
+def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    dd = DeepDiff(dict(old), dict(new), ignore_order=False, verbose_level=2)
+    out: list[FieldChange] = []
+    for path, change in dd.get("values_changed", {}).items():
+        out.append(FieldChange(_dd_path(path), "changed", change.get("old_value"), change.get("new_value")))
+    for path, change in dd.get("type_changes", {}).items():
+        out.append(FieldChange(_dd_path(path), "changed", change.get("old_value"), change.get("new_value")))
+    for key in ("dictionary_item_added", "iterable_item_added"):
+        for path, value in dd.get(key, {}).items():
+            out.append(FieldChange(_dd_path(path), "added", None, value))
+    for key in ("dictionary_item_removed", "iterable_item_removed"):
+        for path, value in dd.get(key, {}).items():
+            out.append(FieldChange(_dd_path(path), "removed", value, None))
+    return tuple(sorted(out, key=lambda c: c.path))
+
+
+def _container(inst: InstanceConfig) -> dict[str, Any]:
+    return inst.container.model_dump(mode="json", by_alias=True)
+
+
+def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> InstanceChange:
+    if old is None and new is not None:
+        return InstanceChange(
+            new.name,
+            Action.CREATE,
+            None,
+            diff_files((), new.files),
+            diff_fields({}, _container(new)),
+            None,
+            new.configHash,
+        )
+    if new is None and old is not None:
+        return InstanceChange(
+            old.name, Action.DELETE, None, diff_files(old.files, ()), (), old.configHash, None
+        )
+    assert old is not None and new is not None
+    if old.configHash == new.configHash:
+        return InstanceChange(new.name, Action.UNCHANGED, None, (), (), old.configHash, new.configHash)
+    files = diff_files(old.files, new.files)
+    fields = diff_fields(_container(old), _container(new))
+    if old.specHash != new.specHash:
+        kind = ChangeKind.RECREATE
+    elif old.filesHash != new.filesHash:
+        kind = ChangeKind.RESTART
+    else:
+        kind = ChangeKind.STOP if new.paused else ChangeKind.START
+    if old.paused != new.paused:
+        fields = (*fields, FieldChange("paused", "changed", old.paused, new.paused))
+    return InstanceChange(new.name, Action.UPDATE, kind, files, fields, old.configHash, new.configHash)
+
+
+def diff_node(name: str, old: NodeConfig | None, new: NodeConfig | None) -> NodeChange:
+    if old is not None and new is not None and old.configHash == new.configHash:
+        return NodeChange(name, Action.UNCHANGED, old.configHash, new.configHash)
+    before = {i.name: i for i in old.instances} if old else {}
+    after = {i.name: i for i in new.instances} if new else {}
+    instances = tuple(
+        change
+        for change in (diff_instance(before.get(n), after.get(n)) for n in sorted(set(before) | set(after)))
+        if change.action is not Action.UNCHANGED
+    )
+    if old is None:
+        action = Action.CREATE
+    elif new is None:
+        action = Action.DELETE
+    else:
+        action = Action.UPDATE
+    return NodeChange(
+        name, action, old.configHash if old else None, new.configHash if new else None, instances
+    )
+
+
+def compute_plan(desired: Mapping[str, NodeConfig], stored: Mapping[str, NodeConfig]) -> Plan:
+    names = sorted(set(desired) | set(stored))
+    return Plan(tuple(diff_node(n, stored.get(n), desired.get(n)) for n in names))
+
+
+def removes_every_instance(
+    plan: Plan, desired: Mapping[str, NodeConfig], stored: Mapping[str, NodeConfig]
+) -> bool:
+    """True when the stored fleet runs instances and the desired one runs none (DESIGN §9.17)."""
+    had = sum(len(c.instances) for c in stored.values())
+    has = sum(len(c.instances) for c in desired.values())
+    return had > 0 and has == 0 and not plan.empty

@@ -1,0 +1,165 @@
+"""What one node must run: the compiled, rendered desired state the coordinator sends to that node's agent.
+
+``NodeConfig`` is pure data (no generation: the store assigns generations); ``AgentConfigMessage`` is the
+``AgentConfig`` Kafka message (topic 210), a NodeConfig plus generation, schema version and send time.
+Hashes (DESIGN §9.4): ``specHash`` over the container spec (a change → recreate), ``filesHash`` over the rendered
+files (a change → rewrite + restart), the instance ``configHash`` over both and ``paused`` (it is the
+``io.dsfleet.config-hash`` label), the node ``configHash`` over its instances' names and hashes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.hashing import canonical_hash, sha256_hex
+
+LABEL_MANAGED = "io.dsfleet.managed"
+LABEL_INSTANCE = "io.dsfleet.instance"
+LABEL_CONFIG_HASH = "io.dsfleet.config-hash"
+LABEL_GENERATION = "io.dsfleet.generation"
+CONFIGS_DIR = "/workspace/configs"
+ENGINE_DIR = "/workspace/build"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class MountSpec(_Wire):
+    """``configs`` = the instance's rendered-files directory on the host (read-only), chosen by the agent."""
+
+    type: Literal["configs", "volume", "bind"]
+    source: str = ""
+    target: str
+    readOnly: bool = True
+
+
+class EnvSecret(_Wire):
+    secretRef: str
+    key: str = "password"
+
+
+class RestartPolicySpec(_Wire):
+    name: Literal["unless-stopped", "on-failure", "no"]
+    maximumRetryCount: int = 0
+
+
+class HealthCheckSpec(_Wire):
+    test: tuple[str, ...]
+    intervalSeconds: int
+    timeoutSeconds: int
+    retries: int
+    startPeriodSeconds: int
+
+
+class ContainerSpec(_Wire):
+    image: str
+    command: tuple[str, ...] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    envSecrets: dict[str, EnvSecret] = Field(default_factory=dict)
+    workingDir: str | None = None
+    mounts: tuple[MountSpec, ...] = ()
+    engineVolume: str
+    """Named volume for TensorRT engines; the agent recreates it when the image changes."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    restartPolicy: RestartPolicySpec
+    gpus: tuple[str, ...] = ()
+    """Host GPU ids for the device request (none when the host has no NVIDIA runtime)."""
+    shmSize: str = "1g"
+    networkMode: str = "host"
+    ipc: str | None = None
+    privileged: bool = False
+    securityOpt: tuple[str, ...] = ()
+    healthCheck: HealthCheckSpec | None = None
+
+
+class RenderedFile(_Wire):
+    path: str
+    """Name inside the configs directory."""
+    content: str
+    secrets: tuple[str, ...] = ()
+    """Secret refs whose placeholders the agent fills in (the file is then written 0600)."""
+
+    @property
+    def digest(self) -> str:
+        return sha256_hex(self.content)
+
+
+class InstanceConfig(_Wire):
+    name: str
+    layout: str
+    paused: bool = False
+    cameras: tuple[str, ...] = ()
+    container: ContainerSpec
+    files: tuple[RenderedFile, ...]
+    specHash: str
+    filesHash: str
+    configHash: str
+
+
+class NodeConfig(_Wire):
+    node: str
+    configHash: str
+    instances: tuple[InstanceConfig, ...] = ()
+
+    def instance(self, name: str) -> InstanceConfig | None:
+        for inst in self.instances:
+            if inst.name == name:
+                return inst
+        return None
+
+
+class AgentConfigMessage(_Wire):
+    """Topic ``AgentConfig`` (210), key = node name. A tombstone (null value) removes the node."""
+
+    schema_: Literal["dsfleet.agent-config/v1"] = Field("dsfleet.agent-config/v1", alias="schema")
+    sent_at: str
+    node: str
+    generation: int
+    configHash: str
+    instances: tuple[InstanceConfig, ...] = ()
+
+
+def spec_hash(container: ContainerSpec) -> str:
+    return canonical_hash(container.model_dump(mode="json", by_alias=True))
+
+
+def files_hash(files: tuple[RenderedFile, ...]) -> str:
+    return canonical_hash(sorted([f.path, f.digest, list(f.secrets)] for f in files))
+
+
+def instance_hash(spec: str, files: str, paused: bool) -> str:
+    return canonical_hash({"spec": spec, "files": files, "paused": paused})
+
+
+def node_hash(instances: tuple[InstanceConfig, ...]) -> str:
+    return canonical_hash(sorted([i.name, i.configHash] for i in instances))
+
+
+def build_instance(
+    name: str,
+    layout: str,
+    paused: bool,
+    cameras: tuple[str, ...],
+    container: ContainerSpec,
+    files: tuple[RenderedFile, ...],
+) -> InstanceConfig:
+    s, f = spec_hash(container), files_hash(files)
+    return InstanceConfig(
+        name=name,
+        layout=layout,
+        paused=paused,
+        cameras=cameras,
+        container=container,
+        files=files,
+        specHash=s,
+        filesHash=f,
+        configHash=instance_hash(s, f, paused),
+    )
+
+
+def build_node(node: str, instances: list[InstanceConfig]) -> NodeConfig:
+    ordered = tuple(sorted(instances, key=lambda i: i.name))
+    return NodeConfig(node=node, configHash=node_hash(ordered), instances=ordered)
