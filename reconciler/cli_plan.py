@@ -1,0 +1,389 @@
+"""``dsfleet diff``, ``apply``, ``render`` and ``history``: the offline GitOps workflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.reports import finding_json, print_findings, use_color
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+AGENT_CONFIG_TOPIC = "AgentConfig"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "diff",
+        help="dry run: what apply would change, node by node and file by file",
+        description="Compare the manifests with the last applied revision in the store (never the live fleet) "
+        "and print what would change: nodes, instances (restart when only files change, recreate when the "
+        "container spec changes) and unified diffs of rendered files. Never writes or migrates the store; a "
+        "missing store counts as empty.",
+        epilog="exit: 0 no changes, 1 changes, 2 invalid manifests or error",
+    )
+    p.add_argument("path", metavar="PATH", help="manifests directory or file")
+    p.add_argument(
+        "--db", metavar="URL", help="store URL (default: settings, else sqlite:///./.dsfleet/state.db)"
+    )
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.add_argument("--show-unchanged", action="store_true", help="also list nodes that do not change")
+    p.set_defaults(handler=cmd_diff)
+
+    p = sub.add_parser(
+        "apply",
+        help="store a revision and queue the changed node configs",
+        description="Validate the manifests, store them as a revision (source cli; git commit/author/message "
+        "when PATH is in a git work tree) and queue exactly the changed nodes' configs for their agents. An "
+        "invalid set is stored as a rejected revision and changes nothing else.",
+        epilog="exit: 0 applied (or nothing to do), 1 rejected, 2 error",
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--db", metavar="URL")
+    p.add_argument(
+        "--allow-prune-all",
+        action="store_true",
+        help="allow an apply that removes every instance of the fleet (refused by default: an empty or "
+        "wrongly mounted directory looks exactly like that)",
+    )
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(handler=cmd_apply)
+
+    p = sub.add_parser(
+        "render",
+        help="print or write the exact files an instance's agent will write",
+        description="Render one instance's DeepStream files as the agent will write them to /workspace/configs "
+        "(credentials stay ${secret:...} placeholders: the agent fills them in).",
+    )
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--instance", required=True, metavar="NAME")
+    p.add_argument("--out", metavar="DIR", help="write the files into DIR instead of printing them")
+    p.set_defaults(handler=cmd_render)
+
+    p = sub.add_parser("history", help="list stored revisions", description="Revisions, newest first.")
+    p.add_argument("--db", metavar="URL")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(handler=cmd_history)
+
+
+def _desired(path: str) -> Any:
+    from reconciler.desired import desired_state
+
+    if not Path(path).exists():
+        print(f"dsfleet: error: {path}: no such file or directory", file=sys.stderr)
+        return None
+    return desired_state([path])
+
+
+def _stored_configs(store: Any) -> dict[str, Any]:
+    from schemas.nodeconfigs import NodeConfig
+
+    return {name: NodeConfig.model_validate(s.payload) for name, s in store.latest_node_configs().items()}
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from reconciler.errors import DsfleetError
+    from reconciler.planreports import plan_json, plan_text
+    from reconciler.plans import compute_plan
+    from reconciler.settings import coordinator_settings
+    from reconciler.store import Store
+
+    desired = _desired(args.path)
+    if desired is None:
+        return EXIT_ERROR
+    loaded = desired.loaded
+    if desired.configs is None:
+        if args.output == "json":
+            json.dump(
+                {
+                    "schema": "dsfleet.diff/v1",
+                    "valid": False,
+                    "findings": [finding_json(f) for f in loaded.findings],
+                },
+                sys.stdout,
+                indent=2,
+            )
+            sys.stdout.write("\n")
+        print_findings(loaded.findings)
+        print(
+            f"dsfleet diff: {len(loaded.errors)} errors in the manifests; nothing to compare", file=sys.stderr
+        )
+        return EXIT_ERROR
+    try:
+        store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
+        try:
+            stored = _stored_configs(store)
+        finally:
+            store.close()
+    except DsfleetError as exc:
+        print(f"dsfleet diff: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    plan = compute_plan(desired.configs, stored)
+    if loaded.warnings and args.output == "text":
+        print_findings(loaded.warnings)
+    if args.output == "json":
+        out = plan_json(plan)
+        out["valid"] = True
+        out["findings"] = [finding_json(f) for f in loaded.findings]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(plan_text(plan, color=use_color(sys.stdout), show_unchanged=args.show_unchanged))
+    return EXIT_OK if plan.empty else EXIT_FAIL
+
+
+def agent_config_encoder(now: datetime, topic_prefix: str = "") -> Any:
+    """``encode(node, generation, payload)`` → the AgentConfig outbox row (tombstone when payload is None)."""
+    from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
+
+    def encode(
+        node: str, generation: int, payload: dict[str, Any] | None
+    ) -> tuple[str, str, bytes | None, dict[str, str]]:
+        topic = topic_prefix + AGENT_CONFIG_TOPIC
+        if payload is None:
+            return topic, node, None, {"schema": "dsfleet.agent-config/v1", "generation": str(generation)}
+        config = NodeConfig.model_validate(payload)
+        message = AgentConfigMessage(
+            sent_at=now.isoformat(),
+            node=node,
+            generation=generation,
+            configHash=config.configHash,
+            instances=config.instances,
+        )
+        value = message.model_dump_json(by_alias=True).encode()
+        return topic, node, value, {"schema": "dsfleet.agent-config/v1", "generation": str(generation)}
+
+    return encode
+
+
+def inventory(desired: Any) -> Any:
+    from reconciler.store import CameraRow, InstanceRow, Inventory, NodeRow
+
+    fleet = desired.fleet
+    owner = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
+    configs = desired.configs or {}
+    compiled = {i.name: i for c in configs.values() for i in c.instances}
+    nodes = [
+        NodeRow(
+            name=n.name,
+            hostname=n.hostname,
+            node_id=n.spec.nodeId,
+            labels=dict(n.metadata.labels),
+            capacity=n.spec.capacity,
+            gpus=tuple(n.spec.gpus),
+        )
+        for n in fleet.nodes.values()
+    ]
+    cameras = [
+        CameraRow(
+            name=c.name,
+            camera_id=c.spec.cameraId,
+            url=c.spec.url,
+            secret_ref=c.spec.credentials.secretRef if c.spec.credentials else None,
+            encoding=c.spec.encoding,
+            type=c.spec.source_type.value,
+            width=c.spec.width,
+            height=c.spec.height,
+            labels=dict(c.metadata.labels),
+            instance=owner.get(c.name),
+        )
+        for c in fleet.cameras.values()
+    ]
+    instances = []
+    for name, res in desired.resolved.items():
+        spec = res.instance.spec
+        comp = compiled.get(name)
+        instances.append(
+            InstanceRow(
+                name=name,
+                node=spec.node,
+                gpu=spec.gpu,
+                image=res.image,
+                layout=spec.layout,
+                app_type=getattr(spec.app, "appType", None),
+                profile=spec.profile,
+                paused=spec.paused,
+                camera_count=len(res.cameras),
+                spec_hash=comp.specHash if comp else None,
+                files_hash=comp.filesHash if comp else None,
+                config_hash=comp.configHash if comp else None,
+            )
+        )
+    return Inventory(nodes=nodes, cameras=cameras, instances=instances)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from reconciler.errors import DsfleetError
+    from reconciler.gitinfo import git_info
+    from reconciler.planreports import plan_text, summary, summary_line
+    from reconciler.plans import compute_plan, removes_every_instance
+    from reconciler.settings import coordinator_settings
+    from reconciler.store import NewRevision, NodeChange, Store
+
+    desired = _desired(args.path)
+    if desired is None:
+        return EXIT_ERROR
+    loaded = desired.loaded
+    settings = coordinator_settings(db=args.db)
+    now = datetime.now(UTC)
+    git = git_info(args.path)
+    rev = NewRevision(
+        source="cli",
+        created_at=now,
+        manifests_hash=loaded.digest,
+        git_commit=(git.commit + ("-dirty" if git.dirty else "")) if git else None,
+        git_author=git.author if git else None,
+        git_message=git.message if git else None,
+    )
+    try:
+        _ensure_parent(settings.db)
+        store = Store.open(settings.db)
+    except DsfleetError as exc:
+        print(f"dsfleet apply: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        if desired.configs is None:
+            print_findings(loaded.findings)
+            rid = store.record_rejected(rev, [finding_json(f) for f in loaded.errors])
+            print(f"revision {rid} rejected: {len(loaded.errors)} errors; the last good revision keeps running",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_FAIL
+        if loaded.warnings:
+            print_findings(loaded.warnings)
+        stored = _stored_configs(store)
+        plan = compute_plan(desired.configs, stored)
+        if removes_every_instance(plan, desired.configs, stored) and not args.allow_prune_all:
+            print(
+                "dsfleet apply: refused: this would remove every instance of the fleet (an empty or wrongly "
+                "mounted manifests directory looks like this); re-run with --allow-prune-all if you mean it",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        changes = []
+        for node in plan.changed:
+            config = desired.configs.get(node.name)
+            if config is None:
+                changes.append(NodeChange(node=node.name, config_hash=None, payload=None))
+            else:
+                changes.append(
+                    NodeChange(
+                        node=node.name, config_hash=config.configHash, payload=config.model_dump(mode="json")
+                    )
+                )
+        applied = store.apply_revision(
+            rev, changes, inventory(desired), agent_config_encoder(now, settings.topic_prefix)
+        )
+    except DsfleetError as exc:
+        print(f"dsfleet apply: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        store.close()
+    if args.output == "json":
+        json.dump(
+            {
+                "schema": "dsfleet.apply/v1",
+                "revision": applied.revision_id,
+                "generations": dict(applied.generations),
+                "outbox": list(applied.outbox_ids),
+                "summary": summary(plan),
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        if not plan.empty:
+            sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
+        gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
+        print(
+            f"revision {applied.revision_id} applied: {len(applied.outbox_ids)} node configs queued"
+            + (f" ({gens})" if gens else " (nothing changed)")
+        )
+        if plan.empty:
+            print(summary_line(plan))
+    return EXIT_OK
+
+
+def _ensure_parent(url: str) -> None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    desired = _desired(args.path)
+    if desired is None:
+        return EXIT_ERROR
+    loaded = desired.loaded
+    if args.instance not in desired.fleet.instances:
+        print(f"dsfleet render: error: no DsInstance named {args.instance!r}", file=sys.stderr)
+        return EXIT_ERROR
+    if not loaded.ok:
+        print_findings(loaded.findings)
+        return EXIT_FAIL
+    from reconciler.compiling import compile_instance
+
+    config = compile_instance(desired.fleet, desired.resolved[args.instance])
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in config.files:
+            (out / f.path).write_text(f.content, encoding="utf-8")
+        print(f"wrote {len(config.files)} files to {out}")
+    else:
+        for f in config.files:
+            print(f"==> {f.path} <==")
+            sys.stdout.write(f.content if f.content.endswith("\n") else f.content + "\n")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from reconciler.errors import DsfleetError
+    from reconciler.settings import coordinator_settings
+    from reconciler.store import Store
+
+    try:
+        store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
+        try:
+            revisions = store.revisions(limit=args.limit)
+        finally:
+            store.close()
+    except DsfleetError as exc:
+        print(f"dsfleet history: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if args.output == "json":
+        json.dump(
+            [
+                {
+                    "id": r.id,
+                    "created_at": r.created_at.isoformat(),
+                    "source": r.source,
+                    "git_commit": r.git_commit,
+                    "git_author": r.git_author,
+                    "git_message": r.git_message,
+                    "accepted": r.accepted,
+                    "nodes_changed": r.nodes_changed,
+                    "errors": list(r.errors),
+                }
+                for r in revisions
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return EXIT_OK
+    if not revisions:
+        print("no revisions yet")
+        return EXIT_OK
+    print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<7}  {'COMMIT':<12}  {'STATUS':<8}  NODES CHANGED")
+    for r in revisions:
+        status = "accepted" if r.accepted else "rejected"
+        commit = (r.git_commit or "-")[:12]
+        when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        extra = f"  ({len(r.errors)} errors)" if not r.accepted else ""
+        print(f"{r.id:>5}  {when:<19}  {r.source:<7}  {commit:<12}  {status:<8}  {r.nodes_changed}{extra}")
+    return EXIT_OK
