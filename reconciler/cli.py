@@ -166,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result: int = args.handler(args)
+        handler = getattr(args, "handler", None) or args.func
+        result: int = handler(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
