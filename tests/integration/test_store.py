@@ -1,0 +1,581 @@
+"""The store against real databases: a SQLite file and a throw-away PostgreSQL server (same tests)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from reconciler import store as store_module
+from reconciler.errors import DsfleetError, PermanentError, TemporaryError
+from reconciler.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    CameraRow,
+    InstanceRow,
+    Inventory,
+    NewRevision,
+    NodeChange,
+    NodeRow,
+    PermanentStoreError,
+    Store,
+    StoreError,
+    TemporaryStoreError,
+    default_url,
+)
+from schemas.hashing import canonical_hash, canonical_json
+
+pytest_plugins = ("pg",)
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+CANARY = "canary-Pa55word!%40"
+TABLES = {
+    "schema_version",
+    "revisions",
+    "nodes",
+    "cameras",
+    "instances",
+    "node_configs",
+    "node_generations",
+    "outbox",
+    "observed",
+    "events",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state/state.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with Store.open(url) as s:
+        yield s
+
+
+def rev(n: int = 0, *, source: str = "cli", **kw: Any) -> NewRevision:
+    return NewRevision(
+        source=source, created_at=T0 + timedelta(minutes=n), manifests_hash=canonical_hash(n), **kw
+    )
+
+
+def payload(node: str, version: int) -> dict[str, Any]:
+    return {
+        "node": node,
+        "instances": {
+            f"{node}-a": {
+                "files": {
+                    "source_list.json": f'{{"address": "rtsp://${{secret:cam-{version}}}@10.0.0.{version}/"}}'
+                }
+            }
+        },
+        "version": version,
+    }
+
+
+def change(node: str, version: int) -> NodeChange:
+    body = payload(node, version)
+    return NodeChange(node=node, config_hash=canonical_hash(body), payload=body)
+
+
+def delete(node: str) -> NodeChange:
+    return NodeChange(node=node, config_hash=None, payload=None)
+
+
+def encode(
+    node: str, generation: int, body: dict[str, Any] | None
+) -> tuple[str, str, bytes | None, dict[str, str]]:
+    value = None if body is None else canonical_json({"generation": generation, "config": body}).encode()
+    return "AgentConfig", node, value, {"generation": str(generation), "node": node}
+
+
+def inventory(*nodes: str, password_in_url: str | None = None) -> Inventory:
+    userinfo = f"admin:{password_in_url}@" if password_in_url else ""
+    return Inventory(
+        nodes=[
+            NodeRow(name=n, hostname=f"{n}.lan", labels={"zone": "a"}, capacity=8, gpus=(0, 1)) for n in nodes
+        ],
+        instances=[
+            InstanceRow(name=f"{n}-a", node=n, image="ds:7.0", app_type="NORMAL", camera_count=1)
+            for n in nodes
+        ]
+        + [InstanceRow(name="spare", node=None, camera_count=0)],
+        cameras=[
+            CameraRow(
+                name=f"cam-{n}",
+                camera_id=str(i),
+                url=f"rtsp://{userinfo}10.0.0.{i}/main",
+                secret_ref=f"cam-{n}",
+                encoding="h265",
+                type="rtsp",
+                width=1920,
+                height=1080,
+                instance=f"{n}-a",
+            )
+            for i, n in enumerate(nodes, start=1)
+        ]
+        + [CameraRow(name="loose", camera_id="99", url="file:///media/loose.mp4", type="file")],
+    )
+
+
+def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, as stored."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            out: dict[str, list[tuple[Any, ...]]] = {}
+            for name in sorted(sa.inspect(conn).get_table_names()):
+                table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                out[name] = [tuple(r) for r in conn.execute(sa.select(table))]
+            return out
+    finally:
+        engine.dispose()
+
+
+def dump_text(url: str) -> str:
+    parts = []
+    for name, rows in dump(url).items():
+        for row in rows:
+            for value in row:
+                parts.append(
+                    bytes(value).decode("utf-8", "replace")
+                    if isinstance(value, bytes | memoryview)
+                    else str(value)
+                )
+        parts.append(name)
+    return "\n".join(parts)
+
+
+def without(tables: dict[str, list[tuple[Any, ...]]], *names: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {k: sorted(v, key=repr) for k, v in tables.items() if k not in names}
+
+
+# ------------------------------------------------------------------------------------------------ migrations
+
+
+def test_migrates_an_empty_database_and_reopening_is_idempotent(url: str) -> None:
+    with Store.open(url) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+    first = dump(url)
+    assert set(first) >= TABLES
+    assert [r[0] for r in sorted(first["schema_version"])] == [m.version for m in MIGRATIONS]
+    with Store.open(url) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.migrate() == SCHEMA_VERSION
+    assert dump(url) == first
+
+
+def test_opening_an_older_database_upgrades_it(url: str) -> None:
+    with Store.open(url, migrate=False) as s:
+        assert s.schema_version() is None
+        assert s.migrate(target=1) == 1
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        assert "node_generations" not in sa.inspect(conn).get_table_names()
+        conn.execute(
+            sa.text(
+                "INSERT INTO revisions (created_at, source, manifests_hash, accepted, errors, nodes_changed)"
+                " VALUES (:t, 'cli', 'h', :yes, '[]', 1)"
+            ),
+            {"t": T0, "yes": True},
+        )
+        revision_id = conn.execute(sa.text("SELECT max(id) FROM revisions")).scalar_one()
+        for generation in (1, 2, 3):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO node_configs (node, generation, config_hash, payload, revision_id, deleted)"
+                    " VALUES ('n1', :g, 'x', '{}', :r, :no)"
+                ),
+                {"g": generation, "r": revision_id, "no": False},
+            )
+    engine.dispose()
+    with Store.open(url) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.node_generation("n1") == 3  # backfilled by migration 2
+        applied = s.apply_revision(rev(1), [change("n1", 4)], None, encode)
+        assert applied.generations == {"n1": 4}
+
+
+def test_a_database_newer_than_the_code_is_refused(url: str) -> None:
+    with Store.open(url):
+        pass
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schema_version (version, description) VALUES (99, 'future')"))
+    engine.dispose()
+    for readonly in (False, True):
+        with pytest.raises(PermanentStoreError, match="version 99 is newer"):
+            Store.open(url, readonly=readonly)
+
+
+def test_a_database_that_is_not_a_dsfleet_store_is_refused(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE cameras (id INTEGER PRIMARY KEY, password VARCHAR)"))
+    engine.dispose()
+    with pytest.raises(PermanentStoreError, match="not a dsfleet store"):
+        Store.open(url)
+    assert set(dump(url)) == {"cameras"}
+
+
+def test_readonly_open_of_a_missing_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "nothing" / "state.db"
+    with Store.open(f"sqlite:///{target}", readonly=True) as s:
+        assert s.empty_fallback
+        assert s.latest_node_configs() == {}
+        assert s.revisions() == []
+        assert s.last_accepted_revision() is None
+        assert s.pending_outbox(10) == []
+        assert s.legacy_cameras() == [] and s.legacy_agents() == [] and s.legacy_ds_instances() == []
+        with pytest.raises(PermanentStoreError, match="read-only"):
+            s.record_rejected(rev(), [])
+    assert not (tmp_path / "nothing").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_url_creates_nothing_until_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert default_url() == "sqlite:///./.dsfleet/state.db"
+    assert default_url(tmp_path / "st") == f"sqlite:///{tmp_path}/st/state.db"
+    with Store.open(default_url(), readonly=True) as s:
+        assert s.revisions() == []
+    assert not (tmp_path / ".dsfleet").exists()
+    with Store.open(default_url()) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+    assert (tmp_path / ".dsfleet" / "state.db").is_file()
+
+
+def test_readonly_open_reads_but_never_writes_or_migrates(url: str) -> None:
+    with Store.open(url) as s:
+        s.apply_revision(rev(), [change("n1", 1)], inventory("n1"), encode)
+    before = dump(url)
+    with Store.open(url, readonly=True) as s:
+        assert not s.empty_fallback
+        assert set(s.latest_node_configs()) == {"n1"}
+        with pytest.raises(PermanentStoreError, match="read-only"):
+            s.apply_revision(rev(1), [change("n1", 2)], None, encode)
+        with pytest.raises(PermanentStoreError, match="read-only"):
+            s.migrate()
+    assert dump(url) == before
+
+
+def test_readonly_open_of_an_uninitialised_database_reads_as_empty(url: str) -> None:
+    with Store.open(url, readonly=True) as s:
+        assert s.empty_fallback
+        assert s.latest_node_configs() == {}
+    if url.startswith("sqlite"):
+        assert not Path(url.removeprefix("sqlite:///")).exists()
+    else:
+        assert dump(url) == {}
+
+
+def test_readonly_open_of_an_older_sqlite_file_reads_an_upgraded_copy(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state.db"
+    with Store.open(url, migrate=False) as s:
+        s.migrate(target=1)
+    with Store.open(url, readonly=True) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        assert s.latest_node_configs() == {}
+    with sqlite3.connect(tmp_path / "state.db") as raw:
+        assert raw.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "node_generations" not in tables
+
+
+def test_sqlite_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as s:
+        s.apply_revision(rev(), [], inventory("n1"), encode)
+    with sqlite3.connect(tmp_path / "state.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# ------------------------------------------------------------------------------------------------ revisions
+
+
+def test_generations_start_at_one_and_count_per_node(store: Store) -> None:
+    a = store.apply_revision(rev(1), [change("n1", 1), change("n2", 1)], inventory("n1", "n2"), encode)
+    b = store.apply_revision(rev(2), [change("n1", 2)], inventory("n1", "n2"), encode)
+    c = store.apply_revision(rev(3), [change("n1", 3), change("n2", 2)], inventory("n1", "n2"), encode)
+    assert (a.generations, b.generations, c.generations) == (
+        {"n1": 1, "n2": 1},
+        {"n1": 2},
+        {"n1": 3, "n2": 2},
+    )
+    latest = store.latest_node_configs()
+    assert {n: (cfg.generation, cfg.revision_id) for n, cfg in latest.items()} == {
+        "n1": (3, c.revision_id),
+        "n2": (2, c.revision_id),
+    }
+    assert latest["n1"].payload == payload("n1", 3)
+    assert latest["n1"].config_hash == canonical_hash(payload("n1", 3))
+    assert a.revision_id < b.revision_id < c.revision_id
+
+
+def test_generations_are_never_reused_after_delete_and_recreate(store: Store, url: str) -> None:
+    store.apply_revision(rev(1), [change("n1", 1), change("n2", 1)], inventory("n1", "n2"), encode)
+    deleted = store.apply_revision(rev(2), [delete("n1")], inventory("n2"), encode)
+    assert deleted.generations == {"n1": 2}
+    assert set(store.latest_node_configs()) == {"n2"}
+    assert store.node_generation("n1") == 2
+    recreated = store.apply_revision(rev(3), [change("n1", 1)], inventory("n1", "n2"), encode)
+    assert recreated.generations == {"n1": 3}
+    assert store.latest_node_configs()["n1"].generation == 3
+
+    rows = sorted(r for r in dump(url)["node_configs"] if r[1] == "n1")
+    tombstones = [r for r in rows if r[6]]
+    assert len(tombstones) == 1
+    _id, _node, generation, config_hash, body, revision_id, _deleted = tombstones[0]
+    assert (generation, config_hash, body, revision_id) == (2, None, None, deleted.revision_id)
+
+
+def test_a_deletion_publishes_a_tombstone(store: Store) -> None:
+    store.apply_revision(rev(1), [change("n1", 1)], inventory("n1"), encode)
+    applied = store.apply_revision(rev(2), [delete("n1")], inventory(), encode)
+    pending = {row.id: row for row in store.pending_outbox(10)}
+    tombstone = pending[applied.outbox_ids[0]]
+    assert (tombstone.topic, tombstone.key, tombstone.value) == ("AgentConfig", "n1", None)
+    assert tombstone.headers == {"generation": "2", "node": "n1"}
+    assert store.latest_node_configs() == {}
+    assert store.legacy_agents() == []
+
+
+def test_apply_is_all_or_nothing_when_encode_raises(store: Store, url: str) -> None:
+    store.apply_revision(rev(1), [change("n1", 1)], inventory("n1"), encode)
+    before = dump(url)
+
+    def failing(
+        node: str, generation: int, body: dict[str, Any] | None
+    ) -> tuple[str, str, bytes | None, dict[str, str]]:
+        if node == "n3":
+            raise RuntimeError("broker schema exploded")
+        return encode(node, generation, body)
+
+    with pytest.raises(RuntimeError, match="exploded"):
+        store.apply_revision(
+            rev(2), [change("n1", 2), change("n2", 1), change("n3", 1)], inventory("n1", "n2", "n3"), failing
+        )
+    assert dump(url) == before
+    assert store.node_generation("n1") == 1 and store.node_generation("n2") == 0
+    assert [r.id for r in store.revisions()] == [1]
+
+
+def test_apply_is_all_or_nothing_when_the_database_refuses(store: Store, url: str) -> None:
+    store.apply_revision(rev(1), [change("n1", 1)], inventory("n1"), encode)
+    before = dump(url)
+    bad = Inventory(
+        nodes=[NodeRow(name="n1")],
+        cameras=[CameraRow(name="c", camera_id="1", url="rtsp://10.0.0.1/", instance="no-such-instance")],
+    )
+    with pytest.raises(PermanentStoreError) as info:
+        store.apply_revision(rev(2), [change("n1", 2)], bad, encode)
+    assert isinstance(info.value, DsfleetError) and isinstance(info.value, PermanentError)
+    assert dump(url) == before
+
+
+def test_invalid_changes_are_refused_before_anything_is_written(store: Store, url: str) -> None:
+    before = dump(url)
+    with pytest.raises(ValueError, match="twice"):
+        store.apply_revision(rev(1), [change("n1", 1), change("n1", 2)], None, encode)
+    with pytest.raises(ValueError, match="both"):
+        NodeChange(node="n1", config_hash="x", payload=None)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        NewRevision(source="cli", created_at=datetime(2025, 1, 1), manifests_hash="h")
+    with pytest.raises(ValueError, match="source"):
+        NewRevision(source="ftp", created_at=T0, manifests_hash="h")
+    assert dump(url) == before
+
+
+def test_rejected_revisions_change_nothing_else(store: Store, url: str) -> None:
+    good = store.apply_revision(rev(1), [change("n1", 1)], inventory("n1"), encode)
+    before = dump(url)
+    errors: list[dict[str, Any]] = [
+        {
+            "severity": "error",
+            "rule": "schema",
+            "message": "spec.url: invalid",
+            "location": {"file": "a.yaml"},
+        },
+        {"severity": "error", "rule": "dns-label", "message": "metadata.name: not a DNS label"},
+    ]
+    rejected_id = store.record_rejected(rev(2, source="watch", git_commit="abc123"), errors)
+    after = dump(url)
+    assert without(after, "revisions") == without(before, "revisions")
+    assert len(after["revisions"]) == len(before["revisions"]) + 1
+
+    record = store.revision(rejected_id)
+    assert record is not None
+    assert (record.accepted, record.source, record.git_commit, record.nodes_changed) == (
+        False,
+        "watch",
+        "abc123",
+        0,
+    )
+    assert list(record.errors) == errors
+    last = store.last_accepted_revision()
+    assert last is not None and last.id == good.revision_id
+    assert [r.id for r in store.revisions()] == [rejected_id, good.revision_id]
+
+
+def test_revisions_keep_git_metadata_and_utc_times(store: Store) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    local = datetime(2025, 3, 1, 14, 0, 0, tzinfo=plus_two)
+    first = store.apply_revision(
+        NewRevision(
+            source="webhook",
+            created_at=local,
+            manifests_hash="m" * 64,
+            git_commit="0123456789abcdef0123456789abcdef01234567",
+            git_author="Ann <ann@example.com>",
+            git_message="fleet: add gate cameras\n\nlong body",
+        ),
+        [change("n1", 1)],
+        inventory("n1"),
+        encode,
+    )
+    for n in range(2, 6):
+        store.record_rejected(rev(n), [])
+    record = store.revision(first.revision_id)
+    assert record is not None
+    assert record.created_at == T0 and record.created_at.tzinfo == UTC
+    assert (record.source, record.git_author, record.git_message) == (
+        "webhook",
+        "Ann <ann@example.com>",
+        "fleet: add gate cameras\n\nlong body",
+    )
+    assert record.nodes_changed == 1 and record.accepted and record.errors == ()
+    assert [r.id for r in store.revisions(limit=2)] == [5, 4]
+    assert store.revision(12345) is None
+
+
+# ------------------------------------------------------------------------------------------------ outbox
+
+
+def test_outbox_has_exactly_one_row_per_change(store: Store) -> None:
+    applied = store.apply_revision(
+        rev(1), [change("n1", 1), change("n2", 1), change("n3", 1)], inventory("n1", "n2", "n3"), encode
+    )
+    assert len(applied.outbox_ids) == 3
+    pending = store.pending_outbox(100)
+    assert [r.id for r in pending] == list(applied.outbox_ids)
+    for row, node in zip(pending, ("n1", "n2", "n3"), strict=True):
+        assert (row.topic, row.key, row.attempts, row.published_at) == ("AgentConfig", node, 0, None)
+        assert row.value == canonical_json({"generation": 1, "config": payload(node, 1)}).encode()
+        assert row.created_at == T0 + timedelta(minutes=1)
+
+    store.apply_revision(rev(2), [], inventory("n1", "n2", "n3"), encode)
+    assert len(store.pending_outbox(100)) == 3  # a revision without changes publishes nothing
+
+    store.record_publish_attempt([applied.outbox_ids[0]])
+    assert store.pending_outbox(1)[0].attempts == 1
+    assert store.mark_published(applied.outbox_ids[:2], T0 + timedelta(hours=1)) == 2
+    assert store.mark_published(applied.outbox_ids[:2], T0 + timedelta(hours=2)) == 0
+    assert [r.id for r in store.pending_outbox(100)] == [applied.outbox_ids[2]]
+    assert store.mark_published([], T0) == 0
+
+
+# ------------------------------------------------------------------------------------------------ inventory
+
+
+def test_inventory_is_replaced_and_nodes_are_soft_deleted(store: Store, url: str) -> None:
+    store.apply_revision(rev(1), [], inventory("n1", "n2"), encode)
+    assert store.record_node_seen("n1", ip="192.0.2.10", seen_at=T0)
+    assert not store.record_node_seen("ghost", ip=None, seen_at=T0)
+    as_mappings = Inventory(
+        nodes=[{"name": "n1", "hostname": "n1.lan", "gpus": (0,)}],
+        instances=[{"name": "n1-a", "node": "n1", "camera_count": 1}],
+        cameras=[{"name": "cam-n1", "camera_id": "1", "url": "rtsp://10.0.0.1/main", "instance": "n1-a"}],
+    )
+    store.apply_revision(rev(2), [], as_mappings, encode)
+    inv = store.inventory()
+    assert [n.name for n in inv.nodes] == ["n1"]
+    assert [(c.name, c.instance) for c in inv.cameras] == [("cam-n1", "n1-a")]
+    assert [i.name for i in inv.instances] == ["n1-a"]
+    nodes = {r[0]: r for r in dump(url)["nodes"]}
+    assert set(nodes) == {"n1", "n2"}  # n2 kept as deleted: its history stays readable
+    agents = store.legacy_agents()
+    assert [(a.agent_name, a.ip_address, a.connected) for a in agents] == [("n1", "192.0.2.10", True)]
+
+
+def test_legacy_views_speak_the_older_terms(store: Store) -> None:
+    store.apply_revision(rev(1), [], inventory("gpu-1"), encode)
+    cameras = {c.name: c for c in store.legacy_cameras()}
+    assert cameras["cam-gpu-1"].ip_address == "10.0.0.1"
+    assert (cameras["cam-gpu-1"].instance_name, cameras["cam-gpu-1"].agent_name) == ("gpu-1-a", "gpu-1")
+    assert (cameras["loose"].instance_name, cameras["loose"].agent_name, cameras["loose"].ip_address) == (
+        None,
+        None,
+        None,
+    )
+    instances = {i.instance_name: i for i in store.legacy_ds_instances()}
+    assert (instances["gpu-1-a"].agent_name, instances["gpu-1-a"].cameras) == ("gpu-1", ("cam-gpu-1",))
+    assert (instances["spare"].agent_name, instances["spare"].cameras) == ("Not assigned", ())
+    assert instances["gpu-1-a"].app_type == "NORMAL"
+    agents = store.legacy_agents()
+    assert [(a.agent_name, a.hostname, a.connected) for a in agents] == [("gpu-1", "gpu-1.lan", False)]
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+
+
+def test_no_password_reaches_the_store_or_its_views(store: Store, url: str) -> None:
+    with pytest.raises(PermanentStoreError) as info:
+        store.apply_revision(rev(1), [change("n1", 1)], inventory("n1", password_in_url=CANARY), encode)
+    assert CANARY not in str(info.value)
+    assert "cam-n1" in str(info.value)
+    assert CANARY not in dump_text(url)
+    assert store.revisions() == []
+
+    store.apply_revision(rev(2), [change("n1", 1)], inventory("n1"), encode)
+    store.record_rejected(
+        rev(3), [{"severity": "error", "rule": "credentials", "message": "spec.url: inline"}]
+    )
+    text = dump_text(url)
+    assert CANARY not in text
+    assert "${secret:cam-1}" in text  # payloads carry placeholders, not values
+    views = [*store.legacy_cameras(), *store.legacy_agents(), *store.legacy_ds_instances()]
+    assert views
+    for view in views:
+        assert not {"password", "username"} & set(vars(view))
+        assert CANARY not in repr(view)
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_a_locked_sqlite_database_is_a_temporary_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
+    url = f"sqlite:///{tmp_path}/state.db"
+    with Store.open(url) as s:
+        blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")
+            with pytest.raises(TemporaryStoreError) as info:
+                s.record_rejected(rev(), [])
+            assert isinstance(info.value, TemporaryError) and isinstance(info.value, StoreError)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert s.record_rejected(rev(), []) == 1
+
+
+def test_an_unreachable_server_is_a_temporary_error(tmp_path: Path) -> None:
+    with pytest.raises(TemporaryStoreError):
+        Store.open(f"postgresql+psycopg://postgres@/dsfleet?host={tmp_path}/no-socket&connect_timeout=2")
+
+
+def test_a_bad_url_is_a_permanent_error() -> None:
+    with pytest.raises(PermanentStoreError):
+        Store.open("not a url")
