@@ -1,0 +1,928 @@
+"""Typed DeepStream config keys: one table per key group, and pydantic models generated from the tables.
+
+The tables (``NVINFER_PROPERTY_KEYS``, ``NVINFER_CLASS_ATTRS_KEYS``, ``PREPROCESS_PROPERTY_KEYS``,
+``PREPROCESS_GROUP_KEYS``, ``CCM_ALIGN_KEYS``) are the single source of truth: for every key they say which GLib
+getter DeepStream reads it with (``ValueKind``), the range or enumeration the parser checks, list lengths, the
+DeepStream version that added it, its replacement if it is deprecated, and whether it is a file path. The models
+(``NvinferProperties``, ``ClassAttrs``, ``PreprocessProperties``, ``PreprocessGroup``, ``CcmAlignProperties``) are
+built from the tables; the key-file renderer uses the table order as the order of keys in a group.
+
+Models address fields by DeepStream spelling (``model.model_dump(by_alias=True, exclude_none=True)``); every field
+is optional. Accepted input forms, and what they normalise to:
+
+* INT: a strict int (no bool, float or string) within the range / enumeration.
+* DOUBLE: an int or a float, stored as float; finite.
+* BOOL: ``true``/``false`` or ``1``/``0``, stored as bool.
+* STRING: a string.
+* lists: a YAML list, or a ``;``-separated string (a trailing ``;`` and spaces around items are fine), stored as
+  a tuple of typed items. ``"3;112;112"`` and ``[3, 112, 112]`` give equal models.
+
+dsfleet extensions: ``batch-size: auto`` (nvinfer; the instance's camera count) and ``auto`` as the first
+(batch) element of ``network-input-shape`` (nvdspreprocess, CCM align). They must be resolved before rendering.
+
+Error messages never contain the input value (``hide_input_in_errors`` and ``PydanticCustomError`` templates).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    create_model,
+    model_serializer,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "AUTO",
+    "CCM_ALIGN_KEYS",
+    "INT32_MAX",
+    "INT32_MIN",
+    "NVINFER_CLASS_ATTRS_KEYS",
+    "NVINFER_PROPERTY_KEYS",
+    "PREPROCESS_GROUP_KEYS",
+    "PREPROCESS_MANDATORY_KEYS",
+    "PREPROCESS_PROPERTY_KEYS",
+    "PROPERTY_MODELS",
+    "PROPERTY_TABLES",
+    "ROI_PARAMS_KEY",
+    "ROI_PARAMS_RE",
+    "CcmAlignProperties",
+    "ClassAttrs",
+    "DeepStreamKeys",
+    "GieFormat",
+    "KeySpec",
+    "NvinferProperties",
+    "PreprocessGroup",
+    "PreprocessProperties",
+    "ValueKind",
+    "key_description",
+    "key_json_schema",
+    "keys_of",
+    "range_text",
+    "spec_for",
+    "validate_value",
+]
+
+AUTO: Final = "auto"
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+
+ROI_PARAMS_KEY: Final = "roi-params-src-<id>"
+"""How the ``roi-params-src-<source id>`` key pattern of ``[group-N]`` is spelled in the tables."""
+ROI_PARAMS_RE: Final = re.compile(r"^roi-params-src-([0-9]+)$")
+
+
+class ValueKind(StrEnum):
+    """The GLib getter DeepStream reads a key with."""
+
+    INT = "int"
+    DOUBLE = "double"
+    BOOL = "bool"
+    STRING = "string"
+    INT_LIST = "int-list"
+    DOUBLE_LIST = "double-list"
+    STRING_LIST = "string-list"
+
+    @property
+    def is_list(self) -> bool:
+        return self in (ValueKind.INT_LIST, ValueKind.DOUBLE_LIST, ValueKind.STRING_LIST)
+
+    @property
+    def item_kind(self) -> ValueKind:
+        """The kind of one list item (the kind itself for scalars)."""
+        return _ITEM_KIND.get(self, self)
+
+
+_ITEM_KIND: Final = {
+    ValueKind.INT_LIST: ValueKind.INT,
+    ValueKind.DOUBLE_LIST: ValueKind.DOUBLE,
+    ValueKind.STRING_LIST: ValueKind.STRING,
+}
+
+
+class GieFormat(StrEnum):
+    NVINFER = "nvinfer"
+    NVDSPREPROCESS = "nvdspreprocess"
+    CCM_ALIGN = "ccm-align"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One DeepStream key.
+
+    For lists, ``minimum``/``maximum``/``choices`` apply to each item. ``length`` is an exact item count,
+    ``max_length`` an upper bound, ``length_multiple`` a required multiple (ROI lists: 4 per ROI).
+    ``choices_since`` names the DeepStream version that added an enumeration value (``network-mode`` 3).
+    """
+
+    name: str
+    kind: ValueKind
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: Mapping[int, str] | None = None
+    length: int | None = None
+    max_length: int | None = None
+    since: str | None = None
+    deprecated: str | None = None
+    path: bool = False
+    description: str = ""
+    exclusive_minimum: bool = False
+    length_multiple: int | None = None
+    choices_since: Mapping[int, str] | None = None
+
+    def choices_text(self) -> str:
+        """``0 (FP32), 1 (INT8), …`` or ``""``."""
+        if not self.choices:
+            return ""
+        return ", ".join(f"{value} ({meaning})" for value, meaning in self.choices.items())
+
+
+def _table(*specs: KeySpec) -> dict[str, KeySpec]:
+    table: dict[str, KeySpec] = {}
+    for spec in specs:
+        if spec.name in table:  # pragma: no cover - a mistake in the tables below
+            raise ValueError(f"duplicate key spec {spec.name}")
+        table[spec.name] = spec
+    return table
+
+
+_I = ValueKind.INT
+_D = ValueKind.DOUBLE
+_B = ValueKind.BOOL
+_S = ValueKind.STRING
+_IL = ValueKind.INT_LIST
+_DL = ValueKind.DOUBLE_LIST
+_SL = ValueKind.STRING_LIST
+
+_COLOR_FORMATS: Final = {0: "RGB", 1: "BGR", 2: "GRAY"}
+_SCALING_FILTERS: Final = {
+    0: "Nearest",
+    1: "Bilinear",
+    2: "Algo1",
+    3: "Algo2",
+    4: "Algo3",
+    5: "Algo4",
+    6: "Default",
+}
+_COMPUTE_HW: Final = {0: "Default", 1: "GPU", 2: "VIC (Jetson only)"}
+_TENSOR_DATA_TYPES: Final = {0: "FP32", 1: "UINT8", 2: "INT8", 3: "UINT32", 4: "INT32", 5: "FP16"}
+_MEMORY_TYPES: Final = {
+    0: "Default",
+    1: "CUDA pinned",
+    2: "CUDA device",
+    3: "CUDA unified",
+    4: "Surface array (Jetson)",
+}
+
+
+def _object_size_keys(where: str) -> tuple[KeySpec, ...]:
+    return tuple(
+        KeySpec(
+            f"input-object-{bound}-{dim}",
+            _I,
+            minimum=0,
+            description=f"Only infer on objects whose {dim} is at {'least' if bound == 'min' else 'most'} "
+            f"this many pixels ({where}); 0 = no limit.",
+        )
+        for bound, dim in (("min", "width"), ("min", "height"), ("max", "width"), ("max", "height"))
+    )
+
+
+NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec(
+        "gpu-id", _I, minimum=0, description="CUDA device, relative to the GPUs visible in the container."
+    ),
+    KeySpec(
+        "net-scale-factor",
+        _D,
+        minimum=0,
+        exclusive_minimum=True,
+        description="Pixel normalisation factor: y = net-scale-factor * (x - mean).",
+    ),
+    KeySpec(
+        "offsets",
+        _DL,
+        minimum=0,
+        max_length=4,
+        description="Per-channel mean subtracted before scaling, one value per channel.",
+    ),
+    KeySpec("mean-file", _S, path=True, description="Mean image (PPM); an alternative to offsets."),
+    KeySpec("model-color-format", _I, choices=_COLOR_FORMATS, description="Colour format the model expects."),
+    KeySpec("onnx-file", _S, path=True, description="ONNX model to build the TensorRT engine from."),
+    KeySpec("tlt-encoded-model", _S, path=True, description="TAO/TLT encoded model (.etlt)."),
+    KeySpec("tlt-model-key", _S, description="Key to decode the TAO/TLT encoded model."),
+    KeySpec("model-file", _S, path=True, description="Caffe model (legacy) or custom model weights file."),
+    KeySpec("proto-file", _S, path=True, description="Caffe prototxt (legacy)."),
+    KeySpec("uff-file", _S, path=True, description="UFF model (legacy; TensorRT >= 10 drops UFF)."),
+    KeySpec("uff-input-blob-name", _S, description="Name of the input layer of a UFF/ONNX model."),
+    KeySpec("uff-input-order", _I, choices={0: "NCHW", 1: "NHWC", 2: "NC"}, description="UFF input order."),
+    KeySpec(
+        "uff-input-dims",
+        _IL,
+        length=4,
+        deprecated="infer-dims",
+        description="c;h;w;order of a UFF input; ignored when infer-dims is set.",
+    ),
+    KeySpec(
+        "input-dims",
+        _IL,
+        length=4,
+        deprecated="infer-dims",
+        description="c;h;w;order of the input; ignored when infer-dims is set.",
+    ),
+    KeySpec(
+        "custom-network-config", _S, description="Custom network config (e.g. darknet .cfg); not resolved."
+    ),
+    KeySpec(
+        "model-engine-file",
+        _S,
+        path=True,
+        description="Serialized TensorRT engine; should match <model>_b<batch>_gpu<id>_<mode>.engine.",
+    ),
+    KeySpec("int8-calib-file", _S, path=True, description="INT8 calibration table (to build INT8 engines)."),
+    KeySpec("labelfile-path", _S, path=True, description="Labels file."),
+    KeySpec(
+        "batch-size",
+        _I,
+        minimum=1,
+        maximum=1024,
+        description="Maximum batch of the engine. dsfleet also accepts 'auto' (the instance's camera count).",
+    ),
+    KeySpec(
+        "network-mode",
+        _I,
+        choices={0: "FP32", 1: "INT8", 2: "FP16", 3: "BEST"},
+        choices_since={3: "7.0"},
+        description="Engine precision; 3 (BEST) needs DeepStream 7.0.",
+    ),
+    KeySpec(
+        "network-type",
+        _I,
+        choices={0: "Detector", 1: "Classifier", 2: "Segmentation", 3: "InstanceSegmentation", 100: "Other"},
+        description="What the network outputs; 100 = raw tensors (with output-tensor-meta).",
+    ),
+    KeySpec(
+        "is-classifier",
+        _B,
+        deprecated="network-type",
+        description="Legacy: converted to network-type 1/0 when network-type is absent, otherwise ignored.",
+    ),
+    KeySpec(
+        "process-mode", _I, choices={1: "Primary", 2: "Secondary"}, description="Full frames or objects."
+    ),
+    KeySpec("gie-unique-id", _I, minimum=1, description="ID stamped on metadata; unique in a pipeline."),
+    KeySpec(
+        "operate-on-gie-id",
+        _I,
+        minimum=-1,
+        description="Secondary mode: only objects from this gie-unique-id (-1 = any).",
+    ),
+    KeySpec(
+        "operate-on-class-ids", _IL, minimum=0, description="Secondary mode: only objects of these classes."
+    ),
+    KeySpec("filter-out-class-ids", _IL, minimum=0, description="Detector: drop these classes."),
+    KeySpec("num-detected-classes", _I, minimum=0, description="Number of classes; required for detectors."),
+    KeySpec("interval", _I, minimum=0, description="Batches to skip between inferences (primary mode)."),
+    KeySpec("infer-dims", _IL, minimum=1, length=3, description="Input dimensions c;h;w."),
+    KeySpec("network-input-order", _I, choices={0: "NCHW", 1: "NHWC"}, description="Input tensor order."),
+    KeySpec("force-implicit-batch-dim", _B, description="Build the engine with an implicit batch dimension."),
+    KeySpec("workspace-size", _I, description="TensorRT builder workspace in MB; <= 0 uses the default."),
+    KeySpec("maintain-aspect-ratio", _B, description="Letterbox when scaling."),
+    KeySpec("symmetric-padding", _B, description="Pad on both sides (with maintain-aspect-ratio)."),
+    KeySpec("scaling-filter", _I, choices=_SCALING_FILTERS, description="Scaling interpolation."),
+    KeySpec("scaling-compute-hw", _I, choices=_COMPUTE_HW, description="Scaling hardware; 2 only on Jetson."),
+    KeySpec(
+        "cluster-mode",
+        _I,
+        choices={0: "GroupRectangles", 1: "DBSCAN", 2: "NMS", 3: "DBSCAN+NMS", 4: "None"},
+        description="Box clustering; instance segmentation requires 4.",
+    ),
+    KeySpec(
+        "enable-dbscan", _B, deprecated="cluster-mode", description="Legacy switch for DBSCAN clustering."
+    ),
+    *_object_size_keys("secondary mode"),
+    KeySpec("classifier-threshold", _D, minimum=0, description="Minimum classifier confidence."),
+    KeySpec("classifier-async-mode", _B, description="Asynchronous classification (secondary classifiers)."),
+    KeySpec("classifier-type", _S, description="Label of the classifier in its metadata."),
+    KeySpec(
+        "secondary-reinfer-interval",
+        _I,
+        minimum=0,
+        description="Frames after which a tracked object is inferred again.",
+    ),
+    KeySpec("segmentation-threshold", _D, minimum=0, description="Segmentation confidence threshold."),
+    KeySpec("segmentation-output-order", _I, choices={0: "NCHW", 1: "NHWC"}, description="Output order."),
+    KeySpec("output-blob-names", _SL, description="Output layer names."),
+    KeySpec("output-io-formats", _SL, description="layer:type:format entries (e.g. out:fp16:chw)."),
+    KeySpec("layer-device-precision", _SL, description="layer:device:precision entries."),
+    KeySpec("output-tensor-meta", _B, description="Attach raw output tensors as metadata."),
+    KeySpec("output-instance-mask", _B, description="Output instance masks; requires cluster-mode 4."),
+    KeySpec("input-tensor-from-meta", _B, description="Use tensors prepared by nvdspreprocess."),
+    KeySpec("tensor-meta-pool-size", _I, minimum=2, description="Size of the output tensor buffer pool."),
+    KeySpec("crop-objects-to-roi-boundary", _B, description="Clip object crops to the ROI."),
+    KeySpec("custom-lib-path", _S, path=True, description="Custom parser / engine library (.so)."),
+    KeySpec("parse-bbox-func-name", _S, description="Bounding-box parser symbol in custom-lib-path."),
+    KeySpec("parse-bbox-instance-mask-func-name", _S, description="Instance-mask parser symbol."),
+    KeySpec("parse-classifier-func-name", _S, description="Classifier parser symbol in custom-lib-path."),
+    KeySpec("engine-create-func-name", _S, description="Custom engine builder symbol in custom-lib-path."),
+    KeySpec("enable-dla", _B, description="Run on a DLA core (Jetson)."),
+    KeySpec("use-dla-core", _I, minimum=0, description="DLA core index (Jetson)."),
+    KeySpec("auto-inc-mem", _I, minimum=0, since="6.3", description="Let the output pool grow on demand."),
+    KeySpec(
+        "max-gpu-mem-per",
+        _I,
+        minimum=0,
+        maximum=100,
+        since="6.3",
+        description="Upper bound (% of GPU memory) for auto-inc-mem.",
+    ),
+    KeySpec(
+        "disable-output-host-copy",
+        _I,
+        choices={0: "copy outputs to host", 1: "no host copy"},
+        since="7.0",
+        description="Skip copying output tensors to host memory.",
+    ),
+    KeySpec("dump-input-tensor", _I, minimum=0, since="7.0", description="Debug: dump input tensors."),
+    KeySpec("dump-output-tensor", _I, minimum=0, since="7.0", description="Debug: dump output tensors."),
+    KeySpec(
+        "overwrite-input-tensor", _I, minimum=0, since="7.0", description="Debug: replace input tensors."
+    ),
+    KeySpec("overwrite-output-tensor", _I, minimum=0, since="7.0", description="Debug: replace outputs."),
+    KeySpec("ip-tensor-file", _S, path=True, since="7.0", description="Debug: input tensor file."),
+    KeySpec("op-tensor-files", _SL, since="7.0", description="Debug: output tensor files."),
+    KeySpec("raw-output-file-write", _B, since="7.0", description="Debug: write raw outputs to files."),
+)
+"""``[property]`` of an nvinfer config (REFERENCE §2.2), in the order dsfleet writes them."""
+
+NVINFER_CLASS_ATTRS_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("pre-cluster-threshold", _D, minimum=0, description="Confidence threshold before clustering."),
+    KeySpec(
+        "threshold",
+        _D,
+        minimum=0,
+        deprecated="pre-cluster-threshold",
+        description="Legacy alias of pre-cluster-threshold.",
+    ),
+    KeySpec("post-cluster-threshold", _D, minimum=0, description="Confidence threshold after clustering."),
+    KeySpec(
+        "nms-iou-threshold", _D, minimum=0, maximum=1, description="NMS IoU threshold (cluster-mode 2, 3)."
+    ),
+    KeySpec("topk", _I, minimum=0, description="Keep the top K boxes after NMS."),
+    KeySpec("eps", _D, minimum=0, description="DBSCAN / group-rectangles epsilon."),
+    KeySpec("minBoxes", _I, minimum=0, description="DBSCAN minimum boxes per cluster (camelCase key)."),
+    KeySpec("dbscan-min-score", _D, minimum=0, description="DBSCAN minimum cluster score."),
+    KeySpec("group-threshold", _I, minimum=0, description="groupRectangles threshold (cluster-mode 0)."),
+    KeySpec("roi-top-offset", _I, minimum=0, description="Ignore boxes in this top band (pixels)."),
+    KeySpec("roi-bottom-offset", _I, minimum=0, description="Ignore boxes in this bottom band (pixels)."),
+    KeySpec("detected-min-w", _I, minimum=0, description="Drop boxes narrower than this; 0 = no limit."),
+    KeySpec("detected-min-h", _I, minimum=0, description="Drop boxes lower than this; 0 = no limit."),
+    KeySpec("detected-max-w", _I, minimum=0, description="Drop boxes wider than this; 0 = no limit."),
+    KeySpec("detected-max-h", _I, minimum=0, description="Drop boxes higher than this; 0 = no limit."),
+    KeySpec("border-color", _DL, minimum=0, maximum=1, length=4, description="OSD box colour r;g;b;a."),
+    KeySpec("bg-color", _DL, minimum=0, maximum=1, length=4, description="OSD box background r;g;b;a."),
+)
+"""``[class-attrs-all]`` / ``[class-attrs-<N>]`` of an nvinfer config (REFERENCE §2.3)."""
+
+PREPROCESS_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Enable the element (0 = pass-through)."),
+    KeySpec(
+        "target-unique-ids", _IL, minimum=1, description="gie-unique-id(s) of the nvinfer(s) that use it."
+    ),
+    KeySpec("operate-on-gie-id", _I, minimum=-1, description="Object mode: objects from this GIE."),
+    KeySpec(
+        "network-input-order", _I, choices={0: "NCHW", 1: "NHWC", 2: "CUSTOM"}, description="Tensor order."
+    ),
+    KeySpec("process-on-frame", _B, description="1 = frames/ROIs (primary), 0 = objects (secondary)."),
+    KeySpec("unique-id", _I, minimum=0, description="ID of this element's metadata."),
+    KeySpec(
+        "gpu-id", _I, minimum=0, description="CUDA device, relative to the GPUs visible in the container."
+    ),
+    KeySpec("maintain-aspect-ratio", _B, description="Letterbox when scaling."),
+    KeySpec("symmetric-padding", _B, description="Pad on both sides (with maintain-aspect-ratio)."),
+    KeySpec("processing-width", _I, minimum=1, description="Scaling width."),
+    KeySpec("processing-height", _I, minimum=1, description="Scaling height."),
+    KeySpec("scaling-buf-pool-size", _I, minimum=1, description="Buffers in the scaling pool."),
+    KeySpec("tensor-buf-pool-size", _I, minimum=1, description="Buffers in the tensor pool."),
+    KeySpec(
+        "network-input-shape",
+        _IL,
+        minimum=1,
+        description="Tensor shape, batch first (e.g. 8;3;544;960). dsfleet accepts 'auto' as the batch.",
+    ),
+    KeySpec("network-color-format", _I, choices=_COLOR_FORMATS, description="Tensor colour format."),
+    KeySpec("tensor-data-type", _I, choices=_TENSOR_DATA_TYPES, description="Tensor element type."),
+    KeySpec("tensor-name", _S, description="The model's input layer name."),
+    KeySpec("scaling-pool-memory-type", _I, choices=_MEMORY_TYPES, description="Scaling pool memory type."),
+    KeySpec("scaling-pool-compute-hw", _I, choices=_COMPUTE_HW, description="Scaling hardware."),
+    KeySpec("scaling-filter", _I, choices=_SCALING_FILTERS, description="Scaling interpolation."),
+    KeySpec("custom-lib-path", _S, path=True, description="Custom preprocessing library (.so)."),
+    KeySpec(
+        "custom-tensor-preparation-function", _S, description="Tensor preparation symbol in the library."
+    ),
+)
+"""``[property]`` of an nvdspreprocess config (REFERENCE §4)."""
+
+PREPROCESS_MANDATORY_KEYS: Final = (
+    "processing-width",
+    "processing-height",
+    "network-input-order",
+    "network-input-shape",
+    "network-color-format",
+    "tensor-data-type",
+    "tensor-name",
+    "custom-lib-path",
+    "custom-tensor-preparation-function",
+    "scaling-filter",
+    "scaling-pool-memory-type",
+)
+"""nvdspreprocess refuses to start without these ``[property]`` keys."""
+
+PREPROCESS_GROUP_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("src-ids", _IL, minimum=-1, description="Source ids of this group; -1 = all sources."),
+    KeySpec("custom-input-transformation-function", _S, description="Transformation symbol in the library."),
+    KeySpec("process-on-roi", _B, description="Frame mode: process the ROIs below instead of full frames."),
+    KeySpec("process-on-all-objects", _B, description="Object mode: process all objects."),
+    KeySpec(
+        ROI_PARAMS_KEY,
+        _IL,
+        minimum=0,
+        length_multiple=4,
+        description="ROIs of source <id>: left;top;width;height, repeated per ROI.",
+    ),
+    KeySpec("operate-on-class-ids", _IL, minimum=0, description="Object mode: only these classes."),
+    *_object_size_keys("object mode"),
+    KeySpec("draw-roi", _B, description="Draw the ROIs on the frames."),
+    KeySpec("roi-color", _DL, minimum=0, maximum=1, length=4, description="ROI colour r;g;b;a."),
+)
+"""``[group-<N>]`` of an nvdspreprocess config (REFERENCE §4). ``roi-params-src-<id>`` is a key pattern."""
+
+_P = PREPROCESS_PROPERTY_KEYS
+CCM_ALIGN_KEYS: Final[dict[str, KeySpec]] = _table(
+    _P["enable"],
+    _P["gpu-id"],
+    _P["target-unique-ids"],
+    _P["network-input-shape"],
+    _P["tensor-data-type"],
+    _P["tensor-name"],
+    _P["tensor-buf-pool-size"],
+    *(NVINFER_PROPERTY_KEYS[f"input-object-{b}-{d}"] for b in ("min", "max") for d in ("width", "height")),
+    _P["unique-id"],
+    _P["operate-on-gie-id"],
+    _P["processing-width"],
+    _P["processing-height"],
+    _P["network-input-order"],
+    _P["network-color-format"],
+    _P["maintain-aspect-ratio"],
+    _P["symmetric-padding"],
+    _P["scaling-buf-pool-size"],
+    _P["scaling-filter"],
+    _P["scaling-pool-compute-hw"],
+    _P["scaling-pool-memory-type"],
+)
+"""``[property]`` of the older CCM app's own face-align plugin config (nvdspreprocess-like keys, a custom reader)."""
+
+PROPERTY_TABLES: Final[dict[GieFormat, dict[str, KeySpec]]] = {
+    GieFormat.NVINFER: NVINFER_PROPERTY_KEYS,
+    GieFormat.NVDSPREPROCESS: PREPROCESS_PROPERTY_KEYS,
+    GieFormat.CCM_ALIGN: CCM_ALIGN_KEYS,
+}
+
+
+def spec_for(table: Mapping[str, KeySpec], key: str) -> KeySpec | None:
+    """The spec of ``key`` in ``table``; ``roi-params-src-3`` finds the ``roi-params-src-<id>`` pattern."""
+    spec = table.get(key)
+    if spec is None and ROI_PARAMS_RE.match(key) and ROI_PARAMS_KEY in table:
+        return table[ROI_PARAMS_KEY]
+    return spec
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Value validation (shared by the models; messages never contain the input)
+
+
+def _err(kind: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(kind, message)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def range_text(spec: KeySpec) -> str:
+    """What the value (or each list item) must be, in words; ``""`` when anything goes."""
+    if spec.choices:
+        return f"one of {spec.choices_text()}"
+    low, high = spec.minimum, spec.maximum
+    if low is not None and high is not None:
+        return f"between {_num(low)} and {_num(high)}"
+    if low is not None:
+        return f"greater than {_num(low)}" if spec.exclusive_minimum else f"at least {_num(low)}"
+    if high is not None:
+        return f"at most {_num(high)}"
+    return ""
+
+
+def _in_range(spec: KeySpec, value: float) -> bool:
+    if spec.choices:
+        return int(value) in spec.choices
+    if spec.minimum is not None and (
+        value < spec.minimum or (spec.exclusive_minimum and value == spec.minimum)
+    ):
+        return False
+    return spec.maximum is None or value <= spec.maximum
+
+
+def _check_int(spec: KeySpec, value: object, prefix: str = "") -> int:
+    if type(value) is not int:
+        raise _err("ds_int", f"{prefix}must be an integer")
+    if not INT32_MIN <= value <= INT32_MAX:
+        raise _err("ds_range", f"{prefix}must fit a 32-bit signed integer")
+    if not _in_range(spec, value):
+        raise _err("ds_choice" if spec.choices else "ds_range", f"{prefix}must be {range_text(spec)}")
+    return value
+
+
+def _check_double(spec: KeySpec, value: object, prefix: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _err("ds_double", f"{prefix}must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise _err("ds_double", f"{prefix}must be a finite number")
+    if not _in_range(spec, number):
+        raise _err("ds_range", f"{prefix}must be {range_text(spec)}")
+    return number
+
+
+def _check_string(value: object, prefix: str = "") -> str:
+    if not isinstance(value, str):
+        raise _err("ds_string", f"{prefix}must be a string")
+    if "\x00" in value:
+        raise _err("ds_string", f"{prefix}must not contain a NUL character")
+    return value
+
+
+def _check_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    raise _err("ds_bool", "must be a boolean: true, false, 1 or 0")
+
+
+_PLAIN_INT_RE: Final = re.compile(r"[+-]?[0-9]+")
+_PLAIN_DOUBLE_RE: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def _split_list_string(text: str) -> list[str]:
+    """``"3; 112;112;"`` → ``["3", "112", "112"]`` (a trailing ``;`` and spaces around items are fine)."""
+    items = [item.strip(" \t") for item in text.split(";")]
+    if items and items[-1] == "":
+        items.pop()
+    return items
+
+
+def _list_item(spec: KeySpec, item: object, index: int, from_string: bool, auto_first: bool) -> object:
+    prefix = f"item {index + 1}: "
+    kind = spec.kind.item_kind
+    if auto_first and index == 0 and item == AUTO:
+        return AUTO
+    if from_string:
+        assert isinstance(item, str)
+        if item == "":
+            raise _err("ds_list", f"{prefix}is empty")
+        if kind is ValueKind.INT:
+            if not _PLAIN_INT_RE.fullmatch(item):
+                raise _err("ds_int", f"{prefix}must be an integer")
+            item = int(item)
+        elif kind is ValueKind.DOUBLE:
+            if not _PLAIN_DOUBLE_RE.fullmatch(item):
+                raise _err("ds_double", f"{prefix}must be a plain decimal number")
+            item = float(item)
+    if kind is ValueKind.INT:
+        return _check_int(spec, item, prefix)
+    if kind is ValueKind.DOUBLE:
+        return _check_double(spec, item, prefix)
+    return _check_string(item, prefix)
+
+
+def _check_list(spec: KeySpec, value: object, auto_first: bool) -> tuple[object, ...]:
+    if isinstance(value, str):
+        raw_items: list[object] = list(_split_list_string(value))
+        from_string = True
+    elif isinstance(value, list | tuple):
+        raw_items = list(value)
+        from_string = False
+    else:
+        raise _err("ds_list", "must be a list or a ';'-separated string")
+    items = tuple(_list_item(spec, item, i, from_string, auto_first) for i, item in enumerate(raw_items))
+    if spec.length is not None and len(items) != spec.length:
+        raise _err("ds_length", f"must have exactly {spec.length} items")
+    if spec.max_length is not None and len(items) > spec.max_length:
+        raise _err("ds_length", f"must have at most {spec.max_length} items")
+    if spec.length_multiple is not None and len(items) % spec.length_multiple:
+        raise _err("ds_length", f"must have a multiple of {spec.length_multiple} items")
+    return items
+
+
+def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> object:
+    """Validate and normalise one value for ``spec`` (raises ``PydanticCustomError``).
+
+    ``auto`` allows dsfleet's ``"auto"``: the whole value for an INT, the first item of an INT_LIST.
+    """
+    if value is None:
+        return None
+    kind = spec.kind
+    if kind is ValueKind.INT:
+        if auto and value == AUTO:
+            return AUTO
+        try:
+            return _check_int(spec, value)
+        except PydanticCustomError as exc:
+            if auto and exc.type == "ds_int":
+                raise _err("ds_int", 'must be an integer or "auto"') from None
+            raise
+    if kind is ValueKind.DOUBLE:
+        return _check_double(spec, value)
+    if kind is ValueKind.BOOL:
+        return _check_bool(value)
+    if kind is ValueKind.STRING:
+        return _check_string(value)
+    return _check_list(spec, value, auto)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# JSON Schema of one key
+
+
+def _number_schema(spec: KeySpec, json_type: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": json_type}
+    if spec.choices:
+        schema["enum"] = list(spec.choices)
+        schema["enumDescriptions"] = [f"{k}: {v}" for k, v in spec.choices.items()]
+        return schema
+    if spec.minimum is not None:
+        schema["exclusiveMinimum" if spec.exclusive_minimum else "minimum"] = spec.minimum
+    if spec.maximum is not None:
+        schema["maximum"] = spec.maximum
+    if json_type == "integer":
+        schema.setdefault("minimum", INT32_MIN)
+        schema.setdefault("maximum", INT32_MAX)
+    return schema
+
+
+def key_json_schema(spec: KeySpec, *, auto: bool = False) -> dict[str, Any]:
+    """The JSON Schema of one key's value (without its description)."""
+    kind = spec.kind
+    if kind is ValueKind.INT:
+        schema = _number_schema(spec, "integer")
+        return {"anyOf": [schema, {"const": AUTO}]} if auto else schema
+    if kind is ValueKind.DOUBLE:
+        return _number_schema(spec, "number")
+    if kind is ValueKind.BOOL:
+        return {"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}
+    if kind is ValueKind.STRING:
+        return {"type": "string"}
+    item_kind = kind.item_kind
+    if item_kind is ValueKind.INT:
+        item: dict[str, Any] = _number_schema(spec, "integer")
+    elif item_kind is ValueKind.DOUBLE:
+        item = _number_schema(spec, "number")
+    else:
+        item = {"type": "string"}
+    array: dict[str, Any] = {"type": "array"}
+    if auto:
+        array["prefixItems"] = [{"anyOf": [item, {"const": AUTO}]}]
+    array["items"] = item
+    if spec.length is not None:
+        array["minItems"] = array["maxItems"] = spec.length
+    if spec.max_length is not None:
+        array["maxItems"] = spec.max_length
+    return {"anyOf": [array, {"type": "string", "description": "';'-separated items"}]}
+
+
+def key_description(spec: KeySpec) -> str:
+    parts = [spec.description.rstrip(".") + "." if spec.description else f"DeepStream key {spec.name}."]
+    parts.append(f"GLib type: {spec.kind.value}.")
+    if spec.path:
+        parts.append("A path, resolved relative to the config file's directory.")
+    if spec.since:
+        parts.append(f"Needs DeepStream {spec.since} or later.")
+    if spec.deprecated:
+        parts.append(f"Deprecated: use {spec.deprecated}.")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class DeepStreamKeys(BaseModel):
+    """Base of the generated key models: frozen, unknown keys rejected, fields by DeepStream spelling."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        protected_namespaces=(),
+        hide_input_in_errors=True,
+    )
+
+    def values_by_key(self) -> dict[str, Any]:
+        """The set keys, DeepStream spelling, in table order (``model_dump(by_alias=True, exclude_none=True)``)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def _field_name(key: str) -> str:
+    return key.replace("-", "_").replace("<", "").replace(">", "")
+
+
+def _field_for(spec: KeySpec, auto: bool) -> tuple[Any, Any]:
+    def validator(value: object) -> object:
+        return validate_value(spec, value, auto=auto)
+
+    annotated = Annotated[
+        Any,
+        PlainValidator(validator),
+        WithJsonSchema(key_json_schema(spec, auto=auto)),
+    ]
+    extra: dict[str, Any] = {}
+    if spec.deprecated:
+        extra["deprecated"] = True
+    if spec.since:
+        extra["x-deepstream-since"] = spec.since
+    return (
+        annotated,
+        Field(
+            default=None,
+            alias=spec.name,
+            title=spec.name,
+            description=key_description(spec),
+            json_schema_extra=extra or None,
+        ),
+    )
+
+
+def _build(
+    name: str,
+    table: Mapping[str, KeySpec],
+    doc: str,
+    base: type[DeepStreamKeys] = DeepStreamKeys,
+    auto_keys: frozenset[str] = frozenset(),
+) -> type[DeepStreamKeys]:
+    fields: dict[str, Any] = {
+        _field_name(key): _field_for(spec, key in auto_keys) for key, spec in table.items()
+    }
+    model = create_model(name, __base__=base, __module__=__name__, __doc__=doc, **fields)
+    return model
+
+
+class _RoiParamsGroup(DeepStreamKeys):
+    """Moves ``roi-params-src-<id>`` keys into one mapping field on input and back out on dump."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_roi_params(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if ROI_PARAMS_KEY in data:
+            raise _err("ds_key", f"write {ROI_PARAMS_KEY} with a source id, e.g. roi-params-src-0")
+        out: dict[str, Any] = {}
+        rois: dict[int, Any] = {}
+        for key, value in data.items():
+            match = ROI_PARAMS_RE.match(key) if isinstance(key, str) else None
+            if match:
+                rois[int(match.group(1))] = value
+            else:
+                out[key] = value
+        if rois:
+            out[ROI_PARAMS_KEY] = rois
+        return out
+
+    @model_serializer(mode="wrap")
+    def _expand_roi_params(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not isinstance(data, dict):  # pragma: no cover - pydantic always gives a dict here
+            return data  # type: ignore[no-any-return]
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in (ROI_PARAMS_KEY, _field_name(ROI_PARAMS_KEY)):
+                if value is not None:
+                    for source_id in sorted(value, key=int):
+                        out[f"roi-params-src-{source_id}"] = value[source_id]
+            else:
+                out[key] = value
+        return out
+
+
+def _roi_field_validator(spec: KeySpec) -> Callable[[object], object]:
+    def validate(value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise _err("ds_roi", "must map source ids to ROI lists")
+        result: dict[int, object] = {}
+        for source_id, rois in value.items():
+            if isinstance(source_id, bool) or not isinstance(source_id, int | str):
+                raise _err("ds_roi", "source ids must be integers")
+            sid = int(source_id)
+            try:
+                result[sid] = _check_list(spec, rois, False)
+            except PydanticCustomError as exc:
+                raise _err(exc.type, f"roi-params-src-{sid}: {exc.message()}") from None
+        return result
+
+    return validate
+
+
+def _build_preprocess_group() -> type[DeepStreamKeys]:
+    fields: dict[str, Any] = {}
+    for key, spec in PREPROCESS_GROUP_KEYS.items():
+        if key == ROI_PARAMS_KEY:
+            fields[_field_name(key)] = (
+                Annotated[Any, PlainValidator(_roi_field_validator(spec)), WithJsonSchema({})],
+                Field(default=None, alias=key),
+            )
+        else:
+            fields[_field_name(key)] = _field_for(spec, False)
+
+    def schema_extra(schema: dict[str, Any]) -> None:
+        schema.get("properties", {}).pop(ROI_PARAMS_KEY, None)
+        roi = PREPROCESS_GROUP_KEYS[ROI_PARAMS_KEY]
+        value_schema = key_json_schema(roi)
+        value_schema["description"] = key_description(roi)
+        schema["patternProperties"] = {ROI_PARAMS_RE.pattern: value_schema}
+
+    base = type(
+        "_PreprocessGroupBase",
+        (_RoiParamsGroup,),
+        {"model_config": ConfigDict(json_schema_extra=schema_extra), "__module__": __name__},
+    )
+    return create_model(
+        "PreprocessGroup",
+        __base__=base,
+        __module__=__name__,
+        __doc__="A ``[group-<N>]`` of an nvdspreprocess config (``roi-params-src-<id>`` keys allowed).",
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+    # mypy sees the generated models as plain key models; build them with ``model_validate``.
+    class NvinferProperties(DeepStreamKeys): ...
+
+    class ClassAttrs(DeepStreamKeys): ...
+
+    class PreprocessProperties(DeepStreamKeys): ...
+
+    class PreprocessGroup(DeepStreamKeys): ...
+
+    class CcmAlignProperties(DeepStreamKeys): ...
+
+else:
+    NvinferProperties = _build(
+        "NvinferProperties",
+        NVINFER_PROPERTY_KEYS,
+        "The ``[property]`` group of an nvinfer config (``batch-size`` may be ``auto``).",
+        auto_keys=frozenset({"batch-size"}),
+    )
+    ClassAttrs = _build(
+        "ClassAttrs", NVINFER_CLASS_ATTRS_KEYS, "A ``[class-attrs-all]`` / ``[class-attrs-<N>]`` group."
+    )
+    PreprocessProperties = _build(
+        "PreprocessProperties",
+        PREPROCESS_PROPERTY_KEYS,
+        "The ``[property]`` group of an nvdspreprocess config (``network-input-shape`` batch may be ``auto``).",
+        auto_keys=frozenset({"network-input-shape"}),
+    )
+    PreprocessGroup = _build_preprocess_group()
+    CcmAlignProperties = _build(
+        "CcmAlignProperties",
+        CCM_ALIGN_KEYS,
+        "The ``[property]`` group of the CCM face-align plugin config.",
+        auto_keys=frozenset({"network-input-shape"}),
+    )
+
+PROPERTY_MODELS: Final[dict[GieFormat, type[DeepStreamKeys]]] = {
+    GieFormat.NVINFER: NvinferProperties,
+    GieFormat.NVDSPREPROCESS: PreprocessProperties,
+    GieFormat.CCM_ALIGN: CcmAlignProperties,
+}
+
+
+def keys_of(model_cls: type[BaseModel]) -> frozenset[str]:
+    """The DeepStream spellings a key model accepts (``roi-params-src-<id>`` for the pattern)."""
+    return frozenset(field.alias or name for name, field in model_cls.model_fields.items())
