@@ -21,8 +21,8 @@ def manifest_json_schema(kind: str | None = None) -> dict[str, Any]:
         schema = TypeAdapter(model).json_schema(by_alias=True, mode="validation")
         title = f"dsfleet {kind}"
     return {
+        **schema,
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": title,
-        **schema,
     }

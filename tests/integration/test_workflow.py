@@ -1,0 +1,312 @@
+"""The offline GitOps workflow through the real CLI and a real SQLite file: validate → diff → apply → history."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "manifests"
+DSFLEET = [sys.executable, "-m", "reconciler.cli"]
+
+
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run(
+        [*DSFLEET, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Path:
+    dest = tmp_path / "manifests"
+    shutil.copytree(EXAMPLE, dest)
+    return dest
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+
+
+def test_help_explains_itself() -> None:
+    top = run("--help")
+    assert top.returncode == 0
+    for word in (
+        "validate",
+        "diff",
+        "apply",
+        "render",
+        "history",
+        "schema",
+        "import-nvinfer",
+        "import-legacy",
+    ):
+        assert word in top.stdout
+    sub = run("validate", "--help")
+    assert sub.returncode == 0
+    assert "--strict" in sub.stdout and "exit" in sub.stdout and "FILE:LINE:COL" in sub.stdout
+    assert run("validate").returncode == 2  # usage error
+    assert run("frobnicate").returncode == 2
+
+
+def test_example_fleet_validates_strictly_and_as_json() -> None:
+    proc = run("validate", "manifests", "--strict")
+    assert proc.returncode == 0, proc.stderr
+    assert "valid: 2 nodes, 10 cameras, 3 instances" in proc.stdout
+    js = json.loads(run("validate", "manifests", "-o", "json").stdout)
+    assert js["valid"] is True and js["findings"] == [] and js["counts"]["cameras"] == 10
+
+
+def test_schema_is_json_schema_for_every_kind(tmp_path: Path) -> None:
+    proc = run("schema")
+    schema = json.loads(proc.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    kinds = json.dumps(schema)
+    for kind in ("Node", "Camera", "DsInstance", "InferenceProfile", "Policy", "batch-size", "gie-unique-id"):
+        assert kind in kinds
+    assert run("schema", "Camera", "--out", str(tmp_path / "c.json")).returncode == 0
+    assert json.loads((tmp_path / "c.json").read_text())["title"] == "dsfleet Camera"
+    assert run("schema", "Nope").returncode == 2
+
+
+def test_diff_never_creates_or_migrates_the_store(fleet: Path, tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "state.db"
+    proc = run("diff", str(fleet), "--db", f"sqlite:///{path}")
+    assert proc.returncode == 1, proc.stderr
+    assert not path.exists() and not path.parent.exists()
+    assert "Plan: 2 nodes to add, 0 to change, 0 to remove" in proc.stdout
+
+
+def test_apply_then_diff_is_clean_and_history_lists_revisions(
+    fleet: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "apply", str(fleet), "--db", db)
+    assert code == 0
+    assert "revision 1 applied: 2 node configs queued" in out
+    code, out, _ = cli(capsys, "diff", str(fleet), "--db", db)
+    assert code == 0 and "No changes" in out
+    code, out, _ = cli(capsys, "apply", str(fleet), "--db", db, "-o", "json")
+    assert code == 0
+    assert json.loads(out)["outbox"] == []  # nothing changed → nothing queued
+    code, out, _ = cli(capsys, "history", "--db", db, "-o", "json")
+    revisions = json.loads(out)
+    assert [(r["id"], r["accepted"], r["nodes_changed"]) for r in revisions] == [(2, True, 0), (1, True, 2)]
+
+
+def test_invalid_manifests_store_a_rejected_revision_and_change_nothing(
+    fleet: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0
+    (fleet / "cameras" / "broken.yaml").write_text(
+        "apiVersion: dsfleet/v1\nkind: Camera\nmetadata: {name: x}\n"
+    )
+    code, _, err = cli(capsys, "apply", str(fleet), "--db", db)
+    assert code == 1
+    assert "cameras/broken.yaml:3:1" in err or "broken.yaml" in err
+    assert "rejected" in err
+    code, out, err = cli(capsys, "diff", str(fleet), "--db", db)
+    assert code == 2 and "error" in err
+    (fleet / "cameras" / "broken.yaml").unlink()
+    assert cli(capsys, "diff", str(fleet), "--db", db)[0] == 0  # the good revision is still the stored one
+    revisions = json.loads(cli(capsys, "history", "--db", db, "-o", "json")[1])
+    assert [r["accepted"] for r in revisions] == [False, True]
+    assert revisions[0]["errors"] and revisions[0]["errors"][0]["rule"] == "missing-field"
+
+
+def test_pruning_everything_needs_an_explicit_flag(
+    fleet: Path, db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0
+    for sub in ("instances", "profiles"):
+        shutil.rmtree(fleet / sub)
+    code, _, err = cli(capsys, "apply", str(fleet), "--db", db)
+    assert code == 1 and "--allow-prune-all" in err
+    code, out, _ = cli(capsys, "apply", str(fleet), "--db", db, "--allow-prune-all", "-o", "json")
+    assert code == 0
+    assert json.loads(out)["summary"]["instances_to_delete"] == 3
+
+
+def test_diff_json_is_stable_and_names_the_change(
+    fleet: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0
+    lobby = fleet / "instances" / "ccm.yaml"
+    lobby.write_text(lobby.read_text().replace("gpu: 1", "gpu: 0"))
+    code, out, _ = cli(capsys, "diff", str(fleet), "--db", db, "-o", "json")
+    assert code == 1
+    plan = json.loads(out)
+    assert plan["schema"] == "dsfleet.diff/v1" and plan["changed"] is True
+    changed = [n for n in plan["nodes"] if n["action"] != "unchanged"]
+    assert [(n["name"], [(i["name"], i["kind"]) for i in n["instances"]]) for n in changed] == [
+        ("gpu-node-1", [("ccm-lobby", "recreate")])
+    ]
+    assert changed[0]["instances"][0]["fields"] == [
+        {"path": "gpus[0]", "action": "changed", "old": "1", "new": "0"}
+    ]
+    assert plan["summary"]["instances_to_recreate"] == 1
+
+
+def test_render_writes_the_files_the_agent_will_write(fleet: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run("render", str(fleet), "--instance", "ccm-gate", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "app_conf.json",
+        "faceid_align_config.txt",
+        "faceid_primary.txt",
+        "faceid_secondary.txt",
+        "mot_primary.txt",
+        "mot_sgie.txt",
+        "source_list.json",
+    ]
+    sources = json.loads((out / "source_list.json").read_text())["sources"]
+    assert [s["camera_id"] for s in sources] == ["3", "1", "2", "4"]
+    assert sources[0]["address"] == "rtsp://${secret:gate-1}@127.0.0.1:8554/gate-1/main"
+    assert run("render", str(fleet), "--instance", "nope").returncode == 2
+
+
+def _node_hashes(path: Path) -> dict[str, str]:
+    code = (
+        "import json,sys; from reconciler.desired import desired_state; "
+        "d = desired_state([sys.argv[1]]); print(json.dumps({k: v.configHash for k, v in d.configs.items()}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "random"},
+        cwd=ROOT,
+    )
+    return dict(json.loads(out.stdout))
+
+
+def test_config_hashes_are_stable_across_processes(fleet: Path) -> None:
+    from reconciler.desired import desired_state
+
+    here = {k: v.configHash for k, v in (desired_state([fleet]).configs or {}).items()}
+    assert _node_hashes(fleet) == here == _node_hashes(fleet)
+
+
+def test_ten_thousand_camera_fleet_one_camera_changes_one_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.fleetgen import generate
+
+    fleet = generate(tmp_path / "big")
+    db = f"sqlite:///{tmp_path / 'big.db'}"
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0
+    cams = fleet / "sites" / "site-0123" / "cameras.yaml"
+    cams.write_text(cams.read_text().replace("cam-04925/main", "cam-04925/sub", 1))
+    code, out, _ = cli(capsys, "diff", str(fleet), "--db", db, "-o", "json")
+    assert code == 1
+    plan = json.loads(out)
+    changed = [n for n in plan["nodes"] if n["action"] != "unchanged"]
+    assert len(plan["nodes"]) == 250
+    assert [(n["name"], [(i["name"], i["kind"]) for i in n["instances"]]) for n in changed] == [
+        ("node-0123", [("node-0123-ds0", "restart")])
+    ]
+    code, out, _ = cli(capsys, "apply", str(fleet), "--db", db, "-o", "json")
+    applied = json.loads(out)
+    assert code == 0 and len(applied["outbox"]) == 1 and applied["generations"] == {"node-0123": 2}
+    with sqlite3.connect(tmp_path / "big.db") as conn:
+        rows = conn.execute("SELECT key FROM outbox WHERE id = ?", (applied["outbox"][0],)).fetchall()
+    assert rows == [("node-0123",)]
+
+
+CANARY = "canary-Pa55word-7f3e"
+
+
+def _everything_under(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
+
+
+def test_an_inline_credential_is_rejected_and_never_echoed_or_stored(
+    fleet: Path, db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = fleet / "cameras" / "gate.yaml"
+    gate.write_text(
+        gate.read_text().replace(
+            "rtsp://127.0.0.1:8554/gate-1", f"rtsp://admin:{CANARY}@127.0.0.1:8554/gate-1"
+        )
+    )
+    outputs: list[str] = []
+    for args in (
+        ("validate", str(fleet)),
+        ("validate", str(fleet), "-o", "json"),
+        ("diff", str(fleet), "--db", db),
+        ("diff", str(fleet), "--db", db, "-o", "json"),
+        ("apply", str(fleet), "--db", db),
+        ("history", "--db", db, "-o", "json"),
+    ):
+        code, out, err = cli(capsys, *args)
+        outputs.append(out + err)
+        if args[0] in ("validate", "apply"):
+            assert code == 1
+    assert "camera-url-credentials" in outputs[0]
+    assert all(CANARY not in text for text in outputs)
+    assert CANARY.encode() not in _everything_under(tmp_path / "state")
+
+
+def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The password lives only in the agent-side secret store; nothing the coordinator writes carries it."""
+    from reconciler.legacy import import_legacy
+    from tests.integration.test_legacy import make_db
+
+    secrets = tmp_path / "secrets"
+    out = tmp_path / "imported"
+    db_path = make_db(tmp_path / "camera.db")
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE cameras SET password = ?", (CANARY,))
+    import_legacy(db_path, out_dir=out, secrets_dir=secrets)
+    assert CANARY.encode() in _everything_under(secrets)
+    assert CANARY.encode() not in _everything_under(out)
+    manifests = tmp_path / "manifests"
+    shutil.copytree(EXAMPLE, manifests)
+    (manifests / "imported").mkdir()
+    shutil.copy(out / "cameras.yaml", manifests / "imported" / "cameras.yaml")
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    texts: list[str] = []
+    for args in (
+        ("validate", str(manifests)),
+        ("diff", str(manifests), "--db", db),
+        ("apply", str(manifests), "--db", db),
+    ):
+        code, o, e = cli(capsys, *args)
+        texts.append(o + e)
+    render_out = tmp_path / "rendered"
+    cli(capsys, "render", str(manifests), "--instance", "ccm-gate", "--out", str(render_out))
+    assert all(CANARY not in t for t in texts)
+    assert CANARY.encode() not in (tmp_path / "state.db").read_bytes()
+    assert CANARY.encode() not in _everything_under(render_out)
+
+
+def _load(text: str) -> Any:
+    return json.loads(text)
