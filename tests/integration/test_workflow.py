@@ -129,7 +129,7 @@ def test_invalid_manifests_store_a_rejected_revision_and_change_nothing(
     assert code == 1
     assert "cameras/broken.yaml:3:1" in err or "broken.yaml" in err
     assert "rejected" in err
-    code, out, err = cli(capsys, "diff", str(fleet), "--db", db)
+    code, _out, err = cli(capsys, "diff", str(fleet), "--db", db)
     assert code == 2 and "error" in err
     (fleet / "cameras" / "broken.yaml").unlink()
     assert cli(capsys, "diff", str(fleet), "--db", db)[0] == 0  # the good revision is still the stored one
@@ -299,7 +299,7 @@ def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
         ("diff", str(manifests), "--db", db),
         ("apply", str(manifests), "--db", db),
     ):
-        code, o, e = cli(capsys, *args)
+        _code, o, e = cli(capsys, *args)
         texts.append(o + e)
     render_out = tmp_path / "rendered"
     cli(capsys, "render", str(manifests), "--instance", "ccm-gate", "--out", str(render_out))
