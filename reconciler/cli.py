@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler import __doc__ as _pkg_doc
+from reconciler import cli_import, cli_legacy, cli_plan
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -37,6 +37,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
 
 
+class _Version(argparse.Action):
+    """``--version``, resolved only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ver = version("dsfleet")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            ver = "unknown"
+        print(f"dsfleet {ver}")
+        parser.exit(EXIT_OK)
+
+
 def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-o", "--output", choices=("text", "json"), default="text", help="output format (default: text)"
@@ -50,13 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        ver = version("dsfleet")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        ver = "unknown"
-    parser.add_argument("--version", action="version", version=f"dsfleet {ver}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -84,14 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_schema)
 
-    for module in ("reconciler.cli_import", "reconciler.cli_legacy", "reconciler.cli_plan"):
-        try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ModuleNotFoundError as exc:  # pragma: no cover - a module not written yet
-            if exc.name != module:
-                raise
-            continue
-        mod.add_parser(sub)
+    cli_plan.add_parser(sub)
+    cli_import.add_parser(sub)
+    cli_legacy.add_parser(sub)
     return parser
 
 
@@ -177,5 +180,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-del _pkg_doc

@@ -15,15 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+# Heavy modules are imported by the handler, so `dsfleet validate` does not pay for them at start-up.
 
-from reconciler.importers import ImportResult, import_keyfile
-from reconciler.keyfiles import render_gie_mapping
-from schemas.findings import Finding
-
-__all__ = ["add_parser", "dump_gie_yaml", "format_finding", "main", "run"]
+__all__ = ["add_parser", "dump_gie_yaml", "main", "run"]
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -43,7 +37,7 @@ exit status: 0 no errors, 1 some file has errors, 2 a file could not be read or 
 """
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Any) -> None:
     """Register ``import-nvinfer`` on a ``dsfleet`` subparsers object; the handler is ``args.func(args) -> int``."""
     parser = subparsers.add_parser(
         "import-nvinfer",
@@ -60,17 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def format_finding(finding: Finding) -> list[str]:
-    """gcc-style lines for a finding and its notes."""
-    where = str(finding.location) if finding.location else (finding.source.file if finding.source else "")
-    lines = [f"{where}: {finding.severity.value}: {finding.message} [{finding.rule}]"]
-    for note in finding.notes:
-        note_where = str(note.location) if note.location else where
-        lines.append(f"{note_where}: note: {note.message}")
-    return lines
-
-
 def _yaml_value(value: Any) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     if isinstance(value, dict):
         out = CommentedMap()
         for key, item in value.items():
@@ -86,6 +72,8 @@ def _yaml_value(value: Any) -> Any:
 
 def dump_gie_yaml(gie: dict[str, Any], source: str) -> str:
     """The GIE as a block-style YAML document headed by ``# from SOURCE`` (number lists in flow style)."""
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.width = 4096
@@ -101,6 +89,12 @@ def _read(path: str) -> str:
 
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    from pydantic import ValidationError
+
+    from reconciler.importers import import_keyfile
+    from reconciler.keyfiles import render_gie_mapping
+    from reconciler.reports import format_finding
+
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     status = EXIT_OK
@@ -115,7 +109,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             err.write(f"{path}: error: cannot read the file: {reason}\n")
             status = EXIT_USAGE
             continue
-        result: ImportResult = import_keyfile(text, path)
+        result = import_keyfile(text, path)
         for finding in result.findings:
             for line in format_finding(finding):
                 err.write(line + "\n")

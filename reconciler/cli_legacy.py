@@ -11,14 +11,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from reconciler.legacy import DEFAULT_URL_TEMPLATE, LegacyImportError, import_legacy
+DEFAULT_URL_TEMPLATE = "rtsp://{ip_address}/main"  # reconciler.legacy checks it is the same
 
 EXIT_OK = 0
 EXIT_ERROR = 2
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "import-legacy",
         help="import the older system's SQLite DB (cameras, agents, dsInstance) as manifests",
@@ -49,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from reconciler.legacy import LegacyImportError, import_legacy
+
     try:
         result = import_legacy(
             args.db,

@@ -528,3 +528,9 @@ def test_the_older_sample_app_conf_fills_the_app_settings(samples_dir: Path, tmp
         "buffer-pool-size": sample["streammux_buffer_pool"],
         "nvbuf-memory-type": sample["streammux_nvbuf_memory_type"],
     }
+
+
+def test_the_cli_default_url_template_is_the_importers() -> None:
+    from reconciler import cli_legacy, legacy
+
+    assert cli_legacy.DEFAULT_URL_TEMPLATE == legacy.DEFAULT_URL_TEMPLATE
