@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.reports import finding_json, print_findings, use_color
+from reconciler.reports import finding_json, plural, print_findings, use_color
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 AGENT_CONFIG_TOPIC = "AgentConfig"
@@ -300,7 +300,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
         gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
         print(
-            f"revision {applied.revision_id} applied: {len(applied.outbox_ids)} node configs queued"
+            f"revision {applied.revision_id} applied: {plural(len(applied.outbox_ids), 'node config')} queued"
             + (f" ({gens})" if gens else " (nothing changed)")
         )
         if plan.empty:
