@@ -12,7 +12,6 @@ from typing import Any
 from reconciler.reports import finding_json, plural, print_findings, use_color
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-AGENT_CONFIG_TOPIC = "AgentConfig"
 
 
 def add_parser(sub: Any) -> None:
@@ -79,12 +78,6 @@ def _desired(path: str) -> Any:
     return desired_state([path])
 
 
-def _stored_configs(store: Any) -> dict[str, Any]:
-    from schemas.nodeconfigs import NodeConfig
-
-    return {name: NodeConfig.model_validate(s.payload) for name, s in store.latest_node_configs().items()}
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
     from reconciler.errors import DsfleetError
     from reconciler.planreports import plan_json, plan_text
@@ -116,7 +109,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     try:
         store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
         try:
-            stored = _stored_configs(store)
+            from reconciler.applying import stored_configs
+
+            stored = stored_configs(store)
         finally:
             store.close()
     except DsfleetError as exc:
@@ -136,152 +131,60 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_OK if plan.empty else EXIT_FAIL
 
 
-def agent_config_encoder(now: datetime, topic_prefix: str = "") -> Any:
-    """``encode(node, generation, payload)`` → the AgentConfig outbox row (tombstone when payload is None)."""
-    from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
-
-    def encode(
-        node: str, generation: int, payload: dict[str, Any] | None
-    ) -> tuple[str, str, bytes | None, dict[str, str]]:
-        topic = topic_prefix + AGENT_CONFIG_TOPIC
-        if payload is None:
-            return topic, node, None, {"schema": "dsfleet.agent-config/v1", "generation": str(generation)}
-        config = NodeConfig.model_validate(payload)
-        message = AgentConfigMessage(
-            sent_at=now.isoformat(),
-            node=node,
-            generation=generation,
-            configHash=config.configHash,
-            instances=config.instances,
-        )
-        value = message.model_dump_json(by_alias=True).encode()
-        return topic, node, value, {"schema": "dsfleet.agent-config/v1", "generation": str(generation)}
-
-    return encode
-
-
-def inventory(desired: Any) -> Any:
-    from reconciler.store import CameraRow, InstanceRow, Inventory, NodeRow
-
-    fleet = desired.fleet
-    owner = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
-    configs = desired.configs or {}
-    compiled = {i.name: i for c in configs.values() for i in c.instances}
-    nodes = [
-        NodeRow(
-            name=n.name,
-            hostname=n.hostname,
-            node_id=n.spec.nodeId,
-            labels=dict(n.metadata.labels),
-            capacity=n.spec.capacity,
-            gpus=tuple(n.spec.gpus),
-        )
-        for n in fleet.nodes.values()
-    ]
-    cameras = [
-        CameraRow(
-            name=c.name,
-            camera_id=c.spec.cameraId,
-            url=c.spec.url,
-            secret_ref=c.spec.credentials.secretRef if c.spec.credentials else None,
-            encoding=c.spec.encoding,
-            type=c.spec.source_type.value,
-            width=c.spec.width,
-            height=c.spec.height,
-            labels=dict(c.metadata.labels),
-            instance=owner.get(c.name),
-        )
-        for c in fleet.cameras.values()
-    ]
-    instances = []
-    for name, res in desired.resolved.items():
-        spec = res.instance.spec
-        comp = compiled.get(name)
-        instances.append(
-            InstanceRow(
-                name=name,
-                node=spec.node,
-                gpu=spec.gpu,
-                image=res.image,
-                layout=spec.layout,
-                app_type=getattr(spec.app, "appType", None),
-                profile=spec.profile,
-                paused=spec.paused,
-                camera_count=len(res.cameras),
-                spec_hash=comp.specHash if comp else None,
-                files_hash=comp.filesHash if comp else None,
-                config_hash=comp.configHash if comp else None,
-            )
-        )
-    return Inventory(nodes=nodes, cameras=cameras, instances=instances)
-
-
 def cmd_apply(args: argparse.Namespace) -> int:
+    from reconciler.applying import Outcome, apply_manifests
     from reconciler.errors import DsfleetError
     from reconciler.gitinfo import git_info
     from reconciler.planreports import plan_text, summary, summary_line
-    from reconciler.plans import compute_plan, removes_every_instance
     from reconciler.settings import coordinator_settings
-    from reconciler.store import NewRevision, NodeChange, Store
+    from reconciler.store import NewRevision, Store
 
-    desired = _desired(args.path)
-    if desired is None:
+    if not Path(args.path).exists():
+        print(f"dsfleet: error: {args.path}: no such file or directory", file=sys.stderr)
         return EXIT_ERROR
-    loaded = desired.loaded
     settings = coordinator_settings(db=args.db)
-    now = datetime.now(UTC)
     git = git_info(args.path)
     rev = NewRevision(
         source="cli",
-        created_at=now,
-        manifests_hash=loaded.digest,
+        created_at=datetime.now(UTC),
+        manifests_hash="",  # filled in once the manifests are read
         git_commit=(git.commit + ("-dirty" if git.dirty else "")) if git else None,
         git_author=git.author if git else None,
         git_message=git.message if git else None,
     )
     try:
         _ensure_parent(settings.db)
-        store = Store.open(settings.db)
-    except DsfleetError as exc:
-        print(f"dsfleet apply: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        if desired.configs is None:
-            print_findings(loaded.findings)
-            rid = store.record_rejected(rev, [finding_json(f) for f in loaded.errors])
-            print(f"revision {rid} rejected: {len(loaded.errors)} errors; the last good revision keeps running",
-                  file=sys.stderr)  # fmt: skip
-            return EXIT_FAIL
-        if loaded.warnings:
-            print_findings(loaded.warnings)
-        stored = _stored_configs(store)
-        plan = compute_plan(desired.configs, stored)
-        if removes_every_instance(plan, desired.configs, stored) and not args.allow_prune_all:
-            print(
-                "dsfleet apply: refused: this would remove every instance of the fleet (an empty or wrongly "
-                "mounted manifests directory looks like this); re-run with --allow-prune-all if you mean it",
-                file=sys.stderr,
+        with Store.open(settings.db) as store:
+            result = apply_manifests(
+                [args.path],
+                store,
+                rev,
+                allow_prune_all=args.allow_prune_all,
+                topic_prefix=settings.topic_prefix,
             )
-            return EXIT_FAIL
-        changes = []
-        for node in plan.changed:
-            config = desired.configs.get(node.name)
-            if config is None:
-                changes.append(NodeChange(node=node.name, config_hash=None, payload=None))
-            else:
-                changes.append(
-                    NodeChange(
-                        node=node.name, config_hash=config.configHash, payload=config.model_dump(mode="json")
-                    )
-                )
-        applied = store.apply_revision(
-            rev, changes, inventory(desired), agent_config_encoder(now, settings.topic_prefix)
-        )
     except DsfleetError as exc:
         print(f"dsfleet apply: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        store.close()
+    loaded = result.desired.loaded
+    if result.outcome is Outcome.REJECTED:
+        print_findings(loaded.findings)
+        print(
+            f"revision {result.rejected_revision} rejected: {plural(len(loaded.errors), 'error')}; "
+            "the last good revision keeps running",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    if loaded.warnings:
+        print_findings(loaded.warnings)
+    if result.outcome is Outcome.REFUSED_PRUNE_ALL:
+        print(
+            "dsfleet apply: refused: this would remove every instance of the fleet (an empty or wrongly "
+            "mounted manifests directory looks like this); re-run with --allow-prune-all if you mean it",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    plan, applied = result.plan, result.applied
+    assert plan is not None and applied is not None
     if args.output == "json":
         json.dump(
             {
@@ -295,16 +198,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
             indent=2,
         )
         sys.stdout.write("\n")
-    else:
-        if not plan.empty:
-            sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
-        gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
-        print(
-            f"revision {applied.revision_id} applied: {plural(len(applied.outbox_ids), 'node config')} queued"
-            + (f" ({gens})" if gens else " (nothing changed)")
-        )
-        if plan.empty:
-            print(summary_line(plan))
+        return EXIT_OK
+    if not plan.empty:
+        sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
+    gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
+    print(
+        f"revision {applied.revision_id} applied: {plural(len(applied.outbox_ids), 'node config')} queued"
+        + (f" ({gens})" if gens else " (nothing changed)")
+    )
+    if plan.empty:
+        print(summary_line(plan))
     return EXIT_OK
 
 

@@ -1,0 +1,180 @@
+"""Apply a manifest set to the store: the one path both ``dsfleet apply`` and the coordinator take.
+
+Load + validate (cached by content hash), compile (cached per instance), plan against the last applied configs,
+then store the revision with exactly the changed nodes' AgentConfig messages in the outbox, in one transaction.
+An invalid set is stored as a rejected revision; an apply that would remove every instance is refused unless
+allowed (DESIGN §9.17).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from reconciler.desired import CompileCache, DesiredState, desired_state
+from reconciler.manifests import ManifestCache
+from reconciler.plans import Plan, compute_plan, removes_every_instance
+from reconciler.reports import finding_json
+from reconciler.store import (
+    AppliedRevision,
+    CameraRow,
+    InstanceRow,
+    Inventory,
+    NewRevision,
+    NodeChange,
+    NodeRow,
+    Store,
+)
+from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
+
+AGENT_CONFIG_TOPIC = "AgentConfig"
+MESSAGE_SCHEMA = "dsfleet.agent-config/v1"
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    REJECTED = "rejected"
+    REFUSED_PRUNE_ALL = "refused-prune-all"
+
+
+@dataclass
+class ApplyResult:
+    outcome: Outcome
+    desired: DesiredState
+    plan: Plan | None = None
+    applied: AppliedRevision | None = None
+    rejected_revision: int | None = None
+
+
+@dataclass
+class Caches:
+    """What a long-running process keeps between applies."""
+
+    manifests: ManifestCache = field(default_factory=ManifestCache)
+    compiled: CompileCache = field(default_factory=CompileCache)
+
+
+def agent_config_encoder(
+    now: datetime, topic_prefix: str = ""
+) -> Callable[[str, int, dict[str, Any] | None], tuple[str, str, bytes | None, dict[str, str]]]:
+    """``encode(node, generation, payload)`` → the AgentConfig outbox row (a tombstone when payload is None)."""
+
+    def encode(
+        node: str, generation: int, payload: dict[str, Any] | None
+    ) -> tuple[str, str, bytes | None, dict[str, str]]:
+        topic = topic_prefix + AGENT_CONFIG_TOPIC
+        headers = {"schema": MESSAGE_SCHEMA, "generation": str(generation)}
+        if payload is None:
+            return topic, node, None, headers
+        config = NodeConfig.model_validate(payload)
+        message = AgentConfigMessage(
+            sent_at=now.isoformat(),
+            node=node,
+            generation=generation,
+            configHash=config.configHash,
+            instances=config.instances,
+        )
+        return topic, node, message.model_dump_json(by_alias=True).encode(), headers
+
+    return encode
+
+
+def inventory(desired: DesiredState) -> Inventory:
+    """The nodes, cameras and instances of a desired state, as the store's rows (never a credential)."""
+    fleet = desired.fleet
+    owner = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
+    compiled = {i.name: i for c in (desired.configs or {}).values() for i in c.instances}
+    nodes = [
+        NodeRow(
+            name=n.name,
+            hostname=n.hostname,
+            node_id=n.spec.nodeId,
+            labels=dict(n.metadata.labels),
+            capacity=n.spec.capacity,
+            gpus=tuple(n.spec.gpus),
+        )
+        for n in fleet.nodes.values()
+    ]
+    cameras = [
+        CameraRow(
+            name=c.name,
+            camera_id=c.spec.cameraId,
+            url=c.spec.url,
+            secret_ref=c.spec.credentials.secretRef if c.spec.credentials else None,
+            encoding=c.spec.encoding,
+            type=c.spec.source_type.value,
+            width=c.spec.width,
+            height=c.spec.height,
+            labels=dict(c.metadata.labels),
+            instance=owner.get(c.name),
+        )
+        for c in fleet.cameras.values()
+    ]
+    instances = []
+    for name, res in desired.resolved.items():
+        spec = res.instance.spec
+        comp = compiled.get(name)
+        instances.append(
+            InstanceRow(
+                name=name,
+                node=spec.node,
+                gpu=spec.gpu,
+                image=res.image,
+                layout=spec.layout,
+                app_type=getattr(spec.app, "appType", None),
+                profile=spec.profile,
+                paused=spec.paused,
+                camera_count=len(res.cameras),
+                spec_hash=comp.specHash if comp else None,
+                files_hash=comp.filesHash if comp else None,
+                config_hash=comp.configHash if comp else None,
+            )
+        )
+    return Inventory(nodes=nodes, cameras=cameras, instances=instances)
+
+
+def stored_configs(store: Store) -> dict[str, NodeConfig]:
+    return {name: NodeConfig.model_validate(s.payload) for name, s in store.latest_node_configs().items()}
+
+
+def apply_manifests(
+    paths: Sequence[str | os.PathLike[str]],
+    store: Store,
+    revision: NewRevision,
+    *,
+    allow_prune_all: bool = False,
+    caches: Caches | None = None,
+    topic_prefix: str = "",
+    stored: dict[str, NodeConfig] | None = None,
+) -> ApplyResult:
+    """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
+    applied configs) may be passed by a caller that keeps them; otherwise they are read from the store."""
+    desired = desired_state(paths, caches.manifests if caches else None, caches.compiled if caches else None)
+    revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
+    if desired.configs is None:
+        rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
+        return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
+    current = stored if stored is not None else stored_configs(store)
+    plan = compute_plan(desired.configs, current)
+    if removes_every_instance(plan, desired.configs, current) and not allow_prune_all:
+        return ApplyResult(Outcome.REFUSED_PRUNE_ALL, desired, plan=plan)
+    changes = []
+    for node in plan.changed:
+        config = desired.configs.get(node.name)
+        if config is None:
+            changes.append(NodeChange(node=node.name, config_hash=None, payload=None))
+        else:
+            changes.append(
+                NodeChange(
+                    node=node.name, config_hash=config.configHash, payload=config.model_dump(mode="json")
+                )
+            )
+    applied = store.apply_revision(
+        revision, changes, inventory(desired), agent_config_encoder(revision.created_at, topic_prefix)
+    )
+    return ApplyResult(Outcome.APPLIED, desired, plan=plan, applied=applied)
