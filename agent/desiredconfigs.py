@@ -1,0 +1,112 @@
+"""Pure: read a node's desired config from JSON text and check it before anything reaches the host.
+
+The agent accepts the two shapes the coordinator produces: an ``AgentConfig`` message (topic 210: a NodeConfig
+plus ``schema``, ``generation`` and ``sent_at``) and a bare ``NodeConfig`` (as ``dsfleet`` compiles it). A JSON
+object with a ``schema``, ``generation`` or ``sent_at`` key is read as the message, any other object as a
+NodeConfig; both are validated by the pydantic models of ``schemas.nodeconfigs``.
+
+Checks beyond the models: instance names are DNS labels (each names a directory), unique; and every instance's
+``specHash``/``filesHash``/``configHash`` matches its content (a hand-edited or corrupted config is refused
+instead of being half applied). Errors are gcc style (``FILE:LINE:COL: error: ...`` for malformed JSON,
+``FILE: error: instances.0.files: ...`` for the rest) and never quote input values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeAlias
+
+from pydantic import ValidationError
+
+from agent.errors import ConfigError
+from schemas.nodeconfigs import (
+    AgentConfigMessage,
+    InstanceConfig,
+    NodeConfig,
+    files_hash,
+    instance_hash,
+    spec_hash,
+)
+
+__all__ = ["DesiredConfig", "config_problems", "parse_config", "select_instances"]
+
+DesiredConfig: TypeAlias = AgentConfigMessage | NodeConfig
+
+_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_MESSAGE_KEYS = ("schema", "generation", "sent_at")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_config(text: str | bytes, source: str) -> DesiredConfig:
+    """Validate JSON ``text`` (read from ``source``) as an AgentConfig message or a NodeConfig."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: error: not UTF-8 (byte offset {exc.start})") from None
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}:{exc.lineno}:{exc.colno}: error: malformed JSON: {exc.msg}") from None
+    if data is None:
+        raise ConfigError(f"{source}: error: null (a tombstone: the node was removed); nothing to write")
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: error: expected a JSON object (an AgentConfig message or a NodeConfig), "
+            f"got {type(data).__name__}"
+        )
+    model: type[AgentConfigMessage] | type[NodeConfig] = (
+        AgentConfigMessage if any(k in data for k in _MESSAGE_KEYS) else NodeConfig
+    )
+    try:
+        config: DesiredConfig = model.model_validate(data)
+    except ValidationError as exc:
+        kind = "AgentConfig message" if model is AgentConfigMessage else "NodeConfig"
+        lines = [f"{source}: error: {_loc(e['loc'])}: {e['msg']} (as {kind})" for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+    problems = config_problems(config)
+    if problems:
+        raise ConfigError("\n".join(f"{source}: error: {p}" for p in problems))
+    return config
+
+
+def _instance_problems(index: int, inst: InstanceConfig) -> list[str]:
+    where = f"instances.{index} ({inst.name})" if _NAME_RE.fullmatch(inst.name) else f"instances.{index}"
+    problems = []
+    if not _NAME_RE.fullmatch(inst.name) or len(inst.name) > 63:
+        problems.append(f"{where}.name: not a DNS label")
+    s, f = spec_hash(inst.container), files_hash(inst.files)
+    if inst.specHash != s:
+        problems.append(f"{where}.specHash: does not match the container spec (corrupted or edited by hand)")
+    if inst.filesHash != f:
+        problems.append(f"{where}.filesHash: does not match the files (corrupted or edited by hand)")
+    if inst.configHash != instance_hash(inst.specHash, inst.filesHash, inst.paused):
+        problems.append(f"{where}.configHash: does not match specHash, filesHash and paused")
+    return problems
+
+
+def config_problems(config: DesiredConfig) -> list[str]:
+    """What is wrong with a validated config beyond its schema (names, duplicates, hashes)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, inst in enumerate(config.instances):
+        problems.extend(_instance_problems(index, inst))
+        if inst.name in seen:
+            problems.append(f"instances.{index}.name: instance {inst.name!r} is listed twice")
+        seen.add(inst.name)
+    return problems
+
+
+def select_instances(config: DesiredConfig, name: str | None) -> tuple[InstanceConfig, ...]:
+    """All instances, or the one named ``name`` (``LookupError`` naming the ones there are)."""
+    if name is None:
+        return config.instances
+    for inst in config.instances:
+        if inst.name == name:
+            return (inst,)
+    names = ", ".join(i.name for i in config.instances) or "none"
+    raise LookupError(f"no instance named {name!r} in the config of node {config.node!r} (it has: {names})")

@@ -1,0 +1,50 @@
+"""The agent's exception tree: one root, two branches (as kopf's ``TemporaryError`` / ``PermanentError``).
+
+``TemporaryError``: worth retrying with capped, jittered backoff (a write failed: disk full, I/O error).
+``PermanentError``: fails again the same way until the input or the host's setup changes (an invalid config,
+a missing or badly protected secret). Adapters translate ``OSError`` and library exceptions into these.
+
+Messages name the place (a path, ``FILE:LINE:COL``) and the secret *ref*; never a secret's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class TemporaryError(AgentError):
+    """May succeed when retried later."""
+
+
+class PermanentError(AgentError):
+    """Will fail again the same way until something changes."""
+
+
+class ConfigError(PermanentError):
+    """The desired config (an ``AgentConfig`` message or a ``NodeConfig``) is malformed or inconsistent."""
+
+
+class SecretError(PermanentError):
+    """A secret is missing, unreadable or too openly readable; ``refs`` names the secrets concerned.
+
+    The message is one line per problem and says where the agent looked; it never carries a value.
+    """
+
+    def __init__(self, message: str, refs: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.refs: tuple[str, ...] = tuple(dict.fromkeys(refs))
+
+    @classmethod
+    def combine(cls, errors: Iterable[SecretError]) -> SecretError:
+        """One error listing every problem (so a user fixes them all in one go)."""
+        errors = list(errors)
+        lines = list(dict.fromkeys(line for e in errors for line in str(e).splitlines()))
+        return cls("\n".join(lines), [ref for e in errors for ref in e.refs])
+
+
+class FileWriteError(TemporaryError):
+    """Writing, replacing or removing a file under the state directory failed."""

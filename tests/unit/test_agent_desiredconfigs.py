@@ -1,0 +1,126 @@
+"""Parsing and checking the desired config the agent receives (an AgentConfig message or a NodeConfig)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent.desiredconfigs import parse_config, select_instances
+from agent.errors import ConfigError
+from schemas.nodeconfigs import (
+    AgentConfigMessage,
+    ContainerSpec,
+    NodeConfig,
+    RenderedFile,
+    RestartPolicySpec,
+    build_instance,
+    build_node,
+)
+
+CANARY = "canary-NotInAnyMessage"
+
+
+def _node() -> NodeConfig:
+    container = ContainerSpec(
+        image="nvcr.io/nvidia/deepstream:7.0-triton-multiarch",
+        engineVolume="cam-a_engine",
+        restartPolicy=RestartPolicySpec(name="unless-stopped"),
+    )
+    files = (
+        RenderedFile(
+            path="source_list.json", content='{"a": "rtsp://${secret:gate-1}@h"}', secrets=("gate-1",)
+        ),
+    )
+    return build_node(
+        "gpu-node-1",
+        [
+            build_instance("cam-a", "ccm", False, (), container, files),
+            build_instance("cam-b", "ccm", False, (), container, ()),
+        ],
+    )
+
+
+def _message() -> AgentConfigMessage:
+    node = _node()
+    return AgentConfigMessage(
+        sent_at="2024-11-24T21:00:00Z",
+        node=node.node,
+        generation=7,
+        configHash=node.configHash,
+        instances=node.instances,
+    )
+
+
+def test_a_node_config_is_accepted() -> None:
+    config = parse_config(_node().model_dump_json(), "node.json")
+    assert isinstance(config, NodeConfig)
+    assert config == _node()
+
+
+def test_an_agent_config_message_is_accepted() -> None:
+    config = parse_config(_message().model_dump_json(by_alias=True).encode(), "msg.json")
+    assert isinstance(config, AgentConfigMessage)
+    assert config.generation == 7
+    assert [i.name for i in config.instances] == ["cam-a", "cam-b"]
+
+
+def test_malformed_json_names_file_line_and_column() -> None:
+    text = '{\n  "node": "gpu-node-1",\n  "configHash": x\n}'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "node.json")
+    assert str(info.value) == "node.json:3:17: error: malformed JSON: Expecting value"
+
+
+def test_schema_errors_name_the_field_and_never_echo_input_values() -> None:
+    data: dict[str, Any] = json.loads(_node().model_dump_json())
+    data["instances"][0]["files"][0]["mode"] = CANARY
+    del data["instances"][1]["container"]["image"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(json.dumps(data), "node.json")
+    message = str(info.value)
+    assert "node.json: error: instances.0.files.0.mode: Extra inputs are not permitted" in message
+    assert "node.json: error: instances.1.container.image: Field required" in message
+    assert CANARY not in message
+
+
+def test_a_tampered_file_is_refused_by_its_hash() -> None:
+    data: dict[str, Any] = json.loads(_node().model_dump_json())
+    data["instances"][0]["files"][0]["content"] = '{"a": "rtsp://evil@h"}'
+    with pytest.raises(ConfigError, match=r"instances\.0 \(cam-a\)\.filesHash: does not match the files"):
+        parse_config(json.dumps(data), "node.json")
+
+
+@pytest.mark.parametrize("name", ["../etc", "Cam", "a/b"])
+def test_an_instance_name_that_is_not_a_dns_label_is_refused(name: str) -> None:
+    data: dict[str, Any] = json.loads(_node().model_dump_json())
+    data["instances"][0]["name"] = name
+    with pytest.raises(ConfigError, match=r"instances\.0\.name: not a DNS label"):
+        parse_config(json.dumps(data), "node.json")
+
+
+def test_duplicate_instances_are_refused() -> None:
+    data: dict[str, Any] = json.loads(_node().model_dump_json())
+    data["instances"][1] = data["instances"][0]
+    with pytest.raises(ConfigError, match="'cam-a' is listed twice"):
+        parse_config(json.dumps(data), "node.json")
+
+
+@pytest.mark.parametrize(("text", "match"), [("null", "tombstone"), ("[1]", "expected a JSON object")])
+def test_non_objects_are_refused(text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_config(text, "node.json")
+
+
+def test_invalid_utf8_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"node\.json: error: not UTF-8"):
+        parse_config(b'{"node": "\xff"}', "node.json")
+
+
+def test_select_one_instance_or_say_which_exist() -> None:
+    node = _node()
+    assert [i.name for i in select_instances(node, None)] == ["cam-a", "cam-b"]
+    assert [i.name for i in select_instances(node, "cam-b")] == ["cam-b"]
+    with pytest.raises(LookupError, match=r"no instance named 'nope'.*it has: cam-a, cam-b"):
+        select_instances(node, "nope")
