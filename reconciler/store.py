@@ -865,69 +865,110 @@ class Store:
         return generation
 
     @staticmethod
-    def _replace_inventory(conn: Connection, rows: StoredInventory) -> None:
-        existing = set(conn.execute(sa.select(NODES.c.name)).scalars())
-        for node in rows.nodes:
-            desired = {
-                "node_id": node.node_id,
-                "hostname": node.hostname or node.name,
-                "labels": dict(node.labels),
-                "capacity": node.capacity,
-                "gpus": list(node.gpus),
-                "deleted": False,
-            }
-            if node.name in existing:
-                conn.execute(NODES.update().where(NODES.c.name == node.name).values(**desired))
+    def _sync_table(
+        conn: Connection,
+        table: sa.Table,
+        desired: dict[str, dict[str, Any]],
+        *,
+        soft_delete: bool = False,
+        insert_defaults: Mapping[str, Any] | None = None,
+        defer_deletes: bool = False,
+    ) -> list[str]:
+        """Make ``table`` (keyed by ``name``) hold ``desired``, writing only the rows that differ.
+
+        With ``defer_deletes`` the rows to delete are returned instead (rows of other tables may still refer to
+        them); otherwise an empty list."""
+        columns = [table.c[c] for c in next(iter(desired.values()), {})] if desired else []
+        current: dict[str, dict[str, Any]] = {}
+        if columns:
+            for row in conn.execute(sa.select(table.c.name, *columns)).mappings():
+                current[row["name"]] = {c.name: row[c.name] for c in columns}
+        else:
+            current = {name: {} for name in conn.execute(sa.select(table.c.name)).scalars()}
+        defaults = dict(insert_defaults or {})
+        inserts = [
+            {"name": name, **defaults, **values} for name, values in desired.items() if name not in current
+        ]
+        updates = [
+            (name, values) for name, values in desired.items() if name in current and current[name] != values
+        ]
+        gone = [name for name in current if name not in desired]
+        if gone and not defer_deletes:
+            if soft_delete:
+                conn.execute(
+                    table.update()
+                    .where(table.c.name.in_(gone), table.c.deleted.is_(False))
+                    .values(deleted=True)
+                )
             else:
-                conn.execute(NODES.insert().values(name=node.name, online=False, **desired))
-        names = [n.name for n in rows.nodes]
-        conn.execute(
-            NODES.update()
-            .where(sa.not_(NODES.c.name.in_(names)), NODES.c.deleted.is_(False))
-            .values(deleted=True)
+                conn.execute(table.delete().where(table.c.name.in_(gone)))
+        if inserts:
+            conn.execute(table.insert(), inserts)
+        for name, values in updates:
+            conn.execute(table.update().where(table.c.name == name).values(**values))
+        return gone if defer_deletes else []
+
+    @classmethod
+    def _replace_inventory(cls, conn: Connection, rows: StoredInventory) -> None:
+        cls._sync_table(
+            conn,
+            NODES,
+            {
+                n.name: {
+                    "node_id": n.node_id,
+                    "hostname": n.hostname or n.name,
+                    "labels": dict(n.labels),
+                    "capacity": n.capacity,
+                    "gpus": list(n.gpus),
+                    "deleted": False,
+                }
+                for n in rows.nodes
+            },
+            soft_delete=True,
+            insert_defaults={"online": False},
         )
-        conn.execute(CAMERAS.delete())
-        conn.execute(INSTANCES.delete())
-        if rows.instances:
-            conn.execute(
-                INSTANCES.insert(),
-                [
-                    {
-                        "name": i.name,
-                        "node": i.node,
-                        "gpu": i.gpu,
-                        "image": i.image,
-                        "layout": i.layout,
-                        "app_type": i.app_type,
-                        "profile": i.profile,
-                        "paused": i.paused,
-                        "camera_count": i.camera_count,
-                        "spec_hash": i.spec_hash,
-                        "files_hash": i.files_hash,
-                        "config_hash": i.config_hash,
-                    }
-                    for i in rows.instances
-                ],
-            )
-        if rows.cameras:
-            conn.execute(
-                CAMERAS.insert(),
-                [
-                    {
-                        "name": c.name,
-                        "camera_id": c.camera_id,
-                        "url": c.url,
-                        "secret_ref": c.secret_ref,
-                        "encoding": c.encoding,
-                        "type": c.type,
-                        "width": c.width,
-                        "height": c.height,
-                        "labels": dict(c.labels),
-                        "instance": c.instance,
-                    }
-                    for c in rows.cameras
-                ],
-            )
+        # cameras refer to instances: add instances first, drop the old ones only after the cameras moved
+        stale_instances = cls._sync_table(
+            conn,
+            INSTANCES,
+            {
+                i.name: {
+                    "node": i.node,
+                    "gpu": i.gpu,
+                    "image": i.image,
+                    "layout": i.layout,
+                    "app_type": i.app_type,
+                    "profile": i.profile,
+                    "paused": i.paused,
+                    "camera_count": i.camera_count,
+                    "spec_hash": i.spec_hash,
+                    "files_hash": i.files_hash,
+                    "config_hash": i.config_hash,
+                }
+                for i in rows.instances
+            },
+            defer_deletes=True,
+        )
+        cls._sync_table(
+            conn,
+            CAMERAS,
+            {
+                c.name: {
+                    "camera_id": c.camera_id,
+                    "url": c.url,
+                    "secret_ref": c.secret_ref,
+                    "encoding": c.encoding,
+                    "type": c.type,
+                    "width": c.width,
+                    "height": c.height,
+                    "labels": dict(c.labels),
+                    "instance": c.instance,
+                }
+                for c in rows.cameras
+            },
+        )
+        if stale_instances:
+            conn.execute(INSTANCES.delete().where(INSTANCES.c.name.in_(stale_instances)))
 
     def revisions(self, limit: int = 50) -> list[RevisionRecord]:
         """The newest ``limit`` revisions, newest first."""
