@@ -32,6 +32,8 @@ def placeholders_in(text: str) -> list[str]:
 
 def url_has_credentials(url: str) -> bool:
     """True when ``url`` carries a user name or password in its authority (``user:pass@host``)."""
+    if "@" not in url:
+        return False
     try:
         parts = urlsplit(url)
     except ValueError:
