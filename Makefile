@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q schemas policies reconciler agent >/dev/null
 	@touch $@
 
 demo: $(STAMP)

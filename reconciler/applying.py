@@ -30,6 +30,7 @@ from reconciler.store import (
     NodeRow,
     Store,
 )
+from schemas.manifests import Camera
 from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
 
 AGENT_CONFIG_TOPIC = "AgentConfig"
@@ -57,6 +58,9 @@ class Caches:
 
     manifests: ManifestCache = field(default_factory=ManifestCache)
     compiled: CompileCache = field(default_factory=CompileCache)
+    inventory: tuple[int, Inventory] | None = None
+    """The inventory the last revision applied from here stored, with that revision's id."""
+    camera_rows: dict[tuple[int, str | None], tuple[Camera, CameraRow]] = field(default_factory=dict)
 
 
 def agent_config_encoder(
@@ -84,10 +88,26 @@ def agent_config_encoder(
     return encode
 
 
-def inventory(desired: DesiredState) -> Inventory:
+def _camera_row(camera: Camera, owner: str | None) -> CameraRow:
+    spec = camera.spec
+    return CameraRow(
+        name=camera.name,
+        camera_id=spec.cameraId,
+        url=spec.url,
+        secret_ref=spec.credentials.secretRef if spec.credentials else None,
+        encoding=spec.encoding,
+        type=spec.source_type.value,
+        width=spec.width,
+        height=spec.height,
+        labels=dict(camera.metadata.labels),
+        instance=owner,
+    )
+
+
+def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     """The nodes, cameras and instances of a desired state, as the store's rows (never a credential)."""
     fleet = desired.fleet
-    owner = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
+    owner_of = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
     compiled = {i.name: i for c in (desired.configs or {}).values() for i in c.instances}
     nodes = [
         NodeRow(
@@ -100,21 +120,18 @@ def inventory(desired: DesiredState) -> Inventory:
         )
         for n in fleet.nodes.values()
     ]
-    cameras = [
-        CameraRow(
-            name=c.name,
-            camera_id=c.spec.cameraId,
-            url=c.spec.url,
-            secret_ref=c.spec.credentials.secretRef if c.spec.credentials else None,
-            encoding=c.spec.encoding,
-            type=c.spec.source_type.value,
-            width=c.spec.width,
-            height=c.spec.height,
-            labels=dict(c.metadata.labels),
-            instance=owner.get(c.name),
-        )
-        for c in fleet.cameras.values()
-    ]
+    cameras = []
+    for c in fleet.cameras.values():
+        owner = owner_of.get(c.name)
+        if caches is None:
+            cameras.append(_camera_row(c, owner))
+            continue
+        hit = caches.camera_rows.get((id(c), owner))
+        if hit is None or hit[0] is not c:
+            hit = caches.camera_rows[(id(c), owner)] = (c, _camera_row(c, owner))
+        cameras.append(hit[1])
+    if caches is not None and len(caches.camera_rows) > 2 * len(fleet.cameras) + 1000:
+        caches.camera_rows.clear()
     instances = []
     for name, res in desired.resolved.items():
         spec = res.instance.spec
@@ -174,7 +191,14 @@ def apply_manifests(
                     node=node.name, config_hash=config.configHash, payload=config.model_dump(mode="json")
                 )
             )
+    rows = inventory(desired, caches)
     applied = store.apply_revision(
-        revision, changes, inventory(desired), agent_config_encoder(revision.created_at, topic_prefix)
+        revision,
+        changes,
+        rows,
+        agent_config_encoder(revision.created_at, topic_prefix),
+        inventory_base=caches.inventory if caches else None,
     )
+    if caches is not None:
+        caches.inventory = (applied.revision_id, rows)
     return ApplyResult(Outcome.APPLIED, desired, plan=plan, applied=applied)

@@ -216,10 +216,15 @@ def validate_document(data: Any, source: SourceRef) -> tuple[Manifest | None, li
 
 
 class ManifestCache:
-    """Parsed + validated files by content hash (the coordinator keeps one across watch ticks)."""
+    """Parsed + validated files by content hash (the coordinator keeps one across watch ticks).
+
+    A file whose (size, mtime, inode) did not change since it was last read is not read again at all; any other
+    file is read and looked up by its content hash, so touching a file without changing it costs one hash.
+    """
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._entries: dict[tuple[str, str], ParsedFile] = {}
+        self._stats: dict[str, tuple[tuple[int, int, int], ParsedFile]] = {}
         self._max = max_entries
 
     def get(self, display: str, digest: str) -> ParsedFile | None:
@@ -228,7 +233,17 @@ class ManifestCache:
     def put(self, display: str, parsed: ParsedFile) -> None:
         if len(self._entries) >= self._max:
             self._entries.clear()
+            self._stats.clear()
         self._entries[(display, parsed.digest)] = parsed
+
+    def by_stat(self, display: str, stat: os.stat_result) -> ParsedFile | None:
+        hit = self._stats.get(display)
+        if hit is not None and hit[0] == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
+            return hit[1]
+        return None
+
+    def remember_stat(self, display: str, stat: os.stat_result, parsed: ParsedFile) -> None:
+        self._stats[display] = ((stat.st_size, stat.st_mtime_ns, stat.st_ino), parsed)
 
 
 def parse_file(display: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> ParsedFile:
@@ -259,8 +274,8 @@ def read_files(
     findings: list[Finding] = []
     for mf in files:
         try:
-            size = mf.path.stat().st_size
-            if size > limits.max_file_bytes:
+            stat = mf.path.stat()
+            if stat.st_size > limits.max_file_bytes:
                 findings.append(
                     _file_finding(
                         mf.display,
@@ -269,6 +284,11 @@ def read_files(
                     )
                 )
                 continue
+            if cache is not None:
+                unchanged = cache.by_stat(mf.display, stat)
+                if unchanged is not None:
+                    out.append((mf.display, unchanged))
+                    continue
             data = mf.path.read_bytes()
         except OSError as exc:
             findings.append(_file_finding(mf.display, "manifest-read", f"cannot read: {exc.strerror or exc}"))
@@ -280,6 +300,8 @@ def read_files(
             parsed = parse_file(mf.display, data, limits)
             if cache is not None:
                 cache.put(mf.display, parsed)
+        if cache is not None:
+            cache.remember_stat(mf.display, stat, parsed)
         out.append((mf.display, parsed))
     return out, findings
 
@@ -293,7 +315,7 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
         for index, manifest in pf.manifests:
             kind = manifest.kind
             name = manifest.metadata.name
-            source = SourceRef(file=display, document=index)
+            source = SourceRef.model_construct(file=display, document=index, path=())
             first = sources.get((kind, name))
             if first is not None:
                 findings.append(

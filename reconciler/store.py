@@ -773,12 +773,16 @@ class Store:
         changes: Sequence[NodeChange],
         inventory: Inventory | None,
         encode: Encoder,
+        *,
+        inventory_base: tuple[int, Inventory] | None = None,
     ) -> AppliedRevision:
         """Store an accepted revision, its node config changes, their outbox messages and the inventory.
 
         One transaction: if anything fails (``encode`` raising included) nothing is stored. Each changed node
         gets its next generation (1, 2, 3, …; never reused, also after the node was deleted).
-        ``inventory=None`` leaves the inventory tables as they are.
+        ``inventory=None`` leaves the inventory tables as they are. ``inventory_base`` = (revision id, the
+        inventory that revision stored), from a caller that keeps it (the coordinator): when that revision is
+        still the last accepted one, only the rows that differ from it are written, without reading the tables.
         """
         seen: set[str] = set()
         for change in changes:
@@ -821,7 +825,16 @@ class Store:
                 )
                 outbox_ids.append(_inserted_id(result))
             if rows is not None:
-                self._replace_inventory(conn, rows)
+                base = None
+                if inventory_base is not None:
+                    last = conn.execute(
+                        sa.select(sa.func.max(REVISIONS.c.id)).where(
+                            REVISIONS.c.accepted.is_(True), REVISIONS.c.id < revision_id
+                        )
+                    ).scalar()
+                    if last == inventory_base[0]:
+                        base = StoredInventory.of(inventory_base[1])
+                self._replace_inventory(conn, rows, base)
         return AppliedRevision(revision_id, generations, tuple(outbox_ids))
 
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int:
@@ -873,17 +886,18 @@ class Store:
         soft_delete: bool = False,
         insert_defaults: Mapping[str, Any] | None = None,
         defer_deletes: bool = False,
+        current: dict[str, dict[str, Any]] | None = None,
     ) -> list[str]:
         """Make ``table`` (keyed by ``name``) hold ``desired``, writing only the rows that differ.
 
         With ``defer_deletes`` the rows to delete are returned instead (rows of other tables may still refer to
         them); otherwise an empty list."""
         columns = [table.c[c] for c in next(iter(desired.values()), {})] if desired else []
-        current: dict[str, dict[str, Any]] = {}
-        if columns:
+        if current is None and columns:
+            current = {}
             for row in conn.execute(sa.select(table.c.name, *columns)).mappings():
                 current[row["name"]] = {c.name: row[c.name] for c in columns}
-        else:
+        elif current is None:
             current = {name: {} for name in conn.execute(sa.select(table.c.name)).scalars()}
         defaults = dict(insert_defaults or {})
         inserts = [
@@ -908,12 +922,11 @@ class Store:
             conn.execute(table.update().where(table.c.name == name).values(**values))
         return gone if defer_deletes else []
 
-    @classmethod
-    def _replace_inventory(cls, conn: Connection, rows: StoredInventory) -> None:
-        cls._sync_table(
-            conn,
-            NODES,
-            {
+    @staticmethod
+    def _inventory_tables(rows: StoredInventory) -> dict[str, dict[str, dict[str, Any]]]:
+        """Inventory rows as the columns each table stores, by row name."""
+        return {
+            "nodes": {
                 n.name: {
                     "node_id": n.node_id,
                     "hostname": n.hostname or n.name,
@@ -924,14 +937,7 @@ class Store:
                 }
                 for n in rows.nodes
             },
-            soft_delete=True,
-            insert_defaults={"online": False},
-        )
-        # cameras refer to instances: add instances first, drop the old ones only after the cameras moved
-        stale_instances = cls._sync_table(
-            conn,
-            INSTANCES,
-            {
+            "instances": {
                 i.name: {
                     "node": i.node,
                     "gpu": i.gpu,
@@ -947,12 +953,7 @@ class Store:
                 }
                 for i in rows.instances
             },
-            defer_deletes=True,
-        )
-        cls._sync_table(
-            conn,
-            CAMERAS,
-            {
+            "cameras": {
                 c.name: {
                     "camera_id": c.camera_id,
                     "url": c.url,
@@ -966,7 +967,30 @@ class Store:
                 }
                 for c in rows.cameras
             },
+        }
+
+    @classmethod
+    def _replace_inventory(
+        cls, conn: Connection, rows: StoredInventory, base: StoredInventory | None = None
+    ) -> None:
+        want = cls._inventory_tables(rows)
+        have = cls._inventory_tables(base) if base is not None else None
+        cls._sync_table(  # always read: soft-deleted nodes stay in the table, unlike in any inventory
+            conn,
+            NODES,
+            want["nodes"],
+            soft_delete=True,
+            insert_defaults={"online": False},
         )
+        # cameras refer to instances: add instances first, drop the old ones only after the cameras moved
+        stale_instances = cls._sync_table(
+            conn,
+            INSTANCES,
+            want["instances"],
+            current=have["instances"] if have else None,
+            defer_deletes=True,
+        )
+        cls._sync_table(conn, CAMERAS, want["cameras"], current=have["cameras"] if have else None)
         if stale_instances:
             conn.execute(INSTANCES.delete().where(INSTANCES.c.name.in_(stale_instances)))
 

@@ -310,3 +310,42 @@ def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
 
 def _load(text: str) -> Any:
     return json.loads(text)
+
+
+def test_warm_applies_keep_the_inventory_exact(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The coordinator path writes only inventory rows that changed; the tables must still match a full sync,
+    also when another writer applied in between (then the cached base is stale and ignored)."""
+    from datetime import UTC, datetime
+
+    from reconciler.applying import Caches, apply_manifests
+    from reconciler.store import NewRevision, Store
+
+    db = f"sqlite:///{tmp_path / 'warm.db'}"
+    rev = NewRevision(source="watch", created_at=datetime.now(UTC), manifests_hash="")
+    caches = Caches()
+    gate = fleet / "cameras" / "gate.yaml"
+    with Store.open(db) as store:
+        apply_manifests([fleet], store, rev, caches=caches)
+        gate.write_text(gate.read_text().replace("zone: gate\n", "zone: gate-west\n", 1))
+        apply_manifests([fleet], store, rev, caches=caches)  # gate-1 leaves ccm-gate's selector
+        warm = store.inventory()
+    fresh_db = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert cli(capsys, "apply", str(fleet), "--db", fresh_db)[0] == 0
+    with Store.open(fresh_db) as fresh:
+        assert warm == fresh.inventory()
+    assert next(c for c in warm.cameras if c.name == "gate-1").instance is None
+    # another writer applies a change; the cached base is now stale and must not be trusted
+    other = tmp_path / "other"
+    shutil.copytree(EXAMPLE, other)
+    lobby = other / "cameras" / "lobby.yaml"
+    lobby.write_text(lobby.read_text().replace("zone: lobby\n", "zone: hall\n", 1))
+    assert cli(capsys, "apply", str(other), "--db", db)[0] == 0
+    gate.write_text(gate.read_text().replace("zone: gate-west\n", "zone: gate\n", 1))
+    with Store.open(db) as store:
+        apply_manifests([fleet], store, rev, caches=caches)
+        again = store.inventory()
+    with Store.open(f"sqlite:///{tmp_path / 'fresh2.db'}") as fresh2:
+        apply_manifests([fleet], fresh2, rev)
+        assert again == fresh2.inventory()
