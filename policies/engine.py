@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.resolution import ResolvedInstance, resolve_instance
+from policies.resolution import ResolvedInstance, all_profile_values, resolve_instance
 from schemas.findings import Finding, Note, Severity, SourceRef
 from schemas.fleet import Fleet
 from schemas.manifests import RuleSeverity
@@ -194,7 +194,8 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
 
 
 def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
-    return {name: resolve_instance(fleet, inst) for name, inst in sorted(fleet.instances.items())}
+    values = all_profile_values(fleet)
+    return {name: resolve_instance(fleet, inst, values) for name, inst in sorted(fleet.instances.items())}
 
 
 def evaluate(fleet: Fleet, resolved: dict[str, ResolvedInstance] | None = None) -> list[Finding]:

@@ -168,7 +168,45 @@ def _validated(
         return None, errors
 
 
-def resolve_instance(fleet: Fleet, instance: DsInstance) -> ResolvedInstance:
+@dataclass(frozen=True)
+class GieValues:
+    """A profile GIE's keys as plain dicts (dumped once per profile, shared by every instance using it)."""
+
+    declared: dict[str, Any]
+    class_attrs: dict[str, dict[str, Any]]
+    groups: tuple[dict[str, Any], ...]
+    user_configs: dict[str, Any]
+
+
+def profile_values(profile: InferenceProfile) -> tuple[GieValues, ...]:
+    out = []
+    for gie in profile.spec.gies:
+        class_attrs: dict[str, dict[str, Any]] = {}
+        groups: tuple[dict[str, Any], ...] = ()
+        user_configs: dict[str, Any] = {}
+        if isinstance(gie, NvinferGie):
+            class_attrs = {
+                k: v.model_dump(by_alias=True, exclude_none=True) for k, v in gie.classAttrs.items()
+            }
+        elif isinstance(gie, PreprocessGie):
+            groups = tuple(g.model_dump(by_alias=True, exclude_none=True) for g in gie.groups)
+            user_configs = dict(gie.userConfigs)
+        out.append(
+            GieValues(
+                gie.properties.model_dump(by_alias=True, exclude_none=True), class_attrs, groups, user_configs
+            )
+        )
+    return tuple(out)
+
+
+def all_profile_values(fleet: Fleet) -> dict[str, tuple[GieValues, ...]]:
+    return {name: profile_values(profile) for name, profile in fleet.profiles.items()}
+
+
+def resolve_instance(
+    fleet: Fleet, instance: DsInstance, values: Mapping[str, tuple[GieValues, ...]] | None = None
+) -> ResolvedInstance:
+    """``values``: the fleet's ``all_profile_values`` when resolving many instances (computed once)."""
     spec = instance.spec
     name = instance.metadata.name
     problems: list[Problem] = []
@@ -193,8 +231,12 @@ def resolve_instance(fleet: Fleet, instance: DsInstance) -> ResolvedInstance:
                         path=("spec", "overrides", gie_name),
                     )
                 )
+        dumped = values.get(profile.metadata.name) if values is not None else None
+        if dumped is None:
+            dumped = profile_values(profile)
         for index, gie in enumerate(profile.spec.gies):
-            declared = gie.properties.model_dump(by_alias=True, exclude_none=True)
+            gv = dumped[index]
+            declared = gv.declared
             override = spec.overrides.get(gie.name, {})
             if override:
                 merged = dict(declared)
@@ -215,16 +257,6 @@ def resolve_instance(fleet: Fleet, instance: DsInstance) -> ResolvedInstance:
                     )
                 if checked is not None:
                     declared = checked
-            class_attrs: dict[str, dict[str, Any]] = {}
-            groups: tuple[dict[str, Any], ...] = ()
-            user_configs: dict[str, Any] = {}
-            if isinstance(gie, NvinferGie):
-                class_attrs = {
-                    k: v.model_dump(by_alias=True, exclude_none=True) for k, v in gie.classAttrs.items()
-                }
-            elif isinstance(gie, PreprocessGie):
-                groups = tuple(g.model_dump(by_alias=True, exclude_none=True) for g in gie.groups)
-                user_configs = dict(gie.userConfigs)
             gies.append(
                 EffectiveGie(
                     name=gie.name,
@@ -234,9 +266,9 @@ def resolve_instance(fleet: Fleet, instance: DsInstance) -> ResolvedInstance:
                     index=index,
                     properties=dict(declared),
                     declared=dict(declared),
-                    class_attrs=class_attrs,
-                    groups=groups,
-                    user_configs=user_configs,
+                    class_attrs=gv.class_attrs,
+                    groups=gv.groups,
+                    user_configs=gv.user_configs,
                     extra=dict(gie.extraProperties),
                 )
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -155,8 +155,17 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     return Inventory(nodes=nodes, cameras=cameras, instances=instances)
 
 
-def stored_configs(store: Store) -> dict[str, NodeConfig]:
-    return {name: NodeConfig.model_validate(s.payload) for name, s in store.latest_node_configs().items()}
+def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None) -> dict[str, NodeConfig]:
+    """The last applied config of every node. A node whose stored hash equals its desired hash gets the desired
+    object itself (equal sha256 of the canonical form = equal content), so only changed nodes are parsed."""
+    out: dict[str, NodeConfig] = {}
+    for name, stored in store.latest_node_configs().items():
+        same = desired.get(name) if desired is not None else None
+        if same is not None and same.configHash == stored.config_hash:
+            out[name] = same
+        else:
+            out[name] = NodeConfig.model_validate(stored.payload)
+    return out
 
 
 def apply_manifests(
@@ -176,7 +185,7 @@ def apply_manifests(
     if desired.configs is None:
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
         return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
-    current = stored if stored is not None else stored_configs(store)
+    current = stored if stored is not None else stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, current)
     if removes_every_instance(plan, desired.configs, current) and not allow_prune_all:
         return ApplyResult(Outcome.REFUSED_PRUNE_ALL, desired, plan=plan)

@@ -111,7 +111,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         try:
             from reconciler.applying import stored_configs
 
-            stored = stored_configs(store)
+            stored = stored_configs(store, desired.configs)
         finally:
             store.close()
     except DsfleetError as exc:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 
 from policies.engine import evaluate, resolve_all
-from policies.resolution import ResolvedInstance, instance_cameras, instance_image, resolve_instance
+from policies.resolution import (
+    ResolvedInstance,
+    all_profile_values,
+    instance_cameras,
+    instance_image,
+    resolve_instance,
+)
 from reconciler.compiling import compile_instance
 from reconciler.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
 from schemas.fleet import Fleet
@@ -73,11 +80,14 @@ def resolve_cached(
     cache.trim(len(fleet))
     resolved: dict[str, ResolvedInstance] = {}
     keys: dict[str, str] = {}
+    values: dict[str, Any] | None = None
     for name, instance in sorted(fleet.instances.items()):
         key = keys[name] = instance_key(fleet, instance, cache)
         res = cache.resolved.get(key)
         if res is None:
-            res = cache.resolved[key] = resolve_instance(fleet, instance)
+            if values is None:
+                values = all_profile_values(fleet)
+            res = cache.resolved[key] = resolve_instance(fleet, instance, values)
         resolved[name] = res
     return resolved, keys
 

@@ -18,6 +18,7 @@ strings escaped as GLib escapes them. Keys are written in the order of the key t
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -713,9 +714,16 @@ def format_double(value: float) -> str:
     return text
 
 
+_NEEDS_ESCAPE = re.compile(r"[ \\\n\t\r\x00\v\f]")
+_NEEDS_ESCAPE_IN_LIST = re.compile(r"[ \\\n\t\r\x00\v\f;]")
+_RAW_FORBIDDEN = re.compile(r"[\n\r\x00]")
+
+
 def escape_value(text: str, *, list_item: bool = False) -> str:
     """Escape a string as GLib's ``g_key_file_set_string`` does, and also escape spaces GLib would drop or that
     would look like trailing whitespace or an inline comment (``\\s``). ``list_item`` also escapes ``;``."""
+    if not (_NEEDS_ESCAPE_IN_LIST if list_item else _NEEDS_ESCAPE).search(text):
+        return text  # nothing to escape (the common case)
     for bad in ("\x00", "\v", "\f"):
         if bad in text:
             raise ValueError("a key-file string cannot contain NUL, vertical tab or form feed")
@@ -757,7 +765,7 @@ def format_value(value: object) -> str:
     """The text after ``key=`` for a Python value: bool → 0/1, int, float (plain decimal), str (escaped),
     list/tuple → ``;``-joined items (a final empty string item gets the extra ``;`` GLib needs), ``Raw`` verbatim."""
     if isinstance(value, Raw):
-        if any(c in value.text for c in "\n\r\x00"):
+        if _RAW_FORBIDDEN.search(value.text):
             raise ValueError("a raw key-file value cannot contain a line break or NUL")
         return value.text
     if isinstance(value, list | tuple):
@@ -770,13 +778,18 @@ def format_value(value: object) -> str:
 
 
 def _check_key(key: str) -> None:
-    if (
+    if not _valid_key(key):
+        raise ValueError("invalid key-file key name")
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_key(key: str) -> bool:
+    return not (
         not key
         or key[0] in _WS + "#["
         or key[-1] in _WS
         or any(c in "=[]" or ord(c) < 32 or ord(c) == 127 for c in key)
-    ):
-        raise ValueError("invalid key-file key name")
+    )
 
 
 def render_keyfile(
@@ -843,20 +856,38 @@ def _ordered(
 ) -> list[tuple[str, object]]:
     """``values`` in table order, typed as the table says; ``roi-params-src-<id>`` keys by source id."""
     out: list[tuple[str, object]] = []
-    known = set(table)
-    for key in values:
-        if key not in known and not (ROI_PARAMS_RE.match(key) and ROI_PARAMS_KEY in table):
+    order = _table_order(table)
+    rois: list[tuple[int, str]] = []
+    keys: list[tuple[int, str]] = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        index = order.get(key)
+        if index is not None:
+            keys.append((index, key))
+        elif (m := ROI_PARAMS_RE.match(key)) and ROI_PARAMS_KEY in table:
+            rois.append((int(m.group(1)), key))
+        else:
             raise ValueError(f"{where}: unknown key {key}")
-    for key, spec in table.items():
-        if key == ROI_PARAMS_KEY:
-            rois = sorted(
-                ((int(m.group(1)), k) for k in values if (m := ROI_PARAMS_RE.match(k))),
-            )
-            for _, roi_key in rois:
-                out.append((roi_key, Raw(_typed_text(spec, roi_key, values[roi_key]))))
-        elif key in values and values[key] is not None:
-            out.append((key, Raw(_typed_text(spec, key, values[key]))))
+    roi_index = order.get(ROI_PARAMS_KEY, len(order))
+    keys.extend(
+        (roi_index, key) for _, key in sorted(rois)
+    )  # stable: roi keys by source id, at the table's place
+    for _, key in sorted(keys, key=lambda item: item[0]):
+        spec = table[ROI_PARAMS_KEY] if key not in table else table[key]
+        out.append((key, Raw(_typed_text(spec, key, values[key]))))
     return out
+
+
+_ORDERS: dict[int, tuple[Mapping[str, KeySpec], dict[str, int]]] = {}
+
+
+def _table_order(table: Mapping[str, KeySpec]) -> dict[str, int]:
+    """Key → position in the table (computed once per table)."""
+    hit = _ORDERS.get(id(table))
+    if hit is None or hit[0] is not table:
+        hit = _ORDERS[id(table)] = (table, {key: i for i, key in enumerate(table)})
+    return hit[1]
 
 
 def _class_attrs_group(name: str) -> tuple[int, str]:

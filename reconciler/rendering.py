@@ -47,17 +47,40 @@ def _camera_url(camera: Camera) -> tuple[str, tuple[str, ...]]:
     return url_with_placeholder(camera.spec.url, ref), ((ref,) if ref else ())
 
 
+def _frozen(value: Any) -> Any:
+    """A hashable, type-exact image of plain values (True and 1 must not collide)."""
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return (type(value).__name__, value)
+
+
+_GIE_BODIES: dict[Any, str] = {}
+
+
+def _gie_body(gie: EffectiveGie) -> str:
+    """The key file of a GIE without its header; memoized, since instances sharing a profile mostly render
+    identical GIE files (pure: the same inputs always give the same text)."""
+    key = (gie.format, _frozen(gie.properties), _frozen(gie.class_attrs), _frozen(gie.groups),
+           _frozen(gie.user_configs), _frozen(gie.extra))  # fmt: skip
+    body = _GIE_BODIES.get(key)
+    if body is None:
+        if len(_GIE_BODIES) > 10_000:
+            _GIE_BODIES.clear()
+        body = _GIE_BODIES[key] = render_gie(
+            gie.format,
+            gie.properties,
+            class_attrs=gie.class_attrs or None,
+            groups=gie.groups or None,
+            user_configs=gie.user_configs or None,
+            extra_properties=gie.extra or None,
+        )
+    return body
+
+
 def _gie_file(gie: EffectiveGie, instance: str) -> RenderedFile:
-    content = render_gie(
-        gie.format,
-        gie.properties,
-        class_attrs=gie.class_attrs or None,
-        groups=gie.groups or None,
-        user_configs=gie.user_configs or None,
-        extra_properties=gie.extra or None,
-        header_comment=HEADER.format(name=instance),
-    )
-    return RenderedFile(path=gie.file, content=content)
+    return RenderedFile(path=gie.file, content=f"# {HEADER.format(name=instance)}\n\n" + _gie_body(gie))
 
 
 def render_instance(fleet: Fleet, res: ResolvedInstance) -> tuple[RenderedFile, ...]:
