@@ -193,6 +193,13 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
     return out, findings
 
 
+def all_rules() -> list[Rule]:
+    """Every registered rule, fleet rules first."""
+    from policies import deepstream_rules, fleet_rules  # noqa: F401  (importing registers their rules)
+
+    return sorted(REGISTRY.values(), key=lambda r: (r.category != "fleet", r.id))
+
+
 def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
     values = all_profile_values(fleet)
     return {name: resolve_instance(fleet, inst, values) for name, inst in sorted(fleet.instances.items())}

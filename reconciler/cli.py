@@ -92,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_schema)
 
+    p = sub.add_parser(
+        "rules",
+        help="list the validation rules, their default severity and parameters",
+        description="Every rule `validate` checks. A Policy manifest sets spec.rules.<rule-id>: {severity: "
+        "error|warning|off, params: {...}, reason: ...}; relaxing a rule needs a reason.",
+    )
+    _add_output(p)
+    p.set_defaults(handler=cmd_rules)
+
     cli_plan.add_parser(sub)
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
@@ -146,6 +155,36 @@ def cmd_validate(args: argparse.Namespace) -> int:
             file=sys.stderr if failed else sys.stdout,
         )
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from policies.engine import all_rules
+
+    rules = all_rules()
+    if args.output == "json":
+        json.dump(
+            [
+                {
+                    "id": r.id,
+                    "category": r.category,
+                    "severity": r.severity.value,
+                    "params": dict(r.params),
+                    "relaxable": r.relaxable,
+                    "description": r.description,
+                }
+                for r in rules
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return EXIT_OK
+    width = max(len(r.id) for r in rules)
+    for r in rules:
+        extra = "" if r.relaxable else " (cannot be relaxed)"
+        params = f" params: {', '.join(sorted(r.params))}" if r.params else ""
+        print(f"{r.id:<{width}}  {r.severity.value:<7}  {r.category:<10}  {r.description}{extra}{params}")
+    return EXIT_OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
