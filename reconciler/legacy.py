@@ -75,6 +75,22 @@ CAMERA_TYPES: Final = frozenset({"rtsp", "file", "http"})
 APP_TYPES: Final = {"NORMAL": "NORMAL", "DEFAULT": "NORMAL", "VISUAL": "VISUAL", "DEBUG": "VISUAL"}
 RESTART_POLICY: Final = "OnFailure"  # CCM ran its containers with restart on-failure
 MANIFEST_FILES: Final = ("nodes.yaml", "cameras.yaml", "instances.yaml")
+PROFILE_FILE: Final = "profiles.yaml"
+PROFILE_NAME: Final = "ccm"
+# The older app's five GIE files: (file, GIE name, role, format) — see policies.resolution for the ccm layout.
+CCM_GIES: Final = (
+    ("mot_primary.txt", "mot-primary", "primary", None),
+    ("faceid_primary.txt", "face-primary", "primary", None),
+    ("mot_sgie.txt", "mot-secondary", "secondary", None),
+    ("faceid_secondary.txt", "face-secondary", "secondary", None),
+    ("faceid_align_config.txt", "face-align", "preprocess", "ccm-align"),
+)
+# Values the ccm layout derives itself (DESIGN §9.10): left out of the profile so they follow the instance.
+CCM_DERIVED: Final = {
+    "faceid_align_config.txt": ("network-input-shape", "target-unique-ids", "input-object-max-width",
+                                "input-object-max-height"),
+    "faceid_primary.txt": ("model-engine-file",),
+}  # fmt: skip
 
 # (CCM column, dsfleet app key, type); the same keys as CCM's app_conf.json
 _APP_FIELDS: Final[tuple[tuple[str, str, type], ...]] = (
@@ -147,6 +163,7 @@ class ImportResult:
     cameras_without_instance: int
     instances_without_image: int
     warnings: tuple[str, ...]
+    profile: bool = False
 
     def summary(self) -> str:
         def n(count: int, word: str) -> str:
@@ -159,17 +176,27 @@ class ImportResult:
             "wrote " + ", ".join(str(f) for f in self.files),
             f"secrets: {n(len(self.secret_refs), 'camera')} with credentials under {self.secrets_dir}/"
             "<camera>/{username,password} (mode 0600); copy them to each agent's secret store",
-            "next: add spec.profile (an InferenceProfile) to each DsInstance"
-            + (
-                f", and spec.image to {n(self.instances_without_image, 'instance')} (or an image to its Node)"
-                if self.instances_without_image
-                else ""
-            )
-            + "; then run `dsfleet validate`",
+            _next_steps(self.profile, self.instances_without_image),
         ]
         if self.warnings:
             lines.append(n(len(self.warnings), "warning"))
         return "\n".join(lines) + "\n"
+
+
+def _next_steps(profile: bool, without_image: int) -> str:
+    todo = []
+    if profile:
+        done = (
+            f"profile: the older GIE files became InferenceProfile '{PROFILE_NAME}', used by every instance\n"
+        )
+    else:
+        done = ""
+        todo.append("add spec.profile to each DsInstance (--configs DIR imports the older GIE files as one)")
+    if without_image:
+        noun = "instance" if without_image == 1 else "instances"
+        todo.append(f"add spec.image to {without_image} {noun} (or an image to its Node)")
+    todo.append("run `dsfleet validate`")
+    return done + "next: " + "; ".join(todo)
 
 
 # --------------------------------------------------------------------------------------------------- names
@@ -277,6 +304,55 @@ def read_app_conf(configs_dir: Path) -> tuple[dict[str, Any], Path | None]:
     if not isinstance(data, dict):
         raise LegacyImportError(str(path), "app_conf.json: expected a JSON object")
     return data, path
+
+
+def _config_file(configs_dir: Path, name: str) -> Path | None:
+    """``name`` in ``configs_dir``, or a single file ending in ``name`` (copies like ``X__name`` are common)."""
+    path = configs_dir / name
+    if path.is_file():
+        return path
+    matches = sorted(p for p in configs_dir.glob(f"*{name}") if p.is_file())
+    return matches[0] if matches else None
+
+
+def read_profile(configs_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The older app's GIE files in ``configs_dir`` → an ``InferenceProfile`` document (None when they are not
+    all there), with the importer's findings as gcc-style warnings. Values the ccm layout derives are dropped."""
+    from reconciler.importers import import_keyfile
+
+    notes: list[str] = []
+    gies: list[dict[str, Any]] = []
+    missing = []
+    for file, name, role, fmt in CCM_GIES:
+        path = _config_file(configs_dir, file)
+        if path is None:
+            missing.append(file)
+            continue
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise LegacyImportError(str(path), f"cannot read: {type(err).__name__}") from err
+        result = import_keyfile(text, str(path))
+        for finding in result.findings:
+            where = str(finding.location) if finding.location else str(path)
+            notes.append(f"{where}: {finding.severity.value}: {finding.message} [{finding.rule}]")
+        if result.has_errors or not result.gie:
+            raise LegacyImportError(str(path), "cannot import this GIE file (errors above)")
+        gie: dict[str, Any] = {"name": name, "role": role}
+        if fmt is not None:
+            gie["format"] = fmt
+        gie["file"] = file
+        derived = CCM_DERIVED.get(file, ())
+        gie["properties"] = {k: v for k, v in result.gie.get("properties", {}).items() if k not in derived}
+        for extra in ("classAttrs", "extraProperties"):
+            if result.gie.get(extra):
+                gie[extra] = result.gie[extra]
+        gies.append(gie)
+    if missing:
+        if len(missing) < len(CCM_GIES):
+            notes.append(f"{configs_dir}: no {', '.join(missing)}; no InferenceProfile written")
+        return None, notes
+    return _document("InferenceProfile", PROFILE_NAME, {"gies": gies}), notes
 
 
 def check_url_template(template: str, columns: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -677,13 +753,28 @@ def import_legacy(
     db = read_legacy_db(db_path)
     app_conf: dict[str, Any] = {}
     extra: list[str] = []
+    profile: dict[str, Any] | None = None
     if configs_dir is not None:
         app_conf, conf_path = read_app_conf(configs_dir)
         if conf_path is None:
             extra.append(
                 f"{configs_dir}: warning: no app_conf.json; app settings come from the database only"
             )
+        profile, profile_notes = read_profile(configs_dir)
+        extra.extend(profile_notes)
     conversion = convert(db, url_template=url_template, app_conf=app_conf, image=image, source=source)
+    if profile is not None:
+        conversion = Conversion(
+            nodes=conversion.nodes,
+            cameras=conversion.cameras,
+            instances=tuple(
+                {**d, "spec": {**{k: v for k, v in d["spec"].items() if k != "app"}, "profile": PROFILE_NAME,
+                               "app": d["spec"]["app"]}}
+                for d in conversion.instances
+            ),
+            secrets=conversion.secrets,
+            warnings=conversion.warnings,
+        )  # fmt: skip
     if _inside(secrets_dir, out_dir):
         extra.append(
             f"{secrets_dir}: warning: secrets written inside the manifests directory; keep them out of git"
@@ -691,6 +782,11 @@ def import_legacy(
     elif secrets_dir.exists() and secrets_dir.stat().st_mode & 0o077:
         extra.append(f"{secrets_dir}: warning: directory is readable by group or others; use mode 0700")
     files = write_manifests(conversion, out_dir, source=source)
+    if profile is not None:
+        path = out_dir / PROFILE_FILE
+        header = f"The older system's GIE files in {configs_dir}, imported by `dsfleet import-legacy`."
+        _atomic_write(path, render_yaml([profile], header).encode("utf-8"), 0o644)
+        files = (*files, path)
     refs = write_secrets(conversion, secrets_dir)
     specs = [d["spec"] for d in conversion.instances]
     assigned = {c for s in specs for c in s["cameras"]}
@@ -706,4 +802,5 @@ def import_legacy(
         cameras_without_instance=sum(1 for d in conversion.cameras if d["metadata"]["name"] not in assigned),
         instances_without_image=sum(1 for s in specs if "image" not in s),
         warnings=conversion.warnings + tuple(extra),
+        profile=profile is not None,
     )

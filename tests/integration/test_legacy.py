@@ -534,3 +534,41 @@ def test_the_cli_default_url_template_is_the_importers() -> None:
     from reconciler import cli_legacy, legacy
 
     assert cli_legacy.DEFAULT_URL_TEMPLATE == legacy.DEFAULT_URL_TEMPLATE
+
+
+def test_with_the_older_gie_files_the_import_validates(samples_dir: Path, tmp_path: Path) -> None:
+    """--configs with the older sample configs: a `ccm` InferenceProfile from its five GIE files, referenced
+    by every instance, and the imported set validates with no errors (DESIGN §9.22: unplaced is a warning)."""
+    from reconciler.manifests import load_manifests
+
+    db = make_db(tmp_path / "camera.db")
+    out, secrets = tmp_path / "out", tmp_path / "secrets"
+    result = import_legacy(
+        db,
+        out_dir=out,
+        secrets_dir=secrets,
+        configs_dir=samples_dir,
+        image="nvcr.io/nvidia/deepstream:7.0-triton-multiarch",
+    )
+    assert result.profile and (out / "profiles.yaml").is_file()
+    assert "InferenceProfile 'ccm'" in result.summary()
+    profile = load(out / "profiles.yaml")[0]
+    assert [g["file"] for g in profile["spec"]["gies"]] == [
+        "mot_primary.txt",
+        "faceid_primary.txt",
+        "mot_sgie.txt",
+        "faceid_secondary.txt",
+        "faceid_align_config.txt",
+    ]
+    align = profile["spec"]["gies"][4]
+    assert align["format"] == "ccm-align" and "network-input-shape" not in align["properties"]
+    assert all(d["spec"]["profile"] == "ccm" for d in load(out / "instances.yaml"))
+    # the older files' inline comments are reported, with their location
+    assert any("faceid_primary.txt:" in w and "keyfile-inline-comment" in w for w in result.warnings)
+    loaded = load_manifests([out])
+    assert loaded.errors == [], [f.message for f in loaded.errors]
+    assert {f.rule for f in loaded.warnings} <= {
+        "instance-no-cameras",
+        "instance-unplaced",
+        "streammux-batch",
+    }
