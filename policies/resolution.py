@@ -273,11 +273,8 @@ def resolve_instance(
                 )
             )
 
-    gies = [_common_derived(g, n, name, problems) for g in gies]
-    if isinstance(spec, CcmInstanceSpec):
-        gies = _ccm_derived(gies, spec, mux_batch, problems, name)
-    else:
-        gies = _chain_ids(gies)
+    gies = [_common_derived(g, n, problems) for g in gies]
+    gies = _ccm_derived(gies, spec, problems) if isinstance(spec, CcmInstanceSpec) else _chain_ids(gies)
     return ResolvedInstance(
         name=name,
         instance=instance,
@@ -308,7 +305,7 @@ def _replace(gie: EffectiveGie, **props: Any) -> EffectiveGie:
     )
 
 
-def _common_derived(gie: EffectiveGie, cameras: int, instance: str, problems: list[Problem]) -> EffectiveGie:
+def _common_derived(gie: EffectiveGie, cameras: int, problems: list[Problem]) -> EffectiveGie:
     props = gie.properties
     updates: dict[str, Any] = {}
     if props.get("batch-size") == "auto":
@@ -329,7 +326,6 @@ def _common_derived(gie: EffectiveGie, cameras: int, instance: str, problems: li
         updates["network-input-shape"] = (max(cameras, 1), *shape[1:])
     if "gpu-id" in props:
         updates["gpu-id"] = 0  # the container sees its one GPU as 0 (the host id goes in the device request)
-    del instance
     return _replace(gie, **updates) if updates else gie
 
 
@@ -368,7 +364,7 @@ def engine_name(batch: int, network_mode: int) -> str:
 
 
 def _ccm_derived(
-    gies: list[EffectiveGie], spec: CcmInstanceSpec, mux_batch: int, problems: list[Problem], instance: str
+    gies: list[EffectiveGie], spec: CcmInstanceSpec, problems: list[Problem]
 ) -> list[EffectiveGie]:
     by_file = {g.file: g for g in gies}
     out: list[EffectiveGie] = []
@@ -416,7 +412,6 @@ def _ccm_derived(
         if "input-object-max-height" not in align.declared and mux.height is not None:
             updates["input-object-max-height"] = mux.height
         out = [_replace(g, **updates) if g is align and updates else g for g in out]
-    del mux_batch, instance
     return out
 
 

@@ -6,7 +6,7 @@ Every node gets a config, an empty one when nothing is placed on it, so its agen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from policies.engine import resolve_all
 from policies.resolution import ResolvedInstance
@@ -105,9 +105,12 @@ def compile_instance(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
 
 
 def compile_fleet(
-    fleet: Fleet, resolved: Mapping[str, ResolvedInstance] | None = None
+    fleet: Fleet,
+    resolved: Mapping[str, ResolvedInstance] | None = None,
+    compile_one: Callable[[Fleet, ResolvedInstance], InstanceConfig] = compile_instance,
 ) -> dict[str, NodeConfig]:
-    """Fleet → {node name: NodeConfig}. Call only on a fleet without errors."""
+    """Fleet → {node name: NodeConfig}. Call only on a fleet without errors. ``compile_one`` may be a caching
+    version of :func:`compile_instance`."""
     resolved = resolved if resolved is not None else resolve_all(fleet)
     per_node: dict[str, list[InstanceConfig]] = {name: [] for name in fleet.nodes}
     for name in sorted(resolved):
@@ -115,5 +118,5 @@ def compile_fleet(
         node = res.instance.spec.node
         if node is None or node not in per_node:
             continue
-        per_node[node].append(compile_instance(fleet, res))
+        per_node[node].append(compile_one(fleet, res))
     return {node: build_node(node, instances) for node, instances in sorted(per_node.items())}

@@ -22,12 +22,12 @@ from policies.resolution import (
     instance_image,
     resolve_instance,
 )
-from reconciler.compiling import compile_instance
+from reconciler.compiling import compile_fleet, compile_instance
 from reconciler.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
 from schemas.fleet import Fleet
 from schemas.hashing import sha256_hex
 from schemas.manifests import DsInstance
-from schemas.nodeconfigs import InstanceConfig, NodeConfig, build_node
+from schemas.nodeconfigs import InstanceConfig, NodeConfig
 
 
 @dataclass
@@ -98,24 +98,21 @@ def compile_configs(
     cache: CompileCache | None = None,
     keys: dict[str, str] | None = None,
 ) -> dict[str, NodeConfig]:
-    per_node: dict[str, list[InstanceConfig]] = {name: [] for name in fleet.nodes}
-    for name in sorted(resolved):
-        res = resolved[name]
-        node = res.instance.spec.node
-        if node is None or node not in per_node:
-            continue
-        if cache is None:
-            per_node[node].append(compile_instance(fleet, res))
-            continue
-        key = (keys or {}).get(name) or instance_key(fleet, res.instance, cache)
+    if cache is None:
+        return compile_fleet(fleet, resolved)
+    known = keys or {}
+
+    def cached(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
+        key = known.get(res.name) or instance_key(fleet, res.instance, cache)
         config = cache.entries.get(key)
         if config is None:
             cache.misses += 1
             config = cache.entries[key] = compile_instance(fleet, res)
         else:
             cache.hits += 1
-        per_node[node].append(config)
-    return {node: build_node(node, instances) for node, instances in sorted(per_node.items())}
+        return config
+
+    return compile_fleet(fleet, resolved, cached)
 
 
 @dataclass

@@ -25,7 +25,6 @@ from pydantic import (
     model_validator,
 )
 
-from schemas import API_VERSION
 from schemas.base import DnsLabel, FrozenModel
 from schemas.deepstream import (
     CcmAlignProperties,
@@ -558,5 +557,3 @@ ANY_MANIFEST: TypeAdapter[Manifest] = TypeAdapter(
         Discriminator(lambda v: v.get("kind") if isinstance(v, Mapping) else getattr(v, "kind", None)),
     ]
 )
-
-assert API_VERSION == "dsfleet/v1"
