@@ -24,6 +24,7 @@ from reconciler.yamlfiles import (
     YamlProblem,
     decode_text,
     parse_yaml,
+    size_text,
 )
 from schemas import API_VERSION
 from schemas.findings import Finding, Location, Note, Severity, SourceRef
@@ -182,11 +183,11 @@ def validate_document(data: Any, source: SourceRef) -> tuple[Manifest | None, li
         return None, [
             Finding(severity=Severity.ERROR, rule="schema", message=message, source=source.at("apiVersion"))
         ]
-    if kind not in MODELS:
+    if not isinstance(kind, str) or kind not in MODELS:
         if kind is None:
             message = "kind: required field is missing"
         else:
-            hint = suggest(str(kind), KIND_NAMES) if isinstance(kind, str) else None
+            hint = suggest(kind, KIND_NAMES) if isinstance(kind, str) else None
             message = "kind: unknown kind; expected one of " + ", ".join(KIND_NAMES)
             if hint:
                 message += f" (did you mean {hint}?)"
@@ -280,7 +281,7 @@ def read_files(
                     _file_finding(
                         mf.display,
                         "yaml-limits",
-                        f"file is larger than the {limits.max_file_bytes // 2**20} MiB limit",
+                        f"file is larger than the {size_text(limits.max_file_bytes)} limit",
                     )
                 )
                 continue

@@ -40,6 +40,13 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+def size_text(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
 @dataclass(frozen=True)
 class YamlProblem:
     """A problem found while reading YAML text: 1-based line/column (0 = unknown)."""
@@ -240,7 +247,7 @@ def decode_text(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[str | Non
     """Bytes → text, refusing oversized, binary and non-UTF-8 input with a located problem."""
     if len(data) > limits.max_file_bytes:
         return None, YamlProblem(
-            "yaml-limits", f"file is larger than the {limits.max_file_bytes // (1024 * 1024)} MiB limit"
+            "yaml-limits", f"file is larger than the {size_text(limits.max_file_bytes)} limit"
         )
     nul = data.find(b"\x00")
     if nul >= 0:
