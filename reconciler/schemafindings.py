@@ -176,7 +176,11 @@ def findings_from_error(
 ) -> list[Finding]:
     out: list[Finding] = []
     seen: set[tuple[tuple[PathItem, ...], str]] = set()
-    for error in exc.errors(include_url=False, include_input=False):
+    errors = exc.errors(include_url=False, include_input=False)
+    # a list whose items failed also reports "too short" (the failed items are not counted): say it once
+    item_error_parents = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
+    errors = [e for e in errors if not (e["type"] == "too_short" and tuple(e["loc"]) in item_error_parents)]
+    for error in errors:
         path = data_path(data, error["loc"])
         rule, message = _message(error, root, format_path(path))
         dedup = (path, message)

@@ -106,6 +106,9 @@ def fleets(draw: st.DrawFn) -> list[dict[str, Any]]:
                 mine,
                 layout="deepstream-app",
                 gpu=draw(st.integers(0, 1)),
+                image=IMAGE
+                if placed is None
+                else draw(st.sampled_from([IMAGE, IMAGE.replace("7.0", "7.1")])),
                 paused=draw(st.booleans()),
                 env={"LOG_LEVEL": draw(st.sampled_from(["info", "debug"]))},
             )

@@ -27,6 +27,7 @@ if str(_TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(_TESTS_DIR))
 
 from glibcheck import GlibChecker, glib_available, glib_python  # noqa: E402
+from pg import pg_server, pg_url  # noqa: E402, F401  (fixtures for every integration test)
 
 REPO_ROOT = _TESTS_DIR.parent
 
