@@ -30,7 +30,6 @@ from reconciler.store import (
 )
 from schemas.hashing import canonical_hash, canonical_json
 
-
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
