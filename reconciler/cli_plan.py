@@ -30,6 +30,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument("--show-unchanged", action="store_true", help="also list nodes that do not change")
+    p.add_argument("--stat", action="store_true", help="list changed files without their unified diffs")
     p.set_defaults(handler=cmd_diff)
 
     p = sub.add_parser(
@@ -127,7 +128,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(plan_text(plan, color=use_color(sys.stdout), show_unchanged=args.show_unchanged))
+        sys.stdout.write(
+            plan_text(
+                plan, color=use_color(sys.stdout), show_unchanged=args.show_unchanged, bodies=not args.stat
+            )
+        )
     return EXIT_OK if plan.empty else EXIT_FAIL
 
 

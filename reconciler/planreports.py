@@ -62,7 +62,7 @@ def _paint(text: str, action: Action, color: bool) -> str:
     return f"{_COLOR[action]}{text}{_RESET}" if color and _COLOR[action] else text
 
 
-def _instance_lines(inst: InstanceChange, color: bool) -> list[str]:
+def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> list[str]:
     what = inst.action.value if inst.kind is None else f"{inst.kind.value}"
     lines = [_paint(f"  {_SIGN[inst.action]} instance {inst.name}: {what}", inst.action, color)]
     for fc in inst.fields:
@@ -76,7 +76,7 @@ def _instance_lines(inst: InstanceChange, color: bool) -> list[str]:
             lines.append(f"      - {fc.path}: {fc.old!r}")
     for f in inst.files:
         lines.append(_paint(f"      {_SIGN[f.action]} file {f.path}", f.action, color))
-        if inst.action is Action.UPDATE:
+        if inst.action is Action.UPDATE and bodies:
             for dl in f.diff.splitlines():
                 if color and dl.startswith("+") and not dl.startswith("+++"):
                     dl = f"\033[32m{dl}{_RESET}"
@@ -86,7 +86,8 @@ def _instance_lines(inst: InstanceChange, color: bool) -> list[str]:
     return lines
 
 
-def plan_text(plan: Plan, color: bool = False, show_unchanged: bool = False) -> str:
+def plan_text(plan: Plan, color: bool = False, show_unchanged: bool = False, bodies: bool = True) -> str:
+    """The plan as text; ``bodies=False`` lists changed files without their unified diffs (``diff --stat``)."""
     lines: list[str] = []
     for node in plan.nodes:
         if node.action is Action.UNCHANGED and not show_unchanged:
@@ -100,7 +101,7 @@ def plan_text(plan: Plan, color: bool = False, show_unchanged: bool = False) -> 
             head += "  (tombstone: its agent removes every managed container)"
         lines.append(_paint(head, node.action, color))
         for inst in node.instances:
-            lines.extend(_instance_lines(inst, color))
+            lines.extend(_instance_lines(inst, color, bodies))
     if plan.empty:
         lines.append("No changes. The stored fleet matches the manifests.")
     lines.append(summary_line(plan))

@@ -349,3 +349,22 @@ def test_warm_applies_keep_the_inventory_exact(
     with Store.open(f"sqlite:///{tmp_path / 'fresh2.db'}") as fresh2:
         apply_manifests([fleet], fresh2, rev)
         assert again == fresh2.inventory()
+
+
+def test_diff_text_shows_unified_diffs_or_just_the_files_with_stat(
+    fleet: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0
+    gate = fleet / "cameras" / "gate.yaml"
+    gate.write_text(gate.read_text().replace("gate-3/main", "gate-3/sub"))
+    code, full, _ = cli(capsys, "diff", str(fleet), "--db", db)
+    assert code == 1
+    assert "  ~ instance ccm-gate: restart" in full and "      ~ file source_list.json" in full
+    assert '-            "address": "rtsp://${secret:gate-3}@127.0.0.1:8554/gate-3/main",' in full
+    assert full.rstrip().endswith(
+        "Plan: 0 nodes to add, 1 to change, 0 to remove; 1 instances to restart, 0 to recreate."
+    )
+    code, stat, _ = cli(capsys, "diff", str(fleet), "--db", db, "--stat")
+    assert (
+        code == 1 and "      ~ file source_list.json" in stat and "@@" not in stat and "address" not in stat
+    )
