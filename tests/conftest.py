@@ -23,3 +23,14 @@ def require(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+# Hypothesis: no per-example deadline (CI machines are noisy: a slow example is not a failure); in CI the
+# examples are derived from the test's name, so a red run can be reproduced exactly.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("dsfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "dsfleet-ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, print_blob=True
+)
+settings.load_profile("dsfleet-ci" if IN_CI else "dsfleet")
