@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from deepdiff import DeepDiff
-
 from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
 
 
@@ -131,6 +129,8 @@ def _dd_path(path: str) -> str:
 
 
 def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    from deepdiff import DeepDiff  # imported only when a container spec changed (it is slow to import)
+
     dd = DeepDiff(dict(old), dict(new), ignore_order=False, verbose_level=2)
     out: list[FieldChange] = []
     for path, change in dd.get("values_changed", {}).items():
@@ -169,7 +169,7 @@ def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> Ins
     if old.configHash == new.configHash:
         return InstanceChange(new.name, Action.UNCHANGED, None, (), (), old.configHash, new.configHash)
     files = diff_files(old.files, new.files)
-    fields = diff_fields(_container(old), _container(new))
+    fields = diff_fields(_container(old), _container(new)) if old.specHash != new.specHash else ()
     if old.specHash != new.specHash:
         kind = ChangeKind.RECREATE
     elif old.filesHash != new.filesHash:

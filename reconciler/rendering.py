@@ -47,23 +47,15 @@ def _camera_url(camera: Camera) -> tuple[str, tuple[str, ...]]:
     return url_with_placeholder(camera.spec.url, ref), ((ref,) if ref else ())
 
 
-def _frozen(value: Any) -> Any:
-    """A hashable, type-exact image of plain values (True and 1 must not collide)."""
-    if isinstance(value, dict):
-        return tuple((k, _frozen(v)) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return tuple(_frozen(v) for v in value)
-    return (type(value).__name__, value)
-
-
 _GIE_BODIES: dict[Any, str] = {}
 
 
 def _gie_body(gie: EffectiveGie) -> str:
     """The key file of a GIE without its header; memoized, since instances sharing a profile mostly render
     identical GIE files (pure: the same inputs always give the same text)."""
-    key = (gie.format, _frozen(gie.properties), _frozen(gie.class_attrs), _frozen(gie.groups),
-           _frozen(gie.user_configs), _frozen(gie.extra))  # fmt: skip
+    # repr of plain values is exact (True and 1 differ, 0.1 round-trips) and computed in C
+    key = (gie.format, repr(gie.properties), repr(gie.class_attrs), repr(gie.groups), repr(gie.user_configs),
+           repr(gie.extra))  # fmt: skip
     body = _GIE_BODIES.get(key)
     if body is None:
         if len(_GIE_BODIES) > 10_000:

@@ -13,15 +13,13 @@ Pure: functions take text and return values; reading files is the caller's busin
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.constructor import RoundTripConstructor
 
 from schemas.findings import PathItem
 
@@ -435,30 +433,38 @@ def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
 
 
 # ----------------------------------------------------------------------------------------- locations
-class _RoundTripConstructor(RoundTripConstructor):
-    """ruamel's round-trip constructor held to the YAML 1.2 core schema, as the fast path reads it.
+@functools.cache
+def _round_trip_constructor() -> Any:
+    """ruamel's round-trip constructor held to the YAML 1.2 core schema, as ``parse_yaml`` reads it: ruamel also
+    reads timestamps, ``1_000`` and ``-_`` as numbers (the last one crashes it); here they stay strings."""
+    from ruamel.yaml.constructor import RoundTripConstructor
 
-    ruamel also reads timestamps, ``1_000`` and ``-_`` as numbers (the last one crashes it); here those stay strings.
-    """
+    class _RoundTripConstructor(RoundTripConstructor):
+        def construct_yaml_int(self, node: Any) -> Any:
+            value = str(node.value)
+            return _to_int(value) if _INT_RE.match(value) else self.construct_yaml_str(node)
 
-    def construct_yaml_int(self, node: Any) -> Any:
-        value = str(node.value)
-        return _to_int(value) if _INT_RE.match(value) else self.construct_yaml_str(node)
+        def construct_yaml_float(self, node: Any) -> Any:
+            value = str(node.value)
+            return _to_float(value) if _FLOAT_RE.match(value) else self.construct_yaml_str(node)
 
-    def construct_yaml_float(self, node: Any) -> Any:
-        value = str(node.value)
-        return _to_float(value) if _FLOAT_RE.match(value) else self.construct_yaml_str(node)
+    _RoundTripConstructor.add_constructor(
+        "tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str
+    )
+    _RoundTripConstructor.add_constructor("tag:yaml.org,2002:int", _RoundTripConstructor.construct_yaml_int)
+    _RoundTripConstructor.add_constructor(
+        "tag:yaml.org,2002:float", _RoundTripConstructor.construct_yaml_float
+    )
+    return _RoundTripConstructor
 
 
-_RoundTripConstructor.add_constructor("tag:yaml.org,2002:timestamp", RoundTripConstructor.construct_yaml_str)
-_RoundTripConstructor.add_constructor("tag:yaml.org,2002:int", _RoundTripConstructor.construct_yaml_int)
-_RoundTripConstructor.add_constructor("tag:yaml.org,2002:float", _RoundTripConstructor.construct_yaml_float)
+def round_trip_yaml() -> Any:
+    """The ruamel.yaml round-trip loader configured to read the same values as ``parse_yaml``. Imported on first
+    use: only files with findings need line and column numbers."""
+    from ruamel.yaml import YAML
 
-
-def round_trip_yaml() -> YAML:
-    """The ruamel.yaml round-trip loader configured to read the same values as ``parse_yaml``."""
     rt = YAML(typ="rt")
-    rt.Constructor = _RoundTripConstructor
+    rt.Constructor = _round_trip_constructor()
     rt.allow_duplicate_keys = True
     return rt
 
@@ -484,6 +490,8 @@ class Locator:
 
         Path items that are not in the data (tags of tagged unions in validation errors) are skipped.
         """
+        from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
         docs = self._documents()
         if document >= len(docs):
             return (0, 0)
