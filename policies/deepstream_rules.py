@@ -487,21 +487,28 @@ def deprecated_key(ctx: Context) -> Iterator[Hit]:
 
 @rule("version-gated-key", E, "keys newer than the instance's DeepStream version", category="deepstream")
 def version_gated_key(ctx: Context) -> Iterator[Hit]:
+    gated = {
+        fmt: {k: spec for k, spec in table.items() if spec.since or spec.choices_since}
+        for fmt, table in PROPERTY_TABLES.items()
+    }
     for res in _resolved(ctx):
         have = _version(res.deepstream_version)
         for gie in res.gies:
-            table = PROPERTY_TABLES[gie.format]
-            for key, value in gie.properties.items():
-                spec = spec_for(table, key)
-                if spec is not None and spec.since and _version(spec.since) > have:
+            specs = gated[gie.format]
+            for key in specs.keys() & gie.properties.keys():
+                spec, value = specs[key], gie.properties[key]
+                if spec.since and _version(spec.since) > have:
                     yield Hit(
                         f"{_pfx(res, gie)}: {key} needs DeepStream {spec.since}; this instance runs "
                         f"{res.deepstream_version}",
                         _ref(ctx, res, gie, "properties", key),
                     )
-                if key == "network-mode" and value == 3 and have < (7, 0):
+                value_since = (spec.choices_since or {}).get(value) if isinstance(value, int) else None
+                if value_since and _version(value_since) > have:
+                    meaning = (spec.choices or {}).get(value, str(value))
                     yield Hit(
-                        f"{_pfx(res, gie)}: network-mode 3 (BEST) needs DeepStream 7.0",
+                        f"{_pfx(res, gie)}: {key} {value} ({meaning}) needs DeepStream {value_since}; this instance "
+                        f"runs {res.deepstream_version}",
                         _ref(ctx, res, gie, "properties", key),
                     )
 
