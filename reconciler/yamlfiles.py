@@ -14,6 +14,7 @@ Pure: functions take text and return values; reading files is the caller's busin
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,34 +114,42 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 _NUMBER_START = frozenset("-+0123456789.")
 
 
+def _resolve_tag(kind: Any, value: Any, implicit: Any) -> str:
+    """The YAML 1.2 core schema's tag for a node (the generic resolver loop is the parser's hot spot)."""
+    if kind is yaml.ScalarNode:
+        if not implicit[0]:
+            return _STR_TAG
+        if not value:
+            return "tag:yaml.org,2002:null"
+        first = value[0]
+        if first in _NUMBER_START:
+            if _INT_RE.match(value):
+                return "tag:yaml.org,2002:int"
+            if _FLOAT_RE.match(value):
+                return "tag:yaml.org,2002:float"
+        elif first in "tTfF":
+            if _BOOL_RE.match(value):
+                return "tag:yaml.org,2002:bool"
+        elif first in "nN~":
+            if _NULL_RE.match(value):
+                return "tag:yaml.org,2002:null"
+        elif value == "<<":
+            return "tag:yaml.org,2002:merge"
+        return _STR_TAG
+    return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+
+
 class _Yaml12Loader(yaml.CSafeLoader):
     """libyaml parser + YAML 1.2 core schema + duplicate-key detection."""
 
     yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
 
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        """The YAML 1.2 core schema, resolved directly (the generic resolver loop is the parser's hot spot)."""
-        if kind is yaml.ScalarNode:
-            if not implicit[0]:
-                return _STR_TAG
-            if not value:
-                return "tag:yaml.org,2002:null"
-            first = value[0]
-            if first in _NUMBER_START:
-                if _INT_RE.match(value):
-                    return "tag:yaml.org,2002:int"
-                if _FLOAT_RE.match(value):
-                    return "tag:yaml.org,2002:float"
-            elif first in "tTfF":
-                if _BOOL_RE.match(value):
-                    return "tag:yaml.org,2002:bool"
-            elif first in "nN~":
-                if _NULL_RE.match(value):
-                    return "tag:yaml.org,2002:null"
-            elif value == "<<":
-                return "tag:yaml.org,2002:merge"
-            return _STR_TAG
-        return _SEQ_TAG if kind is yaml.SequenceNode else _MAP_TAG
+    # The composer calls these for every node. Resolution is a pure function of its arguments, memoized with
+    # a C-level cache (keys such as "kind" and common values repeat across documents); the path resolvers are
+    # unused, so their hooks are C builtins that do nothing instead of Python methods.
+    resolve = staticmethod(functools.lru_cache(maxsize=1 << 16)(_resolve_tag))
+    descend_resolver = staticmethod(operator.is_)
+    ascend_resolver = staticmethod(tuple)
 
     def construct_yaml_int(self, node: Any) -> int:
         return _to_int(str(self.construct_scalar(node)))
