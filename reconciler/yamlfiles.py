@@ -148,8 +148,8 @@ class _Yaml12Loader(yaml.CSafeLoader):
     # a C-level cache (keys such as "kind" and common values repeat across documents); the path resolvers are
     # unused, so their hooks are C builtins that do nothing instead of Python methods.
     resolve = staticmethod(functools.lru_cache(maxsize=1 << 16)(_resolve_tag))
-    descend_resolver = staticmethod(operator.is_)
-    ascend_resolver = staticmethod(tuple)
+    descend_resolver = staticmethod(operator.is_)  # type: ignore[assignment]
+    ascend_resolver = staticmethod(tuple)  # type: ignore[assignment]
 
     def construct_yaml_int(self, node: Any) -> int:
         return _to_int(str(self.construct_scalar(node)))
