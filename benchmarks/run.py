@@ -96,6 +96,8 @@ def main() -> None:
     out_dir = ROOT / "benchmarks" / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": machine(), "runs": runs}
+    # how fast this machine is right now (these VMs vary by tens of percent): a fixed pure-Python workload
+    results["reference_s"], _ = median_time(lambda: sum(i * i for i in range(5_000_000)), 5)
     with tempfile.TemporaryDirectory(prefix="dsfleet-bench-") as tmp:
         work = Path(tmp)
         fleet = generate(work / "fleet")
@@ -227,7 +229,8 @@ def report(r: dict[str, Any]) -> str:
         return f"| {name} | {med:.3f} s | {spread} | {target} | {ok} |"
 
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}; medians of {r['runs']} runs.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}; medians of {r['runs']} runs. "
+        f"Reference workload (sum of 5M squares, pure Python): {r['reference_s']:.3f} s.",
         f"Fleet: {r['fleet']['nodes']} nodes, {r['fleet']['instances']} instances, {r['fleet']['cameras']} cameras in "
         f"{r['fleet']['files']} files ({r['fleet']['bytes'] / 1e6:.1f} MB).",
         "",
