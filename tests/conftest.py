@@ -31,6 +31,10 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("dsfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
-    "dsfleet-ci", deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, print_blob=True
+    "dsfleet-ci",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+    print_blob=True,
 )
 settings.load_profile("dsfleet-ci" if IN_CI else "dsfleet")
