@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -112,6 +113,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from reconciler.manifests import load_manifests
     from reconciler.reports import finding_json, plural, print_findings, summary_counts
 
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:
+        for path in missing:
+            print(f"dsfleet validate: error: {path}: no such file or directory", file=sys.stderr)
+        return EXIT_ERROR
     loaded = load_manifests(args.paths)
     errors, warnings = summary_counts(loaded.findings)
     fleet = loaded.fleet
@@ -210,13 +216,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.set_threshold(100_000, 50, 50)
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None) or args.func
     try:
-        handler = getattr(args, "handler", None) or args.func
         result: int = handler(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug, not bad input: say so without a traceback unless asked for one
+        if os.environ.get("DSFLEET_DEBUG"):
+            raise
+        print(
+            f"dsfleet {args.command}: internal error ({type(exc).__name__}); run with DSFLEET_DEBUG=1 for details",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     return result
 
 

@@ -618,6 +618,10 @@ class Store:
         except sa_exc.ArgumentError as err:
             raise PermanentStoreError("store: invalid database URL") from err
         where = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+            raise PermanentStoreError(
+                f"{where}: unsupported database; use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            )
         try:
             if parsed.get_backend_name() == "sqlite":
                 store = cls._open_sqlite(parsed, where, readonly=readonly)
@@ -627,6 +631,8 @@ class Store:
             raise _translate(err) from err
         except OSError as err:
             raise PermanentStoreError(f"{where}: cannot create the state directory: {err.strerror}") from err
+        except ImportError as err:  # the URL names a driver that is not installed
+            raise PermanentStoreError(f"{where}: database driver not installed ({err.name})") from err
         try:
             store._prepare(migrate=migrate)
         except BaseException:

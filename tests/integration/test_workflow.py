@@ -368,3 +368,15 @@ def test_diff_text_shows_unified_diffs_or_just_the_files_with_stat(
     assert (
         code == 1 and "      ~ file source_list.json" in stat and "@@" not in stat and "address" not in stat
     )
+
+
+def test_usage_errors_exit_2_with_a_clear_message(fleet: Path, tmp_path: Path) -> None:
+    proc = run("validate", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and "no such file or directory" in proc.stderr
+    proc = run("apply", str(fleet), "--db", "mysql://someone@127.0.0.1/fleet")
+    assert proc.returncode == 2 and "unsupported database" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "junk.db").write_text("not a database")
+    proc = run("diff", str(fleet), "--db", f"sqlite:///{tmp_path / 'junk.db'}")
+    assert proc.returncode == 2 and "error" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("diff", str(tmp_path / "missing"))
+    assert proc.returncode == 2
