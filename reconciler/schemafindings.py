@@ -14,10 +14,21 @@ from pydantic_core import ErrorDetails
 
 from schemas.base import DNS_LABEL_RE
 from schemas.findings import Finding, PathItem, Severity, SourceRef, format_path
+from schemas.manifests import ENV_NAME_RE, FILE_NAME_RE, IMAGE_REF_RE, LABEL_KEY_RE
 
 RULE_SCHEMA = "schema"
 RULE_UNKNOWN_FIELD = "unknown-field"
 RULE_MISSING_FIELD = "missing-field"
+
+
+PATTERN_MEANINGS = {
+    DNS_LABEL_RE.pattern: "a DNS label: lowercase letters, digits and '-', starting and ending alphanumeric",
+    LABEL_KEY_RE: "a label key: an optional DNS-style prefix and '/', then letters, digits, '-', '_' or '.', "
+    "starting and ending alphanumeric",
+    ENV_NAME_RE: "an environment variable name: letters, digits and '_', not starting with a digit",
+    FILE_NAME_RE: "a plain file name: letters, digits, '_', '-' and '.', no directories",
+    IMAGE_REF_RE: "an image reference without spaces",
+}
 
 
 def data_path(data: Any, loc: Sequence[PathItem]) -> tuple[PathItem, ...]:
@@ -157,11 +168,10 @@ def _message(error: ErrorDetails, root: type[BaseModel], path_text: str) -> tupl
         expected = (error.get("ctx") or {}).get("expected")
         return RULE_SCHEMA, f"must be {expected}" if expected else "value is not allowed"
     msg = error["msg"]
-    if kind == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == DNS_LABEL_RE.pattern:
-        return (
-            RULE_SCHEMA,
-            "must be a DNS label: lowercase letters, digits and '-', starting and ending alphanumeric",
-        )
+    if kind == "string_pattern_mismatch":
+        described = PATTERN_MEANINGS.get(str((error.get("ctx") or {}).get("pattern")))
+        if described:
+            return RULE_SCHEMA, f"must be {described}"
     if kind == "value_error":
         msg = msg.removeprefix("Value error, ")
     elif kind == "assertion_error":

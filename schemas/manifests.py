@@ -36,11 +36,14 @@ from schemas.deepstream import (
 )
 
 LABEL_KEY_RE = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+FILE_NAME_RE = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+IMAGE_REF_RE = r"^[^\s]+$"
 LabelKey = Annotated[str, Field(pattern=LABEL_KEY_RE, max_length=253)]
 LabelValue = Annotated[StrictStr, Field(max_length=63)]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-FileName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)]
-ImageRef = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=r"^[^\s]+$")]
+EnvName = Annotated[str, Field(pattern=ENV_NAME_RE)]
+FileName = Annotated[str, Field(pattern=FILE_NAME_RE, max_length=128)]
+ImageRef = Annotated[StrictStr, Field(min_length=1, max_length=512, pattern=IMAGE_REF_RE)]
 
 ApiVersion = Literal["dsfleet/v1"]
 KIND_NAMES = ("Node", "Camera", "DsInstance", "InferenceProfile", "Policy")
