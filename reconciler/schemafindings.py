@@ -21,6 +21,20 @@ RULE_UNKNOWN_FIELD = "unknown-field"
 RULE_MISSING_FIELD = "missing-field"
 
 
+# pydantic's words for YAML users: a YAML sequence is a "list", a YAML mapping a "mapping"
+_TYPE_WORDS = {
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+}
+
 PATTERN_MEANINGS = {
     DNS_LABEL_RE.pattern: "a DNS label: lowercase letters, digits and '-', starting and ending alphanumeric",
     LABEL_KEY_RE: "a label key: an optional DNS-style prefix and '/', then letters, digits, '-', '_' or '.', "
@@ -168,6 +182,8 @@ def _message(error: ErrorDetails, root: type[BaseModel], path_text: str) -> tupl
         expected = (error.get("ctx") or {}).get("expected")
         return RULE_SCHEMA, f"must be {expected}" if expected else "value is not allowed"
     msg = error["msg"]
+    if kind in _TYPE_WORDS:
+        return RULE_SCHEMA, f"must be {_TYPE_WORDS[kind]}"
     if kind == "string_pattern_mismatch":
         described = PATTERN_MEANINGS.get(str((error.get("ctx") or {}).get("pattern")))
         if described:
