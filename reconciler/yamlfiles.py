@@ -288,6 +288,11 @@ def _needs_event_scan(text: str, limits: Limits) -> bool:
     return ("\n" + indent) in text or text.startswith(indent)
 
 
+def _limit(message: str, event: Any, document: int) -> YamlProblem:
+    mark = event.start_mark
+    return YamlProblem("yaml-limits", message, mark.line + 1, mark.column + 1, document=document)
+
+
 def _scan_events(text: str, limits: Limits) -> YamlProblem | None:
     """Count aliases per document and the nesting depth on the event stream (no tree is built)."""
     depth = 0
@@ -301,29 +306,15 @@ def _scan_events(text: str, limits: Limits) -> YamlProblem | None:
             elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
                 depth += 1
                 if depth > limits.max_depth:
-                    mark = event.start_mark
-                    assert mark is not None
-                    return YamlProblem(
-                        "yaml-limits",
-                        f"document is nested deeper than {limits.max_depth} levels",
-                        mark.line + 1,
-                        mark.column + 1,
-                        document=document,
+                    return _limit(
+                        f"document is nested deeper than {limits.max_depth} levels", event, document
                     )
             elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
                 depth -= 1
             elif isinstance(event, yaml.AliasEvent):
                 aliases += 1
                 if aliases > limits.max_aliases:
-                    mark = event.start_mark
-                    assert mark is not None
-                    return YamlProblem(
-                        "yaml-limits",
-                        f"more than {limits.max_aliases} aliases in one document",
-                        mark.line + 1,
-                        mark.column + 1,
-                        document=document,
-                    )
+                    return _limit(f"more than {limits.max_aliases} aliases in one document", event, document)
     except yaml.YAMLError:
         return None  # the real parse reports it with its location
     return None
