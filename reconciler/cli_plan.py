@@ -63,6 +63,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="write the files into DIR instead of printing them")
     p.set_defaults(handler=cmd_render)
 
+    p = sub.add_parser(
+        "get",
+        help="list what the last applied revision stored: nodes, cameras or instances",
+        description="Read the store's inventory (the last applied revision), like `kubectl get`. --legacy shows "
+        "the older system's records in its own terms (agents, cameras, dsInstance). Never shows a credential.",
+    )
+    p.add_argument("what", choices=("nodes", "cameras", "instances"))
+    p.add_argument("--db", metavar="URL")
+    p.add_argument(
+        "--legacy", action="store_true", help="the older system's columns (agent_name, ip_address, ...)"
+    )
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(handler=cmd_get)
+
     p = sub.add_parser("history", help="list stored revisions", description="Revisions, newest first.")
     p.add_argument("--db", metavar="URL")
     p.add_argument("-n", "--limit", type=int, default=20)
@@ -247,6 +261,78 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(f"==> {f.path} <==")
             sys.stdout.write(f.content if f.content.endswith("\n") else f.content + "\n")
     return EXIT_OK
+
+
+_GET_COLUMNS = {
+    ("nodes", False): ("name", "hostname", "capacity", "gpus", "labels"),
+    ("cameras", False): ("name", "camera_id", "url", "secret_ref", "encoding", "instance"),
+    ("instances", False): ("name", "node", "gpu", "layout", "profile", "camera_count", "paused", "image"),
+    ("nodes", True): ("agent_name", "hostname", "ip_address", "node_id", "connected"),
+    ("cameras", True): (
+        "camera_id",
+        "name",
+        "ip_address",
+        "encode_type",
+        "type",
+        "instance_name",
+        "agent_name",
+    ),
+    ("instances", True): ("instance_name", "agent_name", "app_type", "cameras"),
+}
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from reconciler.errors import DsfleetError
+    from reconciler.settings import coordinator_settings
+    from reconciler.store import Store
+
+    try:
+        with Store.open(coordinator_settings(db=args.db).db, readonly=True) as store:
+            if args.legacy:
+                rows: list[Any] = {
+                    "nodes": store.legacy_agents,
+                    "cameras": store.legacy_cameras,
+                    "instances": store.legacy_ds_instances,
+                }[args.what]()
+            else:
+                rows = list(getattr(store.inventory(), args.what))
+    except DsfleetError as exc:
+        print(f"dsfleet get: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    records = [{k: _plain(v) for k, v in dataclasses.asdict(r).items()} for r in rows]
+    if args.output == "json":
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    columns = _GET_COLUMNS[(args.what, args.legacy)]
+    table = [[_cell(rec.get(c)) for c in columns] for rec in records]
+    widths = [max([len(c), *(len(row[i]) for row in table)]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not table:
+        print(f"(no {args.what} stored; run `dsfleet apply` first)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict | list | str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)
 
 
 def cmd_history(args: argparse.Namespace) -> int:

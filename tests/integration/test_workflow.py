@@ -380,3 +380,24 @@ def test_usage_errors_exit_2_with_a_clear_message(fleet: Path, tmp_path: Path) -
     assert proc.returncode == 2 and "error" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("diff", str(tmp_path / "missing"))
     assert proc.returncode == 2
+
+
+def test_get_lists_the_stored_inventory_and_the_older_systems_view(
+    fleet: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0
+    code, out, _ = cli(capsys, "get", "instances", "--db", db, "-o", "json")
+    instances = {i["name"]: i for i in json.loads(out)}
+    assert code == 0 and set(instances) == {"ccm-gate", "ccm-lobby", "traffic-parking"}
+    assert instances["ccm-lobby"]["node"] == "gpu-node-1" and instances["ccm-lobby"]["camera_count"] == 4
+    code, out, _ = cli(capsys, "get", "cameras", "--legacy", "--db", db, "-o", "json")
+    gate1 = next(c for c in json.loads(out) if c["name"] == "gate-1")
+    assert (gate1["camera_id"], gate1["ip_address"], gate1["instance_name"], gate1["agent_name"]) == (
+        "3",
+        "127.0.0.1",
+        "ccm-gate",
+        "gpu-node-1",
+    )
+    assert not any("password" in key or "username" in key for key in gate1)
+    code, out, _ = cli(capsys, "get", "instances", "--legacy", "--db", db)
+    assert code == 0 and out.splitlines()[0].split() == ["INSTANCE_NAME", "AGENT_NAME", "APP_TYPE", "CAMERAS"]
