@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -290,12 +291,14 @@ def cmd_get(args: argparse.Namespace) -> int:
 
     try:
         with Store.open(coordinator_settings(db=args.db).db, readonly=True) as store:
+            rows: list[Any]
             if args.legacy:
-                rows: list[Any] = {
+                legacy: dict[str, Callable[[], Sequence[Any]]] = {
                     "nodes": store.legacy_agents,
                     "cameras": store.legacy_cameras,
                     "instances": store.legacy_ds_instances,
-                }[args.what]()
+                }
+                rows = list(legacy[args.what]())
             else:
                 rows = list(getattr(store.inventory(), args.what))
     except DsfleetError as exc:
