@@ -30,6 +30,7 @@ from reconciler.store import (
     NodeRow,
     Store,
 )
+from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
 from schemas.manifests import Camera
 from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
 
@@ -177,10 +178,13 @@ def apply_manifests(
     caches: Caches | None = None,
     topic_prefix: str = "",
     stored: dict[str, NodeConfig] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store."""
-    desired = desired_state(paths, caches.manifests if caches else None, caches.compiled if caches else None)
+    desired = desired_state(
+        paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+    )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
     if desired.configs is None:
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler import cli_import, cli_legacy, cli_plan
+from reconciler.errors import DsfleetError
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -118,7 +119,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for path in missing:
             print(f"dsfleet validate: error: {path}: no such file or directory", file=sys.stderr)
         return EXIT_ERROR
-    loaded = load_manifests(args.paths)
+    from reconciler.settings import coordinator_settings
+
+    loaded = load_manifests(args.paths, limits=coordinator_settings().limits)
     errors, warnings = summary_counts(loaded.findings)
     fleet = loaded.fleet
     counts = {
@@ -223,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except DsfleetError as exc:  # bad settings, an unusable store: the message says what and where
+        print(f"dsfleet {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # a bug, not bad input: say so without a traceback unless asked for one
         if os.environ.get("DSFLEET_DEBUG"):
             raise

@@ -87,11 +87,12 @@ def add_parser(sub: Any) -> None:
 
 def _desired(path: str) -> Any:
     from reconciler.desired import desired_state
+    from reconciler.settings import coordinator_settings
 
     if not Path(path).exists():
         print(f"dsfleet: error: {path}: no such file or directory", file=sys.stderr)
         return None
-    return desired_state([path])
+    return desired_state([path], limits=coordinator_settings().limits)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -181,6 +182,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 rev,
                 allow_prune_all=args.allow_prune_all,
                 topic_prefix=settings.topic_prefix,
+                limits=settings.limits,
             )
     except DsfleetError as exc:
         print(f"dsfleet apply: error: {exc}", file=sys.stderr)

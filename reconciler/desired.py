@@ -24,6 +24,7 @@ from policies.resolution import (
 )
 from reconciler.compiling import compile_fleet, compile_instance
 from reconciler.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
+from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
 from schemas.fleet import Fleet
 from schemas.hashing import sha256_hex
 from schemas.manifests import DsInstance
@@ -131,8 +132,9 @@ def desired_state(
     paths: Sequence[str | os.PathLike[str]],
     manifest_cache: ManifestCache | None = None,
     compile_cache: CompileCache | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> DesiredState:
-    loaded = load_manifests(paths, cache=manifest_cache, run_policies=False)
+    loaded = load_manifests(paths, limits=limits, cache=manifest_cache, run_policies=False)
     resolved, keys = resolve_cached(loaded.fleet, compile_cache)
     policy_findings = evaluate(loaded.fleet, resolved)
     loaded.findings = locate_findings([*loaded.findings, *policy_findings], loaded.texts)

@@ -401,3 +401,16 @@ def test_get_lists_the_stored_inventory_and_the_older_systems_view(
     assert not any("password" in key or "username" in key for key in gate1)
     code, out, _ = cli(capsys, "get", "instances", "--legacy", "--db", db)
     assert code == 0 and out.splitlines()[0].split() == ["INSTANCE_NAME", "AGENT_NAME", "APP_TYPE", "CAMERAS"]
+
+
+def test_loader_limits_come_from_settings(fleet: Path, tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text("[coordinator]\nmax_file_bytes = 1024\nmax_depth = 8\n")
+    proc = run("validate", str(fleet), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "file is larger than the 1 KiB limit [yaml-limits]" in proc.stderr
+    (tmp_path / "settings.toml").write_text("[coordinator]\nmax_depth = 'deep'\n")
+    proc = run("validate", str(fleet), cwd=tmp_path)
+    assert proc.returncode == 2 and "max_depth must be a positive integer" in proc.stderr
+    (tmp_path / "settings.toml").write_text("[coordinator\n")
+    proc = run("validate", str(fleet), cwd=tmp_path)
+    assert proc.returncode == 2 and "settings.toml" in proc.stderr and "Traceback" not in proc.stderr
