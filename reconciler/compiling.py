@@ -50,12 +50,15 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
             env[key] = value
     if isinstance(spec, CcmInstanceSpec):
         command = spec.command
-        # engine-create-func-name writes $CWD/model_b…; the configs expect ../build/model_b… (DESIGN §9.10)
-        working_dir = spec.workingDir or ENGINE_DIR
     else:
         command = spec.command or ("deepstream-app", "-c", f"{CONFIGS_DIR}/{APP_CONFIG}")
-        working_dir = spec.workingDir or CONFIGS_DIR
-    mounts = [MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True)]
+    # The working directory is the (writable) engine volume: engine-create-func-name writes $CWD/model_b…, and
+    # the ccm configs expect it at ../build/model_b… relative to /workspace/configs (DESIGN §9.10).
+    working_dir = spec.workingDir or ENGINE_DIR
+    mounts = [
+        MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True),
+        MountSpec(type="volume", source=f"{name}_engine", target=ENGINE_DIR, readOnly=False),
+    ]
     mounts.extend(
         MountSpec(type=m.type, source=m.source, target=m.target, readOnly=m.readOnly) for m in spec.mounts
     )

@@ -205,6 +205,7 @@ def _render_deepstream_app(
                         "gpu-id": 0,
                         "gie-unique-id": primary_id,
                         "batch-size": p.get("batch-size"),
+                        "input-tensor-meta": True if p.get("input-tensor-from-meta") else None,
                         "config-file": gie.file,
                     },
                 )
