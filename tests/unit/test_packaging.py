@@ -26,7 +26,7 @@ def test_console_scripts_are_declared() -> None:
     from importlib.metadata import entry_points
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts["dsfleet"] == "reconciler.cli:main"
+    assert scripts["dsfleet"] == "reconciler.cli:entry"
     assert scripts["dsfleet-agent"] == "agent.cli:main"
 
 
