@@ -34,7 +34,6 @@ from schemas.deepstream import (
 )
 from schemas.fleet import Fleet
 from schemas.manifests import (
-    CcmAlignGie,
     CcmInstanceSpec,
     DsInstance,
     GieRole,
@@ -417,15 +416,3 @@ def _ccm_derived(
 
 def image_allowed(image: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(image, p) for p in patterns)
-
-
-__all__ = [
-    "CCM_GIE_FILES",
-    "CcmAlignGie",
-    "EffectiveGie",
-    "Problem",
-    "ResolvedInstance",
-    "engine_name",
-    "instance_cameras",
-    "resolve_instance",
-]

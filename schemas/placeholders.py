@@ -26,10 +26,6 @@ def url_with_placeholder(url: str, ref: str | None) -> str:
     return f"{scheme}://{secret_placeholder(ref)}@{rest}"
 
 
-def placeholders_in(text: str) -> list[str]:
-    return [m.group(1) for m in PLACEHOLDER_RE.finditer(text)]
-
-
 def url_has_credentials(url: str) -> bool:
     """True when ``url`` carries a user name or password in its authority (``user:pass@host``)."""
     if "@" not in url:
@@ -43,4 +39,4 @@ def url_has_credentials(url: str) -> bool:
     userinfo, at, _host = parts.netloc.rpartition("@")
     if not at:
         return False
-    return bool(PLACEHOLDER_RE.fullmatch(userinfo)) is False and bool(userinfo)
+    return bool(userinfo) and not PLACEHOLDER_RE.fullmatch(userinfo)
