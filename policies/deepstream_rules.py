@@ -38,17 +38,14 @@ PREPROCESS_MANDATORY = (
 
 
 def _ref(ctx: Context, res: ResolvedInstance, gie: EffectiveGie, *path: str | int) -> SourceRef | None:
-    """Where a GIE's key was set: the instance's override, else the profile, else the instance."""
+    """Where a GIE's key was set: the instance's override, else the profile's key; a derived key (not written
+    anywhere) points at the GIE's ``properties`` in the profile, where it can be set explicitly."""
     inst = res.instance
     key = path[1] if len(path) >= 2 and path[0] == "properties" else None
     if key is not None and key in inst.spec.overrides.get(gie.name, {}):
         return ctx.fleet.source("DsInstance", res.name, "spec", "overrides", gie.name, key)
-    profile = inst.spec.profile or ""
-    if key is None or key in gie.declared:
-        return ctx.fleet.source("InferenceProfile", profile, "spec", "gies", gie.index, *path)
-    if key is not None:
-        return ctx.fleet.source("InferenceProfile", profile, "spec", "gies", gie.index, "properties")
-    return ctx.fleet.source("DsInstance", res.name, "spec")
+    where = path if key is None or key in gie.declared else ("properties",)
+    return ctx.fleet.source("InferenceProfile", inst.spec.profile or "", "spec", "gies", gie.index, *where)
 
 
 def _nvinfer(res: ResolvedInstance) -> Iterator[EffectiveGie]:

@@ -67,7 +67,6 @@ class Problem:
     rule: str
     message: str
     kind: str = "DsInstance"
-    name: str = ""
     path: tuple[str | int, ...] = ()
 
 
@@ -102,12 +101,6 @@ class ResolvedInstance:
     @property
     def layout(self) -> str:
         return self.instance.spec.layout
-
-    def gie_by_file(self, file: str) -> EffectiveGie | None:
-        for gie in self.gies:
-            if gie.file == file:
-                return gie
-        return None
 
 
 def instance_cameras(fleet: Fleet, instance: DsInstance) -> tuple[str, ...]:
@@ -226,7 +219,6 @@ def resolve_instance(
                     Problem(
                         "override-unknown-gie",
                         f"overrides: profile {profile.metadata.name!r} has no GIE named {gie_name!r}",
-                        name=name,
                         path=("spec", "overrides", gie_name),
                     )
                 )
@@ -250,7 +242,6 @@ def resolve_instance(
                         Problem(
                             "override-invalid",
                             f"spec.overrides.{gie.name}.{key}: {message}",
-                            name=name,
                             path=("spec", "overrides", gie.name, key),
                         )
                     )
@@ -365,7 +356,6 @@ def engine_name(batch: int, network_mode: int) -> str:
 def _ccm_derived(
     gies: list[EffectiveGie], spec: CcmInstanceSpec, problems: list[Problem]
 ) -> list[EffectiveGie]:
-    by_file = {g.file: g for g in gies}
     out: list[EffectiveGie] = []
     for gie in gies:
         updates: dict[str, Any] = {}

@@ -98,12 +98,10 @@ def known_keys_at(root: type[BaseModel], loc: Sequence[PathItem]) -> list[str] |
     while i < len(items):
         item = items[i]
         nxt: list[Any] = []
-        tagged = False
         for typ in current:
             if isinstance(typ, tuple):  # (tag, type)
                 if typ[0] == item:
                     nxt.append(typ[1])
-                    tagged = True
                 continue
             if isinstance(typ, type) and issubclass(typ, BaseModel):
                 ann = _field_by_key(typ, item)
@@ -123,7 +121,6 @@ def known_keys_at(root: type[BaseModel], loc: Sequence[PathItem]) -> list[str] |
             expanded.extend(_members(typ) if not isinstance(typ, tuple) else [typ])
         current = expanded
         i += 1
-        del tagged
     keys: list[str] = []
     for typ in current:
         t = typ[1] if isinstance(typ, tuple) else typ

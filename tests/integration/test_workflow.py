@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -306,10 +305,6 @@ def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
     assert all(CANARY not in t for t in texts)
     assert CANARY.encode() not in (tmp_path / "state.db").read_bytes()
     assert CANARY.encode() not in _everything_under(render_out)
-
-
-def _load(text: str) -> Any:
-    return json.loads(text)
 
 
 def test_warm_applies_keep_the_inventory_exact(
