@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from typing import Any
 
 from policies.resolution import ResolvedInstance, all_profile_values, resolve_instance
@@ -89,106 +90,68 @@ SHORTCUTS: dict[str, tuple[str, str | None]] = {
 def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[Finding]]:
     """Merge every Policy document into one severity + params per rule; conflicts and bad settings are errors."""
     findings: list[Finding] = []
-    severity: dict[str, tuple[RuleSeverity, SourceRef | None]] = {}
-    params: dict[str, dict[str, tuple[Any, SourceRef | None]]] = {}
+    severity: dict[str, tuple[Any, SourceRef | None]] = {}
+    params: dict[tuple[str, str], tuple[Any, SourceRef | None]] = {}
 
-    def conflict(what: str, here: SourceRef | None, there: SourceRef | None) -> None:
+    def error(rule_id: str, message: str, src: SourceRef | None, notes: tuple[Note, ...] = ()) -> None:
         findings.append(
-            Finding(
-                severity=Severity.ERROR,
-                rule="policy-conflict",
-                message=f"{what} is set differently by two Policy documents",
-                source=here,
-                notes=(Note(message="also set here", source=there),) if there else (),
-            )
+            Finding(severity=Severity.ERROR, rule=rule_id, message=message, source=src, notes=notes)
         )
 
-    def set_severity(rule_id: str, value: RuleSeverity, src: SourceRef | None) -> None:
-        old = severity.get(rule_id)
+    def remember(table: dict[Any, tuple[Any, SourceRef | None]], key: Any, value: Any, src: SourceRef | None,
+                 what: str) -> None:  # fmt: skip
+        """Keep a setting; the same setting with another value in another Policy document is a conflict."""
+        old = table.get(key)
         if old is not None and old[0] != value:
-            conflict(f"rule {rule_id} severity", src, old[1])
+            also = (Note(message="also set here", source=old[1]),) if old[1] else ()
+            error("policy-conflict", f"{what} is set differently by two Policy documents", src, also)
         else:
-            severity[rule_id] = (value, src)
-
-    def set_param(rule_id: str, name: str, value: Any, src: SourceRef | None) -> None:
-        old = params.setdefault(rule_id, {}).get(name)
-        if old is not None and old[0] != value:
-            conflict(f"rule {rule_id} parameter {name}", src, old[1])
-        else:
-            params[rule_id][name] = (value, src)
+            table[key] = (value, src)
 
     for pname in sorted(fleet.policies):
-        policy = fleet.policies[pname]
-        spec = policy.spec
+        spec = fleet.policies[pname].spec
         for rule_id, setting in spec.rules.items():
             src = fleet.source("Policy", pname, "spec", "rules", rule_id)
             known = REGISTRY.get(rule_id)
             if known is None:
-                from difflib import get_close_matches
-
                 hint = get_close_matches(rule_id, list(REGISTRY), n=1)
-                findings.append(
-                    Finding(
-                        severity=Severity.ERROR,
-                        rule="policy-unknown-rule",
-                        message=f"spec.rules: unknown rule {rule_id!r}"
-                        + (f"; did you mean {hint[0]}?" if hint else ""),
-                        source=src,
-                    )
-                )
+                did_you_mean = f"; did you mean {hint[0]}?" if hint else ""
+                error("policy-unknown-rule", f"spec.rules: unknown rule {rule_id!r}{did_you_mean}", src)
                 continue
             if setting.severity is not None:
                 lowered = _RANK[setting.severity] < _RANK[known.severity]
                 if lowered and not known.relaxable:
-                    findings.append(
-                        Finding(
-                            severity=Severity.ERROR,
-                            rule="policy-not-relaxable",
-                            message=f"rule {rule_id} protects secrets and cannot be relaxed",
-                            source=src,
-                        )
+                    error(
+                        "policy-not-relaxable", f"rule {rule_id} protects secrets and cannot be relaxed", src
                     )
-                    continue
-                if lowered and not (setting.reason or "").strip():
-                    findings.append(
-                        Finding(
-                            severity=Severity.ERROR,
-                            rule="policy-reason-required",
-                            message=f"relaxing rule {rule_id} needs a reason (spec.rules.{rule_id}.reason)",
-                            source=src,
-                        )
-                    )
-                    continue
-                set_severity(rule_id, setting.severity, src)
+                elif lowered and not (setting.reason or "").strip():
+                    message = f"relaxing rule {rule_id} needs a reason (spec.rules.{rule_id}.reason)"
+                    error("policy-reason-required", message, src)
+                else:
+                    remember(severity, rule_id, setting.severity, src, f"rule {rule_id} severity")
             for param, pvalue in setting.params.items():
                 if param not in known.params:
-                    findings.append(
-                        Finding(
-                            severity=Severity.ERROR,
-                            rule="policy-unknown-param",
-                            message=f"rule {rule_id} has no parameter {param!r}"
-                            + (f" (parameters: {', '.join(sorted(known.params))})" if known.params else ""),
-                            source=src,
-                        )
-                    )
-                    continue
-                set_param(rule_id, param, pvalue, src)
+                    listed = f" (parameters: {', '.join(sorted(known.params))})" if known.params else ""
+                    error("policy-unknown-param", f"rule {rule_id} has no parameter {param!r}{listed}", src)
+                else:
+                    remember(params, (rule_id, param), pvalue, src, f"rule {rule_id} parameter {param}")
         for shortcut, (shortcut_rule, pkey) in SHORTCUTS.items():
             value = getattr(spec, shortcut)
             if value is None:
                 continue
             src = fleet.source("Policy", pname, "spec", shortcut)
             if pkey is None:
-                set_severity(shortcut_rule, RuleSeverity.ERROR if value else RuleSeverity.OFF, src)
+                level = RuleSeverity.ERROR if value else RuleSeverity.OFF
+                remember(severity, shortcut_rule, level, src, f"rule {shortcut_rule} severity")
             else:
-                set_param(shortcut_rule, pkey, value, src)
-                set_severity(shortcut_rule, RuleSeverity.ERROR, src)
+                remember(params, (shortcut_rule, pkey), value, src, f"rule {shortcut_rule} parameter {pkey}")
+                remember(severity, shortcut_rule, RuleSeverity.ERROR, src, f"rule {shortcut_rule} severity")
 
     out: dict[str, EffectiveSetting] = {}
     for rule_id, known in REGISTRY.items():
         sev = severity.get(rule_id, (known.severity, None))[0]
         merged = dict(known.params)
-        merged.update({k: v for k, (v, _src) in params.get(rule_id, {}).items()})
+        merged.update({name: v for (rid, name), (v, _src) in params.items() if rid == rule_id})
         out[rule_id] = EffectiveSetting(sev, merged)
     return out, findings
 
