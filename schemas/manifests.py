@@ -70,6 +70,17 @@ NodeId = Annotated[
 ]
 
 
+class _Manifest(FrozenModel):
+    """What every kind has: ``apiVersion`` and ``metadata`` (each kind adds its ``kind`` and ``spec``)."""
+
+    apiVersion: ApiVersion
+    metadata: Metadata
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
 # --------------------------------------------------------------------------------------------------- Node
 class NodeSpec(FrozenModel):
     hostname: StrictStr | None = Field(
@@ -88,15 +99,9 @@ class NodeSpec(FrozenModel):
         return value
 
 
-class Node(FrozenModel):
-    apiVersion: ApiVersion
+class Node(_Manifest):
     kind: Literal["Node"]
-    metadata: Metadata
     spec: NodeSpec = Field(default_factory=NodeSpec)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
     @property
     def hostname(self) -> str:
@@ -160,15 +165,9 @@ class CameraSpec(FrozenModel):
         return _SCHEME_TYPES[self.url.partition("://")[0].lower()]
 
 
-class Camera(FrozenModel):
-    apiVersion: ApiVersion
+class Camera(_Manifest):
     kind: Literal["Camera"]
-    metadata: Metadata
     spec: CameraSpec
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 # --------------------------------------------------------------------------------------------------- DsInstance
@@ -403,15 +402,9 @@ InstanceSpec = Annotated[
 ]
 
 
-class DsInstance(FrozenModel):
-    apiVersion: ApiVersion
+class DsInstance(_Manifest):
     kind: Literal["DsInstance"]
-    metadata: Metadata
     spec: InstanceSpec
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 # --------------------------------------------------------------------------------------------------- InferenceProfile
@@ -495,15 +488,9 @@ class InferenceProfileSpec(FrozenModel):
     gies: tuple[Gie, ...] = Field(min_length=1)
 
 
-class InferenceProfile(FrozenModel):
-    apiVersion: ApiVersion
+class InferenceProfile(_Manifest):
     kind: Literal["InferenceProfile"]
-    metadata: Metadata
     spec: InferenceProfileSpec
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 # --------------------------------------------------------------------------------------------------- Policy
@@ -529,15 +516,9 @@ class PolicySpec(FrozenModel):
     forbidPrivileged: StrictBool | None = None
 
 
-class Policy(FrozenModel):
-    apiVersion: ApiVersion
+class Policy(_Manifest):
     kind: Literal["Policy"]
-    metadata: Metadata
     spec: PolicySpec = Field(default_factory=PolicySpec)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
 
 Manifest = Node | Camera | DsInstance | InferenceProfile | Policy
