@@ -113,12 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from reconciler.manifests import load_manifests
-    from reconciler.reports import finding_json, plural, print_findings, summary_counts
+    from reconciler.reports import finding_json, plural, print_findings, report_missing, summary_counts
 
-    missing = [p for p in args.paths if not os.path.exists(p)]
-    if missing:
-        for path in missing:
-            print(f"dsfleet validate: error: {path}: no such file or directory", file=sys.stderr)
+    if report_missing("validate", args.paths):
         return EXIT_ERROR
     from reconciler.settings import coordinator_settings
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.reports import finding_json, plural, print_findings, use_color
+from reconciler.reports import finding_json, plural, print_findings, report_missing, use_color
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -85,12 +85,11 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_history)
 
 
-def _desired(path: str) -> Any:
+def _desired(command: str, path: str) -> Any:
     from reconciler.desired import desired_state
     from reconciler.settings import coordinator_settings
 
-    if not Path(path).exists():
-        print(f"dsfleet: error: {path}: no such file or directory", file=sys.stderr)
+    if report_missing(command, [path]):
         return None
     return desired_state([path], limits=coordinator_settings().limits)
 
@@ -102,7 +101,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from reconciler.settings import coordinator_settings
     from reconciler.store import Store
 
-    desired = _desired(args.path)
+    desired = _desired(args.command, args.path)
     if desired is None:
         return EXIT_ERROR
     loaded = desired.loaded
@@ -160,8 +159,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from reconciler.settings import coordinator_settings
     from reconciler.store import NewRevision, Store
 
-    if not Path(args.path).exists():
-        print(f"dsfleet: error: {args.path}: no such file or directory", file=sys.stderr)
+    if report_missing("apply", [args.path]):
         return EXIT_ERROR
     settings = coordinator_settings(db=args.db)
     git = git_info(args.path)
@@ -240,7 +238,7 @@ def _ensure_parent(url: str) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    desired = _desired(args.path)
+    desired = _desired(args.command, args.path)
     if desired is None:
         return EXIT_ERROR
     loaded = desired.loaded

@@ -74,5 +74,13 @@ def summary_counts(findings: Sequence[Finding]) -> tuple[int, int]:
     return errors, len(findings) - errors
 
 
+def report_missing(command: str, paths: Sequence[str]) -> bool:
+    """Print one line per path that does not exist; True when any is missing (a usage error: exit 2)."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    for path in missing:
+        print(f"dsfleet {command}: error: {path}: no such file or directory", file=sys.stderr)
+    return bool(missing)
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
