@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from reconciler.manifests import ManifestCache, load_manifests
 from reconciler.yamlfiles import Limits
+from tests.yamlgen import block_yaml
 
 CAMERA = """apiVersion: dsfleet/v1
 kind: Camera
@@ -127,36 +128,6 @@ TREES = st.recursive(
 )
 
 
-def _yaml(value: Any, indent: int = 0) -> str:
-    if isinstance(value, dict) and value:
-        pad = " " * indent
-        return "".join(
-            f"{pad}{k}:"
-            + (("\n" + _yaml(v, indent + 2)) if isinstance(v, dict | list) and v else f" {_scalar(v)}\n")
-            for k, v in value.items()
-        )
-    if isinstance(value, list) and value:
-        pad = " " * indent
-        return "".join(
-            f"{pad}-"
-            + (("\n" + _yaml(v, indent + 2)) if isinstance(v, dict | list) and v else f" {_scalar(v)}\n")
-            for v in value
-        )
-    return " " * indent + _scalar(value) + "\n"
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 @settings(
     max_examples=150,
     deadline=None,
@@ -164,7 +135,7 @@ def _scalar(value: Any) -> str:
 )
 @given(docs=st.lists(TREES, min_size=1, max_size=3))
 def test_any_manifest_text_loads_or_every_finding_has_a_location(tmp_path: Path, docs: list[Any]) -> None:
-    text = "---\n".join(_yaml(d) for d in docs)
+    text = "---\n".join(block_yaml(d) for d in docs)
     path = write(tmp_path / "gen" / "m.yaml", text)
     loaded = load_manifests([path.parent])  # never raises
     for finding in loaded.findings:

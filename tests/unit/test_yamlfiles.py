@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reconciler.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
+from tests.yamlgen import block_yaml
 
 
 def _plain(value: Any) -> Any:
@@ -85,21 +86,6 @@ SCALARS = st.one_of(
 KEYS = st.text(alphabet="abcdefgh-_", min_size=1, max_size=6)
 
 
-def _render(value: Any, indent: int = 0) -> str:
-    pad = " " * indent
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "\n" + "".join(
-            f"{pad}{k}: {_render(v, indent + 2).lstrip(' ')}\n" for k, v in value.items()
-        ).rstrip("\n")
-    if isinstance(value, list):
-        if not value:
-            return "[]"
-        return "\n" + "".join(f"{pad}- {_render(v, indent + 2).lstrip()}\n" for v in value).rstrip("\n")
-    return str(value)
-
-
 TREES = st.recursive(
     SCALARS, lambda kids: st.dictionaries(KEYS, kids, max_size=4) | st.lists(kids, max_size=4), max_leaves=12
 )
@@ -108,7 +94,7 @@ TREES = st.recursive(
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, TREES, min_size=1, max_size=5))
 def test_fast_and_round_trip_loaders_agree(doc: dict[str, Any]) -> None:
-    text = _render(doc).lstrip("\n") + "\n"
+    text = block_yaml(doc)
     parsed = parse_yaml(text)
     try:
         expected = _rt_load(text)
