@@ -75,7 +75,7 @@ def test_hostile_files_are_refused_with_a_location_and_the_rest_still_loads(tmp_
         f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)
     ]
     write(tmp_path / "bomb.yaml", "\n".join(lol) + "\n")
-    write(tmp_path / "deep.yaml", "x: " + "[" * 1000 + "]" * 1000 + "\n")
+    write(tmp_path / "deep.yaml", "x: " + "[" * 100 + "]" * 100 + "\n")
     loaded = load_manifests([tmp_path], limits=Limits(max_file_bytes=4096))
     assert sorted(loaded.fleet.cameras) == ["ok"]
     assert "larger than the 4 KiB limit" in next(
@@ -83,13 +83,12 @@ def test_hostile_files_are_refused_with_a_location_and_the_rest_still_loads(tmp_
     )
     found = dict(rules(loaded))
     assert found == {
+        "deep.yaml": "yaml-limits",
         "big.yaml": "yaml-limits",
         "binary.yaml": "yaml-encoding",
         "bomb.yaml": "yaml-limits",
-        "deep.yaml": found["deep.yaml"],
         "latin1.yaml": "yaml-encoding",
     }
-    assert found["deep.yaml"] in ("yaml-limits", "yaml-syntax")
     for f in loaded.findings:
         assert f.location is not None
         whole_file = f.location.file.endswith("big.yaml")  # the size limit is about the whole file
