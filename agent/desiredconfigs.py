@@ -21,17 +21,17 @@ from pydantic import ValidationError
 
 from agent.errors import ConfigError
 from schemas.nodeconfigs import (
-    AgentConfigMessage,
     InstanceConfig,
     NodeConfig,
     files_hash,
     instance_hash,
     spec_hash,
 )
+from schemas.wire import AgentConfig
 
 __all__ = ["DesiredConfig", "config_problems", "parse_config", "select_instances"]
 
-DesiredConfig: TypeAlias = AgentConfigMessage | NodeConfig
+DesiredConfig: TypeAlias = AgentConfig | NodeConfig
 
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MESSAGE_KEYS = ("schema", "generation", "sent_at")
@@ -59,13 +59,13 @@ def parse_config(text: str | bytes, source: str) -> DesiredConfig:
             f"{source}: error: expected a JSON object (an AgentConfig message or a NodeConfig), "
             f"got {type(data).__name__}"
         )
-    model: type[AgentConfigMessage] | type[NodeConfig] = (
-        AgentConfigMessage if any(k in data for k in _MESSAGE_KEYS) else NodeConfig
+    model: type[AgentConfig] | type[NodeConfig] = (
+        AgentConfig if any(k in data for k in _MESSAGE_KEYS) else NodeConfig
     )
     try:
         config: DesiredConfig = model.model_validate(data)
     except ValidationError as exc:
-        kind = "AgentConfig message" if model is AgentConfigMessage else "NodeConfig"
+        kind = "AgentConfig message" if model is AgentConfig else "NodeConfig"
         lines = [f"{source}: error: {_loc(e['loc'])}: {e['msg']} (as {kind})" for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
     problems = config_problems(config)

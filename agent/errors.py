@@ -1,4 +1,4 @@
-"""The agent's exception tree: one root, two branches (as kopf's ``TemporaryError`` / ``PermanentError``).
+"""The agent's errors: branches of the one tree in :mod:`schemas.errors`.
 
 ``TemporaryError``: worth retrying with capped, jittered backoff (a write failed: disk full, I/O error).
 ``PermanentError``: fails again the same way until the input or the host's setup changes (an invalid config,
@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from schemas.errors import DsfleetError, PermanentError, TemporaryError
 
-class AgentError(Exception):
-    """Root of every error the agent raises on purpose."""
+AgentError = DsfleetError
+"""The agent raises the project's root error (kept under this name for the agent's modules)."""
 
-
-class TemporaryError(AgentError):
-    """May succeed when retried later."""
-
-
-class PermanentError(AgentError):
-    """Will fail again the same way until something changes."""
+__all__ = ["AgentError", "ConfigError", "FileWriteError", "PermanentError", "SecretError", "TemporaryError"]
 
 
 class ConfigError(PermanentError):

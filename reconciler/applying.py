@@ -32,10 +32,8 @@ from reconciler.store import (
 )
 from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
 from schemas.manifests import Camera
-from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
-
-AGENT_CONFIG_TOPIC = "AgentConfig"
-MESSAGE_SCHEMA = "dsfleet.agent-config/v1"
+from schemas.nodeconfigs import NodeConfig
+from schemas.wire import agent_config_record
 
 
 class Outcome(StrEnum):
@@ -68,25 +66,9 @@ def agent_config_encoder(
     now: datetime, topic_prefix: str = ""
 ) -> Callable[[str, int, dict[str, Any] | None], tuple[str, str, bytes | None, dict[str, str]]]:
     """``encode(node, generation, payload)`` → the AgentConfig outbox row (a tombstone when payload is None)."""
-
-    def encode(
-        node: str, generation: int, payload: dict[str, Any] | None
-    ) -> tuple[str, str, bytes | None, dict[str, str]]:
-        topic = topic_prefix + AGENT_CONFIG_TOPIC
-        headers = {"schema": MESSAGE_SCHEMA, "generation": str(generation)}
-        if payload is None:
-            return topic, node, None, headers
-        config = NodeConfig.model_validate(payload)
-        message = AgentConfigMessage(
-            sent_at=now.isoformat(),
-            node=node,
-            generation=generation,
-            configHash=config.configHash,
-            instances=config.instances,
-        )
-        return topic, node, message.model_dump_json(by_alias=True).encode(), headers
-
-    return encode
+    return lambda node, generation, payload: agent_config_record(
+        node, generation, payload, now.isoformat(), topic_prefix
+    )
 
 
 def _camera_row(camera: Camera, owner: str | None) -> CameraRow:

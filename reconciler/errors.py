@@ -1,20 +1,7 @@
-"""The project's exception tree: one root, two branches.
-
-``TemporaryError``: worth retrying with capped, jittered backoff (database locked, connection refused, broker
-down). ``PermanentError``: retrying cannot help until the input or the setup changes (bad schema version,
-constraint violated, unreadable input). Adapters translate library exceptions into these two branches.
-"""
+"""The coordinator side uses the one tree of :mod:`schemas.errors` (re-exported for its modules)."""
 
 from __future__ import annotations
 
+from schemas.errors import DsfleetError, ExitCode, PermanentError, TemporaryError
 
-class DsfleetError(Exception):
-    """Root of every error dsfleet raises on purpose."""
-
-
-class TemporaryError(DsfleetError):
-    """May succeed when retried later."""
-
-
-class PermanentError(DsfleetError):
-    """Will fail again the same way until something changes."""
+__all__ = ["DsfleetError", "ExitCode", "PermanentError", "TemporaryError"]

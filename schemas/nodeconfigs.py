@@ -1,7 +1,7 @@
 """What one node must run: the compiled, rendered desired state the coordinator sends to that node's agent.
 
-``NodeConfig`` is pure data (no generation: the store assigns generations); ``AgentConfigMessage`` is the
-``AgentConfig`` Kafka message (topic 210), a NodeConfig plus generation, schema version and send time.
+``NodeConfig`` is pure data (no generation: the store assigns generations); the ``AgentConfig`` Kafka message
+(topic 210, :class:`schemas.wire.AgentConfig`) is a NodeConfig plus generation, schema version and send time.
 Hashes (DESIGN §9.4): ``specHash`` over the container spec (a change → recreate), ``filesHash`` over the rendered
 files (a change → rewrite + restart), the instance ``configHash`` over both and ``paused`` (it is the
 ``io.dsfleet.config-hash`` label), the node ``configHash`` over its instances' names and hashes.
@@ -109,17 +109,6 @@ class NodeConfig(_Wire):
             if inst.name == name:
                 return inst
         return None
-
-
-class AgentConfigMessage(_Wire):
-    """Topic ``AgentConfig`` (210), key = node name. A tombstone (null value) removes the node."""
-
-    schema_: Literal["dsfleet.agent-config/v1"] = Field("dsfleet.agent-config/v1", alias="schema")
-    sent_at: str
-    node: str
-    generation: int
-    configHash: str
-    instances: tuple[InstanceConfig, ...] = ()
 
 
 def spec_hash(container: ContainerSpec) -> str:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from reconciler.desired import desired_state
-from schemas.nodeconfigs import AgentConfigMessage, NodeConfig
+from schemas.nodeconfigs import NodeConfig
+from schemas.wire import AgentConfig
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +157,7 @@ def test_one_instance_and_stale_files(tmp_path: Path, node_file: Path) -> None:
 
 def test_an_agent_config_message_is_accepted(tmp_path: Path, nodes: dict[str, NodeConfig]) -> None:
     node = nodes["gpu-node-2"]
-    message = AgentConfigMessage(
+    message = AgentConfig(
         sent_at="2024-11-24T21:00:00Z",
         node=node.node,
         generation=4,

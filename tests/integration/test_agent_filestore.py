@@ -22,7 +22,8 @@ from agent.filestore import (
 )
 from agent.secrets import Credential, LocalSecretStore, MemorySecretStore
 from reconciler.desired import desired_state
-from schemas.nodeconfigs import AgentConfigMessage, InstanceConfig, NodeConfig, RenderedFile, build_instance
+from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile, build_instance
+from schemas.wire import AgentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
@@ -226,7 +227,7 @@ def test_desired_json_round_trips_0600_atomically(tmp_path: Path, nodes: dict[st
     path = save_desired(tmp_path, node)
     assert path == tmp_path / DESIRED_FILE and mode_of(path) == 0o600
     assert load_desired(tmp_path) == node
-    message = AgentConfigMessage(
+    message = AgentConfig(
         sent_at="2024-11-24T21:00:00Z",
         node=node.node,
         generation=3,

@@ -10,7 +10,6 @@ import pytest
 from agent.desiredconfigs import parse_config, select_instances
 from agent.errors import ConfigError
 from schemas.nodeconfigs import (
-    AgentConfigMessage,
     ContainerSpec,
     NodeConfig,
     RenderedFile,
@@ -18,6 +17,7 @@ from schemas.nodeconfigs import (
     build_instance,
     build_node,
 )
+from schemas.wire import AgentConfig
 
 CANARY = "canary-NotInAnyMessage"
 
@@ -42,9 +42,9 @@ def _node() -> NodeConfig:
     )
 
 
-def _message() -> AgentConfigMessage:
+def _message() -> AgentConfig:
     node = _node()
-    return AgentConfigMessage(
+    return AgentConfig(
         sent_at="2024-11-24T21:00:00Z",
         node=node.node,
         generation=7,
@@ -61,7 +61,7 @@ def test_a_node_config_is_accepted() -> None:
 
 def test_an_agent_config_message_is_accepted() -> None:
     config = parse_config(_message().model_dump_json(by_alias=True).encode(), "msg.json")
-    assert isinstance(config, AgentConfigMessage)
+    assert isinstance(config, AgentConfig)
     assert config.generation == 7
     assert [i.name for i in config.instances] == ["cam-a", "cam-b"]
 
