@@ -13,8 +13,8 @@ from schemas.wire import (
     AgentInfo,
     AgentResponse,
     Decoded,
-    RejectReason,
     Rejection,
+    RejectReason,
     Tombstone,
     Topic,
     agent_config_record,
@@ -74,7 +74,12 @@ def test_round_trip_every_topic() -> None:
     got = decode(Topic.AGENT_INFO, b"gpu-node-1", encode(info))
     assert isinstance(got, Decoded) and got.message == info
     resp = AgentResponse.model_validate(
-        {"sent_at": NOW, "node": "n1", "observedGeneration": 3, "instances": [{"name": "i1", "state": "running"}]}
+        {
+            "sent_at": NOW,
+            "node": "n1",
+            "observedGeneration": 3,
+            "instances": [{"name": "i1", "state": "running"}],
+        }
     )
     got = decode(Topic.AGENT_RESPONSE, "n1", encode(resp))
     assert isinstance(got, Decoded) and got.message.instances[0].state == "running"
@@ -98,8 +103,18 @@ def test_agent_config_record_and_tombstone() -> None:
         (Topic.AGENT_INFO, b"n", b"\x00\xff garbage", RejectReason.NOT_JSON),
         (Topic.AGENT_INFO, b"n", b"[" * 100_000 + b"]" * 100_000, RejectReason.NOT_JSON),
         (Topic.AGENT_INFO, b"n", b"x" * 2_000_000, RejectReason.TOO_LARGE),
-        (Topic.AGENT_INFO, b"n", b'{"schema": "dsfleet.other/v9", "sent_at": "x"}', RejectReason.WRONG_SCHEMA),
-        (Topic.AGENT_INFO, b"n", b'{"schema": "dsfleet.agent-info/v1", "sent_at": "x"}', RejectReason.INVALID),
+        (
+            Topic.AGENT_INFO,
+            b"n",
+            b'{"schema": "dsfleet.other/v9", "sent_at": "x"}',
+            RejectReason.WRONG_SCHEMA,
+        ),
+        (
+            Topic.AGENT_INFO,
+            b"n",
+            b'{"schema": "dsfleet.agent-info/v1", "sent_at": "x"}',
+            RejectReason.INVALID,
+        ),
         (Topic.AGENT_INFO, b"n", None, RejectReason.NULL_VALUE),
         (Topic.AGENT_RESPONSE, b"\xff", b"{}", RejectReason.INVALID),
         (Topic.AGENT_RESPONSE, None, b"{}", RejectReason.NULL_KEY),
