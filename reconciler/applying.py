@@ -16,10 +16,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.desired import CompileCache, DesiredState, desired_state
-from reconciler.manifests import ManifestCache
-from reconciler.plans import Plan, compute_plan, removes_every_instance
-from reconciler.reports import finding_json
+from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
+from reconciler.loading.manifests import ManifestCache
+from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from reconciler.planning.plans import Plan, compute_plan, removes_every_instance
 from reconciler.store import (
     AppliedRevision,
     CameraRow,
@@ -30,7 +30,7 @@ from reconciler.store import (
     NodeRow,
     Store,
 )
-from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
+from reconciler.views import finding_json
 from schemas.manifests import Camera
 from schemas.nodeconfigs import NodeConfig
 from schemas.wire import agent_config_record

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import PermanentError
-from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
+from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from schemas.errors import PermanentError
 
 DEFAULT_DB_URL = "sqlite:///./.dsfleet/state.db"
 

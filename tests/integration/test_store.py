@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import store as store_module
-from reconciler.errors import DsfleetError, PermanentError, TemporaryError
 from reconciler.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -28,6 +26,8 @@ from reconciler.store import (
     TemporaryStoreError,
     default_url,
 )
+from reconciler.store import _store as store_module
+from schemas.errors import DsfleetError, PermanentError, TemporaryError
 from schemas.hashing import canonical_hash, canonical_json
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
@@ -191,7 +191,7 @@ def test_render_writes_the_files_the_agent_will_write(fleet: Path, tmp_path: Pat
 
 def _node_hashes(path: Path) -> dict[str, str]:
     code = (
-        "import json,sys; from reconciler.desired import desired_state; "
+        "import json,sys; from reconciler.compiling.desired import desired_state; "
         "d = desired_state([sys.argv[1]]); print(json.dumps({k: v.configHash for k, v in d.configs.items()}))"
     )
     out = subprocess.run(
@@ -206,7 +206,7 @@ def _node_hashes(path: Path) -> dict[str, str]:
 
 
 def test_config_hashes_are_stable_across_processes(fleet: Path) -> None:
-    from reconciler.desired import desired_state
+    from reconciler.compiling.desired import desired_state
 
     here = {k: v.configHash for k, v in (desired_state([fleet]).configs or {}).items()}
     assert _node_hashes(fleet) == here == _node_hashes(fleet)
@@ -276,7 +276,7 @@ def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The password lives only in the agent-side secret store; nothing the coordinator writes carries it."""
-    from reconciler.legacy import import_legacy
+    from reconciler.importers.legacy import import_legacy
     from tests.integration.test_legacy import make_db
 
     secrets = tmp_path / "secrets"

@@ -1,7 +1,7 @@
 """``dsfleet import-legacy``: the older system's SQLite DB (and sample configs) → manifests + secrets.
 
 ``add_parser(subparsers)`` registers the sub-command (its handler is ``args.func(args) -> int``); ``python -m
-reconciler.cli_legacy import-legacy ...`` runs it on its own. Exit 0 when imported (warnings included), 2 when
+reconciler.cli.legacy import-legacy ...`` runs it on its own. Exit 0 when imported (warnings included), 2 when
 the database is unreadable, the URL template is bad, or the output cannot be written.
 """
 
@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URL_TEMPLATE = "rtsp://{ip_address}/main"  # reconciler.legacy checks it is the same
+from schemas.errors import ExitCode
 
-EXIT_OK = 0
-EXIT_ERROR = 2
+DEFAULT_URL_TEMPLATE = "rtsp://{ip_address}/main"  # reconciler.importers.legacy checks it is the same
 
 
 def add_parser(subparsers: Any) -> None:
@@ -50,7 +49,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.legacy import LegacyImportError, import_legacy
+    from reconciler.importers.legacy import LegacyImportError, import_legacy
 
     try:
         result = import_legacy(
@@ -63,14 +62,14 @@ def run(args: argparse.Namespace) -> int:
         )
     except LegacyImportError as err:
         print(str(err), file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except OSError as err:
         print(f"{err.filename or args.out}: error: cannot write: {err.strerror or err}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     for warning in result.warnings:
         print(warning, file=sys.stderr)
     sys.stdout.write(result.summary())
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from schemas.errors import ExitCode
+
 # Heavy modules are imported by the handler, so `dsfleet validate` does not pay for them at start-up.
 
 __all__ = ["add_parser", "dump_gie_yaml", "main", "run"]
 
-EXIT_OK = 0
-EXIT_ERRORS = 1
-EXIT_USAGE = 2
 
 _DESCRIPTION = """\
 Import DeepStream key files (nvinfer, nvdspreprocess, or the CCM align plugin's config) as GIEs of an
@@ -91,13 +90,13 @@ def _read(path: str) -> str:
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     from pydantic import ValidationError
 
-    from reconciler.importers import import_keyfile
-    from reconciler.keyfiles import render_gie_mapping
-    from reconciler.reports import format_finding
+    from reconciler.cli.reports import format_finding
+    from reconciler.compiling.keyfiles import render_gie_mapping
+    from reconciler.importers.nvinfer import import_keyfile
 
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    status = EXIT_OK
+    status = ExitCode.OK
     documents = 0
     for path in args.files:
         try:
@@ -107,14 +106,14 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
                 "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else exc.strerror or "cannot read"
             )
             err.write(f"{path}: error: cannot read the file: {reason}\n")
-            status = EXIT_USAGE
+            status = ExitCode.ERROR
             continue
         result = import_keyfile(text, path)
         for finding in result.findings:
             for line in format_finding(finding):
                 err.write(line + "\n")
         if result.has_errors:
-            status = max(status, EXIT_ERRORS)
+            status = max(status, ExitCode.FAILED)
         if not result.gie:
             continue
         if args.render:
@@ -123,7 +122,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             except (ValidationError, ValueError, TypeError) as exc:
                 count = exc.error_count() if isinstance(exc, ValidationError) else 1
                 err.write(f"{path}: error: cannot render the imported GIE ({count} invalid value(s) above)\n")
-                status = max(status, EXIT_ERRORS)
+                status = max(status, ExitCode.FAILED)
                 continue
             out.write(("\n" if documents else "") + rendered)
         else:
@@ -142,7 +141,7 @@ def main(
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return exc.code if isinstance(exc.code, int) else ExitCode.ERROR
     status: int = run(args, stdout, stderr)
     return status
 

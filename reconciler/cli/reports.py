@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from schemas.findings import Finding, Severity
 
@@ -46,27 +46,6 @@ def print_findings(findings: Iterable[Finding], stream: TextIO | None = None) ->
     for f in findings:
         for line in format_finding(f, color):
             print(line, file=out)
-
-
-def finding_json(f: Finding) -> dict[str, Any]:
-    loc = f.location
-    return {
-        "severity": f.severity.value,
-        "rule": f.rule,
-        "message": f.message,
-        "file": loc.file if loc else (f.source.file if f.source else None),
-        "line": loc.line if loc else None,
-        "column": loc.column if loc else None,
-        "notes": [
-            {
-                "message": n.message,
-                "file": n.location.file if n.location else None,
-                "line": n.location.line if n.location else None,
-                "column": n.location.column if n.location else None,
-            }
-            for n in f.notes
-        ],
-    }
 
 
 def summary_counts(findings: Sequence[Finding]) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """Import existing DeepStream key files (nvinfer, nvdspreprocess, CCM align) as one GIE of an InferenceProfile.
 
 Pure: ``import_keyfile(text, file)`` takes the file's text and the name to report it under, and returns the GIE
-in manifest shape plus findings. Values are what DeepStream's typed getters read (``reconciler.keyfiles``), so a
+in manifest shape plus findings. Values are what DeepStream's typed getters read (``reconciler.importers.keyfiles``), so a
 CCM-style ``network-mode=2 # FP16`` imports as ``2`` with a warning, and a broken value is an error, as it is for
 DeepStream. Unknown ``[property]`` keys are kept verbatim in ``extraProperties`` (DeepStream only logs them);
 unknown keys elsewhere are reported and dropped (DeepStream ignores them).
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.keyfiles import (
+from reconciler.importers.keyfiles import (
     RULE_INVALID_ESCAPE,
     KeyEntry,
     KeyFile,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.plans import Action, ChangeKind, InstanceChange, NodeChange, Plan
+from reconciler.planning.plans import Action, ChangeKind, InstanceChange, NodeChange, Plan
 
 _SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
 _COLOR = {

@@ -11,12 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from reconciler import cli_import, cli_legacy, cli_plan
-from reconciler.errors import DsfleetError
-
-EXIT_OK = 0
-EXIT_FAIL = 1
-EXIT_ERROR = 2
+from reconciler.cli import imports as cli_import
+from reconciler.cli import legacy as cli_legacy
+from reconciler.cli import plan as cli_plan
+from schemas.errors import DsfleetError, ExitCode
 
 DESCRIPTION = """\
 dsfleet keeps fleets of NVIDIA DeepStream containers in the state their YAML manifests declare
@@ -38,7 +36,7 @@ examples:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse exits 2 on usage errors, as the contract says
         self.print_usage(sys.stderr)
-        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
 
 
 class _Version(argparse.Action):
@@ -52,7 +50,7 @@ class _Version(argparse.Action):
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             ver = "unknown"
         print(f"dsfleet {ver}")
-        parser.exit(EXIT_OK)
+        parser.exit(ExitCode.OK)
 
 
 def _add_output(p: argparse.ArgumentParser) -> None:
@@ -112,11 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.manifests import load_manifests
-    from reconciler.reports import finding_json, plural, print_findings, report_missing, summary_counts
+    from reconciler.cli.reports import plural, print_findings, report_missing, summary_counts
+    from reconciler.loading.manifests import load_manifests
+    from reconciler.views import finding_json
 
     if report_missing("validate", args.paths):
-        return EXIT_ERROR
+        return ExitCode.ERROR
     from reconciler.settings import coordinator_settings
 
     loaded = load_manifests(args.paths, limits=coordinator_settings().limits)
@@ -162,7 +161,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{plural(errors, 'error')}, {plural(warnings, 'warning')}",
             file=sys.stderr if failed else sys.stdout,
         )
-    return EXIT_FAIL if failed else EXIT_OK
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
@@ -186,13 +185,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
             indent=2,
         )
         sys.stdout.write("\n")
-        return EXIT_OK
+        return ExitCode.OK
     width = max(len(r.id) for r in rules)
     for r in rules:
         extra = "" if r.relaxable else " (cannot be relaxed)"
         params = f" params: {', '.join(sorted(r.params))}" if r.params else ""
         print(f"{r.id:<{width}}  {r.severity.value:<7}  {r.category:<10}  {r.description}{extra}{params}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -202,14 +201,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
         schema = manifest_json_schema(args.kind)
     except KeyError:
         print(f"dsfleet schema: unknown kind {args.kind!r}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     text = json.dumps(schema, indent=2, sort_keys=False) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -223,10 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return EXIT_OK
+        return ExitCode.OK
     except DsfleetError as exc:  # bad settings, an unusable store: the message says what and where
         print(f"dsfleet {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except Exception as exc:  # a bug, not bad input: say so without a traceback unless asked for one
         if os.environ.get("DSFLEET_DEBUG"):
             raise
@@ -234,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"dsfleet {args.command}: internal error ({type(exc).__name__}); run with DSFLEET_DEBUG=1 for details",
             file=sys.stderr,
         )
-        return EXIT_ERROR
+        return ExitCode.ERROR
     return result
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
-from reconciler.yamlfiles import (
+from reconciler.loading.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
+from reconciler.loading.yamlfiles import (
     DEFAULT_LIMITS,
     Limits,
     Locator,

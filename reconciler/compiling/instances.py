@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 
 from policies.engine import resolve_all
 from policies.resolution import ResolvedInstance
-from reconciler.rendering import APP_CONFIG, render_instance
+from reconciler.compiling.rendering import APP_CONFIG, render_instance
 from schemas.fleet import Fleet
 from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
 from schemas.nodeconfigs import (

@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, RowMapping, make_url
 from sqlalchemy.pool import StaticPool
 
-from reconciler.errors import DsfleetError, PermanentError, TemporaryError
+from schemas.errors import DsfleetError, PermanentError, TemporaryError
 from schemas.hashing import canonical_json
 from schemas.placeholders import url_has_credentials
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.reports import finding_json, plural, print_findings, report_missing, use_color
-
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+from reconciler.cli.reports import plural, print_findings, report_missing, use_color
+from reconciler.views import finding_json
+from schemas.errors import ExitCode
 
 
 def add_parser(sub: Any) -> None:
@@ -86,7 +86,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _desired(command: str, path: str) -> Any:
-    from reconciler.desired import desired_state
+    from reconciler.compiling.desired import desired_state
     from reconciler.settings import coordinator_settings
 
     if report_missing(command, [path]):
@@ -95,15 +95,15 @@ def _desired(command: str, path: str) -> Any:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from reconciler.errors import DsfleetError
-    from reconciler.planreports import plan_json, plan_text
-    from reconciler.plans import compute_plan
+    from reconciler.planning.plans import compute_plan
+    from reconciler.planning.reports import plan_json, plan_text
     from reconciler.settings import coordinator_settings
     from reconciler.store import Store
+    from schemas.errors import DsfleetError
 
     desired = _desired(args.command, args.path)
     if desired is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     loaded = desired.loaded
     if desired.configs is None:
         if args.output == "json":
@@ -121,7 +121,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(
             f"dsfleet diff: {len(loaded.errors)} errors in the manifests; nothing to compare", file=sys.stderr
         )
-        return EXIT_ERROR
+        return ExitCode.ERROR
     try:
         store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
         try:
@@ -132,7 +132,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
             store.close()
     except DsfleetError as exc:
         print(f"dsfleet diff: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     plan = compute_plan(desired.configs, stored)
     if loaded.warnings and args.output == "text":
         print_findings(loaded.warnings)
@@ -148,19 +148,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 plan, color=use_color(sys.stdout), show_unchanged=args.show_unchanged, bodies=not args.stat
             )
         )
-    return EXIT_OK if plan.empty else EXIT_FAIL
+    return ExitCode.OK if plan.empty else ExitCode.FAILED
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconciler.applying import Outcome, apply_manifests
-    from reconciler.errors import DsfleetError
-    from reconciler.gitinfo import git_info
-    from reconciler.planreports import plan_text, summary, summary_line
+    from reconciler.loading.gitinfo import git_info
+    from reconciler.planning.reports import plan_text, summary, summary_line
     from reconciler.settings import coordinator_settings
     from reconciler.store import NewRevision, Store
+    from schemas.errors import DsfleetError
 
     if report_missing("apply", [args.path]):
-        return EXIT_ERROR
+        return ExitCode.ERROR
     settings = coordinator_settings(db=args.db)
     git = git_info(args.path)
     rev = NewRevision(
@@ -184,7 +184,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             )
     except DsfleetError as exc:
         print(f"dsfleet apply: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     loaded = result.desired.loaded
     if result.outcome is Outcome.REJECTED:
         print_findings(loaded.findings)
@@ -193,7 +193,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             "the last good revision keeps running",
             file=sys.stderr,
         )
-        return EXIT_FAIL
+        return ExitCode.FAILED
     if loaded.warnings:
         print_findings(loaded.warnings)
     if result.outcome is Outcome.REFUSED_PRUNE_ALL:
@@ -202,7 +202,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             "mounted manifests directory looks like this); re-run with --allow-prune-all if you mean it",
             file=sys.stderr,
         )
-        return EXIT_FAIL
+        return ExitCode.FAILED
     plan, applied = result.plan, result.applied
     assert plan is not None and applied is not None
     if args.output == "json":
@@ -218,7 +218,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             indent=2,
         )
         sys.stdout.write("\n")
-        return EXIT_OK
+        return ExitCode.OK
     if not plan.empty:
         sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
     gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
@@ -228,7 +228,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     )
     if plan.empty:
         print(summary_line(plan))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _ensure_parent(url: str) -> None:
@@ -240,15 +240,15 @@ def _ensure_parent(url: str) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     desired = _desired(args.command, args.path)
     if desired is None:
-        return EXIT_ERROR
+        return ExitCode.ERROR
     loaded = desired.loaded
     if args.instance not in desired.fleet.instances:
         print(f"dsfleet render: error: no DsInstance named {args.instance!r}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if not loaded.ok:
         print_findings(loaded.findings)
-        return EXIT_FAIL
-    from reconciler.compiling import compile_instance
+        return ExitCode.FAILED
+    from reconciler.compiling.instances import compile_instance
 
     config = compile_instance(desired.fleet, desired.resolved[args.instance])
     if args.out:
@@ -261,7 +261,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         for f in config.files:
             print(f"==> {f.path} <==")
             sys.stdout.write(f.content if f.content.endswith("\n") else f.content + "\n")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 _GET_COLUMNS = {
@@ -285,9 +285,9 @@ _GET_COLUMNS = {
 def cmd_get(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from reconciler.errors import DsfleetError
     from reconciler.settings import coordinator_settings
     from reconciler.store import Store
+    from schemas.errors import DsfleetError
 
     try:
         with Store.open(coordinator_settings(db=args.db).db, readonly=True) as store:
@@ -303,12 +303,12 @@ def cmd_get(args: argparse.Namespace) -> int:
                 rows = list(getattr(store.inventory(), args.what))
     except DsfleetError as exc:
         print(f"dsfleet get: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     records = [{k: _plain(v) for k, v in dataclasses.asdict(r).items()} for r in rows]
     if args.output == "json":
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
-        return EXIT_OK
+        return ExitCode.OK
     columns = _GET_COLUMNS[(args.what, args.legacy)]
     table = [[_cell(rec.get(c)) for c in columns] for rec in records]
     widths = [max([len(c), *(len(row[i]) for row in table)]) for i, c in enumerate(columns)]
@@ -317,7 +317,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     if not table:
         print(f"(no {args.what} stored; run `dsfleet apply` first)", file=sys.stderr)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _plain(value: Any) -> Any:
@@ -339,9 +339,9 @@ def _cell(value: Any) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from reconciler.errors import DsfleetError
     from reconciler.settings import coordinator_settings
     from reconciler.store import Store
+    from schemas.errors import DsfleetError
 
     try:
         store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
@@ -351,7 +351,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             store.close()
     except DsfleetError as exc:
         print(f"dsfleet history: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return ExitCode.ERROR
     if args.output == "json":
         json.dump(
             [
@@ -372,10 +372,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             indent=2,
         )
         sys.stdout.write("\n")
-        return EXIT_OK
+        return ExitCode.OK
     if not revisions:
         print("no revisions yet")
-        return EXIT_OK
+        return ExitCode.OK
     print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<7}  {'COMMIT':<12}  {'STATUS':<8}  NODES CHANGED")
     for r in revisions:
         status = "accepted" if r.accepted else "rejected"
@@ -383,4 +383,4 @@ def cmd_history(args: argparse.Namespace) -> int:
         when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         extra = f"  ({len(r.errors)} errors)" if not r.accepted else ""
         print(f"{r.id:>5}  {when:<19}  {r.source:<7}  {commit:<12}  {status:<8}  {r.nodes_changed}{extra}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -22,9 +22,9 @@ from policies.resolution import (
     instance_image,
     resolve_instance,
 )
-from reconciler.compiling import compile_fleet, compile_instance
-from reconciler.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
-from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
+from reconciler.compiling.instances import compile_fleet, compile_instance
+from reconciler.loading.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
+from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from schemas.fleet import Fleet
 from schemas.hashing import sha256_hex
 from schemas.manifests import DsInstance

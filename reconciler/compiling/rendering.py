@@ -20,7 +20,7 @@ from policies.resolution import (
     EffectiveGie,
     ResolvedInstance,
 )
-from reconciler.keyfiles import render_gie, render_keyfile
+from reconciler.compiling.keyfiles import render_gie, render_keyfile
 from schemas.deepstream import GieFormat
 from schemas.fleet import Fleet
 from schemas.manifests import Camera, CameraType, CcmInstanceSpec, DeepstreamAppInstanceSpec, GieRole
