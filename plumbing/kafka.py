@@ -226,6 +226,8 @@ class Consumer:
         except KafkaException as exc:
             raise PermanentError(f"kafka consumer settings: {exc}") from exc
         self._assigned: list[TopicPartition] = []
+        self.end_offsets: dict[tuple[str, int], int] = {}
+        """The offset at which each (topic, partition) last reported its end (a partition EOF event)."""
 
     def assign(self, topic: str, partitions: Sequence[int], *, from_beginning: bool = True) -> None:
         """Read ``partitions`` of ``topic`` (added to what is already assigned), from the beginning."""
@@ -273,6 +275,7 @@ class Consumer:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     eof.add((topic, partition))
+                    self.end_offsets[(topic, partition)] = msg.offset() or 0
                 elif err.fatal():
                     raise _translate(err, "consume")
                 else:

@@ -40,6 +40,8 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     REJECTED = "rejected"
     REFUSED_PRUNE_ALL = "refused-prune-all"
+    UNCHANGED = "unchanged"
+    """The manifests are byte-for-byte those of the newest revision: nothing is recorded (long-running callers)."""
 
 
 @dataclass
@@ -161,13 +163,20 @@ def apply_manifests(
     topic_prefix: str = "",
     stored: dict[str, NodeConfig] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    skip_unchanged: bool = False,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
-    applied configs) may be passed by a caller that keeps them; otherwise they are read from the store."""
+    applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
+    ``skip_unchanged``: when the manifests hash equals the newest revision's (accepted or rejected), record
+    nothing and return ``UNCHANGED`` (a watcher woken by a touch, or the same broken file seen twice)."""
     desired = desired_state(
         paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
     )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
+    if skip_unchanged:
+        newest = store.revisions(limit=1)
+        if newest and newest[0].manifests_hash == desired.loaded.digest:
+            return ApplyResult(Outcome.UNCHANGED, desired)
     if desired.configs is None:
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
         return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
@@ -197,3 +206,26 @@ def apply_manifests(
     if caches is not None:
         caches.inventory = (applied.revision_id, rows)
     return ApplyResult(Outcome.APPLIED, desired, plan=plan, applied=applied)
+
+
+@dataclass
+class PlanResult:
+    desired: DesiredState
+    plan: Plan | None
+    """None when the manifests are invalid (``desired.loaded.errors`` says why)."""
+
+
+def plan_manifests(
+    paths: Sequence[str | os.PathLike[str]],
+    store: Store,
+    *,
+    caches: Caches | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> PlanResult:
+    """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory)."""
+    desired = desired_state(
+        paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+    )
+    if desired.configs is None:
+        return PlanResult(desired, None)
+    return PlanResult(desired, compute_plan(desired.configs, stored_configs(store, desired.configs)))

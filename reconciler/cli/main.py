@@ -13,6 +13,7 @@ from typing import Any
 
 from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
+from reconciler.cli import live as cli_live
 from reconciler.cli import plan as cli_plan
 from schemas.errors import DsfleetError, ExitCode
 
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_plan.add_parser(sub)
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
+    cli_live.add_parser(sub)
     return parser
 
 

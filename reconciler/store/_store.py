@@ -16,6 +16,7 @@ store, and an older SQLite file is read through an upgraded in-memory copy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -602,6 +603,12 @@ class Store:
         self._where = where
         self._empty = empty
         self._path = path
+
+    def coordinator_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Held by the running coordinator; a second one on the same store gets a PermanentError."""
+        from reconciler.store.locks import coordinator_lock
+
+        return coordinator_lock(self._engine, self._path, self._where)
 
     # ---- opening, migrating
 
