@@ -200,7 +200,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 )
             else:
                 log.warning("no broker configured: revisions are stored, nothing is published")
-            coordinator = Coordinator(options, store, bus)  # type: ignore[arg-type]
+            coordinator = Coordinator(options, store, bus)
             watcher = Watcher(manifests, step_ms=options.watch_step_ms, debounce_ms=options.watch_debounce_ms)
             watcher.start()
             log.info(

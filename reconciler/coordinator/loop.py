@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,17 +27,15 @@ from reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, p
 from reconciler.bus.kafka import CoordinatorBus
 from reconciler.coordinator import identities, liveness, resyncs
 from reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
-from reconciler.coordinator.publishing import OutboxPublisher, OutboxStore
+from reconciler.coordinator.publishing import OutboxPublisher
 from reconciler.loading.gitinfo import git_info
 from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from reconciler.planning.reports import summary, summary_line
-from reconciler.store import NewRevision, StoredNodeConfig
+from reconciler.store import NewRevision, Store, StoredNodeConfig
 from schemas.errors import DsfleetError, TemporaryError
 from schemas.wire import (
     BROADCAST_KEY,
     AgentCommand,
-    AgentInfo,
-    AgentResponse,
     CommandKind,
     Rejection,
     Topic,
@@ -48,6 +46,7 @@ from schemas.wire import (
 
 log = logging.getLogger("dsfleet.coordinator")
 
+PENDING_PLAN = "pending_plan"
 FAULT_AFTER_STORE = "after-store"
 """``DSFLEET_FAULT_POINT=after-store``: the process kills itself (SIGKILL) right after a revision is stored and
 before anything is published — for crash tests."""
@@ -64,42 +63,6 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-
-@dataclass(frozen=True)
-class NodeLive:
-    """What the store knows of a node's agent."""
-
-    node: str
-    online: bool
-    last_seen: datetime | None
-    heartbeat_seconds: float = 5.0
-    observed_generation: int | None = None
-
-
-@dataclass(frozen=True)
-class KnownNodeRow:
-    name: str
-    hostname: str | None
-    node_id: str | None
-
-
-class LiveStore(OutboxStore, Protocol):
-    """The store, as the coordinator uses it (see :mod:`reconciler.store`)."""
-
-    def latest_node_configs(self) -> dict[str, StoredNodeConfig]: ...
-    def last_accepted_revision_id(self) -> int | None: ...
-    def known_nodes(self) -> list[KnownNodeRow]: ...
-    def node_liveness(self) -> dict[str, NodeLive]: ...
-    def record_agent_infos(
-        self, infos: Mapping[str, AgentInfo], fresh: Mapping[str, bool], at: datetime
-    ) -> list[liveness.Transition]: ...
-    def record_agent_responses(self, responses: Mapping[str, AgentResponse], at: datetime) -> int: ...
-    def record_transitions(self, transitions: Sequence[liveness.Transition]) -> None: ...
-    def record_event(
-        self, at: datetime, kind: str, message: str, node: str | None = None, instance: str | None = None
-    ) -> None: ...
-    def set_pending_plan(self, plan: dict[str, object] | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -155,7 +118,7 @@ class Coordinator:
     def __init__(
         self,
         options: CoordinatorOptions,
-        store: LiveStore,
+        store: Store,
         bus: CoordinatorBus | None,
         *,
         clock: Clock | None = None,
@@ -263,7 +226,7 @@ class Coordinator:
         started = time.perf_counter()
         paths = [self.options.manifests]
         if self.options.sync == "manual" and not force_apply:
-            planned = plan_manifests(paths, self.store, caches=self.caches, limits=self.options.limits)  # type: ignore[arg-type]
+            planned = plan_manifests(paths, self.store, caches=self.caches, limits=self.options.limits)
             if planned.plan is None:
                 self.pending_plan = {"valid": False, "errors": len(planned.desired.loaded.errors)}
             elif planned.plan.empty:
@@ -274,7 +237,7 @@ class Coordinator:
                     "summary": summary(planned.plan),
                     "text": summary_line(planned.plan),
                 }
-            self.store.set_pending_plan(self.pending_plan)
+            self.store.set_sync_state(PENDING_PLAN, self.pending_plan, self.clock.now())
             log.info(
                 "manual sync: plan stored, not applied plan=%s",
                 (self.pending_plan or {}).get("text", "in sync"),
@@ -282,7 +245,7 @@ class Coordinator:
             return None
         result = apply_manifests(
             paths,
-            self.store,  # type: ignore[arg-type]
+            self.store,
             self._revision(source or self.source),
             caches=self.caches,
             topic_prefix=self.options.topic_prefix,
@@ -304,7 +267,7 @@ class Coordinator:
                 took,
             )
             self.pending_plan = None
-            self.store.set_pending_plan(None)
+            self.store.set_sync_state(PENDING_PLAN, None, self.clock.now())
             self._refresh_configs(force=True)
         elif result.outcome is Outcome.REJECTED:
             log.warning(

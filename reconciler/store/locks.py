@@ -28,7 +28,9 @@ def coordinator_lock(engine: Engine, path: Path | None, where: str) -> Iterator[
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(PG_COORDINATOR_LOCK))).scalar()
             conn.commit()
             if not got:
-                raise PermanentError(f"{where}: another coordinator is running on this store (advisory lock held)")
+                raise PermanentError(
+                    f"{where}: another coordinator is running on this store (advisory lock held)"
+                )
             try:
                 yield
             finally:
