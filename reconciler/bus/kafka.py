@@ -49,6 +49,12 @@ class CoordinatorBus:
             )
             self.observer = Consumer(self._config, client_id="dsfleet-coordinator-observer")
 
+    def reset_producer(self) -> None:
+        """Replace the producer (its idempotence state is useless against a broker that lost its data, or it hit
+        a fatal error). What it still held gets failed delivery reports, so the outbox sends it again."""
+        self.producer.renew()
+        self._partitions.clear()
+
     def topic(self, topic: Topic) -> str:
         return topic_name(topic, self.settings.topic_prefix)
 

@@ -76,10 +76,12 @@ class CoordinatorOptions:
     max_message_bytes: int = 1_000_000
     watch_step_ms: int = 50
     watch_debounce_ms: int = 300
-    topics_check_seconds: float = 5.0
+    topics_check_seconds: float = 2.0
     request_max_age: timedelta = timedelta(minutes=2)
     """UpdateConfig/Refresh/unnamed AgentInfo records older than this (read back after a restart) are ignored."""
     fault_point: str | None = None
+    stuck_after_seconds: float = 15.0
+    """A record without delivery report for this long (broker reachable) means a wedged producer: replace it."""
 
 
 @dataclass
@@ -189,6 +191,9 @@ class Coordinator:
                 )
                 self.view.reset()
                 self.bus.assign_observer()
+            elif self.bus.producer.saw_broker_down:
+                log.info("broker back after a disconnection; producer renewed (pending rows are sent again)")
+                self._renew_producer()
             if not self._bus_ready:
                 log.info("broker reachable; topics ready created=%d", len(created))
             self._bus_ready = True
@@ -196,6 +201,23 @@ class Coordinator:
             if self._bus_ready:
                 log.warning("broker unreachable error=%s; the outbox keeps what is stored", exc)
             self._bus_ready = False
+
+    def _broker_lost(self) -> None:
+        """The broker lost data: a new producer (the old one's idempotence state is void), the outbox's in-flight
+        rows pending again, and the AgentConfig topic read back from the start (what is missing is re-published)."""
+        assert self.bus is not None
+        self._renew_producer()
+        self.view.reset()
+        self.bus.assign_observer()
+
+    def _renew_producer(self) -> None:
+        """A new producer; outbox rows it held are pending again, and re-publications it held may go out again
+        at once (they were not tracked)."""
+        assert self.bus is not None
+        self.bus.reset_producer()
+        if self.publisher is not None:
+            self.publisher.forget_in_flight()
+        self._last_published.clear()
 
     def _partition_count_changed(self) -> bool:
         assert self.bus is not None
@@ -276,7 +298,12 @@ class Coordinator:
                 len(result.desired.loaded.errors),
             )
             for finding in result.desired.loaded.errors[:20]:
-                log.warning("  %s", finding.format() if hasattr(finding, "format") else finding)
+                where = (
+                    str(finding.location)
+                    if finding.location
+                    else (finding.source.file if finding.source else "")
+                )
+                log.warning("  %s: %s: %s [%s]", where, finding.severity.value, finding.message, finding.rule)
         elif result.outcome is Outcome.REFUSED_PRUNE_ALL:
             log.error("apply refused: it would remove every instance of the fleet (see --allow-prune-all)")
         return result
@@ -451,6 +478,11 @@ class Coordinator:
                 log.info("node offline node=%s reason=%s", t.node, t.reason)
         if not self._bus_ready or self.bus is None:
             return
+        if self.publisher is not None and (
+            self.bus.producer.fatal or self.publisher.oldest_in_flight(now) > self.options.stuck_after_seconds
+        ):
+            log.warning("producer stuck or failed; replacing it (pending rows are sent again)")
+            self._renew_producer()
         desired = {n: c.generation for n, c in self._configs.items()}
         self._behind = resyncs.track_behind(self._behind, self._observed, desired, self._online, now)
         pending = self.publisher.pending_keys if self.publisher else set()

@@ -91,6 +91,7 @@ class OutboxPublisher:
         self._failed: list[tuple[int, str]] = []
         self._retry_at: dict[int, datetime] = {}
         self._newest_sent: dict[tuple[str, str], int] = {}
+        self._sent_at: dict[int, datetime] = {}
         self.stats = PublishStats()
         self.pending_keys: set[str] = set()
         """Keys (node names) with a row pending or in flight, after the last :meth:`pump`."""
@@ -99,10 +100,28 @@ class OutboxPublisher:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def oldest_in_flight(self, now: datetime) -> float:
+        """Seconds the oldest record has waited for its delivery report (0 when none)."""
+        with self._lock:
+            sent = [self._sent_at[i] for i in self._in_flight if i in self._sent_at]
+        return max(((now - t).total_seconds() for t in sent), default=0.0)
+
+    def forget_in_flight(self) -> None:
+        """The producer was replaced: what it held is pending again (its rows are still unpublished)."""
+        with self._lock:
+            self._in_flight.clear()
+            self._done.clear()
+            self._failed.clear()
+        self._retry_at.clear()
+        self._newest_sent.clear()
+
     def _on_delivery(self, row_id: int) -> Callable[[Delivery], None]:
         def done(report: Delivery) -> None:
             with self._lock:
-                settles = self._in_flight.pop(row_id, (row_id,))
+                if row_id not in self._in_flight:
+                    return  # sent by a producer that was since replaced: the row goes out again
+                settles = self._in_flight.pop(row_id)
+                self._sent_at.pop(row_id, None)
                 if report.error is None:
                     self._done.append(settles)
                 else:
@@ -168,6 +187,7 @@ class OutboxPublisher:
                 log.info("publish deferred outbox=%d reason=%s", row.id, exc)
                 continue
             self._retry_at.pop(row.id, None)
+            self._sent_at[row.id] = now
             self._newest_sent[(topic_label, key)] = row.id
             self.stats.published_nodes.append((key, row.id))
             del self.stats.published_nodes[:-1000]
