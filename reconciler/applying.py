@@ -20,6 +20,7 @@ from reconciler.compiling.desired import CompileCache, DesiredState, desired_sta
 from reconciler.loading.manifests import ManifestCache
 from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from reconciler.planning.plans import Plan, compute_plan, removes_every_instance
+from reconciler.ports import StorePort
 from reconciler.store import (
     AppliedRevision,
     CameraRow,
@@ -28,7 +29,6 @@ from reconciler.store import (
     NewRevision,
     NodeChange,
     NodeRow,
-    Store,
 )
 from reconciler.views import finding_json
 from schemas.manifests import Camera
@@ -138,7 +138,7 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     return Inventory(nodes=nodes, cameras=cameras, instances=instances)
 
 
-def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None) -> dict[str, NodeConfig]:
+def stored_configs(store: StorePort, desired: Mapping[str, NodeConfig] | None = None) -> dict[str, NodeConfig]:
     """The last applied config of every node. A node whose stored hash equals its desired hash gets the desired
     object itself (equal sha256 of the canonical form = equal content), so only changed nodes are parsed."""
     out: dict[str, NodeConfig] = {}
@@ -153,7 +153,7 @@ def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None
 
 def apply_manifests(
     paths: Sequence[str | os.PathLike[str]],
-    store: Store,
+    store: StorePort,
     revision: NewRevision,
     *,
     allow_prune_all: bool = False,
