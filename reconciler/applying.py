@@ -138,7 +138,9 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     return Inventory(nodes=nodes, cameras=cameras, instances=instances)
 
 
-def stored_configs(store: StorePort, desired: Mapping[str, NodeConfig] | None = None) -> dict[str, NodeConfig]:
+def stored_configs(
+    store: StorePort, desired: Mapping[str, NodeConfig] | None = None
+) -> dict[str, NodeConfig]:
     """The last applied config of every node. A node whose stored hash equals its desired hash gets the desired
     object itself (equal sha256 of the canonical form = equal content), so only changed nodes are parsed."""
     out: dict[str, NodeConfig] = {}
