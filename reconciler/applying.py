@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from plumbing.settings import CoordinatorSettings
 from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
 from reconciler.loading.manifests import ManifestCache
 from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
@@ -34,6 +35,15 @@ from reconciler.views import finding_json
 from schemas.manifests import Camera
 from schemas.nodeconfigs import NodeConfig
 from schemas.wire import agent_config_record
+
+
+def loader_limits(coordinator: CoordinatorSettings) -> Limits:
+    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``; DESIGN §9.14)."""
+    return Limits(
+        max_file_bytes=coordinator.max_file_bytes,
+        max_depth=coordinator.max_depth,
+        max_aliases=coordinator.max_aliases,
+    )
 
 
 class Outcome(StrEnum):
