@@ -16,10 +16,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from plumbing.settings import CoordinatorSettings
 from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
 from reconciler.loading.manifests import ManifestCache
 from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from reconciler.planning.plans import Plan, compute_plan, removes_every_instance
+from reconciler.ports import StorePort
 from reconciler.store import (
     AppliedRevision,
     CameraRow,
@@ -28,12 +30,20 @@ from reconciler.store import (
     NewRevision,
     NodeChange,
     NodeRow,
-    Store,
 )
 from reconciler.views import finding_json
 from schemas.manifests import Camera
 from schemas.nodeconfigs import NodeConfig
 from schemas.wire import agent_config_record
+
+
+def loader_limits(coordinator: CoordinatorSettings) -> Limits:
+    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``; DESIGN §9.14)."""
+    return Limits(
+        max_file_bytes=coordinator.max_file_bytes,
+        max_depth=coordinator.max_depth,
+        max_aliases=coordinator.max_aliases,
+    )
 
 
 class Outcome(StrEnum):
@@ -140,7 +150,9 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     return Inventory(nodes=nodes, cameras=cameras, instances=instances)
 
 
-def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None) -> dict[str, NodeConfig]:
+def stored_configs(
+    store: StorePort, desired: Mapping[str, NodeConfig] | None = None
+) -> dict[str, NodeConfig]:
     """The last applied config of every node. A node whose stored hash equals its desired hash gets the desired
     object itself (equal sha256 of the canonical form = equal content), so only changed nodes are parsed."""
     out: dict[str, NodeConfig] = {}
@@ -155,7 +167,7 @@ def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None
 
 def apply_manifests(
     paths: Sequence[str | os.PathLike[str]],
-    store: Store,
+    store: StorePort,
     revision: NewRevision,
     *,
     allow_prune_all: bool = False,

@@ -15,6 +15,7 @@ from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
 from reconciler.cli import plan as cli_plan
+from reconciler.cli.options import VersionAction, add_output, settings_of
 from schemas.errors import DsfleetError, ExitCode
 
 DESCRIPTION = """\
@@ -40,26 +41,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
 
 
-class _Version(argparse.Action):
-    """``--version``, resolved only when asked (importlib.metadata is slow to import)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            ver = version("dsfleet")
-        except PackageNotFoundError:  # pragma: no cover - running from a source tree
-            ver = "unknown"
-        print(f"dsfleet {ver}")
-        parser.exit(ExitCode.OK)
-
-
-def _add_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-o", "--output", choices=("text", "json"), default="text", help="output format (default: text)"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dsfleet",
@@ -67,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -79,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit: 0 valid, 1 invalid (or warnings with --strict), 2 usage/internal error",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories (*.yaml, *.yml)")
-    _add_output(p)
+    add_output(p)
     p.add_argument("--strict", action="store_true", help="treat warnings as errors for the exit code")
     p.set_defaults(handler=cmd_validate)
 
@@ -101,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every rule `validate` checks. A Policy manifest sets spec.rules.<rule-id>: {severity: "
         "error|warning|off, params: {...}, reason: ...}; relaxing a rule needs a reason.",
     )
-    _add_output(p)
+    add_output(p)
     p.set_defaults(handler=cmd_rules)
 
     cli_plan.add_parser(sub)
@@ -118,9 +99,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
-    from reconciler.settings import coordinator_settings
+    from reconciler.applying import loader_limits
 
-    loaded = load_manifests(args.paths, limits=coordinator_settings().limits)
+    loaded = load_manifests(args.paths, limits=loader_limits(settings_of(args).coordinator))
     errors, warnings = summary_counts(loaded.findings)
     fleet = loaded.fleet
     counts = {
@@ -226,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitCode.OK
     except DsfleetError as exc:  # bad settings, an unusable store: the message says what and where
-        print(f"dsfleet {args.command}: error: {exc}", file=sys.stderr)
+        text = str(exc)
+        located = ": error: " in text.splitlines()[0] if text else False  # already FILE:LINE:COL: error: …
+        print(text if located else f"dsfleet {args.command}: error: {text}", file=sys.stderr)
         return ExitCode.ERROR
     except Exception as exc:  # a bug, not bad input: say so without a traceback unless asked for one
         if os.environ.get("DSFLEET_DEBUG"):

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.options import add_db, add_output, settings_of
 from reconciler.cli.reports import plural, print_findings, report_missing, use_color
 from reconciler.views import finding_json
 from schemas.errors import ExitCode
@@ -26,10 +27,8 @@ def add_parser(sub: Any) -> None:
         epilog="exit: 0 no changes, 1 changes, 2 invalid manifests or error",
     )
     p.add_argument("path", metavar="PATH", help="manifests directory or file")
-    p.add_argument(
-        "--db", metavar="URL", help="store URL (default: settings, else sqlite:///./.dsfleet/state.db)"
-    )
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_db(p)
+    add_output(p)
     p.add_argument("--show-unchanged", action="store_true", help="also list nodes that do not change")
     p.add_argument("--stat", action="store_true", help="list changed files without their unified diffs")
     p.set_defaults(handler=cmd_diff)
@@ -43,14 +42,14 @@ def add_parser(sub: Any) -> None:
         epilog="exit: 0 applied (or nothing to do), 1 rejected, 2 error",
     )
     p.add_argument("path", metavar="PATH")
-    p.add_argument("--db", metavar="URL")
+    add_db(p)
     p.add_argument(
         "--allow-prune-all",
         action="store_true",
         help="allow an apply that removes every instance of the fleet (refused by default: an empty or "
         "wrongly mounted directory looks exactly like that)",
     )
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output(p)
     p.set_defaults(handler=cmd_apply)
 
     p = sub.add_parser(
@@ -71,37 +70,35 @@ def add_parser(sub: Any) -> None:
         "the older system's records in its own terms (agents, cameras, dsInstance). Never shows a credential.",
     )
     p.add_argument("what", choices=("nodes", "cameras", "instances"))
-    p.add_argument("--db", metavar="URL")
+    add_db(p)
     p.add_argument(
         "--legacy", action="store_true", help="the older system's columns (agent_name, ip_address, ...)"
     )
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output(p)
     p.set_defaults(handler=cmd_get)
 
     p = sub.add_parser("history", help="list stored revisions", description="Revisions, newest first.")
-    p.add_argument("--db", metavar="URL")
+    add_db(p)
     p.add_argument("-n", "--limit", type=int, default=20)
-    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output(p)
     p.set_defaults(handler=cmd_history)
 
 
-def _desired(command: str, path: str) -> Any:
+def _desired(args: argparse.Namespace, command: str, path: str) -> Any:
+    from reconciler.applying import loader_limits
     from reconciler.compiling.desired import desired_state
-    from reconciler.settings import coordinator_settings
 
     if report_missing(command, [path]):
         return None
-    return desired_state([path], limits=coordinator_settings().limits)
+    return desired_state([path], limits=loader_limits(settings_of(args).coordinator))
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from reconciler.planning.plans import compute_plan
     from reconciler.planning.reports import plan_json, plan_text
-    from reconciler.settings import coordinator_settings
     from reconciler.store import Store
-    from schemas.errors import DsfleetError
 
-    desired = _desired(args.command, args.path)
+    desired = _desired(args, args.command, args.path)
     if desired is None:
         return ExitCode.ERROR
     loaded = desired.loaded
@@ -122,17 +119,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
             f"dsfleet diff: {len(loaded.errors)} errors in the manifests; nothing to compare", file=sys.stderr
         )
         return ExitCode.ERROR
-    try:
-        store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
-        try:
-            from reconciler.applying import stored_configs
+    from reconciler.applying import stored_configs
 
-            stored = stored_configs(store, desired.configs)
-        finally:
-            store.close()
-    except DsfleetError as exc:
-        print(f"dsfleet diff: error: {exc}", file=sys.stderr)
-        return ExitCode.ERROR
+    with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
+        stored = stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, stored)
     if loaded.warnings and args.output == "text":
         print_findings(loaded.warnings)
@@ -152,16 +142,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.applying import Outcome, apply_manifests
+    from reconciler.applying import Outcome, apply_manifests, loader_limits
     from reconciler.loading.gitinfo import git_info
     from reconciler.planning.reports import plan_text, summary, summary_line
-    from reconciler.settings import coordinator_settings
     from reconciler.store import NewRevision, Store
-    from schemas.errors import DsfleetError
 
     if report_missing("apply", [args.path]):
         return ExitCode.ERROR
-    settings = coordinator_settings(db=args.db)
+    settings = settings_of(args)
     git = git_info(args.path)
     rev = NewRevision(
         source="cli",
@@ -171,20 +159,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
         git_author=git.author if git else None,
         git_message=git.message if git else None,
     )
-    try:
-        _ensure_parent(settings.db)
-        with Store.open(settings.db) as store:
-            result = apply_manifests(
-                [args.path],
-                store,
-                rev,
-                allow_prune_all=args.allow_prune_all,
-                topic_prefix=settings.topic_prefix,
-                limits=settings.limits,
-            )
-    except DsfleetError as exc:
-        print(f"dsfleet apply: error: {exc}", file=sys.stderr)
-        return ExitCode.ERROR
+    _ensure_parent(settings.coordinator.db)
+    with Store.open(settings.coordinator.db) as store:
+        result = apply_manifests(
+            [args.path],
+            store,
+            rev,
+            allow_prune_all=args.allow_prune_all,
+            topic_prefix=settings.kafka.topic_prefix,
+            limits=loader_limits(settings.coordinator),
+        )
     loaded = result.desired.loaded
     if result.outcome is Outcome.REJECTED:
         print_findings(loaded.findings)
@@ -238,7 +222,7 @@ def _ensure_parent(url: str) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    desired = _desired(args.command, args.path)
+    desired = _desired(args, args.command, args.path)
     if desired is None:
         return ExitCode.ERROR
     loaded = desired.loaded
@@ -285,25 +269,19 @@ _GET_COLUMNS = {
 def cmd_get(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from reconciler.settings import coordinator_settings
     from reconciler.store import Store
-    from schemas.errors import DsfleetError
 
-    try:
-        with Store.open(coordinator_settings(db=args.db).db, readonly=True) as store:
-            rows: list[Any]
-            if args.legacy:
-                legacy: dict[str, Callable[[], Sequence[Any]]] = {
-                    "nodes": store.legacy_agents,
-                    "cameras": store.legacy_cameras,
-                    "instances": store.legacy_ds_instances,
-                }
-                rows = list(legacy[args.what]())
-            else:
-                rows = list(getattr(store.inventory(), args.what))
-    except DsfleetError as exc:
-        print(f"dsfleet get: error: {exc}", file=sys.stderr)
-        return ExitCode.ERROR
+    with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
+        rows: list[Any]
+        if args.legacy:
+            legacy: dict[str, Callable[[], Sequence[Any]]] = {
+                "nodes": store.legacy_agents,
+                "cameras": store.legacy_cameras,
+                "instances": store.legacy_ds_instances,
+            }
+            rows = list(legacy[args.what]())
+        else:
+            rows = list(getattr(store.inventory(), args.what))
     records = [{k: _plain(v) for k, v in dataclasses.asdict(r).items()} for r in rows]
     if args.output == "json":
         json.dump(records, sys.stdout, indent=2)
@@ -339,19 +317,10 @@ def _cell(value: Any) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from reconciler.settings import coordinator_settings
     from reconciler.store import Store
-    from schemas.errors import DsfleetError
 
-    try:
-        store = Store.open(coordinator_settings(db=args.db).db, readonly=True)
-        try:
-            revisions = store.revisions(limit=args.limit)
-        finally:
-            store.close()
-    except DsfleetError as exc:
-        print(f"dsfleet history: error: {exc}", file=sys.stderr)
-        return ExitCode.ERROR
+    with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
+        revisions = store.revisions(limit=args.limit)
     if args.output == "json":
         json.dump(
             [
