@@ -229,7 +229,7 @@ class PlanResult:
 
 def plan_manifests(
     paths: Sequence[str | os.PathLike[str]],
-    store: Store,
+    store: StorePort,
     *,
     caches: Caches | None = None,
     limits: Limits = DEFAULT_LIMITS,

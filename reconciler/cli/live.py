@@ -8,29 +8,29 @@ import os
 import signal
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from plumbing.settings import KafkaSettings
+from reconciler.cli.options import settings_of
 from schemas.errors import DsfleetError, ExitCode
 
 log = logging.getLogger("dsfleet.coordinator")
 
 
-def _bootstrap(value: str | None) -> str | None:
-    return value or os.environ.get("DSFLEET_KAFKA_BOOTSTRAP_SERVERS") or None
-
-
 def _kafka_client(args: argparse.Namespace) -> dict[str, str]:
-    """librdkafka settings passed through: ``[kafka]`` keys with a dot, and ``-X key=value`` flags."""
-    from plumbing.settings import KafkaSettings
-
-    client: dict[str, str] = {}
-    extra = getattr(KafkaSettings(), "model_extra", None) or {}
-    client.update({k: str(v) for k, v in extra.items() if "." in k})
+    """librdkafka settings: ``bootstrap.servers``, ``[kafka]``'s keys with a dot (security.protocol, sasl.*,
+    ssl.*, …), ``sasl.password`` from ``sasl_password_file``, then ``-X key=value`` flags."""
+    client = settings_of(args).kafka.client_config()
     for item in getattr(args, "kafka_option", None) or []:
         key, _, value = item.partition("=")
         client[key.strip()] = value
     return client
+
+
+def _bootstrap(args: argparse.Namespace) -> str | None:
+    return settings_of(args).kafka.bootstrap_servers or None
 
 
 def add_parser(sub: Any) -> None:
@@ -106,36 +106,38 @@ def add_parser(sub: Any) -> None:
     c.set_defaults(handler=cmd_topics_create)
 
 
-def _prefix(args: argparse.Namespace) -> str:
-    if args.topic_prefix is not None:
-        return str(args.topic_prefix)
-    from reconciler.settings import coordinator_settings
-
-    return coordinator_settings().topic_prefix
+def _kafka(args: argparse.Namespace) -> KafkaSettings:
+    """``[kafka]`` with this command's flags applied."""
+    kafka = settings_of(args).kafka
+    flags = {
+        "topic_prefix": args.topic_prefix,
+        "partitions": args.partitions,
+        "replication_factor": args.replication_factor,
+        "max_message_bytes": getattr(args, "max_message_bytes", None),
+    }
+    return kafka.model_copy(update={k: v for k, v in flags.items() if v is not None})
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from plumbing.kafka import Admin, client_config, topic_specs
+    from plumbing.kafka import Admin, topic_specs
 
-    servers = _bootstrap(args.bootstrap_servers)
-    if servers is None:
-        print("dsfleet topics create: error: no broker: give --bootstrap-servers HOST:PORT", file=sys.stderr)
-        return ExitCode.ERROR
-    prefix = _prefix(args)
     try:
-        admin = Admin(client_config(servers, _kafka_client(args)))
-        created = admin.ensure_topics(
-            topic_specs(
-                prefix,
-                partitions=args.partitions,
-                replication_factor=args.replication_factor,
-                max_message_bytes=args.max_message_bytes,
+        if _bootstrap(args) is None:
+            print(
+                "dsfleet topics create: error: no broker: give --bootstrap-servers HOST:PORT", file=sys.stderr
             )
+            return ExitCode.ERROR
+        kafka = _kafka(args)
+        specs = topic_specs(
+            kafka.topic_prefix,
+            partitions=kafka.partitions,
+            replication_factor=kafka.replication_factor,
+            max_message_bytes=kafka.max_message_bytes,
         )
+        created = Admin(_kafka_client(args)).ensure_topics(specs)
     except DsfleetError as exc:
         print(f"dsfleet topics create: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
-    specs = topic_specs(prefix)
     for spec in specs:
         state = "created" if spec.name in created else "exists"
         print(f"{spec.name}: {state}")
@@ -143,32 +145,45 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
+    from reconciler.applying import loader_limits
     from reconciler.bus.kafka import BusSettings, CoordinatorBus
     from reconciler.coordinator.loop import Coordinator, CoordinatorOptions
     from reconciler.coordinator.resyncs import Timing
     from reconciler.coordinator.watcher import Watcher
-    from reconciler.settings import coordinator_settings
     from reconciler.store import Store
 
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
         )
-    manifests = Path(args.manifests)
+    try:
+        settings = settings_of(args)
+        kafka = _kafka(args)
+        servers = _bootstrap(args)
+        client = _kafka_client(args) if servers else {}
+    except DsfleetError as exc:
+        print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    conf = settings.coordinator
+    manifests = Path(args.manifests) if args.manifests else conf.manifests
+    if manifests is None:
+        print(
+            "dsfleet coordinator: error: give --manifests DIR (or [coordinator] manifests)", file=sys.stderr
+        )
+        return ExitCode.ERROR
     if not manifests.is_dir():
         print(f"dsfleet coordinator: error: {manifests}: no such directory", file=sys.stderr)
         return ExitCode.ERROR
-    settings = coordinator_settings(db=args.db)
-    prefix = _prefix(args)
-    servers = _bootstrap(args.bootstrap_servers)
-    from datetime import timedelta
-
+    grace = args.resync_grace if args.resync_grace is not None else conf.resync_grace_seconds
     options = CoordinatorOptions(
         manifests=manifests,
-        sync=args.sync or "auto",
-        topic_prefix=prefix,
-        limits=settings.limits,
-        timing=Timing(grace=timedelta(seconds=args.resync_grace)),
+        sync=args.sync or conf.sync or "auto",
+        topic_prefix=kafka.topic_prefix,
+        limits=loader_limits(conf),
+        heartbeat_misses=conf.heartbeat_misses,
+        timing=Timing(grace=timedelta(seconds=grace)),
+        max_message_bytes=kafka.max_message_bytes,
+        watch_debounce_ms=conf.debounce_ms,
         fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
     )
     stop = threading.Event()
@@ -179,9 +194,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _ensure_parent(settings.db)
+    _ensure_parent(conf.db)
     try:
-        store = Store.open(settings.db)
+        store = Store.open(conf.db)
     except DsfleetError as exc:
         print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
@@ -192,10 +207,11 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 bus = CoordinatorBus(
                     BusSettings(
                         bootstrap_servers=servers,
-                        client=_kafka_client(args),
-                        topic_prefix=prefix,
-                        partitions=args.partitions,
-                        replication_factor=args.replication_factor,
+                        client=client,
+                        topic_prefix=kafka.topic_prefix,
+                        partitions=kafka.partitions,
+                        replication_factor=kafka.replication_factor,
+                        max_message_bytes=kafka.max_message_bytes,
                     )
                 )
             else:
