@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SYSSTAMP := .dsfleet/.system-deps-stamp
 
-.PHONY: demo test test-fast lint bench system-deps clean help
+.PHONY: demo test test-fast lint bench system-deps clean help stub-image
 
 help:
 	@echo "make demo   - run dsfleet on the example fleet (validate, diff, apply, render)"
 	@echo "make test   - lint, type-check, import contracts, unit + integration tests"
 	@echo "make bench  - benchmarks (results go to benchmarks/out/, summary in BENCHMARKS.md)"
 	@echo "make lint   - ruff, mypy --strict, import-linter only"
+	@echo "make stub-image - build the stand-in DeepStream image dsfleet/deepstream-stub:latest (docker import)"
 
 $(SYSSTAMP): scripts/setup-system.sh
 	@bash scripts/setup-system.sh
@@ -42,6 +43,9 @@ test: lint
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x tests/unit
+
+stub-image: $(SYSSTAMP)
+	@bash scripts/stub-image.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -1,8 +1,12 @@
 """``dsfleet-agent`` — the host-side command line (argparse).
 
-This version has one command, ``materialize``: write a node config's files into the state directory with the
-camera credentials filled in from the local secret store. The long-running agent (Kafka consumer, Docker
-runtime, status reports) is not part of this version.
+Commands: ``run`` — the long-running agent (:mod:`agent.loop`: AgentConfig from Kafka, Docker containers, status
+reports); ``materialize`` — write a node config's files into the state directory with the camera credentials
+filled in from the local secret store.
+
+Settings of ``run``: flags, else ``DSFLEET_AGENT_*`` (``NODE_NAME``, ``STATE_DIR``, ``RUNTIME``, ``DOCKER_URL``,
+``HEARTBEAT_SECONDS``, ``RESYNC_SECONDS``, ``SELF_HEAL``) and ``DSFLEET_KAFKA_*`` (``BOOTSTRAP_SERVERS``,
+``TOPIC_PREFIX``, ``FETCH_WAIT_MAX_MS``) environment variables, else the defaults of ``plumbing.settings``.
 
 Exit codes: 0 ok; 1 the input cannot be applied (invalid config, missing or badly protected secrets);
 2 usage (bad arguments, unknown instance, unreadable config file) or the state directory cannot be written.
@@ -11,12 +15,17 @@ Exit codes: 0 ok; 1 the input cannot be applied (invalid config, missing or badl
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError, PermanentError, SecretError
+from pydantic import ValidationError
+
+from agent.errors import AgentError, ConfigError, PermanentError, SecretError
+from plumbing.settings import AgentSettings, KafkaSettings
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -28,9 +37,12 @@ DESCRIPTION = """\
 dsfleet-agent runs on each GPU host of a dsfleet fleet. It turns the node's desired config (compiled by the
 dsfleet coordinator from the manifests) into files and DeepStream containers on this host.
 
-This version writes files only: the long-running loop (reading the AgentConfig topic from Kafka, creating and
-healing containers through Docker, reporting status) is not in it yet. What it does now:
+Commands:
 
+  run           the long-running agent: read this node's desired config from the AgentConfig topic (kept in
+                <state-dir>/desired.json, so it restarts without a broker), converge Docker containers
+                dsfleet-<instance> to it, heal drift, report AgentInfo and AgentResponse. SIGTERM stops the agent;
+                the containers keep running.
   materialize   write a node config's rendered files to <state-dir>/instances/<instance>/, with the
                 ${secret:<ref>} placeholders of camera URLs replaced by credentials from the local secret
                 store, and keep the config as <state-dir>/desired.json
@@ -45,6 +57,7 @@ exit codes: 0 ok; 1 invalid config (nothing written) or missing/unprotected secr
             written; desired.json is updated, the config itself being valid);
             2 usage, unknown instance, unreadable config file or unwritable state directory.
 examples:
+  dsfleet-agent run --bootstrap-servers 127.0.0.1:9092 --node-name gpu-01 --state-dir /var/lib/dsfleet
   dsfleet-agent materialize --config node.json --state-dir /var/lib/dsfleet
   dsfleet-agent materialize --config node.json --state-dir /var/lib/dsfleet --instance ccm-gate
 """
@@ -57,6 +70,13 @@ removed, unchanged files left alone. Placeholders ${secret:<ref>} are replaced b
 user:password of <ref> from the local secret store; every secret is checked before any instance file is
 written. The config is kept as <state-dir>/desired.json (0600, no secret values).
 Prints one line per instance ("instance NAME: N files written, M removed"); never prints a secret.
+"""
+
+
+RUN_DESCRIPTION = """\
+Run the agent until SIGTERM/SIGINT. It reads its own key of the AgentConfig topic without a consumer group (from
+the beginning of its partition; the last value wins), converges the containers labelled io.dsfleet.managed=true
+of this node, and reports. Without a reachable broker it converges from <state-dir>/desired.json.
 """
 
 
@@ -114,6 +134,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--instance", metavar="NAME", help="write only this instance's files")
     p.set_defaults(handler=cmd_materialize)
+
+    r = sub.add_parser(
+        "run",
+        help="the long-running agent: converge this node's DeepStream containers, report status",
+        description=RUN_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT", help="Kafka brokers (env DSFLEET_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    r.add_argument(
+        "--node-name", metavar="NAME", help="this node's name (default: kept or given by the coordinator)"
+    )
+    r.add_argument("--state-dir", type=Path, metavar="DIR", help="state directory (default .dsfleet/agent)")
+    r.add_argument("--runtime", choices=["docker"], help="container runtime (docker)")
+    r.add_argument(
+        "--docker-url", metavar="URL", help="Docker engine (default: DOCKER_HOST or the local socket)"
+    )
+    r.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of the six topic names")
+    r.add_argument("--heartbeat-seconds", type=float, metavar="S", help="AgentInfo/AgentResponse period (5)")
+    r.add_argument("--resync-seconds", type=float, metavar="S", help="full resync period (30)")
+    r.add_argument(
+        "--self-heal", action=argparse.BooleanOptionalAction, default=None, help="heal drift (default on)"
+    )
+    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.set_defaults(handler=cmd_run)
     return parser
 
 
@@ -141,6 +187,100 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     results = write_node_files(args.state_dir, instances, LocalSecretStore(args.state_dir))
     for name, result in results:
         print(f"instance {name}: {_files(len(result.changed))} written, {len(result.removed)} removed")
+    return EXIT_OK
+
+
+def agent_settings(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> tuple[AgentSettings, KafkaSettings]:
+    """Settings of ``run``: flags over ``DSFLEET_AGENT_*``/``DSFLEET_KAFKA_*`` over defaults."""
+    env = os.environ if environ is None else environ
+
+    def pick(flag: Any, name: str) -> Any:
+        return flag if flag is not None else env.get(name) or None
+
+    agent_values = {
+        "node_name": pick(args.node_name, "DSFLEET_AGENT_NODE_NAME"),
+        "state_dir": pick(args.state_dir, "DSFLEET_AGENT_STATE_DIR"),
+        "runtime": pick(args.runtime, "DSFLEET_AGENT_RUNTIME"),
+        "docker_url": pick(args.docker_url, "DSFLEET_AGENT_DOCKER_URL"),
+        "heartbeat_seconds": pick(args.heartbeat_seconds, "DSFLEET_AGENT_HEARTBEAT_SECONDS"),
+        "resync_seconds": pick(args.resync_seconds, "DSFLEET_AGENT_RESYNC_SECONDS"),
+        "self_heal": pick(args.self_heal, "DSFLEET_AGENT_SELF_HEAL"),
+    }
+    kafka_values = {
+        "bootstrap_servers": pick(args.bootstrap_servers, "DSFLEET_KAFKA_BOOTSTRAP_SERVERS"),
+        "topic_prefix": pick(args.topic_prefix, "DSFLEET_KAFKA_TOPIC_PREFIX"),
+        "fetch_wait_max_ms": pick(None, "DSFLEET_KAFKA_FETCH_WAIT_MAX_MS"),
+    }
+    try:
+        agent = AgentSettings.model_validate({k: v for k, v in agent_values.items() if v is not None})
+        kafka = KafkaSettings.model_validate({k: v for k, v in kafka_values.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"settings: {where}: {first['msg']}") from None
+    return agent, kafka
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from importlib.metadata import PackageNotFoundError, version
+
+    from agent.hostinfo import host_facts
+    from agent.loop import Agent, LoopSettings
+    from agent.runtime import DockerRuntime
+    from agent.secrets import LocalSecretStore
+
+    settings, kafka = agent_settings(args)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        agent_version = version("dsfleet")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        agent_version = "unknown"
+    runtime = DockerRuntime(settings.docker_url)
+    bus = None
+    if kafka.bootstrap_servers:
+        from agent.bus import KafkaBus
+
+        bus = KafkaBus(
+            kafka.bootstrap_servers,
+            prefix=kafka.topic_prefix,
+            extra={"fetch.wait.max.ms": str(kafka.fetch_wait_max_ms)},
+        )
+    else:
+        logging.getLogger("dsfleet.agent").warning("no bootstrap servers: running from desired.json only")
+    agent = Agent(
+        LoopSettings(
+            state_dir=settings.state_dir,
+            node=settings.node_name,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            resync_seconds=settings.resync_seconds,
+            self_heal=settings.self_heal,
+        ),
+        runtime,
+        bus,
+        LocalSecretStore(settings.state_dir),
+        host_facts(agent_version),
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        agent.run(stop)
+    finally:
+        if bus is not None:
+            bus.close()
+        runtime.close()
     return EXIT_OK
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import quote
 
+from agent.credentials import Credential, SecretStore
 from agent.errors import ConfigError, SecretError
-from agent.secrets import Credential, SecretStore
 from schemas.nodeconfigs import InstanceConfig, RenderedFile
 from schemas.placeholders import PLACEHOLDER_RE
 

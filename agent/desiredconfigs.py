@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from pydantic import ValidationError
@@ -25,11 +26,28 @@ from schemas.nodeconfigs import (
     NodeConfig,
     files_hash,
     instance_hash,
+    node_hash,
     spec_hash,
 )
-from schemas.wire import AgentConfig
+from schemas.wire import (
+    MAX_MESSAGE_BYTES,
+    AgentConfig,
+    Rejection,
+    RejectReason,
+    Tombstone,
+    Topic,
+    decode,
+)
 
-__all__ = ["DesiredConfig", "config_problems", "parse_config", "select_instances"]
+__all__ = [
+    "Accepted",
+    "DesiredConfig",
+    "accept_record",
+    "config_problems",
+    "empty_config",
+    "parse_config",
+    "select_instances",
+]
 
 DesiredConfig: TypeAlias = AgentConfig | NodeConfig
 
@@ -110,3 +128,37 @@ def select_instances(config: DesiredConfig, name: str | None) -> tuple[InstanceC
             return (inst,)
     names = ", ".join(i.name for i in config.instances) or "none"
     raise LookupError(f"no instance named {name!r} in the config of node {config.node!r} (it has: {names})")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A good AgentConfig record of this node: its config, or None for a tombstone (no instances)."""
+
+    config: AgentConfig | None
+
+
+def accept_record(
+    node: str, key: bytes | None, value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Accepted | Rejection | None:
+    """Judge one record of the AgentConfig partition the agent reads: None when it is another node's (the
+    partition is shared), ``Accepted`` for a valid config or tombstone of ``node``, a ``Rejection`` otherwise
+    (garbage, wrong schema, another node's name inside, inconsistent hashes, too large)."""
+    if key is None or key != node.encode("utf-8"):
+        return None
+    decoded = decode(Topic.AGENT_CONFIG, key, value, max_bytes=max_bytes, require_key=True)
+    if isinstance(decoded, Rejection):
+        return decoded
+    if isinstance(decoded, Tombstone):
+        return Accepted(None)
+    message = decoded.message
+    assert isinstance(message, AgentConfig)
+    problems = config_problems(message)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Rejection(Topic.AGENT_CONFIG.value, RejectReason.INVALID, problems[0] + more)
+    return Accepted(message)
+
+
+def empty_config(node: str) -> NodeConfig:
+    """The desired config of a node that has none (a tombstone)."""
+    return NodeConfig(node=node, configHash=node_hash(()), instances=())

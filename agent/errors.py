@@ -16,7 +16,15 @@ from schemas.errors import DsfleetError, PermanentError, TemporaryError
 AgentError = DsfleetError
 """The agent raises the project's root error (kept under this name for the agent's modules)."""
 
-__all__ = ["AgentError", "ConfigError", "FileWriteError", "PermanentError", "SecretError", "TemporaryError"]
+__all__ = [
+    "AgentError",
+    "ConfigError",
+    "FileWriteError",
+    "NameConflictError",
+    "PermanentError",
+    "SecretError",
+    "TemporaryError",
+]
 
 
 class ConfigError(PermanentError):
@@ -43,3 +51,11 @@ class SecretError(PermanentError):
 
 class FileWriteError(TemporaryError):
     """Writing, replacing or removing a file under the state directory failed."""
+
+
+class NameConflictError(PermanentError):
+    """A container of that name exists and is not the agent's (it is reported, never removed)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a container named {name} already exists and is not managed by this agent")
+        self.name = name

@@ -3,6 +3,9 @@
 Layout of ``<state-dir>``::
 
     desired.json                 last desired config received (fail-static copy, DESIGN §5), mode 0600
+    applied.json                 per instance: container id, spec hash (= its config-hash label) and the files
+                                 hash the agent last (re)started it with (``agent.drift.Applied``), mode 0600
+    node-name                    the name the coordinator gave this agent (when it has no --node-name)
     instances/<name>/<file>      an instance's rendered files, bind-mounted read-only at /workspace/configs
     secrets/<ref>/{username,password}   the local secret store (``agent.secrets``), managed by the operator
 
@@ -26,21 +29,26 @@ Decisions:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent.configfiles import FilePlan, instance_refs, plan_files
+from agent.credentials import SecretStore
 from agent.desiredconfigs import DesiredConfig, parse_config
+from agent.drift import Applied
 from agent.errors import ConfigError, FileWriteError
-from agent.secrets import SecretStore, resolve_secrets
+from agent.secrets import resolve_secrets
 from schemas.nodeconfigs import InstanceConfig
 
 __all__ = [
+    "APPLIED_FILE",
     "DESIRED_FILE",
     "DESIRED_MODE",
     "DIR_MODE",
@@ -48,14 +56,22 @@ __all__ = [
     "WriteResult",
     "atomic_write",
     "instance_dir",
+    "instance_file_plan",
+    "load_applied",
     "load_desired",
+    "load_node_name",
     "read_directory",
+    "remove_instance_dir",
+    "save_applied",
     "save_desired",
+    "save_node_name",
     "write_instance_files",
     "write_node_files",
 ]
 
 DESIRED_FILE = "desired.json"
+APPLIED_FILE = "applied.json"
+NODE_NAME_FILE = "node-name"
 DESIRED_MODE = 0o600
 INSTANCES_DIR = "instances"
 DIR_MODE = 0o755
@@ -205,3 +221,102 @@ def load_desired(state_dir: str | os.PathLike[str]) -> DesiredConfig | None:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_config(data, str(path))
+
+
+def instance_file_plan(
+    state_dir: str | os.PathLike[str], instance: InstanceConfig, store: SecretStore
+) -> tuple[FilePlan, tuple[str, ...]]:
+    """The file plan of ``instance`` against its directory (nothing written) and the names found there.
+
+    Raises ``SecretError`` or ``ConfigError`` like :func:`write_instance_files`.
+    """
+    directory = instance_dir(state_dir, instance.name)
+    snapshot = resolve_secrets(instance_refs(instance), store)
+    try:
+        existing, modes = read_directory(directory)
+    except FileNotFoundError:
+        existing, modes = {}, {}
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or directory}: cannot read: {exc.strerror}") from None
+    return plan_files(instance, existing, snapshot, modes=modes), tuple(sorted(existing))
+
+
+def remove_instance_dir(state_dir: str | os.PathLike[str], name: str) -> None:
+    """Remove ``<state-dir>/instances/<name>/`` (an instance no longer desired); absent is fine."""
+    directory = instance_dir(state_dir, name)
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FileWriteError(f"{directory}: cannot read: {exc.strerror}") from None
+    try:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                continue
+            os.unlink(entry.path)
+        if not any(True for _ in os.scandir(directory)):
+            directory.rmdir()
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or directory}: cannot remove: {exc.strerror}") from None
+
+
+def save_applied(state_dir: str | os.PathLike[str], applied: Mapping[str, Applied]) -> None:
+    """Keep the agent's record of what it applied as ``<state-dir>/applied.json`` (atomic, 0600)."""
+    path = Path(state_dir) / APPLIED_FILE
+    body = {
+        name: {
+            "containerId": a.container_id,
+            "specHash": a.spec_hash,
+            "filesHash": a.files_hash,
+            "generation": a.generation,
+        }
+        for name, a in sorted(applied.items())
+    }
+    try:
+        _ensure_dir(path.parent)
+        atomic_write(path, (json.dumps(body, indent=2) + "\n").encode("utf-8"), DESIRED_MODE)
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or path}: cannot write: {exc.strerror}") from None
+
+
+def load_applied(state_dir: str | os.PathLike[str]) -> dict[str, Applied]:
+    """The record kept by :func:`save_applied`; empty when absent or unreadable (the agent then adopts)."""
+    path = Path(state_dir) / APPLIED_FILE
+    try:
+        body: Any = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    result: dict[str, Applied] = {}
+    for name, item in body.items():
+        try:
+            result[str(name)] = Applied(
+                container_id=str(item["containerId"]),
+                spec_hash=str(item["specHash"]),
+                files_hash=str(item["filesHash"]),
+                generation=int(item["generation"]) if item.get("generation") is not None else None,
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return result
+
+
+def save_node_name(state_dir: str | os.PathLike[str], name: str) -> None:
+    """Persist the name the coordinator gave this agent (``<state-dir>/node-name``)."""
+    path = Path(state_dir) / NODE_NAME_FILE
+    try:
+        _ensure_dir(path.parent)
+        atomic_write(path, (name + "\n").encode("utf-8"), 0o644)
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or path}: cannot write: {exc.strerror}") from None
+
+
+def load_node_name(state_dir: str | os.PathLike[str]) -> str | None:
+    path = Path(state_dir) / NODE_NAME_FILE
+    try:
+        text = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _NAME_RE.fullmatch(text) and len(text) <= 63 else None

@@ -1,7 +1,7 @@
 """The agent host's local secret store (DESIGN §5, §9.7): camera credentials by secret ref.
 
 A ref (``credentials.secretRef`` in a Camera manifest, e.g. ``cam-gate``) names one credential, a user name and
-an optional password, looked up in two places:
+an optional password (``agent.credentials.Credential``), looked up in two places:
 
 - files ``<state-dir>/secrets/<ref>/username`` and ``<state-dir>/secrets/<ref>/password``;
 - environment variables ``DSFLEET_SECRET_<REF>_USERNAME`` and ``DSFLEET_SECRET_<REF>_PASSWORD``, where ``<REF>``
@@ -24,8 +24,8 @@ Rules (the same layering as settings: files first, the environment overrides):
 - Refs must be DNS labels (the placeholder syntax of ``schemas.placeholders``), so a ref can never name a path
   outside ``secrets/``.
 
-Errors (``SecretError``) name the ref, the files and the variables; never a value. ``Credential`` hides its
-fields from ``repr``, so a credential printed by accident (a log line, a test failure) shows nothing.
+Errors (``SecretError``) name the ref, the files and the variables; never a value. The credential type and the
+store port live in the pure ``agent.credentials`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -35,10 +35,9 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
+from agent.credentials import Credential, MemorySecretStore, SecretStore
 from agent.errors import SecretError
 
 __all__ = [
@@ -58,43 +57,6 @@ USERNAME = "username"
 PASSWORD = "password"
 _REF_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _MAX_SECRET_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A user name and an optional password. ``repr`` shows neither."""
-
-    username: str = field(repr=False)
-    password: str | None = field(default=None, repr=False)
-
-    def __repr__(self) -> str:
-        return "Credential(<hidden>)"
-
-    __str__ = __repr__
-
-
-class SecretStore(Protocol):
-    """Port: credentials by secret ref."""
-
-    def get(self, ref: str) -> Credential:
-        """The credential of ``ref``; raise ``SecretError`` (saying where it looked) when there is none."""
-        ...
-
-
-@dataclass(frozen=True)
-class MemorySecretStore:
-    """A store held in memory: for unit tests, and the snapshot ``resolve_secrets`` hands to the pure core."""
-
-    credentials: Mapping[str, Credential] = field(default_factory=dict, repr=False)
-
-    def get(self, ref: str) -> Credential:
-        try:
-            return self.credentials[ref]
-        except KeyError:
-            raise SecretError(f"secret {ref!r} not found in the in-memory secret store", [ref]) from None
-
-    def __repr__(self) -> str:
-        return f"MemorySecretStore(refs={sorted(self.credentials)})"
 
 
 def env_names(ref: str) -> tuple[str, str]:

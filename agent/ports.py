@@ -1,0 +1,106 @@
+"""Ports: the Protocols the agent's loop talks to, so it is unit-tested with in-memory fakes and
+integration-tested on the real things (``agent.runtime`` for Docker, ``agent.bus`` for Kafka).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from schemas.wire import AgentInfo, AgentResponse
+
+__all__ = ["AgentBus", "BusBatch", "Clock", "ContainerRuntime", "LogChunk", "RuntimeInfo"]
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float:
+        """Seconds since the epoch (for ``sent_at`` and drift times)."""
+        ...
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    version: str | None
+    nvidia: bool
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    lines: tuple[str, ...]
+    until: float | None
+    """Timestamp (epoch seconds) of the newest line read: the ``since`` of the next read."""
+
+
+class ContainerRuntime(Protocol):
+    """The container engine. Every method raises ``TemporaryError`` (engine unreachable, conflict) or
+    ``PermanentError`` (bad request, image missing)."""
+
+    def info(self) -> RuntimeInfo: ...
+
+    def list_containers(
+        self, label: str, *, also_names: Sequence[str] = (), refresh: bool = False
+    ) -> list[ObservedContainer]:
+        """Every container (running or not) carrying ``label`` (``key=value``), plus the containers named in
+        ``also_names`` (known name clashes); one list call, details only for containers that changed (all when
+        ``refresh``)."""
+        ...
+
+    def list_volumes(self, label: str) -> list[ObservedVolume]: ...
+
+    def create(self, request: ContainerRequest) -> str:
+        """Create (not start) the container; returns its id."""
+        ...
+
+    def start(self, container_id: str) -> None: ...
+
+    def stop(self, container_id: str, timeout: float = 10.0) -> None: ...
+
+    def restart(self, container_id: str, timeout: float = 10.0) -> None: ...
+
+    def remove(self, container_id: str) -> None:
+        """Stop and remove; a container already gone is not an error."""
+        ...
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, recreate: bool = False) -> None: ...
+
+    def remove_volume(self, name: str) -> None: ...
+
+    def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
+        """Log lines (stdout and stderr) newer than ``since``; the last ``tail`` lines when ``since`` is None."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Block until an engine event about a managed container arrives, or ``timeout``; True on an event."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BusBatch:
+    """What one poll of the bus brought: records of the agent's own AgentConfig key (raw, in order), commands,
+    and whether the config partition was read to its end (caught up) in this poll."""
+
+    configs: Sequence[tuple[bytes | None, bytes | None]] = ()
+    commands: Sequence[bytes | None] = ()
+    caught_up: bool = False
+    errors: Sequence[str] = field(default_factory=tuple)
+
+
+class AgentBus(Protocol):
+    def follow(self, node_key: str, command_keys: Sequence[str]) -> None:
+        """Read the AgentConfig partition of ``node_key`` from the beginning, and the AgentCommand partitions
+        of ``command_keys`` (node name, machine id, ``*``); replaces what was followed before."""
+        ...
+
+    def poll(self, timeout: float) -> BusBatch: ...
+
+    def publish_info(self, key: str, info: AgentInfo) -> None: ...
+
+    def publish_response(self, key: str, response: AgentResponse) -> None: ...
+
+    def close(self) -> None: ...

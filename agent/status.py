@@ -1,0 +1,206 @@
+"""Pure: what the agent reports — instance status from observations, crash-loop detection, the ``**PERF:`` parser.
+
+**FPS** (REFERENCE §6). deepstream-app prints, every ``perf-measurement-interval-sec``::
+
+    **PERF:  FPS 0 (Avg)\tFPS 1 (Avg)\t          ← a header, every 20 lines: ignored
+    **PERF:  30.02 (29.87)\t0.00 (12.50)\t        ← current (average) per source, in source order
+    **PERF(cam-a):  30.02 (29.87)\t               ← several configs in one process: keys "cam-a/0", …
+
+and the Python samples print ``**PERF:  {'stream0': 30.0, 'stream1': 0.0}``. :func:`parse_perf_line` returns the
+current FPS per source (keys ``"0"``, ``"1"``, … or the sample's own stream names), :func:`newest_fps` the values
+of the newest data line of a chunk of log. A source at 0 FPS makes the instance *degraded*
+(:data:`DEGRADED_PREFIX` in ``InstanceStatus.error``: the wire model has no health field yet).
+
+**Crash loops.** Docker restarts a crashing container by its restart policy; the agent does not fight it. It
+samples Docker's restart count (:func:`observe_restarts`) and reports ``backoff`` when the count rose by
+:data:`BACKOFF_RESTARTS` or more within :data:`BACKOFF_WINDOW_SECONDS` (:func:`in_backoff`; the clock is passed in).
+
+**Last log line**: the newest non-empty line that is not a ``**PERF:`` line (those become ``fps``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.containers import ObservedContainer
+from agent.drift import SIGNAL_EXIT_CODES
+from schemas.wire import Drift, InstanceState, InstanceStatus
+
+__all__ = [
+    "BACKOFF_RESTARTS",
+    "BACKOFF_WINDOW_SECONDS",
+    "DEGRADED_PREFIX",
+    "LogDigest",
+    "RestartHistory",
+    "digest_log",
+    "in_backoff",
+    "instance_state",
+    "instance_status",
+    "is_perf_line",
+    "newest_fps",
+    "observe_restarts",
+    "parse_perf_line",
+]
+
+BACKOFF_WINDOW_SECONDS = 120.0
+BACKOFF_RESTARTS = 3
+DEGRADED_PREFIX = "degraded: "
+MAX_LINE = 2000
+
+_PERF_RE = re.compile(r"^\s*\*\*PERF(?:\((?P<name>[^)]*)\))?:\s*(?P<body>.*?)\s*$")
+_PAIR_RE = re.compile(r"(\d+(?:\.\d+)?)\s*\(\s*\d+(?:\.\d+)?\s*\)")
+_DATA_RE = re.compile(r"^(?:\d+(?:\.\d+)?\s*\(\s*\d+(?:\.\d+)?\s*\)\s*)+$")
+_DICT_ITEM_RE = re.compile(r"""['"]([^'"]+)['"]\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)""")
+
+
+def is_perf_line(line: str) -> bool:
+    return _PERF_RE.match(line) is not None
+
+
+def parse_perf_line(line: str) -> dict[str, float] | None:
+    """Current FPS per source of one ``**PERF:`` data line; None for a header or any other line."""
+    m = _PERF_RE.match(line)
+    if m is None:
+        return None
+    body = m.group("body")
+    prefix = f"{m.group('name')}/" if m.group("name") else ""
+    if body.startswith("{"):
+        items = _DICT_ITEM_RE.findall(body)
+        if not items:
+            return None
+        return {f"{prefix}{k}": float(v) for k, v in items}
+    if not _DATA_RE.match(body):
+        return None  # the header ("FPS 0 (Avg) ...") or something else
+    return {f"{prefix}{i}": float(v) for i, v in enumerate(_PAIR_RE.findall(body))}
+
+
+def newest_fps(lines: Iterable[str]) -> dict[str, float] | None:
+    """FPS of the newest ``**PERF:`` data line among ``lines`` (None when there is none)."""
+    newest = None
+    for line in lines:
+        parsed = parse_perf_line(line)
+        if parsed is not None:
+            newest = parsed
+    return newest
+
+
+@dataclass(frozen=True)
+class LogDigest:
+    """What the agent keeps of a container's log: the newest FPS and the last other line."""
+
+    fps: Mapping[str, float] | None = None
+    last_line: str | None = None
+
+
+def digest_log(previous: LogDigest, lines: Iterable[str]) -> LogDigest:
+    """``previous`` updated with new log ``lines`` (read incrementally)."""
+    fps = previous.fps
+    last = previous.last_line
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        parsed = parse_perf_line(line)
+        if parsed is not None:
+            fps = parsed
+        elif is_perf_line(line):
+            continue  # a header
+        elif line.strip():
+            last = line.strip()[:MAX_LINE]
+    return LogDigest(fps, last)
+
+
+@dataclass(frozen=True)
+class RestartHistory:
+    """Samples ``(time, restart count)`` of one container within the window."""
+
+    samples: tuple[tuple[float, int], ...] = ()
+
+
+def observe_restarts(
+    history: RestartHistory, restart_count: int, now: float, window: float = BACKOFF_WINDOW_SECONDS
+) -> RestartHistory:
+    kept = tuple(s for s in history.samples if s[0] >= now - window)
+    if not kept or kept[-1][1] != restart_count:
+        kept = (*kept, (now, restart_count))
+    return RestartHistory(kept)
+
+
+def in_backoff(
+    history: RestartHistory,
+    now: float,
+    window: float = BACKOFF_WINDOW_SECONDS,
+    threshold: int = BACKOFF_RESTARTS,
+) -> bool:
+    """Did the restart count rise by ``threshold`` or more within ``window`` seconds before ``now``?"""
+    recent = [count for t, count in history.samples if t >= now - window]
+    if len(recent) < 2:
+        return False
+    return max(recent) - min(recent) >= threshold
+
+
+def instance_state(container: ObservedContainer | None, paused: bool, backoff: bool) -> InstanceState:
+    if container is None:
+        return InstanceState.MISSING
+    if backoff:
+        return InstanceState.BACKOFF
+    state = container.state
+    if state == "running":
+        return InstanceState.RUNNING
+    if state == "created":
+        return InstanceState.STOPPED if paused else InstanceState.CREATED
+    if state == "restarting":
+        return InstanceState.RESTARTING
+    if paused or container.exit_code in SIGNAL_EXIT_CODES or state == "paused":
+        return InstanceState.STOPPED
+    return InstanceState.EXITED
+
+
+def _degraded(fps: Mapping[str, float] | None) -> str | None:
+    if not fps:
+        return None
+    zero = sorted(k for k, v in fps.items() if v <= 0.0)
+    if not zero:
+        return None
+    return f"{DEGRADED_PREFIX}source{'s' if len(zero) > 1 else ''} {', '.join(zero)} at 0 FPS"
+
+
+def instance_status(
+    name: str,
+    container: ObservedContainer | None,
+    *,
+    paused: bool,
+    backoff: bool,
+    log: LogDigest,
+    drift: Sequence[Drift] = (),
+    generation: int | None = None,
+    spec_hash: str | None = None,
+    files_hash: str | None = None,
+    config_hash: str | None = None,
+    error: str | None = None,
+) -> InstanceStatus:
+    """The reported status of one instance. ``files_hash`` is the one applied (recorded), ``spec_hash`` the
+    container's label; ``error`` a problem found by the plan (clash, missing secret) or an apply failure."""
+    state = instance_state(container, paused, backoff)
+    running = state in (InstanceState.RUNNING, InstanceState.BACKOFF)
+    fps = dict(log.fps) if (log.fps and running and container is not None) else {}
+    exit_code = None
+    if container is not None and (container.state != "running" or backoff):
+        exit_code = container.exit_code
+    problem = error or (_degraded(fps) if state is InstanceState.RUNNING else None)
+    return InstanceStatus(
+        name=name,
+        state=state,
+        containerId=container.id if container else None,
+        generation=generation,
+        specHash=spec_hash,
+        filesHash=files_hash,
+        configHash=config_hash,
+        restarts=container.restart_count if container else 0,
+        exitCode=exit_code,
+        lastLogLine=log.last_line,
+        error=problem[:MAX_LINE] if problem else None,
+        drift=tuple(drift)[-100:],
+        fps=fps,
+        startedAt=container.started_at if container else None,
+    )
