@@ -81,6 +81,7 @@ REASON_FILES = "files changed"
 REASON_PAUSED = "paused"
 REASON_CREATED = "created, not started"
 REASON_UNWANTED = "instance no longer desired"
+REASON_KEPT_NO_PRUNE = "no longer desired; kept because the fleet's sync policy has prune off"
 REASON_DUPLICATE = "duplicate container of the instance"
 REASON_CLASH = "a container named {name} exists that dsfleet does not manage; not touched"
 
@@ -338,6 +339,7 @@ def compute_plan(
     volumes: Sequence[ObservedVolume] = (),
     *,
     self_heal: bool = True,
+    prune: bool = True,
 ) -> Plan:
     """The actions that make the host run ``desired``; see the module docstring for the rules."""
     by_name = {c.name: c for c in observed}
@@ -350,7 +352,10 @@ def compute_plan(
 
     for c in sorted(ours, key=lambda c: c.name):
         if c.instance not in wanted:
-            actions.append(ContainerAction(ActionKind.REMOVE, c.instance or "", c.id, REASON_UNWANTED))
+            if prune:
+                actions.append(ContainerAction(ActionKind.REMOVE, c.instance or "", c.id, REASON_UNWANTED))
+            else:
+                findings.append(Finding(c.instance or c.name, "orphaned", REASON_KEPT_NO_PRUNE))
 
     for inst in sorted(desired, key=lambda i: i.name):
         cname = container_name(inst.name)
@@ -368,7 +373,7 @@ def compute_plan(
             if current is not None and extra.id != current.id:
                 actions.append(ContainerAction(ActionKind.REMOVE, inst.name, extra.id, REASON_DUPLICATE))
         inst_actions, inst_drift = _plan_instance(
-            inst, current, state, applied.get(inst.name), vols, node, self_heal
+            inst, current, state, applied.get(inst.name), vols, node, self_heal and inst.selfHeal
         )
         actions.extend(inst_actions)
         drift.extend(inst_drift)

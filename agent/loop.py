@@ -245,7 +245,7 @@ class Agent:
     def _follow(self) -> None:
         if self.bus is None:
             return
-        keys = [k for k in (self.node, self.host.machine_id, BROADCAST_KEY) if k]
+        keys = [k for k in (self.node, self.host.machine_id, self.host.hostname, BROADCAST_KEY) if k]
         self.caught_up = False
         self.pending = None
         self.bus.follow(self.node or "", keys)
@@ -325,7 +325,14 @@ class Agent:
         generation = self._generation()
         self.applied = record_applied(self.applied, desired, observed, files, self.node, generation)
         plan = compute_plan(
-            self.node, desired, observed, files, self.applied, volumes, self_heal=self.settings.self_heal
+            self.node,
+            desired,
+            observed,
+            files,
+            self.applied,
+            volumes,
+            self_heal=self.settings.self_heal,
+            prune=getattr(self.desired, "prune", True),
         )
         self._findings = plan.findings
         self._note_drift(plan.drift)

@@ -342,6 +342,14 @@ PropertyValue = (
 )
 
 
+class InstanceSync(FrozenModel):
+    """Per-instance overrides of the fleet's sync settings (``Policy.spec.sync``)."""
+
+    selfHeal: StrictBool | None = Field(
+        None, description="heal drift (stopped/removed/edited) on the host; default: the fleet's setting"
+    )
+
+
 class _InstanceSpecBase(FrozenModel):
     node: DnsLabel | None = Field(None, description="the Node to run on; omitted = defined but not placed")
     gpu: Annotated[StrictInt, Field(ge=0)] = Field(
@@ -366,6 +374,7 @@ class _InstanceSpecBase(FrozenModel):
     privileged: StrictBool = False
     securityOpt: tuple[StrictStr, ...] = ()
     healthCheck: HealthCheck | None = None
+    sync: InstanceSync | None = None
 
     @field_validator("cameras")
     @classmethod
@@ -506,7 +515,24 @@ class RuleSetting(FrozenModel):
     reason: StrictStr | None = Field(None, description="why a rule is relaxed (required to relax one)")
 
 
+class SyncPolicy(FrozenModel):
+    """How the fleet is kept in sync (Argo CD's sync policy, as operators know it)."""
+
+    mode: Literal["auto", "manual"] | None = Field(
+        None,
+        description="auto: every accepted revision is applied; manual: its plan waits for an apply request",
+    )
+    prune: StrictBool | None = Field(
+        None, description="remove containers of instances no longer in the manifests (default true)"
+    )
+    selfHeal: StrictBool | None = Field(
+        None,
+        description="agents heal drift: restart stopped, recreate removed, rewrite edited files (default true)",
+    )
+
+
 class PolicySpec(FrozenModel):
+    sync: SyncPolicy | None = None
     rules: dict[Annotated[str, Field(pattern=r"^[a-z0-9-]+$")], RuleSetting] = Field(default_factory=dict)
     allowedImages: tuple[Annotated[StrictStr, Field(min_length=1)], ...] | None = Field(
         None, description="image patterns (fnmatch globs); when set, every instance image must match one"

@@ -97,12 +97,16 @@ class InstanceConfig(_Wire):
     specHash: str
     filesHash: str
     configHash: str
+    selfHeal: bool = True
+    """Heal drift on the host (the fleet's ``Policy.spec.sync.selfHeal``, overridable per instance)."""
 
 
 class NodeConfig(_Wire):
     node: str
     configHash: str
     instances: tuple[InstanceConfig, ...] = ()
+    prune: bool = True
+    """Remove managed containers of instances that are no longer desired (``Policy.spec.sync.prune``)."""
 
     def instance(self, name: str) -> InstanceConfig | None:
         for inst in self.instances:
@@ -119,12 +123,19 @@ def files_hash(files: tuple[RenderedFile, ...]) -> str:
     return canonical_hash(sorted([f.path, f.digest, list(f.secrets)] for f in files))
 
 
-def instance_hash(spec: str, files: str, paused: bool) -> str:
-    return canonical_hash({"spec": spec, "files": files, "paused": paused})
+def instance_hash(spec: str, files: str, paused: bool, self_heal: bool = True) -> str:
+    """Non-default sync settings enter the hash only when set, so hashes of fleets that never set them stay."""
+    value: dict[str, object] = {"spec": spec, "files": files, "paused": paused}
+    if not self_heal:
+        value["selfHeal"] = False
+    return canonical_hash(value)
 
 
-def node_hash(instances: tuple[InstanceConfig, ...]) -> str:
-    return canonical_hash(sorted([i.name, i.configHash] for i in instances))
+def node_hash(instances: tuple[InstanceConfig, ...], prune: bool = True) -> str:
+    parts: list[object] = [[name, h] for name, h in sorted((i.name, i.configHash) for i in instances)]
+    if not prune:
+        parts.append({"prune": False})
+    return canonical_hash(parts)
 
 
 def build_instance(
@@ -134,6 +145,7 @@ def build_instance(
     cameras: tuple[str, ...],
     container: ContainerSpec,
     files: tuple[RenderedFile, ...],
+    self_heal: bool = True,
 ) -> InstanceConfig:
     s, f = spec_hash(container), files_hash(files)
     return InstanceConfig(
@@ -145,10 +157,11 @@ def build_instance(
         files=files,
         specHash=s,
         filesHash=f,
-        configHash=instance_hash(s, f, paused),
+        configHash=instance_hash(s, f, paused, self_heal),
+        selfHeal=self_heal,
     )
 
 
-def build_node(node: str, instances: list[InstanceConfig]) -> NodeConfig:
+def build_node(node: str, instances: list[InstanceConfig], prune: bool = True) -> NodeConfig:
     ordered = tuple(sorted(instances, key=lambda i: i.name))
-    return NodeConfig(node=node, configHash=node_hash(ordered), instances=ordered)
+    return NodeConfig(node=node, configHash=node_hash(ordered, prune), instances=ordered, prune=prune)

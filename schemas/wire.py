@@ -185,6 +185,8 @@ class AgentConfig(_Message):
     generation: int = Field(ge=1)
     configHash: str
     instances: tuple[InstanceConfig, ...] = ()
+    prune: bool = True
+    """Remove managed containers of instances no longer listed (``Policy.spec.sync.prune``)."""
 
 
 class InstanceState(StrEnum):
@@ -297,6 +299,7 @@ def agent_config_record(
         generation=generation,
         configHash=config.configHash,
         instances=config.instances,
+        prune=config.prune,
     )
     return topic, node, encode(message), headers
 

@@ -58,7 +58,8 @@ def add_parser(sub: Any) -> None:
         "--sync",
         choices=("auto", "manual"),
         default=None,
-        help="auto: apply every accepted revision; manual: store the plan until UpdateConfig (default: auto)",
+        help="auto: apply every accepted revision; manual: store the plan until UpdateConfig "
+        "(default: [coordinator] sync, else the fleet's Policy spec.sync.mode, else auto)",
     )
     p.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the six topic names")
     p.add_argument("--partitions", type=int, default=12, metavar="N", help="partitions of topics it creates")
@@ -177,7 +178,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     grace = args.resync_grace if args.resync_grace is not None else conf.resync_grace_seconds
     options = CoordinatorOptions(
         manifests=manifests,
-        sync=args.sync or conf.sync or "auto",
+        sync=args.sync or conf.sync,
         topic_prefix=kafka.topic_prefix,
         limits=loader_limits(conf),
         heartbeat_misses=conf.heartbeat_misses,
@@ -224,7 +225,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 manifests,
                 store.where,
                 servers or "-",
-                options.sync,
+                options.sync or "policy",
             )
             try:
                 coordinator.run(stop, changed=watcher.take)

@@ -22,6 +22,7 @@ from policies.resolution import (
     instance_image,
     resolve_instance,
 )
+from policies.syncs import fleet_sync, instance_self_heal
 from reconciler.compiling.instances import compile_fleet, compile_instance
 from reconciler.loading.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
 from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
@@ -70,6 +71,7 @@ def instance_key(fleet: Fleet, instance: DsInstance, cache: CompileCache) -> str
         parts.append(name + "=" + (cache.fingerprint(camera) if camera else "missing"))
     profile = fleet.profiles.get(instance.spec.profile or "")
     parts.append(cache.fingerprint(profile) if profile else "no-profile")
+    parts.append("self-heal" if instance_self_heal(fleet_sync(fleet), instance) else "no-self-heal")
     return sha256_hex("\x00".join(parts))
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 
 from policies.engine import resolve_all
 from policies.resolution import ResolvedInstance
+from policies.syncs import fleet_sync, instance_self_heal
 from reconciler.compiling.rendering import APP_CONFIG, render_instance
 from schemas.fleet import Fleet
 from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
@@ -104,6 +105,7 @@ def compile_instance(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
         cameras=res.cameras,
         container=container_spec(res),
         files=render_instance(fleet, res),
+        self_heal=instance_self_heal(fleet_sync(fleet), res.instance),
     )
 
 
@@ -122,4 +124,5 @@ def compile_fleet(
         if node is None or node not in per_node:
             continue
         per_node[node].append(compile_one(fleet, res))
-    return {node: build_node(node, instances) for node, instances in sorted(per_node.items())}
+    prune = fleet_sync(fleet).prune
+    return {node: build_node(node, instances, prune) for node, instances in sorted(per_node.items())}

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
+from policies.syncs import fleet_sync
 from reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, plan_manifests
 from reconciler.bus.kafka import CoordinatorBus
 from reconciler.coordinator import identities, liveness, resyncs
@@ -68,7 +69,8 @@ class SystemClock:
 @dataclass(frozen=True)
 class CoordinatorOptions:
     manifests: Path
-    sync: Literal["auto", "manual"] = "auto"
+    sync: Literal["auto", "manual"] | None = None
+    """None: the fleet's ``Policy.spec.sync.mode`` decides (default auto); a flag or setting overrides it."""
     topic_prefix: str = ""
     limits: Limits = DEFAULT_LIMITS
     heartbeat_misses: int = 3
@@ -247,24 +249,21 @@ class Coordinator:
         """Apply the watched directory (auto sync, or on request), or store only its plan (manual sync)."""
         started = time.perf_counter()
         paths = [self.options.manifests]
-        if self.options.sync == "manual" and not force_apply:
+        if not force_apply and self.options.sync != "auto":
             planned = plan_manifests(paths, self.store, caches=self.caches, limits=self.options.limits)
-            if planned.plan is None:
-                self.pending_plan = {"valid": False, "errors": len(planned.desired.loaded.errors)}
-            elif planned.plan.empty:
-                self.pending_plan = None
-            else:
-                self.pending_plan = {
-                    "valid": True,
-                    "summary": summary(planned.plan),
-                    "text": summary_line(planned.plan),
-                }
-            self.store.set_sync_state(PENDING_PLAN, self.pending_plan, self.clock.now())
-            log.info(
-                "manual sync: plan stored, not applied plan=%s",
-                (self.pending_plan or {}).get("text", "in sync"),
-            )
-            return None
+            mode = self.options.sync or (fleet_sync(planned.desired.fleet).mode if planned.plan else "auto")
+            if mode == "manual" and planned.plan is not None:
+                self.pending_plan = (
+                    None
+                    if planned.plan.empty
+                    else {"valid": True, "summary": summary(planned.plan), "text": summary_line(planned.plan)}
+                )
+                self.store.set_sync_state(PENDING_PLAN, self.pending_plan, self.clock.now())
+                log.info(
+                    "manual sync: plan stored, not applied plan=%s",
+                    (self.pending_plan or {}).get("text", "in sync"),
+                )
+                return None
         result = apply_manifests(
             paths,
             self.store,

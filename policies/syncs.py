@@ -1,0 +1,74 @@
+"""The fleet's sync settings (pure): ``Policy.spec.sync`` merged over every Policy document, and each
+instance's effective self-heal. A setting given twice with different values is a conflict (reported by the
+``sync-policy-conflict`` rule); unset settings take the defaults (auto, prune, self-heal)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from policies.registry import Context, Hit, rule
+from schemas.findings import Note
+from schemas.fleet import Fleet
+from schemas.manifests import DsInstance, RuleSeverity
+
+
+@dataclass(frozen=True)
+class FleetSync:
+    mode: str = "auto"
+    prune: bool = True
+    self_heal: bool = True
+
+
+_FIELDS = (("mode", "mode"), ("prune", "prune"), ("selfHeal", "self_heal"))
+
+
+def _settings(fleet: Fleet) -> tuple[dict[str, tuple[object, str]], list[tuple[str, str, str]]]:
+    """Field → (value, policy name), and the conflicts (field, first policy, second policy)."""
+    seen: dict[str, tuple[object, str]] = {}
+    conflicts: list[tuple[str, str, str]] = []
+    for name in sorted(fleet.policies):
+        sync = fleet.policies[name].spec.sync
+        if sync is None:
+            continue
+        for field, _ in _FIELDS:
+            value = getattr(sync, field)
+            if value is None:
+                continue
+            if field in seen and seen[field][0] != value:
+                conflicts.append((field, seen[field][1], name))
+            else:
+                seen.setdefault(field, (value, name))
+    return seen, conflicts
+
+
+def fleet_sync(fleet: Fleet) -> FleetSync:
+    seen, _ = _settings(fleet)
+    values = {attr: seen[field][0] for field, attr in _FIELDS if field in seen}
+    return FleetSync(**values)  # type: ignore[arg-type]
+
+
+def instance_self_heal(sync: FleetSync, instance: DsInstance) -> bool:
+    override = instance.spec.sync.selfHeal if instance.spec.sync is not None else None
+    return sync.self_heal if override is None else override
+
+
+@rule(
+    "sync-policy-conflict",
+    RuleSeverity.ERROR,
+    "Policy documents set spec.sync fields to different values",
+    relaxable=False,
+)
+def sync_policy_conflict(ctx: Context) -> Iterator[Hit]:
+    _, conflicts = _settings(ctx.fleet)
+    for field, first, second in conflicts:
+        yield Hit(
+            f"spec.sync.{field}: conflicts with Policy {first}",
+            ctx.fleet.source("Policy", second, "spec", "sync", field),
+            (
+                Note(
+                    message=f"Policy {first} sets spec.sync.{field} here",
+                    source=ctx.fleet.source("Policy", first, "spec", "sync", field),
+                ),
+            ),
+        )
