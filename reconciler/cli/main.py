@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from plumbing.logs import LEVELS, configure_logging
 from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import plan as cli_plan
@@ -48,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=VersionAction)
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default="info",
+        help="log level of long-running commands (default: info)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format (default: text)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -197,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.set_threshold(100_000, 50, 50)
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
     handler = getattr(args, "handler", None) or args.func
     try:
         result: int = handler(args)
