@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from plumbing.logs import LEVELS, configure_logging
+from reconciler.cli import db as cli_db
 from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import plan as cli_plan
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_plan.add_parser(sub)
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
+    cli_db.add_parser(sub)
     return parser
 
 

@@ -159,7 +159,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         git_author=git.author if git else None,
         git_message=git.message if git else None,
     )
-    _ensure_parent(settings.coordinator.db)
+    ensure_parent(settings.coordinator.db)
     with Store.open(settings.coordinator.db) as store:
         result = apply_manifests(
             [args.path],
@@ -215,7 +215,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _ensure_parent(url: str) -> None:
+def ensure_parent(url: str) -> None:
     if url.startswith("sqlite:///") and ":memory:" not in url:
         path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         path.parent.mkdir(parents=True, exist_ok=True)
