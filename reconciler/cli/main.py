@@ -103,39 +103,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.cli.reports import plural, print_findings, report_missing, summary_counts
+    from reconciler.cli.reports import plural, print_findings, report_missing
     from reconciler.loading.manifests import load_manifests
-    from reconciler.views import finding_json
+    from reconciler.views import validate_json
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
     from reconciler.applying import loader_limits
 
     loaded = load_manifests(args.paths, limits=loader_limits(settings_of(args).coordinator))
-    errors, warnings = summary_counts(loaded.findings)
-    fleet = loaded.fleet
-    counts = {
-        "files": len(loaded.files),
-        "nodes": len(fleet.nodes),
-        "cameras": len(fleet.cameras),
-        "instances": len(fleet.instances),
-        "profiles": len(fleet.profiles),
-        "policies": len(fleet.policies),
-    }
-    failed = errors > 0 or (args.strict and warnings > 0)
+    document = validate_json(loaded, strict=args.strict)
+    errors, warnings, counts = document["errors"], document["warnings"], document["counts"]
+    failed = not document["valid"]
     if args.output == "json":
-        json.dump(
-            {
-                "schema": "dsfleet.validate/v1",
-                "valid": not failed,
-                "errors": errors,
-                "warnings": warnings,
-                "counts": counts,
-                "findings": [finding_json(f) for f in loaded.findings],
-            },
-            sys.stdout,
-            indent=2,
-        )
+        json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_findings(loaded.findings)
