@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from plumbing.settings import CoordinatorSettings
 from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
+from reconciler.loading.gitinfo import git_info
 from reconciler.loading.manifests import ManifestCache
 from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from reconciler.planning.plans import Plan, compute_plan, removes_every_instance
@@ -43,6 +45,21 @@ def loader_limits(coordinator: CoordinatorSettings) -> Limits:
         max_file_bytes=coordinator.max_file_bytes,
         max_depth=coordinator.max_depth,
         max_aliases=coordinator.max_aliases,
+    )
+
+
+def revision_from_git(path: str | os.PathLike[str], *, source: str, now: datetime) -> NewRevision:
+    """A revision about to be stored for the manifests at ``path``: the git commit (``-dirty`` when the work
+    tree has changes there), author and subject when ``path`` is in a git work tree. The manifests hash is
+    filled in by :func:`apply_manifests` once the manifests are read."""
+    git = git_info(Path(path))
+    return NewRevision(
+        source=source,
+        created_at=now,
+        manifests_hash="",
+        git_commit=(git.commit + ("-dirty" if git.dirty else "")) if git else None,
+        git_author=git.author if git else None,
+        git_message=git.message if git else None,
     )
 
 

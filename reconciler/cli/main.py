@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from plumbing.logs import LEVELS, configure_logging
+from reconciler.cli import db as cli_db
 from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
@@ -49,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=VersionAction)
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default="info",
+        help="log level of long-running commands (default: info)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format (default: text)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -89,43 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
+    cli_db.add_parser(sub)
     return parser
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.cli.reports import plural, print_findings, report_missing, summary_counts
+    from reconciler.cli.reports import plural, print_findings, report_missing
     from reconciler.loading.manifests import load_manifests
-    from reconciler.views import finding_json
+    from reconciler.views import validate_json
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
     from reconciler.applying import loader_limits
 
     loaded = load_manifests(args.paths, limits=loader_limits(settings_of(args).coordinator))
-    errors, warnings = summary_counts(loaded.findings)
-    fleet = loaded.fleet
-    counts = {
-        "files": len(loaded.files),
-        "nodes": len(fleet.nodes),
-        "cameras": len(fleet.cameras),
-        "instances": len(fleet.instances),
-        "profiles": len(fleet.profiles),
-        "policies": len(fleet.policies),
-    }
-    failed = errors > 0 or (args.strict and warnings > 0)
+    document = validate_json(loaded, strict=args.strict)
+    errors, warnings, counts = document["errors"], document["warnings"], document["counts"]
+    failed = not document["valid"]
     if args.output == "json":
-        json.dump(
-            {
-                "schema": "dsfleet.validate/v1",
-                "valid": not failed,
-                "errors": errors,
-                "warnings": warnings,
-                "counts": counts,
-                "findings": [finding_json(f) for f in loaded.findings],
-            },
-            sys.stdout,
-            indent=2,
-        )
+        json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_findings(loaded.findings)
@@ -199,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.set_threshold(100_000, 50, 50)
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
     handler = getattr(args, "handler", None) or args.func
     try:
         result: int = handler(args)

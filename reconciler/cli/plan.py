@@ -12,7 +12,7 @@ from typing import Any
 
 from reconciler.cli.options import add_db, add_output, settings_of
 from reconciler.cli.reports import plural, print_findings, report_missing, use_color
-from reconciler.views import finding_json
+from reconciler.views import apply_json, finding_json, history_json, records_json
 from schemas.errors import ExitCode
 
 
@@ -142,24 +142,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.applying import Outcome, apply_manifests, loader_limits
-    from reconciler.loading.gitinfo import git_info
+    from reconciler.applying import Outcome, apply_manifests, loader_limits, revision_from_git
     from reconciler.planning.reports import plan_text, summary, summary_line
-    from reconciler.store import NewRevision, Store
+    from reconciler.store import Store
 
     if report_missing("apply", [args.path]):
         return ExitCode.ERROR
     settings = settings_of(args)
-    git = git_info(args.path)
-    rev = NewRevision(
-        source="cli",
-        created_at=datetime.now(UTC),
-        manifests_hash="",  # filled in once the manifests are read
-        git_commit=(git.commit + ("-dirty" if git.dirty else "")) if git else None,
-        git_author=git.author if git else None,
-        git_message=git.message if git else None,
-    )
-    _ensure_parent(settings.coordinator.db)
+    rev = revision_from_git(args.path, source="cli", now=datetime.now(UTC))
+    ensure_parent(settings.coordinator.db)
     with Store.open(settings.coordinator.db) as store:
         result = apply_manifests(
             [args.path],
@@ -190,17 +181,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     plan, applied = result.plan, result.applied
     assert plan is not None and applied is not None
     if args.output == "json":
-        json.dump(
-            {
-                "schema": "dsfleet.apply/v1",
-                "revision": applied.revision_id,
-                "generations": dict(applied.generations),
-                "outbox": list(applied.outbox_ids),
-                "summary": summary(plan),
-            },
-            sys.stdout,
-            indent=2,
-        )
+        json.dump(apply_json(applied, summary(plan)), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return ExitCode.OK
     if not plan.empty:
@@ -215,7 +196,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _ensure_parent(url: str) -> None:
+def ensure_parent(url: str) -> None:
     if url.startswith("sqlite:///") and ":memory:" not in url:
         path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -267,8 +248,6 @@ _GET_COLUMNS = {
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from reconciler.store import Store
 
     with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
@@ -282,7 +261,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             rows = list(legacy[args.what]())
         else:
             rows = list(getattr(store.inventory(), args.what))
-    records = [{k: _plain(v) for k, v in dataclasses.asdict(r).items()} for r in rows]
+    records = records_json(rows)
     if args.output == "json":
         json.dump(records, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -296,14 +275,6 @@ def cmd_get(args: argparse.Namespace) -> int:
     if not table:
         print(f"(no {args.what} stored; run `dsfleet apply` first)", file=sys.stderr)
     return ExitCode.OK
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, dict | list | str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 def _cell(value: Any) -> str:
@@ -322,24 +293,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
         revisions = store.revisions(limit=args.limit)
     if args.output == "json":
-        json.dump(
-            [
-                {
-                    "id": r.id,
-                    "created_at": r.created_at.isoformat(),
-                    "source": r.source,
-                    "git_commit": r.git_commit,
-                    "git_author": r.git_author,
-                    "git_message": r.git_message,
-                    "accepted": r.accepted,
-                    "nodes_changed": r.nodes_changed,
-                    "errors": list(r.errors),
-                }
-                for r in revisions
-            ],
-            sys.stdout,
-            indent=2,
-        )
+        json.dump(history_json(revisions), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return ExitCode.OK
     if not revisions:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from schemas.findings import Finding, Severity
+from schemas.findings import Finding
 
 _COLORS = {
     "error": "\033[1;31m",
@@ -46,11 +46,6 @@ def print_findings(findings: Iterable[Finding], stream: TextIO | None = None) ->
     for f in findings:
         for line in format_finding(f, color):
             print(line, file=out)
-
-
-def summary_counts(findings: Sequence[Finding]) -> tuple[int, int]:
-    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
-    return errors, len(findings) - errors
 
 
 def report_missing(command: str, paths: Sequence[str]) -> bool:

@@ -8,9 +8,9 @@ configs, hashes are passed in) and never calls a clock (callers pass ``now``). S
 Secrets never get here: camera rows carry a credentials-free URL and a ``secret_ref``; a URL with user-info is
 refused before anything is written.
 
-Schema changes are versioned migrations (:data:`MIGRATIONS`, plain Core DDL), applied in order, one
-transaction each, recorded in ``schema_version``. Opening an older database upgrades it; a newer one is
-an error. ``readonly=True`` never creates or migrates anything: a missing SQLite file reads as an empty
+Schema changes are Alembic revisions (``reconciler/store/migrations``; the baseline is the pre-Alembic
+schema, :data:`MIGRATIONS`), run programmatically in one transaction. Opening an older database for writing
+upgrades it (so does ``dsfleet db upgrade``); a newer one is an error. ``readonly=True`` never creates or migrates anything: a missing SQLite file reads as an empty
 store, and an older SQLite file is read through an upgraded in-memory copy.
 
 One module per concern: ``schema`` (tables), ``engines`` (URL → engine, migrations, transactions), ``values``
@@ -24,6 +24,7 @@ from reconciler.store.engines import BUSY_TIMEOUT_MS, StoreBase, default_url
 from reconciler.store.errors import PermanentStoreError, StoreError, TemporaryStoreError
 from reconciler.store.legacyviews import LegacyViewsMixin
 from reconciler.store.live import KnownNodeRow, LiveMixin, NodeLive, NodeStatusRow
+from reconciler.store.migrations import SchemaState, head_revision
 from reconciler.store.observed import EventRecord, ObservedMixin, ObservedRow
 from reconciler.store.outbox import OutboxMixin
 from reconciler.store.revisions import RevisionsMixin
@@ -72,12 +73,14 @@ __all__ = [
     "OutboxRow",
     "PermanentStoreError",
     "RevisionRecord",
+    "SchemaState",
     "Store",
     "StoreError",
     "StoredInventory",
     "StoredNodeConfig",
     "TemporaryStoreError",
     "default_url",
+    "head_revision",
 ]
 
 

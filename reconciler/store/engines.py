@@ -20,14 +20,7 @@ from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from reconciler.store.errors import PermanentStoreError, _translate
-from reconciler.store.schema import (
-    _SCHEMA_VERSION_T,
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    _has_foreign_tables,
-    _newer_error,
-    _read_version,
-)
+from reconciler.store.migrations import SchemaState, inspect_schema, upgrade
 
 BUSY_TIMEOUT_MS: Final = 5000
 _WRITE: Final = "dsfleet_write"
@@ -127,7 +120,7 @@ class StoreBase:
     def open(cls, url: str | None = None, *, readonly: bool = False, migrate: bool = True) -> Self:
         """Open the store at ``url`` (default :func:`default_url`).
 
-        Writable: creates the SQLite file's directory and migrates to :data:`SCHEMA_VERSION` (unless
+        Writable: creates the SQLite file's directory and migrates to the head revision (unless
         ``migrate=False``). Read-only: never creates or migrates anything.
         """
         raw = url or default_url()
@@ -193,53 +186,50 @@ class StoreBase:
     @classmethod
     def _empty_readonly(cls, where: str) -> Self:
         engine = _memory_engine()
-        _run_migrations(engine, SCHEMA_VERSION, where)
+        _upgrade(engine, where)
         return cls(engine, readonly=True, where=where, empty=True)
 
     def _prepare(self, *, migrate: bool) -> None:
-        with self._read() as conn:
-            version = _read_version(conn)
-            foreign = _has_foreign_tables(conn) if version is None else []
-        if version is not None and version > SCHEMA_VERSION:
-            raise _newer_error(version, self._where)
-        if version is None and foreign:
-            raise PermanentStoreError(
-                f"{self._where}: not a dsfleet store (it has tables {', '.join(foreign[:5])} "
-                "but no schema_version)"
-            )
-        if self._readonly:
-            if version is None:
-                self._swap_engine(_memory_engine(), empty=True)
-                _run_migrations(self._engine, SCHEMA_VERSION, self._where)
-            elif version < SCHEMA_VERSION:
-                self._read_upgraded_copy(version)
+        """Refuse a store newer than this dsfleet or not dsfleet's; bring an older one to the head revision
+        (writable), or read it through an upgraded in-memory copy (read-only). ``migrate=False``: open as is."""
+        if not migrate:
             return
-        if migrate and (version or 0) < SCHEMA_VERSION:
+        state = self.schema_state()
+        _refuse(state, self._where)
+        if self._readonly:
+            if state.status == "uninitialised":
+                self._swap_engine(_memory_engine(), empty=True)
+                _upgrade(self._engine, self._where)
+            elif state.status != "current":
+                self._read_upgraded_copy(state)
+            return
+        if state.status != "current":
             self.migrate()
 
-    def _read_upgraded_copy(self, version: int) -> None:
+    def _read_upgraded_copy(self, state: SchemaState) -> None:
         if self._path is None:
             raise PermanentStoreError(
-                f"{self._where}: database schema version {version} is older than this dsfleet "
-                f"({SCHEMA_VERSION}); open it once for writing (e.g. `dsfleet apply`) to migrate it"
+                f"{self._where}: the store is at {state.describe()}; open it once for writing "
+                "(`dsfleet db upgrade`) to migrate it"
             )
         self._swap_engine(_memory_copy(self._path), empty=False)
-        _run_migrations(self._engine, SCHEMA_VERSION, self._where)
+        _upgrade(self._engine, self._where)
 
     def _swap_engine(self, engine: Engine, *, empty: bool) -> None:
         self._engine.dispose()
         self._engine = engine
         self._empty = empty
 
-    def migrate(self, *, target: int | None = None) -> int:
-        """Apply the missing migrations up to ``target`` (default: all), one transaction each."""
+    def migrate(self, *, target: str = "head") -> SchemaState:
+        """Run the missing migrations up to ``target`` (default: the head revision) in one transaction; refuses
+        a store newer than this dsfleet. Returns the state afterwards."""
         self._require_writable()
-        return _run_migrations(self._engine, target or SCHEMA_VERSION, self._where)
+        return _upgrade(self._engine, self._where, target)
 
-    def schema_version(self) -> int | None:
-        """The database's schema version; None for a database dsfleet never initialised."""
+    def schema_state(self) -> SchemaState:
+        """Where the database's schema stands (revision, head, pre-Alembic version); changes nothing."""
         with self._read() as conn:
-            return _read_version(conn)
+            return inspect_schema(conn)
 
     @property
     def readonly(self) -> bool:
@@ -296,42 +286,28 @@ def _inserted_id(result: CursorResult[Any]) -> int:
     return int(key[0])
 
 
-def _run_migrations(engine: Engine, target: int, where: str) -> int:
-    """Apply the missing migrations up to ``target``, each in its own transaction; returns the version."""
-    if target > SCHEMA_VERSION or target < 1:
-        raise ValueError(f"migration target must be between 1 and {SCHEMA_VERSION}")
-    version = 0
+def _refuse(state: SchemaState, where: str) -> None:
+    if state.status == "newer":
+        raise PermanentStoreError(
+            f"{where}: the store's schema is newer than this dsfleet: {state.describe()}"
+        )
+    if state.status == "foreign":
+        raise PermanentStoreError(f"{where}: {state.describe()}")
+
+
+def _upgrade(engine: Engine, where: str, target: str = "head") -> SchemaState:
+    """Upgrade in one write transaction (serialized by an advisory lock on PostgreSQL)."""
     try:
-        for migration in MIGRATIONS:
-            if migration.version > target:
-                break
-            with engine.connect() as conn:
-                conn.execution_options(**{_WRITE: True})
-                with conn.begin():
-                    if conn.dialect.name == "postgresql":
-                        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-                    current = _read_version(conn)
-                    if current is None:
-                        foreign = _has_foreign_tables(conn)
-                        if foreign:
-                            raise PermanentStoreError(
-                                f"{where}: not a dsfleet store (it has tables {', '.join(foreign[:5])} "
-                                "but no schema_version)"
-                            )
-                        _SCHEMA_VERSION_T.create(conn, checkfirst=False)
-                        current = 0
-                    if current > SCHEMA_VERSION:
-                        raise _newer_error(current, where)
-                    version = current
-                    if current >= migration.version:
-                        continue
-                    migration.apply(conn)
-                    conn.execute(
-                        _SCHEMA_VERSION_T.insert().values(
-                            version=migration.version, description=migration.description
-                        )
-                    )
-                    version = migration.version
+        with engine.connect() as conn:
+            conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+                state = inspect_schema(conn)
+                _refuse(state, where)
+                if state.status != "current" or target != "head":
+                    upgrade(conn, target)
+                    state = inspect_schema(conn)
+            return state
     except sa_exc.SQLAlchemyError as err:
         raise _translate(err) from err
-    return version

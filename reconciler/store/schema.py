@@ -152,7 +152,7 @@ _V3_OBSERVED_COLUMNS: Final = (
 
 
 def _define_v3(md: sa.MetaData) -> tuple[sa.Table, sa.Table]:
-    """Schema version 3, the live loop: what each node's agent announces (``node_status``; kept apart from the
+    """The live loop (Alembic revision 0002): what each node's agent announces (``node_status``; kept apart from the
     ``nodes`` inventory, which only revisions write), the coordinator's sync state (``sync_state``: the pending
     plan of manual sync), and what agents report per instance beyond v1's ``observed`` columns."""
     status = sa.Table(
@@ -218,7 +218,8 @@ def _migrate_2(conn: Connection) -> None:
     )
 
 
-def _migrate_3(conn: Connection) -> None:
+def create_live_loop_tables(conn: Connection) -> None:
+    """Alembic revision 0002 (the live loop): ``node_status``, ``sync_state`` and the new ``observed`` columns."""
     md = sa.MetaData()
     _define_v1(md)
     _define_v2(md)
@@ -241,7 +242,6 @@ class Migration:
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "revisions, nodes, cameras, instances, node_configs, outbox, observed, events", _migrate_1),
     Migration(2, "node_generations counter (backfilled from node_configs), outbox pending index", _migrate_2),
-    Migration(3, "live loop: node_status, sync_state, observed container/exit/log/fps columns", _migrate_3),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 
 from reconciler.store import (
     MIGRATIONS,
-    SCHEMA_VERSION,
     CameraRow,
     InstanceRow,
     Inventory,
@@ -26,8 +25,11 @@ from reconciler.store import (
     StoreError,
     TemporaryStoreError,
     default_url,
+    head_revision,
 )
 from reconciler.store import engines as store_module
+from reconciler.store import schema as schema_module
+from reconciler.store.migrations import ALEMBIC_MARKER
 from schemas.errors import DsfleetError, PermanentError, TemporaryError
 from schemas.hashing import canonical_hash, canonical_json
 
@@ -162,22 +164,40 @@ def without(tables: dict[str, list[tuple[Any, ...]]], *names: str) -> dict[str, 
 # ------------------------------------------------------------------------------------------------ migrations
 
 
+def pre_alembic(url: str, upto: int) -> None:
+    """A store as the release before Alembic left it, at its schema version ``upto``."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        schema_module._SCHEMA_VERSION_T.create(conn)
+        for migration in MIGRATIONS[:upto]:
+            migration.apply(conn)
+            conn.execute(
+                schema_module._SCHEMA_VERSION_T.insert().values(
+                    version=migration.version, description=migration.description
+                )
+            )
+    engine.dispose()
+
+
 def test_migrates_an_empty_database_and_reopening_is_idempotent(url: str) -> None:
     with Store.open(url) as s:
-        assert s.schema_version() == SCHEMA_VERSION
+        state = s.schema_state()
+        assert (state.status, state.revision) == ("current", head_revision())
     first = dump(url)
-    assert set(first) >= TABLES
-    assert [r[0] for r in sorted(first["schema_version"])] == [m.version for m in MIGRATIONS]
+    assert set(first) >= TABLES | {"alembic_version"}
+    assert sorted(r[0] for r in first["schema_version"]) == [*(m.version for m in MIGRATIONS), ALEMBIC_MARKER]
+    assert first["alembic_version"] == [(head_revision(),)]
     with Store.open(url) as s:
-        assert s.schema_version() == SCHEMA_VERSION
-        assert s.migrate() == SCHEMA_VERSION
+        assert s.migrate().status == "current"
     assert dump(url) == first
 
 
 def test_opening_an_older_database_upgrades_it(url: str) -> None:
+    pre_alembic(url, 1)
     with Store.open(url, migrate=False) as s:
-        assert s.schema_version() is None
-        assert s.migrate(target=1) == 1
+        assert (s.schema_state().status, s.schema_state().legacy_version) == ("pre-alembic", 1)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         assert "node_generations" not in sa.inspect(conn).get_table_names()
@@ -199,8 +219,8 @@ def test_opening_an_older_database_upgrades_it(url: str) -> None:
             )
     engine.dispose()
     with Store.open(url) as s:
-        assert s.schema_version() == SCHEMA_VERSION
-        assert s.node_generation("n1") == 3  # backfilled by migration 2
+        assert s.schema_state().status == "current"
+        assert s.node_generation("n1") == 3  # backfilled by pre-Alembic migration 2, run by the baseline
         applied = s.apply_revision(rev(1), [change("n1", 4)], None, encode)
         assert applied.generations == {"n1": 4}
 
@@ -210,10 +230,25 @@ def test_a_database_newer_than_the_code_is_refused(url: str) -> None:
         pass
     engine = sa.create_engine(url)
     with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+    engine.dispose()
+    for readonly in (False, True):
+        with pytest.raises(PermanentStoreError, match="newer than this dsfleet: 9999_future"):
+            Store.open(url, readonly=readonly)
+    with Store.open(url, migrate=False) as s:  # as is: for `dsfleet db current`
+        assert s.schema_state().status == "newer"
+        with pytest.raises(PermanentStoreError, match="newer than this dsfleet"):
+            s.migrate()
+
+
+def test_a_pre_alembic_database_newer_than_the_code_is_refused(url: str) -> None:
+    pre_alembic(url, len(MIGRATIONS))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO schema_version (version, description) VALUES (99, 'future')"))
     engine.dispose()
     for readonly in (False, True):
-        with pytest.raises(PermanentStoreError, match="version 99 is newer"):
+        with pytest.raises(PermanentStoreError, match="schema version 99, newer than this dsfleet"):
             Store.open(url, readonly=readonly)
 
 
@@ -252,7 +287,7 @@ def test_default_url_creates_nothing_until_written(tmp_path: Path, monkeypatch: 
         assert s.revisions() == []
     assert not (tmp_path / ".dsfleet").exists()
     with Store.open(default_url()) as s:
-        assert s.schema_version() == SCHEMA_VERSION
+        assert s.schema_state().status == "current"
     assert (tmp_path / ".dsfleet" / "state.db").is_file()
 
 
@@ -282,15 +317,14 @@ def test_readonly_open_of_an_uninitialised_database_reads_as_empty(url: str) -> 
 
 def test_readonly_open_of_an_older_sqlite_file_reads_an_upgraded_copy(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/state.db"
-    with Store.open(url, migrate=False) as s:
-        s.migrate(target=1)
+    pre_alembic(url, 1)
     with Store.open(url, readonly=True) as s:
-        assert s.schema_version() == SCHEMA_VERSION
+        assert s.schema_state().status == "current"
         assert s.latest_node_configs() == {}
     with sqlite3.connect(tmp_path / "state.db") as raw:
         assert raw.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert "node_generations" not in tables
+    assert "node_generations" not in tables and "alembic_version" not in tables
 
 
 def test_sqlite_uses_wal_and_foreign_keys(tmp_path: Path) -> None:

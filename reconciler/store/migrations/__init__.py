@@ -1,0 +1,125 @@
+"""Store migrations with Alembic, run programmatically (no ``alembic.ini`` at run time).
+
+``env.py`` and ``versions/`` are Alembic's script directory, shipped inside the package. The baseline revision
+(``0001``) is the schema of the release before Alembic: on an empty database it runs the pre-Alembic
+migrations (:data:`reconciler.store.schema.MIGRATIONS`) in order; on a store written by that release (with its
+``schema_version`` table) it runs only the ones it is missing, so such a store upgrades in place. Either way it
+records :data:`ALEMBIC_MARKER` in ``schema_version``, so a pre-Alembic dsfleet refuses the store as newer than
+itself instead of writing to it. Later schema changes are ordinary Alembic revisions after ``0001``
+(``alembic -c reconciler/store/migrations/alembic.ini revision -m "..."`` in a source tree).
+
+The state of a database (:func:`inspect_schema`) is one of ``uninitialised``, ``pre-alembic`` (a store of the
+older release), ``older`` (behind the head revision), ``current``, ``newer`` (a revision this dsfleet does not
+know: written by a newer release) or ``foreign`` (tables that are not dsfleet's).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from reconciler.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "ALEMBIC_MARKER",
+    "SCRIPT_LOCATION",
+    "SchemaState",
+    "head_revision",
+    "inspect_schema",
+    "known_revisions",
+    "upgrade",
+]
+
+SCRIPT_LOCATION: Final = Path(__file__).resolve().parent
+ALEMBIC_MARKER: Final = 100
+"""The ``schema_version`` row the baseline adds: pre-Alembic releases read it as "too new for me"."""
+VERSION_TABLE: Final = "alembic_version"
+
+Status = Literal["uninitialised", "pre-alembic", "older", "current", "newer", "foreign"]
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    status: Status
+    revision: str | None
+    """The Alembic revision of the database (None: none recorded)."""
+    head: str
+    legacy_version: int | None = None
+    """``max(schema_version.version)`` when that table exists."""
+    foreign_tables: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for ``dsfleet db current`` and messages."""
+        if self.status == "current":
+            return f"{self.revision} (head)"
+        if self.status == "older":
+            return f"{self.revision}; head is {self.head}: run `dsfleet db upgrade`"
+        if self.status == "pre-alembic":
+            return f"schema version {self.legacy_version} of the release before migrations: run `dsfleet db upgrade`"
+        if self.status == "newer":
+            known = self.revision or f"schema version {self.legacy_version}"
+            return f"{known}, newer than this dsfleet (head {self.head}): upgrade dsfleet"
+        if self.status == "foreign":
+            return f"not a dsfleet store (tables {', '.join(self.foreign_tables[:5])})"
+        return "not initialised (no tables yet)"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def head_revision() -> str:
+    head = _script().get_current_head()
+    assert head is not None, "the migrations have no head revision"
+    return head
+
+
+def known_revisions() -> frozenset[str]:
+    return frozenset(rev.revision for rev in _script().walk_revisions())
+
+
+def inspect_schema(conn: Connection) -> SchemaState:
+    """Where the database stands, without changing anything."""
+    tables = set(sa.inspect(conn).get_table_names())
+    head = head_revision()
+    legacy: int | None = None
+    if "schema_version" in tables:
+        value = conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar()
+        legacy = int(value) if value is not None else 0
+    revision = MigrationContext.configure(conn).get_current_revision() if VERSION_TABLE in tables else None
+    if revision is not None:
+        if revision not in known_revisions():
+            return SchemaState("newer", revision, head, legacy)
+        return SchemaState("current" if revision == head else "older", revision, head, legacy)
+    if legacy is not None:
+        if legacy > SCHEMA_VERSION:
+            return SchemaState("newer", None, head, legacy)
+        return SchemaState("pre-alembic", None, head, legacy)
+    foreign = tuple(sorted(t for t in tables if not t.startswith("sqlite_") and t != VERSION_TABLE))
+    if foreign:
+        return SchemaState("foreign", None, head, None, foreign)
+    return SchemaState("uninitialised", None, head)
+
+
+def upgrade(conn: Connection, target: str = "head") -> None:
+    """Run the missing migrations up to ``target`` on ``conn``, inside the caller's transaction."""
+    command.upgrade(_config(conn), target)

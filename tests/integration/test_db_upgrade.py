@@ -1,0 +1,103 @@
+"""`dsfleet db upgrade|current` and a store written by the release before migrations (tests/data/).
+
+tests/data/store-v0.1.0.db was written by that release's `dsfleet apply` on the example fleet (four revisions:
+applied, unchanged, rejected, an instance removed); store-v0.1.0.history.json is its `history -o json` then."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler.store import Store, head_revision
+from reconciler.store.migrations import ALEMBIC_MARKER
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+
+
+def dsfleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def old_store(tmp_path: Path) -> Path:
+    copy = tmp_path / "old.db"
+    shutil.copyfile(DATA / "store-v0.1.0.db", copy)
+    return copy
+
+
+def test_a_store_of_the_previous_release_upgrades_in_place_and_reads_back_the_same(
+    old_store: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{old_store}"
+    proc = dsfleet("db", "current", "--db", url, cwd=tmp_path)
+    assert proc.returncode == 0 and "run `dsfleet db upgrade`" in proc.stdout
+    proc = dsfleet("db", "upgrade", "--db", url, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"upgraded from schema version 2 to {head_revision()} (head)" in proc.stdout
+    proc = dsfleet("history", "--db", url, "-o", "json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads((DATA / "store-v0.1.0.history.json").read_text())
+    with Store.open(url, readonly=True) as store:
+        configs = store.latest_node_configs()
+        assert {n: c.generation for n, c in configs.items()} == {"gpu-node-1": 1, "gpu-node-2": 2}
+        assert store.node_generation("gpu-node-2") == 2
+    with sqlite3.connect(old_store) as raw:  # the release before migrations now refuses it as too new
+        assert raw.execute("SELECT max(version) FROM schema_version").fetchone() == (ALEMBIC_MARKER,)
+    proc = dsfleet("db", "upgrade", "--db", url, cwd=tmp_path)
+    assert proc.returncode == 0 and "already at" in proc.stdout
+    proc = dsfleet("db", "current", "--db", url, cwd=tmp_path)
+    assert proc.stdout.strip().endswith(f"{head_revision()} (head)")
+
+
+def test_read_only_commands_never_migrate_an_older_store(old_store: Path, tmp_path: Path) -> None:
+    before = old_store.read_bytes()
+    proc = dsfleet("history", "--db", f"sqlite:///{old_store}", "-o", "json", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == json.loads((DATA / "store-v0.1.0.history.json").read_text())
+    assert old_store.read_bytes() == before
+
+
+def test_writing_commands_refuse_a_newer_store_and_say_so(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/new.db"
+    assert dsfleet("db", "upgrade", "--db", url, cwd=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "new.db") as raw:
+        raw.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    for command in (("apply", str(ROOT / "manifests")), ("db", "upgrade")):
+        proc = dsfleet(*command, "--db", url, cwd=tmp_path)
+        assert proc.returncode == 2
+        assert "the store's schema is newer than this dsfleet: 9999_future" in proc.stderr
+        assert "upgrade dsfleet" in proc.stderr and "Traceback" not in proc.stderr
+    proc = dsfleet("db", "current", "--db", url, cwd=tmp_path)
+    assert proc.returncode == 0 and "newer than this dsfleet" in proc.stdout
+
+
+def test_db_current_of_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    proc = dsfleet("db", "current", "--db", f"sqlite:///{tmp_path}/none/state.db", cwd=tmp_path)
+    assert proc.returncode == 0 and "no store yet" in proc.stdout
+    assert not (tmp_path / "none").exists()
+
+
+def test_the_migrations_ship_inside_the_package() -> None:
+    from reconciler.store import migrations
+
+    location = Path(migrations.__file__).parent
+    assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()
+    assert any(p.name.endswith("_baseline.py") for p in (location / "versions").iterdir())
