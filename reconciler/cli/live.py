@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from plumbing.settings import KafkaSettings
-from reconciler.cli.options import settings_of
+from reconciler.cli.options import add_bootstrap_servers, add_db, settings_of
 from schemas.errors import DsfleetError, ExitCode
 
 log = logging.getLogger("dsfleet.coordinator")
@@ -45,15 +45,11 @@ def add_parser(sub: Any) -> None:
         "One coordinator per store. Stops cleanly on SIGTERM/SIGINT.",
         epilog="exit: 0 stopped by a signal, 2 usage error, unusable store, or another coordinator holds the store",
     )
-    p.add_argument("--manifests", required=True, metavar="DIR", help="the manifests directory to watch")
     p.add_argument(
-        "--db", metavar="URL", help="store URL (default: settings, else sqlite:///./.dsfleet/state.db)"
+        "--manifests", metavar="DIR", help="the manifests directory to watch ([coordinator] manifests)"
     )
-    p.add_argument(
-        "--bootstrap-servers",
-        metavar="HOST:PORT",
-        help="Kafka bootstrap servers (default: DSFLEET_KAFKA_BOOTSTRAP_SERVERS; none: store only, publish nothing)",
-    )
+    add_db(p)
+    add_bootstrap_servers(p)
     p.add_argument(
         "--sync",
         choices=("auto", "manual"),
@@ -62,14 +58,20 @@ def add_parser(sub: Any) -> None:
         "(default: [coordinator] sync, else the fleet's Policy spec.sync.mode, else auto)",
     )
     p.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the six topic names")
-    p.add_argument("--partitions", type=int, default=12, metavar="N", help="partitions of topics it creates")
     p.add_argument(
-        "--replication-factor", type=int, default=1, metavar="N", help="replication of topics it creates"
+        "--partitions", type=int, default=None, metavar="N", help="partitions of the topics it creates (12)"
+    )
+    p.add_argument(
+        "--replication-factor",
+        type=int,
+        default=None,
+        metavar="N",
+        help="replication of the topics it creates (1)",
     )
     p.add_argument(
         "--resync-grace",
         type=float,
-        default=15.0,
+        default=None,
         metavar="S",
         help="seconds an online node may stay behind its desired generation before its config is re-published",
     )
@@ -94,15 +96,17 @@ def add_parser(sub: Any) -> None:
         "Refresh (names with [kafka] topic_prefix). Topics that exist are left as they are.",
         epilog="exit: 0 created or already there, 2 broker unreachable or refused",
     )
-    c.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    add_bootstrap_servers(c)
     c.add_argument(
-        "--partitions", type=int, default=12, metavar="N", help="partitions per topic (default 12)"
+        "--partitions", type=int, default=None, metavar="N", help="partitions per topic (default 12)"
     )
     c.add_argument(
-        "--replication-factor", type=int, default=1, metavar="N", help="replication factor (default 1)"
+        "--replication-factor", type=int, default=None, metavar="N", help="replication factor (default 1)"
     )
     c.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the topic names")
-    c.add_argument("--max-message-bytes", type=int, default=1_000_000, metavar="N", help="max.message.bytes")
+    c.add_argument(
+        "--max-message-bytes", type=int, default=None, metavar="N", help="max.message.bytes (default 1000000)"
+    )
     c.add_argument("-X", dest="kafka_option", action="append", metavar="KEY=VALUE", help="librdkafka setting")
     c.set_defaults(handler=cmd_topics_create)
 

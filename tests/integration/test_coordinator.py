@@ -349,3 +349,38 @@ def test_malformed_messages_on_every_topic_are_dropped(
     finally:
         reader.close()
         assert coord.stop() == 0
+
+
+def test_topics_create_takes_settings_from_the_environment(kafka_broker: Tansu, topic_prefix: str) -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "DSFLEET_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+        "DSFLEET_KAFKA_TOPIC_PREFIX": topic_prefix,
+        "DSFLEET_KAFKA_PARTITIONS": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", "topics", "create"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        Admin(client_config(kafka_broker.bootstrap)).list_topics()[topic_name(Topic.AGENT_INFO, topic_prefix)]
+        == 2
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "reconciler.cli", "topics", "create"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**env, "DSFLEET_KAFKA_BOOTSTRAP_SERVERS": ""},
+    )
+    assert bad.returncode == 2 and "no broker" in bad.stderr
