@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.fleetgen import generate  # noqa: E402
 from reconciler.applying import Caches, apply_manifests, stored_configs  # noqa: E402
-from reconciler.manifests import ManifestCache, load_manifests  # noqa: E402
+from reconciler.loading.manifests import ManifestCache, load_manifests  # noqa: E402
 from reconciler.store import NewRevision, Store  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -199,7 +199,7 @@ def compare_parsers(texts: list[str]) -> dict[str, float]:
     import yaml
     from ruamel.yaml import YAML
 
-    from reconciler.yamlfiles import parse_yaml
+    from reconciler.loading.yamlfiles import parse_yaml
 
     safe_c = YAML(typ="safe", pure=False)
     rt = YAML(typ="rt")

@@ -81,14 +81,60 @@ def client_config(bootstrap_servers: str, extra: Mapping[str, str] | None = None
     return config
 
 
+_CONSUMER_ONLY = (
+    "fetch.",
+    "group.",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.",
+    "auto.commit.",
+    "isolation.level",
+    "partition.assignment.strategy",
+    "check.crcs",
+    "queued.",
+)
+_PRODUCER_ONLY = (
+    "acks",
+    "linger.ms",
+    "compression.",
+    "enable.idempotence",
+    "message.timeout.ms",
+    "batch.",
+    "queue.buffering.",
+    "delivery.timeout.ms",
+    "retries",
+    "request.required.acks",
+    "transactional.",
+)
+
+
+def _only(config: Mapping[str, str], drop: tuple[str, ...]) -> dict[str, str]:
+    """One client config may be given to every client: each drops the keys of the other kind of client (librdkafka
+    would warn about them)."""
+    return {k: v for k, v in config.items() if not k.startswith(drop)}
+
+
+_LIBRDKAFKA = logging.getLogger(f"{__name__}.librdkafka")
+_LIBRDKAFKA.setLevel(logging.CRITICAL)  # the error callback reports what matters, once per kind
+
+
 def _quiet_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"{__name__}.librdkafka.{name}")
 
 
-def _error_cb(name: str) -> Callable[[KafkaError], None]:
+def _error_cb(
+    name: str, on_fatal: Callable[[], None] | None = None, on_down: Callable[[], None] | None = None
+) -> Callable[[KafkaError], None]:
     seen: dict[str, int] = {}
 
     def on_error(err: KafkaError) -> None:
+        if err.fatal() and on_fatal is not None:
+            on_fatal()
+        if on_down is not None and err.code() == KafkaError._ALL_BROKERS_DOWN:
+            on_down()
         # librdkafka retries by itself; say it once per kind (broker down is a state, not an event to flood).
         key = err.name()
         seen[key] = seen.get(key, 0) + 1
@@ -101,7 +147,35 @@ def _error_cb(name: str) -> Callable[[KafkaError], None]:
 class Producer:
     """Idempotent, ``acks=all``, compressed producer with per-record delivery callbacks."""
 
+    _generation: int
+    _fatal: bool
+
+    def _callbacks(self) -> tuple[Callable[[], None], Callable[[], None]]:
+        """Error callbacks of one client generation: an old client still tearing down cannot flag the new one."""
+        generation = self._generation
+
+        def on_fatal() -> None:
+            if generation == self._generation:
+                self._fatal = True
+
+        def on_down() -> None:
+            if generation == self._generation:
+                self.saw_broker_down = True
+
+        return on_fatal, on_down
+
     def __init__(self, config: Mapping[str, str], *, client_id: str = "dsfleet") -> None:
+        self._config = dict(config)
+        self._client_id = client_id
+        self.saw_broker_down = False
+        """The connection to the brokers broke since this producer was made (see :meth:`renew`)."""
+        self._generation = 0
+        self._producer = self._make()
+
+    def _make(self) -> Any:
+        client_id = self._client_id
+        self._generation += 1
+        on_fatal, on_down = self._callbacks()
         settings: dict[str, Any] = {
             "client.id": client_id,
             "enable.idempotence": True,
@@ -111,15 +185,25 @@ class Producer:
             "message.max.bytes": MAX_MESSAGE_BYTES + 64 * 1024,
             "socket.keepalive.enable": True,
             "reconnect.backoff.max.ms": 2000,
-            "error_cb": _error_cb(client_id),
+            "error_cb": _error_cb(client_id, on_fatal, on_down),
             "logger": _quiet_logger(client_id),
         }
-        settings.update(config)
+        self._fatal = False
+        settings.update(_only(self._config, _CONSUMER_ONLY))
         try:
-            self._producer = confluent_kafka.Producer(settings)
+            return confluent_kafka.Producer(settings)
         except KafkaException as exc:
             raise PermanentError(f"kafka producer settings: {exc}") from exc
-        self._admin: AdminClient | None = None
+
+    def renew(self) -> None:
+        """Replace the client. After a broker lost its data (or a fatal error) an idempotent producer's sequence
+        state is void and librdkafka stalls; a new client delivers at once. What the old one held is purged:
+        its records get failed delivery reports, so callers send them again."""
+        old = self._producer
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        old.poll(0)
+        self.saw_broker_down = False
+        self._producer = self._make()
 
     def send(
         self,
@@ -170,6 +254,12 @@ class Producer:
     def partitions(self, topic: str, timeout: float = 5.0) -> int | None:
         return _partitions(self._producer, topic, timeout)
 
+    @property
+    def fatal(self) -> bool:
+        """The producer hit a fatal error (e.g. an idempotence sequence lost by a broker that lost its data) and
+        must be replaced."""
+        return self._fatal
+
     def close(self, timeout: float = 10.0) -> int:
         return self.flush(timeout)
 
@@ -219,13 +309,15 @@ class Consumer:
                     "heartbeat.interval.ms": 1000,
                 }
             )
-        settings.update(config)
+        settings.update(_only(config, _PRODUCER_ONLY))
         self._group = group_id is not None
         try:
             self._consumer = confluent_kafka.Consumer(settings)
         except KafkaException as exc:
             raise PermanentError(f"kafka consumer settings: {exc}") from exc
         self._assigned: list[TopicPartition] = []
+        self.end_offsets: dict[tuple[str, int], int] = {}
+        """The offset at which each (topic, partition) last reported its end (a partition EOF event)."""
 
     def assign(self, topic: str, partitions: Sequence[int], *, from_beginning: bool = True) -> None:
         """Read ``partitions`` of ``topic`` (added to what is already assigned), from the beginning."""
@@ -273,6 +365,7 @@ class Consumer:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     eof.add((topic, partition))
+                    self.end_offsets[(topic, partition)] = msg.offset() or 0
                 elif err.fatal():
                     raise _translate(err, "consume")
                 else:
@@ -349,7 +442,7 @@ class Admin:
             "error_cb": _error_cb(client_id),
             "logger": _quiet_logger(client_id),
         }
-        settings.update(config)
+        settings.update(_only(config, _CONSUMER_ONLY + _PRODUCER_ONLY))
         try:
             self._admin = AdminClient(settings)
         except KafkaException as exc:

@@ -1,18 +1,57 @@
 """Settings of every section: ``settings.toml`` (or ``DSFLEET_CONFIG``) < ``DSFLEET_*`` environment < flags.
 
-One model per section. ``[kafka]`` passes librdkafka keys (anything with a dot: ``security.protocol``,
-``sasl.mechanism``, ``ssl.ca.location``, …) through unchanged; ``sasl_password_file`` reads the SASL password
-from a file so it never sits in the settings file.
+One model per section (``[coordinator]``, ``[agent]``, ``[kafka]``, ``[api]``); :func:`load_settings` is the one
+loader (pydantic-settings reads the environment):
+
+- the file: ``settings.toml`` in the working directory, or the file ``DSFLEET_CONFIG`` names (a missing default
+  file means defaults; a missing named file is an error). An unknown section or key is an error naming the
+  file, the line and the nearest valid name (``settings.toml:1:1: error: unknown section [coordinatr]; did you
+  mean [coordinator]?``); so is invalid TOML or an invalid value.
+- the environment: ``DSFLEET_<SECTION>_<KEY>`` (``DSFLEET_COORDINATOR_DB``, ``DSFLEET_KAFKA_BOOTSTRAP_SERVERS``,
+  ``DSFLEET_AGENT_NODE_NAME``) or nested with ``__`` (``DSFLEET_KAFKA__TOPIC_PREFIX``). Other ``DSFLEET_*``
+  variables (``DSFLEET_CONFIG``, ``DSFLEET_DEBUG``, ``DSFLEET_SECRET_*``) are not settings and are ignored.
+- flags: the caller passes them as ``overrides`` (``{"coordinator": {"db": url}}``; ``None`` values are unset).
+
+``[kafka]`` passes librdkafka keys (anything with a dot: ``security.protocol``, ``sasl.mechanism``,
+``ssl.ca.location``, …; quoted or not) through unchanged; ``sasl_password_file`` reads the SASL password from a
+file so it never sits in the settings file (:meth:`KafkaSettings.client_config`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.errors import PermanentError
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "DEFAULT_FILE",
+    "ENV_PREFIX",
+    "AgentSettings",
+    "ApiSettings",
+    "CoordinatorSettings",
+    "KafkaSettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
 
 DEFAULT_DB_URL = "sqlite:///./.dsfleet/state.db"
+DEFAULT_FILE = "settings.toml"
+ENV_PREFIX = "DSFLEET_"
+
+
+class SettingsError(PermanentError):
+    """Bad settings; the message names the place (``FILE:LINE:COL: error: …`` or the environment variable)."""
 
 
 class _Section(BaseModel):
@@ -49,6 +88,8 @@ class AgentSettings(_Section):
 
 
 class KafkaSettings(BaseModel):
+    """``[kafka]``: dsfleet's own keys, plus librdkafka keys (with a dot) kept as they are."""
+
     model_config = ConfigDict(frozen=True, extra="allow")
 
     bootstrap_servers: str | None = None
@@ -60,15 +101,326 @@ class KafkaSettings(BaseModel):
     sasl_password_file: Path | None = None
     fetch_wait_max_ms: int = Field(100, ge=0)
 
+    @model_validator(mode="after")
+    def _only_librdkafka_extras(self) -> KafkaSettings:
+        for key in self.model_extra or {}:
+            if "." not in key:
+                raise ValueError(f"unknown key {key!r} (librdkafka keys contain a dot)")
+        return self
+
+    def passthrough(self) -> dict[str, str]:
+        """The librdkafka keys of ``[kafka]`` as strings (booleans as ``true``/``false``)."""
+        return {key: _librdkafka_text(value) for key, value in sorted((self.model_extra or {}).items())}
+
+    def client_config(self) -> dict[str, str]:
+        """The librdkafka client config: ``bootstrap.servers``, the pass-through keys, and ``sasl.password`` read
+        from ``sasl_password_file`` (one trailing newline dropped). Raises :class:`SettingsError` when there is no
+        broker or the password file cannot be read."""
+        if not self.bootstrap_servers:
+            raise SettingsError("[kafka] bootstrap_servers is not set (DSFLEET_KAFKA_BOOTSTRAP_SERVERS)")
+        config = {"bootstrap.servers": self.bootstrap_servers, **self.passthrough()}
+        if self.sasl_password_file is not None:
+            try:
+                text = self.sasl_password_file.read_text(encoding="utf-8")
+            except OSError as err:
+                raise SettingsError(
+                    f"{self.sasl_password_file}: error: [kafka] sasl_password_file: cannot read "
+                    f"({err.strerror or type(err).__name__})"
+                ) from err
+            config["sasl.password"] = text.removesuffix("\n").removesuffix("\r")
+        return config
+
 
 class ApiSettings(_Section):
-    token: str | None = None
+    token: str | None = Field(None, repr=False)
     token_file: Path | None = None
     read_requires_token: bool = False
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
+    """Every section. ``Settings()`` gives the defaults; :func:`load_settings` reads file, environment, flags."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
+    )
+
     coordinator: CoordinatorSettings = CoordinatorSettings()
     agent: AgentSettings = AgentSettings()
     kafka: KafkaSettings = KafkaSettings()
     api: ApiSettings = ApiSettings()
+
+    SECTIONS: ClassVar[dict[str, type[BaseModel]]] = {
+        "coordinator": CoordinatorSettings,
+        "agent": AgentSettings,
+        "kafka": KafkaSettings,
+        "api": ApiSettings,
+    }
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Settings()`` reads nothing implicitly: :func:`load_settings` is the one place that does."""
+        return (init_settings,)
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """File < environment < ``overrides`` (the caller's flags), validated as a whole.
+
+    ``path`` None: ``DSFLEET_CONFIG`` if set, else ``settings.toml`` in the working directory (missing: defaults).
+    ``environ`` None: ``os.environ``. Raises :class:`SettingsError` (a ``PermanentError``) naming the place."""
+    env = dict(os.environ if environ is None else environ)
+    named = path if path is not None else env.get(f"{ENV_PREFIX}CONFIG") or None
+    file = Path(named) if named is not None else Path(DEFAULT_FILE)
+    document, lines = _read_file(file, required=named is not None)
+    layers: list[tuple[str, dict[str, dict[str, Any]]]] = [("file", document)]
+    from_env, env_names = _from_environment(env)
+    layers.append(("environment", from_env))
+    layers.append(("flags", _from_overrides(overrides or {})))
+    merged: dict[str, dict[str, Any]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    for what, layer in layers:
+        for section, values in layer.items():
+            merged.setdefault(section, {}).update(values)
+            for key in values:
+                origin[(section, key)] = (
+                    env_names.get((section, key), what) if what == "environment" else what
+                )
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        raise _validation_error(err, file, lines, origin) from None
+
+
+def _read_file(
+    file: Path, *, required: bool
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, ...], tuple[int, int]]]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise SettingsError(f"{file}: error: no such settings file") from None
+        return {}, {}
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else type(err).__name__
+        raise SettingsError(f"{file}: error: cannot read the settings file ({reason})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        message = str(err)
+        found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+        if found:
+            where = f"{file}:{found.group(1)}:{found.group(2)}"
+            message = message[: found.start()]
+        else:
+            where = str(file)
+        raise SettingsError(f"{where}: error: invalid TOML: {message}") from None
+    lines = _key_lines(text)
+    document: dict[str, dict[str, Any]] = {}
+    for section, values in raw.items():
+        model = Settings.SECTIONS.get(section)
+        if model is None:
+            line = _at(lines, section)
+            if not isinstance(values, dict):
+                raise SettingsError(f"{file}:{line}: error: key {section!r} outside a section")
+            hint = _nearest(section, list(Settings.SECTIONS))
+            did_you_mean = f"; did you mean [{hint}]?" if hint else ""
+            raise SettingsError(f"{file}:{line}: error: unknown section [{section}]{did_you_mean}")
+        if not isinstance(values, dict):
+            raise SettingsError(f"{file}:{_at(lines, section)}: error: {section} must be a [{section}] table")
+        flat = _flatten(values) if model is KafkaSettings else values
+        for key in flat:
+            if key in model.model_fields or (model is KafkaSettings and "." in key):
+                continue
+            hint = _nearest(key, list(model.model_fields))
+            did_you_mean = f"; did you mean {hint}?" if hint else ""
+            where = f"{file}:{_at(lines, section, key)}"
+            raise SettingsError(f"{where}: error: [{section}] unknown key {key!r}{did_you_mean}")
+        document[section] = dict(flat)
+    return document, lines
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``sasl.mechanism = "PLAIN"`` unquoted is a nested table in TOML: librdkafka wants the dotted key."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+_HEADER = re.compile(r"^\s*\[(?!\[)\s*(?P<name>[^\]]+?)\s*\]")
+_KEY = re.compile(
+    r"""^\s*(?P<key>(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_-]+))*)\s*="""
+)
+_PART = re.compile(r""""([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+)""")
+
+
+def _parts(dotted: str) -> list[str]:
+    return [a or b or c for a, b, c in _PART.findall(dotted)]
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Where each section header and key is: ``(section,)`` and ``(section, dotted key)`` → 1-based line, column."""
+    out: dict[tuple[str, ...], tuple[int, int]] = {}
+    table: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        at = (number, len(line) - len(line.lstrip()) + 1)
+        header = _HEADER.match(line)
+        if header:
+            table = _parts(header.group("name"))
+            if table:
+                out.setdefault((table[0],), at)
+            continue
+        key = _KEY.match(line)
+        if key:
+            path = table + _parts(key.group("key"))
+            if len(path) == 1:
+                out.setdefault((path[0],), at)
+            elif path:
+                out.setdefault((path[0], ".".join(path[1:])), at)
+    return out
+
+
+def _at(lines: Mapping[tuple[str, ...], tuple[int, int]], section: str, key: str | None = None) -> str:
+    """``LINE:COL`` of a key (else of its section's header, else 1:1)."""
+    line, column = lines.get((section, key) if key else (section,)) or lines.get((section,)) or (1, 1)
+    return f"{line}:{column}"
+
+
+def _nearest(name: str, choices: list[str]) -> str | None:
+    found = get_close_matches(name, choices, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source (prefix ``DSFLEET_``, nested ``__``) over a given mapping."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = {k.lower(): v for k, v in environ.items()}
+        super().__init__(Settings, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+
+def _from_environment(
+    environ: Mapping[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    """Settings from ``DSFLEET_*`` variables, and which variable set each (for messages)."""
+    out: dict[str, dict[str, Any]] = {}
+    names: dict[tuple[str, str], str] = {}
+    prefix = ENV_PREFIX.lower()
+    for name, value in environ.items():  # the flat form: DSFLEET_<SECTION>_<KEY>
+        lowered = name.lower()
+        if not lowered.startswith(prefix) or "__" in lowered:
+            continue
+        rest = lowered[len(prefix) :]
+        for section, model in Settings.SECTIONS.items():
+            key = rest.removeprefix(section + "_")
+            if key != rest and key in model.model_fields:
+                out.setdefault(section, {})[key] = value
+                names[(section, key)] = name
+    nested = {k: v for k, v in environ.items() if "__" in k and k.upper().startswith(ENV_PREFIX)}
+    if nested:
+        try:
+            values = _MappingEnvSource(nested)()
+        except Exception as err:  # pydantic-settings: a complex value that is not JSON
+            raise SettingsError(f"environment: error: {ENV_PREFIX}*__*: {err}") from None
+        for section, section_values in values.items():
+            if section in Settings.SECTIONS and isinstance(section_values, dict):
+                out.setdefault(section, {}).update(section_values)
+                for key in section_values:
+                    names[(section, key)] = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+    return out, names
+
+
+def _from_overrides(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for section, values in overrides.items():
+        if section not in Settings.SECTIONS:
+            raise ValueError(f"unknown settings section {section!r}")
+        kept = {k: v for k, v in values.items() if v is not None}
+        if kept:
+            out[section] = kept
+    return out
+
+
+_MESSAGES = {
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "path_type": "must be a path",
+}
+
+
+def _positive_int_field(section: str, key: str) -> bool:
+    model = Settings.SECTIONS.get(section)
+    field = model.model_fields.get(key) if model is not None else None
+    return field is not None and any(getattr(m, "ge", None) == 1 for m in field.metadata)
+
+
+_BOUNDS: Final = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+                  "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}  # fmt: skip
+
+
+def _describe(error: Mapping[str, Any], section: str, key: str) -> str:
+    """What is wrong, without the input value (a secret could be in it)."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if _positive_int_field(section, key) and (kind.startswith("int_") or kind == "greater_than_equal"):
+        return "must be a positive integer"
+    if kind in _BOUNDS:
+        words, name = _BOUNDS[kind]
+        return f"must be {words} {ctx.get(name)}"
+    return _MESSAGES.get(kind) or str(error.get("msg", "invalid value"))
+
+
+def _validation_error(
+    err: ValidationError,
+    file: Path,
+    lines: Mapping[tuple[str, ...], tuple[int, int]],
+    origin: Mapping[tuple[str, str], str],
+) -> SettingsError:
+    messages = []
+    for error in err.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        section = loc[0] if loc else ""
+        key = loc[1] if len(loc) > 1 else ""
+        what = origin.get((section, key), "file")
+        reason = _describe(error, section, key)
+        text = f"[{section}] {key}: {reason}" if key else f"[{section}]: {reason}"
+        if what.startswith(ENV_PREFIX):
+            messages.append(f"environment: error: {what}: {text}")
+        elif what == "flags":
+            messages.append(f"command line: error: {text}")
+        else:
+            messages.append(f"{file}:{_at(lines, section, key)}: error: {text}")
+    return SettingsError("\n".join(messages))
+
+
+def _librdkafka_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from policies.engine import Context, Hit, rule
+from policies.registry import Context, Hit, rule
 from policies.resolution import (
     CCM_ALIGN,
     CCM_GIE_FILES,

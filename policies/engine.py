@@ -1,4 +1,4 @@
-"""The rule registry and the evaluation of every rule over a fleet, honouring the user's Policy manifests.
+"""Evaluating every registered rule (:mod:`policies.registry`) over a fleet, honouring the Policy manifests.
 
 A Policy sets ``spec.rules.<rule-id>: {severity: error|warning|off, params: {...}, reason: ...}`` plus shortcuts
 (``allowedImages``, ``maxCamerasPerInstance``, ``requireCredentialsBySecretRef``, ``forbidPrivileged``). Several
@@ -8,69 +8,21 @@ severity) needs a ``reason``; some rules (secrets) cannot be relaxed at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
+from policies import deepstream_rules, fleet_rules
+from policies.registry import REGISTRY, Context, Rule
 from policies.resolution import ResolvedInstance, all_profile_values, resolve_instance
 from schemas.findings import Finding, Note, Severity, SourceRef
 from schemas.fleet import Fleet
 from schemas.manifests import RuleSeverity
 
+_RULE_MODULES = (fleet_rules, deepstream_rules)
+"""Importing them registers their rules (fleet rules first); the engine owns that list."""
+
 _RANK = {RuleSeverity.OFF: 0, RuleSeverity.WARNING: 1, RuleSeverity.ERROR: 2}
-
-
-@dataclass(frozen=True)
-class Hit:
-    message: str
-    source: SourceRef | None = None
-    notes: tuple[Note, ...] = ()
-
-
-@dataclass
-class Context:
-    fleet: Fleet
-    resolved: dict[str, ResolvedInstance]
-    params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def param(self, rule: str, name: str, default: Any = None) -> Any:
-        return self.params.get(rule, {}).get(name, default)
-
-
-Check = Callable[[Context], Iterable[Hit]]
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    severity: RuleSeverity
-    description: str
-    check: Check
-    params: Mapping[str, Any] = field(default_factory=dict)
-    relaxable: bool = True
-    category: str = "fleet"
-
-
-REGISTRY: dict[str, Rule] = {}
-
-
-def rule(
-    rule_id: str,
-    severity: RuleSeverity,
-    description: str,
-    *,
-    params: Mapping[str, Any] | None = None,
-    relaxable: bool = True,
-    category: str = "fleet",
-) -> Callable[[Check], Check]:
-    def register(fn: Check) -> Check:
-        if rule_id in REGISTRY:
-            raise ValueError(f"rule {rule_id} registered twice")
-        REGISTRY[rule_id] = Rule(rule_id, severity, description, fn, dict(params or {}), relaxable, category)
-        return fn
-
-    return register
 
 
 @dataclass(frozen=True)
@@ -158,8 +110,6 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
 
 def all_rules() -> list[Rule]:
     """Every registered rule, fleet rules first."""
-    from policies import deepstream_rules, fleet_rules  # noqa: F401  (importing registers their rules)
-
     return sorted(REGISTRY.values(), key=lambda r: (r.category != "fleet", r.id))
 
 
@@ -170,8 +120,6 @@ def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
 
 def evaluate(fleet: Fleet, resolved: dict[str, ResolvedInstance] | None = None) -> list[Finding]:
     """Every enabled rule over the fleet → findings (unsorted; the loader adds locations and sorts)."""
-    from policies import deepstream_rules, fleet_rules  # noqa: F401  (importing registers their rules)
-
     settings, findings = effective_settings(fleet)
     ctx = Context(
         fleet=fleet,

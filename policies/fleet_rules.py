@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from policies.engine import Context, Hit, rule
+from policies.registry import Context, Hit, rule
 from policies.resolution import image_allowed
 from schemas.findings import Note, SourceRef
 from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RuleSeverity

@@ -16,10 +16,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from reconciler.desired import CompileCache, DesiredState, desired_state
-from reconciler.manifests import ManifestCache
-from reconciler.plans import Plan, compute_plan, removes_every_instance
-from reconciler.reports import finding_json
+from plumbing.settings import CoordinatorSettings
+from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
+from reconciler.loading.manifests import ManifestCache
+from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from reconciler.planning.plans import Plan, compute_plan, removes_every_instance
+from reconciler.ports import StorePort
 from reconciler.store import (
     AppliedRevision,
     CameraRow,
@@ -28,18 +30,28 @@ from reconciler.store import (
     NewRevision,
     NodeChange,
     NodeRow,
-    Store,
 )
-from reconciler.yamlfiles import DEFAULT_LIMITS, Limits
+from reconciler.views import finding_json
 from schemas.manifests import Camera
 from schemas.nodeconfigs import NodeConfig
 from schemas.wire import agent_config_record
+
+
+def loader_limits(coordinator: CoordinatorSettings) -> Limits:
+    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``; DESIGN §9.14)."""
+    return Limits(
+        max_file_bytes=coordinator.max_file_bytes,
+        max_depth=coordinator.max_depth,
+        max_aliases=coordinator.max_aliases,
+    )
 
 
 class Outcome(StrEnum):
     APPLIED = "applied"
     REJECTED = "rejected"
     REFUSED_PRUNE_ALL = "refused-prune-all"
+    UNCHANGED = "unchanged"
+    """The manifests are byte-for-byte those of the newest revision: nothing is recorded (long-running callers)."""
 
 
 @dataclass
@@ -138,7 +150,9 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     return Inventory(nodes=nodes, cameras=cameras, instances=instances)
 
 
-def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None) -> dict[str, NodeConfig]:
+def stored_configs(
+    store: StorePort, desired: Mapping[str, NodeConfig] | None = None
+) -> dict[str, NodeConfig]:
     """The last applied config of every node. A node whose stored hash equals its desired hash gets the desired
     object itself (equal sha256 of the canonical form = equal content), so only changed nodes are parsed."""
     out: dict[str, NodeConfig] = {}
@@ -153,7 +167,7 @@ def stored_configs(store: Store, desired: Mapping[str, NodeConfig] | None = None
 
 def apply_manifests(
     paths: Sequence[str | os.PathLike[str]],
-    store: Store,
+    store: StorePort,
     revision: NewRevision,
     *,
     allow_prune_all: bool = False,
@@ -161,13 +175,20 @@ def apply_manifests(
     topic_prefix: str = "",
     stored: dict[str, NodeConfig] | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    skip_unchanged: bool = False,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
-    applied configs) may be passed by a caller that keeps them; otherwise they are read from the store."""
+    applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
+    ``skip_unchanged``: when the manifests hash equals the newest revision's (accepted or rejected), record
+    nothing and return ``UNCHANGED`` (a watcher woken by a touch, or the same broken file seen twice)."""
     desired = desired_state(
         paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
     )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
+    if skip_unchanged:
+        newest = store.revisions(limit=1)
+        if newest and newest[0].manifests_hash == desired.loaded.digest:
+            return ApplyResult(Outcome.UNCHANGED, desired)
     if desired.configs is None:
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
         return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
@@ -197,3 +218,26 @@ def apply_manifests(
     if caches is not None:
         caches.inventory = (applied.revision_id, rows)
     return ApplyResult(Outcome.APPLIED, desired, plan=plan, applied=applied)
+
+
+@dataclass
+class PlanResult:
+    desired: DesiredState
+    plan: Plan | None
+    """None when the manifests are invalid (``desired.loaded.errors`` says why)."""
+
+
+def plan_manifests(
+    paths: Sequence[str | os.PathLike[str]],
+    store: StorePort,
+    *,
+    caches: Caches | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> PlanResult:
+    """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory)."""
+    desired = desired_state(
+        paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+    )
+    if desired.configs is None:
+        return PlanResult(desired, None)
+    return PlanResult(desired, compute_plan(desired.configs, stored_configs(store, desired.configs)))

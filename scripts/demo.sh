@@ -68,7 +68,7 @@ if "$BIN/dsfleet-agent" materialize --help >/dev/null 2>&1; then
     "$BIN/python" - "$DEMO" <<'PY'
 import sys
 from pathlib import Path
-from reconciler.desired import desired_state
+from reconciler.compiling.desired import desired_state
 demo = Path(sys.argv[1])
 config = desired_state(["manifests"]).configs["gpu-node-1"]
 (demo / "node.json").write_text(config.model_dump_json(indent=2))

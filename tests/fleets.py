@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from reconciler.manifests import build_fleet, validate_document
+from reconciler.loading.manifests import build_fleet, validate_document
 from schemas.findings import SourceRef
 from schemas.fleet import Fleet
 
@@ -72,7 +72,7 @@ def instance(
 
 def fleet_of(docs: Iterable[Mapping[str, Any]], file: str = "fleet.yaml") -> Fleet:
     """Validate documents like the loader does; any schema error fails loudly."""
-    from reconciler.manifests import ParsedFile
+    from reconciler.loading.manifests import ParsedFile
 
     manifests = []
     for i, doc in enumerate(docs):

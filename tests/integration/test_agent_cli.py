@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired import desired_state
+from reconciler.compiling.desired import desired_state
 from schemas.nodeconfigs import NodeConfig
 from schemas.wire import AgentConfig
 from tests.conftest import require

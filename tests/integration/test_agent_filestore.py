@@ -21,7 +21,7 @@ from agent.filestore import (
     write_node_files,
 )
 from agent.secrets import Credential, LocalSecretStore, MemorySecretStore
-from reconciler.desired import desired_state
+from reconciler.compiling.desired import desired_state
 from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile, build_instance
 from schemas.wire import AgentConfig
 

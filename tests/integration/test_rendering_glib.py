@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from glibcheck import GlibChecker, getter_for
 
-from reconciler.desired import desired_state
-from reconciler.keyfiles import parse_keyfile
+from reconciler.compiling.desired import desired_state
+from reconciler.importers.keyfiles import parse_keyfile
 from schemas.deepstream import (
     NVINFER_CLASS_ATTRS_KEYS,
     PREPROCESS_GROUP_KEYS,

@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler import store as store_module
-from reconciler.errors import DsfleetError, PermanentError, TemporaryError
 from reconciler.store import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -22,12 +20,15 @@ from reconciler.store import (
     NewRevision,
     NodeChange,
     NodeRow,
+    ObservedRow,
     PermanentStoreError,
     Store,
     StoreError,
     TemporaryStoreError,
     default_url,
 )
+from reconciler.store import engines as store_module
+from schemas.errors import DsfleetError, PermanentError, TemporaryError
 from schemas.hashing import canonical_hash, canonical_json
 
 pytestmark = pytest.mark.integration
@@ -481,6 +482,44 @@ def test_outbox_has_exactly_one_row_per_change(store: Store) -> None:
     assert store.mark_published(applied.outbox_ids[:2], T0 + timedelta(hours=2)) == 0
     assert [r.id for r in store.pending_outbox(100)] == [applied.outbox_ids[2]]
     assert store.mark_published([], T0) == 0
+
+
+def test_outbox_depth_counts_unpublished_rows(store: Store) -> None:
+    assert store.outbox_depth() == 0
+    applied = store.apply_revision(rev(1), [change("n1", 1), change("n2", 1)], inventory("n1", "n2"), encode)
+    assert store.outbox_depth() == 2
+    store.record_publish_attempt(applied.outbox_ids)
+    assert store.outbox_depth() == 2  # a failed attempt leaves the row pending
+    store.mark_published(applied.outbox_ids[:1], T0)
+    assert store.outbox_depth() == 1
+    assert [r.id for r in store.pending_outbox(limit=5)] == list(applied.outbox_ids[1:])
+
+
+# ------------------------------------------------------------------------------------------------ observed, events
+
+
+def test_observed_rows_of_a_node_are_replaced_as_a_whole(store: Store) -> None:
+    a = ObservedRow(node="n1", instance="n1-a", state="running", updated_at=T0, generation=2, restarts=1)
+    b = ObservedRow(node="n1", instance="n1-b", state="backoff", updated_at=T0, drift=("stopped by hand",))
+    c = ObservedRow(node="n2", instance="n2-a", state="running", updated_at=T0 + timedelta(seconds=5))
+    store.replace_observed("n1", [a, b])
+    store.replace_observed("n2", [c])
+    assert store.observed() == [a, b, c]
+    store.replace_observed("n1", [b])
+    assert store.observed("n1") == [b]
+    assert store.observed() == [b, c]
+    with pytest.raises(ValueError, match="node n2"):
+        store.replace_observed("n1", [c])
+
+
+def test_events_come_back_newest_first(store: Store) -> None:
+    first = store.record_event(T0, "published", "gpu-node-1 generation 1", node="gpu-node-1")
+    second = store.record_event(T0 + timedelta(seconds=1), "crash-loop", "restarting", instance="ccm-gate")
+    events = store.events(limit=10)
+    assert [e.id for e in events] == [second, first]
+    assert (events[0].kind, events[0].instance, events[0].node) == ("crash-loop", "ccm-gate", None)
+    assert events[1].at == T0
+    assert [e.id for e in store.events(limit=1)] == [second]
 
 
 # ------------------------------------------------------------------------------------------------ inventory

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 
 from reconciler.applying import Caches, apply_manifests, stored_configs
-from reconciler.desired import desired_state
-from reconciler.plans import compute_plan
+from reconciler.compiling.desired import desired_state
+from reconciler.planning.plans import compute_plan
 from reconciler.store import NewRevision, Store
 from tests.fleets import fleets
 

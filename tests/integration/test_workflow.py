@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import main
+from reconciler.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
@@ -191,7 +191,7 @@ def test_render_writes_the_files_the_agent_will_write(fleet: Path, tmp_path: Pat
 
 def _node_hashes(path: Path) -> dict[str, str]:
     code = (
-        "import json,sys; from reconciler.desired import desired_state; "
+        "import json,sys; from reconciler.compiling.desired import desired_state; "
         "d = desired_state([sys.argv[1]]); print(json.dumps({k: v.configHash for k, v in d.configs.items()}))"
     )
     out = subprocess.run(
@@ -206,7 +206,7 @@ def _node_hashes(path: Path) -> dict[str, str]:
 
 
 def test_config_hashes_are_stable_across_processes(fleet: Path) -> None:
-    from reconciler.desired import desired_state
+    from reconciler.compiling.desired import desired_state
 
     here = {k: v.configHash for k, v in (desired_state([fleet]).configs or {}).items()}
     assert _node_hashes(fleet) == here == _node_hashes(fleet)
@@ -276,7 +276,7 @@ def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The password lives only in the agent-side secret store; nothing the coordinator writes carries it."""
-    from reconciler.legacy import import_legacy
+    from reconciler.importers.legacy import import_legacy
     from tests.integration.test_legacy import make_db
 
     secrets = tmp_path / "secrets"
@@ -405,7 +405,56 @@ def test_loader_limits_come_from_settings(fleet: Path, tmp_path: Path) -> None:
     assert "file is larger than the 1 KiB limit [yaml-limits]" in proc.stderr
     (tmp_path / "settings.toml").write_text("[coordinator]\nmax_depth = 'deep'\n")
     proc = run("validate", str(fleet), cwd=tmp_path)
-    assert proc.returncode == 2 and "max_depth must be a positive integer" in proc.stderr
+    assert proc.returncode == 2
+    assert proc.stderr == "settings.toml:2:1: error: [coordinator] max_depth: must be a positive integer\n"
     (tmp_path / "settings.toml").write_text("[coordinator\n")
     proc = run("validate", str(fleet), cwd=tmp_path)
     assert proc.returncode == 2 and "settings.toml" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("settings.toml:1:13: error: invalid TOML: ")
+    assert proc.stderr.count("error:") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[coordinatr]\ndb = 'x'\n",
+            "settings.toml:1:1: error: unknown section [coordinatr]; did you mean [coordinator]?",
+        ),
+        (
+            "# the store\n[coordinator]\n  max_dept = 3\n",
+            "settings.toml:3:3: error: [coordinator] unknown key 'max_dept'; did you mean max_depth?",
+        ),
+        (
+            "[kafka]\nbootstrap_server = 'h:9092'\n",
+            "settings.toml:2:1: error: [kafka] unknown key 'bootstrap_server'; did you mean bootstrap_servers?",
+        ),
+    ],
+)
+def test_an_unknown_settings_section_or_key_exits_2_naming_file_and_line(
+    fleet: Path, tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "settings.toml").write_text(text)
+    for command in (("validate", str(fleet)), ("history",)):
+        proc = run(*command, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == message + "\n"
+
+
+def test_settings_come_from_the_file_then_the_environment_then_flags(fleet: Path, tmp_path: Path) -> None:
+    (tmp_path / "settings.toml").write_text("[coordinator]\ndb = 'sqlite:///from-file.db'\n")
+    assert run("apply", str(fleet), cwd=tmp_path).returncode == 0
+    assert (tmp_path / "from-file.db").is_file()
+    env = {"DSFLEET_COORDINATOR_DB": "sqlite:///from-env.db"}
+    assert run("apply", str(fleet), cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "from-env.db").is_file()
+    assert run("apply", str(fleet), "--db", "sqlite:///from-flag.db", cwd=tmp_path, env=env).returncode == 0
+    assert (tmp_path / "from-flag.db").is_file()
+    named = tmp_path / "elsewhere.toml"
+    named.write_text("[coordinator]\ndb = 'sqlite:///named.db'\n")
+    proc = run("history", cwd=tmp_path, env={"DSFLEET_CONFIG": str(named)})
+    assert (
+        proc.returncode == 0 and (tmp_path / "named.db").is_file() is False
+    )  # history never creates a store
+    proc = run("history", cwd=tmp_path, env={"DSFLEET_CONFIG": str(tmp_path / "missing.toml")})
+    assert proc.returncode == 2 and "missing.toml: error: no such settings file" in proc.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.desired import desired_state
-from reconciler.planreports import plan_json, plan_text
-from reconciler.plans import compute_plan
+from reconciler.compiling.desired import desired_state
+from reconciler.planning.plans import compute_plan
+from reconciler.planning.reports import plan_json, plan_text
 
 CASES = sorted(p for p in (Path(__file__).parent.parent / "golden" / "plan").iterdir() if p.is_dir())
 

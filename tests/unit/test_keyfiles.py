@@ -1,4 +1,4 @@
-"""GLib key-file reading/writing (reconciler.keyfiles) and importing (reconciler.importers): pure, no GLib.
+"""GLib key-file reading/writing (reconciler.importers.keyfiles, reconciler.compiling.keyfiles) and importing (reconciler.importers.nvinfer): pure, no GLib.
 
 The getter and load facts come from tests/glibcheck.py, which tests/integration re-checks against real GLib.
 """
@@ -19,17 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glibcheck import GETTER_FACTS, LOAD_FACTS, GetterError
 
-from reconciler.importers import gie_name, import_keyfile, suggest_key
-from reconciler.keyfiles import (
+from reconciler.compiling.keyfiles import (
     Raw,
     escape_value,
     format_double,
-    parse_keyfile,
-    read_typed,
     render_gie,
     render_gie_mapping,
     render_keyfile,
 )
+from reconciler.importers.keyfiles import parse_keyfile, read_typed
+from reconciler.importers.nvinfer import gie_name, import_keyfile, suggest_key
 from schemas.deepstream import (
     INT32_MAX,
     INT32_MIN,

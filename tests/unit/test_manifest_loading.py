@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.manifests import ManifestCache, load_manifests
-from reconciler.yamlfiles import Limits
+from reconciler.loading.manifests import ManifestCache, load_manifests
+from reconciler.loading.yamlfiles import Limits
 from tests.yamlgen import block_yaml
 
 CAMERA = """apiVersion: dsfleet/v1

@@ -7,11 +7,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from reconciler.yamlfiles import parse_yaml
+from reconciler.loading.yamlfiles import parse_yaml
 from schemas.export import manifest_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "policies", "reconciler", "agent")
+PACKAGES = ("schemas", "policies", "reconciler", "agent", "plumbing")
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -26,7 +26,7 @@ def test_console_scripts_are_declared() -> None:
     from importlib.metadata import entry_points
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts["dsfleet"] == "reconciler.cli:entry"
+    assert scripts["dsfleet"] == "reconciler.cli.main:entry"
     assert scripts["dsfleet-agent"] == "agent.cli:main"
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
+from reconciler.loading.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
 from tests.yamlgen import block_yaml
 
 

@@ -1,0 +1,68 @@
+"""The registry of fleet and DeepStream rules: rule modules register into it with :func:`rule`; the engine
+(:mod:`policies.engine`) imports the rule modules and evaluates what they registered. The rule modules import
+only this module, never the engine, so there is no import cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.resolution import ResolvedInstance
+from schemas.findings import Note, SourceRef
+from schemas.fleet import Fleet
+from schemas.manifests import RuleSeverity
+
+__all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "rule"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    message: str
+    source: SourceRef | None = None
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass
+class Context:
+    fleet: Fleet
+    resolved: dict[str, ResolvedInstance]
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def param(self, rule: str, name: str, default: Any = None) -> Any:
+        return self.params.get(rule, {}).get(name, default)
+
+
+Check = Callable[[Context], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: RuleSeverity
+    description: str
+    check: Check
+    params: Mapping[str, Any] = field(default_factory=dict)
+    relaxable: bool = True
+    category: str = "fleet"
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def rule(
+    rule_id: str,
+    severity: RuleSeverity,
+    description: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    relaxable: bool = True,
+    category: str = "fleet",
+) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        if rule_id in REGISTRY:
+            raise ValueError(f"rule {rule_id} registered twice")
+        REGISTRY[rule_id] = Rule(rule_id, severity, description, fn, dict(params or {}), relaxable, category)
+        return fn
+
+    return register

@@ -1,0 +1,1 @@
+"""The coordinator's side of Kafka (an adapter over :mod:`plumbing.kafka`)."""

@@ -1,0 +1,5 @@
+"""``python -m reconciler.cli`` runs ``dsfleet``."""
+
+from reconciler.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""``dsfleet coordinator`` and ``dsfleet topics create``: the commands of the live loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from plumbing.settings import KafkaSettings
+from reconciler.cli.options import settings_of
+from schemas.errors import DsfleetError, ExitCode
+
+log = logging.getLogger("dsfleet.coordinator")
+
+
+def _kafka_client(args: argparse.Namespace) -> dict[str, str]:
+    """librdkafka settings: ``bootstrap.servers``, ``[kafka]``'s keys with a dot (security.protocol, sasl.*,
+    ssl.*, …), ``sasl.password`` from ``sasl_password_file``, then ``-X key=value`` flags."""
+    client = settings_of(args).kafka.client_config()
+    for item in getattr(args, "kafka_option", None) or []:
+        key, _, value = item.partition("=")
+        client[key.strip()] = value
+    return client
+
+
+def _bootstrap(args: argparse.Namespace) -> str | None:
+    return settings_of(args).kafka.bootstrap_servers or None
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "coordinator",
+        help="run the coordinator: watch the manifests, apply, publish node configs, ingest agent reports",
+        description="Long-running: watches DIR (debounced; editor temp files and dot-directories ignored), "
+        "applies every accepted revision (--sync auto) or only stores its plan until an UpdateConfig request "
+        "(--sync manual), publishes the outbox to Kafka (only changed node configs), ingests AgentInfo and "
+        "AgentResponse, names unnamed agents, marks silent nodes offline and re-publishes configs of nodes "
+        "that fall behind. Runs on with the broker down (the outbox grows) and catches up when it returns. "
+        "One coordinator per store. Stops cleanly on SIGTERM/SIGINT.",
+        epilog="exit: 0 stopped by a signal, 2 usage error, unusable store, or another coordinator holds the store",
+    )
+    p.add_argument("--manifests", required=True, metavar="DIR", help="the manifests directory to watch")
+    p.add_argument(
+        "--db", metavar="URL", help="store URL (default: settings, else sqlite:///./.dsfleet/state.db)"
+    )
+    p.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT",
+        help="Kafka bootstrap servers (default: DSFLEET_KAFKA_BOOTSTRAP_SERVERS; none: store only, publish nothing)",
+    )
+    p.add_argument(
+        "--sync",
+        choices=("auto", "manual"),
+        default=None,
+        help="auto: apply every accepted revision; manual: store the plan until UpdateConfig (default: auto)",
+    )
+    p.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the six topic names")
+    p.add_argument("--partitions", type=int, default=12, metavar="N", help="partitions of topics it creates")
+    p.add_argument(
+        "--replication-factor", type=int, default=1, metavar="N", help="replication of topics it creates"
+    )
+    p.add_argument(
+        "--resync-grace",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds an online node may stay behind its desired generation before its config is re-published",
+    )
+    p.add_argument(
+        "-X",
+        dest="kafka_option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a librdkafka client setting passed through (security.protocol=SASL_SSL, sasl.mechanism=…)",
+    )
+    p.set_defaults(handler=cmd_coordinator)
+
+    t = sub.add_parser(
+        "topics", help="manage the Kafka topics", description="Manage dsfleet's six Kafka topics."
+    )
+    tsub = t.add_subparsers(dest="topics_command", metavar="ACTION")
+    tsub.required = True
+    c = tsub.add_parser(
+        "create",
+        help="create the six topics (idempotent)",
+        description="Create AgentInfo, AgentCommand, AgentConfig (compacted), AgentResponse, UpdateConfig and "
+        "Refresh (names with [kafka] topic_prefix). Topics that exist are left as they are.",
+        epilog="exit: 0 created or already there, 2 broker unreachable or refused",
+    )
+    c.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers")
+    c.add_argument(
+        "--partitions", type=int, default=12, metavar="N", help="partitions per topic (default 12)"
+    )
+    c.add_argument(
+        "--replication-factor", type=int, default=1, metavar="N", help="replication factor (default 1)"
+    )
+    c.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the topic names")
+    c.add_argument("--max-message-bytes", type=int, default=1_000_000, metavar="N", help="max.message.bytes")
+    c.add_argument("-X", dest="kafka_option", action="append", metavar="KEY=VALUE", help="librdkafka setting")
+    c.set_defaults(handler=cmd_topics_create)
+
+
+def _kafka(args: argparse.Namespace) -> KafkaSettings:
+    """``[kafka]`` with this command's flags applied."""
+    kafka = settings_of(args).kafka
+    flags = {
+        "topic_prefix": args.topic_prefix,
+        "partitions": args.partitions,
+        "replication_factor": args.replication_factor,
+        "max_message_bytes": getattr(args, "max_message_bytes", None),
+    }
+    return kafka.model_copy(update={k: v for k, v in flags.items() if v is not None})
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from plumbing.kafka import Admin, topic_specs
+
+    try:
+        if _bootstrap(args) is None:
+            print(
+                "dsfleet topics create: error: no broker: give --bootstrap-servers HOST:PORT", file=sys.stderr
+            )
+            return ExitCode.ERROR
+        kafka = _kafka(args)
+        specs = topic_specs(
+            kafka.topic_prefix,
+            partitions=kafka.partitions,
+            replication_factor=kafka.replication_factor,
+            max_message_bytes=kafka.max_message_bytes,
+        )
+        created = Admin(_kafka_client(args)).ensure_topics(specs)
+    except DsfleetError as exc:
+        print(f"dsfleet topics create: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    for spec in specs:
+        state = "created" if spec.name in created else "exists"
+        print(f"{spec.name}: {state}")
+    return ExitCode.OK
+
+
+def cmd_coordinator(args: argparse.Namespace) -> int:
+    from reconciler.applying import loader_limits
+    from reconciler.bus.kafka import BusSettings, CoordinatorBus
+    from reconciler.coordinator.loop import Coordinator, CoordinatorOptions
+    from reconciler.coordinator.resyncs import Timing
+    from reconciler.coordinator.watcher import Watcher
+    from reconciler.store import Store
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+        )
+    try:
+        settings = settings_of(args)
+        kafka = _kafka(args)
+        servers = _bootstrap(args)
+        client = _kafka_client(args) if servers else {}
+    except DsfleetError as exc:
+        print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    conf = settings.coordinator
+    manifests = Path(args.manifests) if args.manifests else conf.manifests
+    if manifests is None:
+        print(
+            "dsfleet coordinator: error: give --manifests DIR (or [coordinator] manifests)", file=sys.stderr
+        )
+        return ExitCode.ERROR
+    if not manifests.is_dir():
+        print(f"dsfleet coordinator: error: {manifests}: no such directory", file=sys.stderr)
+        return ExitCode.ERROR
+    grace = args.resync_grace if args.resync_grace is not None else conf.resync_grace_seconds
+    options = CoordinatorOptions(
+        manifests=manifests,
+        sync=args.sync or conf.sync or "auto",
+        topic_prefix=kafka.topic_prefix,
+        limits=loader_limits(conf),
+        heartbeat_misses=conf.heartbeat_misses,
+        timing=Timing(grace=timedelta(seconds=grace)),
+        max_message_bytes=kafka.max_message_bytes,
+        watch_debounce_ms=conf.debounce_ms,
+        fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal=%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    _ensure_parent(conf.db)
+    try:
+        store = Store.open(conf.db)
+    except DsfleetError as exc:
+        print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    try:
+        with store, store.coordinator_lock():
+            bus = None
+            if servers is not None:
+                bus = CoordinatorBus(
+                    BusSettings(
+                        bootstrap_servers=servers,
+                        client=client,
+                        topic_prefix=kafka.topic_prefix,
+                        partitions=kafka.partitions,
+                        replication_factor=kafka.replication_factor,
+                        max_message_bytes=kafka.max_message_bytes,
+                    )
+                )
+            else:
+                log.warning("no broker configured: revisions are stored, nothing is published")
+            coordinator = Coordinator(options, store, bus)
+            watcher = Watcher(manifests, step_ms=options.watch_step_ms, debounce_ms=options.watch_debounce_ms)
+            watcher.start()
+            log.info(
+                "coordinator started manifests=%s store=%s broker=%s sync=%s",
+                manifests,
+                store.where,
+                servers or "-",
+                options.sync,
+            )
+            try:
+                coordinator.run(stop, changed=watcher.take)
+            finally:
+                watcher.stop()
+                coordinator.close()
+                log.info("coordinator stopped")
+    except DsfleetError as exc:
+        print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    return ExitCode.OK
+
+
+def _ensure_parent(url: str) -> None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)

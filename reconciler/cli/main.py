@@ -1,0 +1,237 @@
+"""``dsfleet`` — the command line (argparse; heavy modules are imported only by the command that needs them)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from reconciler.cli import imports as cli_import
+from reconciler.cli import legacy as cli_legacy
+from reconciler.cli import live as cli_live
+from reconciler.cli import plan as cli_plan
+from reconciler.cli.options import VersionAction, add_output, settings_of
+from schemas.errors import DsfleetError, ExitCode
+
+DESCRIPTION = """\
+dsfleet keeps fleets of NVIDIA DeepStream containers in the state their YAML manifests declare
+(kinds: Node, Camera, DsInstance, InferenceProfile, Policy; apiVersion dsfleet/v1).
+
+Offline workflow:  validate → diff (dry run) → apply (store a revision, queue changed node configs)
+"""
+
+EPILOG = """\
+exit codes: validate/apply: 0 ok, 1 invalid/rejected, 2 usage or internal error;
+            diff: 0 no changes, 1 changes, 2 error.
+examples:
+  dsfleet validate manifests/
+  dsfleet diff manifests/ --db sqlite:///.dsfleet/state.db
+  dsfleet render manifests/ --instance ccm-gate --out /tmp/ccm-gate
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 on usage errors, as the contract says
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.ERROR, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dsfleet",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=VersionAction)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "validate",
+        help="check manifests against schemas and policies",
+        description="Validate manifest files/directories: YAML, schemas, references and policies. Every finding "
+        "is printed as FILE:LINE:COL: error|warning: MESSAGE [rule-id].",
+        epilog="exit: 0 valid, 1 invalid (or warnings with --strict), 2 usage/internal error",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories (*.yaml, *.yml)")
+    add_output(p)
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors for the exit code")
+    p.set_defaults(handler=cmd_validate)
+
+    p = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the manifest kinds",
+        description="Print the JSON Schema (draft 2020-12) of all manifest kinds, or of one kind. Point your "
+        "editor's YAML language server at it, e.g. '# yaml-language-server: $schema=dsfleet.schema.json'.",
+    )
+    p.add_argument(
+        "kind", nargs="?", help="Node, Camera, DsInstance, InferenceProfile or Policy (default: all)"
+    )
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(handler=cmd_schema)
+
+    p = sub.add_parser(
+        "rules",
+        help="list the validation rules, their default severity and parameters",
+        description="Every rule `validate` checks. A Policy manifest sets spec.rules.<rule-id>: {severity: "
+        "error|warning|off, params: {...}, reason: ...}; relaxing a rule needs a reason.",
+    )
+    add_output(p)
+    p.set_defaults(handler=cmd_rules)
+
+    cli_plan.add_parser(sub)
+    cli_import.add_parser(sub)
+    cli_legacy.add_parser(sub)
+    cli_live.add_parser(sub)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from reconciler.cli.reports import plural, print_findings, report_missing, summary_counts
+    from reconciler.loading.manifests import load_manifests
+    from reconciler.views import finding_json
+
+    if report_missing("validate", args.paths):
+        return ExitCode.ERROR
+    from reconciler.applying import loader_limits
+
+    loaded = load_manifests(args.paths, limits=loader_limits(settings_of(args).coordinator))
+    errors, warnings = summary_counts(loaded.findings)
+    fleet = loaded.fleet
+    counts = {
+        "files": len(loaded.files),
+        "nodes": len(fleet.nodes),
+        "cameras": len(fleet.cameras),
+        "instances": len(fleet.instances),
+        "profiles": len(fleet.profiles),
+        "policies": len(fleet.policies),
+    }
+    failed = errors > 0 or (args.strict and warnings > 0)
+    if args.output == "json":
+        json.dump(
+            {
+                "schema": "dsfleet.validate/v1",
+                "valid": not failed,
+                "errors": errors,
+                "warnings": warnings,
+                "counts": counts,
+                "findings": [finding_json(f) for f in loaded.findings],
+            },
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+    else:
+        print_findings(loaded.findings)
+        what = ", ".join(
+            [
+                plural(counts["nodes"], "node"),
+                plural(counts["cameras"], "camera"),
+                plural(counts["instances"], "instance"),
+                plural(counts["profiles"], "profile"),
+                plural(counts["policies"], "policy", "policies"),
+            ]
+        )
+        verdict = "invalid" if failed else "valid"
+        print(
+            f"{verdict}: {what} in {plural(counts['files'], 'file')}; "
+            f"{plural(errors, 'error')}, {plural(warnings, 'warning')}",
+            file=sys.stderr if failed else sys.stdout,
+        )
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from policies.engine import all_rules
+
+    rules = all_rules()
+    if args.output == "json":
+        json.dump(
+            [
+                {
+                    "id": r.id,
+                    "category": r.category,
+                    "severity": r.severity.value,
+                    "params": dict(r.params),
+                    "relaxable": r.relaxable,
+                    "description": r.description,
+                }
+                for r in rules
+            ],
+            sys.stdout,
+            indent=2,
+        )
+        sys.stdout.write("\n")
+        return ExitCode.OK
+    width = max(len(r.id) for r in rules)
+    for r in rules:
+        extra = "" if r.relaxable else " (cannot be relaxed)"
+        params = f" params: {', '.join(sorted(r.params))}" if r.params else ""
+        print(f"{r.id:<{width}}  {r.severity.value:<7}  {r.category:<10}  {r.description}{extra}{params}")
+    return ExitCode.OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from schemas.export import manifest_json_schema
+
+    try:
+        schema = manifest_json_schema(args.kind)
+    except KeyError:
+        print(f"dsfleet schema: unknown kind {args.kind!r}", file=sys.stderr)
+        return ExitCode.ERROR
+    text = json.dumps(schema, indent=2, sort_keys=False) + "\n"
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # A short-lived process that allocates many objects and keeps most of them: collect young objects rarely.
+    gc.set_threshold(100_000, 50, 50)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None) or args.func
+    try:
+        result: int = handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return ExitCode.OK
+    except DsfleetError as exc:  # bad settings, an unusable store: the message says what and where
+        text = str(exc)
+        located = ": error: " in text.splitlines()[0] if text else False  # already FILE:LINE:COL: error: …
+        print(text if located else f"dsfleet {args.command}: error: {text}", file=sys.stderr)
+        return ExitCode.ERROR
+    except Exception as exc:  # a bug, not bad input: say so without a traceback unless asked for one
+        if os.environ.get("DSFLEET_DEBUG"):
+            raise
+        print(
+            f"dsfleet {args.command}: internal error ({type(exc).__name__}); run with DSFLEET_DEBUG=1 for details",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR
+    return result
+
+
+def entry() -> None:
+    """The ``dsfleet`` console script: ``main`` then a fast exit. Everything the command wrote is flushed and
+    every store it opened is closed by then; freeing millions of parsed objects one by one at interpreter
+    shutdown would only add a few tenths of a second."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

@@ -1,0 +1,1 @@
+"""Compiling a validated fleet (pure core): desired state, per-instance compile, rendering, the key-file writer."""

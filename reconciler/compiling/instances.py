@@ -1,0 +1,125 @@
+"""Compile a validated fleet into one NodeConfig per node (pure).
+
+Every node gets a config, an empty one when nothing is placed on it, so its agent prunes. Unplaced instances
+(no ``spec.node``) compile to nothing. Container specs follow DESIGN §5 and §9.18.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from policies.engine import resolve_all
+from policies.resolution import ResolvedInstance
+from reconciler.compiling.rendering import APP_CONFIG, render_instance
+from schemas.fleet import Fleet
+from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
+from schemas.nodeconfigs import (
+    CONFIGS_DIR,
+    ENGINE_DIR,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    ContainerSpec,
+    EnvSecret,
+    HealthCheckSpec,
+    InstanceConfig,
+    MountSpec,
+    NodeConfig,
+    RestartPolicySpec,
+    build_instance,
+    build_node,
+)
+
+RESTART_POLICIES = {
+    RestartPolicy.ALWAYS: RestartPolicySpec(name="unless-stopped"),
+    RestartPolicy.ON_FAILURE: RestartPolicySpec(name="on-failure", maximumRetryCount=5),
+    RestartPolicy.NEVER: RestartPolicySpec(name="no"),
+}
+DEFAULT_ENV = {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility,video"}
+
+
+def container_spec(res: ResolvedInstance) -> ContainerSpec:
+    spec = res.instance.spec
+    name = res.name
+    env = dict(DEFAULT_ENV)
+    env_secrets: dict[str, EnvSecret] = {}
+    for key, value in sorted(spec.env.items()):
+        if isinstance(value, EnvSecretRef):
+            env_secrets[key] = EnvSecret(secretRef=value.secretRef, key=value.key)
+            env.pop(key, None)
+        else:
+            env[key] = value
+    if isinstance(spec, CcmInstanceSpec):
+        command = spec.command
+    else:
+        command = spec.command or ("deepstream-app", "-c", f"{CONFIGS_DIR}/{APP_CONFIG}")
+    # The working directory is the (writable) engine volume: engine-create-func-name writes $CWD/model_b…, and
+    # the ccm configs expect it at ../build/model_b… relative to /workspace/configs (DESIGN §9.10).
+    working_dir = spec.workingDir or ENGINE_DIR
+    mounts = [
+        MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True),
+        MountSpec(type="volume", source=f"{name}_engine", target=ENGINE_DIR, readOnly=False),
+    ]
+    mounts.extend(
+        MountSpec(type=m.type, source=m.source, target=m.target, readOnly=m.readOnly) for m in spec.mounts
+    )
+    health = None
+    if spec.healthCheck is not None:
+        h = spec.healthCheck
+        health = HealthCheckSpec(
+            test=h.test,
+            intervalSeconds=h.intervalSeconds,
+            timeoutSeconds=h.timeoutSeconds,
+            retries=h.retries,
+            startPeriodSeconds=h.startPeriodSeconds,
+        )
+    return ContainerSpec(
+        image=res.image or "",
+        command=command,
+        env=env,
+        envSecrets=env_secrets,
+        workingDir=working_dir,
+        mounts=tuple(mounts),
+        engineVolume=f"{name}_engine",
+        labels={
+            **{f"io.dsfleet.label.{k}": v for k, v in sorted(res.instance.metadata.labels.items())},
+            LABEL_MANAGED: "true",
+            LABEL_INSTANCE: name,
+        },
+        restartPolicy=RESTART_POLICIES[spec.restartPolicy],
+        gpus=(str(spec.gpu),),
+        shmSize=spec.shmSize,
+        networkMode=spec.networkMode,
+        ipc=spec.ipc,
+        privileged=spec.privileged,
+        securityOpt=spec.securityOpt,
+        healthCheck=health,
+    )
+
+
+def compile_instance(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
+    return build_instance(
+        name=res.name,
+        layout=res.layout,
+        paused=res.instance.spec.paused,
+        cameras=res.cameras,
+        container=container_spec(res),
+        files=render_instance(fleet, res),
+    )
+
+
+def compile_fleet(
+    fleet: Fleet,
+    resolved: Mapping[str, ResolvedInstance] | None = None,
+    compile_one: Callable[[Fleet, ResolvedInstance], InstanceConfig] = compile_instance,
+) -> dict[str, NodeConfig]:
+    """Fleet → {node name: NodeConfig}. Call only on a fleet without errors. ``compile_one`` may be a caching
+    version of :func:`compile_instance`."""
+    resolved = resolved if resolved is not None else resolve_all(fleet)
+    per_node: dict[str, list[InstanceConfig]] = {name: [] for name in fleet.nodes}
+    for name in sorted(resolved):
+        res = resolved[name]
+        node = res.instance.spec.node
+        if node is None or node not in per_node:
+            continue
+        per_node[node].append(compile_one(fleet, res))
+    return {node: build_node(node, instances) for node, instances in sorted(per_node.items())}

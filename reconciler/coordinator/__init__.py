@@ -1,0 +1,7 @@
+"""The coordinator: a long-running process that watches the manifests, applies them through the same path as
+``dsfleet apply``, publishes the outbox over Kafka, ingests what agents report and keeps every online node on
+its desired generation (anti-entropy).
+
+Pure decisions (``liveness``, ``identities``, ``resyncs``) are apart from the wiring (``loop``) and the adapters
+(``watcher``; the bus in :mod:`reconciler.bus`; the store in :mod:`reconciler.store`).
+"""

@@ -1,0 +1,140 @@
+"""Printing a plan: terraform-like text (``+``/``~``/``-``, colours on a TTY) or stable, versioned JSON.
+
+JSON schema ``dsfleet.diff/v1`` (documented in README):
+``{"schema", "changed": bool, "summary": {nodes_to_add, nodes_to_change, nodes_to_remove, instances_to_create,
+instances_to_delete, instances_to_restart, instances_to_recreate, instances_to_stop, instances_to_start},
+"nodes": [{"name", "action", "old_hash", "new_hash", "instances": [{"name", "action", "kind", "old_hash",
+"new_hash", "fields": [{"path", "action", "old", "new"}], "files": [{"path", "action", "diff"}]}]}]}``;
+unchanged nodes are listed with ``action: "unchanged"`` and no instances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reconciler.planning.plans import Action, ChangeKind, InstanceChange, NodeChange, Plan
+
+_SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
+_COLOR = {
+    Action.CREATE: "\033[32m",
+    Action.UPDATE: "\033[33m",
+    Action.DELETE: "\033[31m",
+    Action.UNCHANGED: "",
+}
+_RESET = "\033[0m"
+
+
+def summary(plan: Plan) -> dict[str, int]:
+    return {
+        "nodes_to_add": plan.count(Action.CREATE),
+        "nodes_to_change": plan.count(Action.UPDATE),
+        "nodes_to_remove": plan.count(Action.DELETE),
+        "instances_to_create": plan.count_instances(action=Action.CREATE),
+        "instances_to_delete": plan.count_instances(action=Action.DELETE),
+        "instances_to_restart": plan.count_instances(kind=ChangeKind.RESTART),
+        "instances_to_recreate": plan.count_instances(kind=ChangeKind.RECREATE),
+        "instances_to_stop": plan.count_instances(kind=ChangeKind.STOP),
+        "instances_to_start": plan.count_instances(kind=ChangeKind.START),
+    }
+
+
+def summary_line(plan: Plan) -> str:
+    s = summary(plan)
+    line = (
+        f"Plan: {s['nodes_to_add']} nodes to add, {s['nodes_to_change']} to change, {s['nodes_to_remove']} to remove; "
+        f"{s['instances_to_restart']} instances to restart, {s['instances_to_recreate']} to recreate"
+    )
+    extras = [
+        f"{s['instances_to_create']} to create" if s["instances_to_create"] else "",
+        f"{s['instances_to_delete']} to delete" if s["instances_to_delete"] else "",
+        f"{s['instances_to_stop']} to stop" if s["instances_to_stop"] else "",
+        f"{s['instances_to_start']} to start" if s["instances_to_start"] else "",
+    ]
+    extras = [e for e in extras if e]
+    return line + (", " + ", ".join(extras) if extras else "") + "."
+
+
+def _short(h: str | None) -> str:
+    return h[:12] if h else "none"
+
+
+def _paint(text: str, action: Action, color: bool) -> str:
+    return f"{_COLOR[action]}{text}{_RESET}" if color and _COLOR[action] else text
+
+
+def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> list[str]:
+    what = inst.action.value if inst.kind is None else f"{inst.kind.value}"
+    lines = [_paint(f"  {_SIGN[inst.action]} instance {inst.name}: {what}", inst.action, color)]
+    for fc in inst.fields:
+        if inst.action is Action.CREATE:
+            continue
+        if fc.action == "changed":
+            lines.append(f"      ~ {fc.path}: {fc.old!r} → {fc.new!r}")
+        elif fc.action == "added":
+            lines.append(f"      + {fc.path}: {fc.new!r}")
+        else:
+            lines.append(f"      - {fc.path}: {fc.old!r}")
+    for f in inst.files:
+        lines.append(_paint(f"      {_SIGN[f.action]} file {f.path}", f.action, color))
+        if inst.action is Action.UPDATE and bodies:
+            for dl in f.diff.splitlines():
+                if color and dl.startswith("+") and not dl.startswith("+++"):
+                    dl = f"\033[32m{dl}{_RESET}"
+                elif color and dl.startswith("-") and not dl.startswith("---"):
+                    dl = f"\033[31m{dl}{_RESET}"
+                lines.append("          " + dl)
+    return lines
+
+
+def plan_text(plan: Plan, color: bool = False, show_unchanged: bool = False, bodies: bool = True) -> str:
+    """The plan as text; ``bodies=False`` lists changed files without their unified diffs (``diff --stat``)."""
+    lines: list[str] = []
+    for node in plan.nodes:
+        if node.action is Action.UNCHANGED and not show_unchanged:
+            continue
+        head = f"{_SIGN[node.action]} node {node.name}"
+        if node.action is Action.UPDATE:
+            head += f"  (config {_short(node.old_hash)} → {_short(node.new_hash)})"
+        elif node.action is Action.CREATE:
+            head += f"  (config {_short(node.new_hash)})"
+        elif node.action is Action.DELETE:
+            head += "  (tombstone: its agent removes every managed container)"
+        lines.append(_paint(head, node.action, color))
+        for inst in node.instances:
+            lines.extend(_instance_lines(inst, color, bodies))
+    if plan.empty:
+        lines.append("No changes. The stored fleet matches the manifests.")
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def _node_json(node: NodeChange) -> dict[str, Any]:
+    return {
+        "name": node.name,
+        "action": node.action.value,
+        "old_hash": node.old_hash,
+        "new_hash": node.new_hash,
+        "instances": [
+            {
+                "name": i.name,
+                "action": i.action.value,
+                "kind": i.kind.value if i.kind else None,
+                "old_hash": i.old_hash,
+                "new_hash": i.new_hash,
+                "fields": [
+                    {"path": f.path, "action": f.action, "old": f.old, "new": f.new} for f in i.fields
+                ],
+                "files": [{"path": f.path, "action": f.action.value, "diff": f.diff} for f in i.files],
+            }
+            for i in node.instances
+        ],
+    }
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "schema": "dsfleet.diff/v1",
+        "changed": not plan.empty,
+        "summary": summary(plan),
+        "nodes": [_node_json(n) for n in plan.nodes],
+    }

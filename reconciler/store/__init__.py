@@ -1,0 +1,85 @@
+"""The coordinator's store: revisions, inventory, per-node configs, outbox (SQLAlchemy 2 Core).
+
+An adapter: the only package that imports ``sqlalchemy`` (and ``alembic``). It stores what the pure core computed (plans, node
+configs, hashes are passed in) and never calls a clock (callers pass ``now``). SQLite is the default
+(``./.dsfleet/state.db``); PostgreSQL works with the same code and another URL
+(``postgresql+psycopg://user@host/db``).
+
+Secrets never get here: camera rows carry a credentials-free URL and a ``secret_ref``; a URL with user-info is
+refused before anything is written.
+
+Schema changes are versioned migrations (:data:`MIGRATIONS`, plain Core DDL), applied in order, one
+transaction each, recorded in ``schema_version``. Opening an older database upgrades it; a newer one is
+an error. ``readonly=True`` never creates or migrates anything: a missing SQLite file reads as an empty
+store, and an older SQLite file is read through an upgraded in-memory copy.
+
+One module per concern: ``schema`` (tables), ``engines`` (URL → engine, migrations, transactions), ``values``
+(dataclasses in and out), ``revisions``, ``inventory``, ``outbox``, ``observed`` (observed state and events),
+``legacyviews`` (the older system's read views). :class:`Store` composes their mixins.
+"""
+
+from __future__ import annotations
+
+from reconciler.store.engines import BUSY_TIMEOUT_MS, StoreBase, default_url
+from reconciler.store.errors import PermanentStoreError, StoreError, TemporaryStoreError
+from reconciler.store.legacyviews import LegacyViewsMixin
+from reconciler.store.live import KnownNodeRow, LiveMixin, NodeLive, NodeStatusRow
+from reconciler.store.observed import EventRecord, ObservedMixin, ObservedRow
+from reconciler.store.outbox import OutboxMixin
+from reconciler.store.revisions import RevisionsMixin
+from reconciler.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from reconciler.store.values import (
+    SOURCES,
+    AppliedRevision,
+    CameraRow,
+    Encoder,
+    InstanceRow,
+    Inventory,
+    LegacyAgent,
+    LegacyCamera,
+    LegacyDsInstance,
+    NewRevision,
+    NodeChange,
+    NodeRow,
+    OutboxRow,
+    RevisionRecord,
+    StoredInventory,
+    StoredNodeConfig,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "AppliedRevision",
+    "CameraRow",
+    "Encoder",
+    "EventRecord",
+    "InstanceRow",
+    "Inventory",
+    "KnownNodeRow",
+    "LegacyAgent",
+    "LegacyCamera",
+    "LegacyDsInstance",
+    "Migration",
+    "NewRevision",
+    "NodeChange",
+    "NodeLive",
+    "NodeRow",
+    "NodeStatusRow",
+    "ObservedRow",
+    "OutboxRow",
+    "PermanentStoreError",
+    "RevisionRecord",
+    "Store",
+    "StoreError",
+    "StoredInventory",
+    "StoredNodeConfig",
+    "TemporaryStoreError",
+    "default_url",
+]
+
+
+class Store(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, LegacyViewsMixin, StoreBase):
+    """The coordinator's database. Create with :meth:`open`; close with :meth:`close` (or ``with``)."""

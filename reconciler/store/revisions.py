@@ -1,0 +1,219 @@
+"""Revisions and per-node configs: storing an accepted/rejected revision, generations, reading them back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from reconciler.store.engines import _inserted_id
+from reconciler.store.inventory import InventoryMixin
+from reconciler.store.schema import NODE_CONFIGS, NODE_GENERATIONS, OUTBOX, REVISIONS
+from reconciler.store.values import (
+    AppliedRevision,
+    Encoder,
+    Inventory,
+    NewRevision,
+    NodeChange,
+    RevisionRecord,
+    StoredInventory,
+    StoredNodeConfig,
+    _from_db_required,
+    _to_utc,
+)
+from schemas.hashing import canonical_json
+
+
+class RevisionsMixin(InventoryMixin):
+    # ---- revisions
+
+    def apply_revision(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        inventory: Inventory | None,
+        encode: Encoder,
+        *,
+        inventory_base: tuple[int, Inventory] | None = None,
+    ) -> AppliedRevision:
+        """Store an accepted revision, its node config changes, their outbox messages and the inventory.
+
+        One transaction: if anything fails (``encode`` raising included) nothing is stored. Each changed node
+        gets its next generation (1, 2, 3, …; never reused, also after the node was deleted).
+        ``inventory=None`` leaves the inventory tables as they are. ``inventory_base`` = (revision id, the
+        inventory that revision stored), from a caller that keeps it (the coordinator): when that revision is
+        still the last accepted one, only the rows that differ from it are written, without reading the tables.
+        """
+        seen: set[str] = set()
+        for change in changes:
+            if change.node in seen:
+                raise ValueError(f"node {change.node} changed twice in one revision")
+            seen.add(change.node)
+        rows = StoredInventory.of(inventory) if inventory is not None else None
+        created_at = _to_utc(rev.created_at)
+        generations: dict[str, int] = {}
+        outbox_ids: list[int] = []
+        with self._write() as conn:
+            revision_id = self._insert_revision(conn, rev, accepted=True, errors=[], changed=len(changes))
+            for change in changes:
+                generation = self._next_generation(conn, change.node)
+                generations[change.node] = generation
+                payload = dict(change.payload) if change.payload is not None else None
+                conn.execute(
+                    NODE_CONFIGS.insert().values(
+                        node=change.node,
+                        generation=generation,
+                        config_hash=change.config_hash,
+                        payload=canonical_json(payload) if payload is not None else None,
+                        revision_id=revision_id,
+                        deleted=payload is None,
+                    )
+                )
+                topic, key, value, headers = encode(change.node, generation, payload)
+                if isinstance(value, str):
+                    value = value.encode("utf-8")
+                result = conn.execute(
+                    OUTBOX.insert().values(
+                        topic=topic,
+                        key=key,
+                        value=value,
+                        headers={str(k): str(v) for k, v in headers.items()},
+                        created_at=created_at,
+                        published_at=None,
+                        attempts=0,
+                    )
+                )
+                outbox_ids.append(_inserted_id(result))
+            if rows is not None:
+                base = None
+                if inventory_base is not None:
+                    last = conn.execute(
+                        sa.select(sa.func.max(REVISIONS.c.id)).where(
+                            REVISIONS.c.accepted.is_(True), REVISIONS.c.id < revision_id
+                        )
+                    ).scalar()
+                    if last == inventory_base[0]:
+                        base = StoredInventory.of(inventory_base[1])
+                self._replace_inventory(conn, rows, base)
+        return AppliedRevision(revision_id, generations, tuple(outbox_ids))
+
+    def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int:
+        """Store a rejected revision with its findings (JSON-ready dicts); nothing else changes."""
+        errors_json = [dict(e) for e in errors]
+        json.dumps(errors_json)  # fail before the transaction when a finding is not JSON-ready
+        with self._write() as conn:
+            return self._insert_revision(conn, rev, accepted=False, errors=errors_json, changed=0)
+
+    @staticmethod
+    def _insert_revision(
+        conn: Connection, rev: NewRevision, *, accepted: bool, errors: list[dict[str, Any]], changed: int
+    ) -> int:
+        result = conn.execute(
+            REVISIONS.insert().values(
+                created_at=_to_utc(rev.created_at),
+                source=rev.source,
+                git_commit=rev.git_commit,
+                git_author=rev.git_author,
+                git_message=rev.git_message,
+                manifests_hash=rev.manifests_hash,
+                accepted=accepted,
+                errors=errors,
+                nodes_changed=changed,
+            )
+        )
+        return _inserted_id(result)
+
+    @staticmethod
+    def _next_generation(conn: Connection, node: str) -> int:
+        current = conn.execute(
+            sa.select(NODE_GENERATIONS.c.generation).where(NODE_GENERATIONS.c.node == node).with_for_update()
+        ).scalar()
+        if current is None:
+            conn.execute(NODE_GENERATIONS.insert().values(node=node, generation=1))
+            return 1
+        generation = int(current) + 1
+        conn.execute(
+            NODE_GENERATIONS.update().where(NODE_GENERATIONS.c.node == node).values(generation=generation)
+        )
+        return generation
+
+    def revisions(self, limit: int = 50) -> list[RevisionRecord]:
+        """The newest ``limit`` revisions, newest first."""
+        with self._read() as conn:
+            result = conn.execute(sa.select(REVISIONS).order_by(REVISIONS.c.id.desc()).limit(limit))
+            return [_revision_record(r) for r in result.mappings()]
+
+    def revision(self, revision_id: int) -> RevisionRecord | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(REVISIONS).where(REVISIONS.c.id == revision_id)).mappings().first()
+            return _revision_record(row) if row is not None else None
+
+    def last_accepted_revision(self) -> RevisionRecord | None:
+        with self._read() as conn:
+            row = (
+                conn.execute(
+                    sa.select(REVISIONS)
+                    .where(REVISIONS.c.accepted.is_(True))
+                    .order_by(REVISIONS.c.id.desc())
+                    .limit(1)
+                )
+                .mappings()
+                .first()
+            )
+            return _revision_record(row) if row is not None else None
+
+    # ---- node configs
+
+    def latest_node_configs(self) -> dict[str, StoredNodeConfig]:
+        """The last config of each node whose last change was not a deletion (what ``diff`` compares with)."""
+        last = (
+            sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
+            .group_by(NODE_CONFIGS.c.node)
+            .subquery()
+        )
+        query = (
+            sa.select(NODE_CONFIGS)
+            .join(
+                last,
+                sa.and_(NODE_CONFIGS.c.node == last.c.node, NODE_CONFIGS.c.generation == last.c.generation),
+            )
+            .where(NODE_CONFIGS.c.deleted.is_(False))
+            .order_by(NODE_CONFIGS.c.node)
+        )
+        with self._read() as conn:
+            out: dict[str, StoredNodeConfig] = {}
+            for row in conn.execute(query).mappings():
+                out[row["node"]] = StoredNodeConfig(
+                    node=row["node"],
+                    generation=int(row["generation"]),
+                    config_hash=str(row["config_hash"]),
+                    payload=json.loads(row["payload"]),
+                    revision_id=int(row["revision_id"]),
+                )
+            return out
+
+    def node_generation(self, node: str) -> int:
+        """The last generation assigned to ``node`` (0 if none yet), deletions included."""
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(NODE_GENERATIONS.c.generation).where(NODE_GENERATIONS.c.node == node)
+            ).scalar()
+            return int(value) if value is not None else 0
+
+
+def _revision_record(row: RowMapping) -> RevisionRecord:
+    return RevisionRecord(
+        id=int(row["id"]),
+        created_at=_from_db_required(row["created_at"]),
+        source=row["source"],
+        git_commit=row["git_commit"],
+        git_author=row["git_author"],
+        git_message=row["git_message"],
+        manifests_hash=row["manifests_hash"],
+        accepted=bool(row["accepted"]),
+        errors=tuple(dict(e) for e in (row["errors"] or ())),
+        nodes_changed=int(row["nodes_changed"]),
+    )

@@ -1,0 +1,122 @@
+"""The outbox publisher with in-memory fakes: order, delivery-before-mark, coalescing, retry after failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from plumbing.kafka import Delivery
+from reconciler.coordinator.publishing import OutboxPublisher
+from schemas.errors import TemporaryError
+from schemas.wire import Topic
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    topic: str
+    key: str
+    value: bytes | None
+    headers: dict[str, str]
+
+
+class FakeStore:
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = {r.id: r for r in rows}
+        self.published: dict[int, datetime] = {}
+        self.attempts: dict[int, int] = {}
+
+    def pending_outbox(self, limit: int = 100) -> list[Row]:
+        return [r for i, r in sorted(self.rows.items()) if i not in self.published][:limit]
+
+    def mark_published(self, ids: Sequence[int], now: datetime) -> int:
+        fresh = [i for i in ids if i not in self.published]
+        for i in fresh:
+            self.published[i] = now
+        return len(fresh)
+
+    def record_publish_attempt(self, ids: Sequence[int]) -> None:
+        for i in ids:
+            self.attempts[i] = self.attempts.get(i, 0) + 1
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.sent: list[tuple[Topic, str | None, bytes | None]] = []
+        self.queued: list[tuple[Callable[[Delivery], None], str | None]] = []
+        self.fail_next: str | None = None
+        self.down = False
+
+    def send(
+        self,
+        topic: Topic,
+        key: str | None,
+        value: bytes | None,
+        *,
+        headers: dict[str, str] | None = None,
+        on_delivery: Callable[[Delivery], None] | None = None,
+    ) -> None:
+        if self.down:
+            raise TemporaryError("broker down")
+        self.sent.append((topic, key, value))
+        assert on_delivery is not None
+        self.queued.append((on_delivery, self.fail_next))
+        self.fail_next = None
+
+    def poll(self, timeout: float = 0.0) -> int:
+        queued, self.queued = self.queued, []
+        for cb, error in queued:
+            cb(Delivery("AgentConfig", 0, None if error else 1, error))
+        return len(queued)
+
+
+def rows(*spec: tuple[int, str, bytes | None]) -> list[Row]:
+    return [Row(i, "AgentConfig", k, v, {}) for i, k, v in spec]
+
+
+def test_rows_marked_published_only_after_delivery_report() -> None:
+    store, bus = FakeStore(rows((1, "a", b"a1"), (2, "b", b"b1"))), FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    assert pub.pump() == 2
+    assert store.published == {}  # sent, not yet acknowledged
+    pub.pump()
+    assert set(store.published) == {1, 2}
+    assert [k for _, k, _ in bus.sent] == ["a", "b"]
+    assert pub.pump() == 0
+
+
+def test_older_rows_of_a_key_are_superseded_not_sent_after_newer() -> None:
+    store, bus = FakeStore(rows((1, "a", b"a1"), (2, "b", b"b1"), (3, "a", b"a2"), (4, "a", None))), FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    pub.pump()
+    assert [(k, v) for _, k, v in bus.sent] == [("a", None), ("b", b"b1")]
+    pub.pump()
+    assert set(store.published) == {1, 2, 3, 4}
+    assert pub.stats.superseded == 2
+
+
+def test_failed_delivery_is_counted_and_retried() -> None:
+    store, bus = FakeStore(rows((1, "a", b"a1"))), FakeBus()
+    clock = [NOW]
+    pub = OutboxPublisher(store, bus, clock=lambda: clock[0])
+    bus.fail_next = "timed out"
+    pub.pump()
+    pub.pump()
+    assert store.attempts == {1: 1} and store.published == {}
+    from datetime import timedelta
+
+    clock[0] = NOW + timedelta(seconds=2)
+    pub.pump()
+    pub.pump()
+    assert set(store.published) == {1}
+
+
+def test_broker_down_leaves_rows_pending() -> None:
+    store, bus = FakeStore(rows((1, "a", b"a1"))), FakeBus()
+    bus.down = True
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    assert pub.pump() == 0
+    assert store.pending_outbox() and pub.in_flight == 0

@@ -1,0 +1,91 @@
+"""The ports: the apply path runs on a small in-memory store (no SQLAlchemy), and the system clock is sane."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from reconciler.applying import Outcome, apply_manifests
+from reconciler.ports import SystemClock
+from reconciler.store import (
+    AppliedRevision,
+    Encoder,
+    Inventory,
+    NewRevision,
+    NodeChange,
+    StoredNodeConfig,
+)
+from schemas.hashing import canonical_json
+
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class MemoryStore:
+    """Just what ``apply_manifests`` calls, kept in dicts."""
+
+    def __init__(self) -> None:
+        self.revisions: list[tuple[NewRevision, bool]] = []
+        self.configs: dict[str, StoredNodeConfig] = {}
+        self.generations: dict[str, int] = {}
+        self.outbox: list[tuple[str, str, bytes | str | None]] = []
+
+    def latest_node_configs(self) -> dict[str, StoredNodeConfig]:
+        return dict(self.configs)
+
+    def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int:
+        self.revisions.append((rev, False))
+        return len(self.revisions)
+
+    def apply_revision(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        inventory: Inventory | None,
+        encode: Encoder,
+        *,
+        inventory_base: tuple[int, Inventory] | None = None,
+    ) -> AppliedRevision:
+        self.revisions.append((rev, True))
+        rid = len(self.revisions)
+        generations = {}
+        for change in changes:
+            generation = self.generations.get(change.node, 0) + 1
+            self.generations[change.node] = generations[change.node] = generation
+            if change.payload is None:
+                self.configs.pop(change.node, None)
+            else:
+                payload = dict(change.payload)
+                assert change.config_hash is not None
+                self.configs[change.node] = StoredNodeConfig(
+                    change.node, generation, change.config_hash, payload, rid
+                )
+            topic, key, value, _headers = encode(change.node, generation, dict(change.payload or {}) or None)
+            self.outbox.append((topic, key, value))
+        return AppliedRevision(
+            rid, generations, tuple(range(len(self.outbox) - len(changes), len(self.outbox)))
+        )
+
+
+def test_the_apply_path_runs_on_an_in_memory_store() -> None:
+    store = MemoryStore()
+    revision = NewRevision(source="cli", created_at=T0, manifests_hash="")
+    first = apply_manifests([MANIFESTS], store, revision)
+    assert first.outcome is Outcome.APPLIED
+    assert first.applied is not None
+    assert first.applied.generations == {"gpu-node-1": 1, "gpu-node-2": 1}
+    assert sorted(key for _topic, key, _value in store.outbox) == ["gpu-node-1", "gpu-node-2"]
+    again = apply_manifests([MANIFESTS], store, revision)
+    assert again.plan is not None and not again.plan.changed  # planning against what was stored: no change
+    assert again.applied is not None and again.applied.generations == {}
+    assert canonical_json(store.configs["gpu-node-1"].payload)
+
+
+def test_the_system_clock_is_utc_and_monotonic() -> None:
+    clock = SystemClock()
+    now = clock.now()
+    assert now.tzinfo is UTC
+    a = clock.monotonic()
+    assert clock.monotonic() >= a
