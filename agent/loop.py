@@ -273,6 +273,9 @@ class Agent:
                 log.warning("bus: %s", exc)
                 batch = None
             if batch is not None:
+                if batch.reset:
+                    self.caught_up = False
+                    self.pending = None
                 for key, value in batch.configs:
                     self._on_config(key, value)
                 for value in batch.commands:
