@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from agent.ports import BusBatch
-from plumbing.kafka import Consumer, Producer, client_config
+from plumbing.kafka import Consumer, Producer
 from schemas.errors import TemporaryError
 from schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
 
@@ -26,19 +26,19 @@ __all__ = ["KafkaBus"]
 log = logging.getLogger(__name__)
 METADATA_TIMEOUT = 1.0
 RETRY_SECONDS = 3.0
+_CONSUMER_ONLY = frozenset(
+    {"fetch.wait.max.ms", "fetch.min.bytes", "auto.offset.reset", "enable.partition.eof"}
+)
 
 
 class KafkaBus:
     def __init__(
-        self,
-        bootstrap_servers: str,
-        *,
-        prefix: str = "",
-        extra: Mapping[str, str] | None = None,
-        client_id: str = "dsfleet-agent",
+        self, config: Mapping[str, str], *, prefix: str = "", client_id: str = "dsfleet-agent"
     ) -> None:
-        config = client_config(bootstrap_servers, extra)
-        self._producer = Producer(config, client_id=client_id)
+        """``config``: librdkafka settings (``bootstrap.servers``, security, …), e.g.
+        ``KafkaSettings.client_config()``; consumer-only keys are dropped for the producer."""
+        producer_config = {k: v for k, v in config.items() if k not in _CONSUMER_ONLY}
+        self._producer = Producer(producer_config, client_id=client_id)
         self._consumer = Consumer(config, group_id=None, client_id=client_id)
         self._config_topic = topic_name(Topic.AGENT_CONFIG, prefix)
         self._command_topic = topic_name(Topic.AGENT_COMMAND, prefix)
@@ -96,17 +96,41 @@ class KafkaBus:
             parts,
         )
 
+    def _broker_back(self) -> bool:
+        """After a disconnection: is the broker reachable again? Then the producer is renewed (its idempotence
+        state is void against a broker that may have lost its data) and the partitions are read again from the
+        beginning (the loop catches up once more)."""
+        if not self._producer.saw_broker_down:
+            return False
+        now = time.monotonic()
+        if now - self._last_try.get("", -1e9) < RETRY_SECONDS:
+            return False
+        self._last_try[""] = now
+        try:
+            count = self._producer.partitions(self._info_topic, timeout=METADATA_TIMEOUT)
+        except TemporaryError:
+            return False
+        if not count:
+            return False
+        log.info("broker reachable again; producer renewed, partitions read again from the beginning")
+        self._producer.renew()
+        self._partitions.clear()
+        self._last_try.clear()
+        self._assigned = False
+        return True
+
     def poll(self, timeout: float) -> BusBatch:
         self._producer.poll(0)
+        reset = self._broker_back()
         self._assign()
         if not self._assigned:
             time.sleep(min(timeout, 0.05))
-            return BusBatch()
+            return BusBatch(reset=reset)
         records, eof = self._consumer.poll_batch(500, timeout)
         configs = [(r.key, r.value) for r in records if r.topic == self._config_topic]
         commands = [r.value for r in records if r.topic == self._command_topic]
         caught_up = self._config_partition is not None and (self._config_topic, self._config_partition) in eof
-        return BusBatch(configs=configs, commands=commands, caught_up=caught_up)
+        return BusBatch(configs=configs, commands=commands, caught_up=caught_up, reset=reset)
 
     def _send(self, topic: str, key: str, value: bytes) -> None:
         count = self._count(topic)

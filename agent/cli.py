@@ -4,9 +4,10 @@ Commands: ``run`` — the long-running agent (:mod:`agent.loop`: AgentConfig fro
 reports); ``materialize`` — write a node config's files into the state directory with the camera credentials
 filled in from the local secret store.
 
-Settings of ``run``: flags, else ``DSFLEET_AGENT_*`` (``NODE_NAME``, ``STATE_DIR``, ``RUNTIME``, ``DOCKER_URL``,
-``HEARTBEAT_SECONDS``, ``RESYNC_SECONDS``, ``SELF_HEAL``) and ``DSFLEET_KAFKA_*`` (``BOOTSTRAP_SERVERS``,
-``TOPIC_PREFIX``, ``FETCH_WAIT_MAX_MS``) environment variables, else the defaults of ``plumbing.settings``.
+Settings of ``run`` (``plumbing.settings.load_settings``): flags, over ``DSFLEET_AGENT_*`` (``NODE_NAME``,
+``STATE_DIR``, ``RUNTIME``, ``DOCKER_URL``, ``HEARTBEAT_SECONDS``, ``RESYNC_SECONDS``, ``SELF_HEAL``) and
+``DSFLEET_KAFKA_*`` (``BOOTSTRAP_SERVERS``, ``TOPIC_PREFIX``, ``FETCH_WAIT_MAX_MS``, librdkafka keys in
+``[kafka]``) environment variables, over ``[agent]``/``[kafka]`` of the settings file, over the defaults.
 
 Exit codes: 0 ok; 1 the input cannot be applied (invalid config, missing or badly protected secrets);
 2 usage (bad arguments, unknown instance, unreadable config file) or the state directory cannot be written.
@@ -16,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from agent.errors import AgentError, ConfigError, PermanentError, SecretError
-from plumbing.settings import AgentSettings, KafkaSettings
+from agent.errors import AgentError, PermanentError, SecretError
+from plumbing.settings import AgentSettings, KafkaSettings, load_settings
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -193,34 +191,24 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 def agent_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> tuple[AgentSettings, KafkaSettings]:
-    """Settings of ``run``: flags over ``DSFLEET_AGENT_*``/``DSFLEET_KAFKA_*`` over defaults."""
-    env = os.environ if environ is None else environ
-
-    def pick(flag: Any, name: str) -> Any:
-        return flag if flag is not None else env.get(name) or None
-
-    agent_values = {
-        "node_name": pick(args.node_name, "DSFLEET_AGENT_NODE_NAME"),
-        "state_dir": pick(args.state_dir, "DSFLEET_AGENT_STATE_DIR"),
-        "runtime": pick(args.runtime, "DSFLEET_AGENT_RUNTIME"),
-        "docker_url": pick(args.docker_url, "DSFLEET_AGENT_DOCKER_URL"),
-        "heartbeat_seconds": pick(args.heartbeat_seconds, "DSFLEET_AGENT_HEARTBEAT_SECONDS"),
-        "resync_seconds": pick(args.resync_seconds, "DSFLEET_AGENT_RESYNC_SECONDS"),
-        "self_heal": pick(args.self_heal, "DSFLEET_AGENT_SELF_HEAL"),
-    }
-    kafka_values = {
-        "bootstrap_servers": pick(args.bootstrap_servers, "DSFLEET_KAFKA_BOOTSTRAP_SERVERS"),
-        "topic_prefix": pick(args.topic_prefix, "DSFLEET_KAFKA_TOPIC_PREFIX"),
-        "fetch_wait_max_ms": pick(None, "DSFLEET_KAFKA_FETCH_WAIT_MAX_MS"),
-    }
-    try:
-        agent = AgentSettings.model_validate({k: v for k, v in agent_values.items() if v is not None})
-        kafka = KafkaSettings.model_validate({k: v for k, v in kafka_values.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"settings: {where}: {first['msg']}") from None
-    return agent, kafka
+    """Settings of ``run``: flags over ``DSFLEET_AGENT_*``/``DSFLEET_KAFKA_*`` over the settings file
+    (``plumbing.settings.load_settings``; ``DSFLEET_CONFIG`` or ``./settings.toml``) over defaults."""
+    settings = load_settings(
+        environ=environ,
+        overrides={
+            "agent": {
+                "node_name": args.node_name,
+                "state_dir": args.state_dir,
+                "runtime": args.runtime,
+                "docker_url": args.docker_url,
+                "heartbeat_seconds": args.heartbeat_seconds,
+                "resync_seconds": args.resync_seconds,
+                "self_heal": args.self_heal,
+            },
+            "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic_prefix": args.topic_prefix},
+        },
+    )
+    return settings.agent, settings.kafka
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -249,9 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from agent.bus import KafkaBus
 
         bus = KafkaBus(
-            kafka.bootstrap_servers,
+            {"fetch.wait.max.ms": str(kafka.fetch_wait_max_ms), **kafka.client_config()},
             prefix=kafka.topic_prefix,
-            extra={"fetch.wait.max.ms": str(kafka.fetch_wait_max_ms)},
         )
     else:
         logging.getLogger("dsfleet.agent").warning("no bootstrap servers: running from desired.json only")

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +80,7 @@ __all__ = ["Agent", "HostFacts", "LoopSettings", "SystemClock"]
 log = logging.getLogger("dsfleet.agent")
 MANAGED_FILTER = f"{LABEL_MANAGED}=true"
 DRIFT_KEPT = 10
+APPLY_WORKERS = 4
 
 
 class SystemClock:
@@ -105,7 +107,8 @@ class LoopSettings:
     heartbeat_seconds: float = 5.0
     resync_seconds: float = 30.0
     self_heal: bool = True
-    poll_seconds: float = 0.2
+    poll_seconds: float = 0.5
+    """Longest wait for the bus or an engine event in one tick."""
     stop_timeout: float = 10.0
 
 
@@ -139,6 +142,7 @@ class Agent:
         self.pending: Accepted | None = None
         self.caught_up = False
         self.applied: dict[str, Applied] = filestore.load_applied(self.state_dir)
+        self._saved_applied = dict(self.applied)
         self.observed_generation: int | None = None
         self.rejected = 0
         self.runtime_info: RuntimeInfo | None = None
@@ -152,6 +156,7 @@ class Agent:
         self._clashes: set[str] = set()
         self._node_error: str | None = None
         self._dirty = True
+        self._status_dirty = True
         self._next_resync = 0.0
         self._next_heartbeat = 0.0
         self._last_reject_log = -1e9
@@ -268,6 +273,9 @@ class Agent:
                 log.warning("bus: %s", exc)
                 batch = None
             if batch is not None:
+                if batch.reset:
+                    self.caught_up = False
+                    self.pending = None
                 for key, value in batch.configs:
                     self._on_config(key, value)
                 for value in batch.commands:
@@ -315,9 +323,11 @@ class Agent:
         except DsfleetError as exc:
             if self._node_error != str(exc):
                 log.warning("container runtime: %s", exc)
+                self._status_dirty = True
             self._node_error = str(exc)
             return None
         self._node_error = None
+        self._status_dirty = True
         self._observed = observed
         self._volumes = volumes
         desired = self.desired.instances if self.desired is not None else ()
@@ -336,17 +346,26 @@ class Agent:
         )
         self._findings = plan.findings
         self._note_drift(plan.drift)
-        failures = 0
         by_name = {inst.name: inst for inst in desired}
-        for action in plan.actions:
-            if not self._apply(action, by_name.get(action.instance), generation):
-                failures += 1
+        removals = [a for a in plan.actions if a.kind is ActionKind.REMOVE]
+        others = [a for a in plan.actions if a.kind is not ActionKind.REMOVE]
+        # removals first (they free names and volumes); the other actions touch one instance each: in parallel
+        results = [self._apply(a, by_name.get(a.instance), generation) for a in removals]
+        if len(others) > 1:
+            with ThreadPoolExecutor(max_workers=APPLY_WORKERS, thread_name_prefix="apply") as pool:
+                results += pool.map(lambda a: self._apply(a, by_name.get(a.instance), generation), others)
+        else:
+            results += [self._apply(a, by_name.get(a.instance), generation) for a in others]
+        failures = results.count(False)
+        self._status_dirty = True
         if plan.actions:
             self._dirty = True  # look again at once: the status shows the result
-        try:
-            filestore.save_applied(self.state_dir, self.applied)
-        except DsfleetError as exc:
-            log.error("cannot keep applied.json: %s", exc)
+        if self.applied != self._saved_applied:
+            try:
+                filestore.save_applied(self.state_dir, self.applied)
+                self._saved_applied = dict(self.applied)
+            except DsfleetError as exc:
+                log.error("cannot keep applied.json: %s", exc)
         if failures == 0 and not plan.findings:
             self.observed_generation = generation
         self._read_logs(observed, read_all_logs)
@@ -537,8 +556,9 @@ class Agent:
         )
 
     def _report(self, *, force: bool) -> None:
-        if self.node is None:
+        if self.node is None or not (force or self._status_dirty):
             return
+        self._status_dirty = False
         response = self.response()
         previous = self.last_response
         changed = previous is None or previous.model_copy(update={"sent_at": ""}) != response.model_copy(

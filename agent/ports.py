@@ -5,7 +5,7 @@ integration-tested on the real things (``agent.runtime`` for Docker, ``agent.bus
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
@@ -88,7 +88,8 @@ class BusBatch:
     configs: Sequence[tuple[bytes | None, bytes | None]] = ()
     commands: Sequence[bytes | None] = ()
     caught_up: bool = False
-    errors: Sequence[str] = field(default_factory=tuple)
+    reset: bool = False
+    """The partitions are being read again from the beginning (broker back after a loss): catch up again."""
 
 
 class AgentBus(Protocol):

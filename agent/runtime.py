@@ -59,6 +59,19 @@ def _parse_time(text: str) -> float | None:
     return seconds + (float("0." + frac) if frac.isdigit() else 0.0)
 
 
+def _demux(data: bytes) -> bytes:
+    """The payload of Docker's multiplexed log stream (8-byte frame headers), or ``data`` for a tty container."""
+    if len(data) < 8 or data[0] not in (0, 1, 2) or data[1:4] != b"\0\0\0":
+        return data
+    out = bytearray()
+    pos = 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], "big")
+        out += data[pos + 8 : pos + 8 + size]
+        pos += 8 + size
+    return bytes(out)
+
+
 class DockerRuntime:
     def __init__(self, base_url: str | None = None, *, timeout: float = 30.0) -> None:
         try:
@@ -69,10 +82,14 @@ class DockerRuntime:
         except docker.errors.DockerException as exc:
             raise _translate(exc, "connect") from exc
         self._api = self._client.api
+        self._timeout = timeout
+        self._api.trust_env = False  # no proxy lookup in the environment on every request (a local socket)
         self.calls: Counter[str] = Counter()
         """API calls by kind (for benchmarks and tests)."""
         self._details: dict[str, tuple[str, ObservedContainer]] = {}
         self._dirty: set[str] = set()
+        self._exit_codes: dict[str, int] = {}
+        """Exit code of each container's last death (from ``die`` events): Docker resets it to 0 on a restart."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -123,6 +140,9 @@ class DockerRuntime:
                 result.append(cached[1])
         for stale in set(self._details) - seen:
             del self._details[stale]
+        with self._lock:
+            for stale in set(self._exit_codes) - seen:
+                del self._exit_codes[stale]
         for name in also_names:
             extra = self._inspect(name)
             if extra is not None and extra.id not in seen:
@@ -141,6 +161,11 @@ class DockerRuntime:
         config = attrs.get("Config") or {}
         host = attrs.get("HostConfig") or {}
         status = str(state.get("Status") or "")
+        exit_code = int(state["ExitCode"]) if state.get("ExitCode") is not None else None
+        with self._lock:
+            died = self._exit_codes.get(str(attrs["Id"]))
+        if status in ("running", "restarting") and not exit_code and died is not None:
+            exit_code = died  # a restarted container: report how its last run ended
         return ObservedContainer(
             id=str(attrs["Id"]),
             name=str(attrs.get("Name") or "").lstrip("/"),
@@ -148,7 +173,7 @@ class DockerRuntime:
             state=status,
             image=str(config.get("Image") or ""),
             restart_count=int(attrs.get("RestartCount") or 0),
-            exit_code=int(state["ExitCode"]) if state.get("ExitCode") is not None else None,
+            exit_code=exit_code,
             started_at=str(state.get("StartedAt")) if state.get("StartedAt") else None,
             restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or ""),
         )
@@ -161,15 +186,22 @@ class DockerRuntime:
         ]
 
     def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
+        # The raw endpoint: docker-py's ``logs()`` inspects the container first (a tty check) on every call.
+        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1}
+        if since is None:
+            params["tail"] = tail
+        else:
+            params["since"] = f"{since:.9f}"
+            params["tail"] = "all"
+
         def read() -> bytes:
-            if since is None:
-                out = self._api.logs(container_id, stdout=True, stderr=True, timestamps=True, tail=tail)
-            else:
-                out = self._api.logs(container_id, stdout=True, stderr=True, timestamps=True, since=since)
-            return out if isinstance(out, bytes) else b""
+            url = self._api._url("/containers/{0}/logs", container_id)  # type: ignore[attr-defined]
+            response = self._api.get(url, params=params, timeout=self._timeout)
+            response.raise_for_status()
+            return bytes(response.content)
 
         try:
-            data = self._call("logs", read, f"logs {container_id[:12]}")
+            data = _demux(self._call("logs", read, f"logs {container_id[:12]}"))
         except PermanentError:
             return LogChunk((), since)
         lines: list[str] = []
@@ -297,10 +329,14 @@ class DockerRuntime:
                 self._events_stream = stream
                 delay = 0.5
                 for event in self._iterate(stream):
-                    cid = str(event.get("id") or event.get("Actor", {}).get("ID") or "")
+                    actor = event.get("Actor") or {}
+                    cid = str(event.get("id") or actor.get("ID") or "")
+                    code = (actor.get("Attributes") or {}).get("exitCode")
                     with self._lock:
                         if cid:
                             self._dirty.add(cid)
+                        if cid and event.get("Action") == "die" and str(code).lstrip("-").isdigit():
+                            self._exit_codes[cid] = int(str(code))
                     self._wake.set()
             except Exception as exc:
                 if self._closed.is_set():

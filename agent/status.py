@@ -15,7 +15,9 @@ of the newest data line of a chunk of log. A source at 0 FPS makes the instance 
 samples Docker's restart count (:func:`observe_restarts`) and reports ``backoff`` when the count rose by
 :data:`BACKOFF_RESTARTS` or more within :data:`BACKOFF_WINDOW_SECONDS` (:func:`in_backoff`; the clock is passed in).
 
-**Last log line**: the newest non-empty line that is not a ``**PERF:`` line (those become ``fps``).
+**Last log line**: the newest non-empty line that is not a ``**PERF:`` line (those become ``fps``); for an instance
+that is ``exited``, ``restarting`` or in ``backoff``, the newest *error* line (``ERROR``, ``App run failed``,
+``Failed …``) when there is one, since the lines a restarted container prints first say nothing about its crash.
 """
 
 from __future__ import annotations
@@ -86,18 +88,23 @@ def newest_fps(lines: Iterable[str]) -> dict[str, float] | None:
     return newest
 
 
+_ERROR_RE = re.compile(r"\bERROR\b|App run failed|\bFailed\b|\berror:", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class LogDigest:
-    """What the agent keeps of a container's log: the newest FPS and the last other line."""
+    """What the agent keeps of a container's log: the newest FPS, the last other line, the last error line."""
 
     fps: Mapping[str, float] | None = None
     last_line: str | None = None
+    last_error: str | None = None
 
 
 def digest_log(previous: LogDigest, lines: Iterable[str]) -> LogDigest:
     """``previous`` updated with new log ``lines`` (read incrementally)."""
     fps = previous.fps
     last = previous.last_line
+    error = previous.last_error
     for raw in lines:
         line = raw.rstrip("\r\n")
         parsed = parse_perf_line(line)
@@ -107,7 +114,9 @@ def digest_log(previous: LogDigest, lines: Iterable[str]) -> LogDigest:
             continue  # a header
         elif line.strip():
             last = line.strip()[:MAX_LINE]
-    return LogDigest(fps, last)
+            if _ERROR_RE.search(last):
+                error = last
+    return LogDigest(fps, last, error)
 
 
 @dataclass(frozen=True)
@@ -184,6 +193,9 @@ def instance_status(
     state = instance_state(container, paused, backoff)
     running = state in (InstanceState.RUNNING, InstanceState.BACKOFF)
     fps = dict(log.fps) if (log.fps and running and container is not None) else {}
+    last_line = log.last_line
+    if state in (InstanceState.BACKOFF, InstanceState.EXITED, InstanceState.RESTARTING) and log.last_error:
+        last_line = log.last_error
     exit_code = None
     if container is not None and (container.state != "running" or backoff):
         exit_code = container.exit_code
@@ -198,7 +210,7 @@ def instance_status(
         configHash=config_hash,
         restarts=container.restart_count if container else 0,
         exitCode=exit_code,
-        lastLogLine=log.last_line,
+        lastLogLine=last_line,
         error=problem[:MAX_LINE] if problem else None,
         drift=tuple(drift)[-100:],
         fps=fps,

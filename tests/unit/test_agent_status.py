@@ -49,7 +49,7 @@ def test_newest_fps_and_digest_skip_headers() -> None:
     ]
     assert newest_fps(lines) == {"0": 20.0}
     d = digest_log(LogDigest(), lines)
-    assert d.fps == {"0": 20.0} and d.last_line == "ERROR from src: x"
+    assert d.fps == {"0": 20.0} and d.last_line == "ERROR from src: x" and d.last_error == d.last_line
     d2 = digest_log(d, ["**PERF:  FPS 0 (Avg)\t"])
     assert d2 == d
 
@@ -91,8 +91,14 @@ def test_status_reports_degraded_and_backoff_exit_code() -> None:
     c = ObservedContainer("c1", "dsfleet-x", {}, "running", restart_count=4, exit_code=255)
     s = instance_status("x", c, paused=False, backoff=False, log=LogDigest({"0": 30.0, "1": 0.0}, "hello"))
     assert s.error == "degraded: source 1 at 0 FPS" and s.exitCode is None and s.restarts == 4
-    s = instance_status("x", c, paused=False, backoff=True, log=LogDigest(None, "App run failed"))
+    s = instance_status(
+        "x", c, paused=False, backoff=True, log=LogDigest(None, "Pipeline running", "App run failed")
+    )
     assert s.state is InstanceState.BACKOFF and s.exitCode == 255 and s.lastLogLine == "App run failed"
+    s = instance_status(
+        "x", c, paused=False, backoff=False, log=LogDigest(None, "Pipeline running", "App run failed")
+    )
+    assert s.lastLogLine == "Pipeline running"
 
 
 def test_file_drift_and_stopped_by_hand() -> None:

@@ -1,0 +1,214 @@
+"""The loop on in-memory fakes (runtime, bus, clock): catch-up keeps only the last config, rejected records are
+counted, old commands are ignored, naming is kept, and the loop acts only through the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from agent.credentials import MemorySecretStore
+from agent.loop import Agent, HostFacts, LoopSettings
+from agent.ports import BusBatch, LogChunk, RuntimeInfo
+from schemas.nodeconfigs import (
+    CONFIGS_DIR,
+    ContainerSpec,
+    InstanceConfig,
+    MountSpec,
+    RenderedFile,
+    RestartPolicySpec,
+    build_instance,
+    build_node,
+)
+from schemas.wire import AgentCommand, AgentConfig, AgentInfo, AgentResponse, CommandKind, encode
+
+NODE = "gpu-01"
+
+
+def inst(name: str, version: int = 1) -> InstanceConfig:
+    spec = ContainerSpec(
+        image="ds:7.0",
+        mounts=(MountSpec(type="configs", target=CONFIGS_DIR),),
+        engineVolume=f"{name}_engine",
+        restartPolicy=RestartPolicySpec(name="unless-stopped"),
+    )
+    return build_instance(
+        name, "deepstream-app", False, (), spec, (RenderedFile(path="a.txt", content=f"v{version}"),)
+    )
+
+
+def config(generation: int, *instances: InstanceConfig) -> bytes:
+    nc = build_node(NODE, list(instances))
+    return encode(
+        AgentConfig(
+            sent_at="2026-01-01T00:00:00+00:00",
+            node=NODE,
+            generation=generation,
+            configHash=nc.configHash,
+            instances=nc.instances,
+        )
+    )
+
+
+@dataclass
+class FakeRuntime:
+    containers: dict[str, ObservedContainer] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def info(self) -> RuntimeInfo:
+        return RuntimeInfo("test", False)
+
+    def list_containers(
+        self, label: str, *, also_names: Sequence[str] = (), refresh: bool = False
+    ) -> list[ObservedContainer]:
+        return list(self.containers.values())
+
+    def list_volumes(self, label: str) -> list[ObservedVolume]:
+        return []
+
+    def create(self, request: ContainerRequest) -> str:
+        cid = f"c{len(self.calls)}"
+        self.calls.append(f"create {request.name}")
+        self.containers[cid] = ObservedContainer(cid, request.name, dict(request.labels), "created")
+        return cid
+
+    def start(self, container_id: str) -> None:
+        self.calls.append(f"start {container_id}")
+        c = self.containers[container_id]
+        self.containers[container_id] = ObservedContainer(c.id, c.name, c.labels, "running")
+
+    def stop(self, container_id: str, timeout: float = 10.0) -> None:
+        self.calls.append(f"stop {container_id}")
+
+    def restart(self, container_id: str, timeout: float = 10.0) -> None:
+        self.calls.append(f"restart {container_id}")
+
+    def remove(self, container_id: str) -> None:
+        self.calls.append(f"remove {container_id}")
+        self.containers.pop(container_id, None)
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str], *, recreate: bool = False) -> None:
+        pass
+
+    def remove_volume(self, name: str) -> None:
+        pass
+
+    def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
+        return LogChunk(("**PERF:  30.00 (30.00)\t",), 1.0)
+
+    def wait(self, timeout: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class FakeBus:
+    batches: list[BusBatch] = field(default_factory=list)
+    infos: list[AgentInfo] = field(default_factory=list)
+    responses: list[AgentResponse] = field(default_factory=list)
+    followed: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    def follow(self, node_key: str, command_keys: Sequence[str]) -> None:
+        self.followed.append((node_key, tuple(command_keys)))
+
+    def poll(self, timeout: float) -> BusBatch:
+        return self.batches.pop(0) if self.batches else BusBatch()
+
+    def publish_info(self, key: str, info: AgentInfo) -> None:
+        self.infos.append(info)
+
+    def publish_response(self, key: str, response: AgentResponse) -> None:
+        self.responses.append(response)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_767_225_600.0 + self.now
+
+
+def make(tmp_path: Path, node: str | None = NODE) -> tuple[Agent, FakeRuntime, FakeBus, FakeClock]:
+    rt, bus, clock = FakeRuntime(), FakeBus(), FakeClock()
+    agent = Agent(
+        LoopSettings(state_dir=tmp_path, node=node, heartbeat_seconds=5, resync_seconds=30),
+        rt,
+        bus,
+        MemorySecretStore(),
+        HostFacts("host-a", "a" * 32),
+        clock,
+    )
+    agent._follow()
+    return agent, rt, bus, clock
+
+
+def test_catching_up_applies_only_the_last_config(tmp_path: Path) -> None:
+    agent, rt, bus, _ = make(tmp_path)
+    key = NODE.encode()
+    bus.batches = [
+        BusBatch(configs=[(key, config(1, inst("a"))), (key, config(2, inst("b")))]),
+        BusBatch(configs=[(key, config(3, inst("c")))], caught_up=True),
+    ]
+    agent.step()
+    assert rt.calls == []  # not caught up yet: nothing desired (no desired.json)
+    agent.step()
+    assert [c for c in rt.calls if c.startswith("create")] == ["create dsfleet-c"]
+    assert (tmp_path / "desired.json").exists()
+    assert bus.responses and bus.responses[-1].instances[0].name == "c"
+
+
+def test_rejected_records_are_counted_and_ignored(tmp_path: Path) -> None:
+    agent, rt, bus, _ = make(tmp_path)
+    key = NODE.encode()
+    good = config(1, inst("a"))
+    bus.batches = [
+        BusBatch(configs=[(key, b"garbage")] * 50 + [(b"other-node", good), (key, good)], caught_up=True)
+    ]
+    agent.step()
+    assert agent.rejected == 50
+    assert "create dsfleet-a" in rt.calls
+
+
+def test_desired_json_is_the_fail_static_start(tmp_path: Path) -> None:
+    agent, rt, bus, _ = make(tmp_path)
+    bus.batches = [BusBatch(configs=[(NODE.encode(), config(7, inst("a")))], caught_up=True)]
+    agent.step()
+    again, rt2, _, _ = make(tmp_path)  # a restart, no broker: nothing ever comes from the bus
+    rt2.containers = dict(rt.containers)
+    again.step()
+    assert again.desired is not None and getattr(again.desired, "generation", None) == 7
+    assert rt2.calls == []  # adopted: the container runs the desired spec
+
+
+def test_naming_commands_and_old_commands(tmp_path: Path) -> None:
+    agent, _, bus, clock = make(tmp_path, node=None)
+    agent.step()
+    assert bus.infos and bus.infos[-1].node is None and bus.followed[-1][0] == ""
+    old = AgentCommand(
+        sent_at="2020-01-01T00:00:00+00:00", command=CommandKind.ASSIGN_NAME, target="a" * 32, node="old"
+    )
+    now = datetime.fromtimestamp(clock.time(), UTC).isoformat()
+    new = AgentCommand(
+        sent_at=now, command=CommandKind.ASSIGN_NAME, target="a" * 32, node="gpu-09", machineId="a" * 32
+    )
+    bus.batches = [BusBatch(commands=[encode(old)]), BusBatch(commands=[encode(new)])]
+    agent.step()
+    assert agent.node is None
+    agent.step()
+    assert agent.node == "gpu-09"
+    assert (tmp_path / "node-name").read_text().strip() == "gpu-09"
+    assert bus.followed[-1][0] == "gpu-09"
+    assert bus.infos[-1].node == "gpu-09"
+    again, _, _, _ = make(tmp_path, node=None)
+    assert again.node == "gpu-09"
