@@ -7,7 +7,15 @@
 - ``AgentInfo`` / ``AgentResponse``: produced to the partition of their key, named explicitly.
 
 A broker that is down is a state: partition counts are asked again (with a short timeout) every few seconds,
-records to send wait in the producer's queue.
+records to send wait in the producer's queue. A broker that came back empty (Tansu's memory storage; a deleted
+topic) is healed every ``RECHECK_SECONDS``: the partition counts are read again and the partitions re-assigned when
+a count changed (an auto-created topic has the broker's default count, and the coordinator re-publishes to
+``partition_for(node, new_count)``); after the brokers went down and answer again, the producer is renewed (an
+idempotent producer's sequence state is void against a broker that lost its data, and librdkafka stalls; what it
+held was heartbeats and status reports, which the loop sends again) and the partitions are read again from the
+beginning (a fetch position past the end of an emptied partition is not reset by Tansu: the consumer would wait
+until the partition grew back to it). While such a re-read catches up, config records are held back and only the
+last one is delivered at the partition's end, so the loop never steps back through older configs.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ __all__ = ["KafkaBus"]
 log = logging.getLogger(__name__)
 METADATA_TIMEOUT = 1.0
 RETRY_SECONDS = 3.0
+RECHECK_SECONDS = 3.0
 _CONSUMER_ONLY = frozenset(
     {"fetch.wait.max.ms", "fetch.min.bytes", "auto.offset.reset", "enable.partition.eof"}
 )
@@ -50,6 +59,10 @@ class KafkaBus:
         self._command_keys: tuple[str, ...] = ()
         self._config_partition: int | None = None
         self._assigned = False
+        self._rereading = False
+        self._reset = False
+        self._held: list[tuple[bytes | None, bytes | None]] = []
+        self._next_check = time.monotonic() + RECHECK_SECONDS
 
     def _count(self, topic: str) -> int | None:
         known = self._partitions.get(topic)
@@ -96,40 +109,63 @@ class KafkaBus:
             parts,
         )
 
-    def _broker_back(self) -> bool:
-        """After a disconnection: is the broker reachable again? Then the producer is renewed (its idempotence
-        state is void against a broker that may have lost its data) and the partitions are read again from the
-        beginning (the loop catches up once more)."""
-        if not self._producer.saw_broker_down:
-            return False
+    def _recheck(self) -> None:
+        """Every few seconds: partition counts read again (re-assign when one changed); the producer renewed when
+        the brokers went down since it was made and they answer again."""
         now = time.monotonic()
-        if now - self._last_try.get("", -1e9) < RETRY_SECONDS:
-            return False
-        self._last_try[""] = now
-        try:
-            count = self._producer.partitions(self._info_topic, timeout=METADATA_TIMEOUT)
-        except TemporaryError:
-            return False
-        if not count:
-            return False
-        log.info("broker reachable again; producer renewed, partitions read again from the beginning")
-        self._producer.renew()
-        self._partitions.clear()
-        self._last_try.clear()
-        self._assigned = False
-        return True
+        if now < self._next_check:
+            return
+        self._next_check = now + RECHECK_SECONDS
+        for topic in (self._info_topic, self._response_topic):
+            self._partitions.pop(topic, None)  # asked again when next sent to
+        topics = [self._command_topic] + ([self._config_topic] if self._node_key else [])
+        changed = False
+        for topic in topics:
+            try:
+                count = self._producer.partitions(topic, timeout=METADATA_TIMEOUT)
+            except TemporaryError:
+                return  # broker unreachable: a state, try again later
+            if not count:
+                return
+            if self._partitions.get(topic) != count:
+                if topic in self._partitions:
+                    log.warning(
+                        "partition count changed topic=%s before=%s now=%d; re-assigning",
+                        topic,
+                        self._partitions.get(topic),
+                        count,
+                    )
+                    changed = True
+                self._partitions[topic] = count
+        if self._producer.saw_broker_down or self._producer.fatal:
+            log.info("broker answers again after a disconnection; producer renewed, partitions read again")
+            self._producer.renew()
+            changed = True
+        if changed and self._assigned:
+            self._assigned = False
+            self._assign()
+            self._rereading = self._config_partition is not None
+            self._held = []
+            self._reset = True
 
     def poll(self, timeout: float) -> BusBatch:
         self._producer.poll(0)
-        reset = self._broker_back()
+        self._recheck()
         self._assign()
         if not self._assigned:
             time.sleep(min(timeout, 0.05))
-            return BusBatch(reset=reset)
+            return BusBatch()
         records, eof = self._consumer.poll_batch(500, timeout)
         configs = [(r.key, r.value) for r in records if r.topic == self._config_topic]
         commands = [r.value for r in records if r.topic == self._command_topic]
         caught_up = self._config_partition is not None and (self._config_topic, self._config_partition) in eof
+        if self._rereading:
+            self._held += configs
+            if not caught_up:
+                return BusBatch(commands=commands)
+            key = (self._node_key or "").encode()
+            configs, self._held, self._rereading = [c for c in self._held if c[0] == key][-1:], [], False
+        reset, self._reset = self._reset, False
         return BusBatch(configs=configs, commands=commands, caught_up=caught_up, reset=reset)
 
     def _send(self, topic: str, key: str, value: bytes) -> None:

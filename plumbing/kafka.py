@@ -245,11 +245,30 @@ class Producer:
             raise _translate(exc, f"produce to {topic}") from exc
 
     def poll(self, timeout: float = 0.0) -> int:
-        return int(self._producer.poll(timeout))
+        """Serve delivery reports. A fatal error (e.g. ``OUT_OF_ORDER_SEQUENCE_NUMBER`` from a broker that lost its
+        data) is not raised: it sets :attr:`fatal`, and the owner renews the producer."""
+        try:
+            return int(self._producer.poll(timeout))
+        except KafkaException as exc:
+            return self._poll_failed(exc)
+
+    def _poll_failed(self, exc: KafkaException) -> int:
+        err = _translate(exc, "producer poll")
+        kerr = exc.args[0] if exc.args else None
+        if isinstance(kerr, KafkaError) and kerr.fatal():
+            if not self._fatal:
+                log.warning("kafka producer fatal error; it must be renewed: %s", err)
+            self._fatal = True
+            return 0
+        raise err from exc
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait for outstanding deliveries; returns how many are still queued after ``timeout``."""
-        return int(self._producer.flush(timeout))
+        try:
+            return int(self._producer.flush(timeout))
+        except KafkaException as exc:
+            self._poll_failed(exc)
+            return len(self._producer)
 
     def partitions(self, topic: str, timeout: float = 5.0) -> int | None:
         return _partitions(self._producer, topic, timeout)

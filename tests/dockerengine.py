@@ -18,6 +18,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOCKET = "/var/run/docker.sock"
 STUB_IMAGE = "dsfleet/deepstream-stub:latest"
 RUN_LABEL = "io.dsfleet.test-run"
+RUN_ID = uuid.uuid4().hex[:6]
+"""This test run's value of ``RUN_LABEL`` (one per session: the module is imported once)."""
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false")
 T = TypeVar("T")
 

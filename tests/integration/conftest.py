@@ -91,3 +91,30 @@ def topic_prefix(request: pytest.FixtureRequest) -> str:
     import uuid
 
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+# --- Docker: the engine (started when none answers, stopped at the end) and the stand-in DeepStream image ------
+
+import docker  # noqa: E402
+from dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """A client of the local engine; at the end, what this run labelled (``RUN_LABEL=RUN_ID``) is removed. Fails
+    in CI when no engine can be had."""
+    proc, problem = ensure_engine()
+    if problem is not None:
+        skip_or_fail(f"Docker unavailable: {problem}")
+    client = docker.from_env(timeout=60)
+    try:
+        yield client
+    finally:
+        cleanup(client, RUN_ID, f"dsfleet-t{RUN_ID}")
+        client.close()
+        stop_engine(proc)
+
+
+@pytest.fixture(scope="session")
+def stub_image(docker_client: docker.DockerClient) -> str:
+    return build_stub_image()

@@ -1,19 +1,17 @@
-"""Fixtures of the agent's integration tests: a real Docker engine (started when none answers), the stub image,
-a per-run label every test container carries (cleaned up by label and name prefix), an in-memory bus."""
+"""Fixtures of the agent's integration tests: per-test names (containers cleaned up by the run label and name
+prefix), an in-memory bus. The Docker engine and the stub image are ``tests/integration/conftest.py``'s."""
 
 from __future__ import annotations
 
 import itertools
-import os
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import pytest
-from dockerengine import build_stub_image, cleanup, ensure_engine, stop_engine
+from dockerengine import RUN_ID, cleanup
 
 from agent.loop import Agent, HostFacts, LoopSettings
 from agent.ports import BusBatch
@@ -21,34 +19,7 @@ from agent.runtime import DockerRuntime
 from agent.secrets import LocalSecretStore
 from schemas.wire import AgentInfo, AgentResponse
 
-RUN_ID = uuid.uuid4().hex[:6]
 _counter = itertools.count(1)
-
-
-def _skip_or_fail(reason: str) -> None:
-    """Skip locally; under CI=true Docker being unavailable fails the suite."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: the agent's integration tests must run)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    proc, problem = ensure_engine()
-    if problem is not None:
-        _skip_or_fail(f"Docker unavailable: {problem}")
-    client = docker.from_env(timeout=60)
-    try:
-        yield client
-    finally:
-        cleanup(client, RUN_ID, f"dsfleet-t{RUN_ID}")
-        client.close()
-        stop_engine(proc)
-
-
-@pytest.fixture(scope="session")
-def stub_image(docker_client: docker.DockerClient) -> str:
-    return build_stub_image()
 
 
 @dataclass

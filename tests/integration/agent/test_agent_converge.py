@@ -107,7 +107,7 @@ def test_create_restart_recreate_remove(
         "b's volume removed",
         lambda: not (docker_client.api.volumes(filters={"name": f"{b}_engine"}) or {}).get("Volumes"),
     )
-    assert not (tmp_path / "instances" / b).exists()
+    wait_for("b's files removed", lambda: not (tmp_path / "instances" / b).exists())
     wait_for(
         "generation 4 observed",
         lambda: agent.agent.last_response and agent.agent.last_response.observedGeneration == 4,
