@@ -160,7 +160,14 @@ def test_drift_is_healed_and_reported(
     cid = _cid(docker_client, a)
     api.kill(cid)
     wait_until(
-        "killed container running again", lambda: api.inspect_container(cid)["State"]["Running"], log=agent
+        "killed container started again, reported as stopped drift",
+        lambda: (
+            (s := coordinator.status(node, a))
+            and s.state is InstanceState.RUNNING
+            and sum(1 for d in s.drift if d.kind == "stopped" and d.healed) >= 2
+            and api.inspect_container(cid)["State"]["Running"]
+        ),
+        log=agent,
     )
     # removed
     api.remove_container(cid, force=True)
