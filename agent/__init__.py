@@ -1,13 +1,31 @@
-"""dsfleet agent: converges one GPU host's DeepStream containers to its node config.
+"""dsfleet agent: converges one GPU host's DeepStream containers to its node config (DESIGN §5).
 
-This version holds the host-side file writer; the live loop (Kafka, Docker) comes later.
+Pure core (no I/O, no clock, no logging; table-tested):
 
-- ``agent.secrets``: the local secret store (files under ``<state-dir>/secrets/`` or ``DSFLEET_SECRET_*`` env).
-- ``agent.configfiles`` (pure): fill ``${secret:<ref>}`` placeholders, plan file writes as data.
-- ``agent.desiredconfigs`` (pure): parse and check an AgentConfig message or a NodeConfig.
-- ``agent.filestore`` (adapter): atomic writes into ``<state-dir>/instances/<name>/``, ``desired.json``.
-- ``agent.cli``: ``dsfleet-agent`` (``materialize``).
-- ``agent.errors``: ``AgentError`` → ``TemporaryError`` / ``PermanentError``.
+- ``agent.containers``: the container plan — desired instances against observed managed containers → actions;
+  the labels; the container request handed to the runtime.
+- ``agent.drift``: drift kinds and rules (stopped, removed, relabelled, file-edited, file-missing).
+- ``agent.status``: ``InstanceStatus`` from observations, crash-loop (``backoff``) detection, the ``**PERF:`` parser.
+- ``agent.configfiles``: fill ``${secret:<ref>}`` placeholders, plan file writes as data.
+- ``agent.desiredconfigs``: parse and check an AgentConfig message or a NodeConfig; judge one AgentConfig record.
+- ``agent.credentials``: the credential type and the secret-store port. ``agent.ports``: runtime, bus, clock ports.
 
-May import ``schemas`` and the standard library only (import-linter).
+Adapters: ``agent.runtime`` (Docker SDK; the only importer of ``docker``), ``agent.bus`` (Kafka through
+``plumbing.kafka``), ``agent.filestore`` (the state dir), ``agent.secrets`` (the local secret store),
+``agent.hostinfo`` (hostname, machine id, GPUs). Wiring: ``agent.loop`` (no decisions), ``agent.cli``
+(``dsfleet-agent run`` / ``materialize``). ``agent.errors``: ``AgentError`` → ``TemporaryError`` / ``PermanentError``.
+
+**Label and state-dir contract.** A managed container is named ``dsfleet-<instance>`` and labelled
+``io.dsfleet.managed=true``, ``io.dsfleet.instance=<instance>``, ``io.dsfleet.node=<node>``,
+``io.dsfleet.config-hash=<specHash>`` (the *container spec* hash: labels cannot change, and a files-only change only
+restarts the container, so the label stays true) and ``io.dsfleet.generation=<generation it was created at>``.
+The agent records in ``<state-dir>/applied.json`` per instance the container id, the spec hash and the **files hash
+it last (re)started that container with**; ``AgentResponse`` reports ``specHash`` (from the label), ``filesHash``
+(the recorded one) and the desired instance ``configHash``. The engine volume ``<instance>_engine`` is labelled
+``io.dsfleet.image=<image>`` and recreated when a container is (re)created for another image.
+``<state-dir>/desired.json`` keeps the last good desired config (fail static), ``<state-dir>/node-name`` the name
+the coordinator gave, ``<state-dir>/instances/<instance>/`` the rendered files (bind-mounted read-only at
+``/workspace/configs``).
+
+May import ``schemas`` and ``plumbing`` and the standard library (import-linter).
 """

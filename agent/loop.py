@@ -145,6 +145,8 @@ class Agent:
         self._saved_applied = dict(self.applied)
         self.observed_generation: int | None = None
         self.rejected = 0
+        """AgentConfig records of this node that were rejected (logged rate-limited, never applied)."""
+        self._rejected_reported = 0
         self.runtime_info: RuntimeInfo | None = None
         self.responses_sent = 0
         self.last_response: AgentResponse | None = None
@@ -299,6 +301,13 @@ class Agent:
                 self._next_resync = now + self.settings.resync_seconds
         if heartbeat:
             self._next_heartbeat = now + self.settings.heartbeat_seconds
+            if self.rejected != self._rejected_reported:
+                log.warning(
+                    "ignored %d AgentConfig records since the last heartbeat (total %d)",
+                    self.rejected - self._rejected_reported,
+                    self.rejected,
+                )
+                self._rejected_reported = self.rejected
             self._announce()
         self._report(force=heartbeat)
 

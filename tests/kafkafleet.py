@@ -175,7 +175,7 @@ def agent_args(bootstrap: str, prefix: str, state_dir: Path, node: str | None) -
     return args
 
 
-def wait_until(what: str, probe, timeout: float = 30.0, log: AgentProcess | None = None):  # type: ignore[no-untyped-def]
+def wait_until(what: str, probe, timeout: float = 45.0, log: AgentProcess | None = None):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -160,7 +160,14 @@ def test_drift_is_healed_and_reported(
     cid = _cid(docker_client, a)
     api.kill(cid)
     wait_until(
-        "killed container running again", lambda: api.inspect_container(cid)["State"]["Running"], log=agent
+        "killed container started again, reported as stopped drift",
+        lambda: (
+            (s := coordinator.status(node, a))
+            and s.state is InstanceState.RUNNING
+            and sum(1 for d in s.drift if d.kind == "stopped" and d.healed) >= 2
+            and api.inspect_container(cid)["State"]["Running"]
+        ),
+        log=agent,
     )
     # removed
     api.remove_container(cid, force=True)
@@ -357,9 +364,12 @@ def test_malformed_configs_are_counted_and_ignored(
         b"[" * 5000,
         os.urandom(64),
     ]
-    coordinator.publish_raw(node, [bad[i % len(bad)] for i in range(1000)] + [good])
+    huge = b'{"schema": "dsfleet.agent-config/v1", "pad": "' + b"x" * 1_010_000 + b'"}'  # > 1 MB
+    coordinator.publish_raw(node, [bad[i % len(bad)] for i in range(999)] + [huge, good])
     wait_until("converged on the good one", lambda: _running(coordinator, node, a), timeout=60, log=agent)
     assert "ignored AgentConfig record" in agent.log()
+    wait_until("the count logged", lambda: "(total 1000)" in agent.log(), log=agent)
+    assert agent.log().count("ignored AgentConfig record (") <= 20  # rate-limited
     assert agent.proc is not None and agent.proc.poll() is None
 
 
