@@ -15,6 +15,7 @@ from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
 from reconciler.cli import plan as cli_plan
+from reconciler.cli import status as cli_status
 from reconciler.cli.options import VersionAction, add_output, settings_of
 from schemas.errors import DsfleetError, ExitCode
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
+    cli_status.add_parser(sub)
     return parser
 
 
