@@ -151,6 +151,17 @@ class RevisionsMixin(InventoryMixin):
             row = conn.execute(sa.select(REVISIONS).where(REVISIONS.c.id == revision_id)).mappings().first()
             return _revision_record(row) if row is not None else None
 
+    def revision_counts(self) -> dict[str, int]:
+        """How many revisions were accepted and rejected (``{"accepted": n, "rejected": m}``)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(REVISIONS.c.accepted, sa.func.count()).group_by(REVISIONS.c.accepted)
+            ).all()
+        counts = {"accepted": 0, "rejected": 0}
+        for accepted, n in rows:
+            counts["accepted" if accepted else "rejected"] += int(n)
+        return counts
+
     def last_accepted_revision(self) -> RevisionRecord | None:
         with self._read() as conn:
             row = (
