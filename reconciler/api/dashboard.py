@@ -17,7 +17,7 @@ PAGE = """<!doctype html>
  body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1f24;background:#f6f8fa}
  header{display:flex;gap:12px;align-items:center;padding:8px 16px;background:#24292f;color:#fff;flex-wrap:wrap}
  header h1{font-size:16px;margin:0 12px 0 0}
- header input{padding:4px 8px;min-width:240px}
+ header input[type=search]{padding:4px 8px;min-width:240px}
  button{padding:4px 12px;cursor:pointer}
  main{padding:8px 16px}
  section{background:#fff;border:1px solid #d0d7de;border-radius:6px;margin:8px 0;padding:8px}
@@ -75,8 +75,9 @@ function render(doc) {
     const errs = (r.errors || []).slice(0, 20).map((e) =>
       `<div class="rejected">${esc([e.file, e.line, e.column].filter((x) => x != null).join(":"))}: ${esc(e.message)}</div>`).join("");
     $("revision").innerHTML = `#${r.id} <span class="${r.accepted ? "accepted" : "rejected"}">${r.accepted ? "accepted" : "rejected"}</span>` +
-      ` · ${esc(r.source)} · commit <code>${esc((r.commit || "-").slice(0, 12))}</code> · ${esc(r.author)} · ${esc(r.subject)}` +
-      ` · ${esc(r.createdAt)}` + errs;
+      ` · ${esc(r.source)}` + (r.commit ? ` · commit <code>${esc(r.commit.slice(0, 12))}</code>` : "") +
+      (r.author ? ` · ${esc(r.author)}` : "") + (r.subject ? ` · ${esc(r.subject)}` : "") +
+      ` · ${esc(r.createdAt)} · ${r.nodesChanged} nodes changed` + errs;
   } else { $("revision").textContent = "no revision yet"; }
   const p = doc.pendingPlan;
   $("pending").innerHTML = p ? `<b>pending plan (manual sync):</b> ${esc(p.text || (p.valid === false ? "invalid manifests" : ""))}` : "";

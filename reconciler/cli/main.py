@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from reconciler.cli import hooks as cli_hooks
 from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
     cli_status.add_parser(sub)
+    cli_hooks.add_parser(sub)
     return parser
 
 
