@@ -87,14 +87,9 @@ def status_document(
     :mod:`reconciler.planning.status`). Never a file body, a URL or a credential: configs contribute their
     generation and hashes only; log lines and errors have URL user-info removed."""
     statuses = {s.node: s for s in store.node_statuses()}
-    configs = store.latest_node_configs()
+    heads = store.latest_node_heads()
     inventory = store.inventory()
     revisions = store.revisions(limit=1)
-    published: dict[int, datetime] = {}
-    for rid in {c.revision_id for c in configs.values()}:
-        rec = store.revision(rid)
-        if rec is not None:
-            published[rid] = rec.created_at
     observed_rows = store.observed_details()
     pending = store.sync_state("pending_plan")
     recent = store.events(limit=events)
@@ -111,19 +106,13 @@ def status_document(
         )
         for name, s in statuses.items()
     }
-    wanted = {
-        name: NodeDesired(name, c.generation, c.config_hash, published.get(c.revision_id))
-        for name, c in configs.items()
-    }
+    wanted = {name: NodeDesired(name, gen, hash_, at) for name, (gen, hash_, at) in heads.items()}
+    # the inventory holds each desired instance's node, config hash and paused flag (what the node configs
+    # carry), so no config payload is parsed here
     desired = [
-        InstanceDesired(
-            name=str(i.get("name")),
-            node=name,
-            config_hash=str(i.get("configHash")),
-            paused=bool(i.get("paused", False)),
-        )
-        for name, c in configs.items()
-        for i in c.payload.get("instances", ())
+        InstanceDesired(name=i.name, node=i.node, config_hash=i.config_hash or "", paused=i.paused)
+        for i in inventory.instances
+        if i.node is not None and i.node in heads
     ]
     by_key = {(r["node"], r["instance"]): r for r in observed_rows}
     observed = [
@@ -143,7 +132,7 @@ def status_document(
     ]
     inventory_nodes = {n.name: n for n in inventory.nodes}
     inventory_instances = {i.name: i for i in inventory.instances}
-    names = sorted(set(inventory_nodes) | set(statuses) | set(configs))
+    names = sorted(set(inventory_nodes) | set(statuses) | set(heads))
     node_views = {v.name: v for v in derive_nodes(names, facts, wanted, now, deadline)}
     views = derive_instances(desired, observed, facts, wanted, now, deadline)
     per_node: dict[str, int] = {}

@@ -182,3 +182,24 @@ def test_status_of_an_empty_store(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["nodes"] == [] and doc["instances"] == [] and doc["revision"] is None
+
+
+def test_store_reads_for_status_and_metrics(db: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "node.yaml").write_text(
+        "apiVersion: dsfleet/v1\nkind: Node\nmetadata:\n  name: Bad_Name\nspec: {}\n"
+    )
+    assert dsfleet("apply", str(bad), "--db", db).returncode == 1
+    with Store.open(db, readonly=True) as store:
+        heads = store.latest_node_heads()
+        configs = store.latest_node_configs()
+        assert set(heads) == set(configs) == {"gpu-node-1", "gpu-node-2"}
+        stored_at = store.revision(1).created_at  # type: ignore[union-attr]
+        for node, (generation, config_hash, at) in heads.items():
+            assert (generation, config_hash, at) == (
+                configs[node].generation,
+                configs[node].config_hash,
+                stored_at,
+            )
+        assert store.revision_counts() == {"accepted": 1, "rejected": 1}
