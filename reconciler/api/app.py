@@ -101,6 +101,17 @@ def _record(row: Any) -> dict[str, Any]:
     return {k: _plain(v) for k, v in dataclasses.asdict(row).items()}
 
 
+def _pushed_ref(body: bytes) -> str | None:
+    """The ``ref`` of a push event (GitHub, Gitea and GitLab all send it), None when the body has none."""
+    import json
+
+    try:
+        ref = json.loads(body).get("ref")
+    except (ValueError, AttributeError):
+        return None
+    return ref if isinstance(ref, str) and ref.startswith("refs/") else None
+
+
 def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(
         title="dsfleet",
@@ -331,12 +342,31 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise ApiError(401, f"bad or missing webhook signature ({verdict.reason})")
         if ctx.manifests is None:
             raise ApiError(503, "this server has no manifests directory")
+        event = (
+            request.headers.get("x-github-event")
+            or request.headers.get("x-gitea-event")
+            or request.headers.get("x-gitlab-event")
+            or "push"
+        )
+        if event == "ping":
+            return Accepted(requestId=uuid.uuid4().hex, detail="pong")
         import anyio.to_thread
 
-        return await anyio.to_thread.run_sync(_pull_and_apply, verdict.forge or "git")
+        return await anyio.to_thread.run_sync(_pull_and_apply, verdict.forge or "git", _pushed_ref(body))
 
-    def _pull_and_apply(forge: str) -> Accepted:
+    def _pull_and_apply(forge: str, ref: str | None) -> Accepted:
         assert ctx.manifests is not None
+        branch = subprocess.run(
+            ["git", "symbolic-ref", "--quiet", "HEAD"],
+            cwd=ctx.manifests,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
+        if ref and branch and ref != branch:
+            log.info("webhook forge=%s: push to %s ignored (the manifests follow %s)", forge, ref, branch)
+            return Accepted(requestId=uuid.uuid4().hex, detail=f"ignored: {ref} is not {branch}")
         try:
             done = subprocess.run(
                 ["git", "pull", "--ff-only", "--quiet"],
@@ -359,7 +389,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     # ------------------------------------------------------------------------------------------ other
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=read)
     def get_metrics() -> Response:
         text, content_type = metrics_text(ctx)
         return Response(text, media_type=content_type)

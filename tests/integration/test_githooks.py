@@ -215,6 +215,17 @@ def test_signed_webhooks_pull_and_apply(kafka_broker: Tansu, topic_prefix: str, 
             assert rev["accepted"] is True and rev["source"] == "webhook"
             assert rev["subject"] == "gate-2 on its sub stream" and "Alice" in str(rev["author"])
 
+            # a ping, and a push to another branch, pull nothing
+            ping = api.post(
+                hook,
+                content=b"{}",
+                headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": "sha256=" + _sign(b"{}")},
+            )
+            assert ping.status_code == 202 and ping.json()["detail"] == "pong"
+            other = json.dumps({"ref": "refs/heads/feature"}).encode()
+            ignored = api.post(hook, content=other, headers={"X-Gitea-Signature": _sign(other)})
+            assert ignored.status_code == 202 and ignored.json()["detail"].startswith("ignored")
+
             # Gitea's HMAC header and GitLab's token work too
             third = _edit(work, "gate-2/sub", "gate-2/main", "back to main")
             git("push", "--quiet", "origin", "main", cwd=work)
