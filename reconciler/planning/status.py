@@ -171,7 +171,7 @@ def sync_of(
     else:
         return Sync.SYNCED, "observed config hash is the desired one"
     if not online:
-        return Sync.OUT_OF_SYNC, f"{why}; node offline"
+        return Sync.OUT_OF_SYNC, f"{why}; {'node offline' if node is not None else 'node never reported'}"
     if _recent(node_desired, now, deadline):
         return Sync.PROGRESSING, f"{why}; node online, generation published recently"
     return Sync.OUT_OF_SYNC, why
@@ -228,7 +228,12 @@ def derive_instances(
         node = nodes.get(key[0])
         sync, sync_reason = sync_of(d, o, node, node_desired.get(key[0]), now, deadline)
         health, health_reason = health_of(d, o, node)
-        reason = health_reason if sync is Sync.SYNCED else f"{sync_reason}; {health_reason}"
+        if sync is Sync.SYNCED:
+            reason = health_reason
+        elif health_reason in sync_reason:
+            reason = sync_reason
+        else:
+            reason = f"{sync_reason}; {health_reason}"
         out.append(InstanceView(key[1], key[0], sync, health, reason, d, o))
     return out
 

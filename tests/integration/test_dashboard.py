@@ -78,7 +78,7 @@ def test_dashboard_follows_the_fleet_and_refreshes(
         ],
         tmp_path / "coordinator.log",
     ).start()
-    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1")
+    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1", heartbeat=30.0)
     try:
         with server.client() as api:
             gate = wait_for(

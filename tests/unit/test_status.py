@@ -137,3 +137,14 @@ def test_derive_nodes(facts: NodeFacts | None, want: NodeDesired | None, sync: S
 )
 def test_redact(text: str | None, want: str | None) -> None:
     assert redact(text) == want
+
+
+def test_reasons_say_each_thing_once() -> None:
+    [offline] = derive_instances([WANT], [], {"n1": OFFLINE}, {"n1": STALE}, NOW)
+    assert offline.reason == "desired; not reported by its node yet; node offline"
+    [never] = derive_instances([WANT], [], {}, {"n1": FRESH}, NOW)
+    assert never.reason == "desired; not reported by its node yet; node never reported"
+    [behind] = derive_instances(
+        [WANT], [obs("backoff", h="old", restarts=4)], {"n1": ONLINE}, {"n1": FRESH}, NOW
+    )
+    assert behind.reason.endswith("; crash loop (4 restarts)") and behind.sync is Sync.PROGRESSING
