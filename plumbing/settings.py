@@ -135,6 +135,9 @@ class ApiSettings(_Section):
     token: str | None = Field(None, repr=False)
     token_file: Path | None = None
     read_requires_token: bool = False
+    webhook_secret: str | None = Field(None, repr=False)
+    """The shared secret of git push webhooks (GitHub/Gitea HMAC key, GitLab token)."""
+    webhook_secret_file: Path | None = None
 
 
 class Settings(BaseSettings):

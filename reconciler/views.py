@@ -6,21 +6,36 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from reconciler.planning.status import (
+    DEFAULT_PROGRESS_DEADLINE,
+    InstanceDesired,
+    InstanceObserved,
+    NodeDesired,
+    NodeFacts,
+    derive_instances,
+    derive_nodes,
+    redact,
+)
 from schemas.findings import Finding, Severity
 
 if TYPE_CHECKING:
     from reconciler.loading.manifests import LoadedManifests
-    from reconciler.store import AppliedRevision, RevisionRecord
+    from reconciler.store import AppliedRevision, EventRecord, RevisionRecord, Store
 
 __all__ = [
+    "STATUS_SCHEMA",
     "apply_json",
+    "event_json",
     "finding_json",
     "history_json",
     "record_json",
     "records_json",
     "revision_json",
+    "revision_view",
+    "status_document",
     "validate_counts",
     "validate_json",
 ]
@@ -119,3 +134,190 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict | list | str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+# --------------------------------------------------------------------------------------------------- status
+
+STATUS_SCHEMA = "dsfleet.status/v1"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def revision_view(r: RevisionRecord) -> dict[str, Any]:
+    """A revision as ``status``, ``history`` and the API show it (errors keep their ``file``/``line``)."""
+    return {
+        "id": r.id,
+        "createdAt": r.created_at.isoformat(),
+        "source": r.source,
+        "commit": r.git_commit,
+        "author": r.git_author,
+        "subject": (r.git_message or "").splitlines()[0] if r.git_message else None,
+        "accepted": r.accepted,
+        "nodesChanged": r.nodes_changed,
+        "errors": [dict(e) for e in r.errors],
+    }
+
+
+def event_json(e: EventRecord) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": e.at.isoformat(),
+        "kind": e.kind,
+        "node": e.node,
+        "instance": e.instance,
+        "message": redact(e.message),
+    }
+
+
+def status_document(
+    store: Store, now: datetime, *, deadline: timedelta = DEFAULT_PROGRESS_DEADLINE, events: int = 20
+) -> dict[str, Any]:
+    """The ``dsfleet.status/v1`` document of what ``store`` holds now (reads only; the derivation is
+    :mod:`reconciler.planning.status`). Never a file body, a URL or a credential: configs contribute their
+    generation and hashes only; log lines and errors have URL user-info removed."""
+    statuses = {s.node: s for s in store.node_statuses()}
+    heads = store.latest_node_heads()
+    inventory = store.inventory()
+    revisions = store.revisions(limit=1)
+    observed_rows = store.observed_details()
+    pending = store.sync_state("pending_plan")
+    recent = store.events(limit=events)
+
+    facts = {
+        name: NodeFacts(
+            name=name,
+            online=s.online,
+            last_seen=s.last_seen,
+            heartbeat_seconds=s.heartbeat_seconds,
+            observed_generation=s.observed_generation,
+            observed_config_hash=s.observed_config_hash,
+            reported_at=s.reported_at,
+        )
+        for name, s in statuses.items()
+    }
+    wanted = {name: NodeDesired(name, gen, hash_, at) for name, (gen, hash_, at) in heads.items()}
+    # the inventory holds each desired instance's node, config hash and paused flag (what the node configs
+    # carry), so no config payload is parsed here
+    desired = [
+        InstanceDesired(name=i.name, node=i.node, config_hash=i.config_hash or "", paused=i.paused)
+        for i in inventory.instances
+        if i.node is not None and i.node in heads
+    ]
+    by_key = {(r["node"], r["instance"]): r for r in observed_rows}
+    observed = [
+        InstanceObserved(
+            name=r["instance"],
+            node=r["node"],
+            state=r["state"],
+            generation=r["generation"],
+            config_hash=r["config_hash"],
+            restarts=int(r["restarts"] or 0),
+            exit_code=r["exit_code"],
+            error=r["last_error"],
+            fps=dict(r["fps"] or {}),
+            drift=tuple(r["drift"] or ()),
+        )
+        for r in observed_rows
+    ]
+    inventory_nodes = {n.name: n for n in inventory.nodes}
+    inventory_instances = {i.name: i for i in inventory.instances}
+    names = sorted(set(inventory_nodes) | set(statuses) | set(heads))
+    node_views = {v.name: v for v in derive_nodes(names, facts, wanted, now, deadline)}
+    views = derive_instances(desired, observed, facts, wanted, now, deadline)
+    per_node: dict[str, int] = {}
+    for v in views:
+        if v.desired is not None:
+            per_node[v.node] = per_node.get(v.node, 0) + 1
+
+    nodes_out: list[dict[str, Any]] = []
+    for name in names:
+        s = statuses.get(name)
+        inv = inventory_nodes.get(name)
+        nv = node_views[name]
+        nodes_out.append(
+            {
+                "name": name,
+                "online": bool(s and s.online),
+                "lastSeen": _iso(s.last_seen if s else None),
+                "heartbeatAgeSeconds": (
+                    round((now - s.last_seen).total_seconds(), 3) if s and s.last_seen else None
+                ),
+                "heartbeatSeconds": s.heartbeat_seconds if s else None,
+                "hostname": (s.hostname if s else None) or (inv.hostname if inv else None),
+                "agentVersion": s.agent_version if s else None,
+                "dockerVersion": s.docker_version if s else None,
+                "nvidiaRuntime": bool(s and s.nvidia_runtime),
+                "gpus": [dict(g) for g in s.gpus] if s else [],
+                "capacity": (s.capacity if s and s.capacity is not None else (inv.capacity if inv else None)),
+                "instances": per_node.get(name, 0),
+                "desiredGeneration": nv.desired_generation,
+                "observedGeneration": nv.observed_generation,
+                "sync": nv.sync.value,
+                "managed": inv is not None,
+                "error": redact(s.error) if s else None,
+            }
+        )
+
+    instances_out: list[dict[str, Any]] = []
+    for v in views:
+        row = by_key.get((v.node, v.name))
+        inv_i = inventory_instances.get(v.name)
+        nd = wanted.get(v.node)
+        drift = [dict(d) for d in (row["drift"] or ())] if row else []
+        instances_out.append(
+            {
+                "name": v.name,
+                "node": v.node,
+                "sync": v.sync.value,
+                "health": v.health.value,
+                "state": row["state"] if row else None,
+                "reason": redact(v.reason),
+                "desiredGeneration": nd.generation if nd and v.desired else None,
+                "observedGeneration": row["generation"] if row else None,
+                "desiredConfigHash": v.desired.config_hash if v.desired else None,
+                "observedConfigHash": row["config_hash"] if row else None,
+                "paused": bool(v.desired and v.desired.paused),
+                "gpu": inv_i.gpu if inv_i else None,
+                "profile": inv_i.profile if inv_i else None,
+                "cameras": inv_i.camera_count if inv_i else None,
+                "restarts": int(row["restarts"] or 0) if row else 0,
+                "exitCode": row["exit_code"] if row else None,
+                "lastLogLine": redact(row["last_log_line"]) if row else None,
+                "error": redact(row["last_error"]) if row else None,
+                "fps": dict(row["fps"] or {}) if row else {},
+                "drift": [{**d, "detail": redact(d.get("detail"))} for d in drift],
+                "containerId": row["container_id"] if row else None,
+                "updatedAt": _iso(row["updated_at"]) if row else None,
+            }
+        )
+
+    def count(values: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for value in values:
+            out[value] = out.get(value, 0) + 1
+        return dict(sorted(out.items()))
+
+    return {
+        "schema": STATUS_SCHEMA,
+        "generatedAt": now.isoformat(),
+        "summary": {
+            "nodes": {
+                "total": len(nodes_out),
+                "online": sum(1 for n in nodes_out if n["online"]),
+                "offline": sum(1 for n in nodes_out if not n["online"]),
+            },
+            "instances": {
+                "total": len(instances_out),
+                "sync": count([i["sync"] for i in instances_out]),
+                "health": count([i["health"] for i in instances_out]),
+                "drift": sum(len(i["drift"]) for i in instances_out),
+            },
+        },
+        "nodes": nodes_out,
+        "instances": instances_out,
+        "revision": revision_view(revisions[0]) if revisions else None,
+        "pendingPlan": pending,
+        "events": [event_json(e) for e in recent],
+    }

@@ -4,7 +4,9 @@
 #  - postgresql: the store's tests also run against a real PostgreSQL server (started by the tests);
 #  - docker.io, busybox-static: the agent's tests run real containers of the stand-in DeepStream image built from
 #    Debian's static busybox (the tests start `dockerd --bridge=none --iptables=false --ip6tables=false` when no
-#    engine answers).
+#    engine answers);
+#  - chromium: the dashboard's browser test drives Debian's headless Chromium through Playwright (never
+#    `playwright install`).
 set -euo pipefail
 need=()
 /usr/bin/python3 -c 'import gi; gi.require_version("GLib", "2.0"); from gi.repository import GLib' >/dev/null 2>&1 || need+=(python3-gi)
@@ -12,6 +14,7 @@ pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || tr
 { [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; } || need+=(postgresql)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 { command -v dpkg >/dev/null && dpkg -s busybox-static >/dev/null 2>&1; } || need+=(busybox-static)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -82,7 +82,26 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="a librdkafka client setting passed through (security.protocol=SASL_SSL, sasl.mechanism=…)",
     )
+    _add_http(p, required=False)
     p.set_defaults(handler=cmd_coordinator)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve the HTTP API and dashboard without a coordinator (read-only views, dry runs, requests)",
+        description="Serve /api/v1/ (status, nodes, cameras, instances, revisions, diff), /metrics and the "
+        "dashboard from the store; POST apply and refresh are sent to a running coordinator over Kafka "
+        "(UpdateConfig, Refresh). Stops on SIGTERM/SIGINT.",
+        epilog="exit: 0 stopped by a signal, 2 usage error, unusable store or address",
+    )
+    s.add_argument("--manifests", required=True, metavar="DIR", help="the manifests directory (for diff)")
+    s.add_argument("--db", metavar="URL", help="store URL (default: settings)")
+    s.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT", help="Kafka (none: POST apply/refresh answer 503)"
+    )
+    s.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the six topic names")
+    s.add_argument("-X", dest="kafka_option", action="append", metavar="KEY=VALUE", help="librdkafka setting")
+    _add_http(s, required=True)
+    s.set_defaults(handler=cmd_serve, partitions=None, replication_factor=None)
 
     t = sub.add_parser(
         "topics", help="manage the Kafka topics", description="Manage dsfleet's six Kafka topics."
@@ -111,13 +130,135 @@ def add_parser(sub: Any) -> None:
     c.set_defaults(handler=cmd_topics_create)
 
 
+def _add_http(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument(
+        "--http",
+        required=required,
+        metavar="HOST:PORT",
+        help="serve the HTTP API, /metrics and the dashboard here (e.g. 127.0.0.1:8080; default: [coordinator] "
+        "http; beyond loopback only with a token)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the API bearer token, read from FILE (default: [api] token / token_file, DSFLEET_API_TOKEN)",
+    )
+
+
+def _read_secret(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise DsfleetError(
+            f"{path}: error: {what}: cannot read ({exc.strerror or type(exc).__name__})"
+        ) from None
+
+
+def _start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = None) -> Any:
+    """The API server of this process (None without --http / [coordinator] http)."""
+    settings = settings_of(args)
+    where = args.http or settings.coordinator.http
+    if not where:
+        return None
+    from reconciler.api.context import ApiContext
+    from reconciler.api.server import ApiServer, parse_listen
+    from reconciler.applying import loader_limits
+
+    api = settings.api
+    token = api.token
+    token_file = Path(args.token_file) if args.token_file else api.token_file
+    if token_file is not None:
+        token = _read_secret(token_file, "API token file")
+    secret = api.webhook_secret
+    if api.webhook_secret_file is not None:
+        secret = _read_secret(api.webhook_secret_file, "webhook secret file")
+    ctx = ApiContext(
+        db=settings.coordinator.db,
+        manifests=manifests,
+        token=token or None,
+        read_requires_token=api.read_requires_token,
+        webhook_secret=secret or None,
+        limits=loader_limits(settings.coordinator),
+        coordinator=coordinator,
+        send=_request_sender(args),
+    )
+    return ApiServer(ctx, parse_listen(where)).start()
+
+
+def _request_sender(args: argparse.Namespace) -> Any:
+    """UpdateConfig/Refresh through a send-only bus (None without a broker)."""
+    servers = _bootstrap(args)
+    if servers is None:
+        return None
+    from reconciler.bus.kafka import BusSettings, CoordinatorBus
+    from schemas.errors import TemporaryError
+    from schemas.wire import Topic
+
+    kafka = _kafka(args)
+    bus = CoordinatorBus(
+        BusSettings(
+            bootstrap_servers=servers,
+            client=_kafka_client(args),
+            topic_prefix=kafka.topic_prefix,
+            partitions=kafka.partitions,
+            replication_factor=kafka.replication_factor,
+            max_message_bytes=kafka.max_message_bytes,
+        ),
+        read=False,
+    )
+    lock = threading.Lock()
+    topics = {"update-config": Topic.UPDATE_CONFIG, "refresh": Topic.REFRESH}
+
+    def send(kind: str, key: str | None, value: bytes) -> None:
+        with lock:
+            try:
+                bus.send(topics[kind], key, value)
+            except TemporaryError:
+                bus.ensure_topics(timeout=5.0)
+                bus.send(topics[kind], key, value)
+            if bus.flush(5.0):
+                raise TemporaryError("the broker did not acknowledge the request within 5 s")
+
+    return send
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
+        )
+    manifests = Path(args.manifests)
+    if not manifests.is_dir():
+        print(f"dsfleet serve: error: {manifests}: no such directory", file=sys.stderr)
+        return ExitCode.ERROR
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal=%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        server = _start_api(args, manifests)
+    except DsfleetError as exc:
+        print(f"dsfleet serve: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        log.info("http api stopped")
+    return ExitCode.OK
+
+
 def _kafka(args: argparse.Namespace) -> KafkaSettings:
     """``[kafka]`` with this command's flags applied."""
     kafka = settings_of(args).kafka
     flags = {
         "topic_prefix": args.topic_prefix,
-        "partitions": args.partitions,
-        "replication_factor": args.replication_factor,
+        "partitions": getattr(args, "partitions", None),
+        "replication_factor": getattr(args, "replication_factor", None),
         "max_message_bytes": getattr(args, "max_message_bytes", None),
     }
     return kafka.model_copy(update={k: v for k, v in flags.items() if v is not None})
@@ -223,6 +364,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 log.warning("no broker configured: revisions are stored, nothing is published")
             coordinator = Coordinator(options, store, bus)
             watcher = Watcher(manifests, step_ms=options.watch_step_ms, debounce_ms=options.watch_debounce_ms)
+            api = _start_api(args, manifests, coordinator)
             watcher.start()
             log.info(
                 "coordinator started manifests=%s store=%s broker=%s sync=%s",
@@ -234,6 +376,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
             try:
                 coordinator.run(stop, changed=watcher.take)
             finally:
+                if api is not None:
+                    api.stop()
                 watcher.stop()
                 coordinator.close()
                 log.info("coordinator stopped")

@@ -13,10 +13,12 @@ from typing import Any
 
 from plumbing.logs import LEVELS, configure_logging
 from reconciler.cli import db as cli_db
+from reconciler.cli import hooks as cli_hooks
 from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
 from reconciler.cli import plan as cli_plan
+from reconciler.cli import status as cli_status
 from reconciler.cli.options import VersionAction, add_output, settings_of
 from schemas.errors import DsfleetError, ExitCode
 
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
     cli_db.add_parser(sub)
+    cli_status.add_parser(sub)
+    cli_hooks.add_parser(sub)
     return parser
 
 

@@ -93,6 +93,10 @@ class Counters:
     applies: Counter[str] = field(default_factory=Counter)
     resyncs: Counter[str] = field(default_factory=Counter)
     commands: Counter[str] = field(default_factory=Counter)
+    apply_seconds: float = 0.0
+    """Total time spent applying (with ``applies``: the mean apply duration)."""
+    convergence_seconds: list[float] = field(default_factory=list)
+    """Revision stored → the node's agent reports its generation, per node (newest last, bounded)."""
 
 
 class _RateLimitedLog:
@@ -156,6 +160,9 @@ class Coordinator:
         self._started_at = self.clock.now()
         self.pending_plan: dict[str, object] | None = None
         self.apply_requested = threading.Event()
+        self.apply_source = "api"
+        """The revision source of a requested apply (the HTTP API sets ``api`` or ``webhook``)."""
+        self._applied_at: dict[str, tuple[int, float]] = {}
         self.last_apply: ApplyResult | None = None
 
     # ---------------------------------------------------------------------------------------------- start/stop
@@ -276,6 +283,7 @@ class Coordinator:
         self.last_apply = result
         self.counters.applies[result.outcome.value] += 1
         took = (time.perf_counter() - started) * 1000
+        self.counters.apply_seconds += took / 1000
         if result.outcome is Outcome.APPLIED and result.applied is not None:
             applied = result.applied
             if self.options.fault_point == FAULT_AFTER_STORE and applied.outbox_ids:
@@ -289,6 +297,8 @@ class Coordinator:
             )
             self.pending_plan = None
             self.store.set_sync_state(PENDING_PLAN, None, self.clock.now())
+            mono = self.clock.monotonic()
+            self._applied_at.update({n: (g, mono) for n, g in applied.generations.items()})
             self._refresh_configs(force=True)
         elif result.outcome is Outcome.REJECTED:
             log.warning(
@@ -320,7 +330,7 @@ class Coordinator:
             force = self.apply_requested.is_set()
             self.apply_requested.clear()
             try:
-                self.sync_directory(force_apply=force, source="api" if force else None)
+                self.sync_directory(force_apply=force, source=self.apply_source if force else None)
             except DsfleetError as exc:
                 log.error("apply failed error=%s; will retry on the next change", exc)
         self._connect()
@@ -372,6 +382,11 @@ class Coordinator:
             self.store.record_agent_responses(batch.responses, now)
             for name, resp in batch.responses.items():
                 self._observed[name] = resp.observedGeneration
+                applied_at = self._applied_at.get(name)
+                if applied_at and (resp.observedGeneration or 0) >= applied_at[0]:
+                    del self._applied_at[name]
+                    self.counters.convergence_seconds.append(self.clock.monotonic() - applied_at[1])
+                    del self.counters.convergence_seconds[:-1000]
         if batch.unnamed:
             self._name_agents(batch, now)
         for request in batch.refreshes:

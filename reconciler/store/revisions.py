@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -151,6 +152,17 @@ class RevisionsMixin(InventoryMixin):
             row = conn.execute(sa.select(REVISIONS).where(REVISIONS.c.id == revision_id)).mappings().first()
             return _revision_record(row) if row is not None else None
 
+    def revision_counts(self) -> dict[str, int]:
+        """How many revisions were accepted and rejected (``{"accepted": n, "rejected": m}``)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(REVISIONS.c.accepted, sa.func.count()).group_by(REVISIONS.c.accepted)
+            ).all()
+        counts = {"accepted": 0, "rejected": 0}
+        for accepted, n in rows:
+            counts["accepted" if accepted else "rejected"] += int(n)
+        return counts
+
     def last_accepted_revision(self) -> RevisionRecord | None:
         with self._read() as conn:
             row = (
@@ -194,6 +206,32 @@ class RevisionsMixin(InventoryMixin):
                     revision_id=int(row["revision_id"]),
                 )
             return out
+
+    def latest_node_heads(self) -> dict[str, tuple[int, str, datetime]]:
+        """Like :meth:`latest_node_configs` without the payloads: ``{node: (generation, config hash, time the
+        revision was stored)}`` (what status and metrics read every second)."""
+        last = (
+            sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
+            .group_by(NODE_CONFIGS.c.node)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                NODE_CONFIGS.c.node,
+                NODE_CONFIGS.c.generation,
+                NODE_CONFIGS.c.config_hash,
+                REVISIONS.c.created_at,
+            )
+            .join(
+                last,
+                sa.and_(NODE_CONFIGS.c.node == last.c.node, NODE_CONFIGS.c.generation == last.c.generation),
+            )
+            .join(REVISIONS, REVISIONS.c.id == NODE_CONFIGS.c.revision_id)
+            .where(NODE_CONFIGS.c.deleted.is_(False))
+            .order_by(NODE_CONFIGS.c.node)
+        )
+        with self._read() as conn:
+            return {r[0]: (int(r[1]), str(r[2]), _from_db_required(r[3])) for r in conn.execute(query).all()}
 
     def node_generation(self, node: str) -> int:
         """The last generation assigned to ``node`` (0 if none yet), deletions included."""

@@ -1,0 +1,145 @@
+"""``/metrics``: Prometheus text, names prefixed ``dsfleet_``. Counters come from the coordinator of this process
+(``Coordinator.counters``, ``OutboxPublisher.stats``); gauges are computed from the store on every scrape (so
+``dsfleet serve`` shows them too)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.registry import Collector
+
+from reconciler.views import status_document
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client.core import Metric
+
+    from reconciler.api.context import ApiContext
+
+__all__ = ["metrics_text"]
+
+SYNCS = ("Synced", "OutOfSync", "Progressing")
+HEALTHS = ("Healthy", "Degraded", "Failed", "Unknown")
+
+
+class _FleetCollector(Collector):
+    def __init__(self, ctx: ApiContext) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._store_metrics()
+        yield from self._coordinator_metrics()
+
+    def _store_metrics(self) -> Iterator[Metric]:
+        store = self.ctx.store()
+        now = datetime.now(UTC)
+        doc = status_document(store, now, events=0)
+        nodes = GaugeMetricFamily("dsfleet_nodes", "Nodes by online state", labels=["state"])
+        nodes.add_metric(["online"], doc["summary"]["nodes"]["online"])
+        nodes.add_metric(["offline"], doc["summary"]["nodes"]["offline"])
+        yield nodes
+        instances = GaugeMetricFamily(
+            "dsfleet_instances", "Instances by sync and health", labels=["sync", "health"]
+        )
+        counts: dict[tuple[str, str], int] = {(s, h): 0 for s in SYNCS for h in HEALTHS}
+        for i in doc["instances"]:
+            counts[(i["sync"], i["health"])] = counts.get((i["sync"], i["health"]), 0) + 1
+        for (sync, health), n in sorted(counts.items()):
+            instances.add_metric([sync, health], n)
+        yield instances
+        yield GaugeMetricFamily(
+            "dsfleet_drift", "Drift records reported by agents", value=doc["summary"]["instances"]["drift"]
+        )
+        age = GaugeMetricFamily(
+            "dsfleet_heartbeat_age_seconds", "Seconds since each node's last heartbeat", labels=["node"]
+        )
+        for n in doc["nodes"]:
+            if n["heartbeatAgeSeconds"] is not None:
+                age.add_metric([n["name"]], n["heartbeatAgeSeconds"])
+        yield age
+        behind = GaugeMetricFamily(
+            "dsfleet_node_generation", "Desired and observed generation per node", labels=["node", "kind"]
+        )
+        for n in doc["nodes"]:
+            for kind in ("desired", "observed"):
+                value = n[f"{kind}Generation"]
+                if value is not None:
+                    behind.add_metric([n["name"], kind], value)
+        yield behind
+        yield GaugeMetricFamily(
+            "dsfleet_outbox_depth", "Outbox rows not yet published", value=store.outbox_depth()
+        )
+        revs = GaugeMetricFamily("dsfleet_revisions", "Revisions stored, by verdict", labels=["verdict"])
+        for verdict, n in sorted(store.revision_counts().items()):
+            revs.add_metric([verdict], n)
+        yield revs
+
+    def _coordinator_metrics(self) -> Iterator[Metric]:
+        coordinator = self.ctx.coordinator
+        if coordinator is None:
+            return
+        c = coordinator.counters
+        consumed = CounterMetricFamily(
+            "dsfleet_messages_consumed", "Inbound records read, per topic", labels=["topic"]
+        )
+        for topic, n in sorted(c.consumed.items()):
+            consumed.add_metric([topic], n)
+        yield consumed
+        rejected = CounterMetricFamily(
+            "dsfleet_messages_rejected",
+            "Inbound records dropped, per topic and reason",
+            labels=["topic", "reason"],
+        )
+        for (topic, reason), n in sorted(c.rejected.items()):
+            rejected.add_metric([topic, reason], n)
+        yield rejected
+        applies = CounterMetricFamily("dsfleet_applies", "Applies by outcome", labels=["outcome"])
+        for outcome, n in sorted(c.applies.items()):
+            applies.add_metric([outcome], n)
+        yield applies
+        yield SummaryMetricFamily(
+            "dsfleet_apply_duration_seconds",
+            "Time spent applying the manifests",
+            count_value=sum(c.applies.values()),
+            sum_value=c.apply_seconds,
+        )
+        resyncs = CounterMetricFamily("dsfleet_resyncs", "Configs re-published, by reason", labels=["reason"])
+        for reason, n in sorted(c.resyncs.items()):
+            resyncs.add_metric([reason], n)
+        yield resyncs
+        commands = CounterMetricFamily("dsfleet_commands", "AgentCommands sent, by kind", labels=["command"])
+        for kind, n in sorted(c.commands.items()):
+            commands.add_metric([kind], n)
+        yield commands
+        conv = list(c.convergence_seconds)
+        yield SummaryMetricFamily(
+            "dsfleet_convergence_seconds",
+            "Revision stored → the node's agent reports that generation (last 1000 node convergences)",
+            count_value=len(conv),
+            sum_value=sum(conv),
+        )
+        if coordinator.publisher is not None:
+            stats = coordinator.publisher.stats
+            published = CounterMetricFamily(
+                "dsfleet_messages_published", "Outbox records delivered, per topic", labels=["topic"]
+            )
+            published.add_metric(["agent-config"], stats.published)
+            yield published
+            yield CounterMetricFamily(
+                "dsfleet_outbox_superseded",
+                "Outbox rows skipped: a newer row of the node was sent",
+                value=stats.superseded,
+            )
+            yield CounterMetricFamily(
+                "dsfleet_publish_failures", "Failed delivery reports", value=stats.failed
+            )
+
+
+def metrics_text(ctx: ApiContext) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FleetCollector(ctx))
+    return generate_latest(registry), CONTENT_TYPE_LATEST

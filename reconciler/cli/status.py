@@ -1,0 +1,229 @@
+"""``dsfleet status``: the fleet at a glance from the store (nodes, instances with sync and health, the last
+revision, the pending plan of manual sync). The document is :func:`reconciler.views.status_document`
+(``dsfleet.status/v1``); this module only prints it: ``rich`` tables on a terminal, plain columns otherwise,
+JSON with ``-o json``; ``--watch`` refreshes in place."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from reconciler.cli.options import add_db, add_output, settings_of
+from schemas.errors import ExitCode
+
+__all__ = ["add_parser", "cmd_status", "status_text"]
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="show nodes, instances (sync, health, state), the last revision and the pending plan",
+        description="Read the store and show every node (online, last seen, agent version, desired vs "
+        "observed generation) and every instance (sync Synced/OutOfSync/Progressing, health Healthy/Degraded/"
+        "Failed/Unknown, state, restarts, drift, FPS), the last revision (commit, author, accepted or rejected "
+        "with its errors) and, in manual sync, the pending plan. JSON: the dsfleet.status/v1 document.",
+        epilog="exit: 0 shown, 2 unusable store",
+    )
+    add_db(p)
+    add_output(p)
+    p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh period (default 1 s)")
+    p.set_defaults(handler=cmd_status)
+
+
+def read_status(db: str) -> dict[str, Any]:
+    from reconciler.store import Store
+    from reconciler.views import status_document
+
+    with Store.open(db, readonly=True) as store:
+        return status_document(store, datetime.now(UTC))
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    return str(value)
+
+
+def _ago(iso: str | None, now: datetime) -> str:
+    if not iso:
+        return "never"
+    seconds = max(0.0, (now - datetime.fromisoformat(iso)).total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+def _fps(fps: dict[str, float]) -> str:
+    return ",".join(f"{v:g}" for _, v in sorted(fps.items())) if fps else "-"
+
+
+def _rows(doc: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
+    now = datetime.fromisoformat(doc["generatedAt"])
+    nodes = [
+        [
+            n["name"],
+            "online" if n["online"] else "offline",
+            _ago(n["lastSeen"], now),
+            _cell(n["agentVersion"]),
+            f"{_cell(n['desiredGeneration'])}/{_cell(n['observedGeneration'])}",
+            n["sync"],
+            str(len(n["gpus"])),
+            str(n["instances"]),
+        ]
+        for n in doc["nodes"]
+    ]
+    instances = [
+        [
+            i["name"],
+            i["node"],
+            i["sync"],
+            i["health"],
+            _cell(i["state"]),
+            f"{_cell(i['desiredGeneration'])}/{_cell(i['observedGeneration'])}",
+            str(i["restarts"]),
+            str(len(i["drift"])),
+            _fps(i["fps"]),
+            _cell(i["reason"]),
+        ]
+        for i in doc["instances"]
+    ]
+    return nodes, instances
+
+
+NODE_COLUMNS = ("NODE", "STATUS", "LAST SEEN", "AGENT", "GEN D/O", "SYNC", "GPUS", "INSTANCES")
+INSTANCE_COLUMNS = (
+    "INSTANCE",
+    "NODE",
+    "SYNC",
+    "HEALTH",
+    "STATE",
+    "GEN D/O",
+    "RESTARTS",
+    "DRIFT",
+    "FPS",
+    "REASON",
+)
+
+
+def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return lines
+
+
+def _revision_lines(doc: dict[str, Any]) -> list[str]:
+    rev = doc.get("revision")
+    if rev is None:
+        return ["revision: none yet"]
+    verdict = "accepted" if rev["accepted"] else f"rejected ({len(rev['errors'])} errors)"
+    commit = (rev["commit"] or "-")[:12]
+    who = f" by {rev['author']}" if rev.get("author") else ""
+    subject = f" {rev['subject']!r}" if rev.get("subject") else ""
+    lines = [f"revision {rev['id']}: {verdict}, {rev['source']}, commit {commit}{who}{subject}"]
+    for e in rev["errors"][:10]:
+        where = ":".join(str(x) for x in (e.get("file"), e.get("line"), e.get("column")) if x is not None)
+        lines.append(f"  {where}: {e.get('severity', 'error')}: {e.get('message', '')}")
+    return lines
+
+
+def _pending_lines(doc: dict[str, Any]) -> list[str]:
+    pending = doc.get("pendingPlan")
+    if not pending:
+        return []
+    if not pending.get("valid", True):
+        return [f"pending plan: invalid manifests ({pending.get('errors', '?')} errors)"]
+    return [f"pending plan (manual sync): {pending.get('text', '')}"]
+
+
+def _summary_line(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    sync = ", ".join(f"{v} {k}" for k, v in s["instances"]["sync"].items()) or "none"
+    health = ", ".join(f"{v} {k}" for k, v in s["instances"]["health"].items()) or "none"
+    return (
+        f"{s['nodes']['online']}/{s['nodes']['total']} nodes online; "
+        f"{s['instances']['total']} instances: {sync}; {health}"
+    )
+
+
+def status_text(doc: dict[str, Any]) -> str:
+    """The plain-text rendering (pipes, files, tests)."""
+    nodes, instances = _rows(doc)
+    lines = [*_table(NODE_COLUMNS, nodes), "", *_table(INSTANCE_COLUMNS, instances), ""]
+    lines += _revision_lines(doc) + _pending_lines(doc) + [_summary_line(doc)]
+    return "\n".join(lines) + "\n"
+
+
+_STYLE = {
+    "Synced": "green",
+    "OutOfSync": "yellow",
+    "Progressing": "cyan",
+    "Healthy": "green",
+    "Degraded": "yellow",
+    "Failed": "bold red",
+    "Unknown": "dim",
+    "online": "green",
+    "offline": "red",
+}
+
+
+def _rich(doc: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    nodes, instances = _rows(doc)
+    parts: list[Any] = []
+    for title, columns, rows in (("Nodes", NODE_COLUMNS, nodes), ("Instances", INSTANCE_COLUMNS, instances)):
+        table = Table(title=title, title_justify="left", header_style="bold")
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(Text(v, style=_STYLE.get(v, "")) for v in r))
+        parts.append(table)
+    parts += [Text(line) for line in _revision_lines(doc) + _pending_lines(doc)]
+    parts.append(Text(_summary_line(doc), style="bold"))
+    return Group(*parts)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    db = settings_of(args).coordinator.db
+    interactive = sys.stdout.isatty() and args.output == "text"
+    if not args.watch:
+        doc = read_status(db)
+        if args.output == "json":
+            json.dump(doc, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        elif interactive:
+            from rich.console import Console
+
+            Console().print(_rich(doc))
+        else:
+            sys.stdout.write(status_text(doc))
+        return ExitCode.OK
+    stop = threading.Event()
+    interval = max(0.1, args.interval)
+    if interactive:
+        from rich.live import Live
+
+        with Live(_rich(read_status(db)), auto_refresh=False, screen=False) as live:
+            while not stop.wait(interval):
+                live.update(_rich(read_status(db)), refresh=True)
+        return ExitCode.OK  # pragma: no cover - ended by Ctrl-C (KeyboardInterrupt → 130 in main)
+    while True:
+        doc = read_status(db)
+        if args.output == "json":
+            sys.stdout.write(json.dumps(doc) + "\n")
+        else:
+            sys.stdout.write("\x1b[H\x1b[2J" if sys.stdout.isatty() else "")
+            sys.stdout.write(status_text(doc) + "\n")
+        sys.stdout.flush()
+        if stop.wait(interval):  # pragma: no cover
+            return ExitCode.OK
