@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
+    from reconciler import demo
+
+    demo.add_parser(sub)
     return parser
 
 
