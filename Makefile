@@ -9,7 +9,7 @@ SYSSTAMP := .dsfleet/.system-deps-stamp
 .PHONY: demo test test-fast lint bench system-deps clean help stub-image
 
 help:
-	@echo "make demo   - run dsfleet on the example fleet (validate, diff, apply, render)"
+	@echo "make demo   - the live loop on this machine: broker, coordinator, agents, containers (dsfleet demo)"
 	@echo "make test   - lint, type-check, import contracts, unit + integration tests"
 	@echo "make bench  - benchmarks (results go to benchmarks/out/, summary in BENCHMARKS.md)"
 	@echo "make lint   - ruff, mypy --strict, import-linter only"
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
 	$(BIN)/python -m compileall -q schemas policies reconciler agent >/dev/null
 	@touch $@
 

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_db.add_parser(sub)
     cli_status.add_parser(sub)
     cli_hooks.add_parser(sub)
+    from reconciler import demo
+
+    demo.add_parser(sub)
     return parser
 
 

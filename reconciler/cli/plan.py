@@ -50,6 +50,9 @@ def add_parser(sub: Any) -> None:
         "wrongly mounted directory looks exactly like that)",
     )
     add_output(p)
+    from reconciler.cli.waiting import add_wait_options
+
+    add_wait_options(p)
     p.set_defaults(handler=cmd_apply)
 
     p = sub.add_parser(
@@ -143,6 +146,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconciler.applying import Outcome, apply_manifests, loader_limits, revision_from_git
+    from reconciler.cli.waiting import topic_prefix_of
     from reconciler.planning.reports import plan_text, summary, summary_line
     from reconciler.store import Store
 
@@ -157,7 +161,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             store,
             rev,
             allow_prune_all=args.allow_prune_all,
-            topic_prefix=settings.kafka.topic_prefix,
+            topic_prefix=topic_prefix_of(args, settings),
             limits=loader_limits(settings.coordinator),
         )
     loaded = result.desired.loaded
@@ -193,6 +197,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     )
     if plan.empty:
         print(summary_line(plan))
+    if args.wait:
+        from reconciler.cli.waiting import apply_wait
+
+        return apply_wait(args, plan, applied.generations)
+    if applied.outbox_ids:
+        from reconciler.cli.waiting import publish_after_apply
+
+        return publish_after_apply(args)
     return ExitCode.OK
 
 

@@ -384,3 +384,32 @@ def test_topics_create_takes_settings_from_the_environment(kafka_broker: Tansu, 
         env={**env, "DSFLEET_KAFKA_BOOTSTRAP_SERVERS": ""},
     )
     assert bad.returncode == 2 and "no broker" in bad.stderr
+
+
+def test_apply_without_coordinator_publishes_itself(
+    kafka_broker: Tansu, topic_prefix: str, fleet: Path, db: str, tmp_path: Path
+) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "reconciler.cli",
+        "apply",
+        str(fleet),
+        "--db",
+        db,
+        "--bootstrap-servers",
+        kafka_broker.bootstrap,
+        "--topic-prefix",
+        topic_prefix,
+    ]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "published 2 node config(s)" in proc.stdout
+    reader = TopicReader(kafka_broker.bootstrap, topic_prefix, Topic.AGENT_CONFIG)
+    try:
+        reader.wait(lambda rs: len(rs) >= 2, 20, "the applied configs")
+        assert sorted(n for n, _, _ in _configs(reader.records)) == sorted(NODES)
+    finally:
+        reader.close()
+    with Store.open(db, readonly=True) as store:
+        assert store.pending_outbox(10) == []
