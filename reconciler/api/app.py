@@ -342,6 +342,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise ApiError(401, f"bad or missing webhook signature ({verdict.reason})")
         if ctx.manifests is None:
             raise ApiError(503, "this server has no manifests directory")
+        if ctx.coordinator is None and ctx.send is None:
+            raise ApiError(
+                503, "no coordinator in this process and no broker configured: nothing could apply"
+            )
         event = (
             request.headers.get("x-github-event")
             or request.headers.get("x-gitea-event")

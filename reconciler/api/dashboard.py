@@ -108,6 +108,11 @@ async function tick() {
     const t = sessionStorage.getItem("dsfleet-token"); if (t) headers.Authorization = "Bearer " + t;
     const res = await fetch("/api/v1/status", {headers, cache: "no-store"});
     if (res.ok) { last = await res.json(); render(last); document.body.dataset.updated = last.generatedAt; }
+    else if (res.status === 401) {
+      sessionStorage.removeItem("dsfleet-token");
+      $("summary").innerHTML = 'this server needs a token for reads: <button id="signin" type="button">sign in</button>';
+      $("signin").addEventListener("click", () => { const v = window.prompt("API token"); if (v) sessionStorage.setItem("dsfleet-token", v); });
+    }
     else { $("summary").textContent = "status: HTTP " + res.status; }
   } catch (e) { $("summary").textContent = "coordinator unreachable"; }
   finally { busy = false; }

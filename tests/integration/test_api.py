@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apiserver import TOKEN, ServerProc
+from apiserver import TOKEN, WEBHOOK_SECRET, ServerProc
 from brokers import Tansu, free_port
 from livefleet import ROOT, TopicReader, copy_fleet
 
@@ -255,6 +257,9 @@ def test_no_broker_is_503_and_reads_may_require_a_token(tmp_path: Path) -> None:
             assert empty["nodes"] == [] and empty["revision"] is None
             assert "no broker" in _error(api.post("/api/v1/apply"), 503)
             _error(api.post("/api/v1/refresh"), 503)
+            signature = hmac.new(WEBHOOK_SECRET.encode(), b"{}", hashlib.sha256).hexdigest()
+            hook = api.post("/api/v1/webhooks/git", content=b"{}", headers={"X-Gitea-Signature": signature})
+            assert "nothing could apply" in _error(hook, 503)  # refused before pulling anything
     finally:
         assert server.stop() == 0
 
