@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from policies.registry import Context, Hit, rule
 from policies.resolution import image_allowed
 from schemas.findings import Note, SourceRef
-from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RuleSeverity
-from schemas.placeholders import url_has_credentials
+from schemas.manifests import RuleSeverity
+from schemas.placeholders import (
+    connection_has_credentials,
+    secret_env_name,
+    text_has_credentials,
+    url_has_credentials,
+)
 
 E, W, OFF = RuleSeverity.ERROR, RuleSeverity.WARNING, RuleSeverity.OFF
 
@@ -204,7 +210,8 @@ def forbid_privileged(ctx: Context) -> Iterator[Hit]:
 @rule(
     "camera-url-credentials",
     E,
-    "URLs and connection strings carry no credentials; use credentials.secretRef / env secretRef",
+    "URLs and connection strings carry no credentials (user-info or ?password=...); use credentials.secretRef "
+    "/ env secretRef",
     relaxable=False,
 )
 def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
@@ -217,17 +224,65 @@ def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
             )
     for name, inst in sorted(ctx.fleet.instances.items()):
         spec = inst.spec
-        if isinstance(spec, CcmInstanceSpec) and "@" in spec.app.kafkaConnectionStr:
-            yield Hit(
-                "spec.app.kafkaConnectionStr: carries credentials (not shown); use an env secretRef",
-                ctx.fleet.source("DsInstance", name, "spec", "app", "kafkaConnectionStr"),
-            )
         for key, value in spec.env.items():
-            if isinstance(value, EnvSecretRef):
-                continue
-            if "://" in value and url_has_credentials(value):
+            if isinstance(value, str) and text_has_credentials(value):
                 yield Hit(
-                    f"spec.env.{key}: the value carries credentials (not shown); use {{secretRef: ...}}",
+                    f"spec.env.{key}: the value carries credentials (not shown); move them to a secret and "
+                    "use {secretRef: ...}",
+                    ctx.fleet.source("DsInstance", name, "spec", "env", key),
+                )
+        dumped = spec.model_dump(mode="json", by_alias=True, exclude={"env"})
+        for path, value in _strings(dumped, ()):
+            leaf = str(path[-1]).lower()
+            connection = "conn" in leaf or leaf.endswith("servers")
+            if (connection and connection_has_credentials(value)) or text_has_credentials(value):
+                yield Hit(
+                    f"spec.{_dotted(path)}: carries credentials (not shown); move them to a secret and use an "
+                    "env secretRef",
+                    ctx.fleet.source("DsInstance", name, "spec", *path),
+                )
+    for name, prof in sorted(ctx.fleet.profiles.items()):
+        for path, value in _strings(prof.spec.model_dump(mode="json", by_alias=True), ()):
+            if text_has_credentials(value):
+                yield Hit(
+                    f"spec.{_dotted(path)}: carries credentials (not shown); move them to a secret",
+                    ctx.fleet.source("InferenceProfile", name, "spec", *path),
+                )
+
+
+def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string leaf of a dumped model, with its path."""
+    if isinstance(value, str):
+        if path:
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*path, k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@rule(
+    "env-secret-literal",
+    E,
+    "an env variable whose name looks secret (*PASSWORD*, *TOKEN*, *SECRET*, *API_KEY*, ...) takes its value "
+    "from a secretRef",
+)
+def env_secret_literal(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        for key, value in sorted(inst.spec.env.items()):
+            if isinstance(value, str) and value and secret_env_name(key):
+                yield Hit(
+                    f"spec.env.{key}: a secret-looking variable with a literal value (not shown); move the "
+                    "value to a secret and write {secretRef: NAME, key: KEY}",
                     ctx.fleet.source("DsInstance", name, "spec", "env", key),
                 )
 

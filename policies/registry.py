@@ -21,6 +21,9 @@ class Hit:
     message: str
     source: SourceRef | None = None
     notes: tuple[Note, ...] = ()
+    instance: str | None = None
+    """The instance this finding is about, when its source is elsewhere (a profile): rule scoping
+    (``rules.<id>.match``) selects by it; otherwise the instance is the document the source points into."""
 
 
 @dataclass
