@@ -178,13 +178,22 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from policies.registry import did_you_mean
     from schemas.export import manifest_json_schema
+    from schemas.manifests import KIND_NAMES
 
-    try:
-        schema = manifest_json_schema(args.kind)
-    except KeyError:
-        print(f"dsfleet schema: unknown kind {args.kind!r}", file=sys.stderr)
-        return ExitCode.ERROR
+    kind = args.kind
+    if kind is not None:
+        by_lower = {k.lower(): k for k in KIND_NAMES}
+        kind = by_lower.get(kind.lower(), kind)  # kinds are case-insensitive here: `dsfleet schema camera`
+        if kind not in KIND_NAMES:
+            print(
+                f"dsfleet schema: error: unknown kind {args.kind!r}{did_you_mean(args.kind, KIND_NAMES)} "
+                f"(kinds: {', '.join(KIND_NAMES)})",
+                file=sys.stderr,
+            )
+            return ExitCode.ERROR
+    schema = manifest_json_schema(kind)
     text = json.dumps(schema, indent=2, sort_keys=False) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

@@ -29,7 +29,7 @@ from reconciler.loading.yamlfiles import (
     size_text,
 )
 from schemas import API_VERSION
-from schemas.findings import Finding, Location, Note, Severity, SourceRef
+from schemas.findings import INVALID_TARGET, Finding, Location, Note, Severity, SourceRef
 from schemas.fleet import Fleet
 from schemas.hashing import sha256_hex
 from schemas.manifests import KIND_NAMES, MODELS, Manifest
@@ -54,6 +54,9 @@ class ParsedFile:
     text: str
     manifests: tuple[tuple[int, Manifest], ...]
     findings: tuple[Finding, ...]
+    invalid: tuple[tuple[int, str, str], ...] = ()
+    """(document, kind, name) of documents that failed their schema but whose kind and name are readable: they
+    still count as defined, so references to them are not reported as missing."""
 
 
 @dataclass
@@ -168,8 +171,40 @@ def _problem_finding(file: str, problem: YamlProblem) -> Finding:
     )
 
 
+MANIFEST_KEYS = ("apiVersion", "kind", "metadata", "spec")
+RULE_NOT_A_MANIFEST = "not-a-manifest"
+
+
+def is_consequence(finding: Finding) -> bool:
+    """A finding caused by another one (a reference to a document that failed its schema): printed after the
+    root causes, so the first lines of the output are the ones to fix."""
+    return INVALID_TARGET in finding.message
+
+
+def identity(data: Any) -> tuple[str, str] | None:
+    """(kind, name) of a document, when both are readable (also for a document that fails its schema)."""
+    if not isinstance(data, dict):
+        return None
+    kind, metadata = data.get("kind"), data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if isinstance(kind, str) and kind in MODELS and isinstance(name, str) and name:
+        return kind, name
+    return None
+
+
 def validate_document(data: Any, source: SourceRef) -> tuple[Manifest | None, list[Finding]]:
-    """One YAML document → a manifest, or findings (with YAML paths; locations are resolved later)."""
+    """One YAML document → a manifest, or findings (with YAML paths; locations are resolved later). A mapping
+    with none of ``apiVersion``, ``kind``, ``metadata``, ``spec`` (a compose file, a CI config) is skipped with
+    a ``not-a-manifest`` warning."""
+    if isinstance(data, dict) and not any(key in data for key in MANIFEST_KEYS):
+        return None, [
+            Finding(
+                severity=Severity.WARNING,
+                rule=RULE_NOT_A_MANIFEST,
+                message="not a dsfleet manifest (none of apiVersion, kind, metadata, spec): skipped",
+                source=source,
+            )
+        ]
     if not isinstance(data, dict):
         return None, [
             Finding(
@@ -259,15 +294,22 @@ def parse_file(display: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Pa
     parsed: ParsedYaml = parse_yaml(text, limits)
     findings = [_problem_finding(display, p) for p in parsed.problems]
     manifests: list[tuple[int, Manifest]] = []
-    if not parsed.problems:
-        for doc in parsed.documents:
-            if doc.data is None:
-                continue  # empty document
-            manifest, doc_findings = validate_document(doc.data, SourceRef(file=display, document=doc.index))
-            findings.extend(doc_findings)
-            if manifest is not None:
-                manifests.append((doc.index, manifest))
-    return ParsedFile(digest, text, tuple(manifests), tuple(findings))
+    invalid: list[tuple[int, str, str]] = []
+    broken = any(p.rule != "yaml-duplicate-key" for p in parsed.problems)
+    for doc in parsed.documents:  # a duplicate key does not stop the rest of the file
+        if doc.data is None:
+            continue  # empty document
+        if broken:  # before a syntax error: counted as defined, not validated (no locations)
+            if (who := identity(doc.data)) is not None:
+                invalid.append((doc.index, *who))
+            continue
+        manifest, doc_findings = validate_document(doc.data, SourceRef(file=display, document=doc.index))
+        findings.extend(doc_findings)
+        if manifest is not None:
+            manifests.append((doc.index, manifest))
+        elif (who := identity(doc.data)) is not None and any(f.is_error for f in doc_findings):
+            invalid.append((doc.index, *who))
+    return ParsedFile(digest, text, tuple(manifests), tuple(findings), tuple(invalid))
 
 
 @contextlib.contextmanager
@@ -334,7 +376,10 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
     groups: dict[str, dict[str, Any]] = {kind: {} for kind in KIND_NAMES}
     sources: dict[tuple[str, str], SourceRef] = {}
     findings: list[Finding] = []
+    invalid: dict[tuple[str, str], SourceRef] = {}
     for display, pf in parsed:
+        for index, kind, name in pf.invalid:
+            invalid.setdefault((kind, name), SourceRef.model_construct(file=display, document=index, path=()))
         for index, manifest in pf.manifests:
             kind = manifest.kind
             name = manifest.metadata.name
@@ -360,6 +405,7 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
         profiles=groups["InferenceProfile"],
         policies=groups["Policy"],
         sources=sources,
+        invalid={key: ref for key, ref in invalid.items() if key not in sources},
     )
     return fleet, findings
 
@@ -389,7 +435,7 @@ def locate_findings(findings: Iterable[Finding], texts: dict[str, str]) -> list[
             for n in f.notes
         )
         out.append(f.model_copy(update={"location": location, "notes": notes}))
-    out.sort(key=Finding.sort_key)
+    out.sort(key=lambda f: (is_consequence(f), *f.sort_key()))
     return out
 
 
