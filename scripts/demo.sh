@@ -23,9 +23,9 @@ step "1. Validate the example fleet (schemas, references, DeepStream rules, poli
     dsfleet validate manifests --strict
 "$BIN/dsfleet" validate manifests --strict
 
-step "2. Dry run against an empty store: every node is new (exit 1 = changes)" \
-    dsfleet diff manifests --db "$DB" --stat
-expect 1 "$BIN/dsfleet" diff manifests --db "$DB" --stat
+step "2. Dry run before the first apply (the configured store does not exist yet: every node is new; exit 1 = changes)" \
+    DSFLEET_COORDINATOR_DB="$DB" dsfleet diff manifests --stat
+expect 1 env DSFLEET_COORDINATOR_DB="$DB" "$BIN/dsfleet" diff manifests --stat
 
 step "3. Apply: store revision 1 and queue one AgentConfig message per node in the outbox" \
     dsfleet apply manifests --db "$DB"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -15,7 +16,7 @@ from reconciler.cli import imports as cli_import
 from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
 from reconciler.cli import plan as cli_plan
-from reconciler.cli.options import VersionAction, add_output, settings_of
+from reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
 from schemas.errors import DsfleetError, ExitCode
 
 DESCRIPTION = """\
@@ -60,8 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit: 0 valid, 1 invalid (or warnings with --strict), 2 usage/internal error",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories (*.yaml, *.yml)")
+    add_manifest_options(p)
     add_output(p)
-    p.add_argument("--strict", action="store_true", help="treat warnings as errors for the exit code")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat warnings as errors for the exit code (also: skipped non-manifest YAML documents, no "
+        "manifests found)",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser(
@@ -71,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         "editor's YAML language server at it, e.g. '# yaml-language-server: $schema=dsfleet.schema.json'.",
     )
     p.add_argument(
-        "kind", nargs="?", help="Node, Camera, DsInstance, InferenceProfile or Policy (default: all)"
+        "kind",
+        nargs="?",
+        help="Node, Camera, DsInstance, InferenceProfile or Policy, any case (default: all)",
     )
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_schema)
@@ -93,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.cli.reports import plural, print_findings, report_missing, summary_counts
+    from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, summary_counts
     from reconciler.loading.manifests import load_manifests
     from reconciler.views import finding_json
 
@@ -101,8 +110,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return ExitCode.ERROR
     from reconciler.applying import loader_limits
 
-    loaded = load_manifests(args.paths, limits=loader_limits(settings_of(args).coordinator))
+    limits = dataclasses.replace(loader_limits(settings_of(args).coordinator), exclude=tuple(args.exclude))
+    loaded = load_manifests(args.paths, limits=limits)
     errors, warnings = summary_counts(loaded.findings)
+    if args.output == "text" and no_manifests("validate", args.paths, loaded, error=False):
+        warnings += 1
+    elif not (len(loaded.fleet) or loaded.fleet.invalid or errors):
+        warnings += 1
     fleet = loaded.fleet
     counts = {
         "files": len(loaded.files),

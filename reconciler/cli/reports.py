@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from schemas.findings import Finding, Severity
 
@@ -63,3 +63,15 @@ def report_missing(command: str, paths: Sequence[str]) -> bool:
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def no_manifests(command: str, paths: Sequence[str], loaded: Any, *, error: bool) -> bool:
+    """When the paths hold no manifest at all, say so (a warning, or an error with ``error``); True when none."""
+    fleet = loaded.fleet
+    if len(fleet) or fleet.invalid or loaded.errors:
+        return False
+    where = ", ".join(paths)
+    level = "error" if error else "warning"
+    extra = " (use --allow-empty to accept an empty set)" if error else ""
+    print(f"dsfleet {command}: {level}: no manifests found in {where}{extra}", file=sys.stderr)
+    return True

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.loading.ignores import IGNORE_FILE, Pattern, compile_patterns, ignored
 from reconciler.loading.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
 from reconciler.loading.yamlfiles import (
     DEFAULT_LIMITS,
@@ -89,8 +90,28 @@ def _display(path: Path) -> str:
     return rel if not rel.startswith("../../") else str(path)
 
 
-def discover(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[ManifestFile], list[Finding]]:
-    """Every ``*.yaml``/``*.yml`` under ``paths`` (sorted; dot-directories skipped; symlinks leaving a root refused)."""
+def _ignore_rules(
+    root: Path, here: Path, rules: list[tuple[str, tuple[Pattern, ...]]], findings: list[Finding]
+) -> None:
+    """Add the patterns of ``here/.dsfleetignore`` (relative to ``here``) to ``rules``."""
+    ignore = here / IGNORE_FILE
+    if not ignore.is_file():
+        return
+    try:
+        lines = ignore.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        findings.append(_file_finding(_display(ignore), "manifest-read", f"cannot read: {exc}"))
+        return
+    base = here.relative_to(root).as_posix()
+    rules.append(("" if base == "." else base + "/", compile_patterns(lines)))
+
+
+def discover(
+    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str] = ()
+) -> tuple[list[ManifestFile], list[Finding]]:
+    """Every ``*.yaml``/``*.yml`` under ``paths`` (sorted; dot-directories skipped; symlinks leaving a root refused;
+    files matched by a ``.dsfleetignore`` (gitignore syntax) or an ``exclude`` pattern left out)."""
+    excluded = compile_patterns(exclude)
     files: list[ManifestFile] = []
     findings: list[Finding] = []
     seen: set[Path] = set()
@@ -106,9 +127,17 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[ManifestFile
                 files.append(ManifestFile(root, _display(root)))
             continue
         real_root = root.resolve()
+        rules: list[tuple[str, tuple[Pattern, ...]]] = []
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             here = Path(dirpath)
+            _ignore_rules(root, here, rules, findings)
+            scoped = [*rules, ("", excluded)]
+            prefix = here.relative_to(root).as_posix()
+            prefix = "" if prefix == "." else prefix + "/"
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and not ignored(scoped, prefix + d, True)
+            )
+            filenames = [n for n in filenames if not ignored(scoped, prefix + n, False)]
             for d in list(dirnames):
                 if (here / d).is_symlink():
                     target = (here / d).resolve()
@@ -446,7 +475,7 @@ def load_manifests(
     run_policies: bool = True,
 ) -> LoadedManifests:
     """Discover, parse, validate, check policies and locate every finding."""
-    files, findings = discover(paths)
+    files, findings = discover(paths, limits.exclude)
     parsed, read_findings = read_files(files, limits, cache)
     findings.extend(read_findings)
     for _display_name, pf in parsed:

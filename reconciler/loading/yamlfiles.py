@@ -34,6 +34,8 @@ class Limits:
     max_aliases: int = 100
     max_nodes: int = 1_000_000
     """Values in one document once aliases are expanded."""
+    exclude: tuple[str, ...] = ()
+    """``--exclude`` patterns (gitignore syntax, relative to each directory given), beside ``.dsfleetignore``."""
 
 
 DEFAULT_LIMITS = Limits()

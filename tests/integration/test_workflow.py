@@ -95,10 +95,13 @@ def test_schema_is_json_schema_for_every_kind(tmp_path: Path) -> None:
 
 def test_diff_never_creates_or_migrates_the_store(fleet: Path, tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "state.db"
-    proc = run("diff", str(fleet), "--db", f"sqlite:///{path}")
-    assert proc.returncode == 1, proc.stderr
+    proc = run("diff", str(fleet), env={"DSFLEET_COORDINATOR_DB": f"sqlite:///{path}"})
+    assert proc.returncode == 1, proc.stderr  # the configured store does not exist yet: compared with empty
     assert not path.exists() and not path.parent.exists()
     assert "Plan: 2 nodes to add, 0 to change, 0 to remove" in proc.stdout
+    proc = run("diff", str(fleet), "--db", f"sqlite:///{path}")
+    assert proc.returncode == 2 and "no store at" in proc.stderr  # an explicit --db must exist (typos)
+    assert not path.exists() and not path.parent.exists()
 
 
 def test_apply_then_diff_is_clean_and_history_lists_revisions(
@@ -111,10 +114,10 @@ def test_apply_then_diff_is_clean_and_history_lists_revisions(
     assert code == 0 and "No changes" in out
     code, out, _ = cli(capsys, "apply", str(fleet), "--db", db, "-o", "json")
     assert code == 0
-    assert json.loads(out)["outbox"] == []  # nothing changed → nothing queued
+    assert json.loads(out)["outcome"] == "unchanged"  # the same manifests: nothing queued, nothing recorded
     code, out, _ = cli(capsys, "history", "--db", db, "-o", "json")
-    revisions = json.loads(out)
-    assert [(r["id"], r["accepted"], r["nodes_changed"]) for r in revisions] == [(2, True, 0), (1, True, 2)]
+    revisions = json.loads(out)["revisions"]
+    assert [(r["id"], r["accepted"], r["nodes_changed"]) for r in revisions] == [(1, True, 2)]
 
 
 def test_invalid_manifests_store_a_rejected_revision_and_change_nothing(
@@ -132,7 +135,7 @@ def test_invalid_manifests_store_a_rejected_revision_and_change_nothing(
     assert code == 2 and "error" in err
     (fleet / "cameras" / "broken.yaml").unlink()
     assert cli(capsys, "diff", str(fleet), "--db", db)[0] == 0  # the good revision is still the stored one
-    revisions = json.loads(cli(capsys, "history", "--db", db, "-o", "json")[1])
+    revisions = json.loads(cli(capsys, "history", "--db", db, "-o", "json")[1])["revisions"]
     assert [r["accepted"] for r in revisions] == [False, True]
     assert revisions[0]["errors"] and revisions[0]["errors"][0]["rule"] == "missing-field"
 
@@ -175,6 +178,7 @@ def test_render_writes_the_files_the_agent_will_write(fleet: Path, tmp_path: Pat
     proc = run("render", str(fleet), "--instance", "ccm-gate", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
+        ".dsfleet-render.json",  # what this render wrote (the next one removes files it no longer writes)
         "app_conf.json",
         "faceid_align_config.txt",
         "faceid_primary.txt",
@@ -453,9 +457,8 @@ def test_settings_come_from_the_file_then_the_environment_then_flags(fleet: Path
     named = tmp_path / "elsewhere.toml"
     named.write_text("[coordinator]\ndb = 'sqlite:///named.db'\n")
     proc = run("history", cwd=tmp_path, env={"DSFLEET_CONFIG": str(named)})
-    assert (
-        proc.returncode == 0 and (tmp_path / "named.db").is_file() is False
-    )  # history never creates a store
+    assert proc.returncode == 2 and "no store at named.db" in proc.stderr
+    assert not (tmp_path / "named.db").exists()  # history never creates a store
     proc = run("history", cwd=tmp_path, env={"DSFLEET_CONFIG": str(tmp_path / "missing.toml")})
     assert proc.returncode == 2 and "missing.toml: error: no such settings file" in proc.stderr
 
