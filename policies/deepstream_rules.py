@@ -440,6 +440,7 @@ def streammux_batch(ctx: Context) -> Iterator[Hit]:
             yield Hit(
                 f"instance {res.name!r}: streammux batch-size {mux} but {n} cameras",
                 ctx.fleet.source("DsInstance", res.name, "spec", "app", "streammux"),
+                instance=res.name,
             )
         for gie in _nvinfer(res):
             batch = gie.properties.get("batch-size", 1)
@@ -448,6 +449,7 @@ def streammux_batch(ctx: Context) -> Iterator[Hit]:
                     f"{_pfx(res, gie)}: primary batch-size {batch} differs from the streammux batch {mux} "
                     "(DeepStream runs it, wastefully)",
                     _ref(ctx, res, gie, "properties", "batch-size"),
+                    instance=res.name,
                 )
 
 

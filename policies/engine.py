@@ -3,7 +3,8 @@
 A Policy sets ``spec.rules.<rule-id>: {severity: error|warning|off, params: {...}, reason: ...}`` plus shortcuts
 (``allowedImages``, ``maxCamerasPerInstance``, ``requireCredentialsBySecretRef``, ``forbidPrivileged``). Several
 Policy documents merge; two that set the same thing differently are an error. Relaxing a rule (lowering its
-severity) needs a ``reason``; some rules (secrets) cannot be relaxed at all.
+severity) needs a ``reason``; some rules (secrets) cannot be relaxed at all. A setting with ``match`` (instance
+``labels``, ``layout``, ``instances``) applies its severity only to the findings about matching instances.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from difflib import get_close_matches
 from typing import Any
 
 from policies import deepstream_rules, fleet_rules, syncs
-from policies.registry import REGISTRY, Context, Rule
+from policies.registry import REGISTRY, Context, Hit, Rule
 from policies.resolution import ResolvedInstance, all_profile_values, resolve_instance
 from schemas.findings import Finding, Note, Severity, SourceRef
 from schemas.fleet import Fleet
-from schemas.manifests import RuleSeverity
+from schemas.manifests import DsInstance, RuleMatch, RuleSeverity
 
 _RULE_MODULES = (fleet_rules, deepstream_rules, syncs)
 """Importing them registers their rules (fleet rules first); the engine owns that list."""
@@ -26,9 +27,32 @@ _RANK = {RuleSeverity.OFF: 0, RuleSeverity.WARNING: 1, RuleSeverity.ERROR: 2}
 
 
 @dataclass(frozen=True)
+class ScopedSetting:
+    """A severity that applies only to the findings of instances its ``match`` selects."""
+
+    match: RuleMatch
+    severity: RuleSeverity
+    policy: str
+
+
+@dataclass(frozen=True)
 class EffectiveSetting:
     severity: RuleSeverity
     params: dict[str, Any]
+    scoped: tuple[ScopedSetting, ...] = ()
+
+    def severity_for(self, instance: DsInstance | None) -> RuleSeverity:
+        if instance is not None:
+            for scoped in self.scoped:
+                if scoped.match.matches(instance):
+                    return scoped.severity
+        return self.severity
+
+    @property
+    def enabled(self) -> bool:
+        return self.severity is not RuleSeverity.OFF or any(
+            s.severity is not RuleSeverity.OFF for s in self.scoped
+        )
 
 
 SHORTCUTS: dict[str, tuple[str, str | None]] = {
@@ -44,6 +68,7 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
     findings: list[Finding] = []
     severity: dict[str, tuple[Any, SourceRef | None]] = {}
     params: dict[tuple[str, str], tuple[Any, SourceRef | None]] = {}
+    scoped: dict[str, list[ScopedSetting]] = {}
 
     def error(rule_id: str, message: str, src: SourceRef | None, notes: tuple[Note, ...] = ()) -> None:
         findings.append(
@@ -79,8 +104,18 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
                 elif lowered and not (setting.reason or "").strip():
                     message = f"relaxing rule {rule_id} needs a reason (spec.rules.{rule_id}.reason)"
                     error("policy-reason-required", message, src)
+                elif setting.match is not None:
+                    scoped.setdefault(rule_id, []).append(
+                        ScopedSetting(setting.match, setting.severity, pname)
+                    )
                 else:
                     remember(severity, rule_id, setting.severity, src, f"rule {rule_id} severity")
+            elif setting.match is not None:
+                error("policy-scope", f"spec.rules.{rule_id}.match scopes a severity: set one", src)
+            if setting.match is not None and setting.params:
+                message = f"spec.rules.{rule_id}: params apply fleet-wide; set them without match"
+                error("policy-scope", message, src)
+                continue
             for param, pvalue in setting.params.items():
                 if param not in known.params:
                     listed = f" (parameters: {', '.join(sorted(known.params))})" if known.params else ""
@@ -104,8 +139,18 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
         sev = severity.get(rule_id, (known.severity, None))[0]
         merged = dict(known.params)
         merged.update({name: v for (rid, name), (v, _src) in params.items() if rid == rule_id})
-        out[rule_id] = EffectiveSetting(sev, merged)
+        out[rule_id] = EffectiveSetting(sev, merged, tuple(scoped.get(rule_id, ())))
     return out, findings
+
+
+def _subject(fleet: Fleet, documents: dict[tuple[str, int], tuple[str, str]], hit: Hit) -> DsInstance | None:
+    """The instance a finding is about: the hit's own ``instance``, else the document its source points into."""
+    if hit.instance is not None:
+        return fleet.instances.get(hit.instance)
+    if hit.source is None:
+        return None
+    kind, name = documents.get((hit.source.file, hit.source.document), ("", ""))
+    return fleet.instances.get(name) if kind == "DsInstance" else None
 
 
 def all_rules() -> list[Rule]:
@@ -126,12 +171,18 @@ def evaluate(fleet: Fleet, resolved: dict[str, ResolvedInstance] | None = None) 
         resolved=resolved if resolved is not None else resolve_all(fleet),
         params={rid: s.params for rid, s in settings.items()},
     )
+    documents = {(ref.file, ref.document): key for key, ref in fleet.sources.items()}
     for rule_id, known in REGISTRY.items():
         setting = settings[rule_id]
-        if setting.severity is RuleSeverity.OFF:
+        if not setting.enabled:
             continue
-        sev = Severity.ERROR if setting.severity is RuleSeverity.ERROR else Severity.WARNING
         for hit in known.check(ctx):
+            level = setting.severity
+            if setting.scoped:
+                level = setting.severity_for(_subject(fleet, documents, hit))
+            if level is RuleSeverity.OFF:
+                continue
+            sev = Severity.ERROR if level is RuleSeverity.ERROR else Severity.WARNING
             findings.append(
                 Finding(severity=sev, rule=rule_id, message=hit.message, source=hit.source, notes=hit.notes)
             )

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from policies.registry import Context, Hit, rule
+from policies.registry import Context, Hit, did_you_mean, rule
 from policies.resolution import image_allowed
-from schemas.findings import Note, SourceRef
-from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RuleSeverity
-from schemas.placeholders import url_has_credentials
+from schemas.findings import INVALID_TARGET, Note, SourceRef
+from schemas.manifests import RuleSeverity
+from schemas.placeholders import (
+    connection_has_credentials,
+    secret_env_name,
+    text_has_credentials,
+    url_has_credentials,
+)
 
 E, W, OFF = RuleSeverity.ERROR, RuleSeverity.WARNING, RuleSeverity.OFF
 
@@ -44,9 +50,45 @@ def instance_camera_exists(ctx: Context) -> Iterator[Hit]:
         for i, cam in enumerate(inst.spec.cameras):
             if cam not in ctx.fleet.cameras:
                 yield Hit(
-                    f"spec.cameras[{i}]: no Camera named {cam!r}",
+                    f"spec.cameras[{i}]: {_missing(ctx, 'Camera', cam)}",
                     ctx.fleet.source("DsInstance", name, "spec", "cameras", i),
+                    _invalid_note(ctx, "Camera", cam),
                 )
+
+
+def _missing(ctx: Context, kind: str, name: str) -> str:
+    """Why a reference fails: its target is defined in an invalid document, or not at all (with the nearest
+    names)."""
+    if ctx.fleet.defined_invalid(kind, name):
+        return f"{kind} {name!r} {INVALID_TARGET}"
+    known = {"Camera": ctx.fleet.cameras, "Node": ctx.fleet.nodes, "InferenceProfile": ctx.fleet.profiles}[
+        kind
+    ]
+    return f"no {kind} named {name!r}" + did_you_mean(
+        name, [*known, *(n for k, n in ctx.fleet.invalid if k == kind)]
+    )
+
+
+def _invalid_note(ctx: Context, kind: str, name: str) -> tuple[Note, ...]:
+    src = ctx.fleet.invalid.get((kind, name))
+    return (
+        (Note(message=f"{kind} {name!r} is defined here", source=src.at("metadata", "name")),) if src else ()
+    )
+
+
+def _depends_on_invalid(ctx: Context, instance: str) -> bool:
+    """True when what an instance resolves to depends on a document that failed its schema (its node, its
+    profile, a camera it names, or any invalid camera when it selects cameras by label): findings about its
+    image, cameras or batches would be consequences, not causes."""
+    spec = ctx.fleet.instances[instance].spec
+    fleet = ctx.fleet
+    if spec.node is not None and fleet.defined_invalid("Node", spec.node):
+        return True
+    if spec.profile is not None and fleet.defined_invalid("InferenceProfile", spec.profile):
+        return True
+    if any(fleet.defined_invalid("Camera", c) for c in spec.cameras):
+        return True
+    return spec.cameraSelector is not None and any(k == "Camera" for k, _ in fleet.invalid)
 
 
 @rule("camera-single-instance", E, "a camera belongs to at most one instance")
@@ -77,7 +119,9 @@ def instance_node_exists(ctx: Context) -> Iterator[Hit]:
         node = inst.spec.node
         if node is not None and node not in ctx.fleet.nodes:
             yield Hit(
-                f"spec.node: no Node named {node!r}", ctx.fleet.source("DsInstance", name, "spec", "node")
+                f"spec.node: {_missing(ctx, 'Node', node)}",
+                ctx.fleet.source("DsInstance", name, "spec", "node"),
+                _invalid_note(ctx, "Node", node),
             )
 
 
@@ -124,8 +168,9 @@ def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
     for name, inst in sorted(ctx.fleet.instances.items()):
         if inst.spec.profile is not None and inst.spec.profile not in ctx.fleet.profiles:
             yield Hit(
-                f"spec.profile: no InferenceProfile named {inst.spec.profile!r}",
+                f"spec.profile: {_missing(ctx, 'InferenceProfile', inst.spec.profile)}",
                 ctx.fleet.source("DsInstance", name, "spec", "profile"),
+                _invalid_note(ctx, "InferenceProfile", inst.spec.profile),
             )
         elif inst.spec.profile is None:
             yield Hit(
@@ -137,7 +182,7 @@ def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
 @rule("instance-no-cameras", W, "an instance with no cameras runs with batch size 1 and does nothing")
 def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
     for name, res in sorted(ctx.resolved.items()):
-        if not res.cameras:
+        if not res.cameras and not _depends_on_invalid(ctx, name):
             yield Hit(
                 f"instance {name!r} has no cameras (batch-size: auto resolves to 1)",
                 ctx.fleet.source("DsInstance", name, "spec"),
@@ -147,9 +192,14 @@ def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
 @rule("instance-image-missing", E, "every instance has an image (its own or its node's default)")
 def instance_image_missing(ctx: Context) -> Iterator[Hit]:
     for name, res in sorted(ctx.resolved.items()):
-        if res.image is None:
+        node = res.instance.spec.node
+        if node is not None and node not in ctx.fleet.nodes:
+            continue  # the missing node is the finding (instance-node-exists)
+        if res.image is None and not _depends_on_invalid(ctx, name):
             yield Hit(
-                "spec.image: no image, and the node sets no default image",
+                f"spec.image: no image, and Node {node!r} sets no default image (spec.image)"
+                if node in ctx.fleet.nodes
+                else "spec.image: no image (an instance without a node takes no default image)",
                 ctx.fleet.source("DsInstance", name, "spec"),
             )
 
@@ -166,9 +216,11 @@ def allowed_images(ctx: Context) -> Iterator[Hit]:
         return
     for name, res in sorted(ctx.resolved.items()):
         if res.image is not None and not image_allowed(res.image, patterns):
-            where = ("spec", "image") if res.instance.spec.image else ("spec",)
+            own = res.instance.spec.image is not None
+            where = ("spec", "image") if own else ("spec",)
+            origin = "" if own else f" (from Node {res.instance.spec.node}'s image)"
             yield Hit(
-                f"image {res.image!r} is not in the Policy's allowedImages",
+                f"image {res.image!r}{origin} is not in the Policy's allowedImages",
                 ctx.fleet.source("DsInstance", name, *where),
             )
 
@@ -204,7 +256,8 @@ def forbid_privileged(ctx: Context) -> Iterator[Hit]:
 @rule(
     "camera-url-credentials",
     E,
-    "URLs and connection strings carry no credentials; use credentials.secretRef / env secretRef",
+    "URLs and connection strings carry no credentials (user-info or ?password=...); use credentials.secretRef "
+    "/ env secretRef",
     relaxable=False,
 )
 def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
@@ -217,17 +270,65 @@ def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
             )
     for name, inst in sorted(ctx.fleet.instances.items()):
         spec = inst.spec
-        if isinstance(spec, CcmInstanceSpec) and "@" in spec.app.kafkaConnectionStr:
-            yield Hit(
-                "spec.app.kafkaConnectionStr: carries credentials (not shown); use an env secretRef",
-                ctx.fleet.source("DsInstance", name, "spec", "app", "kafkaConnectionStr"),
-            )
         for key, value in spec.env.items():
-            if isinstance(value, EnvSecretRef):
-                continue
-            if "://" in value and url_has_credentials(value):
+            if isinstance(value, str) and text_has_credentials(value):
                 yield Hit(
-                    f"spec.env.{key}: the value carries credentials (not shown); use {{secretRef: ...}}",
+                    f"spec.env.{key}: the value carries credentials (not shown); move them to a secret and "
+                    "use {secretRef: ...}",
+                    ctx.fleet.source("DsInstance", name, "spec", "env", key),
+                )
+        dumped = spec.model_dump(mode="json", by_alias=True, exclude={"env"})
+        for path, value in _strings(dumped, ()):
+            leaf = str(path[-1]).lower()
+            connection = "conn" in leaf or leaf.endswith("servers")
+            if (connection and connection_has_credentials(value)) or text_has_credentials(value):
+                yield Hit(
+                    f"spec.{_dotted(path)}: carries credentials (not shown); move them to a secret and use an "
+                    "env secretRef",
+                    ctx.fleet.source("DsInstance", name, "spec", *path),
+                )
+    for name, prof in sorted(ctx.fleet.profiles.items()):
+        for path, value in _strings(prof.spec.model_dump(mode="json", by_alias=True), ()):
+            if text_has_credentials(value):
+                yield Hit(
+                    f"spec.{_dotted(path)}: carries credentials (not shown); move them to a secret",
+                    ctx.fleet.source("InferenceProfile", name, "spec", *path),
+                )
+
+
+def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every string leaf of a dumped model, with its path."""
+    if isinstance(value, str):
+        if path:
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*path, k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@rule(
+    "env-secret-literal",
+    E,
+    "an env variable whose name looks secret (*PASSWORD*, *TOKEN*, *SECRET*, *API_KEY*, ...) takes its value "
+    "from a secretRef",
+)
+def env_secret_literal(ctx: Context) -> Iterator[Hit]:
+    for name, inst in sorted(ctx.fleet.instances.items()):
+        for key, value in sorted(inst.spec.env.items()):
+            if isinstance(value, str) and value and secret_env_name(key):
+                yield Hit(
+                    f"spec.env.{key}: a secret-looking variable with a literal value (not shown); move the "
+                    "value to a secret and write {secretRef: NAME, key: KEY}",
                     ctx.fleet.source("DsInstance", name, "spec", "env", key),
                 )
 

@@ -4,6 +4,7 @@ only this module, never the engine, so there is no import cycle."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,26 @@ from schemas.findings import Note, SourceRef
 from schemas.fleet import Fleet
 from schemas.manifests import RuleSeverity
 
-__all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "rule"]
+__all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "did_you_mean", "rule"]
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """``"; did you mean 'gate-1'?"`` (or ``"; did you mean one of 'a', 'b'?"``) for the nearest names, else ``""``.
+    Case differences count as near (``node`` → ``Node``)."""
+    names = sorted(set(candidates))
+    lowered = {c.lower(): c for c in names}
+    if word.lower() in lowered and lowered[word.lower()] != word:
+        near = [lowered[word.lower()]]
+    else:
+        scored = sorted(  # nearest first, ties by name
+            (-difflib.SequenceMatcher(None, word.lower(), n.lower()).ratio(), n) for n in names
+        )
+        near = [n for score, n in scored[:3] if -score >= 0.6]
+    if not near:
+        return ""
+    if len(near) == 1:
+        return f"; did you mean {near[0]!r}?"
+    return "; did you mean one of " + ", ".join(repr(n) for n in near) + "?"
 
 
 @dataclass(frozen=True)
@@ -21,6 +41,9 @@ class Hit:
     message: str
     source: SourceRef | None = None
     notes: tuple[Note, ...] = ()
+    instance: str | None = None
+    """The instance this finding is about, when its source is elsewhere (a profile): rule scoping
+    (``rules.<id>.match``) selects by it; otherwise the instance is the document the source points into."""
 
 
 @dataclass

@@ -218,7 +218,11 @@ def resolve_instance(
                 problems.append(
                     Problem(
                         "override-unknown-gie",
-                        f"overrides: profile {profile.metadata.name!r} has no GIE named {gie_name!r}",
+                        f"overrides: profile {profile.metadata.name!r} has no GIE named {gie_name!r}"
+                        + "".join(
+                            f"; did you mean {m!r}?"
+                            for m in difflib.get_close_matches(gie_name, sorted(known), 1)
+                        ),
                         path=("spec", "overrides", gie_name),
                     )
                 )

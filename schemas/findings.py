@@ -15,6 +15,11 @@ PathItem = str | int
 YamlPath = tuple[PathItem, ...]
 
 
+INVALID_TARGET = "is defined in an invalid document, see above"
+"""How a rule says a reference failed because its target failed its schema: such findings are consequences,
+printed after the root causes."""
+
+
 class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"

@@ -18,6 +18,12 @@ class Fleet:
     policies: Mapping[str, Policy] = field(default_factory=dict)
     sources: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict)
     """(kind, name) → the document that defined it."""
+    invalid: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict)
+    """(kind, name) → a document that names it but fails its schema (reported there; references to it are not
+    reported as missing)."""
+
+    def defined_invalid(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.invalid
 
     def source(self, kind: str, name: str, *path: str | int) -> SourceRef | None:
         ref = self.sources.get((kind, name))

@@ -509,8 +509,31 @@ class RuleSeverity(StrEnum):
     OFF = "off"
 
 
+class RuleMatch(FrozenModel):
+    """Which instances a rule setting applies to (all of the given conditions must hold)."""
+
+    labels: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="the instance's metadata.labels include all of these"
+    )
+    layout: Literal["ccm", "deepstream-app"] | None = Field(None, description="the instance's spec.layout")
+    instances: tuple[DnsLabel, ...] = Field((), description="instance names (any of them)")
+
+    def matches(self, instance: DsInstance) -> bool:
+        if self.layout is not None and instance.spec.layout != self.layout:
+            return False
+        if self.instances and instance.name not in self.instances:
+            return False
+        have = instance.metadata.labels
+        return all(have.get(k) == v for k, v in self.labels.items())
+
+
 class RuleSetting(FrozenModel):
     severity: RuleSeverity | None = None
+    match: RuleMatch | None = Field(
+        None,
+        description="apply this severity only to the findings of matching instances (others keep the rule's "
+        "default or an unscoped setting)",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     reason: StrictStr | None = Field(None, description="why a rule is relaxed (required to relax one)")
 

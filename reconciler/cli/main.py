@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -19,7 +20,7 @@ from reconciler.cli import legacy as cli_legacy
 from reconciler.cli import live as cli_live
 from reconciler.cli import plan as cli_plan
 from reconciler.cli import status as cli_status
-from reconciler.cli.options import VersionAction, add_output, settings_of
+from reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
 from schemas.errors import DsfleetError, ExitCode
 
 DESCRIPTION = """\
@@ -73,8 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit: 0 valid, 1 invalid (or warnings with --strict), 2 usage/internal error",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories (*.yaml, *.yml)")
+    add_manifest_options(p)
     add_output(p)
-    p.add_argument("--strict", action="store_true", help="treat warnings as errors for the exit code")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="treat warnings as errors for the exit code (also: skipped non-manifest YAML documents, no "
+        "manifests found)",
+    )
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser(
@@ -84,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         "editor's YAML language server at it, e.g. '# yaml-language-server: $schema=dsfleet.schema.json'.",
     )
     p.add_argument(
-        "kind", nargs="?", help="Node, Camera, DsInstance, InferenceProfile or Policy (default: all)"
+        "kind",
+        nargs="?",
+        help="Node, Camera, DsInstance, InferenceProfile or Policy, any case (default: all)",
     )
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of stdout")
     p.set_defaults(handler=cmd_schema)
@@ -112,20 +121,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.cli.reports import plural, print_findings, report_missing
+    from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, summary_counts
     from reconciler.loading.manifests import load_manifests
-    from reconciler.views import validate_json
+    from reconciler.views import finding_json
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
     from reconciler.applying import loader_limits
 
-    loaded = load_manifests(args.paths, limits=loader_limits(settings_of(args).coordinator))
-    document = validate_json(loaded, strict=args.strict)
-    errors, warnings, counts = document["errors"], document["warnings"], document["counts"]
-    failed = not document["valid"]
+    limits = dataclasses.replace(loader_limits(settings_of(args).coordinator), exclude=tuple(args.exclude))
+    loaded = load_manifests(args.paths, limits=limits)
+    errors, warnings = summary_counts(loaded.findings)
+    if args.output == "text" and no_manifests("validate", args.paths, loaded, error=False):
+        warnings += 1
+    elif not (len(loaded.fleet) or loaded.fleet.invalid or errors):
+        warnings += 1
+    fleet = loaded.fleet
+    counts = {
+        "files": len(loaded.files),
+        "nodes": len(fleet.nodes),
+        "cameras": len(fleet.cameras),
+        "instances": len(fleet.instances),
+        "profiles": len(fleet.profiles),
+        "policies": len(fleet.policies),
+    }
+    failed = errors > 0 or (args.strict and warnings > 0)
     if args.output == "json":
-        json.dump(document, sys.stdout, indent=2)
+        json.dump(
+            {
+                "schema": "dsfleet.validate/v1",
+                "valid": not failed,
+                "errors": errors,
+                "warnings": warnings,
+                "counts": counts,
+                "findings": [finding_json(f) for f in loaded.findings],
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         print_findings(loaded.findings)
@@ -178,13 +211,22 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from policies.registry import did_you_mean
     from schemas.export import manifest_json_schema
+    from schemas.manifests import KIND_NAMES
 
-    try:
-        schema = manifest_json_schema(args.kind)
-    except KeyError:
-        print(f"dsfleet schema: unknown kind {args.kind!r}", file=sys.stderr)
-        return ExitCode.ERROR
+    kind = args.kind
+    if kind is not None:
+        by_lower = {k.lower(): k for k in KIND_NAMES}
+        kind = by_lower.get(kind.lower(), kind)  # kinds are case-insensitive here: `dsfleet schema camera`
+        if kind not in KIND_NAMES:
+            print(
+                f"dsfleet schema: error: unknown kind {args.kind!r}{did_you_mean(args.kind, KIND_NAMES)} "
+                f"(kinds: {', '.join(KIND_NAMES)})",
+                file=sys.stderr,
+            )
+            return ExitCode.ERROR
+    schema = manifest_json_schema(kind)
     text = json.dumps(schema, indent=2, sort_keys=False) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

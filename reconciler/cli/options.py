@@ -4,12 +4,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from plumbing.settings import Settings, load_settings
 from schemas.errors import ExitCode
 
-__all__ = ["VersionAction", "add_bootstrap_servers", "add_db", "add_output", "settings_of"]
+__all__ = [
+    "VersionAction",
+    "add_bootstrap_servers",
+    "add_db",
+    "add_manifest_options",
+    "add_output",
+    "created_store",
+    "settings_of",
+    "sqlite_path",
+    "store_problem",
+]
 
 _SETTINGS_ATTR = "_dsfleet_settings"
 
@@ -68,3 +82,52 @@ def settings_of(args: argparse.Namespace) -> Settings:
     )
     setattr(args, _SETTINGS_ATTR, settings)
     return settings
+
+
+def add_manifest_options(p: argparse.ArgumentParser) -> None:
+    """``--exclude GLOB`` (repeatable), beside the ``.dsfleetignore`` files of the manifest directories."""
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        default=[],
+        help="leave out files matching GLOB (gitignore syntax, relative to each PATH directory; repeatable); "
+        "a .dsfleetignore file in a directory does the same for everyone",
+    )
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a ``sqlite:///PATH`` URL (None for other databases and in-memory SQLite)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url or "mode=memory" in url:
+        return None
+    return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def store_problem(command: str, url: str, *, must_exist: bool) -> bool:
+    """Print why ``url`` cannot be used (not a URL: with the ``sqlite:///PATH`` hint; a store file that does not
+    exist for a command that only reads); True when the command must stop (exit 2)."""
+    if "://" not in url:
+        print(
+            f"dsfleet {command}: error: --db {url!r} is not a database URL; did you mean sqlite:///{url}?",
+            file=sys.stderr,
+        )
+        return True
+    path = sqlite_path(url)
+    if must_exist and path is not None and not path.exists():
+        print(
+            f"dsfleet {command}: error: no store at {path} (check --db / DSFLEET_COORDINATOR_DB; "
+            "`dsfleet apply` creates one)",
+            file=sys.stderr,
+        )
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def created_store(command: str, url: str) -> Iterator[None]:
+    """Say so when the command creates a new SQLite store (a typo in --db would otherwise go unnoticed)."""
+    path = sqlite_path(url)
+    existed = path is None or path.exists()
+    yield
+    if not existed and path is not None and path.exists():
+        print(f"dsfleet {command}: created a new store at {path}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""``dsfleet diff``, ``apply``, ``render`` and ``history``: the offline GitOps workflow."""
+"""``dsfleet diff``, ``apply``, ``render``, ``get`` and ``history``: the offline GitOps workflow."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -10,10 +11,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli.options import add_db, add_output, settings_of
-from reconciler.cli.reports import plural, print_findings, report_missing, use_color
-from reconciler.views import apply_json, finding_json, history_json, records_json
+from reconciler.cli.options import (
+    add_db,
+    add_manifest_options,
+    add_output,
+    created_store,
+    settings_of,
+    sqlite_path,
+    store_problem,
+)
+from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, use_color
+from reconciler.views import finding_json
 from schemas.errors import ExitCode
+
+PATHS_HELP = "manifest files or directories (*.yaml, *.yml; several are read as one set)"
+RENDER_MARKER = ".dsfleet-render.json"
+"""Written by ``render --out`` into its directory: which instance and files it wrote (removed by the next render)."""
 
 
 def add_parser(sub: Any) -> None:
@@ -22,15 +35,16 @@ def add_parser(sub: Any) -> None:
         help="dry run: what apply would change, node by node and file by file",
         description="Compare the manifests with the last applied revision in the store (never the live fleet) "
         "and print what would change: nodes, instances (restart when only files change, recreate when the "
-        "container spec changes) and unified diffs of rendered files. Never writes or migrates the store; a "
-        "missing store counts as empty.",
+        "container spec changes) and unified diffs of rendered files. Never writes or migrates the store; "
+        "without --db a store that does not exist yet counts as empty, with --db it must exist.",
         epilog="exit: 0 no changes, 1 changes, 2 invalid manifests or error",
     )
-    p.add_argument("path", metavar="PATH", help="manifests directory or file")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    add_manifest_options(p)
     add_db(p)
     add_output(p)
     p.add_argument("--show-unchanged", action="store_true", help="also list nodes that do not change")
-    p.add_argument("--stat", action="store_true", help="list changed files without their unified diffs")
+    p.add_argument("--stat", action="store_true", help="list changed files without their contents or diffs")
     p.set_defaults(handler=cmd_diff)
 
     p = sub.add_parser(
@@ -38,16 +52,23 @@ def add_parser(sub: Any) -> None:
         help="store a revision and queue the changed node configs",
         description="Validate the manifests, store them as a revision (source cli; git commit/author/message "
         "when PATH is in a git work tree) and queue exactly the changed nodes' configs for their agents. An "
-        "invalid set is stored as a rejected revision and changes nothing else.",
-        epilog="exit: 0 applied (or nothing to do), 1 rejected, 2 error",
+        "invalid set is stored as a rejected revision and changes nothing else. Manifests identical to the "
+        "newest revision's record nothing ('no changes'). Creates the store when it does not exist (and says so).",
+        epilog="exit: 0 applied (or no changes), 1 rejected or refused, 2 error (also: no manifests found)",
     )
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
+    add_manifest_options(p)
     add_db(p)
     p.add_argument(
         "--allow-prune-all",
         action="store_true",
         help="allow an apply that removes every instance of the fleet (refused by default: an empty or "
         "wrongly mounted directory looks exactly like that)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a manifest set with no manifests at all (an error by default)",
     )
     add_output(p)
     from reconciler.cli.waiting import add_wait_options
@@ -57,13 +78,32 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "render",
-        help="print or write the exact files an instance's agent will write",
+        help="print or write the exact files an instance's agent will write (or a node's whole config)",
         description="Render one instance's DeepStream files as the agent will write them to /workspace/configs "
-        "(credentials stay ${secret:...} placeholders: the agent fills them in).",
+        "(credentials stay ${secret:...} placeholders: the agent fills them in), from manifests or, with --db, "
+        "from what the store holds (--revision N: as of revision N). --node NAME -o json prints the node "
+        "config that `dsfleet-agent materialize --config FILE` reads.",
+        epilog="exit: 0 rendered, 1 invalid manifests, 2 usage error (unknown instance or node, a directory "
+        "that render did not write)",
     )
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--instance", required=True, metavar="NAME")
-    p.add_argument("--out", metavar="DIR", help="write the files into DIR instead of printing them")
+    p.add_argument("paths", nargs="*", metavar="PATH", help=PATHS_HELP + "; omit with --db")
+    add_manifest_options(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--instance", metavar="NAME", help="the DsInstance to render")
+    what.add_argument("--node", metavar="NAME", help="the Node whose whole config to render")
+    p.add_argument(
+        "--db", metavar="URL", help="render what the store holds instead of manifests (sqlite:///PATH, ...)"
+    )
+    p.add_argument(
+        "--revision", type=int, metavar="N", help="with --db: as of revision N (default: the last applied)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the instance's files into DIR (removing those of a previous render of it) instead of "
+        "printing them",
+    )
+    add_output(p)
     p.set_defaults(handler=cmd_render)
 
     p = sub.add_parser(
@@ -71,8 +111,9 @@ def add_parser(sub: Any) -> None:
         help="list what the last applied revision stored: nodes, cameras or instances",
         description="Read the store's inventory (the last applied revision), like `kubectl get`. --legacy shows "
         "the older system's records in its own terms (agents, cameras, dsInstance). Never shows a credential.",
+        epilog="exit: 0 listed, 2 no store at --db or error",
     )
-    p.add_argument("what", choices=("nodes", "cameras", "instances"))
+    p.add_argument("what", choices=("nodes", "cameras", "instances"), help="what to list")
     add_db(p)
     p.add_argument(
         "--legacy", action="store_true", help="the older system's columns (agent_name, ip_address, ...)"
@@ -80,20 +121,44 @@ def add_parser(sub: Any) -> None:
     add_output(p)
     p.set_defaults(handler=cmd_get)
 
-    p = sub.add_parser("history", help="list stored revisions", description="Revisions, newest first.")
+    p = sub.add_parser(
+        "history",
+        help="list stored revisions",
+        description="Revisions, newest first: id, time, source, git commit (-dirty: uncommitted changes), "
+        'accepted or rejected, nodes changed. JSON: {"schema": "dsfleet.history/v1", "revisions": [...]}.',
+        epilog="exit: 0 listed, 2 no store at --db or error",
+    )
     add_db(p)
-    p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument(
+        "-n",
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="show the newest N revisions (0: all; default 20)",
+    )
     add_output(p)
     p.set_defaults(handler=cmd_history)
 
 
-def _desired(args: argparse.Namespace, command: str, path: str) -> Any:
+def _limits(args: argparse.Namespace) -> Any:
     from reconciler.applying import loader_limits
+
+    limits = loader_limits(settings_of(args).coordinator)
+    return dataclasses.replace(limits, exclude=tuple(getattr(args, "exclude", None) or ()))
+
+
+def _desired(args: argparse.Namespace, command: str, paths: Sequence[str]) -> Any:
     from reconciler.compiling.desired import desired_state
 
-    if report_missing(command, [path]):
+    if report_missing(command, paths):
         return None
-    return desired_state([path], limits=loader_limits(settings_of(args).coordinator))
+    return desired_state(list(paths), limits=_limits(args))
+
+
+def _json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -101,30 +166,35 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from reconciler.planning.reports import plan_json, plan_text
     from reconciler.store import Store
 
-    desired = _desired(args, args.command, args.path)
+    url = settings_of(args).coordinator.db
+    if store_problem(args.command, url, must_exist=args.db is not None):
+        return ExitCode.ERROR
+    desired = _desired(args, args.command, args.paths)
     if desired is None:
         return ExitCode.ERROR
     loaded = desired.loaded
     if desired.configs is None:
         if args.output == "json":
-            json.dump(
+            _json(
                 {
                     "schema": "dsfleet.diff/v1",
                     "valid": False,
                     "findings": [finding_json(f) for f in loaded.findings],
-                },
-                sys.stdout,
-                indent=2,
+                }
             )
-            sys.stdout.write("\n")
         print_findings(loaded.findings)
         print(
-            f"dsfleet diff: {len(loaded.errors)} errors in the manifests; nothing to compare", file=sys.stderr
+            f"dsfleet diff: {plural(len(loaded.errors), 'error')} in the manifests; nothing to compare",
+            file=sys.stderr,
         )
         return ExitCode.ERROR
+    no_manifests(args.command, args.paths, loaded, error=False)
     from reconciler.applying import stored_configs
 
-    with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        print(f"dsfleet diff: note: no store at {path} yet: comparing with an empty fleet", file=sys.stderr)
+    with Store.open(url, readonly=True) as store:
         stored = stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, stored)
     if loaded.warnings and args.output == "text":
@@ -133,8 +203,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         out = plan_json(plan)
         out["valid"] = True
         out["findings"] = [finding_json(f) for f in loaded.findings]
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _json(out)
     else:
         sys.stdout.write(
             plan_text(
@@ -145,27 +214,71 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.applying import Outcome, apply_manifests, loader_limits, revision_from_git
+    from reconciler.applying import Caches, Outcome, apply_manifests
     from reconciler.cli.waiting import topic_prefix_of
-    from reconciler.planning.reports import plan_text, summary, summary_line
-    from reconciler.store import Store
+    from reconciler.compiling.desired import desired_state
+    from reconciler.loading.gitinfo import git_info
+    from reconciler.store import NewRevision, Store
 
-    if report_missing("apply", [args.path]):
+    if report_missing("apply", args.paths):
         return ExitCode.ERROR
     settings = settings_of(args)
-    rev = revision_from_git(args.path, source="cli", now=datetime.now(UTC))
-    ensure_parent(settings.coordinator.db)
-    with Store.open(settings.coordinator.db) as store:
+    url = settings.coordinator.db
+    if store_problem("apply", url, must_exist=False):
+        return ExitCode.ERROR
+    git = git_info(args.paths[0])
+    rev = NewRevision(
+        source="cli",
+        created_at=datetime.now(UTC),
+        manifests_hash="",  # filled in once the manifests are read
+        git_commit=(git.commit + ("-dirty" if git.dirty else "")) if git else None,
+        git_author=git.author if git else None,
+        git_message=git.message if git else None,
+    )
+    limits = _limits(args)
+    caches = Caches()  # read and compiled once here (to refuse an empty set before the store is touched)
+    first = desired_state(list(args.paths), caches.manifests, caches.compiled, limits=limits)
+    empty = first.loaded.ok and no_manifests("apply", args.paths, first.loaded, error=not args.allow_empty)
+    if empty and not args.allow_empty:
+        return ExitCode.ERROR
+    with created_store("apply", url), Store.open(url) as store:
         result = apply_manifests(
-            [args.path],
+            list(args.paths),
             store,
             rev,
             allow_prune_all=args.allow_prune_all,
             topic_prefix=topic_prefix_of(args, settings),
-            limits=loader_limits(settings.coordinator),
+            limits=limits,
+            caches=caches,
+            skip_unchanged=True,
         )
+        newest = store.revisions(limit=1) if result.outcome is Outcome.UNCHANGED else []
+    return _report_apply(args, result, newest[0] if newest else None)
+
+
+def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
+    """Print the outcome of an apply (text or ``dsfleet.apply/v1`` JSON, also on rejection)."""
+    from reconciler.applying import Outcome
+    from reconciler.planning.reports import plan_text, summary, summary_line
+
     loaded = result.desired.loaded
+    as_json = args.output == "json"
+    findings = [finding_json(f) for f in loaded.findings]
+    if result.outcome is Outcome.UNCHANGED:
+        revision = newest.id if newest is not None else None
+        accepted = newest.accepted if newest is not None else loaded.ok
+        if as_json:
+            _json({"schema": "dsfleet.apply/v1", "outcome": "unchanged", "revision": revision,
+                   "accepted": accepted, "findings": findings})  # fmt: skip
+        else:
+            print_findings(loaded.findings)
+            state = "" if accepted else f" (rejected: {plural(len(loaded.errors), 'error')})"
+            print(f"no changes: the manifests are those of revision {revision}{state}; nothing recorded")
+        return ExitCode.OK if accepted else ExitCode.FAILED
     if result.outcome is Outcome.REJECTED:
+        if as_json:
+            _json({"schema": "dsfleet.apply/v1", "outcome": "rejected", "revision": result.rejected_revision,
+                   "accepted": False, "findings": findings})  # fmt: skip
         print_findings(loaded.findings)
         print(
             f"revision {result.rejected_revision} rejected: {plural(len(loaded.errors), 'error')}; "
@@ -176,6 +289,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if loaded.warnings:
         print_findings(loaded.warnings)
     if result.outcome is Outcome.REFUSED_PRUNE_ALL:
+        if as_json:
+            _json({"schema": "dsfleet.apply/v1", "outcome": "refused", "revision": None, "accepted": False,
+                   "findings": findings})  # fmt: skip
         print(
             "dsfleet apply: refused: this would remove every instance of the fleet (an empty or wrongly "
             "mounted manifests directory looks like this); re-run with --allow-prune-all if you mean it",
@@ -184,16 +300,26 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return ExitCode.FAILED
     plan, applied = result.plan, result.applied
     assert plan is not None and applied is not None
-    if args.output == "json":
-        json.dump(apply_json(applied, summary(plan)), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    if as_json:
+        _json(
+            {
+                "schema": "dsfleet.apply/v1",
+                "outcome": "applied",
+                "revision": applied.revision_id,
+                "accepted": True,
+                "generations": dict(applied.generations),
+                "outbox": list(applied.outbox_ids),
+                "summary": summary(plan),
+                "findings": findings,
+            }
+        )
         return ExitCode.OK
     if not plan.empty:
         sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
     gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
     print(
         f"revision {applied.revision_id} applied: {plural(len(applied.outbox_ids), 'node config')} queued"
-        + (f" ({gens})" if gens else " (nothing changed)")
+        + (f" ({gens})" if gens else " (no node changed)")
     )
     if plan.empty:
         print(summary_line(plan))
@@ -209,35 +335,141 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def ensure_parent(url: str) -> None:
+    """Create the directory of a SQLite store file."""
     if url.startswith("sqlite:///") and ":memory:" not in url:
         path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    desired = _desired(args, args.command, args.path)
-    if desired is None:
-        return ExitCode.ERROR
-    loaded = desired.loaded
-    if args.instance not in desired.fleet.instances:
-        print(f"dsfleet render: error: no DsInstance named {args.instance!r}", file=sys.stderr)
-        return ExitCode.ERROR
-    if not loaded.ok:
-        print_findings(loaded.findings)
-        return ExitCode.FAILED
-    from reconciler.compiling.instances import compile_instance
+def _unknown(command: str, kind: str, name: str, known: Sequence[str]) -> int:
+    from policies.registry import did_you_mean
 
-    config = compile_instance(desired.fleet, desired.resolved[args.instance])
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for f in config.files:
-            (out / f.path).write_text(f.content, encoding="utf-8")
-        print(f"wrote {len(config.files)} files to {out}")
+    hint = did_you_mean(name, known)
+    print(f"dsfleet {command}: error: no {kind} named {name!r}{hint}", file=sys.stderr)
+    return ExitCode.ERROR
+
+
+def _stored_configs(args: argparse.Namespace) -> dict[str, Any] | None:
+    from reconciler.store import Store
+    from schemas.nodeconfigs import NodeConfig
+
+    url = settings_of(args).coordinator.db
+    if store_problem(args.command, url, must_exist=True):
+        return None
+    with Store.open(url, readonly=True) as store:
+        if args.revision is not None and store.revision(args.revision) is None:
+            print(f"dsfleet render: error: no revision {args.revision} in the store", file=sys.stderr)
+            return None
+        rows = store.latest_node_configs(at_revision=args.revision)
+    return {name: NodeConfig.model_validate(row.payload) for name, row in rows.items()}
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    if args.revision is not None and args.db is None:
+        print("dsfleet render: error: --revision needs --db", file=sys.stderr)
+        return ExitCode.ERROR
+    if bool(args.paths) == (args.db is not None):
+        print("dsfleet render: error: give manifest PATHs or --db URL (one of them)", file=sys.stderr)
+        return ExitCode.ERROR
+    if args.out and args.node:
+        print(
+            "dsfleet render: error: --out writes one instance's files; use it with --instance",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR
+    if args.db is not None:
+        configs = _stored_configs(args)
+        if configs is None:
+            return ExitCode.ERROR
+        instances = {i.name: i for c in configs.values() for i in c.instances}
     else:
-        for f in config.files:
-            print(f"==> {f.path} <==")
-            sys.stdout.write(f.content if f.content.endswith("\n") else f.content + "\n")
+        desired = _desired(args, args.command, args.paths)
+        if desired is None:
+            return ExitCode.ERROR
+        loaded = desired.loaded
+        fleet = desired.fleet
+        if args.instance is not None and args.instance not in fleet.instances:
+            return _unknown("render", "DsInstance", args.instance, list(fleet.instances))
+        if args.node is not None and args.node not in fleet.nodes:
+            return _unknown("render", "Node", args.node, list(fleet.nodes))
+        if not loaded.ok:
+            print_findings(loaded.findings)
+            return ExitCode.FAILED
+        configs = dict(desired.configs or {})
+        instances = {i.name: i for c in configs.values() for i in c.instances}
+        if args.instance is not None and args.instance not in instances:  # unplaced: in no node config
+            from reconciler.compiling.instances import compile_instance
+
+            instances[args.instance] = compile_instance(fleet, desired.resolved[args.instance])
+    if args.node is not None:
+        if args.node not in configs:
+            return _unknown("render", "Node", args.node, list(configs))
+        config = configs[args.node]
+        if args.output == "json":
+            _json(config.model_dump(mode="json"))
+        else:
+            for inst in config.instances:
+                _print_files(inst.files, prefix=f"{inst.name}/")
+        return ExitCode.OK
+    if args.instance not in instances:
+        return _unknown("render", "DsInstance", args.instance, list(instances))
+    files = instances[args.instance].files
+    if args.out:
+        return _write_render(Path(args.out), args.instance, files)
+    if args.output == "json":
+        _json(
+            {
+                "schema": "dsfleet.render/v1",
+                "instance": args.instance,
+                "files": [{"path": f.path, "content": f.content} for f in files],
+            }
+        )
+    else:
+        _print_files(files)
+    return ExitCode.OK
+
+
+def _print_files(files: Sequence[Any], prefix: str = "") -> None:
+    for f in files:
+        print(f"==> {prefix}{f.path} <==")
+        sys.stdout.write(f.content if f.content.endswith("\n") else f.content + "\n")
+
+
+def _write_render(out: Path, instance: str, files: Sequence[Any]) -> int:
+    """Write ``files`` into ``out``; remove the files a previous render of ``instance`` wrote there and no longer
+    writes. A non-empty directory that ``render`` did not write (or wrote for another instance) is refused."""
+    marker = out / RENDER_MARKER
+    previous: list[str] = []
+    if out.exists() and not out.is_dir():
+        print(f"dsfleet render: error: {out}: not a directory", file=sys.stderr)
+        return ExitCode.ERROR
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            record = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if not isinstance(record, dict) or record.get("instance") != instance:
+            whose = f" (it holds a render of {record.get('instance')!r})" if isinstance(record, dict) else ""
+            print(
+                f"dsfleet render: error: {out} is not empty and was not written by a render of {instance!r}"
+                f"{whose}; choose an empty or new directory",
+                file=sys.stderr,
+            )
+            return ExitCode.ERROR
+        previous = [str(p) for p in record.get("files", []) if isinstance(p, str)]
+    out.mkdir(parents=True, exist_ok=True)
+    names = [f.path for f in files]
+    removed = 0
+    for stale in sorted(set(previous) - set(names)):
+        target = out / stale
+        if "/" not in stale and target.is_file():
+            target.unlink()
+            removed += 1
+    for f in files:
+        (out / f.path).write_text(f.content, encoding="utf-8")
+    marker.write_text(json.dumps({"instance": instance, "files": names}, indent=2) + "\n", encoding="utf-8")
+    gone = f", removed {plural(removed, 'stale file')}" if removed else ""
+    print(f"wrote {plural(len(files), 'file')} to {out}{gone}")
     return ExitCode.OK
 
 
@@ -262,7 +494,10 @@ _GET_COLUMNS = {
 def cmd_get(args: argparse.Namespace) -> int:
     from reconciler.store import Store
 
-    with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
+    url = settings_of(args).coordinator.db
+    if store_problem(args.command, url, must_exist=True):
+        return ExitCode.ERROR
+    with Store.open(url, readonly=True) as store:
         rows: list[Any]
         if args.legacy:
             legacy: dict[str, Callable[[], Sequence[Any]]] = {
@@ -273,10 +508,9 @@ def cmd_get(args: argparse.Namespace) -> int:
             rows = list(legacy[args.what]())
         else:
             rows = list(getattr(store.inventory(), args.what))
-    records = records_json(rows)
+    records = [{k: _plain(v) for k, v in dataclasses.asdict(r).items()} for r in rows]
     if args.output == "json":
-        json.dump(records, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _json(records)
         return ExitCode.OK
     columns = _GET_COLUMNS[(args.what, args.legacy)]
     table = [[_cell(rec.get(c)) for c in columns] for rec in records]
@@ -289,6 +523,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict | list | str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -299,23 +541,58 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _commit(commit: str | None) -> str:
+    """A git commit for the history table: 12 hex digits, keeping the ``-dirty`` mark."""
+    if not commit:
+        return "-"
+    sha, dirty, _ = commit.partition("-dirty")
+    return sha[:12] + ("-dirty" if dirty else "")
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from reconciler.store import Store
 
-    with Store.open(settings_of(args).coordinator.db, readonly=True) as store:
-        revisions = store.revisions(limit=args.limit)
+    if args.limit < 0:
+        print("dsfleet history: error: -n/--limit must be 0 (all) or more", file=sys.stderr)
+        return ExitCode.ERROR
+    url = settings_of(args).coordinator.db
+    if store_problem(args.command, url, must_exist=True):
+        return ExitCode.ERROR
+    with Store.open(url, readonly=True) as store:
+        revisions = store.revisions(limit=args.limit or 2**31 - 1)  # 0: all
     if args.output == "json":
-        json.dump(history_json(revisions), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _json(
+            {
+                "schema": "dsfleet.history/v1",
+                "revisions": [
+                    {
+                        "id": r.id,
+                        "created_at": r.created_at.isoformat(),
+                        "source": r.source,
+                        "git_commit": r.git_commit,
+                        "git_author": r.git_author,
+                        "git_message": r.git_message,
+                        "manifests_hash": r.manifests_hash,
+                        "accepted": r.accepted,
+                        "nodes_changed": r.nodes_changed,
+                        "errors": list(r.errors),
+                    }
+                    for r in revisions
+                ],
+            }
+        )
         return ExitCode.OK
     if not revisions:
         print("no revisions yet")
         return ExitCode.OK
-    print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<7}  {'COMMIT':<12}  {'STATUS':<8}  NODES CHANGED")
+    width = max(12, *(len(_commit(r.git_commit)) for r in revisions))
+    print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<7}  {'COMMIT':<{width}}  {'STATUS':<8}  NODES CHANGED")
     for r in revisions:
         status = "accepted" if r.accepted else "rejected"
-        commit = (r.git_commit or "-")[:12]
         when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        extra = f"  ({len(r.errors)} errors)" if not r.accepted else ""
-        print(f"{r.id:>5}  {when:<19}  {r.source:<7}  {commit:<12}  {status:<8}  {r.nodes_changed}{extra}")
+        extra = f"  ({plural(len(r.errors), 'error')})" if not r.accepted else ""
+        print(
+            f"{r.id:>5}  {when:<19}  {r.source:<7}  {_commit(r.git_commit):<{width}}  {status:<8}  "
+            f"{r.nodes_changed}{extra}"
+        )
     return ExitCode.OK

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-from schemas.findings import Finding
+from schemas.findings import Finding, Severity
 
 _COLORS = {
     "error": "\033[1;31m",
@@ -48,6 +48,11 @@ def print_findings(findings: Iterable[Finding], stream: TextIO | None = None) ->
             print(line, file=out)
 
 
+def summary_counts(findings: Sequence[Finding]) -> tuple[int, int]:
+    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+    return errors, len(findings) - errors
+
+
 def report_missing(command: str, paths: Sequence[str]) -> bool:
     """Print one line per path that does not exist; True when any is missing (a usage error: exit 2)."""
     missing = [p for p in paths if not os.path.exists(p)]
@@ -58,3 +63,15 @@ def report_missing(command: str, paths: Sequence[str]) -> bool:
 
 def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def no_manifests(command: str, paths: Sequence[str], loaded: Any, *, error: bool) -> bool:
+    """When the paths hold no manifest at all, say so (a warning, or an error with ``error``); True when none."""
+    fleet = loaded.fleet
+    if len(fleet) or fleet.invalid or loaded.errors:
+        return False
+    where = ", ".join(paths)
+    level = "error" if error else "warning"
+    extra = " (use --allow-empty to accept an empty set)" if error else ""
+    print(f"dsfleet {command}: {level}: no manifests found in {where}{extra}", file=sys.stderr)
+    return True

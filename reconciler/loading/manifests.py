@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.loading.ignores import IGNORE_FILE, Pattern, compile_patterns, ignored
 from reconciler.loading.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
 from reconciler.loading.yamlfiles import (
     DEFAULT_LIMITS,
@@ -29,7 +30,7 @@ from reconciler.loading.yamlfiles import (
     size_text,
 )
 from schemas import API_VERSION
-from schemas.findings import Finding, Location, Note, Severity, SourceRef
+from schemas.findings import INVALID_TARGET, Finding, Location, Note, Severity, SourceRef
 from schemas.fleet import Fleet
 from schemas.hashing import sha256_hex
 from schemas.manifests import KIND_NAMES, MODELS, Manifest
@@ -54,6 +55,9 @@ class ParsedFile:
     text: str
     manifests: tuple[tuple[int, Manifest], ...]
     findings: tuple[Finding, ...]
+    invalid: tuple[tuple[int, str, str], ...] = ()
+    """(document, kind, name) of documents that failed their schema but whose kind and name are readable: they
+    still count as defined, so references to them are not reported as missing."""
 
 
 @dataclass
@@ -86,8 +90,28 @@ def _display(path: Path) -> str:
     return rel if not rel.startswith("../../") else str(path)
 
 
-def discover(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[ManifestFile], list[Finding]]:
-    """Every ``*.yaml``/``*.yml`` under ``paths`` (sorted; dot-directories skipped; symlinks leaving a root refused)."""
+def _ignore_rules(
+    root: Path, here: Path, rules: list[tuple[str, tuple[Pattern, ...]]], findings: list[Finding]
+) -> None:
+    """Add the patterns of ``here/.dsfleetignore`` (relative to ``here``) to ``rules``."""
+    ignore = here / IGNORE_FILE
+    if not ignore.is_file():
+        return
+    try:
+        lines = ignore.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        findings.append(_file_finding(_display(ignore), "manifest-read", f"cannot read: {exc}"))
+        return
+    base = here.relative_to(root).as_posix()
+    rules.append(("" if base == "." else base + "/", compile_patterns(lines)))
+
+
+def discover(
+    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str] = ()
+) -> tuple[list[ManifestFile], list[Finding]]:
+    """Every ``*.yaml``/``*.yml`` under ``paths`` (sorted; dot-directories skipped; symlinks leaving a root refused;
+    files matched by a ``.dsfleetignore`` (gitignore syntax) or an ``exclude`` pattern left out)."""
+    excluded = compile_patterns(exclude)
     files: list[ManifestFile] = []
     findings: list[Finding] = []
     seen: set[Path] = set()
@@ -103,9 +127,17 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[ManifestFile
                 files.append(ManifestFile(root, _display(root)))
             continue
         real_root = root.resolve()
+        rules: list[tuple[str, tuple[Pattern, ...]]] = []
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             here = Path(dirpath)
+            _ignore_rules(root, here, rules, findings)
+            scoped = [*rules, ("", excluded)]
+            prefix = here.relative_to(root).as_posix()
+            prefix = "" if prefix == "." else prefix + "/"
+            dirnames[:] = sorted(
+                d for d in dirnames if not d.startswith(".") and not ignored(scoped, prefix + d, True)
+            )
+            filenames = [n for n in filenames if not ignored(scoped, prefix + n, False)]
             for d in list(dirnames):
                 if (here / d).is_symlink():
                     target = (here / d).resolve()
@@ -168,8 +200,40 @@ def _problem_finding(file: str, problem: YamlProblem) -> Finding:
     )
 
 
+MANIFEST_KEYS = ("apiVersion", "kind", "metadata", "spec")
+RULE_NOT_A_MANIFEST = "not-a-manifest"
+
+
+def is_consequence(finding: Finding) -> bool:
+    """A finding caused by another one (a reference to a document that failed its schema): printed after the
+    root causes, so the first lines of the output are the ones to fix."""
+    return INVALID_TARGET in finding.message
+
+
+def identity(data: Any) -> tuple[str, str] | None:
+    """(kind, name) of a document, when both are readable (also for a document that fails its schema)."""
+    if not isinstance(data, dict):
+        return None
+    kind, metadata = data.get("kind"), data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if isinstance(kind, str) and kind in MODELS and isinstance(name, str) and name:
+        return kind, name
+    return None
+
+
 def validate_document(data: Any, source: SourceRef) -> tuple[Manifest | None, list[Finding]]:
-    """One YAML document → a manifest, or findings (with YAML paths; locations are resolved later)."""
+    """One YAML document → a manifest, or findings (with YAML paths; locations are resolved later). A mapping
+    with none of ``apiVersion``, ``kind``, ``metadata``, ``spec`` (a compose file, a CI config) is skipped with
+    a ``not-a-manifest`` warning."""
+    if isinstance(data, dict) and not any(key in data for key in MANIFEST_KEYS):
+        return None, [
+            Finding(
+                severity=Severity.WARNING,
+                rule=RULE_NOT_A_MANIFEST,
+                message="not a dsfleet manifest (none of apiVersion, kind, metadata, spec): skipped",
+                source=source,
+            )
+        ]
     if not isinstance(data, dict):
         return None, [
             Finding(
@@ -259,15 +323,22 @@ def parse_file(display: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Pa
     parsed: ParsedYaml = parse_yaml(text, limits)
     findings = [_problem_finding(display, p) for p in parsed.problems]
     manifests: list[tuple[int, Manifest]] = []
-    if not parsed.problems:
-        for doc in parsed.documents:
-            if doc.data is None:
-                continue  # empty document
-            manifest, doc_findings = validate_document(doc.data, SourceRef(file=display, document=doc.index))
-            findings.extend(doc_findings)
-            if manifest is not None:
-                manifests.append((doc.index, manifest))
-    return ParsedFile(digest, text, tuple(manifests), tuple(findings))
+    invalid: list[tuple[int, str, str]] = []
+    broken = any(p.rule != "yaml-duplicate-key" for p in parsed.problems)
+    for doc in parsed.documents:  # a duplicate key does not stop the rest of the file
+        if doc.data is None:
+            continue  # empty document
+        if broken:  # before a syntax error: counted as defined, not validated (no locations)
+            if (who := identity(doc.data)) is not None:
+                invalid.append((doc.index, *who))
+            continue
+        manifest, doc_findings = validate_document(doc.data, SourceRef(file=display, document=doc.index))
+        findings.extend(doc_findings)
+        if manifest is not None:
+            manifests.append((doc.index, manifest))
+        elif (who := identity(doc.data)) is not None and any(f.is_error for f in doc_findings):
+            invalid.append((doc.index, *who))
+    return ParsedFile(digest, text, tuple(manifests), tuple(findings), tuple(invalid))
 
 
 @contextlib.contextmanager
@@ -334,7 +405,10 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
     groups: dict[str, dict[str, Any]] = {kind: {} for kind in KIND_NAMES}
     sources: dict[tuple[str, str], SourceRef] = {}
     findings: list[Finding] = []
+    invalid: dict[tuple[str, str], SourceRef] = {}
     for display, pf in parsed:
+        for index, kind, name in pf.invalid:
+            invalid.setdefault((kind, name), SourceRef.model_construct(file=display, document=index, path=()))
         for index, manifest in pf.manifests:
             kind = manifest.kind
             name = manifest.metadata.name
@@ -360,6 +434,7 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
         profiles=groups["InferenceProfile"],
         policies=groups["Policy"],
         sources=sources,
+        invalid={key: ref for key, ref in invalid.items() if key not in sources},
     )
     return fleet, findings
 
@@ -389,7 +464,7 @@ def locate_findings(findings: Iterable[Finding], texts: dict[str, str]) -> list[
             for n in f.notes
         )
         out.append(f.model_copy(update={"location": location, "notes": notes}))
-    out.sort(key=Finding.sort_key)
+    out.sort(key=lambda f: (is_consequence(f), *f.sort_key()))
     return out
 
 
@@ -400,7 +475,7 @@ def load_manifests(
     run_policies: bool = True,
 ) -> LoadedManifests:
     """Discover, parse, validate, check policies and locate every finding."""
-    files, findings = discover(paths)
+    files, findings = discover(paths, limits.exclude)
     parsed, read_findings = read_files(files, limits, cache)
     findings.extend(read_findings)
     for _display_name, pf in parsed:

@@ -34,6 +34,8 @@ class Limits:
     max_aliases: int = 100
     max_nodes: int = 1_000_000
     """Values in one document once aliases are expanded."""
+    exclude: tuple[str, ...] = ()
+    """``--exclude`` patterns (gitignore syntax, relative to each directory given), beside ``.dsfleetignore``."""
 
 
 DEFAULT_LIMITS = Limits()
@@ -144,6 +146,11 @@ class _Yaml12Loader(yaml.CSafeLoader):
 
     yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[_DuplicateKey] = []
+        """Duplicate keys of the document being built (reported; the first value is kept)."""
+
     # The composer calls these for every node. Resolution is a pure function of its arguments, memoized with
     # a C-level cache (keys such as "kind" and common values repeat across documents); the path resolvers are
     # unused, so their hooks are C builtins that do nothing instead of Python methods.
@@ -221,6 +228,7 @@ def _build(loader: _Yaml12Loader, node: Any, memo: dict[int, Any]) -> Any:
     memo[ident] = mapping
     pairs = node.value
     seen: dict[tuple[str, str], Any] = {}
+    dropped: set[int] = set()
     merge = False
     for key_node, _value_node in pairs:
         if key_node.__class__ is yaml.ScalarNode:
@@ -229,12 +237,18 @@ def _build(loader: _Yaml12Loader, node: Any, memo: dict[int, Any]) -> Any:
                 continue
             key_id = (key_node.tag, key_node.value)
             if key_id in seen:
-                raise _DuplicateKey(str(key_node.value), key_node.start_mark, seen[key_id].start_mark)
+                loader.duplicates.append(
+                    _DuplicateKey(str(key_node.value), key_node.start_mark, seen[key_id].start_mark)
+                )
+                dropped.add(id(key_node))
+                continue
             seen[key_id] = key_node
     if merge:
         loader.flatten_mapping(node)
         pairs = node.value
     for key_node, value_node in pairs:
+        if dropped and id(key_node) in dropped:
+            continue  # a duplicate key: reported, the first value is kept
         key = _build(loader, key_node, memo)
         try:
             hash(key)
@@ -256,6 +270,10 @@ def decode_text(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[str | Non
         return None, YamlProblem(
             "yaml-limits", f"file is larger than the {size_text(limits.max_file_bytes)} limit"
         )
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or (
+        len(data) >= 2 and (data[0] == 0) != (data[1] == 0) and b"\x00" in data[:4]
+    ):
+        return None, YamlProblem("yaml-encoding", "UTF-16 is not supported, save the file as UTF-8", 1, 1)
     nul = data.find(b"\x00")
     if nul >= 0:
         line, col = _line_col(data, nul)
@@ -352,6 +370,7 @@ def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
             return ParsedYaml((), (problem,))
     loader = _Yaml12Loader(text)
     documents: list[YamlDocument] = []
+    duplicates: list[YamlProblem] = []
     try:
         index = 0
         while loader.check_node():
@@ -374,28 +393,17 @@ def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
                     ),
                 )
             documents.append(YamlDocument(index, data, line))
+            for dup in loader.duplicates:
+                duplicates.append(_duplicate_problem(dup, index))
+            loader.duplicates.clear()
             index += 1
-    except _DuplicateKey as dup:
-        return ParsedYaml(
-            tuple(documents),
-            (
-                YamlProblem(
-                    "yaml-duplicate-key",
-                    f"duplicate key {_short(dup.key)!r} in a mapping",
-                    dup.mark.line + 1,
-                    dup.mark.column + 1,
-                    note="first defined here",
-                    note_line=dup.first_mark.line + 1,
-                    note_column=dup.first_mark.column + 1,
-                ),
-            ),
-        )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        message = _yaml_message(exc)
+        message = _yaml_message(exc, text)
         return ParsedYaml(
             tuple(documents),
             (
+                *duplicates,
                 YamlProblem(
                     "yaml-syntax", message, (mark.line + 1) if mark else 0, (mark.column + 1) if mark else 0
                 ),
@@ -415,18 +423,48 @@ def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
         return ParsedYaml((), (YamlProblem("yaml-limits", "document is nested too deeply"),))
     finally:
         loader.dispose()
-    return ParsedYaml(tuple(documents), ())
+    return ParsedYaml(tuple(documents), tuple(duplicates))
+
+
+def _duplicate_problem(dup: _DuplicateKey, document: int) -> YamlProblem:
+    return YamlProblem(
+        "yaml-duplicate-key",
+        f"duplicate key {_short(dup.key)!r} in a mapping (the first value is used)",
+        dup.mark.line + 1,
+        dup.mark.column + 1,
+        note="first defined here",
+        note_line=dup.first_mark.line + 1,
+        note_column=dup.first_mark.column + 1,
+        document=document,
+    )
 
 
 def _short(key: str) -> str:
     return key if len(key) <= 40 else key[:37] + "..."
 
 
+def _tab_indented(exc: yaml.MarkedYAMLError, text: str) -> bool:
+    """True when the line of the error (or the one before it) is indented with a tab."""
+    mark = exc.problem_mark or exc.context_mark
+    if mark is None or not text:
+        return False
+    lines = text.split("\n")
+    for number in (mark.line, mark.line - 1):
+        if 0 <= number < len(lines):
+            line = lines[number]
+            indent = line[: len(line) - len(line.lstrip(" \t"))]
+            if "\t" in indent:
+                return True
+    return False
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "invalid YAML"
 
 
-def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+def _yaml_message(exc: yaml.MarkedYAMLError, text: str = "") -> str:
+    if "'\\t'" in (exc.problem or "") or _tab_indented(exc, text):
+        return "YAML syntax: a tab is used for indentation; YAML indents with spaces only"
     parts = [p for p in (exc.context, exc.problem) if p]
     message = ": ".join(parts) if parts else "invalid YAML"
     return "YAML syntax: " + message

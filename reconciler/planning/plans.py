@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
+from schemas.placeholders import secret_env_name
 
 
 class Action(StrEnum):
@@ -128,7 +129,84 @@ def _dd_path(path: str) -> str:
     return out.lstrip(".")
 
 
+SENSITIVE = "(sensitive value)"
+"""What a diff shows instead of a value that comes from a secret (or an env variable whose name looks secret)."""
+
+
+def _manifest_path(path: str) -> str:
+    """A container spec path in the manifest's terms: ``gpus[0]`` → ``gpu``, ``envSecrets.X`` → ``env.X``,
+    ``restartPolicy.name`` → ``restartPolicy``."""
+    head, _, _rest = path.partition(".")
+    base = head.partition("[")[0]
+    if base == "gpus":
+        return "gpu"
+    if base == "envSecrets":
+        name = path.split(".")[1].partition("[")[0] if "." in path else ""
+        return f"env.{name}" if name else "env"
+    if base == "restartPolicy":
+        return "restartPolicy"
+    return path
+
+
+def _sensitive(path: str) -> bool:
+    parts = path.split(".")
+    return parts[0].partition("[")[0] == "envSecrets" or (
+        parts[0] == "env" and len(parts) > 1 and secret_env_name(parts[1])
+    )
+
+
+def _masked(change: FieldChange) -> FieldChange:
+    path = _manifest_path(change.path)
+    if not _sensitive(change.path):
+        return FieldChange(path, change.action, change.old, change.new)
+    return FieldChange(
+        path,
+        change.action,
+        None if change.old is None else SENSITIVE,
+        None if change.new is None else SENSITIVE,
+    )
+
+
 def diff_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+    """Container spec changes in manifest terms; values from secrets (and secret-looking env variables) are
+    shown as :data:`SENSITIVE`, never their contents."""
+    merged: dict[tuple[str, str], FieldChange] = {}
+    for change in _raw_field_changes(old, new):
+        masked = _masked(change)
+        key = (masked.path, masked.action)
+        if key in merged:  # gpus[0] and gpus[1], restartPolicy.name and .maximumRetryCount: one line
+            continue
+        if masked.path in ("gpu", "restartPolicy") and masked.path != change.path:
+            whole = "gpus" if masked.path == "gpu" else "restartPolicy"
+            before, after = (
+                _in_manifest_terms(whole, old.get(whole)),
+                _in_manifest_terms(whole, new.get(whole)),
+            )
+            action = "changed" if before is not None and after is not None else change.action
+            masked = FieldChange(masked.path, action, before, after)
+            key = (masked.path, action)
+            if key in merged:
+                continue
+        merged[key] = masked
+    return tuple(sorted(merged.values(), key=lambda c: c.path))
+
+
+_RESTART_TERMS = {"unless-stopped": "Always", "on-failure": "OnFailure", "no": "Never"}
+
+
+def _in_manifest_terms(field: str, value: Any) -> Any:
+    """``gpus: ["1"]`` → ``1`` (the manifest's ``gpu``); ``restartPolicy: {name: on-failure}`` → ``OnFailure``."""
+    if value is None:
+        return None
+    if field == "gpus":
+        ids = [int(v) if str(v).isdigit() else v for v in value]
+        return ids[0] if len(ids) == 1 else (ids or None)
+    if isinstance(value, Mapping):
+        return _RESTART_TERMS.get(str(value.get("name")), value.get("name"))
+    return value
+
+
+def _raw_field_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[FieldChange, ...]:
     from deepdiff import DeepDiff  # imported only when a container spec changed (it is slow to import)
 
     dd = DeepDiff(dict(old), dict(new), ignore_order=False, verbose_level=2)

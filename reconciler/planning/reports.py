@@ -10,9 +10,11 @@ unchanged nodes are listed with ``action: "unchanged"`` and no instances.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
-from reconciler.planning.plans import Action, ChangeKind, InstanceChange, NodeChange, Plan
+from reconciler.planning.plans import SENSITIVE, Action, ChangeKind, InstanceChange, NodeChange, Plan
 
 _SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
 _COLOR = {
@@ -38,11 +40,16 @@ def summary(plan: Plan) -> dict[str, int]:
     }
 
 
+def _n(n: int, word: str) -> str:
+    return f"{n} {word if n == 1 else word + 's'}"
+
+
 def summary_line(plan: Plan) -> str:
     s = summary(plan)
     line = (
-        f"Plan: {s['nodes_to_add']} nodes to add, {s['nodes_to_change']} to change, {s['nodes_to_remove']} to remove; "
-        f"{s['instances_to_restart']} instances to restart, {s['instances_to_recreate']} to recreate"
+        f"Plan: {_n(s['nodes_to_add'], 'node')} to add, {s['nodes_to_change']} to change, "
+        f"{s['nodes_to_remove']} to remove; {_n(s['instances_to_restart'], 'instance')} to restart, "
+        f"{s['instances_to_recreate']} to recreate"
     )
     extras = [
         f"{s['instances_to_create']} to create" if s["instances_to_create"] else "",
@@ -52,6 +59,36 @@ def summary_line(plan: Plan) -> str:
     ]
     extras = [e for e in extras if e]
     return line + (", " + ", ".join(extras) if extras else "") + "."
+
+
+_YAML_SPECIAL = re.compile(
+    r"^(|~|null|Null|NULL|true|True|TRUE|false|False|FALSE|yes|no|on|off|y|n|[-+]?(\.[0-9]+|[0-9][0-9_.:eE+-]*)|"
+    r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$"
+)
+
+
+def yaml_value(value: Any) -> str:
+    """A value as it would be written in a manifest (flow style): ``true``, ``null``, ``'3'``, ``{a: 1}``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        if value == SENSITIVE:
+            return value
+        plain = (
+            not _YAML_SPECIAL.match(value)
+            and value == value.strip()
+            and not re.search(r"[:#,\[\]{}&*!|>'\"%@`]|^[-?]", value)
+        )
+        return value if plain else "'" + value.replace("'", "''") + "'"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{yaml_value(k)}: {yaml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
+    return yaml_value(str(value))
 
 
 def _short(h: str | None) -> str:
@@ -67,16 +104,16 @@ def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> l
     lines = [_paint(f"  {_SIGN[inst.action]} instance {inst.name}: {what}", inst.action, color)]
     for fc in inst.fields:
         if inst.action is Action.CREATE:
-            continue
+            continue  # the whole container spec: the files below say what the instance is
         if fc.action == "changed":
-            lines.append(f"      ~ {fc.path}: {fc.old!r} → {fc.new!r}")
+            lines.append(f"      ~ {fc.path}: {yaml_value(fc.old)} → {yaml_value(fc.new)}")
         elif fc.action == "added":
-            lines.append(f"      + {fc.path}: {fc.new!r}")
+            lines.append(f"      + {fc.path}: {yaml_value(fc.new)}")
         else:
-            lines.append(f"      - {fc.path}: {fc.old!r}")
+            lines.append(f"      - {fc.path}: {yaml_value(fc.old)}")
     for f in inst.files:
         lines.append(_paint(f"      {_SIGN[f.action]} file {f.path}", f.action, color))
-        if inst.action is Action.UPDATE and bodies:
+        if inst.action in (Action.UPDATE, Action.CREATE) and bodies:
             for dl in f.diff.splitlines():
                 if color and dl.startswith("+") and not dl.startswith("+++"):
                     dl = f"\033[32m{dl}{_RESET}"

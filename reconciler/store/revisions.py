@@ -179,13 +179,13 @@ class RevisionsMixin(InventoryMixin):
 
     # ---- node configs
 
-    def latest_node_configs(self) -> dict[str, StoredNodeConfig]:
-        """The last config of each node whose last change was not a deletion (what ``diff`` compares with)."""
-        last = (
-            sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
-            .group_by(NODE_CONFIGS.c.node)
-            .subquery()
-        )
+    def latest_node_configs(self, at_revision: int | None = None) -> dict[str, StoredNodeConfig]:
+        """The last config of each node whose last change was not a deletion (what ``diff`` compares with);
+        ``at_revision``: as of that revision (``render --db --revision N``)."""
+        newest = sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
+        if at_revision is not None:
+            newest = newest.where(NODE_CONFIGS.c.revision_id <= at_revision)
+        last = newest.group_by(NODE_CONFIGS.c.node).subquery()
         query = (
             sa.select(NODE_CONFIGS)
             .join(

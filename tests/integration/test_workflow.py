@@ -95,10 +95,13 @@ def test_schema_is_json_schema_for_every_kind(tmp_path: Path) -> None:
 
 def test_diff_never_creates_or_migrates_the_store(fleet: Path, tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "state.db"
-    proc = run("diff", str(fleet), "--db", f"sqlite:///{path}")
-    assert proc.returncode == 1, proc.stderr
+    proc = run("diff", str(fleet), env={"DSFLEET_COORDINATOR_DB": f"sqlite:///{path}"})
+    assert proc.returncode == 1, proc.stderr  # the configured store does not exist yet: compared with empty
     assert not path.exists() and not path.parent.exists()
     assert "Plan: 2 nodes to add, 0 to change, 0 to remove" in proc.stdout
+    proc = run("diff", str(fleet), "--db", f"sqlite:///{path}")
+    assert proc.returncode == 2 and "no store at" in proc.stderr  # an explicit --db must exist (typos)
+    assert not path.exists() and not path.parent.exists()
 
 
 def test_apply_then_diff_is_clean_and_history_lists_revisions(
@@ -111,10 +114,10 @@ def test_apply_then_diff_is_clean_and_history_lists_revisions(
     assert code == 0 and "No changes" in out
     code, out, _ = cli(capsys, "apply", str(fleet), "--db", db, "-o", "json")
     assert code == 0
-    assert json.loads(out)["outbox"] == []  # nothing changed → nothing queued
+    assert json.loads(out)["outcome"] == "unchanged"  # the same manifests: nothing queued, nothing recorded
     code, out, _ = cli(capsys, "history", "--db", db, "-o", "json")
-    revisions = json.loads(out)
-    assert [(r["id"], r["accepted"], r["nodes_changed"]) for r in revisions] == [(2, True, 0), (1, True, 2)]
+    revisions = json.loads(out)["revisions"]
+    assert [(r["id"], r["accepted"], r["nodes_changed"]) for r in revisions] == [(1, True, 2)]
 
 
 def test_invalid_manifests_store_a_rejected_revision_and_change_nothing(
@@ -132,7 +135,7 @@ def test_invalid_manifests_store_a_rejected_revision_and_change_nothing(
     assert code == 2 and "error" in err
     (fleet / "cameras" / "broken.yaml").unlink()
     assert cli(capsys, "diff", str(fleet), "--db", db)[0] == 0  # the good revision is still the stored one
-    revisions = json.loads(cli(capsys, "history", "--db", db, "-o", "json")[1])
+    revisions = json.loads(cli(capsys, "history", "--db", db, "-o", "json")[1])["revisions"]
     assert [r["accepted"] for r in revisions] == [False, True]
     assert revisions[0]["errors"] and revisions[0]["errors"][0]["rule"] == "missing-field"
 
@@ -165,7 +168,7 @@ def test_diff_json_is_stable_and_names_the_change(
         ("gpu-node-1", [("ccm-lobby", "recreate")])
     ]
     assert changed[0]["instances"][0]["fields"] == [
-        {"path": "gpus[0]", "action": "changed", "old": "1", "new": "0"}
+        {"path": "gpu", "action": "changed", "old": 1, "new": 0}  # manifest terms, not gpus[0]
     ]
     assert plan["summary"]["instances_to_recreate"] == 1
 
@@ -175,6 +178,7 @@ def test_render_writes_the_files_the_agent_will_write(fleet: Path, tmp_path: Pat
     proc = run("render", str(fleet), "--instance", "ccm-gate", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
+        ".dsfleet-render.json",  # what this render wrote (the next one removes files it no longer writes)
         "app_conf.json",
         "faceid_align_config.txt",
         "faceid_primary.txt",
@@ -357,7 +361,7 @@ def test_diff_text_shows_unified_diffs_or_just_the_files_with_stat(
     assert "  ~ instance ccm-gate: restart" in full and "      ~ file source_list.json" in full
     assert '-            "address": "rtsp://${secret:gate-3}@127.0.0.1:8554/gate-3/main",' in full
     assert full.rstrip().endswith(
-        "Plan: 0 nodes to add, 1 to change, 0 to remove; 1 instances to restart, 0 to recreate."
+        "Plan: 0 nodes to add, 1 to change, 0 to remove; 1 instance to restart, 0 to recreate."
     )
     code, stat, _ = cli(capsys, "diff", str(fleet), "--db", db, "--stat")
     assert (
@@ -453,8 +457,72 @@ def test_settings_come_from_the_file_then_the_environment_then_flags(fleet: Path
     named = tmp_path / "elsewhere.toml"
     named.write_text("[coordinator]\ndb = 'sqlite:///named.db'\n")
     proc = run("history", cwd=tmp_path, env={"DSFLEET_CONFIG": str(named)})
-    assert (
-        proc.returncode == 0 and (tmp_path / "named.db").is_file() is False
-    )  # history never creates a store
+    assert proc.returncode == 2 and "no store at named.db" in proc.stderr
+    assert not (tmp_path / "named.db").exists()  # history never creates a store
     proc = run("history", cwd=tmp_path, env={"DSFLEET_CONFIG": str(tmp_path / "missing.toml")})
     assert proc.returncode == 2 and "missing.toml: error: no such settings file" in proc.stderr
+
+
+def _plant_canaries(fleet: Path) -> None:
+    """A credential in every place a manifest could carry one (each is a distinct canary)."""
+    gate = fleet / "cameras" / "gate.yaml"
+    text = gate.read_text()
+    text = text.replace("rtsp://127.0.0.1:8554/gate-1", f"rtsp://admin:{CANARY}-1@127.0.0.1:8554/gate-1", 1)
+    text = text.replace(
+        "rtsp://127.0.0.1:8554/gate-2", f"rtsp://127.0.0.1:8554/gate-2?user=a&Password={CANARY}-2"
+    )
+    gate.write_text(text)
+    ccm = fleet / "instances" / "ccm.yaml"
+    text = ccm.read_text().replace(
+        "kafkaConnectionStr: 127.0.0.1:9092", f"kafkaConnectionStr: u:{CANARY}-3@127.0.0.1:9092", 1
+    )
+    text = text.replace(
+        "  restartPolicy: OnFailure\n",
+        f"  restartPolicy: OnFailure\n  env:\n    DB_PASSWORD: {CANARY}-4\n"
+        f"    UPSTREAM: https://127.0.0.1/x?token={CANARY}-5\n",
+        1,
+    )
+    ccm.write_text(text)
+    traffic = fleet / "instances" / "traffic.yaml"
+    traffic.write_text(
+        traffic.read_text().replace(
+            "      - type: 1\n        sync: 0\n",
+            "      - type: 1\n        sync: 0\n      - type: 6\n"
+            f"        msg-broker-conn-str: 127.0.0.1;9092?api_key={CANARY}-6\n",
+        )
+    )
+
+
+def test_canaries_in_every_manifest_field_reach_no_output_table_outbox_or_file(
+    fleet: Path, db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(capsys, "apply", str(fleet), "--db", db)[0] == 0  # a good revision first: tables are populated
+    _plant_canaries(fleet)
+    texts: list[str] = []
+    for args in (
+        ("validate", str(fleet)),
+        ("validate", str(fleet), "-o", "json"),
+        ("diff", str(fleet), "--db", db),
+        ("diff", str(fleet), "--db", db, "-o", "json"),
+        ("apply", str(fleet), "--db", db),
+        ("apply", str(fleet), "--db", db, "-o", "json"),
+        ("history", "--db", db),
+        ("history", "--db", db, "-o", "json"),
+        ("get", "cameras", "--db", db, "-o", "json"),
+        ("get", "instances", "--db", db),
+    ):
+        _code, out, err = cli(capsys, *args)
+        texts.append(out + err)
+    planted = b"".join(p.read_bytes() for p in fleet.rglob("*.yaml")).decode()
+    assert all(f"{CANARY}-{i}" in planted for i in range(1, 7))
+    findings = texts[0]
+    assert findings.count("(not shown)") >= 6, findings
+    assert "[env-secret-literal]" in findings
+    assert not [t for t in texts if CANARY in t]
+    assert CANARY.encode() not in _everything_under(tmp_path / "state")
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert "outbox" in tables
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                assert CANARY not in repr(row), table

@@ -106,7 +106,7 @@ def test_image_or_gpu_change_recreates() -> None:
     plan = _plan(_base(), after)
     (inst,) = plan.changed[0].instances
     assert inst.kind is ChangeKind.RECREATE
-    assert {f.path for f in inst.fields} == {"gpus[0]", "image"}
+    assert {f.path for f in inst.fields} == {"gpu", "image"}  # manifest terms, not gpus[0]
     assert not inst.files
 
 

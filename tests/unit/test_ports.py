@@ -32,7 +32,7 @@ class MemoryStore:
         self.generations: dict[str, int] = {}
         self.outbox: list[tuple[str, str, bytes | str | None]] = []
 
-    def latest_node_configs(self) -> dict[str, StoredNodeConfig]:
+    def latest_node_configs(self, at_revision: int | None = None) -> dict[str, StoredNodeConfig]:
         return dict(self.configs)
 
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int:
