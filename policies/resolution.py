@@ -103,16 +103,25 @@ class ResolvedInstance:
         return self.instance.spec.layout
 
 
+def selected_cameras(fleet: Fleet, match_labels: Mapping[str, str]) -> list[str]:
+    """Names of the cameras carrying every label, sorted; through the fleet's label index (cost ∝ matches)."""
+    index = fleet.camera_labels
+    sets = sorted((index.get(item, frozenset()) for item in match_labels.items()), key=len)
+    if not sets:
+        return sorted(fleet.cameras)
+    found = set(sets[0])
+    for other in sets[1:]:
+        found &= other
+    return sorted(found)
+
+
 def instance_cameras(fleet: Fleet, instance: DsInstance) -> tuple[str, ...]:
     """Explicit cameras in their order, then selector matches by name (no repeats)."""
     names = list(instance.spec.cameras)
     selector = instance.spec.cameraSelector
     if selector is not None:
-        wanted = selector.matchLabels.items()
-        for name in sorted(fleet.cameras):
-            labels = fleet.cameras[name].metadata.labels
-            if all(labels.get(k) == v for k, v in wanted) and name not in names:
-                names.append(name)
+        explicit = set(names)
+        names.extend(n for n in selected_cameras(fleet, selector.matchLabels) if n not in explicit)
     return tuple(names)
 
 
