@@ -17,8 +17,10 @@ is optional. Accepted input forms, and what they normalise to:
 * lists: a YAML list, or a ``;``-separated string (a trailing ``;`` and spaces around items are fine), stored as
   a tuple of typed items. ``"3;112;112"`` and ``[3, 112, 112]`` give equal models.
 
-dsfleet extensions: ``batch-size: auto`` (nvinfer; the instance's camera count) and ``auto`` as the first
-(batch) element of ``network-input-shape`` (nvdspreprocess, CCM align). They must be resolved before rendering.
+dsfleet extensions: ``batch-size: auto`` (nvinfer; the instance's camera count), ``auto`` as the first
+(batch) element of ``network-input-shape`` (nvdspreprocess, CCM align), and ``model-engine-file: auto`` or a
+template with ``{batch}``, ``{gpu}``, ``{precision}`` (nvinfer: the name nvinfer gives the engine it builds, so it
+follows batch size, GPU and precision). They must be resolved before rendering.
 
 Error messages never contain the input value (``hide_input_in_errors`` and ``PydanticCustomError`` templates).
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,6 +80,8 @@ __all__ = [
 ]
 
 AUTO: Final = "auto"
+ENGINE_TEMPLATE_FIELDS: Final = ("batch", "gpu", "precision")
+"""The placeholders a ``model-engine-file`` template may use."""
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
 
@@ -250,7 +255,9 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
         "model-engine-file",
         _S,
         path=True,
-        description="Serialized TensorRT engine; should match <model>_b<batch>_gpu<id>_<mode>.engine.",
+        description="Serialized TensorRT engine; should match <model>_b<batch>_gpu<id>_<mode>.engine. dsfleet "
+        "also accepts 'auto' (that name, from the model file, batch-size and network-mode) or a template with "
+        "{batch}, {gpu}, {precision}.",
     ),
     KeySpec("int8-calib-file", _S, path=True, description="INT8 calibration table (to build INT8 engines)."),
     KeySpec("labelfile-path", _S, path=True, description="Labels file."),
@@ -638,10 +645,29 @@ def _check_list(spec: KeySpec, value: object, auto_first: bool) -> tuple[object,
     return items
 
 
+def check_engine_template(value: str) -> str:
+    """``auto`` or a name whose ``{…}`` placeholders are all in ``ENGINE_TEMPLATE_FIELDS`` (no format specs)."""
+    if value == AUTO:
+        return value
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError:
+        raise _err(
+            "ds_template", "has an unmatched '{' or '}' (placeholders: {batch}, {gpu}, {precision})"
+        ) from None
+    for _text, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ENGINE_TEMPLATE_FIELDS or spec or conversion:
+            raise _err("ds_template", "may use only the placeholders {batch}, {gpu} and {precision}")
+    return value
+
+
 def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> object:
     """Validate and normalise one value for ``spec`` (raises ``PydanticCustomError``).
 
-    ``auto`` allows dsfleet's ``"auto"``: the whole value for an INT, the first item of an INT_LIST.
+    ``auto`` allows dsfleet's ``"auto"``: the whole value for an INT, the first item of an INT_LIST; for a
+    STRING (``model-engine-file``) ``auto`` or an engine-name template (:func:`check_engine_template`).
     """
     if value is None:
         return None
@@ -660,7 +686,8 @@ def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> objec
     if kind is ValueKind.BOOL:
         return _check_bool(value)
     if kind is ValueKind.STRING:
-        return _check_string(value)
+        text = _check_string(value)
+        return check_engine_template(text) if auto else text
     return _check_list(spec, value, auto)
 
 
@@ -896,8 +923,9 @@ else:
     NvinferProperties = _build(
         "NvinferProperties",
         NVINFER_PROPERTY_KEYS,
-        "The ``[property]`` group of an nvinfer config (``batch-size`` may be ``auto``).",
-        auto_keys=frozenset({"batch-size"}),
+        "The ``[property]`` group of an nvinfer config (``batch-size`` and ``model-engine-file`` may be "
+        "``auto``).",
+        auto_keys=frozenset({"batch-size", "model-engine-file"}),
     )
     ClassAttrs = _build(
         "ClassAttrs", NVINFER_CLASS_ATTRS_KEYS, "A ``[class-attrs-all]`` / ``[class-attrs-<N>]`` group."
