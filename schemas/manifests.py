@@ -149,6 +149,9 @@ class CameraSpec(FrozenModel):
     type: CameraType | None = Field(None, description="default: from the URL scheme")
     width: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
     height: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+    stream: StrictBool = Field(
+        False, description="ccm layout: the older app's per-source stream flag (source_list.json 'stream')"
+    )
 
     @field_validator("url")
     @classmethod

@@ -115,7 +115,7 @@ def _render_ccm(fleet: Fleet, res: ResolvedInstance, spec: CcmInstanceSpec) -> l
                 "address": url,
                 "encode_type": camera.spec.encoding,
                 "type": camera.spec.source_type.value,
-                "stream": False,
+                "stream": camera.spec.stream,
             }
         )
     files = [
