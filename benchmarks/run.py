@@ -207,7 +207,7 @@ def main() -> None:
 
 def run_scaling(results: dict[str, Any], runs: int) -> None:
     with tempfile.TemporaryDirectory(prefix="dsfleet-bench-scaling-") as tmp:
-        results["scaling"] = scaling.measure(Path(tmp), max(3, runs // 2), cli, median_time)
+        results["scaling"] = scaling.measure(Path(tmp), runs, cli, median_time)
     results["reference_after_s"], _ = median_time(lambda: sum(i * i for i in range(5_000_000)), 5)
 
 

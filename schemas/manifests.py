@@ -285,8 +285,8 @@ class DeepstreamApp(FrozenModel):
     img_save: AppImgSave | None = Field(None, alias="img-save")
     extraGroups: dict[AppGroupName, dict[AppExtraKey, PropertyValue]] = Field(
         default_factory=dict,
-        description="escape hatch: groups (or keys of a group: GLib merges a repeated group) dsfleet does not "
-        "know yet, written verbatim after the others (with a warning)",
+        description="escape hatch: groups dsfleet does not know yet, written verbatim after the others, or "
+        "keys added to a group it renders (with a warning)",
     )
 
     @field_validator("message_consumers")

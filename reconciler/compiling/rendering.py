@@ -245,8 +245,14 @@ def _render_deepstream_app(
         tests = {"file-loop": app.file_loop, **tests}
     if tests:
         groups.append(_group("tests", tests))
-    for name, keys in app.extraGroups.items():
-        groups.append(_group(name, dict(keys)))
+    index = {name: i for i, (name, _keys) in enumerate(groups)}
+    for name, keys in app.extraGroups.items():  # verbatim; keys of a rendered group are added to it
+        if name in index:
+            merged = dict(groups[index[name]][1])
+            merged.update(keys)
+            groups[index[name]] = _group(name, merged)
+        else:
+            groups.append(_group(name, dict(keys)))
     content = render_keyfile(groups, header_comment=HEADER.format(name=res.name))
     files = [RenderedFile(path=APP_CONFIG, content=content, secrets=tuple(sorted(set(secrets))))]
     files.extend(_gie_file(gie, res.name) for gie in res.gies)
