@@ -1,8 +1,14 @@
-"""Generate a large, valid fleet: N nodes, 4 instances per node, cameras spread evenly (default 10,000 / 1,000 / 250).
+"""Generate large, valid fleets in two shapes.
 
-Layout like a real repo: ``nodes.yaml``, ``profiles/``, ``policies/``, one ``sites/site-NNN/`` directory per node
-with its cameras (one multi-document file) and its instances. Usage:
-``python -m benchmarks.fleetgen OUT_DIR [--nodes 250] [--cameras 10000] [--instances-per-node 4]``
+* ``explicit`` (default): N nodes, 4 instances per node, cameras listed by name, spread evenly (default 10,000 /
+  1,000 / 250). Layout like a real repo: ``nodes.yaml``, ``profiles/``, ``policies/``, one ``sites/site-NNN/``
+  directory per node with its cameras (one multi-document file) and its instances.
+* ``selector``: many small nodes (one GPU, 10 cameras each), 3 instances per node that pick their cameras by
+  label (``cameraSelector``), and one InferenceProfile per 100 cameras (10,000 cameras: 1,000 nodes, 3,000
+  instances, 100 profiles): the shape a fleet written with labels has.
+
+Usage: ``python -m benchmarks.fleetgen OUT_DIR [--shape explicit|selector] [--cameras 10000] [--nodes 250]
+[--instances-per-node 4]``
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 
 
-def camera_doc(name: str, camera_id: int, zone: str) -> str:
+def camera_doc(name: str, camera_id: int, zone: str, group: str | None = None) -> str:
+    group_label = f"\n    group: {group}" if group else ""
     return f"""apiVersion: dsfleet/v1
 kind: Camera
 metadata:
   name: {name}
   labels:
-    zone: {zone}
+    zone: {zone}{group_label}
 spec:
   cameraId: "{camera_id}"
   url: rtsp://127.0.0.1:8554/{name}/main
@@ -137,14 +144,114 @@ spec:
     return out
 
 
+SELECTOR_CAMERAS_PER_NODE = 10
+SELECTOR_INSTANCES_PER_NODE = 3
+SELECTOR_CAMERAS_PER_PROFILE = 100
+
+
+def selector_instance_doc(name: str, node: str, group: str, profile: str) -> str:
+    return f"""apiVersion: dsfleet/v1
+kind: DsInstance
+metadata:
+  name: {name}
+spec:
+  node: {node}
+  gpu: 0
+  layout: deepstream-app
+  cameraSelector:
+    matchLabels:
+      group: {group}
+      site: {node}
+  profile: {profile}
+  app:
+    streammux:
+      width: 1920
+      height: 1080
+"""
+
+
+def profile_doc(name: str, threshold: float) -> str:
+    """A copy of the traffic profile under another name, with its own detection threshold."""
+    text = (ROOT / "manifests" / "profiles" / "traffic.yaml").read_text()
+    text = text.replace("name: traffic\n", f"name: {name}\n", 1)
+    return text.replace("pre-cluster-threshold: 0.2", f"pre-cluster-threshold: {threshold}", 1)
+
+
+def generate_selector(out: Path, cameras: int = 10_000) -> Path:
+    """The ``selector`` shape (see the module docstring); ``cameras`` rounded down to whole nodes."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "profiles").mkdir(parents=True)
+    (out / "policies").mkdir()
+    profiles = max(cameras // SELECTOR_CAMERAS_PER_PROFILE, 1)
+    for p in range(profiles):
+        name = f"traffic-{p:03d}"
+        (out / "profiles" / f"{name}.yaml").write_text(profile_doc(name, round(0.2 + (p % 50) / 100, 2)))
+    (out / "policies" / "fleet.yaml").write_text(
+        """apiVersion: dsfleet/v1
+kind: Policy
+metadata:
+  name: fleet
+spec:
+  allowedImages: ["nvcr.io/nvidia/deepstream:7.*"]
+  forbidPrivileged: true
+  rules:
+    streammux-batch:
+      severity: off
+      reason: generated fleet; profiles use fixed batches
+    engine-name:
+      severity: off
+      reason: generated fleet; instance sizes differ from the profile's engine batch
+"""
+    )
+    nodes = max(cameras // SELECTOR_CAMERAS_PER_NODE, 1)
+    node_docs = []
+    cam_id = 0
+    for n in range(nodes):
+        node = f"edge-{n:05d}"
+        node_docs.append(
+            f"""apiVersion: dsfleet/v1
+kind: Node
+metadata:
+  name: {node}
+  labels:
+    rack: r{n % 20}
+spec:
+  capacity: {SELECTOR_CAMERAS_PER_NODE * 2}
+  gpus: [0]
+  image: {IMAGE}
+"""
+        )
+        site = out / "sites" / f"site-{n:05d}"
+        site.mkdir(parents=True)
+        docs = []
+        for c in range(SELECTOR_CAMERAS_PER_NODE):
+            cam_id += 1
+            group = f"g{c % SELECTOR_INSTANCES_PER_NODE}"
+            doc = camera_doc(f"cam-{cam_id:05d}", cam_id, f"z{n % 10}", group)
+            docs.append(doc.replace("  labels:\n", f"  labels:\n    site: {node}\n", 1))
+        (site / "cameras.yaml").write_text("---\n".join(docs))
+        inst_docs = []
+        for i in range(SELECTOR_INSTANCES_PER_NODE):
+            profile = f"traffic-{(n * SELECTOR_INSTANCES_PER_NODE + i) % profiles:03d}"
+            inst_docs.append(selector_instance_doc(f"{node}-ds{i}", node, f"g{i}", profile))
+        (site / "instances.yaml").write_text("---\n".join(inst_docs))
+    (out / "nodes.yaml").write_text("---\n".join(node_docs))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--shape", choices=("explicit", "selector"), default="explicit")
     parser.add_argument("--nodes", type=int, default=250)
     parser.add_argument("--cameras", type=int, default=10_000)
     parser.add_argument("--instances-per-node", type=int, default=4)
     args = parser.parse_args()
-    generate(args.out, args.nodes, args.cameras, args.instances_per_node)
+    if args.shape == "selector":
+        generate_selector(args.out, args.cameras)
+    else:
+        generate(args.out, args.nodes, args.cameras, args.instances_per_node)
     print(f"wrote {args.out}")
 
 

@@ -4,7 +4,10 @@
 * cold ``dsfleet diff`` (CLI) on that fleet against a store that holds it, after one camera changed;
 * incremental apply of one change in a warm process (parse and compile cached by content hash, the path the
   coordinator takes) and as a CLI run;
-* the bytes one camera change enqueues vs the bytes the older system's broadcast of the whole fleet config sends.
+* the bytes one camera change enqueues vs the bytes the older system's broadcast of the whole fleet config sends;
+* scaling (``benchmarks/scaling.py``): validate and diff at 1,000, 3,000, 10,000 cameras for both fleet shapes.
+
+``BENCH_ONLY=scaling`` runs the scaling part alone (with the reference workload).
 
 Results: a table on stdout and ``benchmarks/out/results.json``; copy the table into BENCHMARKS.md with the date.
 Timings are medians of several runs (these machines are noisy); targets are checked and reported, never asserted.
@@ -29,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import scaling  # noqa: E402
 from benchmarks.fleetgen import generate  # noqa: E402
 from reconciler.applying import Caches, apply_manifests, stored_configs  # noqa: E402
 from reconciler.loading.manifests import ManifestCache, load_manifests  # noqa: E402
@@ -98,6 +102,11 @@ def main() -> None:
     results: dict[str, Any] = {"machine": machine(), "runs": runs}
     # how fast this machine is right now (these VMs vary by tens of percent): a fixed pure-Python workload
     results["reference_s"], _ = median_time(lambda: sum(i * i for i in range(5_000_000)), 5)
+    if os.environ.get("BENCH_ONLY") == "scaling":
+        run_scaling(results, runs)
+        (out_dir / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(scaling.report(results["scaling"], results["reference_s"]))
+        return
     with tempfile.TemporaryDirectory(prefix="dsfleet-bench-") as tmp:
         work = Path(tmp)
         fleet = generate(work / "fleet")
@@ -190,9 +199,16 @@ def main() -> None:
         texts = [p.read_text() for p in sorted(fleet.rglob("cameras.yaml"))[:50]]
         results["parsers_2000_cameras_s"] = compare_parsers(texts)
         shutil.rmtree(fleet, ignore_errors=True)
+    run_scaling(results, runs)
 
     (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(report(results))
+
+
+def run_scaling(results: dict[str, Any], runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="dsfleet-bench-scaling-") as tmp:
+        results["scaling"] = scaling.measure(Path(tmp), runs, cli, median_time)
+    results["reference_after_s"], _ = median_time(lambda: sum(i * i for i in range(5_000_000)), 5)
 
 
 def compare_parsers(texts: list[str]) -> dict[str, float]:
@@ -254,6 +270,10 @@ def report(r: dict[str, Any]) -> str:
         "| YAML parser, 2,000 camera documents | median |",
         "|---|---|",
         *(f"| {name} | {t:.3f} s |" for name, t in r["parsers_2000_cameras_s"].items()),
+        "",
+        f"Scaling (cold CLI runs; reference workload after: {r['reference_after_s']:.3f} s):",
+        "",
+        scaling.report(r["scaling"], r["reference_s"]),
     ]
     return "\n".join(lines)
 

@@ -108,6 +108,12 @@ def ccm_derived(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "ccm-derived")
 
 
+@rule("engine-auto-no-model", E, "model-engine-file: auto has a model file to name the engine after",
+      category="deepstream")  # fmt: skip
+def engine_auto_no_model(ctx: Context) -> Iterator[Hit]:
+    return _problems(ctx, "engine-auto-no-model")
+
+
 # ---------------------------------------------------------------------------------------- layout
 @rule(
     "ccm-layout-files",

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from policies import deepstream_rules, fleet_rules, syncs
+from policies import app_rules, deepstream_rules, fleet_rules, syncs
 from policies.registry import REGISTRY, Context, Hit, Rule
 from policies.resolution import ResolvedInstance, all_profile_values, resolve_instance
 from schemas.findings import Finding, Note, Severity, SourceRef
 from schemas.fleet import Fleet
 from schemas.manifests import DsInstance, RuleMatch, RuleSeverity
 
-_RULE_MODULES = (fleet_rules, deepstream_rules, syncs)
+_RULE_MODULES = (fleet_rules, deepstream_rules, app_rules, syncs)
 """Importing them registers their rules (fleet rules first); the engine owns that list."""
 
 _RANK = {RuleSeverity.OFF: 0, RuleSeverity.WARNING: 1, RuleSeverity.ERROR: 2}

@@ -11,6 +11,8 @@ Derived values (DESIGN §9.5, §9.6, §9.10):
   is the face secondary's batch + its ``infer-dims``, its ``target-unique-ids`` the face secondary's
   ``gie-unique-id``, its ``input-object-max-width/height`` the streammux size; a GIE with
   ``engine-create-func-name`` and no ``model-engine-file`` gets ``../build/model_b<batch>_gpu0_<prec>.engine``.
+* ``model-engine-file: auto`` or a ``{batch}``/``{gpu}``/``{precision}`` template (both layouts, after the
+  values above): the engine name nvinfer builds for the resolved settings (:mod:`policies.engines`).
 * ``deepstream-app`` layout: GIE ids chained (primary 1, secondaries next free ids operating on the primary);
   the app's own [primary-gie]/[secondary-gieN] groups set process-mode.
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from policies.engines import MODEL_KEYS, engine_file, is_engine_template
 from schemas.deepstream import (
     CcmAlignProperties,
     GieFormat,
@@ -103,16 +106,25 @@ class ResolvedInstance:
         return self.instance.spec.layout
 
 
+def selected_cameras(fleet: Fleet, match_labels: Mapping[str, str]) -> list[str]:
+    """Names of the cameras carrying every label, sorted; through the fleet's label index (cost ∝ matches)."""
+    index = fleet.camera_labels
+    sets = sorted((index.get(item, frozenset()) for item in match_labels.items()), key=len)
+    if not sets:
+        return sorted(fleet.cameras)
+    found = set(sets[0])
+    for other in sets[1:]:
+        found &= other
+    return sorted(found)
+
+
 def instance_cameras(fleet: Fleet, instance: DsInstance) -> tuple[str, ...]:
     """Explicit cameras in their order, then selector matches by name (no repeats)."""
     names = list(instance.spec.cameras)
     selector = instance.spec.cameraSelector
     if selector is not None:
-        wanted = selector.matchLabels.items()
-        for name in sorted(fleet.cameras):
-            labels = fleet.cameras[name].metadata.labels
-            if all(labels.get(k) == v for k, v in wanted) and name not in names:
-                names.append(name)
+        explicit = set(names)
+        names.extend(n for n in selected_cameras(fleet, selector.matchLabels) if n not in explicit)
     return tuple(names)
 
 
@@ -269,6 +281,7 @@ def resolve_instance(
 
     gies = [_common_derived(g, n, problems) for g in gies]
     gies = _ccm_derived(gies, spec, problems) if isinstance(spec, CcmInstanceSpec) else _chain_ids(gies)
+    gies = [_engine_derived(g, problems) for g in gies]
     return ResolvedInstance(
         name=name,
         instance=instance,
@@ -284,6 +297,10 @@ def resolve_instance(
 def _replace(gie: EffectiveGie, **props: Any) -> EffectiveGie:
     merged = dict(gie.properties)
     merged.update(props)
+    return _replace_all(gie, merged)
+
+
+def _replace_all(gie: EffectiveGie, merged: dict[str, Any]) -> EffectiveGie:
     return EffectiveGie(
         name=gie.name,
         role=gie.role,
@@ -321,6 +338,29 @@ def _common_derived(gie: EffectiveGie, cameras: int, problems: list[Problem]) ->
     if "gpu-id" in props:
         updates["gpu-id"] = 0  # the container sees its one GPU as 0 (the host id goes in the device request)
     return _replace(gie, **updates) if updates else gie
+
+
+def _engine_derived(gie: EffectiveGie, problems: list[Problem]) -> EffectiveGie:
+    """``model-engine-file: auto`` / a template → the engine name nvinfer builds for the resolved settings."""
+    value = gie.properties.get("model-engine-file")
+    if gie.format is not GieFormat.NVINFER or not is_engine_template(value):
+        return gie
+    assert isinstance(value, str)
+    name = engine_file(value, gie.properties)
+    if name is None:
+        problems.append(
+            Problem(
+                "engine-auto-no-model",
+                f"GIE {gie.name!r}: model-engine-file: auto needs a model file to name the engine after "
+                f"({', '.join(MODEL_KEYS)}) or engine-create-func-name",
+                kind="InferenceProfile",
+                path=("spec", "gies", gie.index, "properties", "model-engine-file"),
+            )
+        )
+        merged = dict(gie.properties)
+        merged.pop("model-engine-file")
+        return _replace_all(gie, merged)
+    return _replace(gie, **{"model-engine-file": name})
 
 
 def _chain_ids(gies: list[EffectiveGie]) -> list[EffectiveGie]:

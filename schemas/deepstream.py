@@ -17,8 +17,10 @@ is optional. Accepted input forms, and what they normalise to:
 * lists: a YAML list, or a ``;``-separated string (a trailing ``;`` and spaces around items are fine), stored as
   a tuple of typed items. ``"3;112;112"`` and ``[3, 112, 112]`` give equal models.
 
-dsfleet extensions: ``batch-size: auto`` (nvinfer; the instance's camera count) and ``auto`` as the first
-(batch) element of ``network-input-shape`` (nvdspreprocess, CCM align). They must be resolved before rendering.
+dsfleet extensions: ``batch-size: auto`` (nvinfer; the instance's camera count), ``auto`` as the first
+(batch) element of ``network-input-shape`` (nvdspreprocess, CCM align), and ``model-engine-file: auto`` or a
+template with ``{batch}``, ``{gpu}``, ``{precision}`` (nvinfer: the name nvinfer gives the engine it builds, so it
+follows batch size, GPU and precision). They must be resolved before rendering.
 
 Error messages never contain the input value (``hide_input_in_errors`` and ``PydanticCustomError`` templates).
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,6 +80,8 @@ __all__ = [
 ]
 
 AUTO: Final = "auto"
+ENGINE_TEMPLATE_FIELDS: Final = ("batch", "gpu", "precision")
+"""The placeholders a ``model-engine-file`` template may use."""
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
 
@@ -250,7 +255,9 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
         "model-engine-file",
         _S,
         path=True,
-        description="Serialized TensorRT engine; should match <model>_b<batch>_gpu<id>_<mode>.engine.",
+        description="Serialized TensorRT engine; should match <model>_b<batch>_gpu<id>_<mode>.engine. dsfleet "
+        "also accepts 'auto' (that name, from the model file, batch-size and network-mode) or a template with "
+        "{batch}, {gpu}, {precision}.",
     ),
     KeySpec("int8-calib-file", _S, path=True, description="INT8 calibration table (to build INT8 engines)."),
     KeySpec("labelfile-path", _S, path=True, description="Labels file."),
@@ -493,6 +500,161 @@ CCM_ALIGN_KEYS: Final[dict[str, KeySpec]] = _table(
     _P["scaling-pool-compute-hw"],
     _P["scaling-pool-memory-type"],
 )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# deepstream-app groups (REFERENCE §3; S70 deepstream_app_config_parser.c, deepstream_config_file_parser.c).
+# ``gpu-id`` is left out of the groups dsfleet renders it into itself (always 0: the container sees one GPU).
+
+APP_OSD_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Draw boxes and text (nvdsosd)."),
+    KeySpec("process-mode", _I, choices={0: "CPU", 1: "GPU"}, description="Where OSD draws."),
+    KeySpec("border-width", _I, minimum=0, description="Box border width (px)."),
+    KeySpec("text-size", _I, minimum=1, description="Label font size."),
+    KeySpec("display-text", _B, description="Draw labels."),
+    KeySpec("display-bbox", _B, description="Draw boxes."),
+    KeySpec("text-color", _DL, length=4, minimum=0, maximum=1, description="Label colour r;g;b;a (0..1)."),
+    KeySpec(
+        "text-bg-color", _DL, length=4, minimum=0, maximum=1, description="Label background r;g;b;a (0..1)."
+    ),
+    KeySpec("font", _S, description="Label font name (e.g. Serif)."),
+    KeySpec("show-clock", _B, description="Draw a clock."),
+    KeySpec("clock-x-offset", _I, minimum=0, description="Clock position x (px)."),
+    KeySpec("clock-y-offset", _I, minimum=0, description="Clock position y (px)."),
+    KeySpec("clock-text-size", _I, minimum=1, description="Clock font size."),
+    KeySpec("clock-color", _DL, length=4, minimum=0, maximum=1, description="Clock colour r;g;b;a (0..1)."),
+    KeySpec("display-mask", _B, description="Draw instance-segmentation masks."),
+    KeySpec("hw-blend-color-attr", _S, description="Jetson hardware blending attributes."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+)
+
+APP_TRACKER_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Run nvtracker."),
+    KeySpec("tracker-width", _I, minimum=32, description="Tracker frame width (multiple of 32 for NvDCF)."),
+    KeySpec("tracker-height", _I, minimum=32, description="Tracker frame height (multiple of 32 for NvDCF)."),
+    KeySpec("ll-lib-file", _S, path=True, description="Low-level tracker library."),
+    KeySpec("ll-config-file", _S, path=True, description="Low-level tracker config (YAML)."),
+    KeySpec("display-tracking-id", _B, description="Show tracking ids on the OSD."),
+    KeySpec("compute-hw", _I, choices=_COMPUTE_HW, description="Scaling hardware."),
+    KeySpec("enable-batch-process", _B, description="Process the batch at once (low-level library)."),
+    KeySpec("enable-past-frame", _B, description="Report past-frame data."),
+    KeySpec("tracking-id-reset-mode", _I, minimum=0, maximum=3, description="When tracking ids reset."),
+    KeySpec("tracking-surface-type", _I, minimum=0, description="Surface type to track on (360° cameras)."),
+    KeySpec("user-meta-pool-size", _I, minimum=1, description="Tracker user-meta pool size."),
+    KeySpec("sub-batches", _S, description="Sub-batches, e.g. 0,1;2,3."),
+    KeySpec("sub-batch-err-recovery-trial-cnt", _I, minimum=-1, description="Retries of a failed sub-batch."),
+    KeySpec("input-tensor-meta", _B, description="Use tensor meta from a preprocess GIE."),
+    KeySpec("tensor-meta-gie-id", _I, minimum=0, description="GIE whose tensor meta the tracker uses."),
+)
+
+APP_TILED_DISPLAY_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Tile the sources into one frame."),
+    KeySpec("rows", _I, minimum=1, description="Tile rows."),
+    KeySpec("columns", _I, minimum=1, description="Tile columns."),
+    KeySpec("width", _I, minimum=1, description="Tiled frame width."),
+    KeySpec("height", _I, minimum=1, description="Tiled frame height."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec("compute-hw", _I, choices=_COMPUTE_HW, description="Scaling hardware."),
+    KeySpec("buffer-pool-size", _I, minimum=1, description="Output buffer pool size."),
+    KeySpec("square-seq-grid", _B, description="Square grid in source order."),
+)
+
+SINK_TYPES: Final = {1: "Fake", 2: "EGL", 3: "File", 4: "RTSP streaming", 5: "Overlay", 6: "MsgConv+Broker"}
+
+APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Create this sink."),
+    KeySpec("type", _I, choices=SINK_TYPES, description="Sink type (2 and 5 need a display)."),
+    KeySpec("sync", _I, minimum=0, maximum=1, description="Render in sync with the clock."),
+    KeySpec("qos", _B, description="Generate QoS events."),
+    KeySpec("source-id", _I, minimum=0, description="Source of a demuxed sink / broker sink."),
+    KeySpec("container", _I, choices={1: "mp4", 2: "mkv"}, description="File container."),
+    KeySpec("codec", _I, choices={1: "H264", 2: "H265", 3: "MPEG4"}, description="Encoder codec."),
+    KeySpec("enc-type", _I, choices={0: "Hardware", 1: "Software"}, description="Encoder."),
+    KeySpec("bitrate", _I, minimum=1, description="Encoder bit rate (bit/s)."),
+    KeySpec("output-file", _S, path=True, description="File sink output."),
+    KeySpec("rtsp-port", _I, minimum=1, maximum=65535, description="RTSP server port."),
+    KeySpec("udp-port", _I, minimum=1, maximum=65535, description="UDP port of the RTSP stream."),
+    KeySpec("msg-conv-config", _S, path=True, description="nvmsgconv config (type 6)."),
+    KeySpec("msg-conv-payload-type", _I, minimum=0, description="Payload schema (0 full, 1 minimal, …)."),
+    KeySpec("msg-broker-proto-lib", _S, path=True, description="Broker protocol adapter (type 6)."),
+    KeySpec("msg-broker-conn-str", _S, description="Broker connection string, e.g. host;port (type 6)."),
+    KeySpec("topic", _S, description="Broker topic (type 6)."),
+    KeySpec("link-to-demux", _B, description="Link the sink to the demuxer's source-id output."),
+    KeySpec("profile", _I, minimum=0, description="Encoder profile."),
+    KeySpec("iframeinterval", _I, minimum=0, description="Encoder I-frame interval."),
+    KeySpec("sw-preset", _I, minimum=0, description="Software encoder preset."),
+    KeySpec("udp-buffer-size", _I, minimum=0, description="UDP buffer size (RTSP streaming)."),
+    KeySpec("output-io-mode", _I, minimum=0, description="Encoder output io-mode."),
+    KeySpec("copy-meta", _B, description="Copy metadata to the encoded stream."),
+    KeySpec("color-range", _I, minimum=0, description="Colour range."),
+    KeySpec("width", _I, minimum=0, description="Render/overlay width."),
+    KeySpec("height", _I, minimum=0, description="Render/overlay height."),
+    KeySpec("offset-x", _I, minimum=0, description="Overlay x offset."),
+    KeySpec("offset-y", _I, minimum=0, description="Overlay y offset."),
+    KeySpec("display-id", _I, minimum=0, description="Overlay display id."),
+    KeySpec("overlay-id", _I, minimum=0, description="Overlay id."),
+    KeySpec("conn-id", _I, minimum=0, description="DRM connector id."),
+    KeySpec("plane-id", _I, minimum=0, description="DRM plane id."),
+    KeySpec("set-mode", _B, description="DRM: set the display mode."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec("msg-conv-msg2p-lib", _S, path=True, description="Custom payload library."),
+    KeySpec("msg-conv-comp-id", _I, minimum=0, description="nvmsgconv component id."),
+    KeySpec("msg-conv-frame-interval", _I, minimum=1, description="Frames between payloads."),
+    KeySpec("msg-conv-msg2p-new-api", _B, description="Use the new nvmsgconv API."),
+    KeySpec("msg-conv-dummy-payload", _B, description="Send dummy payloads."),
+    KeySpec("multiple-payloads", _B, description="Several payloads per frame."),
+    KeySpec("debug-payload-dir", _S, path=True, description="Write payloads to this directory."),
+    KeySpec("msg-broker-config", _S, path=True, description="Broker adapter config (credentials go here)."),
+    KeySpec("msg-broker-comp-id", _I, minimum=0, description="nvmsgbroker component id."),
+    KeySpec("new-api", _B, description="Use the new nvmsgbroker API."),
+    KeySpec("sleep-time", _I, minimum=0, description="Broker worker sleep time (ms)."),
+    KeySpec("disable-msgconv", _B, description="Broker sink without nvmsgconv."),
+)
+
+APP_MESSAGE_CONVERTER_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Run a standalone nvmsgconv."),
+    KeySpec("msg-conv-config", _S, path=True, description="nvmsgconv config."),
+    KeySpec("msg-conv-payload-type", _I, minimum=0, description="Payload schema."),
+    KeySpec("msg-conv-msg2p-lib", _S, path=True, description="Custom payload library."),
+    KeySpec("msg-conv-comp-id", _I, minimum=0, description="Component id."),
+    KeySpec("debug-payload-dir", _S, path=True, description="Write payloads to this directory."),
+    KeySpec("multiple-payloads", _B, description="Several payloads per frame."),
+    KeySpec("msg-conv-msg2p-new-api", _B, description="Use the new nvmsgconv API."),
+    KeySpec("msg-conv-frame-interval", _I, minimum=1, description="Frames between payloads."),
+    KeySpec("msg-conv-dummy-payload", _B, description="Send dummy payloads."),
+)
+
+APP_MESSAGE_CONSUMER_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Consume cloud-to-device messages."),
+    KeySpec("proto-lib", _S, path=True, description="Broker protocol adapter."),
+    KeySpec("conn-str", _S, description="Broker connection string (host;port)."),
+    KeySpec("config-file", _S, path=True, description="Adapter config (credentials go here)."),
+    KeySpec("subscribe-topic-list", _SL, description="Topics to subscribe to."),
+    KeySpec("sensor-list-file", _S, path=True, description="Sensor id ↔ name list."),
+)
+
+APP_NVDS_ANALYTICS_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Run nvdsanalytics."),
+    KeySpec("config-file", _S, path=True, description="nvdsanalytics config."),
+)
+
+APP_IMG_SAVE_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Save object/frame images."),
+    KeySpec("output-folder-path", _S, path=True, description="Where images go."),
+    KeySpec("save-img-cropped-obj", _B, description="Save cropped objects."),
+    KeySpec("save-img-full-frame", _B, description="Save full frames."),
+    KeySpec("frame-to-skip-rules-path", _S, path=True, description="Frame skipping rules (CSV)."),
+    KeySpec("second-to-skip-interval", _I, minimum=0, description="Seconds between saves of an object."),
+    KeySpec("min-confidence", _D, minimum=0, maximum=1, description="Lowest confidence saved."),
+    KeySpec("max-confidence", _D, minimum=0, maximum=1, description="Highest confidence saved."),
+    KeySpec("min-box-width", _I, minimum=0, description="Smallest box width saved."),
+    KeySpec("min-box-height", _I, minimum=0, description="Smallest box height saved."),
+)
+
+APP_TESTS_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("file-loop", _B, description="Loop file sources."),
+    KeySpec("pipeline-recreate-sec", _I, minimum=0, description="Recreate the pipeline every N seconds."),
+)
 """``[property]`` of the older CCM app's own face-align plugin config (nvdspreprocess-like keys, a custom reader)."""
 
 PROPERTY_TABLES: Final[dict[GieFormat, dict[str, KeySpec]]] = {
@@ -638,10 +800,29 @@ def _check_list(spec: KeySpec, value: object, auto_first: bool) -> tuple[object,
     return items
 
 
+def check_engine_template(value: str) -> str:
+    """``auto`` or a name whose ``{…}`` placeholders are all in ``ENGINE_TEMPLATE_FIELDS`` (no format specs)."""
+    if value == AUTO:
+        return value
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError:
+        raise _err(
+            "ds_template", "has an unmatched '{' or '}' (placeholders: {batch}, {gpu}, {precision})"
+        ) from None
+    for _text, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ENGINE_TEMPLATE_FIELDS or spec or conversion:
+            raise _err("ds_template", "may use only the placeholders {batch}, {gpu} and {precision}")
+    return value
+
+
 def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> object:
     """Validate and normalise one value for ``spec`` (raises ``PydanticCustomError``).
 
-    ``auto`` allows dsfleet's ``"auto"``: the whole value for an INT, the first item of an INT_LIST.
+    ``auto`` allows dsfleet's ``"auto"``: the whole value for an INT, the first item of an INT_LIST; for a
+    STRING (``model-engine-file``) ``auto`` or an engine-name template (:func:`check_engine_template`).
     """
     if value is None:
         return None
@@ -660,7 +841,8 @@ def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> objec
     if kind is ValueKind.BOOL:
         return _check_bool(value)
     if kind is ValueKind.STRING:
-        return _check_string(value)
+        text = _check_string(value)
+        return check_engine_template(text) if auto else text
     return _check_list(spec, value, auto)
 
 
@@ -750,7 +932,7 @@ def _field_name(key: str) -> str:
     return key.replace("-", "_").replace("<", "").replace(">", "")
 
 
-def _field_for(spec: KeySpec, auto: bool) -> tuple[Any, Any]:
+def _field_for(spec: KeySpec, auto: bool, default: Any = None) -> tuple[Any, Any]:
     def validator(value: object) -> object:
         return validate_value(spec, value, auto=auto)
 
@@ -767,7 +949,7 @@ def _field_for(spec: KeySpec, auto: bool) -> tuple[Any, Any]:
     return (
         annotated,
         Field(
-            default=None,
+            default=default,
             alias=spec.name,
             title=spec.name,
             description=key_description(spec),
@@ -782,9 +964,12 @@ def _build(
     doc: str,
     base: type[DeepStreamKeys] = DeepStreamKeys,
     auto_keys: frozenset[str] = frozenset(),
+    defaults: Mapping[str, Any] | None = None,
 ) -> type[DeepStreamKeys]:
+    """``defaults``: keys that have a dsfleet default (rendered unless set to another value)."""
+    given = defaults or {}
     fields: dict[str, Any] = {
-        _field_name(key): _field_for(spec, key in auto_keys) for key, spec in table.items()
+        _field_name(key): _field_for(spec, key in auto_keys, given.get(key)) for key, spec in table.items()
     }
     model = create_model(name, __base__=base, __module__=__name__, __doc__=doc, **fields)
     return model
@@ -892,12 +1077,31 @@ if TYPE_CHECKING:
 
     class CcmAlignProperties(DeepStreamKeys): ...
 
+    class AppOsd(DeepStreamKeys): ...
+
+    class AppTracker(DeepStreamKeys): ...
+
+    class AppTiledDisplay(DeepStreamKeys): ...
+
+    class AppSink(DeepStreamKeys): ...
+
+    class AppMessageConverter(DeepStreamKeys): ...
+
+    class AppMessageConsumer(DeepStreamKeys): ...
+
+    class AppNvdsAnalytics(DeepStreamKeys): ...
+
+    class AppImgSave(DeepStreamKeys): ...
+
+    class AppTests(DeepStreamKeys): ...
+
 else:
     NvinferProperties = _build(
         "NvinferProperties",
         NVINFER_PROPERTY_KEYS,
-        "The ``[property]`` group of an nvinfer config (``batch-size`` may be ``auto``).",
-        auto_keys=frozenset({"batch-size"}),
+        "The ``[property]`` group of an nvinfer config (``batch-size`` and ``model-engine-file`` may be "
+        "``auto``).",
+        auto_keys=frozenset({"batch-size", "model-engine-file"}),
     )
     ClassAttrs = _build(
         "ClassAttrs", NVINFER_CLASS_ATTRS_KEYS, "A ``[class-attrs-all]`` / ``[class-attrs-<N>]`` group."
@@ -915,6 +1119,57 @@ else:
         "The ``[property]`` group of the CCM face-align plugin config.",
         auto_keys=frozenset({"network-input-shape"}),
     )
+
+    AppOsd = _build("AppOsd", APP_OSD_KEYS, "deepstream-app ``[osd]``.", defaults={"enable": False})
+    AppTracker = _build(
+        "AppTracker",
+        APP_TRACKER_KEYS,
+        "deepstream-app ``[tracker]``.",
+        defaults={
+            "enable": True,
+            "tracker-width": 640,
+            "tracker-height": 384,
+            "ll-lib-file": "/opt/nvidia/deepstream/deepstream/lib/libnvds_nvmultiobjecttracker.so",
+        },
+    )
+    AppTiledDisplay = _build(
+        "AppTiledDisplay",
+        APP_TILED_DISPLAY_KEYS,
+        "deepstream-app ``[tiled-display]``.",
+        defaults={"enable": False},
+    )
+    AppSink = _build(
+        "AppSink", APP_SINK_KEYS, "deepstream-app ``[sink<N>]``.", defaults={"enable": True, "type": 1}
+    )
+    AppMessageConverter = _build(
+        "AppMessageConverter", APP_MESSAGE_CONVERTER_KEYS, "deepstream-app ``[message-converter]``.",
+        defaults={"enable": True},
+    )  # fmt: skip
+    AppMessageConsumer = _build(
+        "AppMessageConsumer", APP_MESSAGE_CONSUMER_KEYS, "deepstream-app ``[message-consumer<N>]``.",
+        defaults={"enable": True},
+    )  # fmt: skip
+    AppNvdsAnalytics = _build(
+        "AppNvdsAnalytics", APP_NVDS_ANALYTICS_KEYS, "deepstream-app ``[nvds-analytics]``.",
+        defaults={"enable": True},
+    )  # fmt: skip
+    AppImgSave = _build(
+        "AppImgSave", APP_IMG_SAVE_KEYS, "deepstream-app ``[img-save]``.", defaults={"enable": True}
+    )
+    AppTests = _build("AppTests", APP_TESTS_KEYS, "deepstream-app ``[tests]``.")
+
+APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
+    "osd": APP_OSD_KEYS,
+    "tracker": APP_TRACKER_KEYS,
+    "tiled-display": APP_TILED_DISPLAY_KEYS,
+    "sink": APP_SINK_KEYS,
+    "message-converter": APP_MESSAGE_CONVERTER_KEYS,
+    "message-consumer": APP_MESSAGE_CONSUMER_KEYS,
+    "nvds-analytics": APP_NVDS_ANALYTICS_KEYS,
+    "img-save": APP_IMG_SAVE_KEYS,
+    "tests": APP_TESTS_KEYS,
+}
+"""deepstream-app groups dsfleet types (numbered groups by their prefix), for importers and docs."""
 
 PROPERTY_MODELS: Final[dict[GieFormat, type[DeepStreamKeys]]] = {
     GieFormat.NVINFER: NvinferProperties,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from schemas.findings import SourceRef
 from schemas.manifests import Camera, DsInstance, InferenceProfile, Node, Policy
@@ -28,6 +29,16 @@ class Fleet:
     def source(self, kind: str, name: str, *path: str | int) -> SourceRef | None:
         ref = self.sources.get((kind, name))
         return ref.at(*path) if ref is not None else None
+
+    @cached_property
+    def camera_labels(self) -> Mapping[tuple[str, str], frozenset[str]]:
+        """(label key, value) → names of the cameras carrying it: built once per fleet, on first use, so label
+        selectors cost their matches, not a scan of every camera (the fleet is frozen, so it never goes stale)."""
+        index: dict[tuple[str, str], set[str]] = {}
+        for name, camera in self.cameras.items():
+            for item in camera.metadata.labels.items():
+                index.setdefault(item, set()).add(name)
+        return {item: frozenset(names) for item, names in index.items()}
 
     def __len__(self) -> int:
         return (

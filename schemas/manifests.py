@@ -27,6 +27,15 @@ from pydantic import (
 
 from schemas.base import DnsLabel, FrozenModel
 from schemas.deepstream import (
+    AppImgSave,
+    AppMessageConsumer,
+    AppMessageConverter,
+    AppNvdsAnalytics,
+    AppOsd,
+    AppSink,
+    AppTests,
+    AppTiledDisplay,
+    AppTracker,
     CcmAlignProperties,
     ClassAttrs,
     GieFormat,
@@ -149,6 +158,9 @@ class CameraSpec(FrozenModel):
     type: CameraType | None = Field(None, description="default: from the URL scheme")
     width: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
     height: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+    stream: StrictBool = Field(
+        False, description="ccm layout: the older app's per-source stream flag (source_list.json 'stream')"
+    )
 
     @field_validator("url")
     @classmethod
@@ -234,61 +246,23 @@ class SourceDefaults(FrozenModel):
     num_extra_surfaces: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="num-extra-surfaces")
 
 
-class TrackerGroup(FrozenModel):
-    enable: StrictBool = True
-    tracker_width: Annotated[StrictInt, Field(ge=32)] = Field(640, alias="tracker-width")
-    tracker_height: Annotated[StrictInt, Field(ge=32)] = Field(384, alias="tracker-height")
-    ll_lib_file: StrictStr = Field(
-        "/opt/nvidia/deepstream/deepstream/lib/libnvds_nvmultiobjecttracker.so", alias="ll-lib-file"
-    )
-    ll_config_file: StrictStr | None = Field(None, alias="ll-config-file")
-    display_tracking_id: StrictBool | None = Field(None, alias="display-tracking-id")
-    compute_hw: Annotated[StrictInt, Field(ge=0, le=2)] | None = Field(None, alias="compute-hw")
+TrackerGroup = AppTracker
+"""``[tracker]``: every key of NVIDIA's table (``schemas.deepstream.APP_TRACKER_KEYS``), typed and range-checked."""
+OsdGroup = AppOsd
+TiledDisplayGroup = AppTiledDisplay
+SinkGroup = AppSink
+"""``[sinkN]``: 1 fake, 2 EGL, 3 file, 4 RTSP out, 5 overlay, 6 message broker (2 and 5 need a display)."""
+
+PropertyValue = (
+    StrictBool | StrictInt | StrictFloat | StrictStr | tuple[StrictInt | StrictFloat | StrictStr, ...]
+)
+
+AppGroupName = Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*$")]
+AppExtraKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
-class OsdGroup(FrozenModel):
-    enable: StrictBool = False
-    process_mode: Literal[0, 1] | None = Field(None, alias="process-mode")
-    border_width: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="border-width")
-    text_size: Annotated[StrictInt, Field(ge=1)] | None = Field(None, alias="text-size")
-    display_text: StrictBool | None = Field(None, alias="display-text")
-    display_bbox: StrictBool | None = Field(None, alias="display-bbox")
-
-
-class TiledDisplayGroup(FrozenModel):
-    enable: StrictBool = False
-    rows: Annotated[StrictInt, Field(ge=1)] | None = None
-    columns: Annotated[StrictInt, Field(ge=1)] | None = None
-    width: Annotated[StrictInt, Field(ge=1)] | None = None
-    height: Annotated[StrictInt, Field(ge=1)] | None = None
-
-
-class SinkGroup(FrozenModel):
-    """``[sinkN]``: 1 fake, 3 file, 4 RTSP out, 6 message broker (2/5 need a display: refused headless)."""
-
-    enable: StrictBool = True
-    type: Literal[1, 3, 4, 6] = Field(1, description="1 Fake, 3 File, 4 RTSP streaming, 6 MsgConv+Broker")
-    sync: Annotated[StrictInt, Field(ge=0, le=1)] | None = None
-    qos: StrictBool | None = None
-    source_id: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="source-id")
-    container: Literal[1, 2] | None = None
-    codec: Literal[1, 2, 3] | None = None
-    enc_type: Literal[0, 1] | None = Field(None, alias="enc-type")
-    bitrate: Annotated[StrictInt, Field(ge=1)] | None = None
-    output_file: StrictStr | None = Field(None, alias="output-file")
-    rtsp_port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = Field(None, alias="rtsp-port")
-    udp_port: Annotated[StrictInt, Field(ge=1, le=65535)] | None = Field(None, alias="udp-port")
-    msg_conv_config: StrictStr | None = Field(None, alias="msg-conv-config")
-    msg_conv_payload_type: Annotated[StrictInt, Field(ge=0)] | None = Field(
-        None, alias="msg-conv-payload-type"
-    )
-    msg_broker_proto_lib: StrictStr | None = Field(None, alias="msg-broker-proto-lib")
-    msg_broker_conn_str: StrictStr | None = Field(None, alias="msg-broker-conn-str")
-    topic: StrictStr | None = None
-
-
-def _default_sinks() -> tuple[SinkGroup, ...]:
-    return (SinkGroup(),)
+def _default_sinks() -> tuple[AppSink, ...]:
+    return (AppSink(),)
 
 
 class DeepstreamApp(FrozenModel):
@@ -297,11 +271,30 @@ class DeepstreamApp(FrozenModel):
     application: ApplicationGroup = Field(default_factory=ApplicationGroup)
     streammux: StreammuxSettings = Field(default_factory=StreammuxSettings)
     sources: SourceDefaults = Field(default_factory=SourceDefaults)
-    tracker: TrackerGroup | None = None
-    osd: OsdGroup | None = None
-    tiled_display: TiledDisplayGroup | None = Field(None, alias="tiled-display")
-    sinks: tuple[SinkGroup, ...] = Field(default_factory=_default_sinks)
+    tracker: AppTracker | None = None
+    osd: AppOsd | None = None
+    tiled_display: AppTiledDisplay | None = Field(None, alias="tiled-display")
+    sinks: tuple[AppSink, ...] = Field(default_factory=_default_sinks)
     file_loop: StrictBool | None = Field(None, alias="file-loop", description="[tests] file-loop")
+    tests: AppTests | None = Field(None, description="[tests] (file-loop, pipeline-recreate-sec)")
+    message_converter: AppMessageConverter | None = Field(None, alias="message-converter")
+    message_consumers: tuple[AppMessageConsumer, ...] = Field(
+        (), alias="message-consumers", description="[message-consumer0], [message-consumer1], … (at most 16)"
+    )
+    nvds_analytics: AppNvdsAnalytics | None = Field(None, alias="nvds-analytics")
+    img_save: AppImgSave | None = Field(None, alias="img-save")
+    extraGroups: dict[AppGroupName, dict[AppExtraKey, PropertyValue]] = Field(
+        default_factory=dict,
+        description="escape hatch: groups dsfleet does not know yet, written verbatim after the others, or "
+        "keys added to a group it renders (with a warning)",
+    )
+
+    @field_validator("message_consumers")
+    @classmethod
+    def _consumers(cls, value: tuple[AppMessageConsumer, ...]) -> tuple[AppMessageConsumer, ...]:
+        if len(value) > 16:
+            raise ValueError("deepstream-app reads at most 16 message consumers")
+        return value
 
 
 class RestartPolicy(StrEnum):
@@ -335,11 +328,6 @@ class HealthCheck(FrozenModel):
     timeoutSeconds: Annotated[StrictInt, Field(ge=1)] = 5
     retries: Annotated[StrictInt, Field(ge=1)] = 3
     startPeriodSeconds: Annotated[StrictInt, Field(ge=0)] = 600
-
-
-PropertyValue = (
-    StrictBool | StrictInt | StrictFloat | StrictStr | tuple[StrictInt | StrictFloat | StrictStr, ...]
-)
 
 
 class InstanceSync(FrozenModel):

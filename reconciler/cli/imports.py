@@ -37,7 +37,11 @@ exit status: 0 no errors, 1 some file has errors, 2 a file could not be read or 
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``import-nvinfer`` on a ``dsfleet`` subparsers object; the handler is ``args.func(args) -> int``."""
+    """Register ``import-nvinfer`` and ``import-deepstream-app`` on a ``dsfleet`` subparsers object; the handler
+    is ``args.func(args) -> int``."""
+    from reconciler.cli import appimport
+
+    appimport.add_parser(subparsers)
     parser = subparsers.add_parser(
         "import-nvinfer",
         help="import nvinfer / nvdspreprocess key files as InferenceProfile GIEs (YAML on stdout)",

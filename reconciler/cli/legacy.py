@@ -31,15 +31,27 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--db", required=True, type=Path, metavar="FILE", help="the older system's camera.db")
     parser.add_argument(
-        "--configs", type=Path, metavar="DIR", help="directory with the older app_conf.json (default values)"
+        "--configs",
+        type=Path,
+        metavar="DIR",
+        help="directory with the older app_conf.json (default values) and GIE files (default: the older "
+        "app's sample files)",
     )
     parser.add_argument(
         "--url-template",
         default=DEFAULT_URL_TEMPLATE,
         metavar="TEMPLATE",
-        help="camera URL from the cameras table's columns, without credentials "
-        f"(default: {DEFAULT_URL_TEMPLATE.replace('{', '{{').replace('}', '}}')})".replace("%", "%%"),
+        help="camera URL from the cameras table's columns in single braces, without credentials, e.g. "
+        "--url-template 'rtsp://{ip_address}:554/Streaming/Channels/101' "
+        f"(default: {DEFAULT_URL_TEMPLATE})".replace("%", "%%"),
     )
+    parser.add_argument(
+        "--legacy-settings",
+        type=Path,
+        metavar="FILE",
+        help="the older agents' settings.toml: its IMAGE_NAME:IMAGE_TAG becomes every Node's image",
+    )
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out directory")
     parser.add_argument("--image", metavar="IMAGE", help="container image to set on every DsInstance")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where to write the manifests")
     parser.add_argument(
@@ -59,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             url_template=args.url_template,
             configs_dir=args.configs,
             image=args.image,
+            legacy_settings=args.legacy_settings,
+            force=args.force,
         )
     except LegacyImportError as err:
         print(str(err), file=sys.stderr)

@@ -115,7 +115,7 @@ def _render_ccm(fleet: Fleet, res: ResolvedInstance, spec: CcmInstanceSpec) -> l
                 "address": url,
                 "encode_type": camera.spec.encoding,
                 "type": camera.spec.source_type.value,
-                "stream": False,
+                "stream": camera.spec.stream,
             }
         )
     files = [
@@ -232,8 +232,27 @@ def _render_deepstream_app(
         groups.append(_group("osd", {**app.osd.model_dump(by_alias=True), "gpu-id": 0}))
     for i, sink in enumerate(app.sinks):
         groups.append(_group(f"sink{i}", sink.model_dump(by_alias=True)))
+    if app.message_converter is not None:
+        groups.append(_group("message-converter", app.message_converter.model_dump(by_alias=True)))
+    for i, consumer in enumerate(app.message_consumers):
+        groups.append(_group(f"message-consumer{i}", consumer.model_dump(by_alias=True)))
+    if app.nvds_analytics is not None:
+        groups.append(_group("nvds-analytics", app.nvds_analytics.model_dump(by_alias=True)))
+    if app.img_save is not None:
+        groups.append(_group("img-save", {**app.img_save.model_dump(by_alias=True), "gpu-id": 0}))
+    tests = app.tests.model_dump(by_alias=True, exclude_none=True) if app.tests is not None else {}
     if app.file_loop is not None:
-        groups.append(_group("tests", {"file-loop": app.file_loop}))
+        tests = {"file-loop": app.file_loop, **tests}
+    if tests:
+        groups.append(_group("tests", tests))
+    index = {name: i for i, (name, _keys) in enumerate(groups)}
+    for name, keys in app.extraGroups.items():  # verbatim; keys of a rendered group are added to it
+        if name in index:
+            merged = dict(groups[index[name]][1])
+            merged.update(keys)
+            groups[index[name]] = _group(name, merged)
+        else:
+            groups.append(_group(name, dict(keys)))
     content = render_keyfile(groups, header_comment=HEADER.format(name=res.name))
     files = [RenderedFile(path=APP_CONFIG, content=content, secrets=tuple(sorted(set(secrets))))]
     files.extend(_gie_file(gie, res.name) for gie in res.gies)

@@ -67,6 +67,7 @@ __all__ = [
     "import_legacy",
     "read_app_conf",
     "read_legacy_db",
+    "read_legacy_settings",
     "render_yaml",
     "write_manifests",
     "write_secrets",
@@ -123,6 +124,23 @@ def _next_steps(profile: bool, without_image: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- reading
+CCM_DEFAULTS: Final = Path(__file__).resolve().parent / "ccm_defaults"
+"""The older app's sample GIE files and app_conf.json: the profile and defaults without ``--configs``."""
+
+
+def read_legacy_settings(path: Path) -> str:
+    """The image the older agents ran: ``IMAGE_NAME`` and ``IMAGE_TAG`` of their ``settings.toml``."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise LegacyImportError(str(path), f"cannot read the older settings: {type(err).__name__}") from err
+    name, tag = data.get("IMAGE_NAME"), data.get("IMAGE_TAG")
+    if not isinstance(name, str) or not name.strip():
+        raise LegacyImportError(str(path), "no IMAGE_NAME (the older agents' image) in these settings")
+    tag_text = str(tag).strip() if isinstance(tag, str | int | float) and str(tag).strip() else "latest"
+    return f"{name.strip()}:{tag_text}"
 
 
 def read_legacy_db(path: Path) -> LegacyDb:
@@ -335,14 +353,25 @@ def import_legacy(
     url_template: str = DEFAULT_URL_TEMPLATE,
     configs_dir: Path | None = None,
     image: str | None = None,
+    legacy_settings: Path | None = None,
+    force: bool = False,
 ) -> ImportResult:
-    """Read the older system's DB (and app_conf.json), write manifests and secrets; raise on bad input."""
+    """Read the older system's DB (and app_conf.json), write manifests and secrets; raise on bad input.
+
+    Without ``configs_dir`` the older app's sample GIE files and app_conf.json (``ccm_defaults/``) are the
+    profile and the default app settings. A non-empty
+    ``out_dir`` is refused unless ``force``. ``legacy_settings``: the older agents' ``settings.toml``, whose
+    ``IMAGE_NAME``:``IMAGE_TAG`` becomes every Node's image."""
     source = str(db_path)
     check_url_template(url_template)
+    if not force and out_dir.is_dir() and any(out_dir.iterdir()):
+        raise LegacyImportError(
+            str(out_dir), "--out is not empty; choose an empty directory or pass --force to overwrite"
+        )
+    node_image = read_legacy_settings(legacy_settings) if legacy_settings is not None else None
     db = read_legacy_db(db_path)
     app_conf: dict[str, Any] = {}
     extra: list[str] = []
-    profile: dict[str, Any] | None = None
     if configs_dir is not None:
         app_conf, conf_path = read_app_conf(configs_dir)
         if conf_path is None:
@@ -351,7 +380,12 @@ def import_legacy(
             )
         profile, profile_notes = read_profile(configs_dir)
         extra.extend(profile_notes)
-    conversion = convert(db, url_template=url_template, app_conf=app_conf, image=image, source=source)
+    else:  # the older app's samples; their own findings (inline comments) are known, not repeated
+        app_conf, _path = read_app_conf(CCM_DEFAULTS)
+        profile, _notes = read_profile(CCM_DEFAULTS)
+    conversion = convert(
+        db, url_template=url_template, app_conf=app_conf, image=image, node_image=node_image, source=source
+    )
     if profile is not None:
         conversion = Conversion(
             nodes=conversion.nodes,
@@ -373,7 +407,8 @@ def import_legacy(
     files = write_manifests(conversion, out_dir, source=source)
     if profile is not None:
         path = out_dir / PROFILE_FILE
-        header = f"The older system's GIE files in {configs_dir}, imported by `dsfleet import-legacy`."
+        origin = configs_dir or "the older app's samples (no --configs)"
+        header = f"The older system's GIE files in {origin}, imported by `dsfleet import-legacy`."
         _atomic_write(path, render_yaml([profile], header).encode("utf-8"), 0o644)
         files = (*files, path)
     refs = write_secrets(conversion, secrets_dir)

@@ -159,6 +159,12 @@ def check_url_template(template: str, columns: Sequence[str] | None = None) -> t
         parsed = list(string.Formatter().parse(template))
     except ValueError as err:
         raise LegacyImportError(where, f"not a valid format string ({err})") from err
+    if "{{" in template or "}}" in template:
+        raise LegacyImportError(
+            where,
+            "has doubled braces ({{ or }}), which would stay in every URL; write fields with single "
+            "braces, e.g. rtsp://{ip_address}/main",
+        )
     fields: list[str] = []
     for _literal, name, _spec, conversion in parsed:
         if name is None:
@@ -208,6 +214,13 @@ def _int(value: Any) -> int | None:
     return int(number) if number.is_integer() else None
 
 
+def _truthy(value: Any) -> bool:
+    """SQLite booleans: 1/0, or text such as 'true'."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "t", "yes")
+    return bool(value) if isinstance(value, int | float) else False
+
+
 def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
@@ -249,6 +262,7 @@ def convert(
     url_template: str = DEFAULT_URL_TEMPLATE,
     app_conf: Mapping[str, Any] | None = None,
     image: str | None = None,
+    node_image: str | None = None,
     source: str = "camera.db",
 ) -> Conversion:
     """The older system's rows → manifest documents, secrets and warnings (gcc style, prefixed ``source``)."""
@@ -280,7 +294,9 @@ def convert(
                 notes.append(f"agent {what}: node_id is not 32 hex digits or a UUID; leaving nodeId out")
             else:
                 node_spec["nodeId"] = node_id
-        node_spec["gpus"] = [0]
+        node_spec["gpus"] = [0]  # the union of its instances' gpu_id, filled in below
+        if node_image:
+            node_spec["image"] = node_image
         nodes.append(manifest_document("Node", name, node_spec))
 
     # instances (CCM dsInstance): names first, cameras are attached below
@@ -339,6 +355,8 @@ def convert(
             size = _int(row.get(key))
             if size is not None and size > 0:
                 spec[key] = size
+        if _truthy(row.get("stream")):
+            spec["stream"] = True
         cameras.append(manifest_document("Camera", name, spec))
         instance_id = row.get("dsInstance_id")
         if instance_id is not None:
@@ -352,6 +370,7 @@ def convert(
 
     # instance documents
     instances: list[dict[str, Any]] = []
+    gpus_of_node: dict[str, set[int]] = {}
     for name, row in instance_rows:
         what = f"id={_text(row.get('id'))}"
         spec = {}
@@ -362,15 +381,26 @@ def convert(
                 notes.append(f"dsInstance {what}: agent_id {_text(agent_id)} does not exist; left unassigned")
             else:
                 spec["node"] = node
-        spec["gpu"] = 0
+        gpu = _int(row.get("gpu_id"))
+        if gpu is None or gpu < 0:
+            if _text(row.get("gpu_id")):
+                notes.append(f"dsInstance {what}: gpu_id is not a GPU number; using 0")
+            gpu = 0
+        spec["gpu"] = gpu
+        if "node" in spec:
+            gpus_of_node.setdefault(spec["node"], set()).add(gpu)
         if image:
             spec["image"] = image
+        elif node_image and "node" not in spec:  # placed instances take it from their node
+            spec["image"] = node_image
         spec["layout"] = "ccm"
         spec["cameras"] = members[name]
         spec["app"] = _app(row, defaults, len(members[name]), f"dsInstance {what}", notes)
         spec["restartPolicy"] = RESTART_POLICY
         instances.append(manifest_document("DsInstance", name, spec))
 
+    for doc in nodes:
+        doc["spec"]["gpus"] = sorted(gpus_of_node.get(doc["metadata"]["name"], {0}))
     return Conversion(
         nodes=tuple(sorted(nodes, key=_by_name)),
         cameras=tuple(sorted(cameras, key=_by_name)),

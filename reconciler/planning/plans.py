@@ -2,7 +2,8 @@
 
 Per node ``create``/``update``/``delete``/``unchanged``; per instance the same plus the kind of change
 (``recreate`` when the container spec changed, ``restart`` when only files changed, ``stop``/``start`` when only
-``paused`` changed); per file a unified diff; container spec changes as structured field changes (deepdiff).
+``paused`` changed); per file a unified diff; container spec changes as structured field changes (deepdiff);
+per updated instance the GIEs whose TensorRT engine is rebuilt (:mod:`reconciler.planning.engines`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from reconciler.planning.engines import EngineRebuild, engine_rebuilds
 from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
 from schemas.placeholders import secret_env_name
 
@@ -56,6 +58,8 @@ class InstanceChange:
     fields: tuple[FieldChange, ...] = ()
     old_hash: str | None = None
     new_hash: str | None = None
+    engine_rebuilds: tuple[EngineRebuild, ...] = ()
+    """GIEs whose TensorRT engine nvinfer builds again (minutes of downtime, not seconds)."""
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,16 @@ def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> Ins
         kind = ChangeKind.STOP if new.paused else ChangeKind.START
     if old.paused != new.paused:
         fields = (*fields, FieldChange("paused", "changed", old.paused, new.paused))
-    return InstanceChange(new.name, Action.UPDATE, kind, files, fields, old.configHash, new.configHash)
+    return InstanceChange(
+        new.name,
+        Action.UPDATE,
+        kind,
+        files,
+        fields,
+        old.configHash,
+        new.configHash,
+        engine_rebuilds(old, new),
+    )
 
 
 def diff_node(name: str, old: NodeConfig | None, new: NodeConfig | None) -> NodeChange:

@@ -4,8 +4,10 @@ JSON schema ``dsfleet.diff/v1`` (documented in README):
 ``{"schema", "changed": bool, "summary": {nodes_to_add, nodes_to_change, nodes_to_remove, instances_to_create,
 instances_to_delete, instances_to_restart, instances_to_recreate, instances_to_stop, instances_to_start},
 "nodes": [{"name", "action", "old_hash", "new_hash", "instances": [{"name", "action", "kind", "old_hash",
-"new_hash", "fields": [{"path", "action", "old", "new"}], "files": [{"path", "action", "diff"}]}]}]}``;
-unchanged nodes are listed with ``action: "unchanged"`` and no instances.
+"new_hash", "fields": [{"path", "action", "old", "new"}], "files": [{"path", "action", "diff"}],
+"engineRebuilds": [{"gie", "reasons", "downtime"}]}]}], "engineRebuilds": [{"node", "instance", "gie", "reasons",
+"downtime"}]}``; unchanged nodes are listed with ``action: "unchanged"`` and no instances. The top-level
+``engineRebuilds`` lists every GIE whose TensorRT engine nvinfer builds again (``downtime: "minutes"``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.planning.engines import EngineRebuild
 from reconciler.planning.plans import SENSITIVE, Action, ChangeKind, InstanceChange, NodeChange, Plan
 
 _SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
@@ -102,6 +105,11 @@ def _paint(text: str, action: Action, color: bool) -> str:
 def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> list[str]:
     what = inst.action.value if inst.kind is None else f"{inst.kind.value}"
     lines = [_paint(f"  {_SIGN[inst.action]} instance {inst.name}: {what}", inst.action, color)]
+    for rebuild in inst.engine_rebuilds:
+        lines.append(
+            f"      ! engine rebuild: {rebuild.gie} ({'; '.join(rebuild.reasons)}): "
+            f"expect {rebuild.downtime} of downtime while TensorRT builds it"
+        )
     for fc in inst.fields:
         if inst.action is Action.CREATE:
             continue  # the whole container spec: the files below say what the instance is
@@ -162,10 +170,15 @@ def _node_json(node: NodeChange) -> dict[str, Any]:
                     {"path": f.path, "action": f.action, "old": f.old, "new": f.new} for f in i.fields
                 ],
                 "files": [{"path": f.path, "action": f.action.value, "diff": f.diff} for f in i.files],
+                "engineRebuilds": [_rebuild_json(r) for r in i.engine_rebuilds],
             }
             for i in node.instances
         ],
     }
+
+
+def _rebuild_json(rebuild: EngineRebuild) -> dict[str, Any]:
+    return {"gie": rebuild.gie, "reasons": list(rebuild.reasons), "downtime": rebuild.downtime}
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -174,4 +187,10 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "changed": not plan.empty,
         "summary": summary(plan),
         "nodes": [_node_json(n) for n in plan.nodes],
+        "engineRebuilds": [
+            {"node": n.name, "instance": i.name, **_rebuild_json(r)}
+            for n in plan.nodes
+            for i in n.instances
+            for r in i.engine_rebuilds
+        ],
     }

@@ -488,6 +488,9 @@ def test_the_subcommand_handler_and_reruns_are_stable(
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     first = {p.name: p.read_bytes() for p in legacy["out"].iterdir()}
+    assert args.func(args) == 2  # a non-empty --out is refused ...
+    assert "pass --force" in capsys.readouterr().err
+    args = parser.parse_args([*argv, "--force"])  # ... unless forced; the rerun writes the same bytes
     assert args.func(args) == 0
     assert {p.name: p.read_bytes() for p in legacy["out"].iterdir()} == first
     out, err = capsys.readouterr()
@@ -573,3 +576,95 @@ def test_with_the_older_gie_files_the_import_validates(samples_dir: Path, tmp_pa
         "instance-unplaced",
         "streammux-batch",
     }
+
+
+# ------------------------------------------------------------------------------------------------ nothing lost
+def make_db_with_gpus(path: Path) -> Path:
+    """The older schema plus the dsInstance.gpu_id and cameras.stream columns later CCM databases carry."""
+    make_db(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute('ALTER TABLE "dsInstance" ADD COLUMN gpu_id INTEGER')
+        conn.execute("ALTER TABLE cameras ADD COLUMN stream BOOLEAN")
+        conn.execute('UPDATE "dsInstance" SET gpu_id = 2 WHERE id = 1')
+        conn.execute('UPDATE "dsInstance" SET gpu_id = 1 WHERE id = 3')
+        conn.execute("UPDATE cameras SET stream = 1 WHERE id = 1")
+    conn.close()
+    return path
+
+
+def test_gpus_and_stream_flags_survive_and_render(tmp_path: Path) -> None:
+    from reconciler.compiling.desired import desired_state
+
+    db = make_db_with_gpus(tmp_path / "camera.db")
+    out = tmp_path / "out"
+    settings = tmp_path / "settings.toml"
+    settings.write_text(
+        "IMAGE_NAME = 'deepstream-app'\nIMAGE_TAG = 'latest'\nBOOTSTRAP_SERVER = '127.0.0.1:9092'\n"
+    )
+    import_legacy(db, out_dir=out, secrets_dir=tmp_path / "secrets", legacy_settings=settings)
+    instances = by_name(load(out / "instances.yaml"))
+    nodes = by_name(load(out / "nodes.yaml"))
+    placed = {n: d["spec"]["gpu"] for n, d in instances.items() if "node" in d["spec"]}
+    assert sorted(placed.values()) == [1, 2]
+    for node, doc in nodes.items():
+        used = {instances[i]["spec"]["gpu"] for i in placed if instances[i]["spec"]["node"] == node}
+        assert doc["spec"]["gpus"] == sorted(used or {0})
+        assert doc["spec"]["image"] == "deepstream-app:latest"
+    cams = load(out / "cameras.yaml")
+    assert [c["metadata"]["name"] for c in cams if c["spec"].get("stream")] == ["cam-3"]
+    desired = desired_state([out])
+    assert desired.loaded.errors == [], [f.message for f in desired.loaded.errors]
+    assert desired.configs is not None
+    streams = {}
+    for config in desired.configs.values():
+        for inst in config.instances:
+            for f in inst.files:
+                if f.path == "source_list.json":
+                    for src in json.loads(f.content)["sources"]:
+                        streams[src["camera_id"]] = src["stream"]
+    assert streams and {cid for cid, on in streams.items() if on} == {
+        c["spec"]["cameraId"] for c in cams if c["spec"].get("stream")
+    }
+
+
+def test_without_configs_the_older_sample_gie_files_are_the_profile(
+    samples_dir: Path, tmp_path: Path
+) -> None:
+    """No --configs: the imported set validates, and renders the older sample GIE files key for key (values
+    compared as typed by dsfleet's GLib-rules reader; derived keys follow the instance)."""
+    from reconciler.compiling.desired import desired_state
+    from reconciler.importers.legacyrows import CCM_DERIVED, CCM_GIES
+    from reconciler.importers.nvinfer import import_keyfile
+
+    out = tmp_path / "out"
+    result = import_legacy(
+        make_db(tmp_path / "camera.db"),
+        out_dir=out,
+        secrets_dir=tmp_path / "secrets",
+        image="nvcr.io/nvidia/deepstream:7.0-triton-multiarch",
+    )
+    assert result.profile and (out / "profiles.yaml").is_file()
+    desired = desired_state([out])
+    assert desired.loaded.errors == [], [f.message for f in desired.loaded.errors]
+    assert desired.configs is not None
+    inst = next(i for c in desired.configs.values() for i in c.instances)
+    rendered = {f.path: f.content for f in inst.files}
+    for file, _name, _role, _fmt in CCM_GIES:
+        sample = (samples_dir / f"CCM__coordinator__sample_configs__{file}").read_text()
+        original = import_keyfile(sample, file).gie
+        mine = import_keyfile(rendered[file], file).gie
+        assert original is not None and mine is not None
+        derived = set(CCM_DERIVED.get(file, ()))
+        for key, value in original.get("properties", {}).items():
+            if key not in derived:
+                assert mine["properties"].get(key) == value, (file, key)
+        assert mine.get("classAttrs", {}) == original.get("classAttrs", {}), file
+
+
+def test_doubled_braces_in_the_url_template_are_refused(legacy: dict[str, Path]) -> None:
+    proc = cli("--db", str(legacy["db"]), "--url-template", "rtsp://{{ip_address}}/main",
+               "--out", str(legacy["out"]), "--secrets-out", str(legacy["secrets"]))  # fmt: skip
+    assert proc.returncode == 2 and "doubled braces" in proc.stderr
+    assert not legacy["out"].exists()
+    help_text = cli("--help").stdout
+    assert "{{" not in help_text and "rtsp://{ip_address}" in help_text
