@@ -83,6 +83,8 @@ class CoordinatorOptions:
     """UpdateConfig/Refresh/unnamed AgentInfo records older than this (read back after a restart) are ignored."""
     fault_point: str | None = None
     stuck_after_seconds: float = 15.0
+    directory_resync_seconds: float = 30.0
+    """The manifests directory is read again this often even without a file event (like Flux's interval)."""
     """A record without delivery report for this long (broker reachable) means a wedged producer: replace it."""
 
 
@@ -153,6 +155,7 @@ class Coordinator:
         self._heartbeat: dict[str, float] = {}
         self._last_seen: dict[str, datetime] = {}
         self._last_second = 0.0
+        self._next_directory_sync = float("inf")
         self._last_topics_check = -1e9
         self._bus_ready = False
         self._reading = False
@@ -326,13 +329,19 @@ class Coordinator:
     # ---------------------------------------------------------------------------------------------- one tick
 
     def tick(self, *, changed: bool = False, poll_timeout: float = 0.05) -> None:
-        if changed or self.apply_requested.is_set():
+        now_m = self.clock.monotonic()
+        # level-triggered: a change seen by the watcher, a request, a failed apply's retry, or the periodic
+        # re-read of the directory (a missed file event is healed by it; unchanged content records nothing)
+        due = now_m >= self._next_directory_sync
+        if changed or due or self.apply_requested.is_set():
             force = self.apply_requested.is_set()
             self.apply_requested.clear()
+            self._next_directory_sync = now_m + self.options.directory_resync_seconds
             try:
                 self.sync_directory(force_apply=force, source=self.apply_source if force else None)
             except DsfleetError as exc:
-                log.error("apply failed error=%s; will retry on the next change", exc)
+                self._next_directory_sync = now_m + 1.0
+                log.error("apply failed error=%s; retrying in 1 s", exc)
         self._connect()
         if self.bus is None:
             return
@@ -562,10 +571,12 @@ class Coordinator:
     def run(self, stop: threading.Event, *, changed: Callable[[], bool] | None = None) -> None:
         self.load_state()
         self._connect()
+        self._next_directory_sync = self.clock.monotonic() + self.options.directory_resync_seconds
         try:
             self.sync_directory()
         except DsfleetError as exc:
-            log.error("initial apply failed error=%s", exc)
+            self._next_directory_sync = self.clock.monotonic() + 1.0
+            log.error("initial apply failed error=%s; retrying in 1 s", exc)
         while not stop.is_set():
             self.tick(changed=changed() if changed else False)
             if self.bus is None:
