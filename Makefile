@@ -49,6 +49,7 @@ stub-image: $(SYSSTAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/live.py
 
 clean:
 	rm -rf $(VENV) .dsfleet benchmarks/out

@@ -17,7 +17,6 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_the_live_loop_and_cleans_up(
     docker_client: docker.DockerClient, stub_image: str, tmp_path: Path
 ) -> None:
-    before = {c.id for c in docker_client.containers.list(all=True)}
     run = subprocess.run(
         [sys.executable, "-m", "reconciler.cli", "demo", "--workdir", str(tmp_path / "demo")],
         capture_output=True,
@@ -35,8 +34,9 @@ def test_demo_runs_the_live_loop_and_cleans_up(
     assert "rejected" in out and "still run the last accepted revision" in out
     assert "hunter2" not in out + run.stderr
     assert "\033[" not in out  # no TTY: plain text
-    after = {c.id for c in docker_client.containers.list(all=True)}
-    assert after <= before, "the demo left containers behind"
+    names = {f"dsfleet-{i}" for i in ("ccm-gate", "ccm-lobby", "traffic-parking")}
+    left = [c.name for c in docker_client.containers.list(all=True) if c.name in names]
+    assert not left, f"the demo left containers behind: {left}"
     logs = tmp_path / "demo"
     for log in logs.glob("*.log"):
         assert "hunter2" not in log.read_text(errors="replace"), log.name
