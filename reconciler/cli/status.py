@@ -12,7 +12,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.cli.options import add_db, add_output, settings_of
+from reconciler.cli.options import add_db, add_output, settings_of, store_problem
 from schemas.errors import ExitCode
 
 __all__ = ["add_parser", "cmd_status", "status_text"]
@@ -195,6 +195,8 @@ def _rich(doc: dict[str, Any]) -> Any:
 
 def cmd_status(args: argparse.Namespace) -> int:
     db = settings_of(args).coordinator.db
+    if store_problem("status", db, must_exist=True):
+        return ExitCode.ERROR
     interactive = sys.stdout.isatty() and args.output == "text"
     if not args.watch:
         doc = read_status(db)

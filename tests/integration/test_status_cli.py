@@ -178,7 +178,11 @@ def test_status_watch_refreshes(db: str) -> None:
 
 
 def test_status_of_an_empty_store(tmp_path: Path) -> None:
-    done = dsfleet("status", "--db", f"sqlite:///{tmp_path / 'none.db'}", "-o", "json")
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    missing = dsfleet("status", "--db", url, "-o", "json")  # a typo in --db must not look like an empty fleet
+    assert missing.returncode == 2 and "no store at" in missing.stderr
+    assert dsfleet("db", "upgrade", "--db", url).returncode == 0
+    done = dsfleet("status", "--db", url, "-o", "json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["nodes"] == [] and doc["instances"] == [] and doc["revision"] is None
