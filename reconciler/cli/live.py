@@ -340,7 +340,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    _ensure_parent(conf.db)
+    from reconciler.cli.plan import ensure_parent
+
+    ensure_parent(conf.db)
     try:
         store = Store.open(conf.db)
     except DsfleetError as exc:
@@ -385,8 +387,3 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
     return ExitCode.OK
-
-
-def _ensure_parent(url: str) -> None:
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        Path(url.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
