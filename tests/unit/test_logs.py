@@ -110,3 +110,13 @@ def test_dsfleet_takes_the_global_log_flags(stream: io.StringIO) -> None:
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["--log-format", "xml", "validate", manifests])
     assert exit_.value.code == 2
+
+
+def test_the_default_handler_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> None:
+    configure_logging("info", "text")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    logging.getLogger("dsfleet.test").warning("one")
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("dsfleet.test").warning("two")
+    assert first.getvalue().endswith("one\n") and second.getvalue().endswith("two\n")
