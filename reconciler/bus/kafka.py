@@ -89,6 +89,17 @@ class CoordinatorBus:
     def forget_partitions(self) -> None:
         self._partitions.clear()
 
+    def partition_count_changed(self, topic: Topic) -> bool:
+        """Ask the broker again; True when ``topic`` now has another partition count than the one cached (a
+        broker that lost its data auto-creates topics with its default count)."""
+        name = self.topic(topic)
+        before = self._partitions.pop(name, None)
+        try:
+            now = self.partitions(topic)
+        except TemporaryError:
+            return False
+        return before is not None and before != now
+
     def send(
         self,
         topic: Topic,

@@ -43,6 +43,7 @@ from schemas.wire import (
     agent_config_record,
     decode,
     encode,
+    partition_for,
 )
 
 log = logging.getLogger("dsfleet.coordinator")
@@ -192,7 +193,7 @@ class Coordinator:
             if not self._reading:
                 self.bus.start_reading()
                 self._reading = True
-            elif created or self._partition_count_changed():
+            elif created or self.bus.partition_count_changed(Topic.AGENT_CONFIG):
                 # topics came back empty (a broker that lost its data, a deleted topic): read back from the start
                 log.warning(
                     "topics recreated topics=%s; AgentConfig read back from the beginning",
@@ -230,17 +231,6 @@ class Coordinator:
         if self.publisher is not None:
             self.publisher.forget_in_flight()
         self._last_published.clear()
-
-    def _partition_count_changed(self) -> bool:
-        assert self.bus is not None
-        before = dict(self.bus._partitions)
-        self.bus.forget_partitions()
-        try:
-            now = self.bus.partitions(Topic.AGENT_CONFIG)
-        except TemporaryError:
-            return False
-        old = before.get(self.bus.topic(Topic.AGENT_CONFIG))
-        return old is not None and old != now
 
     # ---------------------------------------------------------------------------------------------- applying
 
@@ -513,8 +503,6 @@ class Coordinator:
             count = self.bus.partitions(Topic.AGENT_CONFIG)
         except TemporaryError:
             return
-        from schemas.wire import partition_for
-
         states = []
         for node, gen in desired.items():
             caught_up, on_topic = self.view.holds(node, partition_for(node, count))
