@@ -4,11 +4,11 @@
   instance: a recreate), p50/p95 over ``BENCH_EDITS`` (≥ 20) edits, beside the floor: ``docker create`` +
   ``start`` of the same image through the SDK; and file written → AgentConfig record on the broker (issue 7);
 * **bytes on the wire** for a one-camera change, read from the broker, vs the older system's whole-fleet broadcast;
-* **hollow agents**: N agents in one process — the real :class:`agent.loop.Agent` with an in-memory container
-  runtime, their bus multiplexed over one consumer and one producer — against one coordinator subprocess, for
-  N given by ``BENCH_HOLLOW=100,250,1000`` (off by default: NOT YET WORKING — at N = 100 the initial convergence
-  did not complete within 240 s in its first run; to be debugged): heartbeat/status ingest lag, a one-camera
-  change reaching its node, all N re-announcing after a broker loss (no publish storm), coordinator RSS and CPU;
+* **hollow agents** (``benchmarks/hollow.py``): N agents in one process — the real :class:`agent.loop.Agent` with
+  an in-memory container runtime, their bus multiplexed over one consumer and one producer — against one
+  coordinator subprocess, for N given by ``BENCH_HOLLOW`` (default ``100,250,1000``; empty to skip): status ingest
+  lag, a one-camera change reaching its node, all N re-announcing after a broker loss (no publish storm),
+  coordinator RSS and CPU;
 * **AgentResponse ingest** into SQLite: 1,000 nodes' reports of 20 instances each, as fast as one producer sends.
 
 Results: ``benchmarks/out/live.json`` and a Markdown table on stdout. Targets are reported, never asserted.
@@ -41,13 +41,10 @@ from dockerengine import build_stub_image, ensure_engine  # noqa: E402
 from fleetstack import Stack  # noqa: E402
 from livefleet import CoordinatorProc, TopicReader  # noqa: E402
 
-from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume  # noqa: E402
-from agent.credentials import Credential, MemorySecretStore  # noqa: E402
-from agent.loop import Agent, HostFacts, LoopSettings  # noqa: E402
-from agent.ports import BusBatch, LogChunk, RuntimeInfo  # noqa: E402
-from plumbing.kafka import Consumer, Producer, client_config  # noqa: E402
+from benchmarks import hollow  # noqa: E402
+from plumbing.kafka import Producer, client_config  # noqa: E402
 from reconciler.store import Store  # noqa: E402
-from schemas.wire import AgentConfig, AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
+from schemas.wire import AgentConfig, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
 
 FAST = {"fetch.wait.max.ms": "10"}
 
@@ -172,287 +169,6 @@ def end_to_end(edits: int) -> dict[str, Any]:
     return out
 
 
-# --- hollow agents ------------------------------------------------------------------------------------------------
-
-
-class MemoryRuntime:
-    """A container runtime in memory: containers are created running at once."""
-
-    def __init__(self) -> None:
-        self.containers: dict[str, ObservedContainer] = {}
-        self.volumes: dict[str, ObservedVolume] = {}
-        self._n = 0
-
-    def info(self) -> RuntimeInfo:
-        return RuntimeInfo("memory", False)
-
-    def list_containers(
-        self, label: str, *, also_names: Sequence[str] = (), refresh: bool = False
-    ) -> list[ObservedContainer]:
-        return list(self.containers.values())
-
-    def list_volumes(self, label: str) -> list[ObservedVolume]:
-        return list(self.volumes.values())
-
-    def create(self, request: ContainerRequest) -> str:
-        self._n += 1
-        cid = f"{self._n:012x}"
-        self.containers[cid] = ObservedContainer(
-            cid, request.name, dict(request.labels), "created", request.image, restart_policy="unless-stopped"
-        )
-        return cid
-
-    def _set(self, cid: str, state: str) -> None:
-        c = self.containers[cid]
-        self.containers[cid] = ObservedContainer(
-            c.id,
-            c.name,
-            c.labels,
-            state,
-            c.image,
-            started_at="2026-01-01T00:00:00Z",
-            restart_policy=c.restart_policy,
-        )
-
-    def start(self, container_id: str) -> None:
-        self._set(container_id, "running")
-
-    def stop(self, container_id: str, timeout: float = 10.0) -> None:
-        self._set(container_id, "exited")
-
-    def restart(self, container_id: str, timeout: float = 10.0) -> None:
-        self._set(container_id, "running")
-
-    def remove(self, container_id: str) -> None:
-        self.containers.pop(container_id, None)
-
-    def ensure_volume(self, name: str, labels: Mapping[str, str], *, recreate: bool = False) -> None:
-        self.volumes[name] = ObservedVolume(name, dict(labels))
-
-    def remove_volume(self, name: str) -> None:
-        self.volumes.pop(name, None)
-
-    def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
-        return LogChunk((), since)
-
-    def wait(self, timeout: float) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-class Mux:
-    """One consumer (all AgentConfig partitions) and one producer shared by N hollow agents."""
-
-    def __init__(self, bootstrap: str, prefix: str) -> None:
-        self.config = client_config(bootstrap, {**FAST, "linger.ms": "20"})
-        self.prefix = prefix
-        self.producer = Producer(self.config, client_id="hollow")
-        self.consumer = Consumer(self.config, client_id="hollow")
-        self.topic = topic_name(Topic.AGENT_CONFIG, prefix)
-        self.queues: dict[str, list[tuple[bytes | None, bytes | None]]] = {}
-        self.caught_up = False
-        self.count = 0
-        self.arrived: dict[tuple[str, int], float] = {}
-        self.sent_bytes = 0
-
-    def assign(self) -> None:
-        self.count = self.producer.partitions(self.topic) or 0
-        self.consumer.assign(self.topic, list(range(self.count)))
-        self._eof: set[int] = set()
-
-    def pump(self) -> None:
-        records, eof = self.consumer.poll_batch(2000, 0.0)
-        now = time.perf_counter()
-        for r in records:
-            key = (r.key or b"").decode()
-            if key in self.queues:
-                self.queues[key].append((r.key, r.value))
-                if r.value is not None:
-                    with contextlib.suppress(ValueError):
-                        gen = AgentConfig.model_validate_json(r.value).generation
-                        self.arrived.setdefault((key, gen), now)
-        self._eof |= {p for _, p in eof}
-        if len(self._eof) >= self.count:
-            self.caught_up = True
-        self.producer.poll(0)
-
-    def send(self, topic: Topic, key: str, value: bytes) -> None:
-        name = topic_name(topic, self.prefix)
-        count = self.producer.partitions(name) or 1
-        self.producer.send(name, key, value, partition=partition_for(key, count))
-        self.sent_bytes += len(value)
-
-
-class HollowBus:
-    def __init__(self, mux: Mux, node: str) -> None:
-        self.mux = mux
-        self.node = node
-        mux.queues[node] = []
-
-    def follow(self, node_key: str, command_keys: Sequence[str]) -> None:
-        pass
-
-    def poll(self, timeout: float) -> BusBatch:
-        q = self.mux.queues[self.node]
-        configs, q[:] = list(q), []
-        return BusBatch(configs=configs, caught_up=self.mux.caught_up)
-
-    def publish_info(self, key: str, info: AgentInfo) -> None:
-        self.mux.send(Topic.AGENT_INFO, key, encode(info))
-
-    def publish_response(self, key: str, response: AgentResponse) -> None:
-        self.mux.send(Topic.AGENT_RESPONSE, key, encode(response))
-
-    def close(self) -> None:
-        pass
-
-
-def _rss_cpu(pid: int) -> tuple[float, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return rss, cpu
-
-
-def hollow(n: int, heartbeat: float = 5.0) -> dict[str, Any]:
-    from benchmarks.fleetgen import generate
-
-    tmp = Path(tempfile.mkdtemp(prefix=f"dsfleet-bench-hollow-{n}-"))
-    fleet = generate(tmp / "fleet", nodes=n, cameras=4 * n, instances_per_node=2)
-    nodes = sorted(re.findall(r"^  name: (\S+)$", (fleet / "nodes.yaml").read_text(), re.M))
-    broker = Tansu().start()
-    prefix = f"h{n}."
-    db = f"sqlite:///{tmp / 'state.db'}"
-    coord = CoordinatorProc(
-        fleet, db, broker.bootstrap, prefix, tmp / "coordinator.log", extra=["--resync-grace", "10"]
-    )
-    coord.args[coord.args.index("--partitions") + 1] = "12"
-    out: dict[str, Any] = {"n": n}
-    try:
-        t_start = time.perf_counter()
-        coord.start()
-        coord.wait_log(r"revision applied revision=1", 240)
-        out["coordinator_first_apply_s"] = time.perf_counter() - t_start
-        mux = Mux(broker.bootstrap, prefix)
-        mux.assign()
-        secrets = MemorySecretStore({f"cam-{i:05d}": Credential("viewer", "x") for i in range(4 * n)})
-        agents = []
-        for node in nodes:
-            agents.append(
-                Agent(
-                    LoopSettings(
-                        tmp / "agents" / node,
-                        node=node,
-                        heartbeat_seconds=heartbeat,
-                        resync_seconds=60,
-                        poll_seconds=0.0,
-                    ),
-                    MemoryRuntime(),
-                    HollowBus(mux, node),
-                    secrets,
-                    HostFacts(hostname=node, machine_id=None),
-                )
-            )
-        for a in agents:
-            a._follow()
-
-        def tick_all() -> None:
-            mux.pump()
-            for a in agents:
-                a.step()
-
-        def observed() -> dict[str, int | None]:
-            with Store.open(db, readonly=True) as s:
-                return {r.node: r.observed_generation for r in s.node_statuses()}
-
-        def until(pred: Any, timeout: float) -> float | None:
-            t0 = time.perf_counter()
-            next_check = 0.0
-            while time.perf_counter() - t0 < timeout:
-                tick_all()
-                if time.perf_counter() >= next_check:
-                    if pred():
-                        return time.perf_counter() - t0
-                    next_check = time.perf_counter() + 0.1
-            return None
-
-        t_conv = until(lambda: sum(1 for g in observed().values() if g == 1) >= n, 240)
-        out["initial_convergence_s"] = t_conv
-        _rss0, cpu0 = _rss_cpu(coord.proc.pid)  # type: ignore[union-attr]
-        # steady state: ingest lag = now - reported_at of the newest status, sampled
-        t0 = time.perf_counter()
-        lags = []
-        while time.perf_counter() - t0 < max(10.0, 2 * heartbeat):
-            tick_all()
-            with Store.open(db, readonly=True) as s:
-                rows = s.node_statuses()
-            from datetime import UTC, datetime
-
-            stamps = [r.reported_at for r in rows if r.reported_at is not None]
-            if stamps:
-                newest = max(stamps)
-                lags.append((datetime.now(UTC) - newest).total_seconds())
-        rss1, cpu1 = _rss_cpu(coord.proc.pid)  # type: ignore[union-attr]
-        steady = time.perf_counter() - t0
-        out["steady_seconds"] = steady
-        out["coordinator_rss_mb"] = rss1
-        out["coordinator_cpu_pct"] = 100 * (cpu1 - cpu0) / steady
-        out["responses_per_s"] = 2 * n / heartbeat
-        out["ingest_lag_p50_s"] = statistics.median(lags) if lags else None
-        out["ingest_lag_max_s"] = max(lags) if lags else None
-        # a one-camera change reaching its node
-        site = next(fleet.glob("sites/*/cameras.yaml"))
-        gen_before = 1
-        text = site.read_text()
-        cam = re.search(r"url: (rtsp://\S+/main)", text).group(1)  # type: ignore[union-attr]
-        t0 = time.perf_counter()
-        site.write_text(text.replace(cam, cam.replace("/main", "/sub"), 1))
-
-        def reached() -> bool:
-            return any(gen > gen_before for (_k, gen) in mux.arrived)
-
-        changed_at = until(reached, 30)
-        out["one_change_reach_s"] = changed_at
-        # all N re-announce at once after a broker loss
-        publishes_before = len(re.findall(r"config re-published", coord.text()))
-        broker.restart_empty()
-        mux.consumer.close()
-        mux.producer.renew()
-        mux.consumer = Consumer(mux.config, client_id="hollow")
-        time.sleep(0.5)
-        t0 = time.perf_counter()
-
-        def reassigned() -> bool:
-            with contextlib.suppress(Exception):
-                if mux.producer.partitions(mux.topic, timeout=1.0):
-                    mux.assign()
-                    return True
-            return False
-
-        until(reassigned, 30)
-        for a in agents:
-            a._next_heartbeat = 0.0
-        conv = until(
-            lambda: (
-                all(a.desired is not None for a in agents)
-                and all((g or 0) >= 1 for g in observed().values())
-                and len(observed()) >= n
-            ),
-            60,
-        )
-        out["broker_loss_converge_s"] = (time.perf_counter() - t0) if conv is not None else None
-        out["republished_after_loss"] = (
-            len(re.findall(r"config re-published", coord.text())) - publishes_before
-        )
-    finally:
-        coord.stop(30)
-        broker.close()
-    return out
-
-
 def ingest_rate(n: int = 1000, instances: int = 20, seconds: float = 10.0) -> dict[str, Any]:
     """AgentResponse ingest into SQLite: n raw producers' worth of reports (20 instances each) at the rate of a 5 s
     heartbeat, then as fast as possible; lag = time until the coordinator's store shows the last report."""
@@ -554,29 +270,8 @@ def report(r: Mapping[str, Any]) -> str:
             f"**{e['bytes_whole_fleet'] * e['nodes'] / max(1, e['bytes_one_change']):.1f}x** more.",
             "",
         ]
-    hs = r.get("hollow") or []
-    if hs:
-        lines += [
-            "Hollow agents (real agent loop, in-memory runtime, one consumer + one producer for all) against one "
-            "coordinator; heartbeat 5 s, 2 instances per node:",
-            "",
-            "| N | first apply | all converged | status msgs/s | ingest lag p50 / max | one change reaches node "
-            "| broker loss: all re-converged | re-publishes after loss | coord RSS | coord CPU |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for h in hs:
-
-            def f(v: Any, unit: str = " s") -> str:
-                return "—" if v is None else f"{v:.2f}{unit}"
-
-            lines.append(
-                f"| {h['n']} | {f(h.get('coordinator_first_apply_s'))} | {f(h.get('initial_convergence_s'))} | "
-                f"{h.get('responses_per_s', 0):.0f} | {f(h.get('ingest_lag_p50_s'))} / {f(h.get('ingest_lag_max_s'))} | "
-                f"{f(h.get('one_change_reach_s'))} | {f(h.get('broker_loss_converge_s'))} | "
-                f"{h.get('republished_after_loss', '—')} | {h.get('coordinator_rss_mb', 0):.0f} MB | "
-                f"{h.get('coordinator_cpu_pct', 0):.0f} % |"
-            )
-        lines.append("")
+    if r.get("hollow"):
+        lines += hollow.report(r["hollow"])
     ing = r.get("ingest") or {}
     if "rate_msg_s" in ing:
         lines += [
@@ -591,7 +286,7 @@ def report(r: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     edits = int(os.environ.get("BENCH_EDITS", "20"))
-    sizes = [int(x) for x in os.environ.get("BENCH_HOLLOW", "").split(",") if x]
+    sizes = [int(x) for x in os.environ.get("BENCH_HOLLOW", "100,250,1000").split(",") if x]
     results: dict[str, Any] = {}
     which = set(argv or sys.argv[1:]) or {"e2e", "ingest", *(["hollow"] if sizes else [])}
     if "e2e" in which:
@@ -599,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "ingest" in which:
         results["ingest"] = ingest_rate()
     if "hollow" in which:
-        results["hollow"] = [hollow(n) for n in sizes]
+        results["hollow"] = [hollow.run(n) for n in sizes]
     out = ROOT / "benchmarks" / "out"
     out.mkdir(parents=True, exist_ok=True)
     (out / "live.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
