@@ -651,6 +651,77 @@ APP_IMG_SAVE_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("min-box-height", _I, minimum=0, description="Smallest box height saved."),
 )
 
+SOURCE_TYPES: Final = {
+    1: "CameraV4L2",
+    2: "URI",
+    3: "MultiURI",
+    4: "RTSP",
+    5: "CSI (Jetson)",
+    6: "Audio WAV",
+    7: "Audio URI",
+    8: "ALSA",
+    9: "IPC",
+}
+
+APP_SOURCE_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Create the sources."),
+    KeySpec("type", _I, choices=SOURCE_TYPES, description="Source type (with a source list, from each URI)."),
+    KeySpec("num-sources", _I, minimum=1, maximum=1024, description="MultiURI: copies of the source."),
+    KeySpec("cudadec-memtype", _I, choices={0: "Device", 1: "Pinned", 2: "Unified"}, description="Decoder memory."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec("latency", _I, minimum=0, description="RTSP jitterbuffer latency (ms)."),
+    KeySpec("drop-frame-interval", _I, minimum=0, description="Decode every Nth frame (0 = all)."),
+    KeySpec("num-decode-surfaces", _I, minimum=1, description="Decoder surfaces."),
+    KeySpec("num-extra-surfaces", _I, minimum=0, description="Extra decoder surfaces."),
+    KeySpec("intra-decode-enable", _B, description="Decode only I-frames."),
+    KeySpec("low-latency-decode", _B, description="Low-latency decode mode."),
+    KeySpec("select-rtp-protocol", _I, choices={0: "auto (UDP, then TCP)", 4: "TCP only"},
+            description="RTSP transport."),
+    KeySpec("rtsp-reconnect-interval-sec", _I, minimum=0, description="Reconnect after N s without data (0 = off)."),
+    KeySpec("rtsp-reconnect-attempts", _I, minimum=-1, description="Reconnect attempts (-1 = forever)."),
+    KeySpec("udp-buffer-size", _I, minimum=0, description="RTSP UDP buffer size (bytes)."),
+    KeySpec("camera-width", _I, minimum=1, description="Camera capture width."),
+    KeySpec("camera-height", _I, minimum=1, description="Camera capture height."),
+    KeySpec("camera-fps-n", _I, minimum=1, description="Camera frame-rate numerator."),
+    KeySpec("camera-fps-d", _I, minimum=1, description="Camera frame-rate denominator."),
+    KeySpec("video-format", _S, description="Camera video format (e.g. NV12)."),
+    KeySpec("smart-record", _I, choices={0: "off", 1: "cloud events", 2: "cloud events and local"},
+            description="Smart recording trigger."),
+    KeySpec("smart-rec-dir-path", _S, path=True, description="Smart recording directory."),
+    KeySpec("smart-rec-file-prefix", _S, description="Smart recording file prefix."),
+    KeySpec("smart-rec-cache", _I, minimum=0, description="Smart recording cache (s)."),
+    KeySpec("smart-rec-container", _I, choices={0: "mp4", 1: "mkv"}, description="Smart recording container."),
+    KeySpec("smart-rec-start-time", _I, minimum=0, description="Seconds before the event to record."),
+    KeySpec("smart-rec-default-duration", _I, minimum=0, description="Default recording duration (s)."),
+    KeySpec("smart-rec-duration", _I, minimum=0, description="Recording duration (s)."),
+    KeySpec("smart-rec-interval", _I, minimum=0, description="Seconds between recordings."),
+    KeySpec("extract-sei-type5-data", _B, description="Extract SEI type 5 user data."),
+)  # fmt: skip
+"""``[sourceN]`` / ``[source-attr-all]`` keys (S70 ``deepstream_config_file_parser.c`` ``parse_source``); ``gpu-id``
+is rendered 0, ``uri`` and ``camera-id`` come from the Camera manifests."""
+
+SOURCE_LIST_DERIVED_KEYS: Final = ("num-source-bins", "list", "sensor-id-list")
+"""``[source-list]`` keys dsfleet renders from the instance's cameras (never written in a manifest)."""
+
+APP_SOURCE_LIST_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("num-source-bins", _I, minimum=0, maximum=1024, description="Number of URIs in list (rendered)."),
+    KeySpec("list", _SL, max_length=1024, description="The source URIs (rendered from the cameras)."),
+    KeySpec("sensor-id-list", _SL, max_length=1024, description="Sensor ids (rendered: the cameras' cameraId)."),
+    KeySpec("sensor-name-list", _SL, max_length=1024,
+            description="Sensor names, one per camera (default: the Camera manifests' names)."),
+    KeySpec("use-nvmultiurisrcbin", _B, since="6.2",
+            description="One nvmultiurisrcbin for all sources (REST API to add/remove streams)."),
+    KeySpec("max-batch-size", _I, minimum=1, maximum=1024, since="6.2",
+            description="nvmultiurisrcbin: most sources at once (streammux batch)."),
+    KeySpec("http-ip", _S, since="6.2", description="nvmultiurisrcbin REST server address."),
+    KeySpec("http-port", _S, since="6.2", description="nvmultiurisrcbin REST server port (a string, e.g. 9000)."),
+    KeySpec("sgie-batch-size", _I, minimum=1, maximum=1024, description="Batch size of every secondary GIE."),
+    KeySpec("stream-name-display", _B, description="Show each stream's sensor name on the OSD."),
+    KeySpec("low-latency-mode", _B, description="nvmultiurisrcbin low-latency decode."),
+)  # fmt: skip
+"""``[source-list]`` (nvmultiurisrcbin, DS 6.2+; S70 ``parse_source_list``); ``list``, ``num-source-bins`` and
+``sensor-id-list`` are rendered from the cameras (:data:`SOURCE_LIST_DERIVED_KEYS`)."""
+
 APP_TESTS_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("file-loop", _B, description="Loop file sources."),
     KeySpec("pipeline-recreate-sec", _I, minimum=0, description="Recreate the pipeline every N seconds."),
@@ -1095,6 +1166,10 @@ if TYPE_CHECKING:
 
     class AppTests(DeepStreamKeys): ...
 
+    class AppSourceList(DeepStreamKeys): ...
+
+    class AppSourceAttrAll(DeepStreamKeys): ...
+
 else:
     NvinferProperties = _build(
         "NvinferProperties",
@@ -1157,6 +1232,18 @@ else:
         "AppImgSave", APP_IMG_SAVE_KEYS, "deepstream-app ``[img-save]``.", defaults={"enable": True}
     )
     AppTests = _build("AppTests", APP_TESTS_KEYS, "deepstream-app ``[tests]``.")
+    AppSourceList = _build(
+        "AppSourceList",
+        {k: v for k, v in APP_SOURCE_LIST_KEYS.items() if k not in SOURCE_LIST_DERIVED_KEYS},
+        "deepstream-app ``[source-list]`` (``list``, ``num-source-bins``, ``sensor-id-list`` come from the "
+        "cameras).",
+    )
+    AppSourceAttrAll = _build(
+        "AppSourceAttrAll",
+        APP_SOURCE_KEYS,
+        "deepstream-app ``[source-attr-all]``.",
+        defaults={"enable": True},
+    )
 
 APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "osd": APP_OSD_KEYS,
@@ -1168,6 +1255,8 @@ APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "nvds-analytics": APP_NVDS_ANALYTICS_KEYS,
     "img-save": APP_IMG_SAVE_KEYS,
     "tests": APP_TESTS_KEYS,
+    "source-list": APP_SOURCE_LIST_KEYS,
+    "source-attr-all": APP_SOURCE_KEYS,
 }
 """deepstream-app groups dsfleet types (numbered groups by their prefix), for importers and docs."""
 

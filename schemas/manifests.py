@@ -33,6 +33,8 @@ from schemas.deepstream import (
     AppNvdsAnalytics,
     AppOsd,
     AppSink,
+    AppSourceAttrAll,
+    AppSourceList,
     AppTests,
     AppTiledDisplay,
     AppTracker,
@@ -271,6 +273,15 @@ class DeepstreamApp(FrozenModel):
     application: ApplicationGroup = Field(default_factory=ApplicationGroup)
     streammux: StreammuxSettings = Field(default_factory=StreammuxSettings)
     sources: SourceDefaults = Field(default_factory=SourceDefaults)
+    source_list: AppSourceList | None = Field(
+        None,
+        alias="source-list",
+        description="[source-list] (DS 6.2+): all cameras in one list instead of one [sourceN] each; list, "
+        "num-source-bins and sensor-id-list are rendered from the cameras (secret placeholders included)",
+    )
+    source_attr_all: AppSourceAttrAll | None = Field(
+        None, alias="source-attr-all", description="[source-attr-all]: the attributes of every listed source"
+    )
     tracker: AppTracker | None = None
     osd: AppOsd | None = None
     tiled_display: AppTiledDisplay | None = Field(None, alias="tiled-display")

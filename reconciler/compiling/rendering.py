@@ -139,6 +139,36 @@ def _group(name: str, values: dict[str, Any]) -> tuple[str, list[tuple[str, Any]
     return name, [(k, v) for k, v in values.items() if v is not None]
 
 
+def _source_list_groups(
+    fleet: Fleet,
+    res: ResolvedInstance,
+    spec: DeepstreamAppInstanceSpec,
+    groups: list[tuple[str, list[tuple[str, Any]]]],
+    secrets: list[str],
+) -> bool:
+    """``[source-list]`` (every camera's URL, placeholders included, their ids and names) and
+    ``[source-attr-all]``, in place of one ``[sourceN]`` per camera; True when a camera is live (RTSP)."""
+    app = spec.app
+    assert app.source_list is not None
+    cameras = [fleet.cameras[name] for name in res.cameras]
+    urls: list[str] = []
+    for camera in cameras:
+        url, refs = _camera_url(camera)
+        urls.append(url)
+        secrets.extend(refs)
+    settings = app.source_list.values_by_key()
+    values: dict[str, Any] = {"num-source-bins": len(cameras)}
+    if cameras:
+        values["list"] = tuple(urls)
+        values["sensor-id-list"] = tuple(c.spec.cameraId for c in cameras)
+        values["sensor-name-list"] = tuple(settings.pop("sensor-name-list", res.cameras))
+    values.update(settings)
+    groups.append(_group("source-list", values))
+    attrs = app.source_attr_all.values_by_key() if app.source_attr_all is not None else {"enable": True}
+    groups.append(_group("source-attr-all", {**attrs, "gpu-id": 0}))
+    return any(c.spec.source_type is CameraType.RTSP for c in cameras)
+
+
 def _render_deepstream_app(
     fleet: Fleet, res: ResolvedInstance, spec: DeepstreamAppInstanceSpec
 ) -> list[RenderedFile]:
@@ -158,7 +188,9 @@ def _render_deepstream_app(
     secrets: list[str] = []
     any_live = False
     source_defaults = app.sources.model_dump(by_alias=True, exclude_none=True)
-    for i, name in enumerate(res.cameras):
+    if app.source_list is not None:
+        any_live = _source_list_groups(fleet, res, spec, groups, secrets)
+    for i, name in enumerate(res.cameras if app.source_list is None else ()):
         camera = fleet.cameras[name]
         url, refs = _camera_url(camera)
         secrets.extend(refs)

@@ -6,6 +6,9 @@ key for key:
 
 * ``[sourceN]`` → one Camera per source (a MultiURI ``type=3`` with ``num-sources=K`` becomes K cameras, as
   deepstream-app itself creates K source bins); ``uri`` → ``url`` (credentials moved to a secret);
+* ``[source-list]`` → one Camera per URI of ``list`` (credentials moved to a secret; ``sensor-id-list`` →
+  ``cameraId``), the other keys → ``app.source-list``; ``[source-attr-all]`` → ``app.source-attr-all``; beside a
+  source list, ``[sourceN]`` groups override a listed source's attributes and are kept verbatim;
 * ``[streammux]``, ``[application]``, ``[osd]``, ``[tracker]``, ``[tiled-display]``, ``[sinkN]``,
   ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``;
 * ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` → the profile's GIEs from their ``config-file``
@@ -26,7 +29,13 @@ from typing import Any
 
 from reconciler.importers.keyfiles import KeyGroup, parse_keyfile, read_typed
 from reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
-from schemas.deepstream import APP_GROUP_TABLES, NVINFER_PROPERTY_KEYS, KeySpec, ValueKind
+from schemas.deepstream import (
+    APP_GROUP_TABLES,
+    NVINFER_PROPERTY_KEYS,
+    SOURCE_LIST_DERIVED_KEYS,
+    KeySpec,
+    ValueKind,
+)
 from schemas.placeholders import url_has_credentials
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
@@ -171,6 +180,56 @@ def import_app(
         elif value == 0:
             place(group, "gpu-id", rendered)
 
+    def add_camera(group: str, key: str, uri: str, camera_id: str) -> str:
+        """One Camera for ``uri`` (credentials moved to a secret named after the camera)."""
+        url, user, password = (uri, "", "")
+        if url_has_credentials(uri):
+            url, user, password = _strip_userinfo(uri)
+        cam = f"{base}-src{len(cameras)}"
+        spec: dict[str, Any] = {"cameraId": camera_id, "url": url}
+        if user or password:
+            spec["credentials"] = {"secretRef": cam}
+            out.secrets.append(Secret(ref=cam, username=user, password=password))
+            warn(f"[{group}] {key} carried credentials; moved to secret {cam!r}")
+        out.cameras.append(manifest_document("Camera", cam, spec))
+        cameras.append(cam)
+        return cam
+
+    def _source_list(group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
+        uris = list(known.get("list", ()))
+        ids = list(known.get("sensor-id-list", ()))
+        names = known.get("sensor-name-list")
+        bins = known.get("num-source-bins")
+        if "list" in known and bins is not None and bins != len(uris):
+            raise AppImportError(
+                f"{file}: error: [{group}] num-source-bins {bins} but {len(uris)} URIs in list (deepstream-app "
+                "refuses it)"
+            )
+        if ids and len(ids) != len(uris):
+            warn(f"[{group}] sensor-id-list has {len(ids)} ids for {len(uris)} URIs; cameras are numbered")
+            ids = []
+        if names is not None and len(names) != len(uris):
+            warn(f"[{group}] sensor-name-list has {len(names)} names for {len(uris)} URIs; not imported")
+            names = None
+        for i, uri in enumerate(uris):
+            add_camera(group, "list", uri, ids[i] if ids else str(i + 1))
+        settings = {k: v for k, v in known.items() if k not in SOURCE_LIST_DERIVED_KEYS}
+        if names is None:
+            settings.pop("sensor-name-list", None)
+        else:
+            settings["sensor-name-list"] = list(names)
+        app["source-list"] = settings
+        for k in known:
+            if (
+                k in settings
+                or k == "list"
+                or (k == "sensor-id-list" and ids)
+                or (k == "num-source-bins" and uris)
+            ):
+                place(group, k, "source-list")
+        add_extra(group, "source-list", unknown)
+
+    listed = kf.group("source-list") is not None
     for group in kf.groups:
         kind = _kind(group.name)
         known, unknown = typed(group)
@@ -190,6 +249,17 @@ def import_app(
             for k in known:
                 place(group.name, k, "streammux")
             add_extra(group.name, "streammux", unknown)
+        elif kind == "source" and listed:
+            warn(f"[{group.name}] overrides a listed source's attributes; written verbatim (app.extraGroups)")
+            add_extra(group.name, group.name, {**known, **unknown})
+        elif kind == "source-list":
+            _source_list(group.name, known, unknown)
+        elif kind == "source-attr-all":
+            gpu(group.name, known, "source-attr-all")
+            app["source-attr-all"] = known
+            for k in known:
+                place(group.name, k, "source-attr-all")
+            add_extra(group.name, "source-attr-all", unknown)
         elif kind == "source":
             if not known.get("enable", 0):
                 warn(f"[{group.name}] is disabled; not imported")
@@ -200,9 +270,6 @@ def import_app(
                     f"{file}: error: [{group.name}] has no uri (only URI sources are supported)"
                 )
             count = known.get("num-sources", 1) if known.get("type") == 3 else 1
-            url, user, password = (uri, "", "")
-            if url_has_credentials(uri):
-                url, user, password = _strip_userinfo(uri)
             defaults = {k: known[k] for k in SOURCE_DEFAULT_KEYS if k in known}
             previous = app.setdefault("sources", defaults)
             if previous != defaults:
@@ -215,14 +282,7 @@ def import_app(
                 warn(f"[{group.name}] gpu-id {source_gpu} becomes 0 (the container sees only its own GPU)")
             for _copy in range(count):
                 index = len(cameras)
-                cam = f"{base}-src{index}"
-                spec: dict[str, Any] = {"cameraId": str(known.get("camera-id", index + 1)), "url": url}
-                if user or password:
-                    spec["credentials"] = {"secretRef": cam}
-                    out.secrets.append(Secret(ref=cam, username=user, password=password))
-                    warn(f"[{group.name}] uri carried credentials; moved to secret {cam!r}")
-                out.cameras.append(manifest_document("Camera", cam, spec))
-                cameras.append(cam)
+                add_camera(group.name, "uri", uri, str(known.get("camera-id", index + 1)))
                 rendered = f"source{index}"
                 for k in ("enable", "uri", "camera-id", *defaults):
                     if k in known:

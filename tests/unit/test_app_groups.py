@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from policies.engine import evaluate
+from policies.resolution import resolve_instance
+from reconciler.compiling.rendering import render_instance
 from schemas.manifests import ANY_MANIFEST
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
@@ -15,6 +17,10 @@ def _fleet_with(app: dict[str, Any]) -> Any:
     inst = instance("ds", "n1", ["cam-a"])
     inst["spec"]["app"].update(app)
     return fleet_of([node("n1"), PROFILE, camera("cam-a", "1"), inst])
+
+
+def _files(fleet: Any, name: str) -> dict[str, Any]:
+    return {f.path: f for f in render_instance(fleet, resolve_instance(fleet, fleet.instances[name]))}
 
 
 def _rules(app: dict[str, Any]) -> dict[str, list[str]]:
@@ -71,3 +77,107 @@ def test_extra_groups_are_verbatim_with_a_warning() -> None:
     assert rules["app-extra-groups"] == [
         "instance 'ds': [ds-example] is written verbatim (dsfleet does not check its keys)"
     ]
+
+
+# ------------------------------------------------------------------------------------------- [source-list]
+def _listed(
+    app: dict[str, Any], cameras: tuple[str, ...] = ("cam-a", "cam-b"), url: str | None = None
+) -> Any:
+    inst = instance("ds", "n1", list(cameras))
+    inst["spec"]["app"].update(app)
+    docs = [node("n1"), PROFILE, inst]
+    docs += [camera(c, str(i + 1), url if i == 0 else None) for i, c in enumerate(cameras)]
+    return fleet_of(docs)
+
+
+def _listed_rules(app: dict[str, Any], **kw: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in evaluate(_listed(app, **kw)):
+        out.setdefault(f.rule, []).append(f.message)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("app", "fragment"),
+    [
+        ({"source-list": {"list": ["rtsp://10.0.0.1/a"]}}, "extra"),  # URLs only from Camera manifests
+        ({"source-list": {"num-source-bins": 2}}, "extra"),
+        ({"source-list": {"max-batch-size": 0}}, "between 1 and 1024"),
+        ({"source-list": {"use-nvmultiurisrcbin": "yes"}}, "true"),
+        ({"source-attr-all": {"select-rtp-protocol": 2}}, "must be one of"),
+        ({"source-attr-all": {"cudadec-memtype": 3}}, "must be one of"),
+        ({"source-attr-all": {"latency": -1}}, "at least 0"),
+        ({"source-attr-all": {"type": 10}}, "must be one of"),
+    ],
+)
+def test_source_list_values_are_checked(app: dict[str, Any], fragment: str) -> None:
+    inst = instance("ds", "n1", ["cam-a"])
+    inst["spec"]["app"].update(app)
+    with pytest.raises(ValueError) as info:
+        ANY_MANIFEST.validate_python(inst)
+    assert fragment.lower() in str(info.value).lower()
+
+
+def test_a_consistent_source_list_has_no_findings() -> None:
+    app = {"source-list": {"use-nvmultiurisrcbin": True, "max-batch-size": 4, "http-port": "9000"},
+           "source-attr-all": {"latency": 100}}  # fmt: skip
+    rules = _listed_rules(app)
+    assert "app-source-list" not in rules and "app-source-list-ignored" not in rules
+
+
+@pytest.mark.parametrize(
+    ("app", "url", "fragment"),
+    [
+        ({"source-list": {"use-nvmultiurisrcbin": True}, "extraGroups": {"source0": {"latency": 50}}}, None,
+         "[source0] beside use-nvmultiurisrcbin"),
+        ({"source-list": {}, "extraGroups": {"source2": {"latency": 50}}}, None, "index past the list"),
+        ({"source-list": {}, "sources": {"latency": 100}}, None, "set these keys in source-attr-all"),
+        ({"source-list": {}}, "http://10.0.0.1/a.mp4", "only rtsp:// and file://"),
+        ({"source-list": {"sensor-name-list": ["one"]}}, None, "1 names for 2 cameras"),
+        ({"source-list": {"use-nvmultiurisrcbin": True, "max-batch-size": 1}}, None, "less than its 2 cameras"),
+        ({"source-list": {"use-nvmultiurisrcbin": True, "http-port": "http"}}, None, "port number"),
+    ],
+)  # fmt: skip
+def test_conflicting_source_list_settings_are_errors(
+    app: dict[str, Any], url: str | None, fragment: str
+) -> None:
+    rules = _listed_rules(app, url=url)
+    assert len(rules.get("app-source-list", [])) == 1, rules
+    assert fragment in rules["app-source-list"][0]
+
+
+def test_a_per_camera_override_within_the_list_is_allowed() -> None:
+    rules = _listed_rules({"source-list": {}, "extraGroups": {"source1": {"latency": 50}}})
+    assert "app-source-list" not in rules
+
+
+@pytest.mark.parametrize(
+    ("app", "fragment"),
+    [
+        ({"source-attr-all": {"latency": 100}}, "without [source-list] is ignored"),
+        ({"source-list": {"http-port": "9000"}}, "http-port is used only with use-nvmultiurisrcbin"),
+    ],
+)
+def test_ignored_source_list_settings_warn(app: dict[str, Any], fragment: str) -> None:
+    rules = _listed_rules(app)
+    assert len(rules["app-source-list-ignored"]) == 1 and fragment in rules["app-source-list-ignored"][0]
+
+
+def test_source_list_renders_cameras_with_placeholders_and_no_source_groups() -> None:
+    fleet = _listed(
+        {"source-list": {"sensor-name-list": ["Gate", "Dock"]}, "source-attr-all": {"latency": 9}}
+    )
+    rendered = _files(fleet, "ds")["deepstream_app_config.txt"]
+    app = rendered.content
+    assert "[source0]" not in app and "[source-list]" in app and "[source-attr-all]" in app
+    assert (
+        "list=rtsp://${secret:cam-a}@127.0.0.1:8554/cam-a;rtsp://${secret:cam-b}@127.0.0.1:8554/cam-b\n"
+        in app
+    )
+    assert (
+        "sensor-id-list=1;2\n" in app
+        and "sensor-name-list=Gate;Dock\n" in app
+        and "num-source-bins=2\n" in app
+    )
+    assert "latency=9\n" in app and "live-source=1\n" in app
+    assert rendered.secrets == ("cam-a", "cam-b")
