@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from policies.registry import Context, Hit, rule
+from policies.registry import Context, Hit, did_you_mean, rule
+from schemas.deepstream import GieFormat
 from schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
@@ -189,4 +190,38 @@ def app_source_list_ignored(ctx: Context) -> Iterator[Hit]:
                 yield Hit(
                     f"instance {name!r}: source-list {key} is used only with use-nvmultiurisrcbin: true",
                     at("source-list", key),
+                )
+
+
+@rule("app-gie-settings", E, "app.gies names GIEs of the instance's profile, with keys their group reads",
+      category="deepstream")  # fmt: skip
+def app_gie_settings(ctx: Context) -> Iterator[Hit]:
+    for name, spec in _apps(ctx):
+        if not spec.app.gies or name not in ctx.resolved:
+            continue
+        gies = {g.name: g for g in ctx.resolved[name].gies}
+        for gie_name, settings in sorted(spec.app.gies.items()):
+            where = ctx.fleet.source("DsInstance", name, "spec", "app", "gies", gie_name)
+            gie = gies.get(gie_name)
+            if gie is None:
+                yield Hit(
+                    f"instance {name!r}: app.gies.{gie_name}: the profile has no GIE {gie_name!r}"
+                    + did_you_mean(gie_name, gies),
+                    where,
+                )
+                continue
+            values = settings.values_by_key()
+            if gie.format is GieFormat.NVDSPREPROCESS:
+                other = sorted(k for k in values if k != "enable")
+                if other:
+                    yield Hit(
+                        f"instance {name!r}: app.gies.{gie_name}: [pre-process] reads only enable (not "
+                        f"{', '.join(other)})",
+                        where,
+                    )
+            elif values.get("plugin-type") == 1:
+                yield Hit(
+                    f"instance {name!r}: app.gies.{gie_name}: plugin-type 1 (nvinferserver) needs an "
+                    f"nvinferserver config, but the profile renders {gie.file} for nvinfer",
+                    ctx.fleet.source("DsInstance", name, "spec", "app", "gies", gie_name, "plugin-type"),
                 )

@@ -722,6 +722,44 @@ APP_SOURCE_LIST_KEYS: Final[dict[str, KeySpec]] = _table(
 """``[source-list]`` (nvmultiurisrcbin, DS 6.2+; S70 ``parse_source_list``); ``list``, ``num-source-bins`` and
 ``sensor-id-list`` are rendered from the cameras (:data:`SOURCE_LIST_DERIVED_KEYS`)."""
 
+BBOX_COLOR_KEYS: Final = ("bbox-border-color<N>", "bbox-bg-color<N>")
+"""How the per-class OSD colour keys of a GIE group are spelled in the tables (``bbox-border-color0``, …)."""
+BBOX_COLOR_RE: Final = re.compile(r"^(bbox-border-color|bbox-bg-color)([0-9]+)$")
+
+APP_GIE_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Create this GIE."),
+    KeySpec("config-file", _S, path=True, description="The GIE's own config (mandatory; the profile's file)."),
+    KeySpec("gie-unique-id", _I, minimum=1, description="ID stamped on metadata; unique in a pipeline."),
+    KeySpec("operate-on-gie-id", _I, minimum=-1, description="Secondary: objects from this gie-unique-id."),
+    KeySpec("operate-on-class-ids", _IL, minimum=0, description="Secondary: objects of these classes."),
+    KeySpec("batch-size", _I, minimum=1, maximum=1024, description="Frames/objects per batch."),
+    KeySpec("interval", _I, minimum=0, description="Batches to skip between inferences."),
+    KeySpec("model-engine-file", _S, path=True, description="Serialized TensorRT engine."),
+    KeySpec("labelfile-path", _S, path=True, description="Labels file."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec("plugin-type", _I, choices={0: "nvinfer", 1: "nvinferserver"}, description="Inference plugin."),
+    KeySpec("input-tensor-meta", _B, description="Infer on tensors prepared by nvdspreprocess."),
+    KeySpec("infer-raw-output-dir", _S, path=True, description="Dump raw inference output here."),
+    KeySpec("bbox-border-color<N>", _DL, length=4, minimum=0, maximum=1,
+            description="OSD box colour r;g;b;a (0..1) of class N (app only)."),
+    KeySpec("bbox-bg-color<N>", _DL, length=4, minimum=0, maximum=1,
+            description="OSD box fill r;g;b;a (0..1) of class N (app only)."),
+)  # fmt: skip
+"""``[primary-gie]`` / ``[secondary-gie<N>]`` of the app config (S70 ``parse_gie``): app-level keys override the
+GIE file's. The keys nvinfer also reads are set in the profile (``properties``) or ``spec.overrides`` and
+rendered into both files (:data:`APP_GIE_SHARED_KEYS`); the others in ``app.gies.<name>``."""
+
+APP_GIE_SHARED_KEYS: Final = (
+    "config-file", "gie-unique-id", "operate-on-gie-id", "operate-on-class-ids", "batch-size", "interval",
+    "model-engine-file", "labelfile-path",
+)  # fmt: skip
+
+APP_PRE_PROCESS_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Run nvdspreprocess."),
+    KeySpec("config-file", _S, path=True, description="The nvdspreprocess config (the profile's file)."),
+)
+"""``[pre-process]`` of the app config (S70 ``parse_preprocess``)."""
+
 APP_TESTS_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("file-loop", _B, description="Loop file sources."),
     KeySpec("pipeline-recreate-sec", _I, minimum=0, description="Recreate the pipeline every N seconds."),
@@ -740,6 +778,9 @@ def spec_for(table: Mapping[str, KeySpec], key: str) -> KeySpec | None:
     spec = table.get(key)
     if spec is None and ROI_PARAMS_RE.match(key) and ROI_PARAMS_KEY in table:
         return table[ROI_PARAMS_KEY]
+    bbox = BBOX_COLOR_RE.match(key) if spec is None else None
+    if bbox is not None:
+        return table.get(f"{bbox.group(1)}<N>")
     return spec
 
 
@@ -1136,6 +1177,107 @@ def _build_preprocess_group() -> type[DeepStreamKeys]:
     )
 
 
+class _BboxColorGroup(DeepStreamKeys):
+    """Moves ``bbox-border-color<N>`` / ``bbox-bg-color<N>`` keys into two mappings (class id → colour) on input and
+    back out, by class id, on dump."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_colors(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] = {}
+        colors: dict[str, dict[int, Any]] = {}
+        for key, value in data.items():
+            if key in BBOX_COLOR_KEYS:
+                raise _err("ds_key", f"write {key} with a class id, e.g. {key[:-3]}0")
+            if key in APP_GIE_SHARED_KEYS:
+                raise _err(
+                    "ds_key",
+                    f"{key} is set in the profile's GIE properties or the instance's spec.overrides (dsfleet "
+                    "writes it to the app group and the GIE file alike)"
+                    if key != "config-file"
+                    else "config-file is the profile GIE's file",
+                )
+            match = BBOX_COLOR_RE.match(key) if isinstance(key, str) else None
+            if match:
+                colors.setdefault(f"{match.group(1)}<N>", {})[int(match.group(2))] = value
+            else:
+                out[key] = value
+        out.update(colors)
+        return out
+
+    @model_serializer(mode="wrap")
+    def _expand_colors(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not isinstance(data, dict):  # pragma: no cover - pydantic always gives a dict here
+            return data  # type: ignore[no-any-return]
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            pattern = next((p for p in BBOX_COLOR_KEYS if key in (p, _field_name(p))), None)
+            if pattern is None:
+                out[key] = value
+            elif value is not None:
+                for class_id in sorted(value, key=int):
+                    out[f"{pattern[:-3]}{class_id}"] = value[class_id]
+        return out
+
+
+def _color_field_validator(spec: KeySpec) -> Callable[[object], object]:
+    def validate(value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):  # pragma: no cover - the before-validator builds the mapping
+            raise _err("ds_color", "must map class ids to colours")
+        result: dict[int, object] = {}
+        for class_id, color in value.items():
+            cid = int(class_id)
+            try:
+                result[cid] = _check_list(spec, color, False)
+            except PydanticCustomError as exc:
+                raise _err(exc.type, f"{spec.name[:-3]}{cid}: {exc.message()}") from None
+        return result
+
+    return validate
+
+
+def _build_app_gie() -> type[DeepStreamKeys]:
+    fields: dict[str, Any] = {}
+    for key, spec in APP_GIE_KEYS.items():
+        if key in APP_GIE_SHARED_KEYS:
+            continue
+        if key in BBOX_COLOR_KEYS:
+            fields[_field_name(key)] = (
+                Annotated[Any, PlainValidator(_color_field_validator(spec)), WithJsonSchema({})],
+                Field(default=None, alias=key),
+            )
+        else:
+            fields[_field_name(key)] = _field_for(spec, False)
+
+    def schema_extra(schema: dict[str, Any]) -> None:
+        patterns: dict[str, Any] = {}
+        for key in BBOX_COLOR_KEYS:
+            schema.get("properties", {}).pop(key, None)
+            value_schema = key_json_schema(APP_GIE_KEYS[key])
+            value_schema["description"] = key_description(APP_GIE_KEYS[key])
+            patterns[f"^{key[:-3]}[0-9]+$"] = value_schema
+        schema["patternProperties"] = patterns
+
+    base = type(
+        "_AppGieBase",
+        (_BboxColorGroup,),
+        {"model_config": ConfigDict(json_schema_extra=schema_extra), "__module__": __name__},
+    )
+    return create_model(
+        "AppGie",
+        __base__=base,
+        __module__=__name__,
+        __doc__="App-level keys of a ``[primary-gie]`` / ``[secondary-gie<N>]`` group that nvinfer does not read "
+        "(``bbox-border-color<N>`` with a class id).",
+        **fields,
+    )
+
+
 if TYPE_CHECKING:
     # mypy sees the generated models as plain key models; build them with ``model_validate``.
     class NvinferProperties(DeepStreamKeys): ...
@@ -1169,6 +1311,10 @@ if TYPE_CHECKING:
     class AppSourceList(DeepStreamKeys): ...
 
     class AppSourceAttrAll(DeepStreamKeys): ...
+
+    class AppGie(DeepStreamKeys): ...
+
+    class AppPreProcess(DeepStreamKeys): ...
 
 else:
     NvinferProperties = _build(
@@ -1245,6 +1391,13 @@ else:
         defaults={"enable": True},
     )
 
+    AppGie = _build_app_gie()
+    AppPreProcess = _build(
+        "AppPreProcess",
+        {"enable": APP_PRE_PROCESS_KEYS["enable"]},
+        "deepstream-app ``[pre-process]`` (``config-file`` is the profile's nvdspreprocess file).",
+    )
+
 APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "osd": APP_OSD_KEYS,
     "tracker": APP_TRACKER_KEYS,
@@ -1257,6 +1410,9 @@ APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "tests": APP_TESTS_KEYS,
     "source-list": APP_SOURCE_LIST_KEYS,
     "source-attr-all": APP_SOURCE_KEYS,
+    "primary-gie": APP_GIE_KEYS,
+    "secondary-gie": APP_GIE_KEYS,
+    "pre-process": APP_PRE_PROCESS_KEYS,
 }
 """deepstream-app groups dsfleet types (numbered groups by their prefix), for importers and docs."""
 

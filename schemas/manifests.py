@@ -27,6 +27,7 @@ from pydantic import (
 
 from schemas.base import DnsLabel, FrozenModel
 from schemas.deepstream import (
+    AppGie,
     AppImgSave,
     AppMessageConsumer,
     AppMessageConverter,
@@ -281,6 +282,12 @@ class DeepstreamApp(FrozenModel):
     )
     source_attr_all: AppSourceAttrAll | None = Field(
         None, alias="source-attr-all", description="[source-attr-all]: the attributes of every listed source"
+    )
+    gies: dict[DnsLabel, AppGie] = Field(
+        default_factory=dict,
+        description="per GIE name: app-level keys of its [primary-gie] / [secondary-gieN] / [pre-process] group "
+        "that nvinfer does not read (bbox-border-colorN, bbox-bg-colorN, nvbuf-memory-type, plugin-type, "
+        "input-tensor-meta, infer-raw-output-dir, enable); the keys nvinfer reads too come from the profile",
     )
     tracker: AppTracker | None = None
     osd: AppOsd | None = None

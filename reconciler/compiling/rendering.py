@@ -223,40 +223,33 @@ def _render_deepstream_app(
     secondary = 0
     primary_id: Any = None
     for gie in res.gies:
+        app_keys = app.gies[gie.name].values_by_key() if gie.name in app.gies else {}
         if gie.format is GieFormat.NVDSPREPROCESS:
-            groups.append(_group("pre-process", {"enable": True, "config-file": gie.file}))
+            groups.append(_group("pre-process", {"enable": True, "config-file": gie.file, **app_keys}))
             continue
         p = gie.properties
         if gie.role is GieRole.PRIMARY:
             primary_id = p.get("gie-unique-id")
-            groups.append(
-                _group(
-                    "primary-gie",
-                    {
-                        "enable": True,
-                        "gpu-id": 0,
-                        "gie-unique-id": primary_id,
-                        "batch-size": p.get("batch-size"),
-                        "input-tensor-meta": True if p.get("input-tensor-from-meta") else None,
-                        "config-file": gie.file,
-                    },
-                )
-            )
+            group_values: dict[str, Any] = {
+                "enable": True,
+                "gpu-id": 0,
+                "gie-unique-id": primary_id,
+                "batch-size": p.get("batch-size"),
+                "input-tensor-meta": True if p.get("input-tensor-from-meta") else None,
+                "config-file": gie.file,
+            }
+            groups.append(_group("primary-gie", {**group_values, **app_keys}))
         else:
-            groups.append(
-                _group(
-                    f"secondary-gie{secondary}",
-                    {
-                        "enable": True,
-                        "gpu-id": 0,
-                        "gie-unique-id": p.get("gie-unique-id"),
-                        "operate-on-gie-id": p.get("operate-on-gie-id", primary_id),
-                        "operate-on-class-ids": p.get("operate-on-class-ids"),
-                        "batch-size": p.get("batch-size"),
-                        "config-file": gie.file,
-                    },
-                )
-            )
+            group_values = {
+                "enable": True,
+                "gpu-id": 0,
+                "gie-unique-id": p.get("gie-unique-id"),
+                "operate-on-gie-id": p.get("operate-on-gie-id", primary_id),
+                "operate-on-class-ids": p.get("operate-on-class-ids"),
+                "batch-size": p.get("batch-size"),
+                "config-file": gie.file,
+            }
+            groups.append(_group(f"secondary-gie{secondary}", {**group_values, **app_keys}))
             secondary += 1
     if app.tracker is not None:
         groups.append(_group("tracker", {**app.tracker.model_dump(by_alias=True), "gpu-id": 0}))

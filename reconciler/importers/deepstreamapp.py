@@ -13,7 +13,8 @@ key for key:
   ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``;
 * ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` → the profile's GIEs from their ``config-file``
   (read by :func:`reconciler.importers.nvinfer.import_keyfile`); app-level nvinfer keys override the file's;
-* anything else (unknown keys, groups dsfleet does not model, ``bbox-border-colorN``) → ``app.extraGroups``,
+  app-only keys (``bbox-border-colorN``, ``nvbuf-memory-type``, ``plugin-type`` 0, …) → ``app.gies.<name>``;
+* anything else (unknown keys, groups dsfleet does not model) → ``app.extraGroups``,
   verbatim, under the group name dsfleet renders (the renderer adds them to that group).
 
 ``gpu-id`` is always rendered 0 (the container sees one GPU); a different value is reported.
@@ -35,6 +36,7 @@ from schemas.deepstream import (
     SOURCE_LIST_DERIVED_KEYS,
     KeySpec,
     ValueKind,
+    spec_for,
 )
 from schemas.placeholders import url_has_credentials
 
@@ -60,11 +62,6 @@ SOURCE_KEYS = _specs(
 )  # fmt: skip
 SOURCE_DEFAULT_KEYS = ("latency", "cudadec-memtype", "drop-frame-interval", "select-rtp-protocol",
                        "rtsp-reconnect-interval-sec", "num-extra-surfaces")  # fmt: skip
-GIE_KEYS = _specs(
-    ("enable", _I), ("config-file", _S), ("gie-unique-id", _I), ("operate-on-gie-id", _I),
-    ("operate-on-class-ids", _IL), ("batch-size", _I), ("interval", _I), ("model-engine-file", _S),
-    ("labelfile-path", _S), ("gpu-id", _I), ("plugin-type", _I), ("input-tensor-meta", _B),
-)  # fmt: skip
 GIE_TO_PROPERTIES = ("gie-unique-id", "operate-on-gie-id", "operate-on-class-ids", "batch-size", "interval",
                      "model-engine-file", "labelfile-path")  # fmt: skip
 _NUMBERED = re.compile(r"^(source|sink|secondary-gie|message-consumer)([0-9]+)$")
@@ -101,9 +98,8 @@ def spec_of(group: str, key: str) -> KeySpec | None:
         return _GPU_ID
     table: Mapping[str, KeySpec] | None = {
         "application": APPLICATION_KEYS, "streammux": STREAMMUX_KEYS, "source": SOURCE_KEYS,
-        "primary-gie": GIE_KEYS, "secondary-gie": GIE_KEYS,
     }.get(kind) or APP_GROUP_TABLES.get(kind)  # fmt: skip
-    return table.get(key) if table is not None else None
+    return spec_for(table, key) if table is not None else None
 
 
 def _kind(group: str) -> str:
@@ -161,6 +157,7 @@ def import_app(
     cameras: list[str] = []
     sinks: list[dict[str, Any]] = []
     consumers: list[dict[str, Any]] = []
+    app_gies: dict[str, dict[str, Any]] = {}
     secondaries = 0
     config = "deepstream_app_config.txt"
 
@@ -313,8 +310,14 @@ def import_app(
                     pass  # the file is rendered under its base name
                 elif k in GIE_TO_PROPERTIES:
                     place(group.name, k, "property", rendered_file=gie["file"])
-                else:
-                    add_extra(group.name, rendered, {k: known[k]})
+                elif k == "input-tensor-meta" and known[k] is True:
+                    place(group.name, k, rendered)  # rendered from the GIE's input-tensor-from-meta
+                else:  # app-level only (bbox colours, nvbuf-memory-type, plugin-type, …): app.gies.<name>
+                    value = known[k]
+                    app_gies.setdefault(gie["name"], {})[k] = (
+                        list(value) if isinstance(value, tuple) else value
+                    )
+                    place(group.name, k, rendered)
             add_extra(group.name, rendered, unknown)
         elif kind in _MODELLED:
             if kind not in _FORCED_GPU and "gpu-id" in known:
@@ -340,6 +343,8 @@ def import_app(
         app["sinks"] = sinks
     if consumers:
         app["message-consumers"] = consumers
+    if app_gies:
+        app["gies"] = app_gies
     if extra:
         app["extraGroups"] = extra
     if not gies:
@@ -386,6 +391,8 @@ def _gie(
             if key in known and key in NVINFER_PROPERTY_KEYS:
                 value = known[key]
                 props[key] = list(value) if isinstance(value, tuple) else value
+        if known.get("input-tensor-meta") is True:  # deepstream-app sets nvinfer's input-tensor-meta from it
+            props["input-tensor-from-meta"] = True
     gie["properties"] = {k: list(v) if isinstance(v, tuple) else v for k, v in props.items()}
     return gie
 

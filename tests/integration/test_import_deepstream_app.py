@@ -252,3 +252,48 @@ def test_credentials_in_a_source_list_move_to_secret_files(samples_dir: Path, tm
         "list=rtsp://${secret:app-src0}@127.0.0.1:8554/gate;file:///media/dock.mp4\n"
         in (out / "rendered" / "deepstream_app_config.txt").read_text()
     )
+
+
+def test_app_level_gie_keys_and_pre_process_import_typed_and_round_trip(
+    samples_dir: Path, glib: GlibChecker, tmp_path: Path
+) -> None:
+    prefix = "deepstream-sources__samples__configs__deepstream-app__"
+    for gie_file in samples_dir.glob(f"{prefix}config_*.txt"):
+        (tmp_path / gie_file.name.removeprefix(prefix)).write_text(gie_file.read_text())
+    text = (
+        samples_dir / f"{prefix}source4_1080p_dec_infer-resnet_tracker_sgie_tiled_display_int8.txt"
+    ).read_text()
+    text = text.replace("[primary-gie]\n", "[pre-process]\nenable=1\nconfig-file=config_preprocess.txt\n\n"
+                        "[primary-gie]\ninput-tensor-meta=1\nbbox-bg-color3=0;0.5;0;0.25\n", 1)  # fmt: skip
+    app = tmp_path / "app.txt"
+    app.write_text(text)
+    out = tmp_path / "out"
+    proc = _cli(str(app), "--out", str(out), "--render")
+    assert proc.returncode == 0, proc.stderr
+    assert "[primary-gie]" not in proc.stderr  # no key of it goes to extraGroups any more
+    instances = (out / "instances.yaml").read_text()
+    assert "    gies:\n" in instances and "bbox-bg-color3:" in instances
+    result = import_app(text, str(app), read_gie_near(app))
+    rendered = {p.name: p.read_text() for p in (out / "rendered").iterdir()}
+    original = parse_keyfile(text, app.name)
+    want: dict[str, dict[str, str]] = {}
+    got: dict[str, dict[str, dict[str, str]]] = {}
+    pairs = []
+    for name in ("pre-process", "primary-gie", "secondary-gie0"):
+        group = original.group(name)
+        assert group is not None
+        for key in group.effective():
+            kind = result.getters[(name, key)]
+            want.setdefault(name, {})[key] = getter_for(kind)
+            if key == "config-file":
+                continue
+            file, rgroup, rkey = result.placements[(name, key)]
+            got.setdefault(file, {}).setdefault(rgroup, {})[rkey] = getter_for(kind)
+            pairs.append((name, key, file, rgroup, rkey))
+    order = sorted(got)
+    files = glib.read([(text, want), *((rendered[f], got[f]) for f in order)])
+    assert all(f.load_error is None for f in files)
+    for g, k, file, rg, rk in pairs:
+        assert files[1 + order.index(file)].value(rg, rk) == files[0].value(g, k), (g, k)
+    assert {("primary-gie", "bbox-border-color0"), ("primary-gie", "nvbuf-memory-type"),
+            ("pre-process", "enable"), ("primary-gie", "input-tensor-meta")} <= {p[:2] for p in pairs}  # fmt: skip

@@ -181,3 +181,66 @@ def test_source_list_renders_cameras_with_placeholders_and_no_source_groups() ->
     )
     assert "latency=9\n" in app and "live-source=1\n" in app
     assert rendered.secrets == ("cam-a", "cam-b")
+
+
+# ------------------------------------------------------------------------------------------- app-level GIE keys
+@pytest.mark.parametrize(
+    ("gies", "fragment"),
+    [
+        ({"pgie": {"bbox-border-color0": [1, 0, 0]}}, "bbox-border-color0: must have exactly 4 items"),
+        ({"pgie": {"bbox-bg-color2": [1, 0, 0, 1.5]}}, "bbox-bg-color2: item 4: must be between 0 and 1"),
+        ({"pgie": {"bbox-border-color<N>": [1, 0, 0, 1]}}, "with a class id"),
+        ({"pgie": {"plugin-type": 2}}, "must be one of 0 (nvinfer), 1 (nvinferserver)"),
+        ({"pgie": {"nvbuf-memory-type": 5}}, "must be one of"),
+        ({"pgie": {"input-tensor-meta": "yes"}}, "true"),
+        ({"pgie": {"batch-size": 4}}, "profile's gie properties or the instance's spec.overrides"),
+        ({"pgie": {"interval": 2}}, "spec.overrides"),
+        ({"pgie": {"config-file": "x.txt"}}, "config-file is the profile gie's file"),
+        ({"pgie": {"bbox-colour0": [1, 0, 0, 1]}}, "extra"),
+    ],
+)
+def test_app_level_gie_values_are_checked(gies: dict[str, Any], fragment: str) -> None:
+    inst = instance("ds", "n1", ["cam-a"])
+    inst["spec"]["app"]["gies"] = gies
+    with pytest.raises(ValueError) as info:
+        ANY_MANIFEST.validate_python(inst)
+    assert fragment.lower() in str(info.value).lower()
+
+
+def test_app_level_gie_keys_render_into_the_gie_groups_only() -> None:
+    gies = {"pgie": {"bbox-border-color0": "1;0;0;1", "bbox-border-color2": [0, 0, 1, 1], "bbox-bg-color0":
+            [0, 0, 0, 0.3], "nvbuf-memory-type": 3, "plugin-type": 0, "infer-raw-output-dir": "/workspace/out/raw"},
+            "sgie": {"enable": False, "input-tensor-meta": False}}  # fmt: skip
+    fleet = _fleet_with({"gies": gies})
+    assert "app-gie-settings" not in _rules({"gies": gies})
+    files = _files(fleet, "ds")
+    app = files["deepstream_app_config.txt"].content
+    primary = app.split("[primary-gie]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert primary == [
+        "enable=1", "gpu-id=0", "gie-unique-id=1", "batch-size=1", "config-file=pgie.txt",
+        "nvbuf-memory-type=3", "plugin-type=0", "infer-raw-output-dir=/workspace/out/raw",
+        "bbox-border-color0=1.0;0.0;0.0;1.0", "bbox-border-color2=0.0;0.0;1.0;1.0", "bbox-bg-color0=0.0;0.0;0.0;0.3",
+    ]  # fmt: skip
+    secondary = app.split("[secondary-gie0]\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert secondary[0] == "enable=0" and secondary[-1] == "input-tensor-meta=0"
+    assert "bbox" not in files["pgie.txt"].content and "nvbuf-memory-type" not in files["pgie.txt"].content
+
+
+def test_without_app_gies_the_gie_groups_are_unchanged() -> None:
+    plain = _files(_fleet_with({}), "ds")["deepstream_app_config.txt"].content
+    empty = _files(_fleet_with({"gies": {"pgie": {}}}), "ds")["deepstream_app_config.txt"].content
+    assert plain == empty
+
+
+@pytest.mark.parametrize(
+    ("gies", "fragment"),
+    [
+        ({"pgi": {"nvbuf-memory-type": 0}}, "the profile has no GIE 'pgi'; did you mean 'pgie'?"),
+        ({"pgie": {"plugin-type": 1}}, "plugin-type 1 (nvinferserver) needs an nvinferserver config"),
+    ],
+)
+def test_app_gie_settings_name_profile_gies_the_renderer_can_serve(
+    gies: dict[str, Any], fragment: str
+) -> None:
+    rules = _rules({"gies": gies})
+    assert len(rules["app-gie-settings"]) == 1 and fragment in rules["app-gie-settings"][0]
