@@ -9,10 +9,9 @@ from typing import Any
 from policies.registry import Context, Hit, did_you_mean, rule
 from schemas.deepstream import GieFormat
 from schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity
+from schemas.placeholders import broker_connection_has_credentials
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
-_USERINFO = re.compile(r"^[^;/@]*://[^/@]*:[^/@]*@|^[^;/]*:[^;/]*@")
-"""``scheme://user:password@host`` or ``user:password@host`` at the start of a connection string."""
 
 
 def _apps(ctx: Context) -> Iterator[tuple[str, DeepstreamAppInstanceSpec]]:
@@ -65,8 +64,9 @@ def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("broker-credentials", E, "broker connection strings carry no credentials (use msg-broker-config from a "
-      "secret mount)", relaxable=False, category="deepstream")  # fmt: skip
+@rule("broker-credentials", E, "broker connection strings carry no credentials (take the whole string from a "
+      "secret with {secretRef}, or use msg-broker-config from a secret mount)", relaxable=False,
+      category="deepstream")  # fmt: skip
 def broker_credentials(ctx: Context) -> Iterator[Hit]:
     for name, spec in _apps(ctx):
         places: list[tuple[str, tuple[str | int, ...], object]] = []
@@ -87,9 +87,10 @@ def broker_credentials(ctx: Context) -> Iterator[Hit]:
                 )
             )
         for group, path, value in places:
-            if isinstance(value, str) and (_USERINFO.search(value) or "password" in value.lower()):
+            if isinstance(value, str) and broker_connection_has_credentials(value):
                 yield Hit(
-                    f"instance {name!r}: [{group}] connection string carries credentials; put them in the "
+                    f"instance {name!r}: [{group}] connection string carries credentials (not shown); keep the "
+                    f"whole string in a secret and write {path[-1]}: {{secretRef: NAME}}, or put them in the "
                     "adapter's config file (msg-broker-config / config-file) mounted from a secret",
                     ctx.fleet.source("DsInstance", name, "spec", "app", *path),
                 )

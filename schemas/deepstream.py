@@ -48,6 +48,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.placeholders import SECRET_FIELDS
+
 __all__ = [
     "AUTO",
     "CCM_ALIGN_KEYS",
@@ -147,6 +149,9 @@ class KeySpec:
     exclusive_minimum: bool = False
     length_multiple: int | None = None
     choices_since: Mapping[int, str] | None = None
+    secret: bool = False
+    """The value may be ``{secretRef: NAME, key: password}``: the whole string comes from the agent's secret store
+    (rendered as ``${secret:NAME:password}``, :class:`SecretValue`)."""
 
     def choices_text(self) -> str:
         """``0 (FP32), 1 (INT8), …`` or ``""``."""
@@ -577,7 +582,13 @@ APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("msg-conv-config", _S, path=True, description="nvmsgconv config (type 6)."),
     KeySpec("msg-conv-payload-type", _I, minimum=0, description="Payload schema (0 full, 1 minimal, …)."),
     KeySpec("msg-broker-proto-lib", _S, path=True, description="Broker protocol adapter (type 6)."),
-    KeySpec("msg-broker-conn-str", _S, description="Broker connection string, e.g. host;port (type 6)."),
+    KeySpec(
+        "msg-broker-conn-str",
+        _S,
+        secret=True,
+        description="Broker connection string, e.g. host;port (type 6); {secretRef: NAME} when it carries "
+        "credentials (the whole string is the secret's password).",
+    ),
     KeySpec("topic", _S, description="Broker topic (type 6)."),
     KeySpec("link-to-demux", _B, description="Link the sink to the demuxer's source-id output."),
     KeySpec("profile", _I, minimum=0, description="Encoder profile."),
@@ -627,7 +638,13 @@ APP_MESSAGE_CONVERTER_KEYS: Final[dict[str, KeySpec]] = _table(
 APP_MESSAGE_CONSUMER_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("enable", _B, description="Consume cloud-to-device messages."),
     KeySpec("proto-lib", _S, path=True, description="Broker protocol adapter."),
-    KeySpec("conn-str", _S, description="Broker connection string (host;port)."),
+    KeySpec(
+        "conn-str",
+        _S,
+        secret=True,
+        description="Broker connection string (host;port); {secretRef: NAME} when it carries credentials "
+        "(the whole string is the secret's password).",
+    ),
     KeySpec("config-file", _S, path=True, description="Adapter config (credentials go here)."),
     KeySpec("subscribe-topic-list", _SL, description="Topics to subscribe to."),
     KeySpec("sensor-list-file", _S, path=True, description="Sensor id ↔ name list."),
@@ -930,6 +947,31 @@ def check_engine_template(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class SecretValue:
+    """A key's whole value taken from a secret on the agent host: ``{secretRef: NAME, key: password}`` (like an env
+    ``secretRef``); rendered as the placeholder ``${secret:NAME:KEY}`` (``schemas.placeholders``)."""
+
+    secretRef: str
+    key: str = "password"
+
+
+_SECRET_REF_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _check_secret_value(value: Mapping[Any, Any]) -> SecretValue:
+    unknown = sorted(str(k) for k in value if k not in ("secretRef", "key"))
+    if unknown:
+        raise _err("ds_secret", f"a secret value takes secretRef and key (not {', '.join(unknown)})")
+    ref = value.get("secretRef")
+    if not isinstance(ref, str) or len(ref) > 63 or not _SECRET_REF_RE.fullmatch(ref):
+        raise _err("ds_secret", "secretRef must name a secret (a DNS label: a-z, 0-9, '-')")
+    key = value.get("key", "password")
+    if key not in SECRET_FIELDS:
+        raise _err("ds_secret", f"key must be one of {', '.join(SECRET_FIELDS)}")
+    return SecretValue(ref, key)
+
+
 def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> object:
     """Validate and normalise one value for ``spec`` (raises ``PydanticCustomError``).
 
@@ -938,6 +980,10 @@ def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> objec
     """
     if value is None:
         return None
+    if spec.secret and isinstance(value, SecretValue):
+        return value
+    if spec.secret and isinstance(value, Mapping):
+        return _check_secret_value(value)
     kind = spec.kind
     if kind is ValueKind.INT:
         if auto and value == AUTO:
@@ -988,6 +1034,17 @@ def key_json_schema(spec: KeySpec, *, auto: bool = False) -> dict[str, Any]:
         return _number_schema(spec, "number")
     if kind is ValueKind.BOOL:
         return {"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}
+    if kind is ValueKind.STRING and spec.secret:
+        ref = {
+            "type": "object",
+            "properties": {
+                "secretRef": {"type": "string", "pattern": _SECRET_REF_RE.pattern, "maxLength": 63},
+                "key": {"enum": list(SECRET_FIELDS), "default": "password"},
+            },
+            "required": ["secretRef"],
+            "additionalProperties": False,
+        }
+        return {"anyOf": [{"type": "string"}, ref]}
     if kind is ValueKind.STRING:
         return {"type": "string"}
     item_kind = kind.item_kind

@@ -3,7 +3,8 @@
 Layouts (DESIGN §5): ``ccm`` — the older app's seven files; ``deepstream-app`` — NVIDIA's reference app config +
 one nvinfer (or nvdspreprocess) file per GIE. Key files follow GLib's rules (no inline comments, ``;`` lists,
 0/1 booleans, plain decimals). Camera credentials never enter a file: URLs carry a ``${secret:<ref>}``
-placeholder the agent fills from its local secret store.
+placeholder the agent fills from its local secret store; a broker connection string given as ``{secretRef}`` is
+``${secret:<ref>:password}``, filled with the whole stored value.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from schemas.deepstream import GieFormat
 from schemas.fleet import Fleet
 from schemas.manifests import Camera, CameraType, CcmInstanceSpec, DeepstreamAppInstanceSpec, GieRole
 from schemas.nodeconfigs import RenderedFile
-from schemas.placeholders import url_with_placeholder
+from schemas.placeholders import secret_field_placeholder, url_with_placeholder
 
 APP_CONFIG = "deepstream_app_config.txt"
 CCM_APP_CONF = "app_conf.json"
@@ -133,6 +134,20 @@ def _render_ccm(fleet: Fleet, res: ResolvedInstance, spec: CcmInstanceSpec) -> l
 # ------------------------------------------------------------------------------------------------------- deepstream-app
 def _source_type(camera: Camera) -> int:
     return 4 if camera.spec.source_type is CameraType.RTSP else 2
+
+
+def _secret_values(values: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    """Values given as ``{secretRef, key}`` (a connection string kept whole in a secret) → their placeholder
+    ``${secret:<ref>:<key>}``; the refs are added to ``secrets``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and "secretRef" in value:
+            ref = value["secretRef"]
+            out[key] = secret_field_placeholder(ref, value.get("key", "password"))
+            secrets.append(ref)
+        else:
+            out[key] = value
+    return out
 
 
 def _group(name: str, values: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
@@ -256,11 +271,13 @@ def _render_deepstream_app(
     if app.osd is not None:
         groups.append(_group("osd", {**app.osd.model_dump(by_alias=True), "gpu-id": 0}))
     for i, sink in enumerate(app.sinks):
-        groups.append(_group(f"sink{i}", sink.model_dump(by_alias=True)))
+        groups.append(_group(f"sink{i}", _secret_values(sink.model_dump(by_alias=True), secrets)))
     if app.message_converter is not None:
         groups.append(_group("message-converter", app.message_converter.model_dump(by_alias=True)))
     for i, consumer in enumerate(app.message_consumers):
-        groups.append(_group(f"message-consumer{i}", consumer.model_dump(by_alias=True)))
+        groups.append(
+            _group(f"message-consumer{i}", _secret_values(consumer.model_dump(by_alias=True), secrets))
+        )
     if app.nvds_analytics is not None:
         groups.append(_group("nvds-analytics", app.nvds_analytics.model_dump(by_alias=True)))
     if app.img_save is not None:

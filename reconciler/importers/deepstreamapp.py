@@ -10,7 +10,9 @@ key for key:
   ``cameraId``), the other keys → ``app.source-list``; ``[source-attr-all]`` → ``app.source-attr-all``; beside a
   source list, ``[sourceN]`` groups override a listed source's attributes and are kept verbatim;
 * ``[streammux]``, ``[application]``, ``[osd]``, ``[tracker]``, ``[tiled-display]``, ``[sinkN]``,
-  ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``;
+  ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``; a
+  broker connection string (``msg-broker-conn-str``, ``conn-str``) with credentials moves whole to a secret (its
+  password; no user name) and becomes ``{secretRef: <instance>-sinkN}``;
 * ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` → the profile's GIEs from their ``config-file``
   (read by :func:`reconciler.importers.nvinfer.import_keyfile`); app-level nvinfer keys override the file's;
   app-only keys (``bbox-border-colorN``, ``nvbuf-memory-type``, ``plugin-type`` 0, …) → ``app.gies.<name>``;
@@ -38,7 +40,7 @@ from schemas.deepstream import (
     ValueKind,
     spec_for,
 )
-from schemas.placeholders import url_has_credentials
+from schemas.placeholders import broker_connection_has_credentials, url_has_credentials
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 _I, _B, _S, _IL, _DL = (ValueKind.INT, ValueKind.BOOL, ValueKind.STRING, ValueKind.INT_LIST,
@@ -68,6 +70,7 @@ _NUMBERED = re.compile(r"^(source|sink|secondary-gie|message-consumer)([0-9]+)$"
 _MODELLED = {"osd": "osd", "tracker": "tracker", "tiled-display": "tiled-display", "sink": "sinks",
              "message-converter": "message-converter", "message-consumer": "message-consumers",
              "nvds-analytics": "nvds-analytics", "img-save": "img-save", "tests": "tests"}  # fmt: skip
+_CONNECTION_KEYS = {"sink": "msg-broker-conn-str", "message-consumer": "conn-str"}
 _FORCED_GPU = {"tiled-display", "tracker", "osd", "img-save", "streammux", "source", "primary-gie",
                "secondary-gie"}  # fmt: skip
 
@@ -333,6 +336,15 @@ def import_app(
                 app[_MODELLED[kind]] = known
             if kind in _FORCED_GPU:
                 gpu(group.name, known, rendered)
+            conn_key = _CONNECTION_KEYS.get(kind)
+            conn = known.get(conn_key) if conn_key else None
+            if conn_key and isinstance(conn, str) and broker_connection_has_credentials(conn):
+                ref = dns_label(f"{base}-{rendered}")[:63].rstrip("-")
+                out.secrets.append(Secret(ref=ref, username="", password=conn))
+                known[conn_key] = {"secretRef": ref}
+                warn(
+                    f"[{group.name}] {conn_key} carried credentials; the whole string moved to secret {ref!r}"
+                )
             for k in known:
                 place(group.name, k, rendered)
             add_extra(group.name, rendered, unknown)

@@ -244,3 +244,42 @@ def test_app_gie_settings_name_profile_gies_the_renderer_can_serve(
 ) -> None:
     rules = _rules({"gies": gies})
     assert len(rules["app-gie-settings"]) == 1 and fragment in rules["app-gie-settings"][0]
+
+
+# ------------------------------------------------------------------------------------- broker strings from a secret
+BROKER_SINK = {"type": 6, "msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_azure_proto.so",
+               "msg-conv-config": "msgconv.txt", "msg-broker-conn-str": {"secretRef": "iot-hub"}}  # fmt: skip
+
+
+def test_a_broker_connection_string_from_a_secret_renders_a_field_placeholder() -> None:
+    app = {"sinks": [BROKER_SINK], "message-consumers": [{"proto-lib": "/x.so", "conn-str": {"secretRef": "c2d",
+           "key": "password"}, "subscribe-topic-list": ["cmd"]}]}  # fmt: skip
+    assert not {"broker-credentials", "sink-broker-settings", "camera-url-credentials"} & set(_rules(app))
+    rendered = _files(_fleet_with(app), "ds")["deepstream_app_config.txt"]
+    assert "msg-broker-conn-str=${secret:iot-hub:password}\n" in rendered.content
+    assert "conn-str=${secret:c2d:password}\n" in rendered.content
+    assert rendered.secrets == ("c2d", "cam-a", "iot-hub")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({"secretRef": "Iot_Hub"}, "secretRef must name a secret"),
+        ({"secretRef": "iot", "key": "token"}, "key must be one of username, password"),
+        ({"secretRef": "iot", "value": "x"}, "takes secretRef and key"),
+        ({"key": "password"}, "secretRef must name a secret"),
+    ],
+)
+def test_a_secret_connection_value_is_checked(value: dict[str, Any], fragment: str) -> None:
+    inst = instance("ds", "n1", ["cam-a"])
+    inst["spec"]["app"]["sinks"] = [{**BROKER_SINK, "msg-broker-conn-str": value}]
+    with pytest.raises(ValueError) as info:
+        ANY_MANIFEST.validate_python(inst)
+    assert fragment in str(info.value)
+
+
+def test_secret_refs_are_not_accepted_where_dsfleet_cannot_fill_them() -> None:
+    inst = instance("ds", "n1", ["cam-a"])
+    inst["spec"]["app"]["sinks"] = [{**BROKER_SINK, "topic": {"secretRef": "iot-hub"}}]
+    with pytest.raises(ValueError, match="must be a string"):
+        ANY_MANIFEST.validate_python(inst)
