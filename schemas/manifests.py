@@ -315,6 +315,16 @@ class DeepstreamApp(FrozenModel):
         return value
 
 
+BROKER_CONNECTION_KEYS = {"sinks": "msg-broker-conn-str", "message-consumers": "conn-str"}
+"""Where a deepstream-app instance's broker connection strings sit (``spec.app.<list>[i].<key>``): rule
+``broker-credentials`` reports credentials in them (the generic ``camera-url-credentials`` skips them)."""
+
+
+def broker_connection_path(path: tuple[str | int, ...]) -> bool:
+    """True for the path (under ``spec``) of a broker connection string of a deepstream-app instance."""
+    return len(path) == 4 and path[0] == "app" and BROKER_CONNECTION_KEYS.get(str(path[1])) == path[3]
+
+
 class RestartPolicy(StrEnum):
     ALWAYS = "Always"
     ON_FAILURE = "OnFailure"

@@ -63,13 +63,39 @@ def test_display_sinks_warn_and_broker_sinks_need_their_settings() -> None:
 
 
 @pytest.mark.parametrize(
-    "conn", ["user:secret@10.0.0.1;9092", "amqp://guest:guest@127.0.0.1;5672", "h;1;password=x"]
+    "conn",
+    [
+        "user:secret@10.0.0.1;9092",
+        "amqp://guest:guest@127.0.0.1;5672",
+        "h;1;password=x",
+        "kafka://broker:9092?token=abc",
+        "HostName=hub.azure-devices.net;DeviceId=cam;SharedAccessKey=c2VjcmV0",
+        "broker;5672;user;pass=x",
+    ],
 )
-def test_broker_credentials_are_refused(conn: str) -> None:
-    rules = _rules({"sinks": [{"type": 6, "msg-broker-proto-lib": "/x.so", "msg-conv-config": "c.txt",
-                               "msg-broker-conn-str": conn}]})  # fmt: skip
-    assert len(rules["broker-credentials"]) == 1
-    assert "secret" not in rules["broker-credentials"][0].split("carries")[0]  # the value is never echoed
+@pytest.mark.parametrize("where", ["sink", "consumer"])
+def test_one_bad_connection_string_is_one_finding_at_its_key(conn: str, where: str) -> None:
+    """Exactly one finding per offending value, the specific broker-credentials one (camera-url-credentials, the
+    generic rule over every string, leaves broker connection strings to it), at the key's place."""
+    if where == "sink":
+        app: dict[str, Any] = {"sinks": [{"type": 6, "msg-broker-proto-lib": "/x.so", "msg-conv-config": "c.txt",
+                                          "msg-broker-conn-str": conn}]}  # fmt: skip
+        path = ("spec", "app", "sinks", 0, "msg-broker-conn-str")
+    else:
+        app = {"message-consumers": [{"proto-lib": "/x.so", "conn-str": conn}]}
+        path = ("spec", "app", "message-consumers", 0, "conn-str")
+    fleet = _fleet_with(app)
+    findings = [f for f in evaluate(fleet) if "credentials" in f.rule]
+    assert [f.rule for f in findings] == ["broker-credentials"]
+    assert findings[0].source == fleet.source("DsInstance", "ds", *path)
+    assert "secretRef" in findings[0].message
+    assert conn not in findings[0].message  # the value is never echoed
+
+
+def test_other_strings_of_an_app_still_go_through_the_generic_rule() -> None:
+    app = {"nvds-analytics": {"config-file": "rtsp://user:pw@10.0.0.1/x"}}
+    rules = _rules(app)
+    assert len(rules["camera-url-credentials"]) == 1 and "broker-credentials" not in rules
 
 
 def test_extra_groups_are_verbatim_with_a_warning() -> None:
