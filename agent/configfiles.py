@@ -4,8 +4,13 @@
 ``username:password`` (``urllib.parse.quote(..., safe="")`` on each part; ``username@`` when there is no
 password). Percent-encoding leaves only ``A-Z a-z 0-9 - . _ ~ %``, so the result cannot break the file's syntax;
 the value is escaped for the file's kind anyway (JSON string escapes, GLib key-file escapes), which keeps that
-true should the encoding ever change. Only the refs a file declares (``RenderedFile.secrets``) are filled: a
-placeholder of an undeclared ref is a ``ConfigError`` (the coordinator and the agent disagree).
+true should the encoding ever change. Each ``${secret:<ref>:<field>}`` (a broker connection string kept whole
+in a secret's password) is replaced by that field verbatim, escaped for the file's kind: in a GLib key file a
+backslash is doubled and newline, tab, CR and space become GLib's escapes (backslash + n, t, r, s; so leading
+and trailing spaces survive), which ``g_key_file_get_string`` reads back as the exact value; ``;`` and ``=``
+stay as they are (a string key, not a list); a NUL cannot be written and is an error. Only the refs a file
+declares (``RenderedFile.secrets``) are filled: a placeholder of an undeclared ref is a ``ConfigError`` (the
+coordinator and the agent disagree).
 
 ``plan_files`` compares an instance's desired files (placeholders filled) with what is in its directory and
 returns a ``FilePlan``: the files to write (new, changed content, or wrong mode) and the stale ones to remove.
@@ -24,7 +29,7 @@ from urllib.parse import quote
 from agent.credentials import Credential, SecretStore
 from agent.errors import ConfigError, SecretError
 from schemas.nodeconfigs import InstanceConfig, RenderedFile
-from schemas.placeholders import PLACEHOLDER_RE
+from schemas.placeholders import ANY_PLACEHOLDER_RE
 
 __all__ = [
     "MODE_PLAIN",
@@ -70,6 +75,8 @@ def file_kind(path: str) -> FileKind:
 
 def userinfo(credential: Credential) -> str:
     """The URL user-info of a credential: ``quote(user):quote(password)``, or ``quote(user)`` without password."""
+    if credential.username is None:
+        raise ValueError("a URL's user-info needs a user name")
     user = quote(credential.username, safe="")
     if credential.password is None:
         return user
@@ -85,6 +92,17 @@ def _escape_keyfile(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
 
 
+def _escape_keyfile_whole(value: str) -> str:
+    r"""A whole value for ``g_key_file_get_string``: every escape it knows, spaces as ``\s``."""
+    return _escape_keyfile(value).replace(" ", "\\s")
+
+
+def _escape_whole(value: str, kind: FileKind) -> str:
+    if kind is FileKind.KEYFILE:
+        return _escape_keyfile_whole(value)
+    return _escape(value, kind)
+
+
 def _escape(value: str, kind: FileKind) -> str:
     if kind is FileKind.JSON:
         return _escape_json(value)
@@ -96,14 +114,16 @@ def _escape(value: str, kind: FileKind) -> str:
 def fill_placeholders(
     content: str, refs: Iterable[str], store: SecretStore, *, kind: FileKind | str = FileKind.TEXT
 ) -> str:
-    """``content`` with every ``${secret:<ref>}`` of a declared ref replaced by its escaped user-info.
+    """``content`` with every ``${secret:<ref>}`` of a declared ref replaced by its escaped user-info, and every
+    ``${secret:<ref>:<field>}`` by that field, escaped for ``kind``.
 
     Raises ``ConfigError`` for a placeholder whose ref is not in ``refs``, and one ``SecretError`` listing every
     ref the store lacks (messages name refs and places, never values).
     """
     kind = FileKind(kind)
     declared = set(refs)
-    used = list(dict.fromkeys(m.group(1) for m in PLACEHOLDER_RE.finditer(content)))
+    matches = list(ANY_PLACEHOLDER_RE.finditer(content))
+    used = list(dict.fromkeys(m.group(1) for m in matches))
     undeclared = [ref for ref in used if ref not in declared]
     if undeclared:
         raise ConfigError(
@@ -111,16 +131,38 @@ def fill_placeholders(
             + ", ".join(repr(r) for r in undeclared)
             + " (a file's placeholders must be listed in its secrets)"
         )
-    values: dict[str, str] = {}
+    credentials: dict[str, Credential] = {}
     errors: list[SecretError] = []
     for ref in used:
         try:
-            values[ref] = _escape(userinfo(store.get(ref)), kind)
+            credentials[ref] = store.get(ref)
         except SecretError as exc:
             errors.append(exc)
+    values: dict[tuple[str, str | None], str] = {}
+    for m in matches:
+        ref, name = m.group(1), m.group(3)
+        cred = credentials.get(ref)
+        if cred is None or (ref, name) in values:
+            continue
+        if name is None:
+            if cred.username is None:
+                errors.append(SecretError(f"secret {ref!r} has no user name (a camera URL's user-info needs one)",
+                                          [ref]))  # fmt: skip
+                continue
+            values[(ref, name)] = _escape(userinfo(cred), kind)
+            continue
+        raw = cred.username if name == "username" else cred.password
+        if raw is None:
+            errors.append(
+                SecretError(f"secret {ref!r} has no {name} (the value this file takes from it)", [ref])
+            )
+        elif "\0" in raw:
+            errors.append(SecretError(f"secret {ref!r}: its {name} contains a NUL character", [ref]))
+        else:
+            values[(ref, name)] = _escape_whole(raw, kind)
     if errors:
         raise SecretError.combine(errors)
-    return PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], content)
+    return ANY_PLACEHOLDER_RE.sub(lambda m: values[(m.group(1), m.group(3))], content)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ __all__ = ["Credential", "MemorySecretStore", "SecretStore"]
 
 @dataclass(frozen=True)
 class Credential:
-    """A user name and an optional password. ``repr`` shows neither."""
+    """A user name and a password, either optional (not both: the store refuses an empty secret). A camera URL's
+    user-info needs the user name; a value kept whole in a secret (a broker connection string) is its password.
+    ``repr`` shows neither."""
 
-    username: str = field(repr=False)
+    username: str | None = field(repr=False)
     password: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""The agent host's local secret store (DESIGN §5, §9.7): camera credentials by secret ref.
+"""The agent host's local secret store (DESIGN §5, §9.7): camera credentials and other secrets by secret ref.
 
 A ref (``credentials.secretRef`` in a Camera manifest, e.g. ``cam-gate``) names one credential, a user name and
 an optional password (``agent.credentials.Credential``), looked up in two places:
@@ -19,8 +19,10 @@ Rules (the same layering as settings: files first, the environment overrides):
   is refused, like ssh refuses an unprotected key: the error names the path and asks for ``chmod 600 PATH``.
   Symlinks are followed (a Kubernetes secret volume is made of them) and the target's mode is what counts;
   the target must be a regular file.
-- **Shape.** The user name is required and must not be empty; the password is optional (a credential without
-  one renders as ``user@`` in a URL). A password without a user name is an error.
+- **Shape.** A secret has a user name, a password, or both; a user name file or variable that is set must not be
+  empty. A camera URL's user-info needs the user name (a credential without password renders as ``user@``); a
+  value kept whole in a secret, such as a broker connection string (``${secret:<ref>:password}``), is its
+  password and needs no user name. The file writer reports a secret that lacks what a placeholder needs.
 - Refs must be DNS labels (the placeholder syntax of ``schemas.placeholders``), so a ref can never name a path
   outside ``secrets/``.
 
@@ -97,11 +99,7 @@ class LocalSecretStore:
         password = self._lookup(ref, PASSWORD, pass_env)
         if username is None:
             if password is not None:
-                raise SecretError(
-                    f"secret {ref!r}: a password is set but no user name "
-                    f"(create {self.root / ref / USERNAME} or set {user_env})",
-                    [ref],
-                )
+                return Credential(None, password)  # a value kept whole in the password (a connection string)
             raise SecretError(f"secret {ref!r} not found: looked in {self.where(ref)}", [ref])
         if not username:
             source = user_env if user_env in self._environ else str(self.root / ref / USERNAME)

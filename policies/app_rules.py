@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
-from policies.registry import Context, Hit, rule
+from policies.registry import Context, Hit, did_you_mean, rule
+from schemas.deepstream import GieFormat
 from schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity
+from schemas.placeholders import broker_connection_has_credentials
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
-_USERINFO = re.compile(r"^[^;/@]*://[^/@]*:[^/@]*@|^[^;/]*:[^;/]*@")
-"""``scheme://user:password@host`` or ``user:password@host`` at the start of a connection string."""
 
 
 def _apps(ctx: Context) -> Iterator[tuple[str, DeepstreamAppInstanceSpec]]:
@@ -63,8 +64,9 @@ def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("broker-credentials", E, "broker connection strings carry no credentials (use msg-broker-config from a "
-      "secret mount)", relaxable=False, category="deepstream")  # fmt: skip
+@rule("broker-credentials", E, "broker connection strings carry no credentials (take the whole string from a "
+      "secret with {secretRef}, or use msg-broker-config from a secret mount)", relaxable=False,
+      category="deepstream")  # fmt: skip
 def broker_credentials(ctx: Context) -> Iterator[Hit]:
     for name, spec in _apps(ctx):
         places: list[tuple[str, tuple[str | int, ...], object]] = []
@@ -85,9 +87,142 @@ def broker_credentials(ctx: Context) -> Iterator[Hit]:
                 )
             )
         for group, path, value in places:
-            if isinstance(value, str) and (_USERINFO.search(value) or "password" in value.lower()):
+            if isinstance(value, str) and broker_connection_has_credentials(value):
                 yield Hit(
-                    f"instance {name!r}: [{group}] connection string carries credentials; put them in the "
+                    f"instance {name!r}: [{group}] connection string carries credentials (not shown); keep the "
+                    f"whole string in a secret and write {path[-1]}: {{secretRef: NAME}}, or put them in the "
                     "adapter's config file (msg-broker-config / config-file) mounted from a secret",
                     ctx.fleet.source("DsInstance", name, "spec", "app", *path),
+                )
+
+
+_SOURCE_GROUP = re.compile(r"^source([0-9]+)$")
+_LIST_SCHEMES = ("rtsp://", "file://")
+"""The URI prefixes deepstream-app's ``[source-list]`` accepts (``set_source_all_configs``; ``usb:``/``csi:``
+are not cameras dsfleet models)."""
+
+
+@rule("app-source-list", E, "[source-list] settings are consistent: cameras it can open, no per-camera "
+      "[sourceN] beside nvmultiurisrcbin, REST settings only with nvmultiurisrcbin", category="deepstream")  # fmt: skip
+def app_source_list(ctx: Context) -> Iterator[Hit]:
+    for name, spec in _apps(ctx):
+        app = spec.app
+
+        def at(*path: str | int, _name: str = name) -> Any:
+            return ctx.fleet.source("DsInstance", _name, "spec", "app", *path)
+
+        if app.source_list is None:
+            continue
+        settings = app.source_list.values_by_key()
+        multi = bool(settings.get("use-nvmultiurisrcbin"))
+        cameras = ctx.resolved[name].cameras if name in ctx.resolved else spec.cameras
+        if app.sources.model_dump(exclude_none=True):
+            yield Hit(
+                f"instance {name!r}: app.sources is written to each [sourceN], which a source list replaces; set "
+                "these keys in source-attr-all",
+                at("sources"),
+            )
+        for group in app.extraGroups:
+            match = _SOURCE_GROUP.match(group)
+            if match is None:
+                continue
+            if multi:
+                yield Hit(
+                    f"instance {name!r}: [{group}] beside use-nvmultiurisrcbin: nvmultiurisrcbin takes every "
+                    "source's attributes from [source-attr-all] and ignores per-camera groups",
+                    at("extraGroups", group),
+                )
+            elif int(match.group(1)) >= len(cameras):
+                yield Hit(
+                    f"instance {name!r}: [{group}] overrides source {match.group(1)} of a list of "
+                    f"{len(cameras)}; deepstream-app refuses an index past the list",
+                    at("extraGroups", group),
+                )
+        for camera_name in cameras:
+            camera = ctx.fleet.cameras.get(camera_name)
+            if camera is not None and not camera.spec.url.lower().startswith(_LIST_SCHEMES):
+                yield Hit(
+                    f"instance {name!r}: camera {camera_name!r}: a source list opens only rtsp:// and file:// "
+                    "URLs (deepstream-app: 'Incorrect URI for camera source')",
+                    ctx.fleet.source("Camera", camera_name, "spec", "url"),
+                )
+        names = settings.get("sensor-name-list")
+        if names is not None and len(names) != len(cameras):
+            yield Hit(
+                f"instance {name!r}: source-list sensor-name-list has {len(names)} names for "
+                f"{len(cameras)} cameras",
+                at("source-list", "sensor-name-list"),
+            )
+        limit = settings.get("max-batch-size")
+        if multi and isinstance(limit, int) and limit < len(cameras):
+            yield Hit(
+                f"instance {name!r}: source-list max-batch-size {limit} is less than its {len(cameras)} cameras",
+                at("source-list", "max-batch-size"),
+            )
+        port = settings.get("http-port")
+        if isinstance(port, str) and not (port.isdigit() and 1 <= int(port) <= 65535):
+            yield Hit(
+                f"instance {name!r}: source-list http-port must be a port number (1-65535)",
+                at("source-list", "http-port"),
+            )
+
+
+@rule("app-source-list-ignored", W, "[source-list]/[source-attr-all] settings deepstream-app would ignore",
+      category="deepstream")  # fmt: skip
+def app_source_list_ignored(ctx: Context) -> Iterator[Hit]:
+    for name, spec in _apps(ctx):
+        app = spec.app
+
+        def at(*path: str | int, _name: str = name) -> Any:
+            return ctx.fleet.source("DsInstance", _name, "spec", "app", *path)
+
+        if app.source_list is None:
+            if app.source_attr_all is not None:
+                yield Hit(
+                    f"instance {name!r}: [source-attr-all] without [source-list] is ignored by deepstream-app "
+                    "(set source-list, or use app.sources)",
+                    at("source-attr-all"),
+                )
+            continue
+        settings = app.source_list.values_by_key()
+        multi = bool(settings.get("use-nvmultiurisrcbin"))
+        for key in ("http-ip", "http-port", "max-batch-size", "low-latency-mode"):
+            if key in settings and not multi:
+                yield Hit(
+                    f"instance {name!r}: source-list {key} is used only with use-nvmultiurisrcbin: true",
+                    at("source-list", key),
+                )
+
+
+@rule("app-gie-settings", E, "app.gies names GIEs of the instance's profile, with keys their group reads",
+      category="deepstream")  # fmt: skip
+def app_gie_settings(ctx: Context) -> Iterator[Hit]:
+    for name, spec in _apps(ctx):
+        if not spec.app.gies or name not in ctx.resolved:
+            continue
+        gies = {g.name: g for g in ctx.resolved[name].gies}
+        for gie_name, settings in sorted(spec.app.gies.items()):
+            where = ctx.fleet.source("DsInstance", name, "spec", "app", "gies", gie_name)
+            gie = gies.get(gie_name)
+            if gie is None:
+                yield Hit(
+                    f"instance {name!r}: app.gies.{gie_name}: the profile has no GIE {gie_name!r}"
+                    + did_you_mean(gie_name, gies),
+                    where,
+                )
+                continue
+            values = settings.values_by_key()
+            if gie.format is GieFormat.NVDSPREPROCESS:
+                other = sorted(k for k in values if k != "enable")
+                if other:
+                    yield Hit(
+                        f"instance {name!r}: app.gies.{gie_name}: [pre-process] reads only enable (not "
+                        f"{', '.join(other)})",
+                        where,
+                    )
+            elif values.get("plugin-type") == 1:
+                yield Hit(
+                    f"instance {name!r}: app.gies.{gie_name}: plugin-type 1 (nvinferserver) needs an "
+                    f"nvinferserver config, but the profile renders {gie.file} for nvinfer",
+                    ctx.fleet.source("DsInstance", name, "spec", "app", "gies", gie_name, "plugin-type"),
                 )

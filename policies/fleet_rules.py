@@ -8,7 +8,7 @@ from typing import Any
 from policies.registry import Context, Hit, did_you_mean, rule
 from policies.resolution import image_allowed
 from schemas.findings import INVALID_TARGET, Note, SourceRef
-from schemas.manifests import RuleSeverity
+from schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity, broker_connection_path
 from schemas.placeholders import (
     connection_has_credentials,
     secret_env_name,
@@ -278,7 +278,10 @@ def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
                     ctx.fleet.source("DsInstance", name, "spec", "env", key),
                 )
         dumped = spec.model_dump(mode="json", by_alias=True, exclude={"env"})
+        app_layout = isinstance(spec, DeepstreamAppInstanceSpec)
         for path, value in _strings(dumped, ()):
+            if app_layout and broker_connection_path(path):
+                continue  # one finding per value: broker-credentials reports it, at the same place
             leaf = str(path[-1]).lower()
             connection = "conn" in leaf or leaf.endswith("servers")
             if (connection and connection_has_credentials(value)) or text_has_credentials(value):

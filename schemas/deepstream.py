@@ -48,6 +48,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from schemas.placeholders import SECRET_FIELDS
+
 __all__ = [
     "AUTO",
     "CCM_ALIGN_KEYS",
@@ -147,6 +149,9 @@ class KeySpec:
     exclusive_minimum: bool = False
     length_multiple: int | None = None
     choices_since: Mapping[int, str] | None = None
+    secret: bool = False
+    """The value may be ``{secretRef: NAME, key: password}``: the whole string comes from the agent's secret store
+    (rendered as ``${secret:NAME:password}``, :class:`SecretValue`)."""
 
     def choices_text(self) -> str:
         """``0 (FP32), 1 (INT8), …`` or ``""``."""
@@ -577,7 +582,13 @@ APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("msg-conv-config", _S, path=True, description="nvmsgconv config (type 6)."),
     KeySpec("msg-conv-payload-type", _I, minimum=0, description="Payload schema (0 full, 1 minimal, …)."),
     KeySpec("msg-broker-proto-lib", _S, path=True, description="Broker protocol adapter (type 6)."),
-    KeySpec("msg-broker-conn-str", _S, description="Broker connection string, e.g. host;port (type 6)."),
+    KeySpec(
+        "msg-broker-conn-str",
+        _S,
+        secret=True,
+        description="Broker connection string, e.g. host;port (type 6); {secretRef: NAME} when it carries "
+        "credentials (the whole string is the secret's password).",
+    ),
     KeySpec("topic", _S, description="Broker topic (type 6)."),
     KeySpec("link-to-demux", _B, description="Link the sink to the demuxer's source-id output."),
     KeySpec("profile", _I, minimum=0, description="Encoder profile."),
@@ -627,7 +638,13 @@ APP_MESSAGE_CONVERTER_KEYS: Final[dict[str, KeySpec]] = _table(
 APP_MESSAGE_CONSUMER_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("enable", _B, description="Consume cloud-to-device messages."),
     KeySpec("proto-lib", _S, path=True, description="Broker protocol adapter."),
-    KeySpec("conn-str", _S, description="Broker connection string (host;port)."),
+    KeySpec(
+        "conn-str",
+        _S,
+        secret=True,
+        description="Broker connection string (host;port); {secretRef: NAME} when it carries credentials "
+        "(the whole string is the secret's password).",
+    ),
     KeySpec("config-file", _S, path=True, description="Adapter config (credentials go here)."),
     KeySpec("subscribe-topic-list", _SL, description="Topics to subscribe to."),
     KeySpec("sensor-list-file", _S, path=True, description="Sensor id ↔ name list."),
@@ -651,6 +668,115 @@ APP_IMG_SAVE_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("min-box-height", _I, minimum=0, description="Smallest box height saved."),
 )
 
+SOURCE_TYPES: Final = {
+    1: "CameraV4L2",
+    2: "URI",
+    3: "MultiURI",
+    4: "RTSP",
+    5: "CSI (Jetson)",
+    6: "Audio WAV",
+    7: "Audio URI",
+    8: "ALSA",
+    9: "IPC",
+}
+
+APP_SOURCE_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Create the sources."),
+    KeySpec("type", _I, choices=SOURCE_TYPES, description="Source type (with a source list, from each URI)."),
+    KeySpec("num-sources", _I, minimum=1, maximum=1024, description="MultiURI: copies of the source."),
+    KeySpec("cudadec-memtype", _I, choices={0: "Device", 1: "Pinned", 2: "Unified"}, description="Decoder memory."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec("latency", _I, minimum=0, description="RTSP jitterbuffer latency (ms)."),
+    KeySpec("drop-frame-interval", _I, minimum=0, description="Decode every Nth frame (0 = all)."),
+    KeySpec("num-decode-surfaces", _I, minimum=1, description="Decoder surfaces."),
+    KeySpec("num-extra-surfaces", _I, minimum=0, description="Extra decoder surfaces."),
+    KeySpec("intra-decode-enable", _B, description="Decode only I-frames."),
+    KeySpec("low-latency-decode", _B, description="Low-latency decode mode."),
+    KeySpec("select-rtp-protocol", _I, choices={0: "auto (UDP, then TCP)", 4: "TCP only"},
+            description="RTSP transport."),
+    KeySpec("rtsp-reconnect-interval-sec", _I, minimum=0, description="Reconnect after N s without data (0 = off)."),
+    KeySpec("rtsp-reconnect-attempts", _I, minimum=-1, description="Reconnect attempts (-1 = forever)."),
+    KeySpec("udp-buffer-size", _I, minimum=0, description="RTSP UDP buffer size (bytes)."),
+    KeySpec("camera-width", _I, minimum=1, description="Camera capture width."),
+    KeySpec("camera-height", _I, minimum=1, description="Camera capture height."),
+    KeySpec("camera-fps-n", _I, minimum=1, description="Camera frame-rate numerator."),
+    KeySpec("camera-fps-d", _I, minimum=1, description="Camera frame-rate denominator."),
+    KeySpec("video-format", _S, description="Camera video format (e.g. NV12)."),
+    KeySpec("smart-record", _I, choices={0: "off", 1: "cloud events", 2: "cloud events and local"},
+            description="Smart recording trigger."),
+    KeySpec("smart-rec-dir-path", _S, path=True, description="Smart recording directory."),
+    KeySpec("smart-rec-file-prefix", _S, description="Smart recording file prefix."),
+    KeySpec("smart-rec-cache", _I, minimum=0, description="Smart recording cache (s)."),
+    KeySpec("smart-rec-container", _I, choices={0: "mp4", 1: "mkv"}, description="Smart recording container."),
+    KeySpec("smart-rec-start-time", _I, minimum=0, description="Seconds before the event to record."),
+    KeySpec("smart-rec-default-duration", _I, minimum=0, description="Default recording duration (s)."),
+    KeySpec("smart-rec-duration", _I, minimum=0, description="Recording duration (s)."),
+    KeySpec("smart-rec-interval", _I, minimum=0, description="Seconds between recordings."),
+    KeySpec("extract-sei-type5-data", _B, description="Extract SEI type 5 user data."),
+)  # fmt: skip
+"""``[sourceN]`` / ``[source-attr-all]`` keys (S70 ``deepstream_config_file_parser.c`` ``parse_source``); ``gpu-id``
+is rendered 0, ``uri`` and ``camera-id`` come from the Camera manifests."""
+
+SOURCE_LIST_DERIVED_KEYS: Final = ("num-source-bins", "list", "sensor-id-list")
+"""``[source-list]`` keys dsfleet renders from the instance's cameras (never written in a manifest)."""
+
+APP_SOURCE_LIST_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("num-source-bins", _I, minimum=0, maximum=1024, description="Number of URIs in list (rendered)."),
+    KeySpec("list", _SL, max_length=1024, description="The source URIs (rendered from the cameras)."),
+    KeySpec("sensor-id-list", _SL, max_length=1024, description="Sensor ids (rendered: the cameras' cameraId)."),
+    KeySpec("sensor-name-list", _SL, max_length=1024,
+            description="Sensor names, one per camera (default: the Camera manifests' names)."),
+    KeySpec("use-nvmultiurisrcbin", _B, since="6.2",
+            description="One nvmultiurisrcbin for all sources (REST API to add/remove streams)."),
+    KeySpec("max-batch-size", _I, minimum=1, maximum=1024, since="6.2",
+            description="nvmultiurisrcbin: most sources at once (streammux batch)."),
+    KeySpec("http-ip", _S, since="6.2", description="nvmultiurisrcbin REST server address."),
+    KeySpec("http-port", _S, since="6.2", description="nvmultiurisrcbin REST server port (a string, e.g. 9000)."),
+    KeySpec("sgie-batch-size", _I, minimum=1, maximum=1024, description="Batch size of every secondary GIE."),
+    KeySpec("stream-name-display", _B, description="Show each stream's sensor name on the OSD."),
+    KeySpec("low-latency-mode", _B, description="nvmultiurisrcbin low-latency decode."),
+)  # fmt: skip
+"""``[source-list]`` (nvmultiurisrcbin, DS 6.2+; S70 ``parse_source_list``); ``list``, ``num-source-bins`` and
+``sensor-id-list`` are rendered from the cameras (:data:`SOURCE_LIST_DERIVED_KEYS`)."""
+
+BBOX_COLOR_KEYS: Final = ("bbox-border-color<N>", "bbox-bg-color<N>")
+"""How the per-class OSD colour keys of a GIE group are spelled in the tables (``bbox-border-color0``, …)."""
+BBOX_COLOR_RE: Final = re.compile(r"^(bbox-border-color|bbox-bg-color)([0-9]+)$")
+
+APP_GIE_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Create this GIE."),
+    KeySpec("config-file", _S, path=True, description="The GIE's own config (mandatory; the profile's file)."),
+    KeySpec("gie-unique-id", _I, minimum=1, description="ID stamped on metadata; unique in a pipeline."),
+    KeySpec("operate-on-gie-id", _I, minimum=-1, description="Secondary: objects from this gie-unique-id."),
+    KeySpec("operate-on-class-ids", _IL, minimum=0, description="Secondary: objects of these classes."),
+    KeySpec("batch-size", _I, minimum=1, maximum=1024, description="Frames/objects per batch."),
+    KeySpec("interval", _I, minimum=0, description="Batches to skip between inferences."),
+    KeySpec("model-engine-file", _S, path=True, description="Serialized TensorRT engine."),
+    KeySpec("labelfile-path", _S, path=True, description="Labels file."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec("plugin-type", _I, choices={0: "nvinfer", 1: "nvinferserver"}, description="Inference plugin."),
+    KeySpec("input-tensor-meta", _B, description="Infer on tensors prepared by nvdspreprocess."),
+    KeySpec("infer-raw-output-dir", _S, path=True, description="Dump raw inference output here."),
+    KeySpec("bbox-border-color<N>", _DL, length=4, minimum=0, maximum=1,
+            description="OSD box colour r;g;b;a (0..1) of class N (app only)."),
+    KeySpec("bbox-bg-color<N>", _DL, length=4, minimum=0, maximum=1,
+            description="OSD box fill r;g;b;a (0..1) of class N (app only)."),
+)  # fmt: skip
+"""``[primary-gie]`` / ``[secondary-gie<N>]`` of the app config (S70 ``parse_gie``): app-level keys override the
+GIE file's. The keys nvinfer also reads are set in the profile (``properties``) or ``spec.overrides`` and
+rendered into both files (:data:`APP_GIE_SHARED_KEYS`); the others in ``app.gies.<name>``."""
+
+APP_GIE_SHARED_KEYS: Final = (
+    "config-file", "gie-unique-id", "operate-on-gie-id", "operate-on-class-ids", "batch-size", "interval",
+    "model-engine-file", "labelfile-path",
+)  # fmt: skip
+
+APP_PRE_PROCESS_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, description="Run nvdspreprocess."),
+    KeySpec("config-file", _S, path=True, description="The nvdspreprocess config (the profile's file)."),
+)
+"""``[pre-process]`` of the app config (S70 ``parse_preprocess``)."""
+
 APP_TESTS_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("file-loop", _B, description="Loop file sources."),
     KeySpec("pipeline-recreate-sec", _I, minimum=0, description="Recreate the pipeline every N seconds."),
@@ -669,6 +795,9 @@ def spec_for(table: Mapping[str, KeySpec], key: str) -> KeySpec | None:
     spec = table.get(key)
     if spec is None and ROI_PARAMS_RE.match(key) and ROI_PARAMS_KEY in table:
         return table[ROI_PARAMS_KEY]
+    bbox = BBOX_COLOR_RE.match(key) if spec is None else None
+    if bbox is not None:
+        return table.get(f"{bbox.group(1)}<N>")
     return spec
 
 
@@ -818,6 +947,31 @@ def check_engine_template(value: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class SecretValue:
+    """A key's whole value taken from a secret on the agent host: ``{secretRef: NAME, key: password}`` (like an env
+    ``secretRef``); rendered as the placeholder ``${secret:NAME:KEY}`` (``schemas.placeholders``)."""
+
+    secretRef: str
+    key: str = "password"
+
+
+_SECRET_REF_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _check_secret_value(value: Mapping[Any, Any]) -> SecretValue:
+    unknown = sorted(str(k) for k in value if k not in ("secretRef", "key"))
+    if unknown:
+        raise _err("ds_secret", f"a secret value takes secretRef and key (not {', '.join(unknown)})")
+    ref = value.get("secretRef")
+    if not isinstance(ref, str) or len(ref) > 63 or not _SECRET_REF_RE.fullmatch(ref):
+        raise _err("ds_secret", "secretRef must name a secret (a DNS label: a-z, 0-9, '-')")
+    key = value.get("key", "password")
+    if key not in SECRET_FIELDS:
+        raise _err("ds_secret", f"key must be one of {', '.join(SECRET_FIELDS)}")
+    return SecretValue(ref, key)
+
+
 def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> object:
     """Validate and normalise one value for ``spec`` (raises ``PydanticCustomError``).
 
@@ -826,6 +980,10 @@ def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> objec
     """
     if value is None:
         return None
+    if spec.secret and isinstance(value, SecretValue):
+        return value
+    if spec.secret and isinstance(value, Mapping):
+        return _check_secret_value(value)
     kind = spec.kind
     if kind is ValueKind.INT:
         if auto and value == AUTO:
@@ -876,6 +1034,17 @@ def key_json_schema(spec: KeySpec, *, auto: bool = False) -> dict[str, Any]:
         return _number_schema(spec, "number")
     if kind is ValueKind.BOOL:
         return {"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}
+    if kind is ValueKind.STRING and spec.secret:
+        ref = {
+            "type": "object",
+            "properties": {
+                "secretRef": {"type": "string", "pattern": _SECRET_REF_RE.pattern, "maxLength": 63},
+                "key": {"enum": list(SECRET_FIELDS), "default": "password"},
+            },
+            "required": ["secretRef"],
+            "additionalProperties": False,
+        }
+        return {"anyOf": [{"type": "string"}, ref]}
     if kind is ValueKind.STRING:
         return {"type": "string"}
     item_kind = kind.item_kind
@@ -1065,6 +1234,107 @@ def _build_preprocess_group() -> type[DeepStreamKeys]:
     )
 
 
+class _BboxColorGroup(DeepStreamKeys):
+    """Moves ``bbox-border-color<N>`` / ``bbox-bg-color<N>`` keys into two mappings (class id → colour) on input and
+    back out, by class id, on dump."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_colors(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        out: dict[str, Any] = {}
+        colors: dict[str, dict[int, Any]] = {}
+        for key, value in data.items():
+            if key in BBOX_COLOR_KEYS:
+                raise _err("ds_key", f"write {key} with a class id, e.g. {key[:-3]}0")
+            if key in APP_GIE_SHARED_KEYS:
+                raise _err(
+                    "ds_key",
+                    f"{key} is set in the profile's GIE properties or the instance's spec.overrides (dsfleet "
+                    "writes it to the app group and the GIE file alike)"
+                    if key != "config-file"
+                    else "config-file is the profile GIE's file",
+                )
+            match = BBOX_COLOR_RE.match(key) if isinstance(key, str) else None
+            if match:
+                colors.setdefault(f"{match.group(1)}<N>", {})[int(match.group(2))] = value
+            else:
+                out[key] = value
+        out.update(colors)
+        return out
+
+    @model_serializer(mode="wrap")
+    def _expand_colors(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if not isinstance(data, dict):  # pragma: no cover - pydantic always gives a dict here
+            return data  # type: ignore[no-any-return]
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            pattern = next((p for p in BBOX_COLOR_KEYS if key in (p, _field_name(p))), None)
+            if pattern is None:
+                out[key] = value
+            elif value is not None:
+                for class_id in sorted(value, key=int):
+                    out[f"{pattern[:-3]}{class_id}"] = value[class_id]
+        return out
+
+
+def _color_field_validator(spec: KeySpec) -> Callable[[object], object]:
+    def validate(value: object) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):  # pragma: no cover - the before-validator builds the mapping
+            raise _err("ds_color", "must map class ids to colours")
+        result: dict[int, object] = {}
+        for class_id, color in value.items():
+            cid = int(class_id)
+            try:
+                result[cid] = _check_list(spec, color, False)
+            except PydanticCustomError as exc:
+                raise _err(exc.type, f"{spec.name[:-3]}{cid}: {exc.message()}") from None
+        return result
+
+    return validate
+
+
+def _build_app_gie() -> type[DeepStreamKeys]:
+    fields: dict[str, Any] = {}
+    for key, spec in APP_GIE_KEYS.items():
+        if key in APP_GIE_SHARED_KEYS:
+            continue
+        if key in BBOX_COLOR_KEYS:
+            fields[_field_name(key)] = (
+                Annotated[Any, PlainValidator(_color_field_validator(spec)), WithJsonSchema({})],
+                Field(default=None, alias=key),
+            )
+        else:
+            fields[_field_name(key)] = _field_for(spec, False)
+
+    def schema_extra(schema: dict[str, Any]) -> None:
+        patterns: dict[str, Any] = {}
+        for key in BBOX_COLOR_KEYS:
+            schema.get("properties", {}).pop(key, None)
+            value_schema = key_json_schema(APP_GIE_KEYS[key])
+            value_schema["description"] = key_description(APP_GIE_KEYS[key])
+            patterns[f"^{key[:-3]}[0-9]+$"] = value_schema
+        schema["patternProperties"] = patterns
+
+    base = type(
+        "_AppGieBase",
+        (_BboxColorGroup,),
+        {"model_config": ConfigDict(json_schema_extra=schema_extra), "__module__": __name__},
+    )
+    return create_model(
+        "AppGie",
+        __base__=base,
+        __module__=__name__,
+        __doc__="App-level keys of a ``[primary-gie]`` / ``[secondary-gie<N>]`` group that nvinfer does not read "
+        "(``bbox-border-color<N>`` with a class id).",
+        **fields,
+    )
+
+
 if TYPE_CHECKING:
     # mypy sees the generated models as plain key models; build them with ``model_validate``.
     class NvinferProperties(DeepStreamKeys): ...
@@ -1094,6 +1364,14 @@ if TYPE_CHECKING:
     class AppImgSave(DeepStreamKeys): ...
 
     class AppTests(DeepStreamKeys): ...
+
+    class AppSourceList(DeepStreamKeys): ...
+
+    class AppSourceAttrAll(DeepStreamKeys): ...
+
+    class AppGie(DeepStreamKeys): ...
+
+    class AppPreProcess(DeepStreamKeys): ...
 
 else:
     NvinferProperties = _build(
@@ -1157,6 +1435,25 @@ else:
         "AppImgSave", APP_IMG_SAVE_KEYS, "deepstream-app ``[img-save]``.", defaults={"enable": True}
     )
     AppTests = _build("AppTests", APP_TESTS_KEYS, "deepstream-app ``[tests]``.")
+    AppSourceList = _build(
+        "AppSourceList",
+        {k: v for k, v in APP_SOURCE_LIST_KEYS.items() if k not in SOURCE_LIST_DERIVED_KEYS},
+        "deepstream-app ``[source-list]`` (``list``, ``num-source-bins``, ``sensor-id-list`` come from the "
+        "cameras).",
+    )
+    AppSourceAttrAll = _build(
+        "AppSourceAttrAll",
+        APP_SOURCE_KEYS,
+        "deepstream-app ``[source-attr-all]``.",
+        defaults={"enable": True},
+    )
+
+    AppGie = _build_app_gie()
+    AppPreProcess = _build(
+        "AppPreProcess",
+        {"enable": APP_PRE_PROCESS_KEYS["enable"]},
+        "deepstream-app ``[pre-process]`` (``config-file`` is the profile's nvdspreprocess file).",
+    )
 
 APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "osd": APP_OSD_KEYS,
@@ -1168,6 +1465,11 @@ APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "nvds-analytics": APP_NVDS_ANALYTICS_KEYS,
     "img-save": APP_IMG_SAVE_KEYS,
     "tests": APP_TESTS_KEYS,
+    "source-list": APP_SOURCE_LIST_KEYS,
+    "source-attr-all": APP_SOURCE_KEYS,
+    "primary-gie": APP_GIE_KEYS,
+    "secondary-gie": APP_GIE_KEYS,
+    "pre-process": APP_PRE_PROCESS_KEYS,
 }
 """deepstream-app groups dsfleet types (numbered groups by their prefix), for importers and docs."""
 

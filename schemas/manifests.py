@@ -27,12 +27,15 @@ from pydantic import (
 
 from schemas.base import DnsLabel, FrozenModel
 from schemas.deepstream import (
+    AppGie,
     AppImgSave,
     AppMessageConsumer,
     AppMessageConverter,
     AppNvdsAnalytics,
     AppOsd,
     AppSink,
+    AppSourceAttrAll,
+    AppSourceList,
     AppTests,
     AppTiledDisplay,
     AppTracker,
@@ -271,6 +274,21 @@ class DeepstreamApp(FrozenModel):
     application: ApplicationGroup = Field(default_factory=ApplicationGroup)
     streammux: StreammuxSettings = Field(default_factory=StreammuxSettings)
     sources: SourceDefaults = Field(default_factory=SourceDefaults)
+    source_list: AppSourceList | None = Field(
+        None,
+        alias="source-list",
+        description="[source-list] (DS 6.2+): all cameras in one list instead of one [sourceN] each; list, "
+        "num-source-bins and sensor-id-list are rendered from the cameras (secret placeholders included)",
+    )
+    source_attr_all: AppSourceAttrAll | None = Field(
+        None, alias="source-attr-all", description="[source-attr-all]: the attributes of every listed source"
+    )
+    gies: dict[DnsLabel, AppGie] = Field(
+        default_factory=dict,
+        description="per GIE name: app-level keys of its [primary-gie] / [secondary-gieN] / [pre-process] group "
+        "that nvinfer does not read (bbox-border-colorN, bbox-bg-colorN, nvbuf-memory-type, plugin-type, "
+        "input-tensor-meta, infer-raw-output-dir, enable); the keys nvinfer reads too come from the profile",
+    )
     tracker: AppTracker | None = None
     osd: AppOsd | None = None
     tiled_display: AppTiledDisplay | None = Field(None, alias="tiled-display")
@@ -295,6 +313,16 @@ class DeepstreamApp(FrozenModel):
         if len(value) > 16:
             raise ValueError("deepstream-app reads at most 16 message consumers")
         return value
+
+
+BROKER_CONNECTION_KEYS = {"sinks": "msg-broker-conn-str", "message-consumers": "conn-str"}
+"""Where a deepstream-app instance's broker connection strings sit (``spec.app.<list>[i].<key>``): rule
+``broker-credentials`` reports credentials in them (the generic ``camera-url-credentials`` skips them)."""
+
+
+def broker_connection_path(path: tuple[str | int, ...]) -> bool:
+    """True for the path (under ``spec``) of a broker connection string of a deepstream-app instance."""
+    return len(path) == 4 and path[0] == "app" and BROKER_CONNECTION_KEYS.get(str(path[1])) == path[3]
 
 
 class RestartPolicy(StrEnum):

@@ -1,14 +1,15 @@
 """``dsfleet import-deepstream-app FILE --out DIR [--render]``: an existing deepstream-app config → manifests.
 
 Registered by :func:`reconciler.cli.imports.add_parser`. Writes ``cameras.yaml``, ``profiles.yaml`` and
-``instances.yaml`` under ``--out`` (credentials found in source URIs go to ``--secrets-out/<camera>/``, mode
-0600); ``--render`` also writes what dsfleet would deploy under ``--out/rendered/``. Exit 0 imported, 1 the
+``instances.yaml`` under ``--out`` (credentials found in source URIs go to ``--secrets-out/<camera>/``, broker
+connection strings with credentials whole to ``--secrets-out/<instance>-sinkN/password``, mode 0600); ``--render`` also writes what dsfleet would deploy under ``--out/rendered/``. Exit 0 imported, 1 the
 imported set does not validate, 2 unreadable or unsupported input.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("file", metavar="FILE", type=Path, help="the deepstream-app config (.txt)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where to write the manifests")
     parser.add_argument("--secrets-out", type=Path, metavar="DIR",
-                        help="where credentials found in source URIs go (default: DIR-secrets)")  # fmt: skip
+                        help="where credentials found in source URIs and broker connection strings go "
+                             "(default: DIR-secrets)")  # fmt: skip
     parser.add_argument("--image", metavar="IMAGE", help="container image of the DsInstance")
     parser.add_argument("--name", metavar="NAME", help="instance and profile name (default: from FILE)")
     parser.add_argument("--render", action="store_true", help="also write the files dsfleet renders")
@@ -72,8 +74,16 @@ def run(args: argparse.Namespace) -> int:
         _atomic_write(out / name, render_yaml(docs, header).encode("utf-8"), 0o644)
     if result.secrets:
         secrets = args.secrets_out or out.with_name(out.name + "-secrets")
-        write_secrets(Conversion((), (), (), tuple(result.secrets), ()), secrets)
-        print(f"secrets: {len(result.secrets)} camera(s) with credentials under {secrets}/", file=sys.stderr)
+        users = tuple(s for s in result.secrets if s.username)
+        whole = [s for s in result.secrets if not s.username]  # connection strings: a password only
+        write_secrets(Conversion((), (), (), users, ()), secrets)
+        for secret in whole:
+            directory = secrets / secret.ref
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(directory, 0o700)
+            _atomic_write(directory / "password", secret.password.encode("utf-8"), 0o600)
+        print(f"secrets: {len(users)} camera(s) with credentials, {len(whole)} connection string(s) under "
+              f"{secrets}/", file=sys.stderr)  # fmt: skip
     status = render(out) if args.render else validate(out)
     print(
         f"imported {path}: {len(result.cameras)} camera(s), {len(result.profile['spec']['gies'])} GIE(s) → {out}"

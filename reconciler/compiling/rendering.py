@@ -3,7 +3,8 @@
 Layouts (DESIGN §5): ``ccm`` — the older app's seven files; ``deepstream-app`` — NVIDIA's reference app config +
 one nvinfer (or nvdspreprocess) file per GIE. Key files follow GLib's rules (no inline comments, ``;`` lists,
 0/1 booleans, plain decimals). Camera credentials never enter a file: URLs carry a ``${secret:<ref>}``
-placeholder the agent fills from its local secret store.
+placeholder the agent fills from its local secret store; a broker connection string given as ``{secretRef}`` is
+``${secret:<ref>:password}``, filled with the whole stored value.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from schemas.deepstream import GieFormat
 from schemas.fleet import Fleet
 from schemas.manifests import Camera, CameraType, CcmInstanceSpec, DeepstreamAppInstanceSpec, GieRole
 from schemas.nodeconfigs import RenderedFile
-from schemas.placeholders import url_with_placeholder
+from schemas.placeholders import secret_field_placeholder, url_with_placeholder
 
 APP_CONFIG = "deepstream_app_config.txt"
 CCM_APP_CONF = "app_conf.json"
@@ -135,8 +136,52 @@ def _source_type(camera: Camera) -> int:
     return 4 if camera.spec.source_type is CameraType.RTSP else 2
 
 
+def _secret_values(values: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+    """Values given as ``{secretRef, key}`` (a connection string kept whole in a secret) → their placeholder
+    ``${secret:<ref>:<key>}``; the refs are added to ``secrets``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and "secretRef" in value:
+            ref = value["secretRef"]
+            out[key] = secret_field_placeholder(ref, value.get("key", "password"))
+            secrets.append(ref)
+        else:
+            out[key] = value
+    return out
+
+
 def _group(name: str, values: dict[str, Any]) -> tuple[str, list[tuple[str, Any]]]:
     return name, [(k, v) for k, v in values.items() if v is not None]
+
+
+def _source_list_groups(
+    fleet: Fleet,
+    res: ResolvedInstance,
+    spec: DeepstreamAppInstanceSpec,
+    groups: list[tuple[str, list[tuple[str, Any]]]],
+    secrets: list[str],
+) -> bool:
+    """``[source-list]`` (every camera's URL, placeholders included, their ids and names) and
+    ``[source-attr-all]``, in place of one ``[sourceN]`` per camera; True when a camera is live (RTSP)."""
+    app = spec.app
+    assert app.source_list is not None
+    cameras = [fleet.cameras[name] for name in res.cameras]
+    urls: list[str] = []
+    for camera in cameras:
+        url, refs = _camera_url(camera)
+        urls.append(url)
+        secrets.extend(refs)
+    settings = app.source_list.values_by_key()
+    values: dict[str, Any] = {"num-source-bins": len(cameras)}
+    if cameras:
+        values["list"] = tuple(urls)
+        values["sensor-id-list"] = tuple(c.spec.cameraId for c in cameras)
+        values["sensor-name-list"] = tuple(settings.pop("sensor-name-list", res.cameras))
+    values.update(settings)
+    groups.append(_group("source-list", values))
+    attrs = app.source_attr_all.values_by_key() if app.source_attr_all is not None else {"enable": True}
+    groups.append(_group("source-attr-all", {**attrs, "gpu-id": 0}))
+    return any(c.spec.source_type is CameraType.RTSP for c in cameras)
 
 
 def _render_deepstream_app(
@@ -158,7 +203,9 @@ def _render_deepstream_app(
     secrets: list[str] = []
     any_live = False
     source_defaults = app.sources.model_dump(by_alias=True, exclude_none=True)
-    for i, name in enumerate(res.cameras):
+    if app.source_list is not None:
+        any_live = _source_list_groups(fleet, res, spec, groups, secrets)
+    for i, name in enumerate(res.cameras if app.source_list is None else ()):
         camera = fleet.cameras[name]
         url, refs = _camera_url(camera)
         secrets.extend(refs)
@@ -191,51 +238,46 @@ def _render_deepstream_app(
     secondary = 0
     primary_id: Any = None
     for gie in res.gies:
+        app_keys = app.gies[gie.name].values_by_key() if gie.name in app.gies else {}
         if gie.format is GieFormat.NVDSPREPROCESS:
-            groups.append(_group("pre-process", {"enable": True, "config-file": gie.file}))
+            groups.append(_group("pre-process", {"enable": True, "config-file": gie.file, **app_keys}))
             continue
         p = gie.properties
         if gie.role is GieRole.PRIMARY:
             primary_id = p.get("gie-unique-id")
-            groups.append(
-                _group(
-                    "primary-gie",
-                    {
-                        "enable": True,
-                        "gpu-id": 0,
-                        "gie-unique-id": primary_id,
-                        "batch-size": p.get("batch-size"),
-                        "input-tensor-meta": True if p.get("input-tensor-from-meta") else None,
-                        "config-file": gie.file,
-                    },
-                )
-            )
+            group_values: dict[str, Any] = {
+                "enable": True,
+                "gpu-id": 0,
+                "gie-unique-id": primary_id,
+                "batch-size": p.get("batch-size"),
+                "input-tensor-meta": True if p.get("input-tensor-from-meta") else None,
+                "config-file": gie.file,
+            }
+            groups.append(_group("primary-gie", {**group_values, **app_keys}))
         else:
-            groups.append(
-                _group(
-                    f"secondary-gie{secondary}",
-                    {
-                        "enable": True,
-                        "gpu-id": 0,
-                        "gie-unique-id": p.get("gie-unique-id"),
-                        "operate-on-gie-id": p.get("operate-on-gie-id", primary_id),
-                        "operate-on-class-ids": p.get("operate-on-class-ids"),
-                        "batch-size": p.get("batch-size"),
-                        "config-file": gie.file,
-                    },
-                )
-            )
+            group_values = {
+                "enable": True,
+                "gpu-id": 0,
+                "gie-unique-id": p.get("gie-unique-id"),
+                "operate-on-gie-id": p.get("operate-on-gie-id", primary_id),
+                "operate-on-class-ids": p.get("operate-on-class-ids"),
+                "batch-size": p.get("batch-size"),
+                "config-file": gie.file,
+            }
+            groups.append(_group(f"secondary-gie{secondary}", {**group_values, **app_keys}))
             secondary += 1
     if app.tracker is not None:
         groups.append(_group("tracker", {**app.tracker.model_dump(by_alias=True), "gpu-id": 0}))
     if app.osd is not None:
         groups.append(_group("osd", {**app.osd.model_dump(by_alias=True), "gpu-id": 0}))
     for i, sink in enumerate(app.sinks):
-        groups.append(_group(f"sink{i}", sink.model_dump(by_alias=True)))
+        groups.append(_group(f"sink{i}", _secret_values(sink.model_dump(by_alias=True), secrets)))
     if app.message_converter is not None:
         groups.append(_group("message-converter", app.message_converter.model_dump(by_alias=True)))
     for i, consumer in enumerate(app.message_consumers):
-        groups.append(_group(f"message-consumer{i}", consumer.model_dump(by_alias=True)))
+        groups.append(
+            _group(f"message-consumer{i}", _secret_values(consumer.model_dump(by_alias=True), secrets))
+        )
     if app.nvds_analytics is not None:
         groups.append(_group("nvds-analytics", app.nvds_analytics.model_dump(by_alias=True)))
     if app.img_save is not None:

@@ -6,11 +6,17 @@ key for key:
 
 * ``[sourceN]`` → one Camera per source (a MultiURI ``type=3`` with ``num-sources=K`` becomes K cameras, as
   deepstream-app itself creates K source bins); ``uri`` → ``url`` (credentials moved to a secret);
+* ``[source-list]`` → one Camera per URI of ``list`` (credentials moved to a secret; ``sensor-id-list`` →
+  ``cameraId``), the other keys → ``app.source-list``; ``[source-attr-all]`` → ``app.source-attr-all``; beside a
+  source list, ``[sourceN]`` groups override a listed source's attributes and are kept verbatim;
 * ``[streammux]``, ``[application]``, ``[osd]``, ``[tracker]``, ``[tiled-display]``, ``[sinkN]``,
-  ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``;
+  ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``; a
+  broker connection string (``msg-broker-conn-str``, ``conn-str``) with credentials moves whole to a secret (its
+  password; no user name) and becomes ``{secretRef: <instance>-sinkN}``;
 * ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` → the profile's GIEs from their ``config-file``
   (read by :func:`reconciler.importers.nvinfer.import_keyfile`); app-level nvinfer keys override the file's;
-* anything else (unknown keys, groups dsfleet does not model, ``bbox-border-colorN``) → ``app.extraGroups``,
+  app-only keys (``bbox-border-colorN``, ``nvbuf-memory-type``, ``plugin-type`` 0, …) → ``app.gies.<name>``;
+* anything else (unknown keys, groups dsfleet does not model) → ``app.extraGroups``,
   verbatim, under the group name dsfleet renders (the renderer adds them to that group).
 
 ``gpu-id`` is always rendered 0 (the container sees one GPU); a different value is reported.
@@ -26,8 +32,15 @@ from typing import Any
 
 from reconciler.importers.keyfiles import KeyGroup, parse_keyfile, read_typed
 from reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
-from schemas.deepstream import APP_GROUP_TABLES, NVINFER_PROPERTY_KEYS, KeySpec, ValueKind
-from schemas.placeholders import url_has_credentials
+from schemas.deepstream import (
+    APP_GROUP_TABLES,
+    NVINFER_PROPERTY_KEYS,
+    SOURCE_LIST_DERIVED_KEYS,
+    KeySpec,
+    ValueKind,
+    spec_for,
+)
+from schemas.placeholders import broker_connection_has_credentials, url_has_credentials
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 _I, _B, _S, _IL, _DL = (ValueKind.INT, ValueKind.BOOL, ValueKind.STRING, ValueKind.INT_LIST,
@@ -51,17 +64,13 @@ SOURCE_KEYS = _specs(
 )  # fmt: skip
 SOURCE_DEFAULT_KEYS = ("latency", "cudadec-memtype", "drop-frame-interval", "select-rtp-protocol",
                        "rtsp-reconnect-interval-sec", "num-extra-surfaces")  # fmt: skip
-GIE_KEYS = _specs(
-    ("enable", _I), ("config-file", _S), ("gie-unique-id", _I), ("operate-on-gie-id", _I),
-    ("operate-on-class-ids", _IL), ("batch-size", _I), ("interval", _I), ("model-engine-file", _S),
-    ("labelfile-path", _S), ("gpu-id", _I), ("plugin-type", _I), ("input-tensor-meta", _B),
-)  # fmt: skip
 GIE_TO_PROPERTIES = ("gie-unique-id", "operate-on-gie-id", "operate-on-class-ids", "batch-size", "interval",
                      "model-engine-file", "labelfile-path")  # fmt: skip
 _NUMBERED = re.compile(r"^(source|sink|secondary-gie|message-consumer)([0-9]+)$")
 _MODELLED = {"osd": "osd", "tracker": "tracker", "tiled-display": "tiled-display", "sink": "sinks",
              "message-converter": "message-converter", "message-consumer": "message-consumers",
              "nvds-analytics": "nvds-analytics", "img-save": "img-save", "tests": "tests"}  # fmt: skip
+_CONNECTION_KEYS = {"sink": "msg-broker-conn-str", "message-consumer": "conn-str"}
 _FORCED_GPU = {"tiled-display", "tracker", "osd", "img-save", "streammux", "source", "primary-gie",
                "secondary-gie"}  # fmt: skip
 
@@ -92,9 +101,8 @@ def spec_of(group: str, key: str) -> KeySpec | None:
         return _GPU_ID
     table: Mapping[str, KeySpec] | None = {
         "application": APPLICATION_KEYS, "streammux": STREAMMUX_KEYS, "source": SOURCE_KEYS,
-        "primary-gie": GIE_KEYS, "secondary-gie": GIE_KEYS,
     }.get(kind) or APP_GROUP_TABLES.get(kind)  # fmt: skip
-    return table.get(key) if table is not None else None
+    return spec_for(table, key) if table is not None else None
 
 
 def _kind(group: str) -> str:
@@ -152,6 +160,7 @@ def import_app(
     cameras: list[str] = []
     sinks: list[dict[str, Any]] = []
     consumers: list[dict[str, Any]] = []
+    app_gies: dict[str, dict[str, Any]] = {}
     secondaries = 0
     config = "deepstream_app_config.txt"
 
@@ -171,6 +180,56 @@ def import_app(
         elif value == 0:
             place(group, "gpu-id", rendered)
 
+    def add_camera(group: str, key: str, uri: str, camera_id: str) -> str:
+        """One Camera for ``uri`` (credentials moved to a secret named after the camera)."""
+        url, user, password = (uri, "", "")
+        if url_has_credentials(uri):
+            url, user, password = _strip_userinfo(uri)
+        cam = f"{base}-src{len(cameras)}"
+        spec: dict[str, Any] = {"cameraId": camera_id, "url": url}
+        if user or password:
+            spec["credentials"] = {"secretRef": cam}
+            out.secrets.append(Secret(ref=cam, username=user, password=password))
+            warn(f"[{group}] {key} carried credentials; moved to secret {cam!r}")
+        out.cameras.append(manifest_document("Camera", cam, spec))
+        cameras.append(cam)
+        return cam
+
+    def _source_list(group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
+        uris = list(known.get("list", ()))
+        ids = list(known.get("sensor-id-list", ()))
+        names = known.get("sensor-name-list")
+        bins = known.get("num-source-bins")
+        if "list" in known and bins is not None and bins != len(uris):
+            raise AppImportError(
+                f"{file}: error: [{group}] num-source-bins {bins} but {len(uris)} URIs in list (deepstream-app "
+                "refuses it)"
+            )
+        if ids and len(ids) != len(uris):
+            warn(f"[{group}] sensor-id-list has {len(ids)} ids for {len(uris)} URIs; cameras are numbered")
+            ids = []
+        if names is not None and len(names) != len(uris):
+            warn(f"[{group}] sensor-name-list has {len(names)} names for {len(uris)} URIs; not imported")
+            names = None
+        for i, uri in enumerate(uris):
+            add_camera(group, "list", uri, ids[i] if ids else str(i + 1))
+        settings = {k: v for k, v in known.items() if k not in SOURCE_LIST_DERIVED_KEYS}
+        if names is None:
+            settings.pop("sensor-name-list", None)
+        else:
+            settings["sensor-name-list"] = list(names)
+        app["source-list"] = settings
+        for k in known:
+            if (
+                k in settings
+                or k == "list"
+                or (k == "sensor-id-list" and ids)
+                or (k == "num-source-bins" and uris)
+            ):
+                place(group, k, "source-list")
+        add_extra(group, "source-list", unknown)
+
+    listed = kf.group("source-list") is not None
     for group in kf.groups:
         kind = _kind(group.name)
         known, unknown = typed(group)
@@ -190,6 +249,17 @@ def import_app(
             for k in known:
                 place(group.name, k, "streammux")
             add_extra(group.name, "streammux", unknown)
+        elif kind == "source" and listed:
+            warn(f"[{group.name}] overrides a listed source's attributes; written verbatim (app.extraGroups)")
+            add_extra(group.name, group.name, {**known, **unknown})
+        elif kind == "source-list":
+            _source_list(group.name, known, unknown)
+        elif kind == "source-attr-all":
+            gpu(group.name, known, "source-attr-all")
+            app["source-attr-all"] = known
+            for k in known:
+                place(group.name, k, "source-attr-all")
+            add_extra(group.name, "source-attr-all", unknown)
         elif kind == "source":
             if not known.get("enable", 0):
                 warn(f"[{group.name}] is disabled; not imported")
@@ -200,9 +270,6 @@ def import_app(
                     f"{file}: error: [{group.name}] has no uri (only URI sources are supported)"
                 )
             count = known.get("num-sources", 1) if known.get("type") == 3 else 1
-            url, user, password = (uri, "", "")
-            if url_has_credentials(uri):
-                url, user, password = _strip_userinfo(uri)
             defaults = {k: known[k] for k in SOURCE_DEFAULT_KEYS if k in known}
             previous = app.setdefault("sources", defaults)
             if previous != defaults:
@@ -215,14 +282,7 @@ def import_app(
                 warn(f"[{group.name}] gpu-id {source_gpu} becomes 0 (the container sees only its own GPU)")
             for _copy in range(count):
                 index = len(cameras)
-                cam = f"{base}-src{index}"
-                spec: dict[str, Any] = {"cameraId": str(known.get("camera-id", index + 1)), "url": url}
-                if user or password:
-                    spec["credentials"] = {"secretRef": cam}
-                    out.secrets.append(Secret(ref=cam, username=user, password=password))
-                    warn(f"[{group.name}] uri carried credentials; moved to secret {cam!r}")
-                out.cameras.append(manifest_document("Camera", cam, spec))
-                cameras.append(cam)
+                add_camera(group.name, "uri", uri, str(known.get("camera-id", index + 1)))
                 rendered = f"source{index}"
                 for k in ("enable", "uri", "camera-id", *defaults):
                     if k in known:
@@ -253,8 +313,14 @@ def import_app(
                     pass  # the file is rendered under its base name
                 elif k in GIE_TO_PROPERTIES:
                     place(group.name, k, "property", rendered_file=gie["file"])
-                else:
-                    add_extra(group.name, rendered, {k: known[k]})
+                elif k == "input-tensor-meta" and known[k] is True:
+                    place(group.name, k, rendered)  # rendered from the GIE's input-tensor-from-meta
+                else:  # app-level only (bbox colours, nvbuf-memory-type, plugin-type, …): app.gies.<name>
+                    value = known[k]
+                    app_gies.setdefault(gie["name"], {})[k] = (
+                        list(value) if isinstance(value, tuple) else value
+                    )
+                    place(group.name, k, rendered)
             add_extra(group.name, rendered, unknown)
         elif kind in _MODELLED:
             if kind not in _FORCED_GPU and "gpu-id" in known:
@@ -270,6 +336,15 @@ def import_app(
                 app[_MODELLED[kind]] = known
             if kind in _FORCED_GPU:
                 gpu(group.name, known, rendered)
+            conn_key = _CONNECTION_KEYS.get(kind)
+            conn = known.get(conn_key) if conn_key else None
+            if conn_key and isinstance(conn, str) and broker_connection_has_credentials(conn):
+                ref = dns_label(f"{base}-{rendered}")[:63].rstrip("-")
+                out.secrets.append(Secret(ref=ref, username="", password=conn))
+                known[conn_key] = {"secretRef": ref}
+                warn(
+                    f"[{group.name}] {conn_key} carried credentials; the whole string moved to secret {ref!r}"
+                )
             for k in known:
                 place(group.name, k, rendered)
             add_extra(group.name, rendered, unknown)
@@ -280,6 +355,8 @@ def import_app(
         app["sinks"] = sinks
     if consumers:
         app["message-consumers"] = consumers
+    if app_gies:
+        app["gies"] = app_gies
     if extra:
         app["extraGroups"] = extra
     if not gies:
@@ -326,6 +403,8 @@ def _gie(
             if key in known and key in NVINFER_PROPERTY_KEYS:
                 value = known[key]
                 props[key] = list(value) if isinstance(value, tuple) else value
+        if known.get("input-tensor-meta") is True:  # deepstream-app sets nvinfer's input-tensor-meta from it
+            props["input-tensor-from-meta"] = True
     gie["properties"] = {k: list(v) if isinstance(v, tuple) else v for k, v in props.items()}
     return gie
 

@@ -22,7 +22,7 @@ def put(state: Path, ref: str, key: str, value: str | bytes, mode: int = 0o600) 
     return path
 
 
-def fields(cred: Credential) -> tuple[str, str | None]:
+def fields(cred: Credential) -> tuple[str | None, str | None]:
     return cred.username, cred.password
 
 
@@ -114,10 +114,18 @@ def test_missing_secret_names_the_files_and_variables(tmp_path: Path) -> None:
     assert "DSFLEET_SECRET_CAM_GATE_USERNAME" in message and "DSFLEET_SECRET_CAM_GATE_PASSWORD" in message
 
 
-def test_a_password_without_username_is_an_error(tmp_path: Path) -> None:
-    put(tmp_path, "gate-1", "password", CANARY)
-    with pytest.raises(SecretError, match="a password is set but no user name") as info:
-        LocalSecretStore(tmp_path, {}).get("gate-1")
+def test_a_password_alone_is_a_secret_a_camera_url_cannot_use(tmp_path: Path) -> None:
+    """A value kept whole in a secret (a broker connection string) needs no user name; a URL's user-info does."""
+    from agent.configfiles import fill_placeholders
+
+    put(tmp_path, "iot", "password", CANARY)
+    store = LocalSecretStore(tmp_path, {})
+    assert fields(store.get("iot")) == (None, CANARY)
+    assert fill_placeholders("conn-str=${secret:iot:password}\n", ["iot"], store, kind="keyfile") == (
+        f"conn-str={CANARY}\n"
+    )
+    with pytest.raises(SecretError, match="'iot' has no user name") as info:
+        fill_placeholders("uri=rtsp://${secret:iot}@h/x\n", ["iot"], store, kind="keyfile")
     assert CANARY not in str(info.value)
 
 

@@ -163,3 +163,137 @@ def test_credentials_in_source_uris_move_to_secret_files(samples_dir: Path, tmp_
     assert "${secret:" in (out / "rendered" / "deepstream_app_config.txt").read_text()
     again = _cli(str(app), "--out", str(out))
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+SOURCE_LIST = """[source-list]
+num-source-bins=2
+list=rtsp://127.0.0.1:8554/gate;file:///media/dock.mp4
+sensor-id-list=UniqueSensorId1;UniqueSensorId2
+sensor-name-list=Gate;Dock
+use-nvmultiurisrcbin=0
+max-batch-size=10
+http-ip=localhost
+http-port=9000
+stream-name-display=1
+
+[source-attr-all]
+enable=1
+type=3
+num-sources=1
+gpu-id=0
+cudadec-memtype=0
+latency=100
+rtsp-reconnect-interval-sec=10
+select-rtp-protocol=4
+
+[source1]
+latency=200
+
+"""
+
+
+def _with_source_list(samples_dir: Path, tmp_path: Path, groups: str) -> Path:
+    """The YOLO sample with its [source0] replaced by ``groups`` (and its GIE file beside it)."""
+    yolo = (samples_dir / "DeepStream-Yolo__deepstream_app_config.txt").read_text()
+    start = yolo.index("[source0]")
+    end = yolo.index("\n[", start) + 1
+    app = tmp_path / "app.txt"
+    app.write_text(yolo[:start] + groups + yolo[end:])
+    (tmp_path / "config_infer_primary.txt").write_text(
+        (samples_dir / "DeepStream-Yolo__config_infer_primary.txt").read_text()
+    )
+    return app
+
+
+def test_a_source_list_imports_as_cameras_and_round_trips(
+    samples_dir: Path, glib: GlibChecker, tmp_path: Path
+) -> None:
+    app = _with_source_list(samples_dir, tmp_path, SOURCE_LIST)
+    out = tmp_path / "out"
+    proc = _cli(str(app), "--out", str(out), "--render")
+    assert proc.returncode == 0, proc.stderr
+    assert "[source1] overrides a listed source" in proc.stderr and "[source-list]" not in proc.stderr
+    cameras = (out / "cameras.yaml").read_text()
+    assert "cameraId: UniqueSensorId1" in cameras and "url: file:///media/dock.mp4" in cameras
+    result = import_app(app.read_text(), str(app), read_gie_near(app))
+    rendered = (out / "rendered" / "deepstream_app_config.txt").read_text()
+    assert "[source0]" not in rendered
+    original = parse_keyfile(app.read_text(), app.name)
+    want: dict[str, dict[str, str]] = {}
+    got: dict[str, dict[str, str]] = {}
+    pairs = []
+    for name in ("source-list", "source-attr-all", "source1"):
+        group = original.group(name)
+        assert group is not None
+        for key in group.effective():
+            kind = result.getters[(name, key)]
+            _file, rgroup, rkey = result.placements[(name, key)]
+            want.setdefault(name, {})[key] = getter_for(kind)
+            got.setdefault(rgroup, {})[rkey] = getter_for(kind)
+            pairs.append((name, key, rgroup, rkey))
+    files = glib.read([(app.read_text(), want), (rendered, got)])
+    assert all(f.load_error is None for f in files)
+    for g, k, rg, rk in pairs:
+        assert files[1].value(rg, rk) == files[0].value(g, k), (g, k)
+    assert len(pairs) == 18
+
+
+def test_credentials_in_a_source_list_move_to_secret_files(samples_dir: Path, tmp_path: Path) -> None:
+    groups = SOURCE_LIST.replace("rtsp://127.0.0.1", "rtsp://admin:s3cr%40t@127.0.0.1")
+    app = _with_source_list(samples_dir, tmp_path, groups)
+    out = tmp_path / "out"
+    proc = _cli(str(app), "--out", str(out), "--secrets-out", str(tmp_path / "sec"), "--render")
+    assert proc.returncode == 0, proc.stderr
+    secret = tmp_path / "sec" / "app-src0"
+    assert (secret / "password").read_text() == "s3cr@t" and (secret / "username").read_text() == "admin"
+    everything = "".join(p.read_text() for p in out.rglob("*") if p.is_file()) + proc.stdout + proc.stderr
+    assert "s3cr" not in everything
+    assert (
+        "list=rtsp://${secret:app-src0}@127.0.0.1:8554/gate;file:///media/dock.mp4\n"
+        in (out / "rendered" / "deepstream_app_config.txt").read_text()
+    )
+
+
+def test_app_level_gie_keys_and_pre_process_import_typed_and_round_trip(
+    samples_dir: Path, glib: GlibChecker, tmp_path: Path
+) -> None:
+    prefix = "deepstream-sources__samples__configs__deepstream-app__"
+    for gie_file in samples_dir.glob(f"{prefix}config_*.txt"):
+        (tmp_path / gie_file.name.removeprefix(prefix)).write_text(gie_file.read_text())
+    text = (
+        samples_dir / f"{prefix}source4_1080p_dec_infer-resnet_tracker_sgie_tiled_display_int8.txt"
+    ).read_text()
+    text = text.replace("[primary-gie]\n", "[pre-process]\nenable=1\nconfig-file=config_preprocess.txt\n\n"
+                        "[primary-gie]\ninput-tensor-meta=1\nbbox-bg-color3=0;0.5;0;0.25\n", 1)  # fmt: skip
+    app = tmp_path / "app.txt"
+    app.write_text(text)
+    out = tmp_path / "out"
+    proc = _cli(str(app), "--out", str(out), "--render")
+    assert proc.returncode == 0, proc.stderr
+    assert "[primary-gie]" not in proc.stderr  # no key of it goes to extraGroups any more
+    instances = (out / "instances.yaml").read_text()
+    assert "    gies:\n" in instances and "bbox-bg-color3:" in instances
+    result = import_app(text, str(app), read_gie_near(app))
+    rendered = {p.name: p.read_text() for p in (out / "rendered").iterdir()}
+    original = parse_keyfile(text, app.name)
+    want: dict[str, dict[str, str]] = {}
+    got: dict[str, dict[str, dict[str, str]]] = {}
+    pairs = []
+    for name in ("pre-process", "primary-gie", "secondary-gie0"):
+        group = original.group(name)
+        assert group is not None
+        for key in group.effective():
+            kind = result.getters[(name, key)]
+            want.setdefault(name, {})[key] = getter_for(kind)
+            if key == "config-file":
+                continue
+            file, rgroup, rkey = result.placements[(name, key)]
+            got.setdefault(file, {}).setdefault(rgroup, {})[rkey] = getter_for(kind)
+            pairs.append((name, key, file, rgroup, rkey))
+    order = sorted(got)
+    files = glib.read([(text, want), *((rendered[f], got[f]) for f in order)])
+    assert all(f.load_error is None for f in files)
+    for g, k, file, rg, rk in pairs:
+        assert files[1 + order.index(file)].value(rg, rk) == files[0].value(g, k), (g, k)
+    assert {("primary-gie", "bbox-border-color0"), ("primary-gie", "nvbuf-memory-type"),
+            ("pre-process", "enable"), ("primary-gie", "input-tensor-meta")} <= {p[:2] for p in pairs}  # fmt: skip

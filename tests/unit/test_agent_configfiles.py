@@ -289,3 +289,69 @@ def test_applying_a_plan_then_planning_again_gives_an_empty_plan(
     _apply(current, modes, plan)
     assert set(current) == set(files)
     assert plan_files(inst, current, STORE, modes=modes).empty
+
+
+# ------------------------------------------------------------------------------------ whole values: ${secret:ref:field}
+AZURE = "HostName=hub.azure-devices.net;DeviceId=cam-7;SharedAccessKey=" + CANARY + "=="
+
+
+def _keyfile_string(raw: str) -> str:
+    """What g_key_file_get_string makes of a value's text (the escapes GLib knows; see the GLib check in the
+    integration tests)."""
+    out, i = [], 0
+    while i < len(raw):
+        if raw[i] == "\\" and i + 1 < len(raw):
+            out.append({"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}[raw[i + 1]])
+            i += 2
+        else:
+            out.append(raw[i])
+            i += 1
+    return "".join(out)
+
+
+def test_a_field_placeholder_is_the_whole_value_verbatim() -> None:
+    store = _store(hub=Credential(None, AZURE))
+    text = "[sink0]\nmsg-broker-conn-str=${secret:hub:password}\n"
+    out = fill_placeholders(text, ["hub"], store, kind="keyfile")
+    assert out == f"[sink0]\nmsg-broker-conn-str={AZURE}\n"  # ';' and '=' need no escape in a string key
+    assert fill_placeholders('{"c": "${secret:hub:password}"}', ["hub"], store, kind="json") == json.dumps(
+        {"c": AZURE}
+    )
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1))
+def test_a_filled_keyfile_value_reads_back_exactly(value: str) -> None:
+    out = fill_placeholders("k=${secret:hub:password}\n", ["hub"], _store(hub=Credential(None, value)),
+                            kind="keyfile")  # fmt: skip
+    raw = out.removeprefix("k=").removesuffix("\n")
+    assert "\n" not in raw and _keyfile_string(raw) == value
+
+
+def test_the_user_info_placeholder_keeps_its_meaning_beside_a_field_placeholder() -> None:
+    store = _store(gate_1=Credential("admin", SPECIAL), hub=Credential("dev", AZURE))
+    text = "uri=rtsp://${secret:gate-1}@10.0.0.5/main\nconn=${secret:hub:password}\nuser=${secret:hub:username}\n"
+    out = fill_placeholders(text, ["gate-1", "hub"], store, kind="keyfile")
+    assert out.splitlines() == [f"uri=rtsp://admin:{userinfo(Credential('admin', SPECIAL)).split(':', 1)[1]}"
+                                "@10.0.0.5/main", f"conn={AZURE}", "user=dev"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "cred", "fragment"),
+    [
+        ("c=${secret:hub:password}\n", Credential("dev"), "'hub' has no password"),
+        ("u=rtsp://${secret:hub}@h/x\n", Credential(None, AZURE), "'hub' has no user name"),
+        ("c=${secret:hub:password}\n", Credential(None, "a\0b"), "NUL"),
+    ],
+)
+def test_a_secret_lacking_what_a_placeholder_needs_is_an_error(
+    text: str, cred: Credential, fragment: str
+) -> None:
+    with pytest.raises(SecretError, match=fragment) as info:
+        fill_placeholders(text, ["hub"], _store(hub=cred), kind="keyfile")
+    assert CANARY not in str(info.value) and "a\0b" not in str(info.value)
+
+
+def test_an_undeclared_field_placeholder_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="undeclared secret"):
+        fill_placeholders("c=${secret:hub:password}\n", [], _store(hub=Credential(None, AZURE)))

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.placeholders import (
     PLACEHOLDER_RE,
+    broker_connection_has_credentials,
     connection_has_credentials,
     secret_env_name,
+    text_has_credentials,
     url_has_credentials,
     url_with_placeholder,
 )
@@ -96,3 +100,25 @@ def test_connection_strings(value: str, has: bool) -> None:
 )
 def test_secret_looking_env_names(name: str, secret: bool) -> None:
     assert secret_env_name(name) is secret
+
+
+@given(st.text(alphabet="abcpasword=:;@/?&,.-_ 19", max_size=40))
+def test_broker_detection_covers_the_generic_connection_checks(value: str) -> None:
+    """camera-url-credentials leaves broker connection strings to broker-credentials: no finding may be lost."""
+    if connection_has_credentials(value) or text_has_credentials(value):
+        assert broker_connection_has_credentials(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1;9092", False),
+        ("HostName=hub.azure-devices.net;DeviceId=cam-7;SharedAccessKey=abc=", True),
+        ("HostName=hub;SharedAccessSignature=SharedAccessSignature sr=x", True),
+        ("broker;5672;guest;pass=x", True),
+        ("user:pw@10.0.0.1;9092", True),
+        ("10.0.0.1:9092,10.0.0.2:9092", False),
+    ],
+)
+def test_broker_connection_credentials(value: str, expected: bool) -> None:
+    assert broker_connection_has_credentials(value) is expected
