@@ -193,14 +193,17 @@ def apply_manifests(
     stored: dict[str, NodeConfig] | None = None,
     limits: Limits = DEFAULT_LIMITS,
     skip_unchanged: bool = False,
+    desired: DesiredState | None = None,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
     ``skip_unchanged``: when the manifests hash equals the newest revision's (accepted or rejected), record
-    nothing and return ``UNCHANGED`` (a watcher woken by a touch, or the same broken file seen twice)."""
-    desired = desired_state(
-        paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
-    )
+    nothing and return ``UNCHANGED`` (a watcher woken by a touch, or the same broken file seen twice).
+    ``desired``: the desired state of ``paths`` when the caller has just computed it (a plan made first)."""
+    if desired is None:
+        desired = desired_state(
+            paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+        )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
     if skip_unchanged:
         newest = store.revisions(limit=1)

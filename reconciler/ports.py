@@ -79,6 +79,8 @@ class StorePort(Protocol):
         self, at: datetime, kind: str, message: str, *, node: str | None = None, instance: str | None = None
     ) -> int: ...
 
+    def record_events(self, at: datetime, kind: str, messages: Sequence[tuple[str, str]]) -> None: ...
+
 
 class BusPort(Protocol):
     """A message producer (implemented over confluent-kafka in ``reconciler.bus``).

@@ -151,6 +151,7 @@ class Coordinator:
         self._behind: dict[str, datetime] = {}
         self._last_published: dict[str, datetime] = {}
         self._attempts: dict[str, int] = {}
+        self._deferred_error = ""
         self._observed: dict[str, int | None] = {}
         self._online: dict[str, bool] = {}
         self._heartbeat: dict[str, float] = {}
@@ -249,6 +250,7 @@ class Coordinator:
         """Apply the watched directory (auto sync, or on request), or store only its plan (manual sync)."""
         started = time.perf_counter()
         paths = [self.options.manifests]
+        planned = None
         if not force_apply and self.options.sync != "auto":
             planned = plan_manifests(paths, self.store, caches=self.caches, limits=self.options.limits)
             mode = self.options.sync or (fleet_sync(planned.desired.fleet).mode if planned.plan else "auto")
@@ -272,6 +274,7 @@ class Coordinator:
             topic_prefix=self.options.topic_prefix,
             limits=self.options.limits,
             skip_unchanged=True,
+            desired=planned.desired if planned is not None else None,  # read and compiled once
         )
         self.last_apply = result
         self.counters.applies[result.outcome.value] += 1
@@ -522,22 +525,39 @@ class Coordinator:
                     attempts=self._attempts.get(node, 0),
                 )
             )
-        for decision in resyncs.resync_decisions(states, now, timing=self.options.timing):
-            self._republish(decision, now)
+        deferred: list[str] = []
+        events = [
+            event
+            for decision in resyncs.resync_decisions(states, now, timing=self.options.timing)
+            if (event := self._republish(decision, now, deferred)) is not None
+        ]
+        self.store.record_events(now, "resync", events)  # one transaction for all (1,000 after a broker loss)
+        if deferred:  # one line for all, not one per node
+            log.warning(
+                "re-publish deferred nodes=%d first=%s error=%s",
+                len(deferred),
+                deferred[0],
+                self._deferred_error,
+            )
 
-    def _republish(self, decision: resyncs.Resync, now: datetime) -> None:
+    def _republish(
+        self, decision: resyncs.Resync, now: datetime, deferred: list[str]
+    ) -> tuple[str, str] | None:
+        """Send the node's stored config again; its event ``(node, message)`` when sent, else the node is added to
+        ``deferred``."""
         assert self.bus is not None
         stored = self._configs.get(decision.node)
         if stored is None:
-            return
+            return None
         _, key, value, headers = agent_config_record(
             decision.node, stored.generation, stored.payload, now.isoformat(), self.options.topic_prefix
         )
         try:
             self.bus.send(Topic.AGENT_CONFIG, key, value, headers=headers)
         except TemporaryError as exc:
-            log.warning("re-publish deferred node=%s error=%s", decision.node, exc)
-            return
+            deferred.append(decision.node)
+            self._deferred_error = str(exc)
+            return None
         self._last_published[decision.node] = now
         self._attempts[decision.node] = self._attempts.get(decision.node, 0) + 1
         self.counters.resyncs[decision.reason.value] += 1
@@ -547,12 +567,7 @@ class Coordinator:
             stored.generation,
             decision.reason,
         )
-        self.store.record_event(
-            now,
-            "resync",
-            f"generation {stored.generation} re-published ({decision.reason})",
-            node=decision.node,
-        )
+        return decision.node, f"generation {stored.generation} re-published ({decision.reason})"
 
     # ---------------------------------------------------------------------------------------------- run
 

@@ -101,6 +101,10 @@ def _status_row(r: Mapping[str, Any]) -> NodeStatusRow:
     )
 
 
+_STATUS_UPDATE = NODE_STATUS.update().where(NODE_STATUS.c.node == sa.bindparam("b_node"))
+_INVENTORY_ONLINE = NODES.update().where(NODES.c.name == sa.bindparam("b_name"))
+
+
 def _defaults(node: str) -> dict[str, Any]:
     return {
         "node": node,
@@ -159,8 +163,14 @@ class LiveMixin(StoreBase):
         updates = [r for r in rows if r["node"] in before]
         if inserts:
             conn.execute(NODE_STATUS.insert(), inserts)
+        # one compiled statement per shape of row, executed for many rows (a statement with literal values is
+        # compiled again for every row: that was most of the ingest time of a fleet of 1,000 nodes)
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in updates:
-            conn.execute(NODE_STATUS.update().where(NODE_STATUS.c.node == r["node"]).values(**r))
+            columns = tuple(sorted(k for k in r if k != "node"))
+            shapes.setdefault(columns, []).append({**{k: r[k] for k in columns}, "b_node": r["node"]})
+        for params in shapes.values():
+            conn.execute(_STATUS_UPDATE, params)
 
     def record_agent_infos(
         self, infos: Mapping[str, AgentInfo], fresh: Mapping[str, bool], at: datetime
@@ -312,19 +322,21 @@ class LiveMixin(StoreBase):
                 for t in transitions
             ],
         )
-        for t in transitions:  # the older system's "connected" flag, in the inventory
-            values: dict[str, Any] = {"online": t.online}
-            if t.online:
-                values["last_seen"] = _to_utc(t.at)
-            conn.execute(NODES.update().where(NODES.c.name == t.node).values(**values))
+        # the older system's "connected" flag, in the inventory (one statement for many rows)
+        ups = [
+            {"b_name": t.node, "online": True, "last_seen": _to_utc(t.at)} for t in transitions if t.online
+        ]
+        downs = [{"b_name": t.node, "online": False} for t in transitions if not t.online]
+        for params in (ups, downs):
+            if params:
+                conn.execute(_INVENTORY_ONLINE, params)
 
     def record_transitions(self, transitions: Sequence[TransitionLike]) -> None:
         """Mark nodes online/offline (``node_status`` and the inventory's ``online`` flag), with an event each."""
         if not transitions:
             return
         with self._write() as conn:
-            for t in transitions:
-                conn.execute(NODE_STATUS.update().where(NODE_STATUS.c.node == t.node).values(online=t.online))
+            conn.execute(_STATUS_UPDATE, [{"b_node": t.node, "online": t.online} for t in transitions])
             self._write_transitions(conn, transitions)
 
     def set_sync_state(self, key: str, value: Any, at: datetime) -> None:

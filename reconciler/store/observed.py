@@ -106,6 +106,19 @@ class ObservedMixin(StoreBase):
             )
             return _inserted_id(result)
 
+    def record_events(self, at: datetime, kind: str, messages: Sequence[tuple[str, str]]) -> None:
+        """Append one event of ``kind`` per ``(node, message)``, in one transaction."""
+        if not messages:
+            return
+        with self._write() as conn:
+            conn.execute(
+                EVENTS.insert(),
+                [
+                    {"at": _to_utc(at), "kind": kind, "message": message, "node": node, "instance": None}
+                    for node, message in messages
+                ],
+            )
+
     def events(self, limit: int = 100) -> list[EventRecord]:
         """The newest ``limit`` events, newest first."""
         with self._read() as conn:

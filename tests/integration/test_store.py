@@ -556,6 +556,55 @@ def test_events_come_back_newest_first(store: Store) -> None:
     assert [e.id for e in store.events(limit=1)] == [second]
 
 
+def test_status_of_many_nodes_is_written_and_transitions_mark_each_node(store: Store) -> None:
+    from reconciler.store.live import OnlineTransition
+    from schemas.wire import AgentInfo
+
+    store.apply_revision(rev(1), [], inventory("n1", "n2", "n3"), encode)
+
+    def info(node: str, gen: int) -> AgentInfo:
+        return AgentInfo(sent_at=T0.isoformat(), node=node, hostname=f"{node}.lan", observedGeneration=gen)
+
+    store.record_agent_infos({"n1": info("n1", 1), "n2": info("n2", 1)}, {"n1": True, "n2": True}, T0)
+    later = T0 + timedelta(seconds=5)
+    store.record_agent_infos(  # two rows updated, one inserted
+        {"n1": info("n1", 2), "n2": info("n2", 3), "n3": info("n3", 1)},
+        {"n1": True, "n2": True, "n3": True},
+        later,
+    )
+    rows = {r.node: r for r in store.node_statuses()}
+    assert {n: (r.observed_generation, r.hostname, r.online) for n, r in rows.items()} == {
+        "n1": (2, "n1.lan", True),
+        "n2": (3, "n2.lan", True),
+        "n3": (1, "n3.lan", True),
+    }
+    assert rows["n1"].last_seen == later
+    gone = T0 + timedelta(seconds=30)
+    store.record_transitions(
+        [OnlineTransition("n1", False, gone, "missed"), OnlineTransition("n3", False, gone, "missed")]
+    )
+    assert {r.node: r.online for r in store.node_statuses()} == {"n1": False, "n2": True, "n3": False}
+    with store._read() as conn:  # the older system's "connected" flag, in the inventory
+        flags = dict(conn.execute(sa.select(schema_module.NODES.c.name, schema_module.NODES.c.online)).all())
+    assert flags == {"n1": False, "n2": True, "n3": False}
+    assert sorted((e.node, e.kind) for e in store.events(limit=10) if e.kind == "offline") == [
+        ("n1", "offline"),
+        ("n3", "offline"),
+    ]
+
+
+def test_many_events_are_recorded_in_one_call(store: Store) -> None:
+    store.record_events(
+        T0, "resync", [("n1", "generation 3 re-published"), ("n2", "generation 1 re-published")]
+    )
+    store.record_events(T0, "resync", [])
+    events = store.events(limit=10)
+    assert sorted((e.node, e.kind, e.message) for e in events) == [
+        ("n1", "resync", "generation 3 re-published"),
+        ("n2", "resync", "generation 1 re-published"),
+    ]
+
+
 # ------------------------------------------------------------------------------------------------ inventory
 
 

@@ -122,3 +122,16 @@ def test_broker_detection_covers_the_generic_connection_checks(value: str) -> No
 )
 def test_broker_connection_credentials(value: str, expected: bool) -> None:
     assert broker_connection_has_credentials(value) is expected
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("abcAZ09:/;,=&#%._-+ ")) | st.characters(blacklist_characters="@?"),
+        max_size=60,
+    )
+)
+def test_a_string_without_at_or_question_mark_never_carries_credentials(value: str) -> None:
+    """``camera-url-credentials`` skips a spec whose JSON has neither ``@`` nor ``?``: the checks must agree."""
+    assert not text_has_credentials(value)
+    assert not connection_has_credentials(value)
+    assert not url_has_credentials(value)
