@@ -92,6 +92,7 @@ class OutboxPublisher:
         self._retry_at: dict[int, datetime] = {}
         self._newest_sent: dict[tuple[str, str], int] = {}
         self._sent_at: dict[int, datetime] = {}
+        self._unknown_topic: set[int] = set()
         self.stats = PublishStats()
         self.pending_keys: set[str] = set()
         """Keys (node names) with a row pending or in flight, after the last :meth:`pump`."""
@@ -170,7 +171,9 @@ class OutboxPublisher:
                 continue
             topic = topic_of(topic_label, self.prefix)
             if topic is None:
-                log.error("outbox=%d names an unknown topic=%s; left pending", row.id, topic_label)
+                if row.id not in self._unknown_topic:  # once per row, not on every tick
+                    self._unknown_topic.add(row.id)
+                    log.error("outbox=%d names an unknown topic=%s; left pending", row.id, topic_label)
                 continue
             settles = tuple(r.id for r in group)
             with self._lock:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from plumbing.kafka import Delivery
 from reconciler.coordinator.publishing import OutboxPublisher
@@ -120,3 +122,17 @@ def test_broker_down_leaves_rows_pending() -> None:
     pub = OutboxPublisher(store, bus, clock=lambda: NOW)
     assert pub.pump() == 0
     assert store.pending_outbox() and pub.in_flight == 0
+
+
+def test_a_row_for_an_unknown_topic_stays_pending_and_is_logged_once(caplog: Any) -> None:
+    store = FakeStore([Row(1, "NoSuchTopic", "n1", b"{}", {}), *rows((2, "n2", b"{}"))])
+    bus = FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    with caplog.at_level(logging.ERROR):
+        for _ in range(5):
+            pub.pump()
+    assert [k for _t, k, _v in bus.sent] == ["n2"]
+    assert 1 not in store.published and 2 in store.published
+    assert [r.getMessage() for r in caplog.records if "unknown topic" in r.getMessage()] == [
+        "outbox=1 names an unknown topic=NoSuchTopic; left pending"
+    ]
