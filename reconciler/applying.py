@@ -17,7 +17,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from plumbing.settings import CoordinatorSettings
 from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
 from reconciler.loading.gitinfo import git_info
 from reconciler.loading.manifests import ManifestCache
@@ -37,15 +36,6 @@ from reconciler.views import finding_json
 from schemas.manifests import Camera
 from schemas.nodeconfigs import NodeConfig
 from schemas.wire import agent_config_record
-
-
-def loader_limits(coordinator: CoordinatorSettings) -> Limits:
-    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``; DESIGN §9.14)."""
-    return Limits(
-        max_file_bytes=coordinator.max_file_bytes,
-        max_depth=coordinator.max_depth,
-        max_aliases=coordinator.max_aliases,
-    )
 
 
 def revision_from_git(path: str | os.PathLike[str], *, source: str, now: datetime) -> NewRevision:

@@ -162,7 +162,7 @@ def _start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = Non
         return None
     from reconciler.api.context import ApiContext
     from reconciler.api.server import ApiServer, parse_listen
-    from reconciler.applying import loader_limits
+    from reconciler.loading.yamlfiles import loader_limits
 
     api = settings.api
     token = api.token
@@ -291,11 +291,11 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from reconciler.applying import loader_limits
     from reconciler.bus.kafka import BusSettings, CoordinatorBus
     from reconciler.coordinator.loop import Coordinator, CoordinatorOptions
     from reconciler.coordinator.resyncs import Timing
     from reconciler.coordinator.watcher import Watcher
+    from reconciler.loading.yamlfiles import loader_limits
     from reconciler.store import Store
 
     if not logging.getLogger().handlers:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import gc
 import json
 import os
@@ -127,9 +126,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
-    from reconciler.applying import loader_limits
+    from reconciler.loading.yamlfiles import loader_limits
 
-    limits = dataclasses.replace(loader_limits(settings_of(args).coordinator), exclude=tuple(args.exclude))
+    limits = loader_limits(settings_of(args).coordinator, args.exclude)
     loaded = load_manifests(args.paths, limits=limits)
     errors, warnings = summary_counts(loaded.findings)
     if args.output == "text" and no_manifests("validate", args.paths, loaded, error=False):

@@ -142,10 +142,9 @@ def add_parser(sub: Any) -> None:
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from reconciler.applying import loader_limits
+    from reconciler.loading.yamlfiles import loader_limits
 
-    limits = loader_limits(settings_of(args).coordinator)
-    return dataclasses.replace(limits, exclude=tuple(getattr(args, "exclude", None) or ()))
+    return loader_limits(settings_of(args).coordinator, getattr(args, "exclude", None) or ())
 
 
 def _desired(args: argparse.Namespace, command: str, paths: Sequence[str]) -> Any:

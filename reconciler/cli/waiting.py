@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from reconciler.planning.plans import Action, Plan
-from reconciler.store import Store
 from schemas.errors import DsfleetError, ExitCode, PermanentError
+
+if TYPE_CHECKING:  # the store and the planner are imported by the commands that use them (start-up time)
+    from reconciler.planning.plans import Plan
+    from reconciler.store import Store
 
 __all__ = [
     "InstanceSeen",
@@ -85,6 +87,8 @@ def targets_of(
 ) -> list[Target]:
     """What the rollout of one applied revision must reach: each node whose config changed (not removed), at its
     new generation, with its changed instances at their new config hashes."""
+    from reconciler.planning.plans import Action
+
     out = []
     for change in plan.nodes:
         if change.action is Action.DELETE or change.name not in generations:
@@ -319,6 +323,7 @@ def topic_prefix_of(args: Any, settings: Any) -> str:
 def apply_wait(args: Any, plan: Plan, generations: Mapping[str, int]) -> int:
     """``apply --wait`` after a stored revision: publish if needed, then follow the rollout."""
     from reconciler.cli.options import settings_of
+    from reconciler.store import Store
 
     settings = settings_of(args)
     kafka = settings.kafka
@@ -364,6 +369,7 @@ def apply_wait(args: Any, plan: Plan, generations: Mapping[str, int]) -> int:
 def publish_after_apply(args: Any) -> int:
     """``apply --bootstrap-servers`` without ``--wait``: publish the outbox here when no coordinator runs."""
     from reconciler.cli.options import settings_of
+    from reconciler.store import Store
 
     settings = settings_of(args)
     kafka = settings.kafka

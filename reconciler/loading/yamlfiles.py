@@ -18,7 +18,7 @@ import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -39,6 +39,28 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
+
+
+class LimitSettings(Protocol):
+    """The ``[coordinator]`` settings the loader limits come from."""
+
+    @property
+    def max_file_bytes(self) -> int: ...
+    @property
+    def max_depth(self) -> int: ...
+    @property
+    def max_aliases(self) -> int: ...
+
+
+def loader_limits(coordinator: LimitSettings, exclude: Sequence[str] = ()) -> Limits:
+    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``; DESIGN §9.14)
+    and ``--exclude`` patterns."""
+    return Limits(
+        max_file_bytes=coordinator.max_file_bytes,
+        max_depth=coordinator.max_depth,
+        max_aliases=coordinator.max_aliases,
+        exclude=tuple(exclude),
+    )
 
 
 def size_text(n: int) -> str:
