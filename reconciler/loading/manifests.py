@@ -90,6 +90,15 @@ def _display(path: Path) -> str:
     return rel if not rel.startswith("../../") else str(path)
 
 
+def _display_child(dir_display: str | None, path: Path) -> str:
+    """``_display(path)`` for a file ``path`` directly in a directory whose ``os.path.relpath`` is ``dir_display``
+    (``None``: none): one ``relpath`` per directory instead of one per file."""
+    if dir_display is None:
+        return str(path)
+    rel = path.name if dir_display == "." else os.path.join(dir_display, path.name)
+    return rel if not rel.startswith("../../") else str(path)
+
+
 def _ignore_rules(
     root: Path, here: Path, rules: list[tuple[str, tuple[Pattern, ...]]], findings: list[Finding]
 ) -> None:
@@ -150,24 +159,41 @@ def discover(
                             )
                         )
                         dirnames.remove(d)
+            # One realpath and one relpath per directory: a file that is not a symlink resolves to its name in
+            # the resolved directory, and its display name is its name in the directory's display name.
+            real_here: Path | None = None
+            dir_display: str | None = None
             for name in sorted(filenames):
                 if name.startswith(".") or not name.endswith(YAML_SUFFIXES):
                     continue
                 path = here / name
-                resolved = path.resolve()
-                if path.is_symlink() and not resolved.is_relative_to(real_root):
-                    findings.append(
-                        _file_finding(
-                            _display(path),
-                            "manifest-symlink",
-                            "symlink points outside the manifests directory",
+                if os.path.islink(path):
+                    resolved = path.resolve()
+                    if not resolved.is_relative_to(real_root):
+                        findings.append(
+                            _file_finding(
+                                _display(path),
+                                "manifest-symlink",
+                                "symlink points outside the manifests directory",
+                            )
                         )
-                    )
-                    continue
+                        continue
+                else:
+                    if real_here is None:
+                        real_here = here.resolve()
+                        try:
+                            dir_display = os.path.relpath(here)
+                        except ValueError:
+                            dir_display = None
+                    resolved = real_here / name
                 if resolved in seen:
                     continue
                 seen.add(resolved)
-                files.append(ManifestFile(path, _display(path)))
+                files.append(
+                    ManifestFile(
+                        path, _display(path) if real_here is None else _display_child(dir_display, path)
+                    )
+                )
     return files, findings
 
 
