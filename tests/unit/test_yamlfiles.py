@@ -190,3 +190,85 @@ def test_locator_finds_keys_values_and_items() -> None:
     assert loc.locate(0, ("kind",)) == (2, 7)
     # unknown parts (union tags) are skipped: the deepest existing node is used
     assert loc.locate(1, ("spec", "ccm", "items")) == (7, 5)
+
+
+def _event_depth(text: str) -> int:
+    import yaml
+
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=yaml.CSafeLoader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+    return deepest
+
+
+DEEP_TEXTS = {
+    "flow": "x: " + "[" * 70 + "]" * 70 + "\n",
+    "block mappings": "".join(" " * i + f"k{i}:\n" for i in range(70)) + " " * 70 + "v\n",
+    "compact sequences": "- " * 70 + "x\n",
+    "compact sequences, indented": "a:\n" + "".join("  " * i + "-\n" for i in range(70)) + "  " * 70 + "x\n",
+    "mappings with indentless sequences": "".join(" " * i + f"k{i}:\n" + " " * i + "-\n" for i in range(40))
+    + " " * 40
+    + "v\n",
+    "block then flow": "".join(" " * i + f"k{i}:\n" for i in range(40))
+    + " " * 40
+    + "v: "
+    + "[" * 30
+    + "]" * 30,
+    "second document": "a: [1]\n---\n" + "- " * 70 + "x\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_TEXTS))
+def test_deep_nesting_is_refused_in_block_and_flow_style(name: str) -> None:
+    text = DEEP_TEXTS[name]
+    assert _event_depth(text) > 64
+    parsed = parse_yaml(text)
+    assert parsed.problems and parsed.problems[0].rule == "yaml-limits", parsed.problems
+    assert "nested deeper than 64 levels" in parsed.problems[0].message
+
+
+def test_many_shallow_flows_do_not_take_the_slow_path() -> None:
+    """1,000 documents with one small flow each (a fleet's nodes.yaml) are not event-scanned first."""
+    from reconciler.loading.yamlfiles import DEFAULT_LIMITS, _needs_event_scan
+
+    text = "---\n".join(
+        f"kind: Node\nmetadata:\n  name: n{i}\nspec:\n  gpus: [0]\n  x: {{a: 1}}\n" for i in range(1000)
+    )
+    assert not _needs_event_scan(text, DEFAULT_LIMITS)
+    assert len(parse_yaml(text).documents) == 1000
+
+
+def _nested(draw: st.DrawFn, depth: int) -> Any:
+    if depth == 0:
+        return "v"
+    child = _nested(draw, depth - 1)
+    return draw(st.sampled_from([[child], {"k": child}, [child, "w"], {"k": child, "j": "w"}]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_cheap_pre_check_never_lets_deep_nesting_through(data: st.DataObject) -> None:
+    """Whatever the style (block, flow, compact, indentless sequences, any indent), a document deeper than the
+    limit always goes through the exact event scan: the pre-check only ever errs on the side of scanning."""
+    import yaml
+
+    from reconciler.loading.yamlfiles import _needs_event_scan
+
+    limit = data.draw(st.integers(min_value=2, max_value=12), label="max_depth")
+    value = _nested(data.draw, data.draw(st.integers(min_value=1, max_value=16), label="depth"))
+    style = data.draw(st.sampled_from(["block", "dump", "flow", "mixed"]), label="style")
+    if style == "block":
+        text = block_yaml(value)
+    else:
+        flow = {"dump": False, "flow": True, "mixed": None}[style]
+        text = yaml.safe_dump(
+            value, default_flow_style=flow, indent=data.draw(st.integers(2, 6)), width=10_000
+        )
+    if _event_depth(text) > limit:
+        assert _needs_event_scan(text, Limits(max_depth=limit))
+        problems = parse_yaml(text, Limits(max_depth=limit)).problems
+        assert problems and problems[0].rule == "yaml-limits"
