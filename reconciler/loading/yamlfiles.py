@@ -1,5 +1,8 @@
 """Reading manifest YAML fast, safely, and with locations on demand.
 
+* Fastest path: text in the plain block subset manifests are written in (``key: value``, ``- item``, one-line
+  scalars and flow sequences, comments, ``---``) is read line by line by ``simpleyaml``, which returns exactly
+  what the libyaml path below would, or refuses (then that path reads it).
 * Fast path: libyaml's C parser (through PyYAML) with a YAML 1.2 core-schema resolver, so ``on``/``yes`` stay
   strings, ``0123`` is decimal 123 and ``1:30`` is a string — the same values the round-trip loader reads.
   Duplicate keys are detected while constructing (with the key's line and column, for free).
@@ -22,6 +25,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from reconciler.loading.simpleyaml import parse_simple
 from schemas.findings import PathItem
 
 
@@ -403,13 +407,42 @@ def _expanded_size(value: Any, limit: int) -> int:
     return size(value)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _plain_scalar(text: str) -> Any:
+    """A plain scalar's value under the YAML 1.2 core schema, as ``_build`` makes it (values are immutable, so
+    repeated scalars share one)."""
+    tag = _Yaml12Loader.resolve(yaml.ScalarNode, text, (True, False))
+    if tag == _STR_TAG:
+        return text
+    builder = _SCALAR_BUILDERS.get(tag)
+    if builder is None:
+        raise ValueError(tag)  # "<<" as a value: the libyaml path reports it
+    return builder(text)
+
+
+def _simple_scalar(text: str, plain: bool) -> Any:
+    return _plain_scalar(text) if plain else text
+
+
 def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
-    """Parse every document of ``text``; never raises for bad input."""
-    may_alias = "&" in text
+    """Parse every document of ``text``; never raises for bad input.
+
+    The limits are checked first; then text in the plain subset manifests are written in is read by
+    :func:`~reconciler.loading.simpleyaml.parse_simple` (same values, several times faster), anything else by
+    libyaml."""
     if _needs_event_scan(text, limits):
         problem = _scan_events(text, limits)
         if problem is not None:
             return ParsedYaml((), (problem,))
+    simple = parse_simple(text, _simple_scalar)
+    if simple is not None:
+        return ParsedYaml(tuple(YamlDocument(i, data, line) for i, (data, line) in enumerate(simple)), ())
+    return parse_yaml_libyaml(text, limits)
+
+
+def parse_yaml_libyaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
+    """``parse_yaml`` through libyaml only (any YAML; the limits' event scan is the caller's)."""
+    may_alias = "&" in text
     loader = _Yaml12Loader(text)
     documents: list[YamlDocument] = []
     duplicates: list[YamlProblem] = []
