@@ -295,7 +295,8 @@ class Coordinator:
             self.store.set_sync_state(PENDING_PLAN, None, self.clock.now())
             mono = self.clock.monotonic()
             self._applied_at.update({n: (g, mono) for n, g in applied.generations.items()})
-            self._refresh_configs(force=True)
+            # the configs the anti-entropy compares with are read again in the next second's pass (their revision
+            # changed), after this tick has published the outbox: reading them here would delay the publish
         elif result.outcome is Outcome.REJECTED:
             log.warning(
                 "revision rejected revision=%s errors=%d; the last good revision keeps running",

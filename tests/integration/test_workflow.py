@@ -526,3 +526,37 @@ def test_canaries_in_every_manifest_field_reach_no_output_table_outbox_or_file(
         for table in tables:
             for row in conn.execute(f'SELECT * FROM "{table}"'):
                 assert CANARY not in repr(row), table
+
+
+def test_warm_applies_plan_against_what_another_writer_stored(
+    fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The coordinator keeps the configs its last apply stored; once another writer accepted a revision they are
+    stale, and the next plan must compare with the store (here: undo the other writer's change)."""
+    from datetime import UTC, datetime
+
+    from reconciler.applying import Caches, Outcome, apply_manifests
+    from reconciler.store import NewRevision, Store
+
+    db = f"sqlite:///{tmp_path / 'warm.db'}"
+    rev = NewRevision(source="watch", created_at=datetime.now(UTC), manifests_hash="")
+    caches = Caches()
+    with Store.open(db) as store:
+        first = apply_manifests([fleet], store, rev, caches=caches)
+        assert first.outcome is Outcome.APPLIED
+        mine = {n: s.config_hash for n, s in store.latest_node_configs().items()}
+        again = apply_manifests([fleet], store, rev, caches=caches)  # kept configs: nothing to change
+        assert again.applied is not None and not again.applied.generations
+    other = tmp_path / "other"
+    shutil.copytree(fleet, other)
+    gate = other / "cameras" / "gate.yaml"
+    gate.write_text(gate.read_text().replace("gate-1/main", "gate-1/elsewhere", 1))
+    assert cli(capsys, "apply", str(other), "--db", db)[0] == 0
+    with Store.open(db) as store:
+        theirs = {n: s.config_hash for n, s in store.latest_node_configs().items()}
+        assert theirs != mine
+        undo = apply_manifests([fleet], store, rev, caches=caches)
+        assert undo.applied is not None and set(undo.applied.generations) == {
+            n for n in mine if mine[n] != theirs[n]
+        }
+        assert {n: s.config_hash for n, s in store.latest_node_configs().items()} == mine
