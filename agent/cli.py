@@ -43,7 +43,8 @@ Commands:
                 the containers keep running.
   materialize   write a node config's rendered files to <state-dir>/instances/<instance>/, with the
                 ${secret:<ref>} placeholders of camera URLs replaced by credentials from the local secret
-                store, and keep the config as <state-dir>/desired.json
+                store (${secret:<ref>:password} by a value kept whole, e.g. a broker connection string), and
+                keep the config as <state-dir>/desired.json
 
 Secret store: files <state-dir>/secrets/<ref>/username and .../password (mode 0600; one trailing newline is
 ignored), overridden key by key by env DSFLEET_SECRET_<REF>_USERNAME / _PASSWORD (<REF> upper-cased, '-' → '_').
@@ -65,8 +66,10 @@ MATERIALIZE_DESCRIPTION = """\
 Write the rendered files of every instance of a node config (or of one instance) to
 <state-dir>/instances/<instance>/, atomically: files with credentials 0600, the others 0644, stale files
 removed, unchanged files left alone. Placeholders ${secret:<ref>} are replaced by the percent-encoded
-user:password of <ref> from the local secret store; every secret is checked before any instance file is
-written. The config is kept as <state-dir>/desired.json (0600, no secret values).
+user:password of <ref> from the local secret store, and ${secret:<ref>:password} (or :username) by that
+value verbatim, escaped for the file (a broker connection string kept whole in a secret; such a secret may
+have a password file only); every secret is checked before any instance file is written. The config is
+kept as <state-dir>/desired.json (0600, no secret values).
 Prints one line per instance ("instance NAME: N files written, M removed"); never prints a secret.
 """
 
