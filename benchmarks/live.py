@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -166,6 +167,7 @@ def end_to_end(edits: int) -> dict[str, Any]:
         from dockerengine import stop_engine
 
         stop_engine(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -243,6 +245,7 @@ def ingest_rate(n: int = 1000, instances: int = 20, seconds: float = 10.0) -> di
     finally:
         coord.stop(30)
         broker.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
