@@ -19,7 +19,7 @@ from reconciler.planning.status import (
     derive_nodes,
     redact,
 )
-from schemas.findings import Finding, Severity
+from schemas.findings import Finding
 
 if TYPE_CHECKING:
     from reconciler.loading.manifests import LoadedManifests
@@ -75,10 +75,11 @@ def validate_counts(loaded: LoadedManifests) -> dict[str, int]:
     }
 
 
-def validate_json(loaded: LoadedManifests, *, strict: bool = False) -> dict[str, Any]:
-    """``dsfleet.validate/v1``: valid (errors, or warnings when ``strict``, make it invalid), counts, findings."""
-    errors = sum(1 for f in loaded.findings if f.severity is Severity.ERROR)
-    warnings = len(loaded.findings) - errors
+def validate_json(
+    loaded: LoadedManifests, errors: int, warnings: int, *, strict: bool = False
+) -> dict[str, Any]:
+    """``dsfleet.validate/v1``: valid (errors, or warnings when ``strict``, make it invalid), counts, findings.
+    ``errors``/``warnings``: the command's totals (an empty manifest set counts as a warning there)."""
     return {
         "schema": "dsfleet.validate/v1",
         "valid": not (errors > 0 or (strict and warnings > 0)),
@@ -89,14 +90,20 @@ def validate_json(loaded: LoadedManifests, *, strict: bool = False) -> dict[str,
     }
 
 
-def apply_json(applied: AppliedRevision, summary: Mapping[str, Any]) -> dict[str, Any]:
-    """``dsfleet.apply/v1``: the stored revision, the generation of each changed node, its outbox rows."""
+def apply_json(
+    applied: AppliedRevision, summary: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """``dsfleet.apply/v1`` of an applied revision: its id, the generation of each changed node, its outbox
+    rows, the plan's summary and the findings (warnings) of the manifests."""
     return {
         "schema": "dsfleet.apply/v1",
+        "outcome": "applied",
         "revision": applied.revision_id,
+        "accepted": True,
         "generations": dict(applied.generations),
         "outbox": list(applied.outbox_ids),
         "summary": dict(summary),
+        "findings": list(findings),
     }
 
 
@@ -109,6 +116,7 @@ def revision_json(r: RevisionRecord) -> dict[str, Any]:
         "git_commit": r.git_commit,
         "git_author": r.git_author,
         "git_message": r.git_message,
+        "manifests_hash": r.manifests_hash,
         "accepted": r.accepted,
         "nodes_changed": r.nodes_changed,
         "errors": list(r.errors),

@@ -222,15 +222,8 @@ def _request_sender(args: argparse.Namespace) -> Any:
     return send
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-        )
-    manifests = Path(args.manifests)
-    if not manifests.is_dir():
-        print(f"dsfleet serve: error: {manifests}: no such directory", file=sys.stderr)
-        return ExitCode.ERROR
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (logged), for a long-running command's loop."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -239,6 +232,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    manifests = Path(args.manifests)
+    if not manifests.is_dir():
+        print(f"dsfleet serve: error: {manifests}: no such directory", file=sys.stderr)
+        return ExitCode.ERROR
+    stop = _stop_on_signals()
     try:
         server = _start_api(args, manifests)
     except DsfleetError as exc:
@@ -298,10 +300,6 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     from reconciler.loading.yamlfiles import loader_limits
     from reconciler.store import Store
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr
-        )
     try:
         settings = settings_of(args)
         kafka = _kafka(args)
@@ -332,14 +330,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         watch_debounce_ms=conf.debounce_ms,
         fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("signal=%s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = _stop_on_signals()
     from reconciler.cli.plan import ensure_parent
 
     ensure_parent(conf.db)

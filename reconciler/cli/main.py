@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args: argparse.Namespace) -> int:
     from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, summary_counts
     from reconciler.loading.manifests import load_manifests
-    from reconciler.views import finding_json
+    from reconciler.views import validate_counts, validate_json
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
@@ -135,29 +135,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         warnings += 1
     elif not (len(loaded.fleet) or loaded.fleet.invalid or errors):
         warnings += 1
-    fleet = loaded.fleet
-    counts = {
-        "files": len(loaded.files),
-        "nodes": len(fleet.nodes),
-        "cameras": len(fleet.cameras),
-        "instances": len(fleet.instances),
-        "profiles": len(fleet.profiles),
-        "policies": len(fleet.policies),
-    }
+    counts = validate_counts(loaded)
     failed = errors > 0 or (args.strict and warnings > 0)
     if args.output == "json":
-        json.dump(
-            {
-                "schema": "dsfleet.validate/v1",
-                "valid": not failed,
-                "errors": errors,
-                "warnings": warnings,
-                "counts": counts,
-                "findings": [finding_json(f) for f in loaded.findings],
-            },
-            sys.stdout,
-            indent=2,
-        )
+        json.dump(validate_json(loaded, errors, warnings, strict=args.strict), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print_findings(loaded.findings)

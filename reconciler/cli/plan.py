@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from reconciler.cli.options import (
     store_problem,
 )
 from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, use_color
-from reconciler.views import finding_json
+from reconciler.views import apply_json, finding_json, history_json, records_json
 from schemas.errors import ExitCode
 
 PATHS_HELP = "manifest files or directories (*.yaml, *.yml; several are read as one set)"
@@ -300,18 +299,7 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
     plan, applied = result.plan, result.applied
     assert plan is not None and applied is not None
     if as_json:
-        _json(
-            {
-                "schema": "dsfleet.apply/v1",
-                "outcome": "applied",
-                "revision": applied.revision_id,
-                "accepted": True,
-                "generations": dict(applied.generations),
-                "outbox": list(applied.outbox_ids),
-                "summary": summary(plan),
-                "findings": findings,
-            }
-        )
+        _json(apply_json(applied, summary(plan), findings))
         return ExitCode.OK
     if not plan.empty:
         sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
@@ -507,7 +495,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             rows = list(legacy[args.what]())
         else:
             rows = list(getattr(store.inventory(), args.what))
-    records = [{k: _plain(v) for k, v in dataclasses.asdict(r).items()} for r in rows]
+    records = records_json(rows)
     if args.output == "json":
         _json(records)
         return ExitCode.OK
@@ -520,14 +508,6 @@ def cmd_get(args: argparse.Namespace) -> int:
     if not table:
         print(f"(no {args.what} stored; run `dsfleet apply` first)", file=sys.stderr)
     return ExitCode.OK
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, dict | list | str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 def _cell(value: Any) -> str:
@@ -560,26 +540,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     with Store.open(url, readonly=True) as store:
         revisions = store.revisions(limit=args.limit or 2**31 - 1)  # 0: all
     if args.output == "json":
-        _json(
-            {
-                "schema": "dsfleet.history/v1",
-                "revisions": [
-                    {
-                        "id": r.id,
-                        "created_at": r.created_at.isoformat(),
-                        "source": r.source,
-                        "git_commit": r.git_commit,
-                        "git_author": r.git_author,
-                        "git_message": r.git_message,
-                        "manifests_hash": r.manifests_hash,
-                        "accepted": r.accepted,
-                        "nodes_changed": r.nodes_changed,
-                        "errors": list(r.errors),
-                    }
-                    for r in revisions
-                ],
-            }
-        )
+        _json({"schema": "dsfleet.history/v1", "revisions": history_json(revisions)})
         return ExitCode.OK
     if not revisions:
         print("no revisions yet")

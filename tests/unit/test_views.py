@@ -1,4 +1,4 @@
-"""reconciler.views: the JSON documents the CLI prints and the HTTP API will serve; the revision builder."""
+"""reconciler.views: the JSON documents the CLI prints (validate, apply, history, get) and the API serves."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_validate_json_of_the_example_fleet() -> None:
-    document = validate_json(load_manifests([MANIFESTS]))
+    loaded = load_manifests([MANIFESTS])
+    document = validate_json(loaded, 0, len(loaded.findings))
     assert document["schema"] == "dsfleet.validate/v1" and document["valid"] is True
+    assert validate_json(loaded, 0, 1, strict=True)["valid"] is False  # --strict: a warning fails
     assert document["counts"] == {
         "files": 9,
         "nodes": 2,
@@ -31,12 +33,15 @@ def test_validate_json_of_the_example_fleet() -> None:
 
 def test_apply_and_history_json() -> None:
     applied = AppliedRevision(revision_id=4, generations={"n1": 2}, outbox_ids=(7,))
-    assert apply_json(applied, {"nodes": 1}) == {
+    assert apply_json(applied, {"nodes": 1}, [{"rule": "w"}]) == {
         "schema": "dsfleet.apply/v1",
+        "outcome": "applied",
         "revision": 4,
+        "accepted": True,
         "generations": {"n1": 2},
         "outbox": [7],
         "summary": {"nodes": 1},
+        "findings": [{"rule": "w"}],
     }
     record = RevisionRecord(4, T0, "cli", "abc", "A <a@b>", "msg", "h", False, ({"rule": "x"},), 0)
     assert history_json([record]) == [
@@ -47,6 +52,7 @@ def test_apply_and_history_json() -> None:
             "git_commit": "abc",
             "git_author": "A <a@b>",
             "git_message": "msg",
+            "manifests_hash": "h",
             "accepted": False,
             "nodes_changed": 0,
             "errors": [{"rule": "x"}],
