@@ -4,7 +4,6 @@ free loopback port, an httpx client, waits with deadlines."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import httpx
 from brokers import free_port
-from livefleet import ROOT, wait_for
+from livefleet import ROOT, stop_process, wait_for
 
 TOKEN = "test-token-0123456789abcdef"
 WEBHOOK_SECRET = "webhook-secret-abcdef"
@@ -65,12 +64,4 @@ class ServerProc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"server did not stop on SIGTERM within {timeout} s") from None
+        return stop_process(self.proc, timeout, "server")

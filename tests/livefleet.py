@@ -43,6 +43,19 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float, what: str) -> int:
+    """SIGTERM a process this test started and wait for it; killed (and the test failed) if it does not stop."""
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else 0
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError(f"{what} did not stop on SIGTERM within {timeout} s") from None
+
+
 class CoordinatorProc:
     def __init__(
         self,
@@ -103,15 +116,7 @@ class CoordinatorProc:
         return wait_for(found, timeout, f"log line {pattern!r}")
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"coordinator did not stop on SIGTERM within {timeout} s") from None
+        return stop_process(self.proc, timeout, "coordinator")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -29,19 +29,9 @@ if str(_TESTS_DIR) not in sys.path:
 
 from glibcheck import GlibChecker, glib_available, glib_python  # noqa: E402
 from pg import pg_server, pg_url  # noqa: E402, F401  (fixtures for every integration test)
+from prereqs import skip_or_fail  # noqa: E402  (the fixtures below skip locally, fail in CI)
 
 REPO_ROOT = _TESTS_DIR.parent
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally; in CI a missing dependency is a failure, never a silent skip."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: integration prerequisites must be present)")
-    pytest.skip(reason)
 
 
 def shared_samples_dir() -> Path:
