@@ -151,7 +151,6 @@ class Coordinator:
         self._behind: dict[str, datetime] = {}
         self._last_published: dict[str, datetime] = {}
         self._attempts: dict[str, int] = {}
-        self._deferred_error = ""
         self._observed: dict[str, int | None] = {}
         self._online: dict[str, bool] = {}
         self._heartbeat: dict[str, float] = {}
@@ -526,7 +525,7 @@ class Coordinator:
                     attempts=self._attempts.get(node, 0),
                 )
             )
-        deferred: list[str] = []
+        deferred: list[tuple[str, str]] = []  # (node, why)
         events = [
             event
             for decision in resyncs.resync_decisions(states, now, timing=self.options.timing)
@@ -537,12 +536,12 @@ class Coordinator:
             log.warning(
                 "re-publish deferred nodes=%d first=%s error=%s",
                 len(deferred),
-                deferred[0],
-                self._deferred_error,
+                deferred[0][0],
+                deferred[-1][1],
             )
 
     def _republish(
-        self, decision: resyncs.Resync, now: datetime, deferred: list[str]
+        self, decision: resyncs.Resync, now: datetime, deferred: list[tuple[str, str]]
     ) -> tuple[str, str] | None:
         """Send the node's stored config again; its event ``(node, message)`` when sent, else the node is added to
         ``deferred``."""
@@ -556,8 +555,7 @@ class Coordinator:
         try:
             self.bus.send(Topic.AGENT_CONFIG, key, value, headers=headers)
         except TemporaryError as exc:
-            deferred.append(decision.node)
-            self._deferred_error = str(exc)
+            deferred.append((decision.node, str(exc)))
             return None
         self._last_published[decision.node] = now
         self._attempts[decision.node] = self._attempts.get(decision.node, 0) + 1
