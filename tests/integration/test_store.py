@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,7 +31,7 @@ from reconciler.store import (
 )
 from reconciler.store import engines as store_module
 from reconciler.store import schema as schema_module
-from reconciler.store.migrations import ALEMBIC_MARKER
+from reconciler.store.migrations import ALEMBIC_MARKER, HEAD, scripts_head
 from schemas.errors import DsfleetError, PermanentError, TemporaryError
 from schemas.hashing import canonical_hash, canonical_json
 
@@ -192,6 +194,27 @@ def test_migrates_an_empty_database_and_reopening_is_idempotent(url: str) -> Non
     with Store.open(url) as s:
         assert s.migrate().status == "current"
     assert dump(url) == first
+
+
+def test_the_head_constant_is_the_scripts_head() -> None:
+    assert scripts_head() == HEAD == head_revision()
+
+
+def test_reading_a_current_store_does_not_load_alembic(tmp_path: Path) -> None:
+    """Opening an up-to-date store (what every read-only command does) needs neither Alembic nor the migration
+    scripts: loading them was a fifth of a cold `dsfleet diff`. Migrating still loads them."""
+    url = f"sqlite:///{tmp_path}/state.db"
+    with Store.open(url):
+        pass
+    code = (
+        "import sys\n"
+        "from reconciler.store import Store\n"
+        f"with Store.open({url!r}, readonly=True) as s:\n"
+        "    assert s.schema_state().status == 'current'\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
 
 
 def test_opening_an_older_database_upgrades_it(url: str) -> None:

@@ -18,24 +18,26 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from reconciler.store.schema import SCHEMA_VERSION
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = [
     "ALEMBIC_MARKER",
+    "HEAD",
     "SCRIPT_LOCATION",
     "SchemaState",
     "head_revision",
     "inspect_schema",
     "known_revisions",
+    "scripts_head",
     "upgrade",
 ]
 
@@ -43,6 +45,10 @@ SCRIPT_LOCATION: Final = Path(__file__).resolve().parent
 ALEMBIC_MARKER: Final = 100
 """The ``schema_version`` row the baseline adds: pre-Alembic releases read it as "too new for me"."""
 VERSION_TABLE: Final = "alembic_version"
+HEAD: Final = "0002"
+"""The newest revision in ``versions/`` (a test checks it against Alembic's own reading of the scripts). Known
+without loading Alembic and the scripts, which is most of the cost of opening a store that is up to date (every
+read-only command); Alembic is imported only to migrate, or for a store at another revision."""
 
 Status = Literal["uninitialised", "pre-alembic", "older", "current", "newer", "foreign"]
 
@@ -74,6 +80,8 @@ class SchemaState:
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(SCRIPT_LOCATION))
     config.set_main_option("path_separator", "os")
@@ -84,13 +92,18 @@ def _config(connection: Connection | None = None) -> Config:
 
 @functools.cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
 def head_revision() -> str:
-    head = _script().get_current_head()
-    assert head is not None, "the migrations have no head revision"
-    return head
+    return HEAD
+
+
+def scripts_head() -> str | None:
+    """The head revision as Alembic reads it from ``versions/`` (what :data:`HEAD` must equal)."""
+    return _script().get_current_head()
 
 
 def known_revisions() -> frozenset[str]:
@@ -105,9 +118,9 @@ def inspect_schema(conn: Connection) -> SchemaState:
     if "schema_version" in tables:
         value = conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar()
         legacy = int(value) if value is not None else 0
-    revision = MigrationContext.configure(conn).get_current_revision() if VERSION_TABLE in tables else None
+    revision = _current_revision(conn) if VERSION_TABLE in tables else None
     if revision is not None:
-        if revision not in known_revisions():
+        if revision != head and revision not in known_revisions():
             return SchemaState("newer", revision, head, legacy)
         return SchemaState("current" if revision == head else "older", revision, head, legacy)
     if legacy is not None:
@@ -120,6 +133,19 @@ def inspect_schema(conn: Connection) -> SchemaState:
     return SchemaState("uninitialised", None, head)
 
 
+def _current_revision(conn: Connection) -> str | None:
+    """The revision recorded in ``alembic_version`` (what Alembic's ``get_current_revision`` reads; more than one
+    row is a branched history, which dsfleet never writes: Alembic then reports it)."""
+    rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(conn).get_current_revision()
+    return str(rows[0]) if rows else None
+
+
 def upgrade(conn: Connection, target: str = "head") -> None:
     """Run the missing migrations up to ``target`` on ``conn``, inside the caller's transaction."""
+    from alembic import command
+
     command.upgrade(_config(conn), target)
