@@ -52,6 +52,12 @@ def is_group_name(name: str) -> bool:
     return bool(name) and not any(c in "[]" or ord(c) < 32 or ord(c) == 127 for c in name)
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_group(name: str) -> bool:
+    """A group name written as is: one GLib accepts, without surrounding whitespace (names repeat: memoized)."""
+    return is_group_name(name) and name == name.strip(WHITESPACE)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Writing
 
@@ -127,6 +133,10 @@ def _format_item(value: object, list_item: bool) -> str:
 def format_value(value: object) -> str:
     """The text after ``key=`` for a Python value: bool → 0/1, int, float (plain decimal), str (escaped),
     list/tuple → ``;``-joined items (a final empty string item gets the extra ``;`` GLib needs), ``Raw`` verbatim."""
+    if type(value) is str:  # the common cases first, by exact type (a bool is no int here)
+        return value if not _NEEDS_ESCAPE.search(value) else escape_value(value)
+    if type(value) is int:
+        return str(value)
     if isinstance(value, Raw):
         if _RAW_FORBIDDEN.search(value.text):
             raise ValueError("a raw key-file value cannot contain a line break or NUL")
@@ -138,11 +148,6 @@ def format_value(value: object) -> str:
             text += ";"
         return text
     return _format_item(value, False)
-
-
-def _check_key(key: str) -> None:
-    if not _valid_key(key):
-        raise ValueError("invalid key-file key name")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -170,7 +175,7 @@ def render_keyfile(
             lines.append(f"# {text}".rstrip() if text.strip() else "#")
     seen_groups: set[str] = set()
     for name, entries in groups:
-        if not is_group_name(name) or name != name.strip(WHITESPACE):
+        if not _valid_group(name):
             raise ValueError("invalid key-file group name")
         if name in seen_groups:
             raise ValueError(f"group [{name}] given twice")
@@ -182,9 +187,10 @@ def render_keyfile(
         for key, value in entries:
             if value is None:
                 continue
-            _check_key(key)
             if key in seen_keys:
                 raise ValueError(f"key {key} given twice in [{name}]")
+            if not _valid_key(key):
+                raise ValueError("invalid key-file key name")
             seen_keys.add(key)
             lines.append(f"{key}={format_value(value)}")
     return "\n".join(lines) + "\n" if lines else ""
