@@ -18,16 +18,22 @@ caller's depth pre-check bounds.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, Final
 
 _ASCII_REFUSED_RE: Final = re.compile("[^\n\x20-\x7e]")
-_REFUSED_CHARS_RE: Final = re.compile(
-    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-)
-"""Anything but LF and the characters libyaml reads as printable, minus tab and CR, NEL and U+2028/U+2029 (line
-breaks in libyaml) and U+FEFF: texts with any of those take the libyaml path."""
+
+
+@functools.cache
+def _refused_chars_re() -> re.Pattern[str]:
+    """Anything but LF and the characters libyaml reads as printable, minus tab and CR, NEL and U+2028/U+2029
+    (line breaks in libyaml) and U+FEFF: texts with any of those take the libyaml path. Compiled on the first
+    non-ASCII text (compiling its ranges is a noticeable part of a command's start)."""
+    return re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+
+
 _INDICATORS: Final = frozenset("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_ITEM_REFUSED: Final = frozenset(",[]{}#:'\"\\")
 _MAX_KEY_CHARS: Final = 1000
@@ -59,7 +65,7 @@ _REFUSED_LINE: Final[tuple[Token, ...]] = ((-1, -1, None, None),)
 def parse_simple(text: str, scalar: Scalar) -> list[tuple[Any, int]] | None:
     """Every document of ``text`` as (value, 1-based start line), or ``None`` when the text is outside the subset
     (then the libyaml loader reads it)."""
-    refused = _ASCII_REFUSED_RE if text.isascii() else _REFUSED_CHARS_RE
+    refused = _ASCII_REFUSED_RE if text.isascii() else _refused_chars_re()
     if refused.search(text):
         return None
     try:
@@ -108,7 +114,30 @@ def _documents(text: str, scalar: Scalar) -> list[tuple[list[Token], int]]:
     return documents
 
 
+_FAST_ENTRY_RE: Final = re.compile(
+    r"( *)([A-Za-z0-9_][A-Za-z0-9_./-]*):(?: +(?:([A-Za-z0-9_./(][A-Za-z0-9_./:@?=&%+~,;()-]*)"
+    r"|\"([^\"\\]*)\"|'([^']*)'))? *"
+)
+"""The commonest lines, ``key: value`` and ``key:`` with a plain key, a plain value of unremarkable characters or
+a quoted one without escapes, read by one match. Everything it matches, :func:`_tokens` reads the same way (a
+test checks it); everything else (and a plain value ending in ``:``, which is refused) goes to :func:`_tokens`."""
+
+
 def _tokenize(raw: str, scalar: Scalar) -> tuple[Token, ...]:
+    fast = _FAST_ENTRY_RE.fullmatch(raw)
+    if fast is not None and fast.end(2) - fast.start(2) <= _MAX_KEY_CHARS:
+        indent, key, plain, double, single = fast.groups()
+        try:
+            if plain is not None:
+                if plain[-1] != ":":
+                    return ((len(indent), _ENTRY, scalar(key, True), scalar(plain, True)),)
+            elif double is not None or single is not None:
+                quoted = double if double is not None else single
+                return ((len(indent), _ENTRY, scalar(key, True), scalar(quoted, False)),)
+            else:
+                return ((len(indent), _OPEN_ENTRY, scalar(key, True), None),)
+        except ValueError:
+            return _REFUSED_LINE
     try:
         return tuple(_tokens(raw, scalar))
     except (_Refused, ValueError):

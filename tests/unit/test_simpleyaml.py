@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.loading import simpleyaml
 from reconciler.loading.simpleyaml import parse_simple
 from reconciler.loading.yamlfiles import _simple_scalar, decode_text, parse_yaml, parse_yaml_libyaml
 
@@ -169,6 +170,43 @@ def _documents(draw: st.DrawFn) -> str:
                 out[i] = out[i].split(": ")[0] + ": " + draw(st.sampled_from(VALUES))
         docs.append("\n".join(out))
     return "\n---\n".join(docs) + "\n"
+
+
+def _general_tokens(raw: str) -> tuple[Any, ...]:
+    try:
+        return tuple(simpleyaml._tokens(raw, _simple_scalar))
+    except (simpleyaml._Refused, ValueError):
+        return simpleyaml._REFUSED_LINE
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.integers(0, 4),
+    st.one_of(st.sampled_from(KEYS), st.text(alphabet="az09_./-:é<", min_size=1, max_size=8)),
+    st.sampled_from([*SEPARATORS, ": ", "   "]),
+    st.one_of(
+        st.sampled_from([*VALUES, "", "a:", "(x", "./p", "a/b:c", "1.", "x y"]),
+        st.text(alphabet="aZ09_./:@?=&%+~,;()-'\"# \\", max_size=10),
+    ),
+    st.sampled_from(["", " ", "  "]),
+)
+def test_the_one_match_tokenizer_reads_lines_as_the_general_one(
+    indent: int, key: str, sep: str, value: str, trailing: str
+) -> None:
+    raw = " " * indent + key + sep + value + trailing
+    assert repr(simpleyaml._tokenize(raw, _simple_scalar)) == repr(_general_tokens(raw)), raw  # 1 is not True
+
+
+def test_the_one_match_tokenizer_takes_the_common_lines() -> None:
+    for raw in (
+        "  kind: Camera",
+        'cameraId: "51"',
+        "url: rtsp://127.0.0.1:8554/cam-1/main",
+        "spec:",
+        "w: 1920",
+    ):
+        assert simpleyaml._FAST_ENTRY_RE.fullmatch(raw), raw
+        assert repr(simpleyaml._tokenize(raw, _simple_scalar)) == repr(_general_tokens(raw))
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
