@@ -1,7 +1,7 @@
 """Settings of every section: ``settings.toml`` (or ``DSFLEET_CONFIG``) < ``DSFLEET_*`` environment < flags.
 
 One model per section (``[coordinator]``, ``[agent]``, ``[kafka]``, ``[api]``); :func:`load_settings` is the one
-loader (pydantic-settings reads the environment):
+loader (pydantic-settings reads the nested environment variables):
 
 - the file: ``settings.toml`` in the working directory, or the file ``DSFLEET_CONFIG`` names (a missing default
   file means defaults; a missing named file is an error). An unknown section or key is an error naming the
@@ -27,8 +27,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from schemas.errors import PermanentError
 
@@ -140,12 +139,11 @@ class ApiSettings(_Section):
     webhook_secret_file: Path | None = None
 
 
-class Settings(BaseSettings):
-    """Every section. ``Settings()`` gives the defaults; :func:`load_settings` reads file, environment, flags."""
+class Settings(BaseModel):
+    """Every section. ``Settings()`` gives the defaults (it reads nothing implicitly); :func:`load_settings` is the
+    one place that reads file, environment and flags."""
 
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     coordinator: CoordinatorSettings = CoordinatorSettings()
     agent: AgentSettings = AgentSettings()
@@ -158,18 +156,6 @@ class Settings(BaseSettings):
         "kafka": KafkaSettings,
         "api": ApiSettings,
     }
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """``Settings()`` reads nothing implicitly: :func:`load_settings` is the one place that does."""
-        return (init_settings,)
 
 
 # --------------------------------------------------------------------------------------------------- loading
@@ -312,15 +298,25 @@ def _nearest(name: str, choices: list[str]) -> str | None:
     return found[0] if found else None
 
 
-class _MappingEnvSource(EnvSettingsSource):
-    """pydantic-settings' environment source (prefix ``DSFLEET_``, nested ``__``) over a given mapping."""
+def _nested_environment(nested: Mapping[str, str]) -> dict[str, Any]:
+    """``DSFLEET_<SECTION>__<KEY>`` variables through pydantic-settings' environment source (prefix ``DSFLEET_``,
+    nested ``__``, JSON for complex values) over the given mapping. Imported only when such a variable is set:
+    importing it is a tenth of a second of every command's start."""
+    from pydantic_settings import BaseSettings, EnvSettingsSource
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = {k.lower(): v for k, v in environ.items()}
-        super().__init__(Settings, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+    shape = create_model(  # type: ignore[call-overload]
+        "EnvironmentShape",
+        __base__=BaseSettings,
+        **{name: (model, model()) for name, model in Settings.SECTIONS.items()},
+    )
+    lowered = {k.lower(): v for k, v in nested.items()}
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return self._environ
+    class MappingEnvSource(EnvSettingsSource):
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return lowered
+
+    source = MappingEnvSource(shape, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+    return dict(source())
 
 
 def _from_environment(
@@ -343,7 +339,7 @@ def _from_environment(
     nested = {k: v for k, v in environ.items() if "__" in k and k.upper().startswith(ENV_PREFIX)}
     if nested:
         try:
-            values = _MappingEnvSource(nested)()
+            values = _nested_environment(nested)
         except Exception as err:  # pydantic-settings: a complex value that is not JSON
             raise SettingsError(f"environment: error: {ENV_PREFIX}*__*: {err}") from None
         for section, section_values in values.items():
