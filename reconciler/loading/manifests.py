@@ -463,11 +463,11 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
     invalid: dict[tuple[str, str], SourceRef] = {}
     for display, pf in parsed:
         for index, kind, name in pf.invalid:
-            invalid.setdefault((kind, name), SourceRef.model_construct(file=display, document=index, path=()))
+            invalid.setdefault((kind, name), SourceRef(file=display, document=index))
         for index, manifest in pf.manifests:
             kind = manifest.kind
             name = manifest.metadata.name
-            source = SourceRef.model_construct(file=display, document=index, path=())
+            source = SourceRef(file=display, document=index)
             first = sources.get((kind, name))
             if first is not None:
                 findings.append(

@@ -23,7 +23,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Final
 
-_ASCII_REFUSED_RE: Final = re.compile("[^\n\x20-\x7e]")
+_PRINTABLE_ASCII: Final = b"\n" + bytes(range(0x20, 0x7F))
+"""What an ASCII text may hold (LF and the printable characters): deleting them leaves what is refused."""
 
 
 @functools.cache
@@ -65,8 +66,10 @@ _REFUSED_LINE: Final[tuple[Token, ...]] = ((-1, -1, None, None),)
 def parse_simple(text: str, scalar: Scalar) -> list[tuple[Any, int]] | None:
     """Every document of ``text`` as (value, 1-based start line), or ``None`` when the text is outside the subset
     (then the libyaml loader reads it)."""
-    refused = _ASCII_REFUSED_RE if text.isascii() else _refused_chars_re()
-    if refused.search(text):
+    if text.isascii():
+        if text.encode("ascii").translate(None, _PRINTABLE_ASCII):  # ten times faster than a regex search
+            return None
+    elif _refused_chars_re().search(text):
         return None
     try:
         return [(_document(tokens), line) for tokens, line in _documents(text, scalar)]

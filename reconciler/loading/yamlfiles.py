@@ -326,9 +326,21 @@ _DOCUMENT_MARKER_RE = re.compile(r"^(?:---|\.\.\.)(?=[ \t\r\n]|\Z)", re.MULTILIN
 
 
 @functools.lru_cache(maxsize=64)
+def _deep_run_re(prefix: int) -> re.Pattern[str]:
+    """More than ``prefix`` characters of indentation and block indicators."""
+    return re.compile(rf"[ \t?:-]{{{prefix + 1}}}")
+
+
+@functools.lru_cache(maxsize=64)
 def _deep_line_re(prefix: int) -> re.Pattern[str]:
-    """A line that starts with more than ``prefix`` characters of indentation and block indicators."""
-    return re.compile(rf"^[ \t?:-]{{{prefix + 1}}}", re.MULTILINE)
+    """A line after the first that starts with more than ``prefix`` characters of indentation and block
+    indicators (a search for the newline first is several times faster than a multi-line ``^``)."""
+    return re.compile(rf"\n[ \t?:-]{{{prefix + 1}}}")
+
+
+def _has_deep_line(text: str, prefix: int) -> bool:
+    """Whether a line starts with more than ``prefix`` characters of indentation and block indicators."""
+    return _deep_run_re(prefix).match(text) is not None or _deep_line_re(prefix).search(text) is not None
 
 
 def _needs_event_scan(text: str, limits: Limits) -> bool:
@@ -349,7 +361,7 @@ def _needs_event_scan(text: str, limits: Limits) -> bool:
         for document in _DOCUMENT_MARKER_RE.split(text):
             brackets = max(brackets, document.count("[") + document.count("{"))
     deepest_run = (limits.max_depth - 4 - brackets) // 2
-    return deepest_run < 0 or _deep_line_re(deepest_run).search(text) is not None
+    return deepest_run < 0 or _has_deep_line(text, deepest_run)
 
 
 def _limit(message: str, event: Any, document: int) -> YamlProblem:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reconciler.loading import yamlfiles
 from reconciler.loading.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
 from tests.yamlgen import block_yaml
 
@@ -272,3 +274,10 @@ def test_the_cheap_pre_check_never_lets_deep_nesting_through(data: st.DataObject
         assert _needs_event_scan(text, Limits(max_depth=limit))
         problems = parse_yaml(text, Limits(max_depth=limit)).problems
         assert problems and problems[0].rule == "yaml-limits"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=" \t?:-\nab\r", max_size=40), st.integers(0, 6))
+def test_the_deep_line_check_is_the_multiline_match(text: str, prefix: int) -> None:
+    multiline = re.compile(rf"^[ \t?:-]{{{prefix + 1}}}", re.MULTILINE)
+    assert yamlfiles._has_deep_line(text, prefix) == (multiline.search(text) is not None)
