@@ -15,7 +15,7 @@ from typing import Any
 
 from policies import app_rules, deepstream_rules, fleet_rules, syncs
 from policies.registry import REGISTRY, Context, Hit, Rule
-from policies.resolution import ResolvedInstance, all_profile_values, resolve_instance
+from policies.resolution import GieMemo, ResolvedInstance, all_profile_values, resolve_instance
 from schemas.findings import Finding, Note, Severity, SourceRef
 from schemas.fleet import Fleet
 from schemas.manifests import DsInstance, RuleMatch, RuleSeverity
@@ -160,7 +160,10 @@ def all_rules() -> list[Rule]:
 
 def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
     values = all_profile_values(fleet)
-    return {name: resolve_instance(fleet, inst, values) for name, inst in sorted(fleet.instances.items())}
+    memo: GieMemo = {}
+    return {
+        name: resolve_instance(fleet, inst, values, memo) for name, inst in sorted(fleet.instances.items())
+    }
 
 
 def evaluate(fleet: Fleet, resolved: dict[str, ResolvedInstance] | None = None) -> list[Finding]:

@@ -207,10 +207,19 @@ def all_profile_values(fleet: Fleet) -> dict[str, tuple[GieValues, ...]]:
     return {name: profile_values(profile) for name, profile in fleet.profiles.items()}
 
 
+GieMemo = dict[tuple[str, int], tuple[tuple[EffectiveGie, ...], tuple[Problem, ...]]]
+"""(profile, number of cameras) → the GIEs (and their problems) of a deepstream-app instance without overrides:
+such instances of one fleet that share a profile and a camera count resolve to the same GIEs."""
+
+
 def resolve_instance(
-    fleet: Fleet, instance: DsInstance, values: Mapping[str, tuple[GieValues, ...]] | None = None
+    fleet: Fleet,
+    instance: DsInstance,
+    values: Mapping[str, tuple[GieValues, ...]] | None = None,
+    memo: GieMemo | None = None,
 ) -> ResolvedInstance:
-    """``values``: the fleet's ``all_profile_values`` when resolving many instances (computed once)."""
+    """``values``: the fleet's ``all_profile_values`` when resolving many instances (computed once); ``memo``:
+    one :data:`GieMemo` for the instances of one fleet (never across fleets)."""
     spec = instance.spec
     name = instance.metadata.name
     problems: list[Problem] = []
@@ -221,6 +230,27 @@ def resolve_instance(
     version = deepstream_version(profile, image)
     streammux: StreammuxSettings = spec.app.streammux
     mux_batch = int(resolve_batch(streammux.batch_size, n))
+    memo_key = None
+    if (
+        memo is not None
+        and profile is not None
+        and not spec.overrides
+        and not isinstance(spec, CcmInstanceSpec)
+    ):
+        memo_key = (profile.metadata.name, n)
+        hit = memo.get(memo_key)
+        if hit is not None:
+            problems.extend(hit[1])
+            return ResolvedInstance(
+                name=name,
+                instance=instance,
+                cameras=cameras,
+                image=image,
+                deepstream_version=version,
+                streammux_batch=mux_batch,
+                gies=hit[0],
+                problems=tuple(problems),
+            )
 
     gies: list[EffectiveGie] = []
     if profile is not None:
@@ -282,6 +312,8 @@ def resolve_instance(
     gies = [_common_derived(g, n, problems) for g in gies]
     gies = _ccm_derived(gies, spec, problems) if isinstance(spec, CcmInstanceSpec) else _chain_ids(gies)
     gies = [_engine_derived(g, problems) for g in gies]
+    if memo_key is not None and memo is not None:
+        memo[memo_key] = (tuple(gies), tuple(problems))  # no overrides: every problem so far is the profile's
     return ResolvedInstance(
         name=name,
         instance=instance,

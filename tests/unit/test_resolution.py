@@ -7,7 +7,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.resolution import instance_cameras, selected_cameras
+from policies.resolution import (
+    GieMemo,
+    all_profile_values,
+    instance_cameras,
+    resolve_instance,
+    selected_cameras,
+)
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
 LABELS = st.dictionaries(st.sampled_from(["zone", "site", "group"]), st.sampled_from(["a", "b", "c"]))
@@ -50,3 +56,43 @@ def test_label_index_is_built_once_per_fleet() -> None:
     fleet = fleet_of([node("n1"), PROFILE, _labelled("cam-a", "1", {"zone": "a"})])
     assert fleet.camera_labels is fleet.camera_labels
     assert fleet.camera_labels[("zone", "a")] == frozenset({"cam-a"})
+
+
+AUTO_SECONDARY = {
+    **PROFILE,
+    "metadata": {"name": "auto2"},
+    "spec": {
+        "gies": [
+            {**PROFILE["spec"]["gies"][0], "properties": {"batch-size": "auto", "model-engine-file": "auto"}},
+            {**PROFILE["spec"]["gies"][1], "properties": {"batch-size": "auto"}},
+        ]
+    },
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 3), min_size=1, max_size=6),
+    profiles=st.lists(st.sampled_from(["det", "auto2"]), min_size=6, max_size=6),
+    overridden=st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_instances_that_share_gies_resolve_as_alone(
+    counts: list[int], profiles: list[str], overridden: list[bool]
+) -> None:
+    """The fleet-wide GIE memo gives every instance exactly what resolving it alone gives, problems included."""
+    docs: list[dict[str, Any]] = [node("n1"), PROFILE, AUTO_SECONDARY]
+    used = 0
+    for i, count in enumerate(counts):
+        names = [f"cam-{used + k}" for k in range(count)]
+        docs.extend(camera(n, str(used + k + 1)) for k, n in enumerate(names))
+        used += count
+        extra: dict[str, Any] = {"profile": profiles[i]}
+        if overridden[i]:
+            extra["overrides"] = {"pgie": {"interval": 2}}
+        docs.append(instance(f"ds-{i}", "n1", names, **extra))
+    fleet = fleet_of(docs)
+    values = all_profile_values(fleet)
+    memo: GieMemo = {}
+    for name, inst in sorted(fleet.instances.items()):
+        assert resolve_instance(fleet, inst, values, memo) == resolve_instance(fleet, inst), name
+    assert bool(memo) == (not all(overridden[: len(counts)]))  # instances without overrides went through it
