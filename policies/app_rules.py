@@ -8,22 +8,16 @@ from typing import Any
 
 from policies.registry import Context, Hit, did_you_mean, rule
 from schemas.deepstream import GieFormat
-from schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity
+from schemas.manifests import RuleSeverity
 from schemas.placeholders import broker_connection_has_credentials
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
 
 
-def _apps(ctx: Context) -> Iterator[tuple[str, DeepstreamAppInstanceSpec]]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
-        if isinstance(inst.spec, DeepstreamAppInstanceSpec):
-            yield name, inst.spec
-
-
 @rule("app-extra-groups", W, "deepstream-app groups dsfleet does not know are written verbatim",
       category="deepstream")  # fmt: skip
 def app_extra_groups(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         for group in spec.app.extraGroups:
             yield Hit(
                 f"instance {name!r}: [{group}] is written verbatim (dsfleet does not check its keys)",
@@ -34,9 +28,9 @@ def app_extra_groups(ctx: Context) -> Iterator[Hit]:
 @rule("sink-needs-display", W, "EGL (2) and overlay (5) sinks need a display the container does not have",
       category="deepstream")  # fmt: skip
 def sink_needs_display(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         for i, sink in enumerate(spec.app.sinks):
-            values = sink.values_by_key()
+            values = ctx.keys(sink)
             if values.get("enable") and values.get("type") in (2, 5):
                 yield Hit(
                     f"instance {name!r}: sink{i} type {values['type']} renders to a display; headless "
@@ -48,9 +42,9 @@ def sink_needs_display(ctx: Context) -> Iterator[Hit]:
 @rule("sink-broker-settings", E, "a message-broker sink (type 6) names its adapter, connection and converter",
       category="deepstream")  # fmt: skip
 def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         for i, sink in enumerate(spec.app.sinks):
-            values = sink.values_by_key()
+            values = ctx.keys(sink)
             if not values.get("enable") or values.get("type") != 6:
                 continue
             needed = ["msg-broker-proto-lib", "msg-broker-conn-str"]
@@ -68,14 +62,14 @@ def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
       "secret with {secretRef}, or use msg-broker-config from a secret mount)", relaxable=False,
       category="deepstream")  # fmt: skip
 def broker_credentials(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         places: list[tuple[str, tuple[str | int, ...], object]] = []
         for i, sink in enumerate(spec.app.sinks):
             places.append(
                 (
                     f"sink{i}",
                     ("sinks", i, "msg-broker-conn-str"),
-                    sink.values_by_key().get("msg-broker-conn-str"),
+                    ctx.keys(sink).get("msg-broker-conn-str"),
                 )
             )
         for i, consumer in enumerate(spec.app.message_consumers):
@@ -83,7 +77,7 @@ def broker_credentials(ctx: Context) -> Iterator[Hit]:
                 (
                     f"message-consumer{i}",
                     ("message-consumers", i, "conn-str"),
-                    consumer.values_by_key().get("conn-str"),
+                    ctx.keys(consumer).get("conn-str"),
                 )
             )
         for group, path, value in places:
@@ -105,7 +99,7 @@ are not cameras dsfleet models)."""
 @rule("app-source-list", E, "[source-list] settings are consistent: cameras it can open, no per-camera "
       "[sourceN] beside nvmultiurisrcbin, REST settings only with nvmultiurisrcbin", category="deepstream")  # fmt: skip
 def app_source_list(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         app = spec.app
 
         def at(*path: str | int, _name: str = name) -> Any:
@@ -170,7 +164,7 @@ def app_source_list(ctx: Context) -> Iterator[Hit]:
 @rule("app-source-list-ignored", W, "[source-list]/[source-attr-all] settings deepstream-app would ignore",
       category="deepstream")  # fmt: skip
 def app_source_list_ignored(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         app = spec.app
 
         def at(*path: str | int, _name: str = name) -> Any:
@@ -197,7 +191,7 @@ def app_source_list_ignored(ctx: Context) -> Iterator[Hit]:
 @rule("app-gie-settings", E, "app.gies names GIEs of the instance's profile, with keys their group reads",
       category="deepstream")  # fmt: skip
 def app_gie_settings(ctx: Context) -> Iterator[Hit]:
-    for name, spec in _apps(ctx):
+    for name, spec in ctx.apps:
         if not spec.app.gies or name not in ctx.resolved:
             continue
         gies = {g.name: g for g in ctx.resolved[name].gies}

@@ -21,22 +21,28 @@ E, W, OFF = RuleSeverity.ERROR, RuleSeverity.WARNING, RuleSeverity.OFF
 
 @rule("unique-camera-id", E, "cameraId is unique across cameras (the app keys its metadata by it)")
 def unique_camera_id(ctx: Context) -> Iterator[Hit]:
-    first: dict[str, str] = {}
-    for name in sorted(ctx.fleet.cameras, key=lambda n: _order(ctx, "Camera", n)):
-        cid = ctx.fleet.cameras[name].spec.cameraId
-        if cid in first:
-            yield Hit(
-                f"spec.cameraId: camera {name!r} reuses the cameraId of camera {first[cid]!r}",
+    by_id: dict[str, list[str]] = {}
+    for name, camera in ctx.fleet.cameras.items():
+        by_id.setdefault(camera.spec.cameraId, []).append(name)
+    reused = [names for names in by_id.values() if len(names) > 1]  # only these need the source order
+    hits: list[tuple[tuple[str, int, str], Hit]] = []
+    for names in reused:
+        names.sort(key=lambda n: _order(ctx, "Camera", n))
+        first = names[0]
+        for name in names[1:]:
+            hit = Hit(
+                f"spec.cameraId: camera {name!r} reuses the cameraId of camera {first!r}",
                 ctx.fleet.source("Camera", name, "spec", "cameraId"),
                 (
                     Note(
                         message="first used here",
-                        source=ctx.fleet.source("Camera", first[cid], "spec", "cameraId"),
+                        source=ctx.fleet.source("Camera", first, "spec", "cameraId"),
                     ),
                 ),
             )
-        else:
-            first[cid] = name
+            hits.append((_order(ctx, "Camera", name), hit))
+    for _order_key, hit in sorted(hits, key=lambda pair: pair[0]):
+        yield hit
 
 
 def _order(ctx: Context, kind: str, name: str) -> tuple[str, int, str]:
@@ -46,7 +52,7 @@ def _order(ctx: Context, kind: str, name: str) -> tuple[str, int, str]:
 
 @rule("instance-camera-exists", E, "every camera an instance names is defined")
 def instance_camera_exists(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         for i, cam in enumerate(inst.spec.cameras):
             if cam not in ctx.fleet.cameras:
                 yield Hit(
@@ -115,7 +121,7 @@ def _camera_ref(ctx: Context, instance: str, camera: str) -> SourceRef | None:
 
 @rule("instance-node-exists", E, "an instance's node is defined")
 def instance_node_exists(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         node = inst.spec.node
         if node is not None and node not in ctx.fleet.nodes:
             yield Hit(
@@ -127,7 +133,7 @@ def instance_node_exists(ctx: Context) -> Iterator[Hit]:
 
 @rule("instance-unplaced", W, "an instance without a node is defined but runs nowhere")
 def instance_unplaced(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         if inst.spec.node is None:
             yield Hit(
                 f"instance {name!r} has no spec.node: it is defined but not placed (status unassigned)",
@@ -137,7 +143,7 @@ def instance_unplaced(ctx: Context) -> Iterator[Hit]:
 
 @rule("instance-gpu-exists", E, "an instance's gpu is one of its node's gpus")
 def instance_gpu_exists(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         node = ctx.fleet.nodes.get(inst.spec.node or "")
         if node is not None and inst.spec.gpu not in node.spec.gpus:
             gpus = ", ".join(str(g) for g in node.spec.gpus)
@@ -165,7 +171,7 @@ def node_capacity(ctx: Context) -> Iterator[Hit]:
 
 @rule("instance-profile-exists", E, "an instance's profile is defined")
 def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         if inst.spec.profile is not None and inst.spec.profile not in ctx.fleet.profiles:
             yield Hit(
                 f"spec.profile: {_missing(ctx, 'InferenceProfile', inst.spec.profile)}",
@@ -181,7 +187,7 @@ def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
 
 @rule("instance-no-cameras", W, "an instance with no cameras runs with batch size 1 and does nothing")
 def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
-    for name, res in sorted(ctx.resolved.items()):
+    for name, res in ctx.resolved_instances:
         if not res.cameras and not _depends_on_invalid(ctx, name):
             yield Hit(
                 f"instance {name!r} has no cameras (batch-size: auto resolves to 1)",
@@ -191,7 +197,7 @@ def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
 
 @rule("instance-image-missing", E, "every instance has an image (its own or its node's default)")
 def instance_image_missing(ctx: Context) -> Iterator[Hit]:
-    for name, res in sorted(ctx.resolved.items()):
+    for name, res in ctx.resolved_instances:
         node = res.instance.spec.node
         if node is not None and node not in ctx.fleet.nodes:
             continue  # the missing node is the finding (instance-node-exists)
@@ -214,7 +220,7 @@ def allowed_images(ctx: Context) -> Iterator[Hit]:
     patterns = tuple(ctx.param("allowed-images", "patterns", []) or [])
     if not patterns:
         return
-    for name, res in sorted(ctx.resolved.items()):
+    for name, res in ctx.resolved_instances:
         if res.image is not None and not image_allowed(res.image, patterns):
             own = res.instance.spec.image is not None
             where = ("spec", "image") if own else ("spec",)
@@ -235,7 +241,7 @@ def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
     limit = ctx.param("max-cameras-per-instance", "max")
     if not isinstance(limit, int):
         return
-    for name, res in sorted(ctx.resolved.items()):
+    for name, res in ctx.resolved_instances:
         if len(res.cameras) > limit:
             yield Hit(
                 f"instance {name!r} has {len(res.cameras)} cameras, more than the Policy's limit {limit}",
@@ -245,7 +251,7 @@ def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
 
 @rule("forbid-privileged", OFF, "no instance runs privileged (Policy forbidPrivileged)")
 def forbid_privileged(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         if inst.spec.privileged:
             yield Hit(
                 "spec.privileged: privileged containers are forbidden by policy",
@@ -261,14 +267,17 @@ def forbid_privileged(ctx: Context) -> Iterator[Hit]:
     relaxable=False,
 )
 def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
-    for name, cam in sorted(ctx.fleet.cameras.items()):
-        if url_has_credentials(cam.spec.url):
+    fleet = ctx.fleet
+    for name, cam in sorted(fleet.cameras.items()):
+        if not fleet.credential_free("Camera", name) and url_has_credentials(cam.spec.url):
             yield Hit(
                 "spec.url: the URL carries credentials (not shown); move them to a secret and set "
                 "spec.credentials.secretRef",
                 ctx.fleet.source("Camera", name, "spec", "url"),
             )
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
+        if fleet.credential_free("DsInstance", name):
+            continue
         spec = inst.spec
         for key, value in spec.env.items():
             if isinstance(value, str) and text_has_credentials(value):
@@ -292,7 +301,9 @@ def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
                     "env secretRef",
                     ctx.fleet.source("DsInstance", name, "spec", *path),
                 )
-    for name, prof in sorted(ctx.fleet.profiles.items()):
+    for name, prof in sorted(fleet.profiles.items()):
+        if fleet.credential_free("InferenceProfile", name):
+            continue
         if not _may_carry_credentials(prof.spec.model_dump_json(by_alias=True)):
             continue
         for path, value in _strings(prof.spec.model_dump(mode="json", by_alias=True), ()):
@@ -337,7 +348,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     "from a secretRef",
 )
 def env_secret_literal(ctx: Context) -> Iterator[Hit]:
-    for name, inst in sorted(ctx.fleet.instances.items()):
+    for name, inst in ctx.instances:
         for key, value in sorted(inst.spec.env.items()):
             if isinstance(value, str) and value and secret_env_name(key):
                 yield Hit(

@@ -7,12 +7,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from policies.resolution import ResolvedInstance
+from schemas.deepstream import DeepStreamKeys
 from schemas.findings import Note, SourceRef
 from schemas.fleet import Fleet
-from schemas.manifests import RuleSeverity
+from schemas.manifests import DeepstreamAppInstanceSpec, DsInstance, RuleSeverity
 
 __all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "did_you_mean", "rule"]
 
@@ -54,6 +56,35 @@ class Context:
 
     def param(self, rule: str, name: str, default: Any = None) -> Any:
         return self.params.get(rule, {}).get(name, default)
+
+    # What many rules walk or derive, once per evaluation (the fleet is frozen, so none of it goes stale).
+
+    @cached_property
+    def instances(self) -> list[tuple[str, DsInstance]]:
+        """The fleet's instances by name."""
+        return sorted(self.fleet.instances.items())
+
+    @cached_property
+    def resolved_instances(self) -> list[tuple[str, ResolvedInstance]]:
+        """The resolved instances by name."""
+        return sorted(self.resolved.items())
+
+    @cached_property
+    def apps(self) -> list[tuple[str, DeepstreamAppInstanceSpec]]:
+        """The specs of the deepstream-app layout's instances, by name."""
+        return [
+            (name, inst.spec)
+            for name, inst in self.instances
+            if isinstance(inst.spec, DeepstreamAppInstanceSpec)
+        ]
+
+    def keys(self, settings: DeepStreamKeys) -> dict[str, Any]:
+        """``settings.values_by_key()``, dumped once for every rule that reads it (do not change the result)."""
+        memo: dict[int, tuple[DeepStreamKeys, dict[str, Any]]] = self.__dict__.setdefault("_keys", {})
+        hit = memo.get(id(settings))
+        if hit is None or hit[0] is not settings:
+            hit = memo[id(settings)] = (settings, settings.values_by_key())
+        return hit[1]
 
 
 Check = Callable[[Context], Iterable[Hit]]

@@ -22,6 +22,15 @@ class Fleet:
     invalid: Mapping[tuple[str, str], SourceRef] = field(default_factory=dict)
     """(kind, name) → a document that names it but fails its schema (reported there; references to it are not
     reported as missing)."""
+    credential_free_files: frozenset[str] = frozenset()
+    """Files whose text holds no ``@``, no ``?`` and no backslash (so no escape can spell either): no value read
+    from them can carry URL user-info or a query string, the forms every credential check looks for, so those
+    checks may skip their manifests (the loader fills it; empty means check everything)."""
+
+    def credential_free(self, kind: str, name: str) -> bool:
+        """Whether the manifest's file is credential-free (see :attr:`credential_free_files`)."""
+        ref = self.sources.get((kind, name))
+        return ref is not None and ref.file in self.credential_free_files
 
     def defined_invalid(self, kind: str, name: str) -> bool:
         return (kind, name) in self.invalid

@@ -455,6 +455,11 @@ def _read_files(
     return out, findings
 
 
+_CREDENTIAL_MARKS = ("@", "?", "\\")
+"""Characters a file needs for any of its values to carry credentials (user-info, a query string, or an escape
+that spells one of them): see ``Fleet.credential_free_files`` (a file known without its text is never free)."""
+
+
 def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[Finding]]:
     """Group manifests by kind and name; a repeated kind/name is an error naming both places."""
     groups: dict[str, dict[str, Any]] = {kind: {} for kind in KIND_NAMES}
@@ -490,6 +495,9 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
         policies=groups["Policy"],
         sources=sources,
         invalid={key: ref for key, ref in invalid.items() if key not in sources},
+        credential_free_files=frozenset(
+            display for display, pf in parsed if pf.text and not any(c in pf.text for c in _CREDENTIAL_MARKS)
+        ),
     )
     return fleet, findings
 
