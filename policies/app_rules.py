@@ -122,8 +122,9 @@ def app_source_list(ctx: Context) -> Iterator[Hit]:
                 continue
             if multi:
                 yield Hit(
-                    f"instance {name!r}: [{group}] beside use-nvmultiurisrcbin: nvmultiurisrcbin takes every "
-                    "source's attributes from [source-attr-all] and ignores per-camera groups",
+                    f"instance {name!r}: [{group}] beside use-nvmultiurisrcbin: nvmultiurisrcbin is one element "
+                    "for every camera, set from each source's settings in turn (the last source's win for all "
+                    "cameras), so a per-camera group does not stay per camera; set the keys in source-attr-all",
                     at("extraGroups", group),
                 )
             elif int(match.group(1)) >= len(cameras):
