@@ -55,9 +55,10 @@ def _loaded_rule_messages(tmp_path: Any, files: dict[str, str]) -> tuple[list[st
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     loaded = load_manifests([tmp_path])
-    return sorted(f"{f.location.file}: {f.message}" for f in loaded.findings if f.rule == RULE and f.location), (
-        loaded.fleet.credential_free_files
+    messages = sorted(
+        f"{f.location.file}: {f.message}" for f in loaded.findings if f.rule == RULE and f.location
     )
+    return messages, loaded.fleet.credential_free_files
 
 
 CLEAN_NODE = "apiVersion: dsfleet/v1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  gpus: [0]\n"
