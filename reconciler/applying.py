@@ -178,15 +178,14 @@ def stored_configs(
     store: StorePort, desired: Mapping[str, NodeConfig] | None = None
 ) -> dict[str, NodeConfig]:
     """The last applied config of every node. A node whose stored hash equals its desired hash gets the desired
-    object itself (equal sha256 of the canonical form = equal content), so only changed nodes are parsed."""
-    out: dict[str, NodeConfig] = {}
-    for name, stored in store.latest_node_configs().items():
-        same = desired.get(name) if desired is not None else None
-        if same is not None and same.configHash == stored.config_hash:
-            out[name] = same
-        else:
-            out[name] = NodeConfig.model_validate(stored.payload)
-    return out
+    object itself (equal sha256 of the canonical form = equal content), so only changed nodes are read and
+    parsed."""
+    if desired is None:
+        return {name: NodeConfig.model_validate(c.payload) for name, c in store.latest_node_configs().items()}
+    same, changed = store.latest_node_changes({name: config.configHash for name, config in desired.items()})
+    out = {name: desired[name] for name in same}
+    out.update((name, NodeConfig.model_validate(c.payload)) for name, c in changed.items())
+    return dict(sorted(out.items()))
 
 
 def apply_manifests(

@@ -27,6 +27,9 @@ from reconciler.store.values import (
 )
 from schemas.hashing import canonical_json
 
+IN_LIST_CHUNK = 500
+"""Names per ``IN (...)`` list (well under SQLite's and PostgreSQL's bind-parameter limits)."""
+
 
 class RevisionsMixin(InventoryMixin):
     # ---- revisions
@@ -182,12 +185,36 @@ class RevisionsMixin(InventoryMixin):
     def latest_node_configs(self, at_revision: int | None = None) -> dict[str, StoredNodeConfig]:
         """The last config of each node whose last change was not a deletion (what ``diff`` compares with);
         ``at_revision``: as of that revision (``render --db --revision N``)."""
+        with self._read() as conn:
+            return self._configs(conn, self._latest_configs(at_revision))
+
+    def latest_node_changes(
+        self, known: Mapping[str, str]
+    ) -> tuple[frozenset[str], dict[str, StoredNodeConfig]]:
+        """``known``: node → config hash the caller already has. Returns the nodes whose last config has that
+        hash, and the last config of every other node (as :meth:`latest_node_configs`), from one snapshot: only
+        the payloads that differ are read and parsed (the others are most of a large fleet's stored bytes)."""
+        heads = self._latest_configs(None, NODE_CONFIGS.c.node, NODE_CONFIGS.c.config_hash)
+        with self._read() as conn:
+            rows = conn.execute(heads).all()
+            same = frozenset(str(node) for node, digest in rows if known.get(node) == digest)
+            others = [str(node) for node, _digest in rows if node not in same]
+            configs: dict[str, StoredNodeConfig] = {}
+            for start in range(0, len(others), IN_LIST_CHUNK):
+                chunk = others[start : start + IN_LIST_CHUNK]
+                configs.update(
+                    self._configs(conn, self._latest_configs(None).where(NODE_CONFIGS.c.node.in_(chunk)))
+                )
+            return same, configs
+
+    @staticmethod
+    def _latest_configs(at_revision: int | None, *columns: Any) -> sa.Select[Any]:
         newest = sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
         if at_revision is not None:
             newest = newest.where(NODE_CONFIGS.c.revision_id <= at_revision)
         last = newest.group_by(NODE_CONFIGS.c.node).subquery()
-        query = (
-            sa.select(NODE_CONFIGS)
+        return (
+            sa.select(*(columns or (NODE_CONFIGS,)))
             .join(
                 last,
                 sa.and_(NODE_CONFIGS.c.node == last.c.node, NODE_CONFIGS.c.generation == last.c.generation),
@@ -195,17 +222,19 @@ class RevisionsMixin(InventoryMixin):
             .where(NODE_CONFIGS.c.deleted.is_(False))
             .order_by(NODE_CONFIGS.c.node)
         )
-        with self._read() as conn:
-            out: dict[str, StoredNodeConfig] = {}
-            for row in conn.execute(query).mappings():
-                out[row["node"]] = StoredNodeConfig(
-                    node=row["node"],
-                    generation=int(row["generation"]),
-                    config_hash=str(row["config_hash"]),
-                    payload=json.loads(row["payload"]),
-                    revision_id=int(row["revision_id"]),
-                )
-            return out
+
+    @staticmethod
+    def _configs(conn: Connection, query: sa.Select[Any]) -> dict[str, StoredNodeConfig]:
+        out: dict[str, StoredNodeConfig] = {}
+        for row in conn.execute(query).mappings():
+            out[row["node"]] = StoredNodeConfig(
+                node=row["node"],
+                generation=int(row["generation"]),
+                config_hash=str(row["config_hash"]),
+                payload=json.loads(row["payload"]),
+                revision_id=int(row["revision_id"]),
+            )
+        return out
 
     def latest_node_heads(self) -> dict[str, tuple[int, str, datetime]]:
         """Like :meth:`latest_node_configs` without the payloads: ``{node: (generation, config hash, time the

@@ -30,6 +30,7 @@ from reconciler.store import (
     head_revision,
 )
 from reconciler.store import engines as store_module
+from reconciler.store import revisions as revisions_module
 from reconciler.store import schema as schema_module
 from reconciler.store.migrations import ALEMBIC_MARKER, HEAD, scripts_head
 from schemas.errors import DsfleetError, PermanentError, TemporaryError
@@ -377,6 +378,27 @@ def test_generations_start_at_one_and_count_per_node(store: Store) -> None:
     assert latest["n1"].payload == payload("n1", 3)
     assert latest["n1"].config_hash == canonical_hash(payload("n1", 3))
     assert a.revision_id < b.revision_id < c.revision_id
+
+
+def test_latest_node_changes_reads_only_the_configs_whose_hash_differs(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(revisions_module, "IN_LIST_CHUNK", 2)  # several IN lists for three nodes
+    store.apply_revision(
+        rev(1), [change(f"n{i}", 1) for i in range(1, 5)], inventory("n1", "n2", "n3", "n4"), encode
+    )
+    store.apply_revision(rev(2), [change("n2", 2), delete("n4")], inventory("n1", "n2", "n3"), encode)
+    known = {
+        "n1": canonical_hash(payload("n1", 1)),  # the same: left out
+        "n2": canonical_hash(payload("n2", 1)),  # stale: n2 changed since
+        "n5": "0" * 64,  # never stored
+    }
+    same, changed = store.latest_node_changes(known)
+    assert same == {"n1"}
+    assert set(changed) == {"n2", "n3"}  # n3 unknown to the caller, n4 deleted
+    latest = store.latest_node_configs()
+    assert changed == {n: latest[n] for n in ("n2", "n3")}
+    assert store.latest_node_changes({}) == (frozenset(), latest)
 
 
 def test_generations_are_never_reused_after_delete_and_recreate(store: Store, url: str) -> None:

@@ -35,6 +35,12 @@ class MemoryStore:
     def latest_node_configs(self, at_revision: int | None = None) -> dict[str, StoredNodeConfig]:
         return dict(self.configs)
 
+    def latest_node_changes(
+        self, known: Mapping[str, str]
+    ) -> tuple[frozenset[str], dict[str, StoredNodeConfig]]:
+        same = frozenset(n for n, c in self.configs.items() if known.get(n) == c.config_hash)
+        return same, {n: c for n, c in self.configs.items() if n not in same}
+
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int:
         self.revisions.append((rev, False))
         return len(self.revisions)
