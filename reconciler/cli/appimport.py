@@ -20,7 +20,8 @@ _DESCRIPTION = """\
 Import a deepstream-app config (deepstream_app_config.txt) and the nvinfer / preprocess files its GIE groups
 reference (config-file paths are relative to it) as Camera, InferenceProfile and DsInstance manifests. Every key
 is read as deepstream-app reads it (GLib rules); keys and groups dsfleet does not model are kept verbatim in
-app.extraGroups. YAML app configs are not supported yet.
+app.extraGroups. A YAML app config (DS 6.2+) is read as the key file it stands for, its sources from the CSV its
+source group names; its YAML GIE files are rendered as key files (.txt).
 """
 
 
@@ -31,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", metavar="FILE", type=Path, help="the deepstream-app config (.txt)")
+    parser.add_argument("file", metavar="FILE", type=Path, help="the deepstream-app config (.txt or .yml)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where to write the manifests")
     parser.add_argument("--secrets-out", type=Path, metavar="DIR",
                         help="where credentials found in source URIs and broker connection strings go "

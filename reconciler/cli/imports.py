@@ -26,6 +26,7 @@ _DESCRIPTION = """\
 Import DeepStream key files (nvinfer, nvdspreprocess, or the CCM align plugin's config) as GIEs of an
 InferenceProfile manifest. Each file is read exactly as DeepStream reads it (GLib key-file rules, the typed
 getter of every key), so the YAML shows the values DeepStream really uses: 'network-mode=2 # FP16' imports as 2.
+A YAML config (.yml, DS 6.2+) is read as the key file it stands for and rendered as one (.txt).
 
 stdout: one YAML document per file (paste it under spec.gies of an InferenceProfile).
 stderr: findings, FILE:LINE:COL: warning|error: MESSAGE [rule-id] - inline comments, duplicate keys,
@@ -48,7 +49,9 @@ def add_parser(subparsers: Any) -> None:
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("files", metavar="FILE", nargs="+", help="key files (.txt) to import")
+    parser.add_argument(
+        "files", metavar="FILE", nargs="+", help="key files (.txt) or YAML configs (.yml) to import"
+    )
     parser.add_argument(
         "--render",
         action="store_true",

@@ -19,7 +19,8 @@ key for key:
 * anything else (unknown keys, groups dsfleet does not model) → ``app.extraGroups``,
   verbatim, under the group name dsfleet renders (the renderer adds them to that group).
 
-``gpu-id`` is always rendered 0 (the container sees one GPU); a different value is reported.
+``gpu-id`` is always rendered 0 (the container sees one GPU); a different value is reported. A YAML config (DS
+6.2+; its GIE files too) is read as the key file it stands for, its sources from the CSV it names.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 
 from reconciler.importers.keyfiles import KeyGroup, parse_keyfile, read_typed
 from reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
+from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, yaml_to_keyfile
 from schemas.deepstream import (
     APP_GROUP_TABLES,
     NVINFER_PROPERTY_KEYS,
@@ -118,12 +120,14 @@ def import_app(
     image: str = DEFAULT_IMAGE,
     name: str | None = None,
 ) -> AppImport:
-    """``read_gie(config-file value)`` → (text, display path) or None when the file is missing."""
-    if PurePosixPath(file).suffix.lower() in (".yml", ".yaml"):
-        raise AppImportError(
-            f"{file}: error: YAML deepstream-app configs (DS 6.2+) are not supported yet; convert it to the key "
-            "file form (.txt) first"
-        )
+    """``read_gie(config-file value)`` → (text, display path) or None when the file is missing (it also reads a
+    YAML config's sources CSV). A YAML config (DS 6.2+) is read as the key file it stands for
+    (:mod:`reconciler.importers.yamlconfigs`)."""
+    if is_yaml_config(file):
+        try:
+            text = yaml_to_keyfile(text, file, read_gie)
+        except YamlConfigError as exc:
+            raise AppImportError(str(exc)) from None
     kf = parse_keyfile(text, file)
     if not kf.loaded:
         raise AppImportError(f"{file}: error: GLib cannot load this file: " + "; ".join(
@@ -380,6 +384,9 @@ def _gie(
     if not isinstance(ref, str):
         raise AppImportError(f"[{group}]: error: config-file is mandatory in a GIE group")
     file = PurePosixPath(ref).name
+    if is_yaml_config(file):  # dsfleet writes key files: nvinfer picks its parser by the file name
+        file = PurePosixPath(file).stem + ".txt"
+        warn(f"[{group}] config-file {ref}: a YAML config; rendered as the key file {file}")
     role = {"primary-gie": "primary", "secondary-gie": "secondary"}.get(kind, "preprocess")
     found = read_gie(ref)
     gie: dict[str, Any] = {"name": dns_label(PurePosixPath(file).stem) or "gie", "role": role, "file": file}

@@ -9,6 +9,7 @@ name (dsfleet writes every file into /workspace/configs).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,7 @@ from glibcheck import GlibChecker, getter_for
 from reconciler.importers.deepstreamapp import AppImport, import_app, read_gie_near
 from reconciler.importers.keyfiles import parse_keyfile
 from reconciler.importers.nvinfer import import_keyfile
+from reconciler.importers.yamlconfigs import is_yaml_config, yaml_to_keyfile
 from schemas.deepstream import NVINFER_CLASS_ATTRS_KEYS, NVINFER_PROPERTY_KEYS, ValueKind, spec_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,50 +57,96 @@ def test_every_deepstream_app_sample_imports_validates_and_round_trips(
         tuple[int, str, str, int, str, str, str]
     ] = []  # (orig req, group, key, rendered req, g, k, why)
     for n, sample in enumerate(samples):
-        out = tmp_path / f"case{n}"
-        proc = _cli(str(sample), "--out", str(out), "--render")
-        assert proc.returncode == 0, proc.stderr
-        result = import_app(sample.read_text(), str(sample), read_gie_near(sample))
-        rendered = {p.name: p.read_text() for p in (out / "rendered").iterdir()}
-        original = parse_keyfile(sample.read_text(), sample.name)
-        rendered_req: dict[str, int] = {}
-        getters_for: dict[str, dict[str, dict[str, str]]] = {}
+        _sample_checks(sample, tmp_path / f"case{n}", requests, checks)
+    _verify(glib, requests, checks)
+    assert len(checks) > 150
 
-        orig_getters: dict[str, dict[str, str]] = {}
-        orig_index = len(requests)
-        requests.append(("", {}))  # filled below
-        pending: list[tuple[str, str, str, str, str, str]] = []
-        for group in original.groups:
-            enabled = group.get("enable")
-            for key in group.effective():
-                kind = result.getters.get((group.name, key))
-                if kind is None:  # a disabled group dsfleet does not import
-                    assert enabled is not None and enabled.raw.strip() == "0", (sample.name, group.name, key)
-                    continue
-                orig_getters.setdefault(group.name, {})[key] = getter_for(kind)
-                if key == "config-file":
-                    raw = group.effective()[key].raw
-                    assert f"config-file={PurePosixPath(raw).name}\n" in rendered["deepstream_app_config.txt"]
-                    continue
-                place = result.placements.get((group.name, key))
-                if place is None:
-                    assert key in EXPANDED and group.name.startswith("source"), (sample.name, group.name, key)
-                    continue
-                file, rgroup, rkey = place
-                getters_for.setdefault(file, {}).setdefault(rgroup, {})[rkey] = getter_for(kind)
-                pending.append((group.name, key, file, rgroup, rkey, sample.name))
-        requests[orig_index] = (sample.read_text(), orig_getters)
-        for file, getters in getters_for.items():
-            rendered_req[file] = len(requests)
-            requests.append((rendered[file], getters))
-        for g, k, file, rg, rk, why in pending:
-            checks.append((orig_index, g, k, rendered_req[file], rg, rk, why))
-        _gie_round_trip(result, sample, rendered, requests, checks)
+
+def test_every_yaml_deepstream_app_sample_imports_validates_and_round_trips(
+    samples_dir: Path, glib: GlibChecker, tmp_path: Path
+) -> None:
+    """The YAML app configs (DS 6.2+) of the samples, with the sources CSV each names (not among the samples:
+    written here, four URI sources): every key, as the key file it stands for, in what dsfleet renders."""
+    copies = tmp_path / "samples"
+    shutil.copytree(samples_dir, copies)
+    samples = sorted(p for p in copies.glob("*.yml") if "primary-gie:" in p.read_text())
+    assert len(samples) >= 2  # the SDK's source4 app, the TAO PeopleNet app
+    requests: list[tuple[str, dict[str, dict[str, str]]]] = []
+    checks: list[tuple[int, str, str, int, str, str, str]] = []
+    for n, sample in enumerate(samples):
+        csv = sample.read_text().split("csv-file-path:", 1)[1].split()[0]
+        prefix = sample.name.rsplit("__", 1)[0]
+        (copies / f"{prefix}__{csv}").write_text(SOURCES_CSV)
+        _sample_checks(sample, tmp_path / f"case{n}", requests, checks)
+    _verify(glib, requests, checks)
+    assert len(checks) > 100
+
+
+SOURCES_CSV = """enable,type,uri,num-sources,gpu-id,cudadec-memtype
+1,3,file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4,2,0,0
+1,4,rtsp://127.0.0.1:8554/cam1,1,0,0
+1,2,file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h265.mp4,1,0,0
+"""
+
+
+def _as_keyfile(path: Path, text: str) -> str:
+    """The key-file text of a config (a YAML config's as it stands for one)."""
+    return yaml_to_keyfile(text, str(path), read_gie_near(path)) if is_yaml_config(path.name) else text
+
+
+def _rendered_name(ref: str) -> str:
+    name = PurePosixPath(ref).name
+    return PurePosixPath(name).stem + ".txt" if is_yaml_config(name) else name
+
+
+def _verify(glib: GlibChecker, requests: list[Any], checks: list[Any]) -> None:
     files = glib.read(requests)  # one GLib subprocess for every file of every sample
     assert all(f.load_error is None for f in files), [f.load_error for f in files if f.load_error]
     for oi, g, k, ri, rg, rk, why in checks:
         assert files[ri].value(rg, rk) == files[oi].value(g, k), (why, g, k, rg, rk)
-    assert len(checks) > 150
+
+
+def _sample_checks(sample: Path, out: Path, requests: list[Any], checks: list[Any]) -> None:
+    """Import ``sample`` through the CLI (with --render) and queue, for every key of the original, a GLib read of
+    it and of the place dsfleet renders it."""
+    proc = _cli(str(sample), "--out", str(out), "--render")
+    assert proc.returncode == 0, proc.stderr
+    result = import_app(sample.read_text(), str(sample), read_gie_near(sample))
+    rendered = {p.name: p.read_text() for p in (out / "rendered").iterdir()}
+    text = _as_keyfile(sample, sample.read_text())
+    original = parse_keyfile(text, sample.name)
+    rendered_req: dict[str, int] = {}
+    getters_for: dict[str, dict[str, dict[str, str]]] = {}
+    orig_getters: dict[str, dict[str, str]] = {}
+    orig_index = len(requests)
+    requests.append(("", {}))  # filled below
+    pending: list[tuple[str, str, str, str, str, str]] = []
+    for group in original.groups:
+        enabled = group.get("enable")
+        for key in group.effective():
+            kind = result.getters.get((group.name, key))
+            if kind is None:  # a disabled group dsfleet does not import
+                assert enabled is not None and enabled.raw.strip() == "0", (sample.name, group.name, key)
+                continue
+            orig_getters.setdefault(group.name, {})[key] = getter_for(kind)
+            if key == "config-file":
+                raw = group.effective()[key].raw
+                assert f"config-file={_rendered_name(raw)}\n" in rendered["deepstream_app_config.txt"]
+                continue
+            place = result.placements.get((group.name, key))
+            if place is None:
+                assert key in EXPANDED and group.name.startswith("source"), (sample.name, group.name, key)
+                continue
+            file, rgroup, rkey = place
+            getters_for.setdefault(file, {}).setdefault(rgroup, {})[rkey] = getter_for(kind)
+            pending.append((group.name, key, file, rgroup, rkey, sample.name))
+    requests[orig_index] = (text, orig_getters)
+    for file, getters in getters_for.items():
+        rendered_req[file] = len(requests)
+        requests.append((rendered[file], getters))
+    for g, k, file, rg, rk, why in pending:
+        checks.append((orig_index, g, k, rendered_req[file], rg, rk, why))
+    _gie_round_trip(result, sample, rendered, requests, checks)
 
 
 def _gie_round_trip(result: AppImport, sample: Path, rendered: dict[str, str],
@@ -107,7 +155,7 @@ def _gie_round_trip(result: AppImport, sample: Path, rendered: dict[str, str],
     app-level key overrides the file's, as deepstream-app does)."""
     assert result.profile is not None
     read = read_gie_near(sample)
-    app = parse_keyfile(sample.read_text(), sample.name)
+    app = parse_keyfile(_as_keyfile(sample, sample.read_text()), sample.name)
     for group in app.groups:
         ref = group.get("config-file")
         if ref is None or (not group.name.endswith("gie") and not group.name.startswith("secondary-gie")):
@@ -115,10 +163,11 @@ def _gie_round_trip(result: AppImport, sample: Path, rendered: dict[str, str],
         found = read(ref.raw.strip())
         if found is None:
             continue
-        text, where = found
+        source_text, where = found
+        text = _as_keyfile(Path(where), source_text)
         original = parse_keyfile(text, where)
         getters = _gie_getters(original)
-        name = PurePosixPath(ref.raw.strip()).name
+        name = _rendered_name(ref.raw.strip())
         mine = parse_keyfile(rendered[name], name)
         oi = len(requests)
         requests.append((text, getters))
@@ -131,17 +180,11 @@ def _gie_round_trip(result: AppImport, sample: Path, rendered: dict[str, str],
             for k in keys:
                 if g == "property" and (k in overridden or k == "is-classifier"):
                     continue  # the app-level value was checked against the rendered file above
-                if import_keyfile(text, where).gie and k not in (
+                if import_keyfile(source_text, where).gie and k not in (
                     mine.group(g).effective() if mine.group(g) else {}
                 ):
                     continue  # dropped as deprecated/legacy (checked by test_import_samples)
                 checks.append((oi, g, k, ri, g, k, f"{sample.name} → {name}"))
-
-
-def test_yaml_app_configs_are_not_supported_yet(samples_dir: Path, tmp_path: Path) -> None:
-    sample = next(samples_dir.glob("*source4*int8.yml"))
-    proc = _cli(str(sample), "--out", str(tmp_path / "out"))
-    assert proc.returncode == 2 and "not supported yet" in proc.stderr
 
 
 def test_credentials_in_source_uris_move_to_secret_files(samples_dir: Path, tmp_path: Path) -> None:

@@ -654,7 +654,8 @@ def test_ccm_align_detected_and_format_written() -> None:
         ),
         ("[something]\nk=1\n", "x.txt", "no [property] group"),
         ("[property]\nfoo=1\n", "x.txt", "no nvinfer or nvdspreprocess keys"),
-        ("property:\n  gpu-id: 0\n", "pgie.yml", ".yml/.yaml"),
+        ("application:\n  enable-perf-measurement: 1\nstreammux:\n  batch-size: 1\n", "app.yml", "deepstream-app"),
+        ("property:\n  gpu-id: [0]\n", "pgie.yml", "is a list"),
     ],
 )
 def test_not_a_gie(text: str, file: str, fragment: str) -> None:
