@@ -654,7 +654,11 @@ def test_ccm_align_detected_and_format_written() -> None:
         ),
         ("[something]\nk=1\n", "x.txt", "no [property] group"),
         ("[property]\nfoo=1\n", "x.txt", "no nvinfer or nvdspreprocess keys"),
-        ("application:\n  enable-perf-measurement: 1\nstreammux:\n  batch-size: 1\n", "app.yml", "deepstream-app"),
+        (
+            "application:\n  enable-perf-measurement: 1\nstreammux:\n  batch-size: 1\n",
+            "app.yml",
+            "deepstream-app",
+        ),
         ("property:\n  gpu-id: [0]\n", "pgie.yml", "is a list"),
     ],
 )
