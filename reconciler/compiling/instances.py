@@ -36,6 +36,8 @@ RESTART_POLICIES = {
     RestartPolicy.NEVER: RestartPolicySpec(name="no"),
 }
 DEFAULT_ENV = {"NVIDIA_DRIVER_CAPABILITIES": "compute,utility,video"}
+CONFIGS_MOUNT = MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True)
+"""The same for every instance (the models are frozen, so one is shared)."""
 
 
 def container_spec(res: ResolvedInstance) -> ContainerSpec:
@@ -57,7 +59,7 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
     # the ccm configs expect it at ../build/model_b… relative to /workspace/configs (DESIGN §9.10).
     working_dir = spec.workingDir or ENGINE_DIR
     mounts = [
-        MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True),
+        CONFIGS_MOUNT,
         MountSpec(type="volume", source=f"{name}_engine", target=ENGINE_DIR, readOnly=False),
     ]
     mounts.extend(

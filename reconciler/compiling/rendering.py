@@ -49,11 +49,17 @@ def _camera_url(camera: Camera) -> tuple[str, tuple[str, ...]]:
 
 
 _GIE_BODIES: dict[Any, str] = {}
+_GIE_BODIES_BY_OBJECT: dict[int, tuple[EffectiveGie, str]] = {}
+"""The same, by the (shared, never changed) resolved GIE object: instances that share a profile and a camera
+count share their resolved GIEs, so most lookups need no key at all."""
 
 
 def _gie_body(gie: EffectiveGie) -> str:
     """The key file of a GIE without its header; memoized, since instances sharing a profile mostly render
     identical GIE files (pure: the same inputs always give the same text)."""
+    seen = _GIE_BODIES_BY_OBJECT.get(id(gie))
+    if seen is not None and seen[0] is gie:
+        return seen[1]
     # repr of plain values is exact (True and 1 differ, 0.1 round-trips) and computed in C
     key = (gie.format, repr(gie.properties), repr(gie.class_attrs), repr(gie.groups), repr(gie.user_configs),
            repr(gie.extra))  # fmt: skip
@@ -69,6 +75,9 @@ def _gie_body(gie: EffectiveGie) -> str:
             user_configs=gie.user_configs or None,
             extra_properties=gie.extra or None,
         )
+    if len(_GIE_BODIES_BY_OBJECT) > 10_000:
+        _GIE_BODIES_BY_OBJECT.clear()
+    _GIE_BODIES_BY_OBJECT[id(gie)] = (gie, body)  # keeps gie alive: its id cannot be reused meanwhile
     return body
 
 
