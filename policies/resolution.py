@@ -38,6 +38,7 @@ from schemas.deepstream import (
 from schemas.fleet import Fleet
 from schemas.manifests import (
     CcmInstanceSpec,
+    DeepstreamAppInstanceSpec,
     DsInstance,
     GieRole,
     InferenceProfile,
@@ -238,20 +239,34 @@ def resolve_instance(
         and not isinstance(spec, CcmInstanceSpec)
     ):
         memo_key = (profile.metadata.name, n)
-        hit = memo.get(memo_key)
-        if hit is not None:
-            problems.extend(hit[1])
-            return ResolvedInstance(
-                name=name,
-                instance=instance,
-                cameras=cameras,
-                image=image,
-                deepstream_version=version,
-                streammux_batch=mux_batch,
-                gies=hit[0],
-                problems=tuple(problems),
-            )
+    hit = memo.get(memo_key) if memo is not None and memo_key is not None else None
+    if hit is not None:
+        gies, shared = hit
+        problems.extend(shared)
+    else:
+        gies = _resolve_gies(spec, profile, values, n, problems)
+        if memo is not None and memo_key is not None:
+            memo[memo_key] = (gies, tuple(problems))  # no overrides: every problem so far is the profile's
+    return ResolvedInstance(
+        name=name,
+        instance=instance,
+        cameras=cameras,
+        image=image,
+        deepstream_version=version,
+        streammux_batch=mux_batch,
+        gies=gies,
+        problems=tuple(problems),
+    )
 
+
+def _resolve_gies(
+    spec: CcmInstanceSpec | DeepstreamAppInstanceSpec,
+    profile: InferenceProfile | None,
+    values: Mapping[str, tuple[GieValues, ...]] | None,
+    n: int,
+    problems: list[Problem],
+) -> tuple[EffectiveGie, ...]:
+    """The profile's GIEs with the instance's overrides and the derived values (batch size, ids, engine)."""
     gies: list[EffectiveGie] = []
     if profile is not None:
         known = {g.name for g in profile.spec.gies}
@@ -312,18 +327,7 @@ def resolve_instance(
     gies = [_common_derived(g, n, problems) for g in gies]
     gies = _ccm_derived(gies, spec, problems) if isinstance(spec, CcmInstanceSpec) else _chain_ids(gies)
     gies = [_engine_derived(g, problems) for g in gies]
-    if memo_key is not None and memo is not None:
-        memo[memo_key] = (tuple(gies), tuple(problems))  # no overrides: every problem so far is the profile's
-    return ResolvedInstance(
-        name=name,
-        instance=instance,
-        cameras=cameras,
-        image=image,
-        deepstream_version=version,
-        streammux_batch=mux_batch,
-        gies=tuple(gies),
-        problems=tuple(problems),
-    )
+    return tuple(gies)
 
 
 def _replace(gie: EffectiveGie, **props: Any) -> EffectiveGie:
