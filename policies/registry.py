@@ -53,6 +53,10 @@ class Context:
     fleet: Fleet
     resolved: dict[str, ResolvedInstance]
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _dumped: dict[int, tuple[DeepStreamKeys, dict[str, Any]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """:meth:`keys` by model (the model is kept, so its id cannot be reused meanwhile)."""
 
     def param(self, rule: str, name: str, default: Any = None) -> Any:
         return self.params.get(rule, {}).get(name, default)
@@ -80,10 +84,9 @@ class Context:
 
     def keys(self, settings: DeepStreamKeys) -> dict[str, Any]:
         """``settings.values_by_key()``, dumped once for every rule that reads it (do not change the result)."""
-        memo: dict[int, tuple[DeepStreamKeys, dict[str, Any]]] = self.__dict__.setdefault("_keys", {})
-        hit = memo.get(id(settings))
+        hit = self._dumped.get(id(settings))
         if hit is None or hit[0] is not settings:
-            hit = memo[id(settings)] = (settings, settings.values_by_key())
+            hit = self._dumped[id(settings)] = (settings, settings.values_by_key())
         return hit[1]
 
 
