@@ -337,6 +337,20 @@ def validate_document(data: Any, source: SourceRef) -> tuple[Manifest | None, li
     return manifest, []  # type: ignore[return-value]
 
 
+def _valid_manifest(data: Any) -> Manifest | None:
+    """The manifest of a document with this apiVersion and a known kind that passes its schema, else None (then
+    :func:`validate_document` says why, with its findings)."""
+    if type(data) is not dict or data.get("apiVersion") != API_VERSION:
+        return None
+    model = MODELS.get(data.get("kind"))  # type: ignore[arg-type]
+    if model is None:
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
 class ManifestCache:
     """Parsed + validated files by content hash (the coordinator keeps one across watch ticks).
 
@@ -386,6 +400,10 @@ def parse_file(display: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Pa
         if broken:  # before a syntax error: counted as defined, not validated (no locations)
             if (who := identity(doc.data)) is not None:
                 invalid.append((doc.index, *who))
+            continue
+        valid = _valid_manifest(doc.data)
+        if valid is not None:  # the common case, without building a source for findings there are none of
+            manifests.append((doc.index, valid))
             continue
         manifest, doc_findings = validate_document(doc.data, SourceRef(file=display, document=doc.index))
         findings.extend(doc_findings)
