@@ -308,6 +308,10 @@ def _mapping(tokens: list[Token], i: int, indent: int) -> tuple[dict[Any, Any], 
             mapping[key] = value
         elif kind == _FLOW_ENTRY:
             mapping[key] = list(value)
+        elif i < n and tokens[i][0] > indent and _ENTRY <= tokens[i][1] <= _OPEN_ENTRY:
+            mapping[key], i = _mapping(
+                tokens, i, tokens[i][0]
+            )  # what _below does for a nested mapping, inline
         else:
             mapping[key], i = _below(tokens, i, indent, True)
     if i < n and tokens[i][0] > indent:
