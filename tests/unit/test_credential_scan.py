@@ -4,12 +4,19 @@ is skipped only when a model's JSON has neither ``@`` nor ``?``, which every cre
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.engine import evaluate
 from policies.fleet_rules import _may_carry_credentials
+from reconciler.loading.manifests import load_manifests
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
 RULE = "camera-url-credentials"
@@ -49,9 +56,7 @@ def test_clean_models_skip_the_walk_and_find_nothing() -> None:
     assert _may_carry_credentials('{"a":"b?password=x"}') and _may_carry_credentials('{"a":"u@h:9092"}')
 
 
-def _loaded_rule_messages(tmp_path: Any, files: dict[str, str]) -> tuple[list[str], frozenset[str]]:
-    from reconciler.loading.manifests import load_manifests
-
+def _loaded_rule_messages(tmp_path: Path, files: dict[str, str]) -> tuple[list[str], frozenset[str]]:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     loaded = load_manifests([tmp_path])
@@ -64,10 +69,11 @@ def _loaded_rule_messages(tmp_path: Any, files: dict[str, str]) -> tuple[list[st
 CLEAN_NODE = "apiVersion: dsfleet/v1\nkind: Node\nmetadata:\n  name: n1\nspec:\n  gpus: [0]\n"
 
 
-def test_files_without_credential_marks_are_skipped_and_files_with_them_are_checked(tmp_path: Any) -> None:
-    camera_doc = (
-        "apiVersion: dsfleet/v1\nkind: Camera\nmetadata:\n  name: c1\nspec:\n  cameraId: '1'\n  url: {url}\n"
-    )
+CAMERA_DOC = "apiVersion: dsfleet/v1\nkind: Camera\nmetadata:\n  name: {name}\nspec:\n  cameraId: '{cid}'\n  url: {url}\n"
+
+
+def test_files_without_credential_marks_are_skipped_and_files_with_them_are_checked(tmp_path: Path) -> None:
+    camera_doc = CAMERA_DOC.replace("{name}", "c1").replace("{cid}", "1")
     messages, free = _loaded_rule_messages(
         tmp_path,
         {
@@ -81,20 +87,41 @@ def test_files_without_credential_marks_are_skipped_and_files_with_them_are_chec
     assert [m.split(": ", 1)[0].rsplit("/", 1)[-1] for m in messages] == ["escaped.yaml", "userinfo.yaml"]
 
 
-def test_the_skip_never_changes_the_findings_of_the_repository_manifests() -> None:
-    """Every manifest the repository ships (examples, golden cases): the rule finds the same with the skip as
-    when it checks every file."""
-    import dataclasses
-    from pathlib import Path
+SECRETS = ("rtsp://u:p@127.0.0.1/x", "https://127.0.0.1/m.onnx?token=abc")
+CLEAN = ("rtsp://127.0.0.1:8554/x", "/opt/models/m.onnx", "a#b;c")
 
-    from policies.engine import evaluate as run_rules
-    from reconciler.loading.manifests import load_manifests
 
-    root = Path(__file__).resolve().parents[2]
-    for folder in [root / "manifests", *sorted((root / "tests" / "golden").glob("*/*"))]:
-        if not folder.is_dir():
-            continue
-        fleet = load_manifests([folder], run_policies=False).fleet
+def _spellings(value: str) -> list[str]:
+    """The ways a YAML file can write ``value``: plain, quoted, and with ``@`` / ``?`` spelled as escapes."""
+    escaped = value.replace("@", "\\x40").replace("?", "\\u003f")
+    return [value, f"'{value}'", f'"{value}"', f'"{escaped}"']
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(SECRETS + CLEAN), st.integers(0, 3), st.booleans()), min_size=1, max_size=4
+    )
+)
+def test_the_skip_never_changes_what_the_rule_finds(values: list[tuple[str, int, bool]]) -> None:
+    """Files written in every spelling, with and without credentials: the findings of the rule with the skip are
+    those of checking every file, and every credential is found."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "nodes.yaml").write_text(CLEAN_NODE)
+        expected = 0
+        for n, (value, how, as_profile) in enumerate(values):
+            text = _spellings(value)[how]
+            if as_profile:
+                doc = _profile_with("PLACEHOLDER")
+                doc["metadata"]["name"] = f"p{n}"
+                body = json.dumps(doc).replace('"PLACEHOLDER"', text)
+            else:
+                body = CAMERA_DOC.format(name=f"c{n}", cid=n, url=text)
+            (root / f"f{n}.yaml").write_text(body)
+            expected += value in SECRETS
+        fleet = load_manifests([root], run_policies=False).fleet
+        with_skip = sorted(f.message for f in evaluate(fleet) if f.rule == RULE)
         unskipped = dataclasses.replace(fleet, credential_free_files=frozenset())
-        with_skip = sorted(f.message for f in run_rules(fleet) if f.rule == RULE)
-        assert with_skip == sorted(f.message for f in run_rules(unskipped) if f.rule == RULE), folder
+        assert with_skip == sorted(f.message for f in evaluate(unskipped) if f.rule == RULE)
+        assert len(with_skip) == expected
