@@ -33,7 +33,7 @@ from typing import Any
 
 from reconciler.importers.keyfiles import KeyGroup, parse_keyfile, read_typed
 from reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
-from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, yaml_to_keyfile
+from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, keyfile_name, yaml_to_keyfile
 from schemas.deepstream import (
     APP_GROUP_TABLES,
     NVINFER_PROPERTY_KEYS,
@@ -383,9 +383,8 @@ def _gie(
     ref = known.get("config-file")
     if not isinstance(ref, str):
         raise AppImportError(f"[{group}]: error: config-file is mandatory in a GIE group")
-    file = PurePosixPath(ref).name
-    if is_yaml_config(file):  # dsfleet writes key files: nvinfer picks its parser by the file name
-        file = PurePosixPath(file).stem + ".txt"
+    file = keyfile_name(ref)
+    if is_yaml_config(ref):
         warn(f"[{group}] config-file {ref}: a YAML config; rendered as the key file {file}")
     role = {"primary-gie": "primary", "secondary-gie": "secondary"}.get(kind, "preprocess")
     found = read_gie(ref)

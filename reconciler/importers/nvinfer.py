@@ -26,7 +26,7 @@ from reconciler.importers.keyfiles import (
     parse_keyfile,
     read_typed,
 )
-from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, yaml_to_keyfile
+from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, keyfile_name, yaml_to_keyfile
 from schemas.deepstream import (
     NVINFER_CLASS_ATTRS_KEYS,
     NVINFER_PROPERTY_KEYS,
@@ -268,7 +268,7 @@ class _Importer:
         self.deprecations(prop, NVINFER_PROPERTY_KEYS, properties)
         properties = self.legacy_is_classifier(prop, properties)
         gie["role"] = "secondary" if properties.get("process-mode") == 2 else "primary"
-        gie["file"] = _rendered_name(self.file)
+        gie["file"] = keyfile_name(self.file)
         gie["properties"] = {k: _plain(v) for k, v in properties.items()}
         network_type = properties.get("network-type", 0)
         detector = network_type in (0, 3)
@@ -364,7 +364,7 @@ class _Importer:
         gie["role"] = "preprocess"
         if fmt is not _ROLE_DEFAULT_FORMAT["preprocess"]:
             gie["format"] = fmt.value
-        gie["file"] = _rendered_name(self.file)
+        gie["file"] = keyfile_name(self.file)
         gie["properties"] = {k: _plain(v) for k, v in properties.items()}
         if fmt is GieFormat.NVDSPREPROCESS:
             missing = [key for key in PREPROCESS_MANDATORY_KEYS if prop.get(key) is None]
@@ -446,34 +446,17 @@ def _belongs_elsewhere(key: str, group: str) -> str | None:
     return None
 
 
-def _rendered_name(file: str) -> str:
-    """The file dsfleet renders the GIE as: its base name, with ``.txt`` for a YAML config (dsfleet writes key
-    files, and nvinfer picks its parser by the name)."""
-    name = PurePath(file).name
-    return PurePath(name).stem + ".txt" if is_yaml_config(name) else name
-
-
-def _line_column(where: str) -> tuple[int, int]:
-    """``FILE:LINE:COL`` → (LINE, COL); (0, 0) without them."""
-    parts = where.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return int(parts[1]), int(parts[2])
-    return 0, 0
-
-
 def import_keyfile(text: str, file: str) -> ImportResult:
     """Import one nvinfer / nvdspreprocess / CCM-align key file as a GIE (see the module docstring)."""
     if is_yaml_config(file):  # DS 6.2+: the same groups and keys, read as the key file they stand for
         try:
             text = yaml_to_keyfile(text, file)
         except YamlConfigError as exc:
-            where, _, message = str(exc).partition(": error: ")
-            line, column = _line_column(where)
             finding = Finding(
                 severity=Severity.ERROR,
                 rule=RULE_NOT_A_GIE,
-                message=message,
-                location=Location(file=file, line=line, column=column),
+                message=exc.message,
+                location=Location(file=exc.file, line=exc.line, column=exc.column),
             )
             return ImportResult(gie={}, findings=[finding])
     keyfile = parse_keyfile(text, file)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from glibcheck import GlibChecker, getter_for
@@ -20,7 +20,7 @@ from glibcheck import GlibChecker, getter_for
 from reconciler.importers.deepstreamapp import AppImport, import_app, read_gie_near
 from reconciler.importers.keyfiles import parse_keyfile
 from reconciler.importers.nvinfer import import_keyfile
-from reconciler.importers.yamlconfigs import is_yaml_config, yaml_to_keyfile
+from reconciler.importers.yamlconfigs import is_yaml_config, keyfile_name, yaml_to_keyfile
 from schemas.deepstream import NVINFER_CLASS_ATTRS_KEYS, NVINFER_PROPERTY_KEYS, ValueKind, spec_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,11 +94,6 @@ def _as_keyfile(path: Path, text: str) -> str:
     return yaml_to_keyfile(text, str(path), read_gie_near(path)) if is_yaml_config(path.name) else text
 
 
-def _rendered_name(ref: str) -> str:
-    name = PurePosixPath(ref).name
-    return PurePosixPath(name).stem + ".txt" if is_yaml_config(name) else name
-
-
 def _verify(glib: GlibChecker, requests: list[Any], checks: list[Any]) -> None:
     files = glib.read(requests)  # one GLib subprocess for every file of every sample
     assert all(f.load_error is None for f in files), [f.load_error for f in files if f.load_error]
@@ -131,7 +126,7 @@ def _sample_checks(sample: Path, out: Path, requests: list[Any], checks: list[An
             orig_getters.setdefault(group.name, {})[key] = getter_for(kind)
             if key == "config-file":
                 raw = group.effective()[key].raw
-                assert f"config-file={_rendered_name(raw)}\n" in rendered["deepstream_app_config.txt"]
+                assert f"config-file={keyfile_name(raw)}\n" in rendered["deepstream_app_config.txt"]
                 continue
             place = result.placements.get((group.name, key))
             if place is None:
@@ -167,7 +162,7 @@ def _gie_round_trip(result: AppImport, sample: Path, rendered: dict[str, str],
         text = _as_keyfile(Path(where), source_text)
         original = parse_keyfile(text, where)
         getters = _gie_getters(original)
-        name = _rendered_name(ref.raw.strip())
+        name = keyfile_name(ref.raw.strip())
         mine = parse_keyfile(rendered[name], name)
         oi = len(requests)
         requests.append((text, getters))
