@@ -7,8 +7,6 @@ re-reads only what changed.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -414,29 +412,11 @@ def parse_file(display: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Pa
     return ParsedFile(digest, text, tuple(manifests), tuple(findings), tuple(invalid))
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Parsing allocates millions of small acyclic objects; the cyclic GC would walk them again and again
-    (a quarter of the parse time). Paused while files are parsed, then restored."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def read_files(
     files: Iterable[ManifestFile], limits: Limits = DEFAULT_LIMITS, cache: ManifestCache | None = None
 ) -> tuple[list[tuple[str, ParsedFile]], list[Finding]]:
-    with _gc_paused():
-        return _read_files(files, limits, cache)
-
-
-def _read_files(
-    files: Iterable[ManifestFile], limits: Limits, cache: ManifestCache | None
-) -> tuple[list[tuple[str, ParsedFile]], list[Finding]]:
+    """Read and parse each file (through ``cache`` when given). Pure apart from the reads: how often the cyclic
+    collector runs meanwhile is the process's policy (``reconciler.cli.main``), not the loader's."""
     out: list[tuple[str, ParsedFile]] = []
     findings: list[Finding] = []
     for mf in files:
