@@ -79,23 +79,6 @@ class Caches:
     inventory: tuple[int, Inventory] | None = None
     """The inventory the last revision applied from here stored, with that revision's id."""
     camera_rows: dict[tuple[int, str | None], tuple[Camera, CameraRow]] = field(default_factory=dict)
-    stored: tuple[int, dict[str, NodeConfig]] | None = None
-    """The node configs stored by the last revision applied from here, with its id: the configs the next plan
-    compares with while no other writer has accepted a revision since (read from the store otherwise)."""
-
-
-def _current(
-    store: StorePort, desired: Mapping[str, NodeConfig], caches: Caches | None
-) -> dict[str, NodeConfig]:
-    """The last applied configs: kept from this process's last apply when it is still the newest accepted
-    revision (one cheap query instead of reading and parsing every node's stored config), else read."""
-    if (
-        caches is not None
-        and caches.stored is not None
-        and caches.stored[0] == store.last_accepted_revision_id()
-    ):
-        return caches.stored[1]
-    return stored_configs(store, desired)
 
 
 def agent_config_encoder(
@@ -218,7 +201,7 @@ def apply_manifests(
     if desired.configs is None:
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
         return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
-    current = stored if stored is not None else _current(store, desired.configs, caches)
+    current = stored if stored is not None else stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, current)
     if removes_every_instance(plan, desired.configs, current) and not allow_prune_all:
         return ApplyResult(Outcome.REFUSED_PRUNE_ALL, desired, plan=plan)
@@ -243,7 +226,6 @@ def apply_manifests(
     )
     if caches is not None:
         caches.inventory = (applied.revision_id, rows)
-        caches.stored = (applied.revision_id, dict(desired.configs))  # what the store now holds, node by node
     return ApplyResult(Outcome.APPLIED, desired, plan=plan, applied=applied)
 
 
@@ -267,4 +249,4 @@ def plan_manifests(
     )
     if desired.configs is None:
         return PlanResult(desired, None)
-    return PlanResult(desired, compute_plan(desired.configs, _current(store, desired.configs, caches)))
+    return PlanResult(desired, compute_plan(desired.configs, stored_configs(store, desired.configs)))

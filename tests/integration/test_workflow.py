@@ -531,8 +531,8 @@ def test_canaries_in_every_manifest_field_reach_no_output_table_outbox_or_file(
 def test_warm_applies_plan_against_what_another_writer_stored(
     fleet: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The coordinator keeps the configs its last apply stored; once another writer accepted a revision they are
-    stale, and the next plan must compare with the store (here: undo the other writer's change)."""
+    """A warm apply (the coordinator's caches) plans against what the store holds, also after another writer
+    accepted a revision in between (here: undo the other writer's change)."""
     from datetime import UTC, datetime
 
     from reconciler.applying import Caches, Outcome, apply_manifests
@@ -545,7 +545,7 @@ def test_warm_applies_plan_against_what_another_writer_stored(
         first = apply_manifests([fleet], store, rev, caches=caches)
         assert first.outcome is Outcome.APPLIED
         mine = {n: s.config_hash for n, s in store.latest_node_configs().items()}
-        again = apply_manifests([fleet], store, rev, caches=caches)  # kept configs: nothing to change
+        again = apply_manifests([fleet], store, rev, caches=caches)  # nothing to change
         assert again.applied is not None and not again.applied.generations
     other = tmp_path / "other"
     shutil.copytree(fleet, other)
