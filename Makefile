@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml $(SYSSTAMP)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
-	$(BIN)/python -m compileall -q schemas policies reconciler agent plumbing >/dev/null
+	$(BIN)/python -m compileall -q dsfleet >/dev/null
 	@touch $@
 
 demo: $(STAMP)
@@ -48,7 +48,7 @@ stub-image: $(SYSSTAMP)
 	@bash scripts/stub-image.sh
 
 bench: $(STAMP)
-	$(BIN)/python -m compileall -q schemas policies reconciler agent plumbing benchmarks >/dev/null
+	$(BIN)/python -m compileall -q dsfleet benchmarks >/dev/null
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/live.py
 

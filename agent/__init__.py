@@ -2,18 +2,18 @@
 
 Pure core (no I/O, no clock, no logging; table-tested):
 
-- ``agent.containers``: the container plan — desired instances against observed managed containers → actions;
+- ``dsfleet.agent.containers``: the container plan — desired instances against observed managed containers → actions;
   the labels; the container request handed to the runtime.
-- ``agent.drift``: drift kinds and rules (stopped, removed, relabelled, file-edited, file-missing).
-- ``agent.status``: ``InstanceStatus`` from observations, crash-loop (``backoff``) detection, the ``**PERF:`` parser.
-- ``agent.configfiles``: fill ``${secret:<ref>}`` placeholders, plan file writes as data.
-- ``agent.desiredconfigs``: parse and check an AgentConfig message or a NodeConfig; judge one AgentConfig record.
-- ``agent.credentials``: the credential type and the secret-store port. ``agent.ports``: runtime, bus, clock ports.
+- ``dsfleet.agent.drift``: drift kinds and rules (stopped, removed, relabelled, file-edited, file-missing).
+- ``dsfleet.agent.observations``: ``InstanceStatus`` from observations, crash-loop (``backoff``) detection, the ``**PERF:`` parser.
+- ``dsfleet.agent.configfiles``: fill ``${secret:<ref>}`` placeholders, plan file writes as data.
+- ``dsfleet.agent.desiredconfigs``: parse and check an AgentConfig message or a NodeConfig; judge one AgentConfig record.
+- ``dsfleet.agent.credentials``: the credential type and the secret-store port. ``dsfleet.agent.ports``: runtime, bus, clock ports.
 
-Adapters: ``agent.runtime`` (Docker SDK; the only importer of ``docker``), ``agent.bus`` (Kafka through
-``plumbing.kafka``), ``agent.filestore`` (the state dir), ``agent.secrets`` (the local secret store),
-``agent.hostinfo`` (hostname, machine id, GPUs). Wiring: ``agent.loop`` (no decisions), ``agent.cli``
-(``dsfleet-agent run`` / ``materialize``). ``agent.errors``: ``AgentError`` → ``TemporaryError`` / ``PermanentError``.
+Adapters: ``dsfleet.agent.runtime`` (Docker SDK; the only importer of ``docker``), ``dsfleet.agent.bus`` (Kafka through
+``dsfleet.plumbing.kafka``), ``dsfleet.agent.filestore`` (the state dir), ``dsfleet.agent.secrets`` (the local secret store),
+``dsfleet.agent.hostinfo`` (hostname, machine id, GPUs). Wiring: ``dsfleet.agent.loop`` (no decisions), ``dsfleet.agent.cli``
+(``dsfleet-agent run`` / ``materialize``). ``dsfleet.agent.errors``: ``AgentError`` → ``TemporaryError`` / ``PermanentError``.
 
 **Label and state-dir contract.** A managed container is named ``dsfleet-<instance>`` and labelled
 ``io.dsfleet.managed=true``, ``io.dsfleet.instance=<instance>``, ``io.dsfleet.node=<node>``,

@@ -1,6 +1,6 @@
-"""Adapter: the agent's Kafka bus through :mod:`plumbing.kafka` (no consumer group).
+"""Adapter: the agent's Kafka bus through :mod:`dsfleet.plumbing.kafka` (no consumer group).
 
-- ``AgentConfig``: ``assign()`` to the one partition of the node's key (:func:`schemas.wire.partition_for`), from
+- ``AgentConfig``: ``assign()`` to the one partition of the node's key (:func:`dsfleet.schemas.wire.partition_for`), from
   the beginning; the loop keeps the last value of its key and treats the partition's end as "caught up".
 - ``AgentCommand``: the partitions of the node name, the machine id and ``*``, from the beginning (the loop
   ignores commands sent before the agent started: Tansu cannot seek to the end reliably, DESIGN §8).
@@ -24,10 +24,10 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 
-from agent.ports import BusBatch
-from plumbing.kafka import Consumer, Producer
-from schemas.errors import TemporaryError
-from schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
+from dsfleet.agent.ports import BusBatch
+from dsfleet.plumbing.kafka import Consumer, Producer
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
 
 __all__ = ["KafkaBus"]
 

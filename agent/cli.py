@@ -1,10 +1,10 @@
 """``dsfleet-agent`` — the host-side command line (argparse).
 
-Commands: ``run`` — the long-running agent (:mod:`agent.loop`: AgentConfig from Kafka, Docker containers, status
+Commands: ``run`` — the long-running agent (:mod:`dsfleet.agent.loop`: AgentConfig from Kafka, Docker containers, status
 reports); ``materialize`` — write a node config's files into the state directory with the camera credentials
 filled in from the local secret store.
 
-Settings of ``run`` (``plumbing.settings.load_settings``): flags, over ``DSFLEET_AGENT_*`` (``NODE_NAME``,
+Settings of ``run`` (``dsfleet.plumbing.settings.load_settings``): flags, over ``DSFLEET_AGENT_*`` (``NODE_NAME``,
 ``STATE_DIR``, ``RUNTIME``, ``DOCKER_URL``, ``HEARTBEAT_SECONDS``, ``RESYNC_SECONDS``, ``SELF_HEAL``) and
 ``DSFLEET_KAFKA_*`` (``BOOTSTRAP_SERVERS``, ``TOPIC_PREFIX``, ``FETCH_WAIT_MAX_MS``, librdkafka keys in
 ``[kafka]``) environment variables, over ``[agent]``/``[kafka]`` of the settings file, over the defaults.
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError, PermanentError, SecretError
-from plumbing.settings import AgentSettings, KafkaSettings, load_settings
+from dsfleet.agent.errors import AgentError, PermanentError, SecretError
+from dsfleet.plumbing.settings import AgentSettings, KafkaSettings, load_settings
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -169,9 +169,9 @@ def _files(n: int) -> str:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from agent.desiredconfigs import parse_config, select_instances
-    from agent.filestore import save_desired, write_node_files
-    from agent.secrets import LocalSecretStore
+    from dsfleet.agent.desiredconfigs import parse_config, select_instances
+    from dsfleet.agent.filestore import save_desired, write_node_files
+    from dsfleet.agent.secrets import LocalSecretStore
 
     try:
         data = args.config.read_bytes()
@@ -195,7 +195,7 @@ def agent_settings(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> tuple[AgentSettings, KafkaSettings]:
     """Settings of ``run``: flags over ``DSFLEET_AGENT_*``/``DSFLEET_KAFKA_*`` over the settings file
-    (``plumbing.settings.load_settings``; ``DSFLEET_CONFIG`` or ``./settings.toml``) over defaults."""
+    (``dsfleet.plumbing.settings.load_settings``; ``DSFLEET_CONFIG`` or ``./settings.toml``) over defaults."""
     settings = load_settings(
         environ=environ,
         overrides={
@@ -219,10 +219,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     import threading
     from importlib.metadata import PackageNotFoundError, version
 
-    from agent.hostinfo import host_facts
-    from agent.loop import Agent, LoopSettings
-    from agent.runtime import DockerRuntime
-    from agent.secrets import LocalSecretStore
+    from dsfleet.agent.hostinfo import host_facts
+    from dsfleet.agent.loop import Agent, LoopSettings
+    from dsfleet.agent.runtime import DockerRuntime
+    from dsfleet.agent.secrets import LocalSecretStore
 
     settings, kafka = agent_settings(args)
     logging.basicConfig(
@@ -237,7 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = DockerRuntime(settings.docker_url)
     bus = None
     if kafka.bootstrap_servers:
-        from agent.bus import KafkaBus
+        from dsfleet.agent.bus import KafkaBus
 
         bus = KafkaBus(
             {"fetch.wait.max.ms": str(kafka.fetch_wait_max_ms), **kafka.client_config()},

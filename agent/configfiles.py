@@ -1,6 +1,6 @@
 """Pure core of the config-file writer: fill secret placeholders, then plan the writes as data (no I/O).
 
-``fill_placeholders`` replaces each ``${secret:<ref>}`` (``schemas.placeholders``) with the percent-encoded
+``fill_placeholders`` replaces each ``${secret:<ref>}`` (``dsfleet.schemas.placeholders``) with the percent-encoded
 ``username:password`` (``urllib.parse.quote(..., safe="")`` on each part; ``username@`` when there is no
 password). Percent-encoding leaves only ``A-Z a-z 0-9 - . _ ~ %``, so the result cannot break the file's syntax;
 the value is escaped for the file's kind anyway (JSON string escapes, GLib key-file escapes), which keeps that
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import quote
 
-from agent.credentials import Credential, SecretStore
-from agent.errors import ConfigError, SecretError
-from schemas.nodeconfigs import InstanceConfig, RenderedFile
-from schemas.placeholders import ANY_PLACEHOLDER_RE
+from dsfleet.agent.credentials import Credential, SecretStore
+from dsfleet.agent.errors import ConfigError, SecretError
+from dsfleet.schemas.nodeconfigs import InstanceConfig, RenderedFile
+from dsfleet.schemas.placeholders import ANY_PLACEHOLDER_RE
 
 __all__ = [
     "MODE_PLAIN",

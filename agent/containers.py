@@ -10,7 +10,7 @@ true for the container's whole life:
 - ``io.dsfleet.generation=<n>``: the generation the container was *created* at.
 
 The files hash the agent last (re)started each container with is recorded in ``<state-dir>/applied.json`` (with
-the container id and spec hash; :class:`agent.drift.Applied`), and both hashes are reported in ``AgentResponse``.
+the container id and spec hash; :class:`dsfleet.agent.drift.Applied`), and both hashes are reported in ``AgentResponse``.
 The engine volume ``<name>_engine`` carries ``io.dsfleet.image=<image>``: when a container is (re)created for
 another image the volume is recreated (its TensorRT engines belong to the old image).
 
@@ -23,7 +23,7 @@ another image the volume is recreated (its TensorRT engines belong to the old im
   the files rewritten (``write-files`` only when the instance is paused or its container is not running);
   files edited by hand are ``file-edited``/``file-missing`` drift (healed only with self-heal on);
 - ``paused`` and running → ``stop``; not paused and ``created`` → ``start``; exited because someone stopped it
-  (:func:`agent.drift.stopped_by_hand`) → ``start`` (``stopped`` drift); a crash is left to Docker's restart policy;
+  (:func:`dsfleet.agent.drift.stopped_by_hand`) → ``start`` (``stopped`` drift); a crash is left to Docker's restart policy;
 - more than one of ours for an instance → the extra ones are removed;
 - ours for an instance no longer desired (or without instance label) → ``remove`` (container, engine volume and
   rendered files).
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-from agent.drift import Applied, DriftFinding, DriftKind, file_drift, stopped_by_hand
-from schemas.nodeconfigs import (
+from dsfleet.agent.drift import Applied, DriftFinding, DriftKind, file_drift, stopped_by_hand
+from dsfleet.schemas.nodeconfigs import (
     LABEL_CONFIG_HASH,
     LABEL_GENERATION,
     LABEL_INSTANCE,

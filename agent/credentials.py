@@ -1,8 +1,8 @@
-"""Pure: the credential type and the secret-store port (moved out of ``agent.secrets``, which reads files).
+"""Pure: the credential type and the secret-store port (moved out of ``dsfleet.agent.secrets``, which reads files).
 
 ``Credential`` hides its fields from ``repr``, so a credential printed by accident (a log line, a test failure)
 shows nothing. ``SecretStore`` is the port the pure core asks; ``MemorySecretStore`` is the in-memory store of unit
-tests and the snapshot ``agent.secrets.resolve_secrets`` hands to the core.
+tests and the snapshot ``dsfleet.agent.secrets.resolve_secrets`` hands to the core.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from agent.errors import SecretError
+from dsfleet.agent.errors import SecretError
 
 __all__ = ["Credential", "MemorySecretStore", "SecretStore"]
 

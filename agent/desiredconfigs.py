@@ -3,7 +3,7 @@
 The agent accepts the two shapes the coordinator produces: an ``AgentConfig`` message (topic 210: a NodeConfig
 plus ``schema``, ``generation`` and ``sent_at``) and a bare ``NodeConfig`` (as ``dsfleet`` compiles it). A JSON
 object with a ``schema``, ``generation`` or ``sent_at`` key is read as the message, any other object as a
-NodeConfig; both are validated by the pydantic models of ``schemas.nodeconfigs``.
+NodeConfig; both are validated by the pydantic models of ``dsfleet.schemas.nodeconfigs``.
 
 Checks beyond the models: instance names are DNS labels (each names a directory), unique; and every instance's
 ``specHash``/``filesHash``/``configHash`` matches its content (a hand-edited or corrupted config is refused
@@ -20,8 +20,8 @@ from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
-from agent.errors import ConfigError
-from schemas.nodeconfigs import (
+from dsfleet.agent.errors import ConfigError
+from dsfleet.schemas.nodeconfigs import (
     InstanceConfig,
     NodeConfig,
     files_hash,
@@ -29,7 +29,7 @@ from schemas.nodeconfigs import (
     node_hash,
     spec_hash,
 )
-from schemas.wire import (
+from dsfleet.schemas.wire import (
     MAX_MESSAGE_BYTES,
     AgentConfig,
     Rejection,

@@ -1,4 +1,4 @@
-"""The agent's errors: branches of the one tree in :mod:`schemas.errors`.
+"""The agent's errors: branches of the one tree in :mod:`dsfleet.schemas.errors`.
 
 ``TemporaryError``: worth retrying with capped, jittered backoff (a write failed: disk full, I/O error).
 ``PermanentError``: fails again the same way until the input or the host's setup changes (an invalid config,
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from schemas.errors import DsfleetError, PermanentError, TemporaryError
+from dsfleet.schemas.errors import DsfleetError, PermanentError, TemporaryError
 
 AgentError = DsfleetError
 """The agent raises the project's root error (kept under this name for the agent's modules)."""

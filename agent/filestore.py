@@ -4,10 +4,10 @@ Layout of ``<state-dir>``::
 
     desired.json                 last desired config received (fail-static copy, DESIGN §5), mode 0600
     applied.json                 per instance: container id, spec hash (= its config-hash label) and the files
-                                 hash the agent last (re)started it with (``agent.drift.Applied``), mode 0600
+                                 hash the agent last (re)started it with (``dsfleet.agent.drift.Applied``), mode 0600
     node-name                    the name the coordinator gave this agent (when it has no --node-name)
     instances/<name>/<file>      an instance's rendered files, bind-mounted read-only at /workspace/configs
-    secrets/<ref>/{username,password}   the local secret store (``agent.secrets``), managed by the operator
+    secrets/<ref>/{username,password}   the local secret store (``dsfleet.agent.secrets``), managed by the operator
 
 Decisions:
 
@@ -39,13 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.configfiles import FilePlan, instance_refs, plan_files
-from agent.credentials import SecretStore
-from agent.desiredconfigs import DesiredConfig, parse_config
-from agent.drift import Applied
-from agent.errors import ConfigError, FileWriteError
-from agent.secrets import resolve_secrets
-from schemas.nodeconfigs import InstanceConfig
+from dsfleet.agent.configfiles import FilePlan, instance_refs, plan_files
+from dsfleet.agent.credentials import SecretStore
+from dsfleet.agent.desiredconfigs import DesiredConfig, parse_config
+from dsfleet.agent.drift import Applied
+from dsfleet.agent.errors import ConfigError, FileWriteError
+from dsfleet.agent.secrets import resolve_secrets
+from dsfleet.schemas.nodeconfigs import InstanceConfig
 
 __all__ = [
     "APPLIED_FILE",

@@ -9,8 +9,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from agent.loop import HostFacts
-from schemas.wire import Gpu
+from dsfleet.agent.loop import HostFacts
+from dsfleet.schemas.wire import Gpu
 
 __all__ = ["host_facts", "machine_id"]
 

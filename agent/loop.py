@@ -1,6 +1,6 @@
 """The agent's loop: wires the ports (runtime, bus, clock, secret store, state dir) and holds no decisions.
 
-Every tick re-reads desired and actual state, plans with the pure :func:`agent.containers.compute_plan`, applies
+Every tick re-reads desired and actual state, plans with the pure :func:`dsfleet.agent.containers.compute_plan`, applies
 the plan, then reports (level-triggered; Docker events and bus records only wake it, and a full resync every
 ``resync_seconds`` heals a missed event).
 
@@ -8,7 +8,7 @@ the plan, then reports (level-triggered; Docker events and bus records only wake
   (fail static: without a broker the agent converges from it). Records read while catching up on the partition
   are only remembered; at the partition's end the last one becomes desired (an agent that was down converges to
   the latest config, not through every old one); after that each good record applies at once. A rejected record
-  (:func:`agent.desiredconfigs.accept_record`) is logged (rate-limited), counted and ignored.
+  (:func:`dsfleet.agent.desiredconfigs.accept_record`) is logged (rate-limited), counted and ignored.
 - **Identity**: ``--node-name``, else the name kept in ``<state-dir>/node-name``, else the agent announces itself
   keyed by its machine id (``node`` = None) and waits for the coordinator's ``assign-name`` command, then keeps it.
   Commands sent before the agent started are ignored.
@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import filestore
-from agent.containers import (
+from dsfleet.agent import filestore
+from dsfleet.agent.containers import (
     LABEL_NODE,
     ActionKind,
     ContainerAction,
@@ -45,12 +45,11 @@ from agent.containers import (
     record_applied,
     volume_labels,
 )
-from agent.credentials import SecretStore
-from agent.desiredconfigs import Accepted, DesiredConfig, accept_record, empty_config
-from agent.drift import Applied, DriftFinding
-from agent.errors import NameConflictError, SecretError
-from agent.ports import AgentBus, Clock, ContainerRuntime, RuntimeInfo
-from agent.status import (
+from dsfleet.agent.credentials import SecretStore
+from dsfleet.agent.desiredconfigs import Accepted, DesiredConfig, accept_record, empty_config
+from dsfleet.agent.drift import Applied, DriftFinding
+from dsfleet.agent.errors import NameConflictError, SecretError
+from dsfleet.agent.observations import (
     LogDigest,
     RestartHistory,
     digest_log,
@@ -58,9 +57,10 @@ from agent.status import (
     instance_status,
     observe_restarts,
 )
-from schemas.errors import DsfleetError
-from schemas.nodeconfigs import LABEL_INSTANCE, LABEL_MANAGED, InstanceConfig
-from schemas.wire import (
+from dsfleet.agent.ports import AgentBus, Clock, ContainerRuntime, RuntimeInfo
+from dsfleet.schemas.errors import DsfleetError
+from dsfleet.schemas.nodeconfigs import LABEL_INSTANCE, LABEL_MANAGED, InstanceConfig
+from dsfleet.schemas.wire import (
     BROADCAST_KEY,
     AgentCommand,
     AgentInfo,

@@ -1,5 +1,5 @@
 """Ports: the Protocols the agent's loop talks to, so it is unit-tested with in-memory fakes and
-integration-tested on the real things (``agent.runtime`` for Docker, ``agent.bus`` for Kafka).
+integration-tested on the real things (``dsfleet.agent.runtime`` for Docker, ``dsfleet.agent.bus`` for Kafka).
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from schemas.wire import AgentInfo, AgentResponse
+from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.schemas.wire import AgentInfo, AgentResponse
 
 __all__ = ["AgentBus", "BusBatch", "Clock", "ContainerRuntime", "LogChunk", "RuntimeInfo"]
 

@@ -7,7 +7,7 @@ per container per heartbeat. Engine events (``/events`` filtered by the managed 
 are read by one background thread that only records which containers changed and wakes the loop.
 
 Library errors become ``TemporaryError`` (engine unreachable, 5xx, conflicts) or ``PermanentError`` (4xx: bad
-request, image missing); a name already taken is :class:`agent.errors.NameConflictError`.
+request, image missing); a name already taken is :class:`dsfleet.agent.errors.NameConflictError`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, Mount
 
-from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from agent.errors import NameConflictError, PermanentError, TemporaryError
-from agent.ports import LogChunk, RuntimeInfo
+from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.agent.errors import NameConflictError, PermanentError, TemporaryError
+from dsfleet.agent.ports import LogChunk, RuntimeInfo
 
 __all__ = ["DockerRuntime"]
 

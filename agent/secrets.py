@@ -1,7 +1,7 @@
 """The agent host's local secret store (DESIGN §5, §9.7): camera credentials and other secrets by secret ref.
 
 A ref (``credentials.secretRef`` in a Camera manifest, e.g. ``cam-gate``) names one credential, a user name and
-an optional password (``agent.credentials.Credential``), looked up in two places:
+an optional password (``dsfleet.agent.credentials.Credential``), looked up in two places:
 
 - files ``<state-dir>/secrets/<ref>/username`` and ``<state-dir>/secrets/<ref>/password``;
 - environment variables ``DSFLEET_SECRET_<REF>_USERNAME`` and ``DSFLEET_SECRET_<REF>_PASSWORD``, where ``<REF>``
@@ -23,11 +23,11 @@ Rules (the same layering as settings: files first, the environment overrides):
   empty. A camera URL's user-info needs the user name (a credential without password renders as ``user@``); a
   value kept whole in a secret, such as a broker connection string (``${secret:<ref>:password}``), is its
   password and needs no user name. The file writer reports a secret that lacks what a placeholder needs.
-- Refs must be DNS labels (the placeholder syntax of ``schemas.placeholders``), so a ref can never name a path
+- Refs must be DNS labels (the placeholder syntax of ``dsfleet.schemas.placeholders``), so a ref can never name a path
   outside ``secrets/``.
 
 Errors (``SecretError``) name the ref, the files and the variables; never a value. The credential type and the
-store port live in the pure ``agent.credentials`` (re-exported here).
+store port live in the pure ``dsfleet.agent.credentials`` (re-exported here).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from agent.credentials import Credential, MemorySecretStore, SecretStore
-from agent.errors import SecretError
+from dsfleet.agent.credentials import Credential, MemorySecretStore, SecretStore
+from dsfleet.agent.errors import SecretError
 
 __all__ = [
     "ENV_PREFIX",

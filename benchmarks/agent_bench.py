@@ -43,8 +43,8 @@ from dockerengine import (  # noqa: E402
     stub_instance,
 )
 
-from plumbing.kafka import Admin, Producer, client_config  # noqa: E402
-from schemas.wire import Topic, partition_for, topic_name  # noqa: E402
+from dsfleet.plumbing.kafka import Admin, Producer, client_config  # noqa: E402
+from dsfleet.schemas.wire import Topic, partition_for, topic_name  # noqa: E402
 
 PARTITIONS = 4
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -95,7 +95,7 @@ def main() -> int:
         log = (state / "agent.log").open("wb")
         agent = subprocess.Popen(
             [
-                sys.executable, "-m", "agent.cli", "run",
+                sys.executable, "-m", "dsfleet.agent.cli", "run",
                 "--bootstrap-servers", broker.bootstrap, "--topic-prefix", topic_prefix,
                 "--node-name", node, "--state-dir", str(state / "state"),
                 "--heartbeat-seconds", "5", "--resync-seconds", "30",
@@ -136,10 +136,10 @@ def main() -> int:
         result["containers_running_after_sigterm"] = _all_running(client, names)
 
         # API calls per status cycle, through the same adapter, in-process
-        from agent.hostinfo import host_facts
-        from agent.loop import Agent, LoopSettings
-        from agent.runtime import DockerRuntime
-        from agent.secrets import LocalSecretStore
+        from dsfleet.agent.hostinfo import host_facts
+        from dsfleet.agent.loop import Agent, LoopSettings
+        from dsfleet.agent.runtime import DockerRuntime
+        from dsfleet.agent.secrets import LocalSecretStore
 
         runtime = DockerRuntime()
         inproc = Agent(

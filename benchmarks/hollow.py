@@ -1,10 +1,10 @@
 """Hollow agents: N agents in one process against one coordinator subprocess and a real broker (issue 9).
 
-Each hollow agent is the real :class:`agent.loop.Agent` (plan, files written to its own state dir, reports) with an
+Each hollow agent is the real :class:`dsfleet.agent.loop.Agent` (plan, files written to its own state dir, reports) with an
 in-memory container runtime (:class:`MemoryRuntime`: a container is running as soon as it is started). Their bus
 is multiplexed (:class:`Mux`): one consumer reads every AgentConfig partition and hands each agent the records of
 its own key, one producer sends every agent's AgentInfo and AgentResponse. The Mux keeps the semantics of
-:class:`agent.bus.KafkaBus` that matter here: an agent is caught up when its partition reached its end; partition
+:class:`dsfleet.agent.bus.KafkaBus` that matter here: an agent is caught up when its partition reached its end; partition
 counts are read again every few seconds; after the broker went down and answers again the producer is renewed,
 every partition is read again from the beginning and each agent gets only the last record of its key at the
 partition's end (``reset``).
@@ -43,14 +43,22 @@ from typing import Any
 from brokers import Tansu
 from livefleet import CoordinatorProc
 
-from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from agent.credentials import Credential, MemorySecretStore
-from agent.loop import Agent, HostFacts, LoopSettings
-from agent.ports import BusBatch, LogChunk, RuntimeInfo
-from plumbing.kafka import Consumer, Producer, client_config
-from reconciler.store import Store
-from schemas.errors import TemporaryError
-from schemas.wire import AgentConfig, AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
+from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.agent.credentials import Credential, MemorySecretStore
+from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
+from dsfleet.agent.ports import BusBatch, LogChunk, RuntimeInfo
+from dsfleet.plumbing.kafka import Consumer, Producer, client_config
+from dsfleet.reconciler.store import Store
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import (
+    AgentConfig,
+    AgentInfo,
+    AgentResponse,
+    Topic,
+    encode,
+    partition_for,
+    topic_name,
+)
 
 RECHECK_SECONDS = 3.0
 HEARTBEAT = 5.0
@@ -130,7 +138,7 @@ class MemoryRuntime:
 
 
 class HollowBus:
-    """One agent's view of the :class:`Mux` (the :class:`agent.ports.AgentBus` port)."""
+    """One agent's view of the :class:`Mux` (the :class:`dsfleet.agent.ports.AgentBus` port)."""
 
     def __init__(self, mux: Mux, node: str) -> None:
         self.mux = mux

@@ -4,7 +4,7 @@
   instance: a recreate), p50/p95 over ``BENCH_EDITS`` (≥ 20) edits, beside the floor: ``docker create`` +
   ``start`` of the same image through the SDK; and file written → AgentConfig record on the broker (issue 7);
 * **bytes on the wire** for a one-camera change, read from the broker, vs the older system's whole-fleet broadcast;
-* **hollow agents** (``benchmarks/hollow.py``): N agents in one process — the real :class:`agent.loop.Agent` with
+* **hollow agents** (``benchmarks/hollow.py``): N agents in one process — the real :class:`dsfleet.agent.loop.Agent` with
   an in-memory container runtime, their bus multiplexed over one consumer and one producer — against one
   coordinator subprocess, for N given by ``BENCH_HOLLOW`` (default ``100,250,1000``; empty to skip): status ingest
   lag, a one-camera change reaching its node, all N re-announcing after a broker loss (no publish storm),
@@ -43,9 +43,9 @@ from fleetstack import Stack  # noqa: E402
 from livefleet import CoordinatorProc, TopicReader  # noqa: E402
 
 from benchmarks import hollow  # noqa: E402
-from plumbing.kafka import Producer, client_config  # noqa: E402
-from reconciler.store import Store  # noqa: E402
-from schemas.wire import AgentConfig, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
+from dsfleet.plumbing.kafka import Producer, client_config  # noqa: E402
+from dsfleet.reconciler.store import Store  # noqa: E402
+from dsfleet.schemas.wire import AgentConfig, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
 
 FAST = {"fetch.wait.max.ms": "10"}
 

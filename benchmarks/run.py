@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import scaling  # noqa: E402
 from benchmarks.fleetgen import generate  # noqa: E402
-from reconciler.applying import Caches, apply_manifests, stored_configs  # noqa: E402
-from reconciler.loading.manifests import ManifestCache, load_manifests  # noqa: E402
-from reconciler.store import NewRevision, Store  # noqa: E402
+from dsfleet.reconciler.applying import Caches, apply_manifests, stored_configs  # noqa: E402
+from dsfleet.reconciler.loading.manifestsets import ManifestCache, load_manifests  # noqa: E402
+from dsfleet.reconciler.store import NewRevision, Store  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DSFLEET = str(BIN / "dsfleet")
@@ -215,7 +215,7 @@ def compare_parsers(texts: list[str]) -> dict[str, float]:
     import yaml
     from ruamel.yaml import YAML
 
-    from reconciler.loading.yamlfiles import parse_yaml
+    from dsfleet.reconciler.loading.yamlfiles import parse_yaml
 
     safe_c = YAML(typ="safe", pure=False)
     rt = YAML(typ="rt")

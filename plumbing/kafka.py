@@ -3,11 +3,11 @@
 - :class:`Producer`: idempotent, ``acks=all``, compressed; explicit partitions; per-record delivery callbacks.
 - :class:`Consumer`: either assign-only (no consumer group: ``assign()`` to named partitions from the beginning,
   end-of-partition events on, so a reader knows when it has caught up) or a group member (committed offsets).
-- :class:`Admin`: creates the six topics of :mod:`schemas.wire` (``AgentConfig`` compacted, ``max.message.bytes``
+- :class:`Admin`: creates the six topics of :mod:`dsfleet.schemas.wire` (``AgentConfig`` compacted, ``max.message.bytes``
   set) and reads partition counts.
 
-Library errors become :class:`~schemas.errors.TemporaryError` (broker unreachable, timeouts, queue full) or
-:class:`~schemas.errors.PermanentError` (bad configuration, authorization). "Caught up" is detected with
+Library errors become :class:`~dsfleet.schemas.errors.TemporaryError` (broker unreachable, timeouts, queue full) or
+:class:`~dsfleet.schemas.errors.PermanentError` (bad configuration, authorization). "Caught up" is detected with
 ``enable.partition.eof``, never with watermark queries (Tansu answers ``ListOffsets`` for the latest offset wrong).
 """
 
@@ -23,8 +23,8 @@ import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from schemas.errors import PermanentError, TemporaryError
-from schemas.wire import MAX_MESSAGE_BYTES, Topic, topic_name
+from dsfleet.schemas.errors import PermanentError, TemporaryError
+from dsfleet.schemas.wire import MAX_MESSAGE_BYTES, Topic, topic_name
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from schemas.errors import PermanentError
+from dsfleet.schemas.errors import PermanentError
 
 __all__ = [
     "DEFAULT_DB_URL",

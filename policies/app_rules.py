@@ -6,10 +6,10 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from policies.registry import Context, Hit, did_you_mean, rule
-from schemas.deepstream import GieFormat
-from schemas.manifests import RuleSeverity
-from schemas.placeholders import broker_connection_has_credentials
+from dsfleet.policies.registry import Context, Hit, did_you_mean, rule
+from dsfleet.schemas.deepstream import GieFormat
+from dsfleet.schemas.manifests import RuleSeverity
+from dsfleet.schemas.placeholders import broker_connection_has_credentials
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
 

@@ -10,17 +10,17 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from policies.registry import Context, Hit, rule
-from policies.resolution import (
+from dsfleet.policies.registry import Context, Hit, rule
+from dsfleet.resolution.instances import (
     CCM_ALIGN,
     CCM_GIE_FILES,
     PRECISIONS,
     EffectiveGie,
     ResolvedInstance,
 )
-from schemas.deepstream import PROPERTY_TABLES, GieFormat, ValueKind, spec_for
-from schemas.findings import Note, SourceRef
-from schemas.manifests import GieRole, RuleSeverity
+from dsfleet.schemas.deepstream import PROPERTY_TABLES, GieFormat, ValueKind, spec_for
+from dsfleet.schemas.findings import Note, SourceRef
+from dsfleet.schemas.manifests import GieRole, RuleSeverity
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
 ENGINE_RE = re.compile(r"_b(?P<batch>\d+)_(?P<dev>gpu|dla)(?P<id>\d+)_(?P<prec>fp32|int8|fp16|best)\.engine$")

@@ -1,4 +1,4 @@
-"""Evaluating every registered rule (:mod:`policies.registry`) over a fleet, honouring the Policy manifests.
+"""Evaluating every registered rule (:mod:`dsfleet.policies.registry`) over a fleet, honouring the Policy manifests.
 
 A Policy sets ``spec.rules.<rule-id>: {severity: error|warning|off, params: {...}, reason: ...}`` plus shortcuts
 (``allowedImages``, ``maxCamerasPerInstance``, ``requireCredentialsBySecretRef``, ``forbidPrivileged``). Several
@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from policies import app_rules, deepstream_rules, fleet_rules, syncs
-from policies.registry import REGISTRY, Context, Hit, Rule
-from policies.resolution import GieMemo, ResolvedInstance, all_profile_values, resolve_instance
-from schemas.findings import Finding, Note, Severity, SourceRef
-from schemas.fleet import Fleet
-from schemas.manifests import DsInstance, RuleMatch, RuleSeverity
+from dsfleet.policies import app_rules, deepstream_rules, fleet_rules, syncs
+from dsfleet.policies.registry import REGISTRY, Context, Hit, Rule
+from dsfleet.resolution.instances import GieMemo, ResolvedInstance, all_profile_values, resolve_instance
+from dsfleet.schemas.findings import Finding, Note, Severity, SourceRef
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.manifests import DsInstance, RuleMatch, RuleSeverity
 
 _RULE_MODULES = (fleet_rules, deepstream_rules, app_rules, syncs)
 """Importing them registers their rules (fleet rules first); the engine owns that list."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from policies.registry import Context, Hit, did_you_mean, rule
-from policies.resolution import image_allowed
-from schemas.findings import INVALID_TARGET, Note, SourceRef
-from schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity, broker_connection_path
-from schemas.placeholders import (
+from dsfleet.policies.registry import Context, Hit, did_you_mean, rule
+from dsfleet.resolution.instances import image_allowed
+from dsfleet.schemas.findings import INVALID_TARGET, Note, SourceRef
+from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity, broker_connection_path
+from dsfleet.schemas.placeholders import (
     connection_has_credentials,
     secret_env_name,
     text_has_credentials,
@@ -316,7 +316,7 @@ def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
 
 def _may_carry_credentials(dumped_json: str) -> bool:
     """False when no string of a dumped model can carry credentials: every form the checks of
-    ``schemas.placeholders`` find has user-info (``@``) or a query string (``?``). Walking every string of every
+    ``dsfleet.schemas.placeholders`` find has user-info (``@``) or a query string (``?``). Walking every string of every
     instance is most of this rule's time on a large fleet, and most specs have neither character."""
     return "@" in dumped_json or "?" in dumped_json
 

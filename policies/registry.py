@@ -1,5 +1,5 @@
 """The registry of fleet and DeepStream rules: rule modules register into it with :func:`rule`; the engine
-(:mod:`policies.engine`) imports the rule modules and evaluates what they registered. The rule modules import
+(:mod:`dsfleet.policies.engine`) imports the rule modules and evaluates what they registered. The rule modules import
 only this module, never the engine, so there is no import cycle."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from policies.resolution import ResolvedInstance
-from schemas.deepstream import DeepStreamKeys
-from schemas.findings import Note, SourceRef
-from schemas.fleet import Fleet
-from schemas.manifests import DeepstreamAppInstanceSpec, DsInstance, RuleSeverity
+from dsfleet.resolution.instances import ResolvedInstance
+from dsfleet.schemas.deepstream import DeepStreamKeys
+from dsfleet.schemas.findings import Note, SourceRef
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, DsInstance, RuleSeverity
 
 __all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "did_you_mean", "rule"]
 

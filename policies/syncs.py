@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from policies.registry import Context, Hit, rule
-from schemas.findings import Note
-from schemas.fleet import Fleet
-from schemas.manifests import DsInstance, RuleSeverity
+from dsfleet.policies.registry import Context, Hit, rule
+from dsfleet.schemas.findings import Note
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.manifests import DsInstance, RuleSeverity
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from reconciler.compiling.desired import CompileCache, DesiredState, desired_state
-from reconciler.loading.gitinfo import git_info
-from reconciler.loading.manifests import ManifestCache
-from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
-from reconciler.planning.plans import Plan, compute_plan, removes_every_instance
-from reconciler.ports import StorePort
-from reconciler.store import (
+from dsfleet.reconciler.compiling.desired import CompileCache, DesiredState, desired_state
+from dsfleet.reconciler.loading.gitinfo import git_info
+from dsfleet.reconciler.loading.manifestsets import ManifestCache
+from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from dsfleet.reconciler.planning.plans import Plan, compute_plan, removes_every_instance
+from dsfleet.reconciler.ports import StorePort
+from dsfleet.reconciler.store import (
     AppliedRevision,
     CameraRow,
     InstanceRow,
@@ -32,10 +32,10 @@ from reconciler.store import (
     NodeChange,
     NodeRow,
 )
-from reconciler.views import finding_json
-from schemas.manifests import Camera
-from schemas.nodeconfigs import NodeConfig
-from schemas.wire import agent_config_record
+from dsfleet.reconciler.views import finding_json
+from dsfleet.schemas.manifests import Camera
+from dsfleet.schemas.nodeconfigs import NodeConfig
+from dsfleet.schemas.wire import agent_config_record
 
 
 def revision_from_git(path: str | os.PathLike[str], *, source: str, now: datetime) -> NewRevision:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from schemas.errors import ExitCode
+from dsfleet.schemas.errors import ExitCode
 
 __all__ = ["add_parser", "cmd_demo"]
 
@@ -302,14 +302,14 @@ class Fleet:
     prefix: str
 
     def desired(self) -> dict[str, dict[str, Any]]:
-        from reconciler.store import Store
+        from dsfleet.reconciler.store import Store
 
         with Store.open(self.db, readonly=True) as s:
             return {n: {"generation": c.generation, **c.payload} for n, c in s.latest_node_configs().items()}
 
     def converged(self) -> str | None:
         """None when every instance runs its node's latest config (store and Docker agree), else why not."""
-        from reconciler.store import Store
+        from dsfleet.reconciler.store import Store
 
         desired = self.desired()
         if not desired:
@@ -344,7 +344,7 @@ class Fleet:
         return time.monotonic() - t0
 
     def status_lines(self) -> list[str]:
-        from reconciler.store import Store
+        from dsfleet.reconciler.store import Store
 
         with Store.open(self.db, readonly=True) as s:
             nodes = s.node_statuses()
@@ -455,7 +455,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
 
     manifests = workdir / "manifests"
     write_fleet(Path(args.manifests), manifests)
-    from reconciler.compiling.desired import desired_state
+    from dsfleet.reconciler.compiling.desired import desired_state
 
     desired = desired_state([manifests])
     if not desired.loaded.ok or desired.configs is None:
@@ -479,7 +479,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
         [
             py,
             "-m",
-            "reconciler.cli",
+            "dsfleet.reconciler.cli",
             "coordinator",
             "--manifests",
             str(manifests),
@@ -505,7 +505,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
             [
                 py,
                 "-m",
-                "agent.cli",
+                "dsfleet.agent.cli",
                 "run",
                 "--bootstrap-servers",
                 bootstrap,
@@ -571,7 +571,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
 
     say.step("4. A bad commit (a typo and a password in a URL) is rejected; the fleet keeps running")
     hashes = {i["name"]: container_hash(i["name"]) for c in fleet.desired().values() for i in c["instances"]}
-    from reconciler.store import Store
+    from dsfleet.reconciler.store import Store
 
     with Store.open(fleet.db, readonly=True) as s:
         last = s.revisions(limit=1)[0].id

@@ -1,7 +1,7 @@
 """The ports of the long-running processes: what the apply path and the coordinator need from the store, the
 message bus and the clock, as ``Protocol``s. Loops are unit-tested with small in-memory fakes of these and
-integration-tested with the real adapters (:class:`reconciler.store.Store`, the Kafka bus in
-``reconciler.bus``, :class:`SystemClock`).
+integration-tested with the real adapters (:class:`dsfleet.reconciler.store.Store`, the Kafka bus in
+``dsfleet.reconciler.bus``, :class:`SystemClock`).
 
 This module imports no adapter at run time (the store's value types only for type checking).
 """
@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from reconciler.store import (
+    from dsfleet.reconciler.store import (
         AppliedRevision,
         Encoder,
         Inventory,
@@ -32,7 +32,7 @@ __all__ = ["BusPort", "Clock", "StorePort", "SystemClock"]
 
 
 class StorePort(Protocol):
-    """The store as the apply path (``reconciler.applying``) and the coordinator use it."""
+    """The store as the apply path (``dsfleet.reconciler.applying``) and the coordinator use it."""
 
     # revisions and node configs
     def apply_revision(
@@ -89,9 +89,9 @@ class StorePort(Protocol):
 
 
 class BusPort(Protocol):
-    """A message producer (implemented over confluent-kafka in ``reconciler.bus``).
+    """A message producer (implemented over confluent-kafka in ``dsfleet.reconciler.bus``).
 
-    ``send`` queues one record for ``partition`` (explicit: :func:`schemas.wire.partition_for` of the key, never
+    ``send`` queues one record for ``partition`` (explicit: :func:`dsfleet.schemas.wire.partition_for` of the key, never
     librdkafka's partitioner); ``value=None`` is a tombstone. ``poll`` serves delivery reports for up to
     ``timeout`` seconds and returns how many it served; ``flush`` waits up to ``timeout`` seconds for everything
     queued and returns how many records are still not delivered (0: all delivered).

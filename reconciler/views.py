@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from reconciler.planning.status import (
+from dsfleet.reconciler.planning.conditions import (
     DEFAULT_PROGRESS_DEADLINE,
     InstanceDesired,
     InstanceObserved,
@@ -19,11 +19,11 @@ from reconciler.planning.status import (
     derive_nodes,
     redact,
 )
-from schemas.findings import Finding
+from dsfleet.schemas.findings import Finding
 
 if TYPE_CHECKING:
-    from reconciler.loading.manifests import LoadedManifests
-    from reconciler.store import AppliedRevision, EventRecord, RevisionRecord, Store
+    from dsfleet.reconciler.loading.manifestsets import LoadedManifests
+    from dsfleet.reconciler.store import AppliedRevision, EventRecord, RevisionRecord, Store
 
 __all__ = [
     "STATUS_SCHEMA",
@@ -183,7 +183,7 @@ def status_document(
     store: Store, now: datetime, *, deadline: timedelta = DEFAULT_PROGRESS_DEADLINE, events: int = 20
 ) -> dict[str, Any]:
     """The ``dsfleet.status/v1`` document of what ``store`` holds now (reads only; the derivation is
-    :mod:`reconciler.planning.status`). Never a file body, a URL or a credential: configs contribute their
+    :mod:`dsfleet.reconciler.planning.conditions`). Never a file body, a URL or a credential: configs contribute their
     generation and hashes only; log lines and errors have URL user-info removed."""
     statuses = {s.node: s for s in store.node_statuses()}
     heads = store.latest_node_heads()

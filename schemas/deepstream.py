@@ -48,7 +48,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from schemas.placeholders import SECRET_FIELDS
+from dsfleet.schemas.placeholders import SECRET_FIELDS
 
 __all__ = [
     "AUTO",
@@ -950,7 +950,7 @@ def check_engine_template(value: str) -> str:
 @dataclass(frozen=True)
 class SecretValue:
     """A key's whole value taken from a secret on the agent host: ``{secretRef: NAME, key: password}`` (like an env
-    ``secretRef``); rendered as the placeholder ``${secret:NAME:KEY}`` (``schemas.placeholders``)."""
+    ``secretRef``); rendered as the placeholder ``${secret:NAME:KEY}`` (``dsfleet.schemas.placeholders``)."""
 
     secretRef: str
     key: str = "password"

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.manifests import ANY_MANIFEST, MODELS
+from dsfleet.schemas.manifests import ANY_MANIFEST, MODELS
 
 SCHEMA_ID = "https://dsfleet.dev/schemas/v1/manifest.json"
 

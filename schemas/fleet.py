@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from schemas.findings import SourceRef
-from schemas.manifests import Camera, DsInstance, InferenceProfile, Node, Policy
+from dsfleet.schemas.findings import SourceRef
+from dsfleet.schemas.manifests import Camera, DsInstance, InferenceProfile, Node, Policy
 
 
 @dataclass(frozen=True)

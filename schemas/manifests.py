@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.base import DnsLabel, FrozenModel
-from schemas.deepstream import (
+from dsfleet.schemas.base import DnsLabel, FrozenModel
+from dsfleet.schemas.deepstream import (
     AppGie,
     AppImgSave,
     AppMessageConsumer,
@@ -250,7 +250,7 @@ class SourceDefaults(FrozenModel):
 
 
 TrackerGroup = AppTracker
-"""``[tracker]``: every key of NVIDIA's table (``schemas.deepstream.APP_TRACKER_KEYS``), typed and range-checked."""
+"""``[tracker]``: every key of NVIDIA's table (``dsfleet.schemas.deepstream.APP_TRACKER_KEYS``), typed and range-checked."""
 OsdGroup = AppOsd
 TiledDisplayGroup = AppTiledDisplay
 SinkGroup = AppSink

@@ -1,7 +1,7 @@
 """What one node must run: the compiled, rendered desired state the coordinator sends to that node's agent.
 
 ``NodeConfig`` is pure data (no generation: the store assigns generations); the ``AgentConfig`` Kafka message
-(topic 210, :class:`schemas.wire.AgentConfig`) is a NodeConfig plus generation, schema version and send time.
+(topic 210, :class:`dsfleet.schemas.wire.AgentConfig`) is a NodeConfig plus generation, schema version and send time.
 Hashes (DESIGN §9.4): ``specHash`` over the container spec (a change → recreate), ``filesHash`` over the rendered
 files (a change → rewrite + restart), the instance ``configHash`` over both and ``paused`` (it is the
 ``io.dsfleet.config-hash`` label), the node ``configHash`` over its instances' names and hashes.
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.hashing import canonical_hash, sha256_hex
+from dsfleet.schemas.hashing import canonical_hash, sha256_hex
 
 LABEL_MANAGED = "io.dsfleet.managed"
 LABEL_INSTANCE = "io.dsfleet.instance"

@@ -29,7 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.nodeconfigs import InstanceConfig, NodeConfig
+from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig
 
 MAX_MESSAGE_BYTES = 1_000_000
 """Apache Kafka's default ``max.message.bytes`` (DESIGN §9.27); ``[kafka] max_message_bytes`` may change it."""

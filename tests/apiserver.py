@@ -23,7 +23,14 @@ class ServerProc:
     def __init__(self, args: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "reconciler.cli", *args, "--http", f"127.0.0.1:{self.port}"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "dsfleet.reconciler.cli",
+            *args,
+            "--http",
+            f"127.0.0.1:{self.port}",
+        ]
         self.env = {
             **os.environ,
             "DSFLEET_API_TOKEN": TOKEN,

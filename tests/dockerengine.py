@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 
-from schemas.nodeconfigs import (
+from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ENGINE_DIR,
     ContainerSpec,
@@ -37,7 +37,7 @@ from schemas.nodeconfigs import (
     build_instance,
     build_node,
 )
-from schemas.wire import AgentConfig, encode
+from dsfleet.schemas.wire import AgentConfig, encode
 
 ROOT = Path(__file__).resolve().parent.parent
 SOCKET = "/var/run/docker.sock"

@@ -7,9 +7,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from reconciler.loading.manifests import build_fleet, validate_document
-from schemas.findings import SourceRef
-from schemas.fleet import Fleet
+from dsfleet.reconciler.loading.manifestsets import build_fleet, validate_document
+from dsfleet.schemas.findings import SourceRef
+from dsfleet.schemas.fleet import Fleet
 
 IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 
@@ -72,7 +72,7 @@ def instance(
 
 def fleet_of(docs: Iterable[Mapping[str, Any]], file: str = "fleet.yaml") -> Fleet:
     """Validate documents like the loader does; any schema error fails loudly."""
-    from reconciler.loading.manifests import ParsedFile
+    from dsfleet.reconciler.loading.manifestsets import ParsedFile
 
     manifests = []
     for i, doc in enumerate(docs):

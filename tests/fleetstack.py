@@ -23,8 +23,8 @@ from dockerengine import RUN_LABEL, STUB_IMAGE
 from kafkafleet import AgentProcess, agent_args
 from livefleet import ROOT, CoordinatorProc, TopicReader, wait_for
 
-from reconciler.store import Store
-from schemas.wire import AgentConfig, Topic
+from dsfleet.reconciler.store import Store
+from dsfleet.schemas.wire import AgentConfig, Topic
 
 LABEL_NODE = "io.dsfleet.node"
 LABEL_HASH = "io.dsfleet.config-hash"

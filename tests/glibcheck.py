@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.deepstream import ValueKind
+from dsfleet.schemas.deepstream import ValueKind
 
 GETTERS = ("integer", "double", "boolean", "string", "integer_list", "double_list", "string_list")
 

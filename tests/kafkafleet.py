@@ -14,8 +14,8 @@ from pathlib import Path
 
 from dockerengine import ROOT
 
-from plumbing.kafka import Admin, Consumer, Producer, client_config
-from schemas.wire import (
+from dsfleet.plumbing.kafka import Admin, Consumer, Producer, client_config
+from dsfleet.schemas.wire import (
     AgentCommand,
     AgentInfo,
     AgentResponse,
@@ -126,7 +126,7 @@ class AgentProcess:
         env = dict(os.environ, DSFLEET_KAFKA_FETCH_WAIT_MAX_MS="10", PYTHONUNBUFFERED="1")
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", *self.args],
+            [sys.executable, "-m", "dsfleet.agent.cli", "run", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

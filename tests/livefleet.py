@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from plumbing.kafka import Consumer, Producer, Record, client_config
-from schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
+from dsfleet.plumbing.kafka import Consumer, Producer, Record, client_config
+from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -71,7 +71,7 @@ class CoordinatorProc:
         self.args = [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "dsfleet.reconciler.cli",
             "coordinator",
             "--manifests",
             str(manifests),

@@ -1,6 +1,6 @@
 """The HTTP API and dashboard (FastAPI + uvicorn): the only package that imports them (an import-linter contract).
 
-``app`` builds the FastAPI application from an :class:`~reconciler.api.context.ApiContext` (the store to read, the
+``app`` builds the FastAPI application from an :class:`~dsfleet.reconciler.api.context.ApiContext` (the store to read, the
 manifests directory, the token, how to ask for an apply or a refresh); ``server`` runs it with uvicorn in a thread
 of the coordinator (``dsfleet coordinator --http``) or of ``dsfleet serve``; ``metrics`` is the Prometheus
 collector (counters of the coordinator, gauges computed from the store on every scrape); ``webhooks`` verifies

@@ -23,13 +23,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reconciler.api.context import ApiContext, token_matches
-from reconciler.api.dashboard import PAGE
-from reconciler.api.metrics import metrics_text
-from reconciler.api.webhooks import verify_push
-from reconciler.planning.status import redact
-from reconciler.views import event_json, revision_view, status_document
-from schemas.errors import DsfleetError, TemporaryError
+from dsfleet.reconciler.api.context import ApiContext, token_matches
+from dsfleet.reconciler.api.dashboard import PAGE
+from dsfleet.reconciler.api.metrics import metrics_text
+from dsfleet.reconciler.api.webhooks import verify_push
+from dsfleet.reconciler.planning.conditions import redact
+from dsfleet.reconciler.views import event_json, revision_view, status_document
+from dsfleet.schemas.errors import DsfleetError, TemporaryError
 
 log = logging.getLogger("dsfleet.api")
 
@@ -260,11 +260,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """What applying the manifests directory now would change (the ``dsfleet.diff/v1`` shape)."""
         if ctx.manifests is None:
             raise ApiError(503, "this server has no manifests directory")
-        from reconciler.applying import stored_configs
-        from reconciler.compiling.desired import desired_state
-        from reconciler.planning.plans import compute_plan
-        from reconciler.planning.reports import plan_json
-        from reconciler.views import finding_json
+        from dsfleet.reconciler.applying import stored_configs
+        from dsfleet.reconciler.compiling.desired import desired_state
+        from dsfleet.reconciler.planning.plans import compute_plan
+        from dsfleet.reconciler.planning.reports import plan_json
+        from dsfleet.reconciler.views import finding_json
 
         desired = desired_state([ctx.manifests], limits=ctx.limits)
         findings = [finding_json(f) for f in desired.loaded.findings]
@@ -285,7 +285,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise ApiError(503, "the broker is unreachable now; try again") from None
 
     def _apply(requested_by: str, source: str) -> Accepted:
-        from schemas.wire import UpdateConfig, encode
+        from dsfleet.schemas.wire import UpdateConfig, encode
 
         request_id = uuid.uuid4().hex
         coordinator = ctx.coordinator
@@ -316,7 +316,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.post(f"{v1}/refresh", dependencies=write, status_code=202, tags=["actions"], responses=_ERRORS)
     def post_refresh(body: Annotated[RefreshRequest | None, Body()] = None) -> Accepted:
         """Ask every agent (or one node's) to report its status now (a Refresh request, topic 301)."""
-        from schemas.wire import Refresh, encode
+        from dsfleet.schemas.wire import Refresh, encode
 
         request_id = uuid.uuid4().hex
         node = body.node if body else None

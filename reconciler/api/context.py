@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
-    from reconciler.coordinator.loop import Coordinator
-    from reconciler.store import Store
+    from dsfleet.reconciler.coordinator.loop import Coordinator
+    from dsfleet.reconciler.store import Store
 
 __all__ = ["ApiContext", "Sender", "token_matches"]
 
@@ -51,7 +51,7 @@ class ApiContext:
 
     def store(self) -> Store:
         """A read-only store, opened once (again while the database file does not exist yet)."""
-        from reconciler.store import Store
+        from dsfleet.reconciler.store import Store
 
         with self._lock:
             if self._store is None or self._store.empty_fallback:

@@ -11,14 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from reconciler.views import status_document
+from dsfleet.reconciler.views import status_document
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from prometheus_client.core import Metric
 
-    from reconciler.api.context import ApiContext
+    from dsfleet.reconciler.api.context import ApiContext
 
 __all__ = ["metrics_text"]
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from reconciler.api.app import create_app
-from reconciler.api.context import ApiContext
-from schemas.errors import PermanentError
+from dsfleet.reconciler.api.app import create_app
+from dsfleet.reconciler.api.context import ApiContext
+from dsfleet.schemas.errors import PermanentError
 
 log = logging.getLogger("dsfleet.api")
 

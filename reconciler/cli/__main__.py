@@ -1,5 +1,5 @@
-"""``python -m reconciler.cli`` runs ``dsfleet``."""
+"""``python -m dsfleet.reconciler.cli`` runs ``dsfleet``."""
 
-from reconciler.cli.main import main
+from dsfleet.reconciler.cli.main import main
 
 raise SystemExit(main())

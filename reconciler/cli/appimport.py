@@ -1,6 +1,6 @@
 """``dsfleet import-deepstream-app FILE --out DIR [--render]``: an existing deepstream-app config → manifests.
 
-Registered by :func:`reconciler.cli.imports.add_parser`. Writes ``cameras.yaml``, ``profiles.yaml`` and
+Registered by :func:`dsfleet.reconciler.cli.imports.add_parser`. Writes ``cameras.yaml``, ``profiles.yaml`` and
 ``instances.yaml`` under ``--out`` (credentials found in source URIs go to ``--secrets-out/<camera>/``, broker
 connection strings with credentials whole to ``--secrets-out/<instance>-sinkN/password``, mode 0600); ``--render`` also writes what dsfleet would deploy under ``--out/rendered/``. Exit 0 imported, 1 the
 imported set does not validate, 2 unreadable or unsupported input.
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ExitCode
+from dsfleet.schemas.errors import ExitCode
 
 _DESCRIPTION = """\
 Import a deepstream-app config (deepstream_app_config.txt) and the nvinfer / preprocess files its GIE groups
@@ -45,9 +45,14 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.importers.deepstreamapp import DEFAULT_IMAGE, AppImportError, import_app, read_gie_near
-    from reconciler.importers.legacy import _atomic_write, render_yaml, write_secrets
-    from reconciler.importers.legacyrows import Conversion
+    from dsfleet.reconciler.importers.deepstreamapp import (
+        DEFAULT_IMAGE,
+        AppImportError,
+        import_app,
+        read_gie_near,
+    )
+    from dsfleet.reconciler.importers.legacy import _atomic_write, render_yaml, write_secrets
+    from dsfleet.reconciler.importers.legacyrows import Conversion
 
     path: Path = args.file
     out: Path = args.out
@@ -93,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def validate(out: Path) -> int:
-    from reconciler.cli.reports import print_findings
-    from reconciler.loading.manifests import load_manifests
+    from dsfleet.reconciler.cli.findings import print_findings
+    from dsfleet.reconciler.loading.manifestsets import load_manifests
 
     loaded = load_manifests([out])
     if loaded.errors:
@@ -105,9 +110,9 @@ def validate(out: Path) -> int:
 
 def render(out: Path) -> int:
     """Write the instance's rendered files under ``out/rendered/`` (what dsfleet would deploy)."""
-    from policies.resolution import resolve_instance
-    from reconciler.compiling.rendering import render_instance
-    from reconciler.loading.manifests import load_manifests
+    from dsfleet.reconciler.compiling.rendering import render_instance
+    from dsfleet.reconciler.loading.manifestsets import load_manifests
+    from dsfleet.resolution.instances import resolve_instance
 
     if validate(out) != ExitCode.OK:
         return ExitCode.FAILED

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from reconciler.cli.options import add_db, settings_of
-from schemas.errors import ExitCode
+from dsfleet.reconciler.cli.options import add_db, settings_of
+from dsfleet.schemas.errors import ExitCode
 
 
 def add_parser(sub: Any) -> None:
@@ -38,8 +38,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from reconciler.cli.plan import ensure_parent
-    from reconciler.store import Store
+    from dsfleet.reconciler.cli.plan import ensure_parent
+    from dsfleet.reconciler.store import Store
 
     url = settings_of(args).coordinator.db
     ensure_parent(url)
@@ -57,7 +57,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_current(args: argparse.Namespace) -> int:
-    from reconciler.store import Store
+    from dsfleet.reconciler.store import Store
 
     with Store.open(settings_of(args).coordinator.db, readonly=True, migrate=False) as store:
         if store.empty_fallback:

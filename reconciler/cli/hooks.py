@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ExitCode
+from dsfleet.schemas.errors import ExitCode
 
 __all__ = ["add_parser", "cmd_hooks_install", "post_receive_script"]
 
@@ -127,7 +127,7 @@ def cmd_hooks_install(args: argparse.Namespace) -> int:
         post_receive_script(
             worktree,
             branch,
-            [sys.executable, "-m", "reconciler.cli"],
+            [sys.executable, "-m", "dsfleet.reconciler.cli"],
             validate_only=args.validate_only,
             db=args.db,
             cwd=Path.cwd(),

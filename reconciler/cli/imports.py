@@ -1,9 +1,9 @@
 """``dsfleet import-nvinfer FILE... [--render]``: turn existing DeepStream key files into InferenceProfile GIEs.
 
-CLI glue around the pure ``reconciler.importers``: reads the files, prints each GIE as YAML (or, with
+CLI glue around the pure ``dsfleet.reconciler.importers``: reads the files, prints each GIE as YAML (or, with
 ``--render``, the key file dsfleet would write back from it) to stdout, and the findings gcc-style to stderr
 (``FILE:LINE:COL: warning: MESSAGE [rule-id]``). Exit status: 0 no errors, 1 errors found, 2 unreadable file or
-usage error. ``reconciler.cli`` calls ``add_parser``; ``main(argv)`` runs the command on its own.
+usage error. ``dsfleet.reconciler.cli`` calls ``add_parser``; ``main(argv)`` runs the command on its own.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from schemas.errors import ExitCode
+from dsfleet.schemas.errors import ExitCode
 
 # Heavy modules are imported by the handler, so `dsfleet validate` does not pay for them at start-up.
 
@@ -40,7 +40,7 @@ exit status: 0 no errors, 1 some file has errors, 2 a file could not be read or 
 def add_parser(subparsers: Any) -> None:
     """Register ``import-nvinfer`` and ``import-deepstream-app`` on a ``dsfleet`` subparsers object; the handler
     is ``args.func(args) -> int``."""
-    from reconciler.cli import appimport
+    from dsfleet.reconciler.cli import appimport
 
     appimport.add_parser(subparsers)
     parser = subparsers.add_parser(
@@ -97,9 +97,9 @@ def _read(path: str) -> str:
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     from pydantic import ValidationError
 
-    from reconciler.cli.reports import format_finding
-    from reconciler.compiling.keyfiles import render_gie_mapping
-    from reconciler.importers.nvinfer import import_keyfile
+    from dsfleet.reconciler.cli.findings import format_finding
+    from dsfleet.reconciler.compiling.keyfilewriter import render_gie_mapping
+    from dsfleet.reconciler.importers.nvinfer import import_keyfile
 
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr

@@ -1,7 +1,7 @@
 """``dsfleet import-legacy``: the older system's SQLite DB (and sample configs) → manifests + secrets.
 
 ``add_parser(subparsers)`` registers the sub-command (its handler is ``args.func(args) -> int``); ``python -m
-reconciler.cli.legacy import-legacy ...`` runs it on its own. Exit 0 when imported (warnings included), 2 when
+dsfleet.reconciler.cli.legacy import-legacy ...`` runs it on its own. Exit 0 when imported (warnings included), 2 when
 the database is unreadable, the URL template is bad, or the output cannot be written.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from schemas.errors import ExitCode
+from dsfleet.schemas.errors import ExitCode
 
-DEFAULT_URL_TEMPLATE = "rtsp://{ip_address}/main"  # reconciler.importers.legacy checks it is the same
+DEFAULT_URL_TEMPLATE = "rtsp://{ip_address}/main"  # dsfleet.reconciler.importers.legacy checks it is the same
 
 
 def add_parser(subparsers: Any) -> None:
@@ -61,7 +61,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reconciler.importers.legacy import LegacyImportError, import_legacy
+    from dsfleet.reconciler.importers.legacy import LegacyImportError, import_legacy
 
     try:
         result = import_legacy(

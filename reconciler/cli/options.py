@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from plumbing.settings import Settings, load_settings
-from schemas.errors import ExitCode
+from dsfleet.plumbing.settings import Settings, load_settings
+from dsfleet.schemas.errors import ExitCode
 
 __all__ = [
     "VersionAction",

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.cli.options import (
+from dsfleet.reconciler.cli.findings import no_manifests, plural, print_findings, report_missing, use_color
+from dsfleet.reconciler.cli.options import (
     add_db,
     add_manifest_options,
     add_output,
@@ -19,9 +20,8 @@ from reconciler.cli.options import (
     sqlite_path,
     store_problem,
 )
-from reconciler.cli.reports import no_manifests, plural, print_findings, report_missing, use_color
-from reconciler.views import apply_json, finding_json, history_json, records_json
-from schemas.errors import ExitCode
+from dsfleet.reconciler.views import apply_json, finding_json, history_json, records_json
+from dsfleet.schemas.errors import ExitCode
 
 PATHS_HELP = "manifest files or directories (*.yaml, *.yml; several are read as one set)"
 RENDER_MARKER = ".dsfleet-render.json"
@@ -70,7 +70,7 @@ def add_parser(sub: Any) -> None:
         help="accept a manifest set with no manifests at all (an error by default)",
     )
     add_output(p)
-    from reconciler.cli.waiting import add_wait_options
+    from dsfleet.reconciler.cli.waiting import add_wait_options
 
     add_wait_options(p)
     p.set_defaults(handler=cmd_apply)
@@ -141,13 +141,13 @@ def add_parser(sub: Any) -> None:
 
 
 def _limits(args: argparse.Namespace) -> Any:
-    from reconciler.loading.yamlfiles import loader_limits
+    from dsfleet.reconciler.loading.yamlfiles import loader_limits
 
     return loader_limits(settings_of(args).coordinator, getattr(args, "exclude", None) or ())
 
 
 def _desired(args: argparse.Namespace, command: str, paths: Sequence[str]) -> Any:
-    from reconciler.compiling.desired import desired_state
+    from dsfleet.reconciler.compiling.desired import desired_state
 
     if report_missing(command, paths):
         return None
@@ -160,9 +160,9 @@ def _json(data: Any) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from reconciler.planning.plans import compute_plan
-    from reconciler.planning.reports import plan_json, plan_text
-    from reconciler.store import Store
+    from dsfleet.reconciler.planning.plans import compute_plan
+    from dsfleet.reconciler.planning.reports import plan_json, plan_text
+    from dsfleet.reconciler.store import Store
 
     url = settings_of(args).coordinator.db
     if store_problem(args.command, url, must_exist=args.db is not None):
@@ -187,7 +187,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         )
         return ExitCode.ERROR
     no_manifests(args.command, args.paths, loaded, error=False)
-    from reconciler.applying import stored_configs
+    from dsfleet.reconciler.applying import stored_configs
 
     path = sqlite_path(url)
     if path is not None and not path.exists():
@@ -212,11 +212,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconciler.applying import Caches, Outcome, apply_manifests
-    from reconciler.cli.waiting import topic_prefix_of
-    from reconciler.compiling.desired import desired_state
-    from reconciler.loading.gitinfo import git_info
-    from reconciler.store import NewRevision, Store
+    from dsfleet.reconciler.applying import Caches, Outcome, apply_manifests
+    from dsfleet.reconciler.cli.waiting import topic_prefix_of
+    from dsfleet.reconciler.compiling.desired import desired_state
+    from dsfleet.reconciler.loading.gitinfo import git_info
+    from dsfleet.reconciler.store import NewRevision, Store
 
     if report_missing("apply", args.paths):
         return ExitCode.ERROR
@@ -256,8 +256,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
     """Print the outcome of an apply (text or ``dsfleet.apply/v1`` JSON, also on rejection)."""
-    from reconciler.applying import Outcome
-    from reconciler.planning.reports import plan_text, summary, summary_line
+    from dsfleet.reconciler.applying import Outcome
+    from dsfleet.reconciler.planning.reports import plan_text, summary, summary_line
 
     loaded = result.desired.loaded
     as_json = args.output == "json"
@@ -311,11 +311,11 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
     if plan.empty:
         print(summary_line(plan))
     if args.wait:
-        from reconciler.cli.waiting import apply_wait
+        from dsfleet.reconciler.cli.waiting import apply_wait
 
         return apply_wait(args, plan, applied.generations)
     if applied.outbox_ids:
-        from reconciler.cli.waiting import publish_after_apply
+        from dsfleet.reconciler.cli.waiting import publish_after_apply
 
         return publish_after_apply(args)
     return ExitCode.OK
@@ -329,7 +329,7 @@ def ensure_parent(url: str) -> None:
 
 
 def _unknown(command: str, kind: str, name: str, known: Sequence[str]) -> int:
-    from policies.registry import did_you_mean
+    from dsfleet.policies.registry import did_you_mean
 
     hint = did_you_mean(name, known)
     print(f"dsfleet {command}: error: no {kind} named {name!r}{hint}", file=sys.stderr)
@@ -337,8 +337,8 @@ def _unknown(command: str, kind: str, name: str, known: Sequence[str]) -> int:
 
 
 def _stored_configs(args: argparse.Namespace) -> dict[str, Any] | None:
-    from reconciler.store import Store
-    from schemas.nodeconfigs import NodeConfig
+    from dsfleet.reconciler.store import Store
+    from dsfleet.schemas.nodeconfigs import NodeConfig
 
     url = settings_of(args).coordinator.db
     if store_problem(args.command, url, must_exist=True):
@@ -385,7 +385,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         configs = dict(desired.configs or {})
         instances = {i.name: i for c in configs.values() for i in c.instances}
         if args.instance is not None and args.instance not in instances:  # unplaced: in no node config
-            from reconciler.compiling.instances import compile_instance
+            from dsfleet.reconciler.compiling.instances import compile_instance
 
             instances[args.instance] = compile_instance(fleet, desired.resolved[args.instance])
     if args.node is not None:
@@ -479,7 +479,7 @@ _GET_COLUMNS = {
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from reconciler.store import Store
+    from dsfleet.reconciler.store import Store
 
     url = settings_of(args).coordinator.db
     if store_problem(args.command, url, must_exist=True):
@@ -529,7 +529,7 @@ def _commit(commit: str | None) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from reconciler.store import Store
+    from dsfleet.reconciler.store import Store
 
     if args.limit < 0:
         print("dsfleet history: error: -n/--limit must be 0 (all) or more", file=sys.stderr)

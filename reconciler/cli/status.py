@@ -1,5 +1,5 @@
 """``dsfleet status``: the fleet at a glance from the store (nodes, instances with sync and health, the last
-revision, the pending plan of manual sync). The document is :func:`reconciler.views.status_document`
+revision, the pending plan of manual sync). The document is :func:`dsfleet.reconciler.views.status_document`
 (``dsfleet.status/v1``); this module only prints it: ``rich`` tables on a terminal, plain columns otherwise,
 JSON with ``-o json``; ``--watch`` refreshes in place."""
 
@@ -12,8 +12,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from reconciler.cli.options import add_db, add_output, settings_of, store_problem
-from schemas.errors import ExitCode
+from dsfleet.reconciler.cli.options import add_db, add_output, settings_of, store_problem
+from dsfleet.schemas.errors import ExitCode
 
 __all__ = ["add_parser", "cmd_status", "status_text"]
 
@@ -36,8 +36,8 @@ def add_parser(sub: Any) -> None:
 
 
 def read_status(db: str) -> dict[str, Any]:
-    from reconciler.store import Store
-    from reconciler.views import status_document
+    from dsfleet.reconciler.store import Store
+    from dsfleet.reconciler.views import status_document
 
     with Store.open(db, readonly=True) as store:
         return status_document(store, datetime.now(UTC))

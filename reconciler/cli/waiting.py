@@ -2,8 +2,8 @@
 reports the new generation and its changed instances run, or the timeout names the laggards and why.
 
 - Publishing: when :meth:`Store.coordinator_lock` can be taken, no coordinator holds the store: this command
-  publishes the outbox itself (:class:`~reconciler.coordinator.publishing.OutboxPublisher` over a write-only
-  :class:`~reconciler.bus.kafka.CoordinatorBus`) and releases the lock. Otherwise the running coordinator does.
+  publishes the outbox itself (:class:`~dsfleet.reconciler.coordinator.publishing.OutboxPublisher` over a write-only
+  :class:`~dsfleet.reconciler.bus.CoordinatorBus`) and releases the lock. Otherwise the running coordinator does.
 - Observing: with a coordinator, from the store (it writes what agents report: ``node_statuses`` and
   ``observed_details``); without one, from the ``AgentResponse`` topic itself (read from the beginning, the last
   report of each node kept).
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from schemas.errors import DsfleetError, ExitCode, PermanentError
+from dsfleet.schemas.errors import DsfleetError, ExitCode, PermanentError
 
 if TYPE_CHECKING:  # the store and the planner are imported by the commands that use them (start-up time)
-    from reconciler.planning.plans import Plan
-    from reconciler.store import Store
+    from dsfleet.reconciler.planning.plans import Plan
+    from dsfleet.reconciler.store import Store
 
 __all__ = [
     "InstanceSeen",
@@ -87,7 +87,7 @@ def targets_of(
 ) -> list[Target]:
     """What the rollout of one applied revision must reach: each node whose config changed (not removed), at its
     new generation, with its changed instances at their new config hashes."""
-    from reconciler.planning.plans import Action
+    from dsfleet.reconciler.planning.plans import Action
 
     out = []
     for change in plan.nodes:
@@ -160,8 +160,8 @@ class WireObserver:
     """The last ``AgentResponse`` of each node, read off the topic (no coordinator ingests them)."""
 
     def __init__(self, bootstrap_servers: str, client: Mapping[str, str], prefix: str) -> None:
-        from plumbing.kafka import Consumer, client_config
-        from schemas.wire import Topic, topic_name
+        from dsfleet.plumbing.kafka import Consumer, client_config
+        from dsfleet.schemas.wire import Topic, topic_name
 
         self._topic = topic_name(Topic.AGENT_RESPONSE, prefix)
         self._consumer = Consumer(client_config(bootstrap_servers, client), client_id="dsfleet-apply-wait")
@@ -169,7 +169,7 @@ class WireObserver:
         self.seen: dict[str, NodeSeen] = {}
 
     def poll(self) -> dict[str, NodeSeen]:
-        from schemas.wire import AgentResponse, Decoded, Topic, decode
+        from dsfleet.schemas.wire import AgentResponse, Decoded, Topic, decode
 
         count = self._consumer.partitions(self._topic, timeout=2.0) if not self._assigned else self._assigned
         if count and count != self._assigned:
@@ -226,8 +226,8 @@ def publish_unless_coordinator(
                 file=err,
             )
             return None
-        from reconciler.bus.kafka import BusSettings, CoordinatorBus
-        from reconciler.coordinator.publishing import OutboxPublisher
+        from dsfleet.reconciler.bus import BusSettings, CoordinatorBus
+        from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
 
         bus = CoordinatorBus(
             BusSettings(
@@ -322,8 +322,8 @@ def topic_prefix_of(args: Any, settings: Any) -> str:
 
 def apply_wait(args: Any, plan: Plan, generations: Mapping[str, int]) -> int:
     """``apply --wait`` after a stored revision: publish if needed, then follow the rollout."""
-    from reconciler.cli.options import settings_of
-    from reconciler.store import Store
+    from dsfleet.reconciler.cli.options import settings_of
+    from dsfleet.reconciler.store import Store
 
     settings = settings_of(args)
     kafka = settings.kafka
@@ -368,8 +368,8 @@ def apply_wait(args: Any, plan: Plan, generations: Mapping[str, int]) -> int:
 
 def publish_after_apply(args: Any) -> int:
     """``apply --bootstrap-servers`` without ``--wait``: publish the outbox here when no coordinator runs."""
-    from reconciler.cli.options import settings_of
-    from reconciler.store import Store
+    from dsfleet.reconciler.cli.options import settings_of
+    from dsfleet.reconciler.store import Store
 
     settings = settings_of(args)
     kafka = settings.kafka

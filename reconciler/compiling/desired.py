@@ -14,22 +14,27 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from policies.engine import evaluate, resolve_all
-from policies.resolution import (
+from dsfleet.policies.engine import evaluate, resolve_all
+from dsfleet.policies.syncs import fleet_sync, instance_self_heal
+from dsfleet.reconciler.compiling.instances import compile_fleet, compile_instance
+from dsfleet.reconciler.loading.manifestsets import (
+    LoadedManifests,
+    ManifestCache,
+    load_manifests,
+    locate_findings,
+)
+from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from dsfleet.resolution.instances import (
     ResolvedInstance,
     all_profile_values,
     instance_cameras,
     instance_image,
     resolve_instance,
 )
-from policies.syncs import fleet_sync, instance_self_heal
-from reconciler.compiling.instances import compile_fleet, compile_instance
-from reconciler.loading.manifests import LoadedManifests, ManifestCache, load_manifests, locate_findings
-from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
-from schemas.fleet import Fleet
-from schemas.hashing import sha256_hex
-from schemas.manifests import DsInstance
-from schemas.nodeconfigs import InstanceConfig, NodeConfig
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.hashing import sha256_hex
+from dsfleet.schemas.manifests import DsInstance
+from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig
 
 
 @dataclass

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from policies.engine import resolve_all
-from policies.resolution import ResolvedInstance
-from policies.syncs import fleet_sync, instance_self_heal
-from reconciler.compiling.rendering import APP_CONFIG, render_instance
-from schemas.fleet import Fleet
-from schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
-from schemas.nodeconfigs import (
+from dsfleet.policies.engine import resolve_all
+from dsfleet.policies.syncs import fleet_sync, instance_self_heal
+from dsfleet.reconciler.compiling.rendering import APP_CONFIG, render_instance
+from dsfleet.resolution.instances import ResolvedInstance
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
+from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ENGINE_DIR,
     LABEL_INSTANCE,

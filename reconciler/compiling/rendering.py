@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from policies.resolution import (
+from dsfleet.reconciler.compiling.keyfilewriter import render_gie, render_keyfile
+from dsfleet.resolution.instances import (
     CCM_ALIGN,
     CCM_FACE_PRIMARY,
     CCM_FACE_SECONDARY,
@@ -21,12 +22,11 @@ from policies.resolution import (
     EffectiveGie,
     ResolvedInstance,
 )
-from reconciler.compiling.keyfiles import render_gie, render_keyfile
-from schemas.deepstream import GieFormat
-from schemas.fleet import Fleet
-from schemas.manifests import Camera, CameraType, CcmInstanceSpec, DeepstreamAppInstanceSpec, GieRole
-from schemas.nodeconfigs import RenderedFile
-from schemas.placeholders import secret_field_placeholder, url_with_placeholder
+from dsfleet.schemas.deepstream import GieFormat
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.manifests import Camera, CameraType, CcmInstanceSpec, DeepstreamAppInstanceSpec, GieRole
+from dsfleet.schemas.nodeconfigs import RenderedFile
+from dsfleet.schemas.placeholders import secret_field_placeholder, url_with_placeholder
 
 APP_CONFIG = "deepstream_app_config.txt"
 CCM_APP_CONF = "app_conf.json"

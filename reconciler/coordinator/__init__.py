@@ -3,5 +3,5 @@
 its desired generation (anti-entropy).
 
 Pure decisions (``liveness``, ``identities``, ``resyncs``) are apart from the wiring (``loop``) and the adapters
-(``watcher``; the bus in :mod:`reconciler.bus`; the store in :mod:`reconciler.store`).
+(``watcher``; the bus in :mod:`dsfleet.reconciler.bus`; the store in :mod:`dsfleet.reconciler.store`).
 """

@@ -1,6 +1,6 @@
 """What the coordinator takes from a batch of inbound records (pure): decoded, coalesced, counted.
 
-Every record is decoded with :func:`schemas.wire.decode` (which never raises); a rejection is counted per
+Every record is decoded with :func:`dsfleet.schemas.wire.decode` (which never raises); a rejection is counted per
 (topic, reason) and kept for a rate-limited log line, never applied. Within one batch only the newest AgentInfo
 and AgentResponse of each node matter (they are full states, not deltas), so a batch of 500 records becomes at
 most one row per node: the store writes it in one transaction.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from schemas.wire import (
+from dsfleet.schemas.wire import (
     AgentInfo,
     AgentResponse,
     Decoded,

@@ -23,18 +23,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
-from policies.syncs import fleet_sync
-from reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, plan_manifests
-from reconciler.bus.kafka import CoordinatorBus
-from reconciler.coordinator import identities, liveness, resyncs
-from reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
-from reconciler.coordinator.publishing import OutboxPublisher
-from reconciler.loading.gitinfo import git_info
-from reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
-from reconciler.planning.reports import summary, summary_line
-from reconciler.store import NewRevision, Store, StoredNodeConfig
-from schemas.errors import DsfleetError, TemporaryError
-from schemas.wire import (
+from dsfleet.policies.syncs import fleet_sync
+from dsfleet.reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, plan_manifests
+from dsfleet.reconciler.bus import CoordinatorBus
+from dsfleet.reconciler.coordinator import identities, liveness, resyncs
+from dsfleet.reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
+from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
+from dsfleet.reconciler.loading.gitinfo import git_info
+from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from dsfleet.reconciler.planning.reports import summary, summary_line
+from dsfleet.reconciler.store import NewRevision, Store, StoredNodeConfig
+from dsfleet.schemas.errors import DsfleetError, TemporaryError
+from dsfleet.schemas.wire import (
     BROADCAST_KEY,
     AgentCommand,
     CommandKind,

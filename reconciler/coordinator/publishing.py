@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from plumbing.kafka import Delivery
-from schemas.errors import TemporaryError
-from schemas.wire import Topic, topic_of
+from dsfleet.plumbing.kafka import Delivery
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import Topic, topic_of
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from schemas.hashing import sha256_hex
+from dsfleet.schemas.hashing import sha256_hex
 
 
 class Reason(StrEnum):

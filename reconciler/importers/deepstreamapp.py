@@ -1,6 +1,6 @@
 """Import an existing deepstream-app config (key file) as Camera, InferenceProfile and DsInstance documents (pure).
 
-Read with GLib's rules (:mod:`reconciler.importers.keyfiles`), every key by the getter deepstream-app uses. Where
+Read with GLib's rules (:mod:`dsfleet.reconciler.importers.keyfilereader`), every key by the getter deepstream-app uses. Where
 each original key lands in what dsfleet renders is recorded (``placements``), so a round trip can be checked
 key for key:
 
@@ -14,7 +14,7 @@ key for key:
   broker connection string (``msg-broker-conn-str``, ``conn-str``) with credentials moves whole to a secret (its
   password; no user name) and becomes ``{secretRef: <instance>-sinkN}``;
 * ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` → the profile's GIEs from their ``config-file``
-  (read by :func:`reconciler.importers.nvinfer.import_keyfile`); app-level nvinfer keys override the file's;
+  (read by :func:`dsfleet.reconciler.importers.nvinfer.import_keyfile`); app-level nvinfer keys override the file's;
   app-only keys (``bbox-border-colorN``, ``nvbuf-memory-type``, ``plugin-type`` 0, …) → ``app.gies.<name>``;
 * anything else (unknown keys, groups dsfleet does not model) → ``app.extraGroups``,
   verbatim, under the group name dsfleet renders (the renderer adds them to that group).
@@ -31,10 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from reconciler.importers.keyfiles import KeyGroup, parse_keyfile, read_typed
-from reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
-from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, keyfile_name, yaml_to_keyfile
-from schemas.deepstream import (
+from dsfleet.reconciler.importers.keyfilereader import KeyGroup, parse_keyfile, read_typed
+from dsfleet.reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
+from dsfleet.reconciler.importers.yamlconfigs import (
+    YamlConfigError,
+    is_yaml_config,
+    keyfile_name,
+    yaml_to_keyfile,
+)
+from dsfleet.schemas.deepstream import (
     APP_GROUP_TABLES,
     NVINFER_PROPERTY_KEYS,
     SOURCE_LIST_DERIVED_KEYS,
@@ -42,7 +47,7 @@ from schemas.deepstream import (
     ValueKind,
     spec_for,
 )
-from schemas.placeholders import broker_connection_has_credentials, url_has_credentials
+from dsfleet.schemas.placeholders import broker_connection_has_credentials, url_has_credentials
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 _I, _B, _S, _IL, _DL = (ValueKind.INT, ValueKind.BOOL, ValueKind.STRING, ValueKind.INT_LIST,
@@ -122,7 +127,7 @@ def import_app(
 ) -> AppImport:
     """``read_gie(config-file value)`` → (text, display path) or None when the file is missing (it also reads a
     YAML config's sources CSV). A YAML config (DS 6.2+) is read as the key file it stands for
-    (:mod:`reconciler.importers.yamlconfigs`)."""
+    (:mod:`dsfleet.reconciler.importers.yamlconfigs`)."""
     if is_yaml_config(file):
         try:
             text = yaml_to_keyfile(text, file, read_gie)
@@ -378,7 +383,7 @@ def _gie(
     read_gie: Callable[[str], tuple[str, str] | None],
     warn: Callable[[str], None],
 ) -> dict[str, Any]:
-    from reconciler.importers.nvinfer import import_keyfile
+    from dsfleet.reconciler.importers.nvinfer import import_keyfile
 
     ref = known.get("config-file")
     if not isinstance(ref, str):

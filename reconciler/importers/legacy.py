@@ -34,7 +34,7 @@ from ruamel.yaml.scalarstring import SingleQuotedScalarString
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
 
-from reconciler.importers.legacyrows import (
+from dsfleet.reconciler.importers.legacyrows import (
     CCM_DERIVED,
     CCM_GIES,
     DEFAULT_URL_TEMPLATE,
@@ -215,7 +215,7 @@ def _config_file(configs_dir: Path, name: str) -> Path | None:
 def read_profile(configs_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
     """The older app's GIE files in ``configs_dir`` → an ``InferenceProfile`` document (None when they are not
     all there), with the importer's findings as gcc-style warnings. Values the ccm layout derives are dropped."""
-    from reconciler.importers.nvinfer import import_keyfile
+    from dsfleet.reconciler.importers.nvinfer import import_keyfile
 
     notes: list[str] = []
     gies: list[dict[str, Any]] = []

@@ -1,7 +1,7 @@
 """The older system's (CCM) rows as dsfleet manifest documents: names, URLs, secrets (pure: rows in, documents out).
 
-:func:`convert` takes the rows :func:`reconciler.importers.legacy.read_legacy_db` read and returns the documents,
-the secrets to write and the warnings; :mod:`reconciler.importers.legacy` reads and writes the files.
+:func:`convert` takes the rows :func:`dsfleet.reconciler.importers.legacy.read_legacy_db` read and returns the documents,
+the secrets to write and the warnings; :mod:`dsfleet.reconciler.importers.legacy` reads and writes the files.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from schemas import API_VERSION
-from schemas.errors import PermanentError
-from schemas.placeholders import url_has_credentials
+from dsfleet.schemas import API_VERSION
+from dsfleet.schemas.errors import PermanentError
+from dsfleet.schemas.placeholders import url_has_credentials
 
 DEFAULT_URL_TEMPLATE: Final = "rtsp://{ip_address}/main"
 CREDENTIAL_COLUMNS: Final = frozenset({"username", "password"})
@@ -36,7 +36,7 @@ RESTART_POLICY: Final = "OnFailure"  # CCM ran its containers with restart on-fa
 MANIFEST_FILES: Final = ("nodes.yaml", "cameras.yaml", "instances.yaml")
 PROFILE_FILE: Final = "profiles.yaml"
 PROFILE_NAME: Final = "ccm"
-# The older app's five GIE files: (file, GIE name, role, format) — see policies.resolution for the ccm layout.
+# The older app's five GIE files: (file, GIE name, role, format) — see dsfleet.resolution.instances for the ccm layout.
 CCM_GIES: Final = (
     ("mot_primary.txt", "mot-primary", "primary", None),
     ("faceid_primary.txt", "face-primary", "primary", None),

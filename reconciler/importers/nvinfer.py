@@ -1,7 +1,7 @@
 """Import existing DeepStream key files (nvinfer, nvdspreprocess, CCM align) as one GIE of an InferenceProfile.
 
 Pure: ``import_keyfile(text, file)`` takes the file's text and the name to report it under, and returns the GIE
-in manifest shape plus findings. Values are what DeepStream's typed getters read (``reconciler.importers.keyfiles``), so a
+in manifest shape plus findings. Values are what DeepStream's typed getters read (``dsfleet.reconciler.importers.keyfilereader``), so a
 CCM-style ``network-mode=2 # FP16`` imports as ``2`` with a warning, and a broken value is an error, as it is for
 DeepStream. Unknown ``[property]`` keys are kept verbatim in ``extraProperties`` (DeepStream only logs them);
 unknown keys elsewhere are reported and dropped (DeepStream ignores them).
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.importers.keyfiles import (
+from dsfleet.reconciler.importers.keyfilereader import (
     RULE_INVALID_ESCAPE,
     KeyEntry,
     KeyFile,
@@ -26,8 +26,13 @@ from reconciler.importers.keyfiles import (
     parse_keyfile,
     read_typed,
 )
-from reconciler.importers.yamlconfigs import YamlConfigError, is_yaml_config, keyfile_name, yaml_to_keyfile
-from schemas.deepstream import (
+from dsfleet.reconciler.importers.yamlconfigs import (
+    YamlConfigError,
+    is_yaml_config,
+    keyfile_name,
+    yaml_to_keyfile,
+)
+from dsfleet.schemas.deepstream import (
     NVINFER_CLASS_ATTRS_KEYS,
     NVINFER_PROPERTY_KEYS,
     PREPROCESS_GROUP_KEYS,
@@ -43,7 +48,7 @@ from schemas.deepstream import (
     ValueKind,
     spec_for,
 )
-from schemas.findings import Finding, Location, Note, Severity
+from dsfleet.schemas.findings import Finding, Location, Note, Severity
 
 __all__ = [
     "RULE_DEPRECATED_KEY",

@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from schemas.base import DNS_LABEL_RE
-from schemas.findings import Finding, PathItem, Severity, SourceRef, format_path
-from schemas.manifests import ENV_NAME_RE, FILE_NAME_RE, IMAGE_REF_RE, LABEL_KEY_RE
+from dsfleet.schemas.base import DNS_LABEL_RE
+from dsfleet.schemas.findings import Finding, PathItem, Severity, SourceRef, format_path
+from dsfleet.schemas.manifests import ENV_NAME_RE, FILE_NAME_RE, IMAGE_REF_RE, LABEL_KEY_RE
 
 RULE_SCHEMA = "schema"
 RULE_UNKNOWN_FIELD = "unknown-field"
@@ -131,7 +131,7 @@ def known_keys_at(root: type[BaseModel], loc: Sequence[PathItem]) -> list[str] |
 
 @cache
 def _vocabulary() -> tuple[str, ...]:
-    from schemas.manifests import MODELS
+    from dsfleet.schemas.manifests import MODELS
 
     words: set[str] = set()
 

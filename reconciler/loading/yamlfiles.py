@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from reconciler.loading.simpleyaml import parse_simple
-from schemas.findings import PathItem
+from dsfleet.reconciler.loading.simpleyaml import parse_simple
+from dsfleet.schemas.findings import PathItem
 
 
 @dataclass(frozen=True)
@@ -440,7 +440,7 @@ def parse_yaml(text: str, limits: Limits = DEFAULT_LIMITS) -> ParsedYaml:
     """Parse every document of ``text``; never raises for bad input.
 
     The limits are checked first; then text in the plain subset manifests are written in is read by
-    :func:`~reconciler.loading.simpleyaml.parse_simple` (same values, several times faster), anything else by
+    :func:`~dsfleet.reconciler.loading.simpleyaml.parse_simple` (same values, several times faster), anything else by
     libyaml."""
     if _needs_event_scan(text, limits):
         problem = _scan_events(text, limits)

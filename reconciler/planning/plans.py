@@ -3,7 +3,7 @@
 Per node ``create``/``update``/``delete``/``unchanged``; per instance the same plus the kind of change
 (``recreate`` when the container spec changed, ``restart`` when only files changed, ``stop``/``start`` when only
 ``paused`` changed); per file a unified diff; container spec changes as structured field changes (deepdiff);
-per updated instance the GIEs whose TensorRT engine is rebuilt (:mod:`reconciler.planning.engines`).
+per updated instance the GIEs whose TensorRT engine is rebuilt (:mod:`dsfleet.reconciler.planning.rebuilds`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from reconciler.planning.engines import EngineRebuild, engine_rebuilds
-from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
-from schemas.placeholders import secret_env_name
+from dsfleet.reconciler.planning.rebuilds import EngineRebuild, engine_rebuilds
+from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
+from dsfleet.schemas.placeholders import secret_env_name
 
 
 class Action(StrEnum):

@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.planning.engines import EngineRebuild
-from reconciler.planning.plans import SENSITIVE, Action, ChangeKind, InstanceChange, NodeChange, Plan
+from dsfleet.reconciler.planning.plans import SENSITIVE, Action, ChangeKind, InstanceChange, NodeChange, Plan
+from dsfleet.reconciler.planning.rebuilds import EngineRebuild
 
 _SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
 _COLOR = {

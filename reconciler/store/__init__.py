@@ -20,16 +20,16 @@ One module per concern: ``schema`` (tables), ``engines`` (URL → engine, migrat
 
 from __future__ import annotations
 
-from reconciler.store.engines import BUSY_TIMEOUT_MS, StoreBase, default_url
-from reconciler.store.errors import PermanentStoreError, StoreError, TemporaryStoreError
-from reconciler.store.legacyviews import LegacyViewsMixin
-from reconciler.store.live import KnownNodeRow, LiveMixin, NodeLive, NodeStatusRow
-from reconciler.store.migrations import SchemaState, head_revision
-from reconciler.store.observed import EventRecord, ObservedMixin, ObservedRow
-from reconciler.store.outbox import OutboxMixin
-from reconciler.store.revisions import RevisionsMixin
-from reconciler.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
-from reconciler.store.values import (
+from dsfleet.reconciler.store.database import BUSY_TIMEOUT_MS, StoreBase, default_url
+from dsfleet.reconciler.store.errors import PermanentStoreError, StoreError, TemporaryStoreError
+from dsfleet.reconciler.store.legacyviews import LegacyViewsMixin
+from dsfleet.reconciler.store.migrations import SchemaState, head_revision
+from dsfleet.reconciler.store.nodestates import KnownNodeRow, LiveMixin, NodeLive, NodeStatusRow
+from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin, ObservedRow
+from dsfleet.reconciler.store.outbox import OutboxMixin
+from dsfleet.reconciler.store.revisions import RevisionsMixin
+from dsfleet.reconciler.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from dsfleet.reconciler.store.values import (
     SOURCES,
     AppliedRevision,
     CameraRow,

@@ -7,7 +7,7 @@ from typing import Final
 
 from sqlalchemy import exc as sa_exc
 
-from schemas.errors import DsfleetError, PermanentError, TemporaryError
+from dsfleet.schemas.errors import DsfleetError, PermanentError, TemporaryError
 
 # --------------------------------------------------------------------------------------------------- errors
 

@@ -9,9 +9,9 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciler.store.engines import StoreBase
-from reconciler.store.schema import CAMERAS, INSTANCES, NODES
-from reconciler.store.values import CameraRow, InstanceRow, NodeRow, StoredInventory, _to_utc
+from dsfleet.reconciler.store.database import StoreBase
+from dsfleet.reconciler.store.schema import CAMERAS, INSTANCES, NODES
+from dsfleet.reconciler.store.values import CameraRow, InstanceRow, NodeRow, StoredInventory, _to_utc
 
 
 class InventoryMixin(StoreBase):

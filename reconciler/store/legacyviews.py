@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from reconciler.store.engines import StoreBase
-from reconciler.store.schema import CAMERAS, INSTANCES, NODES
-from reconciler.store.values import LegacyAgent, LegacyCamera, LegacyDsInstance
+from dsfleet.reconciler.store.database import StoreBase
+from dsfleet.reconciler.store.schema import CAMERAS, INSTANCES, NODES
+from dsfleet.reconciler.store.values import LegacyAgent, LegacyCamera, LegacyDsInstance
 
 NOT_ASSIGNED: Final = "Not assigned"
 

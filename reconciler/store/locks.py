@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from schemas.errors import PermanentError
+from dsfleet.schemas.errors import PermanentError
 
 PG_COORDINATOR_LOCK = 0x647366_6C6F636B  # "dsf" "lock"
 

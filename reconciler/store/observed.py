@@ -12,9 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from reconciler.store.engines import StoreBase, _inserted_id
-from reconciler.store.schema import EVENTS, OBSERVED
-from reconciler.store.values import _from_db_required, _to_utc
+from dsfleet.reconciler.store.database import StoreBase, _inserted_id
+from dsfleet.reconciler.store.schema import EVENTS, OBSERVED
+from dsfleet.reconciler.store.values import _from_db_required, _to_utc
 
 __all__ = ["EventRecord", "ObservedMixin", "ObservedRow"]
 

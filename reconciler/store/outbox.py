@@ -8,9 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
-from reconciler.store.engines import StoreBase
-from reconciler.store.schema import OUTBOX
-from reconciler.store.values import OutboxRow, _from_db, _from_db_required, _to_utc
+from dsfleet.reconciler.store.database import StoreBase
+from dsfleet.reconciler.store.schema import OUTBOX
+from dsfleet.reconciler.store.values import OutboxRow, _from_db, _from_db_required, _to_utc
 
 
 class OutboxMixin(StoreBase):

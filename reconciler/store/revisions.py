@@ -10,10 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
-from reconciler.store.engines import _inserted_id
-from reconciler.store.inventory import InventoryMixin
-from reconciler.store.schema import NODE_CONFIGS, NODE_GENERATIONS, OUTBOX, REVISIONS
-from reconciler.store.values import (
+from dsfleet.reconciler.store.database import _inserted_id
+from dsfleet.reconciler.store.inventory import InventoryMixin
+from dsfleet.reconciler.store.schema import NODE_CONFIGS, NODE_GENERATIONS, OUTBOX, REVISIONS
+from dsfleet.reconciler.store.values import (
     AppliedRevision,
     Encoder,
     Inventory,
@@ -25,7 +25,7 @@ from reconciler.store.values import (
     _from_db_required,
     _to_utc,
 )
-from schemas.hashing import canonical_json
+from dsfleet.schemas.hashing import canonical_json
 
 IN_LIST_CHUNK = 500
 """Names per ``IN (...)`` list (well under SQLite's and PostgreSQL's bind-parameter limits)."""

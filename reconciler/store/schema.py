@@ -9,7 +9,7 @@ from typing import Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciler.store.errors import PermanentStoreError
+from dsfleet.reconciler.store.errors import PermanentStoreError
 
 # --------------------------------------------------------------------------------------------------- schema
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
-from reconciler.store.errors import PermanentStoreError
-from schemas.placeholders import url_has_credentials
+from dsfleet.reconciler.store.errors import PermanentStoreError
+from dsfleet.schemas.placeholders import url_has_credentials
 
 # --------------------------------------------------------------------------------------------------- values
 

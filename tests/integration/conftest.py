@@ -7,7 +7,7 @@
     result.load_error / result.value(group, key) / result.keys[group] / result.groups
 
 Getters: integer, double, boolean, string, integer_list, double_list, string_list (``glibcheck.getter_for``
-maps a ``schemas.deepstream.ValueKind``). A failing getter gives ``glibcheck.GetterError``. Skips when
+maps a ``dsfleet.schemas.deepstream.ValueKind``). A failing getter gives ``glibcheck.GetterError``. Skips when
 ``/usr/bin/python3`` (or ``$DSFLEET_GLIB_PYTHON``) cannot import GLib through ``gi``; fails instead when CI=true.
 
 ``samples_dir`` (session): the shared DeepStream sample configs (``../shared/deepstream/samples`` next to the

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compiling.desired import desired_state
-from schemas.nodeconfigs import NodeConfig
-from schemas.wire import AgentConfig
+from dsfleet.reconciler.compiling.desired import desired_state
+from dsfleet.schemas.nodeconfigs import NodeConfig
+from dsfleet.schemas.wire import AgentConfig
 from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
-AGENT = [sys.executable, "-m", "agent.cli"]
+AGENT = [sys.executable, "-m", "dsfleet.agent.cli"]
 CANARY = "canary-Ag3nt-p@ss:w/rd%!-b71"
 CANARY_USER = "canary-user-3d9a"
 NODE1_REFS = ("gate-1", "gate-2", "gate-3", "gate-4", "lobby-1", "lobby-2", "lobby-3", "lobby-4")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.errors import SecretError
-from agent.filestore import (
+from dsfleet.agent.errors import SecretError
+from dsfleet.agent.filestore import (
     DESIRED_FILE,
     atomic_write,
     instance_dir,
@@ -20,10 +20,10 @@ from agent.filestore import (
     write_instance_files,
     write_node_files,
 )
-from agent.secrets import Credential, LocalSecretStore, MemorySecretStore
-from reconciler.compiling.desired import desired_state
-from schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile, build_instance
-from schemas.wire import AgentConfig
+from dsfleet.agent.secrets import Credential, LocalSecretStore, MemorySecretStore
+from dsfleet.reconciler.compiling.desired import desired_state
+from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile, build_instance
+from dsfleet.schemas.wire import AgentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
@@ -213,7 +213,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> 
 
 
 def test_instance_dir_refuses_names_that_would_escape(tmp_path: Path) -> None:
-    from agent.errors import ConfigError
+    from dsfleet.agent.errors import ConfigError
 
     assert instance_dir(tmp_path, "ccm-gate") == tmp_path / "instances" / "ccm-gate"
     for bad in ("../x", "a/b", "X", ""):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SecretError
-from agent.secrets import Credential, LocalSecretStore, env_names, resolve_secrets
+from dsfleet.agent.errors import SecretError
+from dsfleet.agent.secrets import Credential, LocalSecretStore, env_names, resolve_secrets
 
 CANARY = "canary-Fil3Pass-5c2d"
 
@@ -116,7 +116,7 @@ def test_missing_secret_names_the_files_and_variables(tmp_path: Path) -> None:
 
 def test_a_password_alone_is_a_secret_a_camera_url_cannot_use(tmp_path: Path) -> None:
     """A value kept whole in a secret (a broker connection string) needs no user name; a URL's user-info does."""
-    from agent.configfiles import fill_placeholders
+    from dsfleet.agent.configfiles import fill_placeholders
 
     put(tmp_path, "iot", "password", CANARY)
     store = LocalSecretStore(tmp_path, {})

@@ -18,8 +18,8 @@ from apiserver import TOKEN, WEBHOOK_SECRET, ServerProc
 from brokers import Tansu, free_port
 from livefleet import ROOT, TopicReader, copy_fleet
 
-from reconciler.store import Store
-from schemas.wire import AgentInfo, AgentResponse, Refresh, Topic, UpdateConfig
+from dsfleet.reconciler.store import Store
+from dsfleet.schemas.wire import AgentInfo, AgentResponse, Refresh, Topic, UpdateConfig
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ SECRET_LINE = "opening rtsp://admin:hunter2-secret@10.1.2.3/stream failed"
 
 def _seed(db: str, manifests: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "apply", str(manifests), "--db", db],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", "apply", str(manifests), "--db", db],
         capture_output=True,
         text=True,
         timeout=60,
@@ -270,7 +270,7 @@ def test_token_file_and_loopback_rule(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "reconciler.cli",
+        "dsfleet.reconciler.cli",
         "serve",
         "--manifests",
         str(manifests),

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from livefleet import FakeAgent, TopicReader, copy_fleet, wait_for
 from schemathesis.checks import not_a_server_error
 
-from schemas.wire import AgentCommand, Topic
+from dsfleet.schemas.wire import AgentCommand, Topic
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from glibcheck import GlibChecker
 
-from agent.configfiles import fill_placeholders
-from agent.secrets import LocalSecretStore
+from dsfleet.agent.configfiles import fill_placeholders
+from dsfleet.agent.secrets import LocalSecretStore
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-Br0ker-key-4e1f"
@@ -95,9 +95,11 @@ def test_the_store_and_outbox_hold_the_placeholder_and_the_agent_file_the_value(
     manifests.mkdir()
     (manifests / "fleet.yaml").write_text(FLEET)
     db = tmp_path / "state.db"
-    applied = _run("reconciler.cli", "apply", manifests, "--db", f"sqlite:///{db}")
+    applied = _run("dsfleet.reconciler.cli", "apply", manifests, "--db", f"sqlite:///{db}")
     assert applied.returncode == 0, applied.stderr
-    rendered = _run("reconciler.cli", "render", "--db", f"sqlite:///{db}", "--node", "edge-1", "-o", "json")
+    rendered = _run(
+        "dsfleet.reconciler.cli", "render", "--db", f"sqlite:///{db}", "--node", "edge-1", "-o", "json"
+    )
     assert rendered.returncode == 0, rendered.stderr
     assert PLACEHOLDER in rendered.stdout
     config = json.loads(rendered.stdout)
@@ -115,7 +117,7 @@ def test_the_store_and_outbox_hold_the_placeholder_and_the_agent_file_the_value(
     os.chmod(secret / "password", 0o600)
     node_file = tmp_path / "node.json"
     node_file.write_text(rendered.stdout)
-    written = _run("agent.cli", "materialize", "--config", node_file, "--state-dir", state)
+    written = _run("dsfleet.agent.cli", "materialize", "--config", node_file, "--state-dir", state)
     assert written.returncode == 0, written.stderr
     assert CANARY not in written.stdout + written.stderr
     app = state / "instances" / "events" / "deepstream_app_config.txt"
@@ -147,7 +149,14 @@ def test_import_moves_a_connection_string_with_credentials_to_a_secret(
     out = tmp_path / "out"
     secrets = tmp_path / "agent" / "secrets"
     proc = _run(
-        "reconciler.cli", "import-deepstream-app", app, "--out", out, "--secrets-out", secrets, "--render"
+        "dsfleet.reconciler.cli",
+        "import-deepstream-app",
+        app,
+        "--out",
+        out,
+        "--secrets-out",
+        secrets,
+        "--render",
     )
     assert proc.returncode == 0, proc.stderr
     assert (

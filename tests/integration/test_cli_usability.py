@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli.main import build_parser, main
+from dsfleet.reconciler.cli.main import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
@@ -214,7 +214,7 @@ def test_render_node_json_is_what_the_agent_materializes(
         env[f"DSFLEET_SECRET_{key}_PASSWORD"] = CANARY
     state = tmp_path / "state"
     proc = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "materialize", "--config", str(config), "--state-dir", str(state)],
+        [sys.executable, "-m", "dsfleet.agent.cli", "materialize", "--config", str(config), "--state-dir", str(state)],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

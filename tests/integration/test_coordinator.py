@@ -12,9 +12,17 @@ import pytest
 from brokers import Tansu
 from livefleet import ROOT, CoordinatorProc, FakeAgent, TopicReader, copy_fleet, now_iso, wait_for
 
-from plumbing.kafka import Admin, Producer, Record, client_config
-from reconciler.store import Store
-from schemas.wire import AgentCommand, AgentConfig, Topic, UpdateConfig, encode, partition_for, topic_name
+from dsfleet.plumbing.kafka import Admin, Producer, Record, client_config
+from dsfleet.reconciler.store import Store
+from dsfleet.schemas.wire import (
+    AgentCommand,
+    AgentConfig,
+    Topic,
+    UpdateConfig,
+    encode,
+    partition_for,
+    topic_name,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +61,7 @@ def test_topics_create_is_idempotent(kafka_broker: Tansu, topic_prefix: str) -> 
     cmd = [
         sys.executable,
         "-m",
-        "reconciler.cli",
+        "dsfleet.reconciler.cli",
         "topics",
         "create",
         "--bootstrap-servers",
@@ -361,7 +369,7 @@ def test_topics_create_takes_settings_from_the_environment(kafka_broker: Tansu, 
         "DSFLEET_KAFKA_PARTITIONS": "2",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "topics", "create"],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", "topics", "create"],
         check=False,
         capture_output=True,
         text=True,
@@ -375,7 +383,7 @@ def test_topics_create_takes_settings_from_the_environment(kafka_broker: Tansu, 
         == 2
     )
     bad = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "topics", "create"],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", "topics", "create"],
         check=False,
         capture_output=True,
         text=True,
@@ -392,7 +400,7 @@ def test_apply_without_coordinator_publishes_itself(
     cmd = [
         sys.executable,
         "-m",
-        "reconciler.cli",
+        "dsfleet.reconciler.cli",
         "apply",
         str(fleet),
         "--db",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.store import Store, head_revision
-from reconciler.store.migrations import ALEMBIC_MARKER
+from dsfleet.reconciler.store import Store, head_revision
+from dsfleet.reconciler.store.migrations import ALEMBIC_MARKER
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ DATA = ROOT / "tests" / "data"
 
 def dsfleet(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", *args],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -101,7 +101,7 @@ def test_db_current_of_a_missing_store_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_the_migrations_ship_inside_the_package() -> None:
-    from reconciler.store import migrations
+    from dsfleet.reconciler.store import migrations
 
     location = Path(migrations.__file__).parent
     assert (location / "env.py").is_file() and (location / "script.py.mako").is_file()

@@ -18,7 +18,7 @@ from apiserver import WEBHOOK_SECRET, ServerProc
 from brokers import Tansu
 from livefleet import ROOT, wait_for
 
-from reconciler.store import Store
+from dsfleet.reconciler.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def test_push_to_the_bare_repository_applies_that_commit(tmp_path: Path) -> None
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "dsfleet.reconciler.cli",
             "hooks",
             "install",
             "--bare",
@@ -127,7 +127,7 @@ def test_push_to_the_bare_repository_applies_that_commit(tmp_path: Path) -> None
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "dsfleet.reconciler.cli",
             "hooks",
             "install",
             "--bare",
@@ -250,7 +250,7 @@ def test_pre_commit_hook_definition_runs_dsfleet_validate() -> None:
     assert hook["id"] == "dsfleet-validate" and hook["entry"] == "dsfleet validate"
     assert hook["language"] == "python" and hook["pass_filenames"] is False
     done = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", *hook["entry"].split()[1:], *hook["args"]],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", *hook["entry"].split()[1:], *hook["args"]],
         cwd=ROOT / "manifests",
         capture_output=True,
         text=True,

@@ -17,11 +17,11 @@ from typing import Any
 
 from glibcheck import GlibChecker, getter_for
 
-from reconciler.importers.deepstreamapp import AppImport, import_app, read_gie_near
-from reconciler.importers.keyfiles import parse_keyfile
-from reconciler.importers.nvinfer import import_keyfile
-from reconciler.importers.yamlconfigs import is_yaml_config, keyfile_name, yaml_to_keyfile
-from schemas.deepstream import NVINFER_CLASS_ATTRS_KEYS, NVINFER_PROPERTY_KEYS, ValueKind, spec_for
+from dsfleet.reconciler.importers.deepstreamapp import AppImport, import_app, read_gie_near
+from dsfleet.reconciler.importers.keyfilereader import parse_keyfile
+from dsfleet.reconciler.importers.nvinfer import import_keyfile
+from dsfleet.reconciler.importers.yamlconfigs import is_yaml_config, keyfile_name, yaml_to_keyfile
+from dsfleet.schemas.deepstream import NVINFER_CLASS_ATTRS_KEYS, NVINFER_PROPERTY_KEYS, ValueKind, spec_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXPANDED = {"type", "num-sources"}
@@ -32,7 +32,7 @@ def app_samples(samples_dir: Path) -> list[Path]:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "reconciler.cli", "import-deepstream-app", *args],
+    return subprocess.run([sys.executable, "-m", "dsfleet.reconciler.cli", "import-deepstream-app", *args],
                           capture_output=True, text=True, cwd=REPO, timeout=120, check=False)  # fmt: skip
 
 

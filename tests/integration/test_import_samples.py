@@ -25,11 +25,11 @@ import pytest
 from glibcheck import FAILS, GETTER_FACTS, LOAD_FACTS, GetterError, GlibChecker, GlibFile, getter_for
 from ruamel.yaml import YAML
 
-from reconciler.cli.imports import main
-from reconciler.compiling.keyfiles import render_gie_mapping
-from reconciler.importers.keyfiles import KeyFile, parse_keyfile, read_typed
-from reconciler.importers.nvinfer import ImportResult, import_keyfile
-from schemas.deepstream import (
+from dsfleet.reconciler.cli.imports import main
+from dsfleet.reconciler.compiling.keyfilewriter import render_gie_mapping
+from dsfleet.reconciler.importers.keyfilereader import KeyFile, parse_keyfile, read_typed
+from dsfleet.reconciler.importers.nvinfer import ImportResult, import_keyfile
+from dsfleet.schemas.deepstream import (
     NVINFER_CLASS_ATTRS_KEYS,
     PREPROCESS_GROUP_KEYS,
     PROPERTY_TABLES,
@@ -382,7 +382,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
 def test_cli_runs_as_a_process(samples_dir: Path) -> None:
     (name,) = [n for n in SAMPLES if "mot_sgie" in n]
     proc = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.imports", "import-nvinfer", str(samples_dir / name)],
+        [sys.executable, "-m", "dsfleet.reconciler.cli.imports", "import-nvinfer", str(samples_dir / name)],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

@@ -1,4 +1,4 @@
-"""plumbing.kafka against a real Kafka-protocol broker (Tansu on loopback)."""
+"""dsfleet.plumbing.kafka against a real Kafka-protocol broker (Tansu on loopback)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 import pytest
 from brokers import Tansu
 
-from plumbing.kafka import Admin, Consumer, Delivery, Producer, Record, client_config, topic_specs
-from schemas.errors import TemporaryError
-from schemas.wire import Topic, partition_for, topic_name
+from dsfleet.plumbing.kafka import Admin, Consumer, Delivery, Producer, Record, client_config, topic_specs
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import Topic, partition_for, topic_name
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from ruamel.yaml import YAML
 
-from reconciler.cli import legacy as cli_legacy
-from reconciler.importers.legacy import (
+from dsfleet.reconciler.cli import legacy as cli_legacy
+from dsfleet.reconciler.importers.legacy import (
     LegacyImportError,
     check_url_template,
     convert,
@@ -183,7 +183,7 @@ def by_name(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli.legacy", "import-legacy", *args],
+        [sys.executable, "-m", "dsfleet.reconciler.cli.legacy", "import-legacy", *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -509,7 +509,7 @@ def test_convert_is_pure_and_quotes_ambiguous_strings(tmp_path: Path) -> None:
     conversion = convert(db, source="camera.db")
     assert conversion.cameras[0]["spec"]["cameraId"] == "1:30"
     assert conversion.secrets == ()
-    from reconciler.importers.legacy import render_yaml
+    from dsfleet.reconciler.importers.legacy import render_yaml
 
     text = render_yaml(conversion.cameras)
     assert yaml.safe_load(text)["spec"]["cameraId"] == "1:30"  # not sexagesimal 90 for a YAML 1.1 reader
@@ -534,8 +534,8 @@ def test_the_older_sample_app_conf_fills_the_app_settings(samples_dir: Path, tmp
 
 
 def test_the_cli_default_url_template_is_the_importers() -> None:
-    from reconciler.cli import legacy as cli_legacy
-    from reconciler.importers import legacy
+    from dsfleet.reconciler.cli import legacy as cli_legacy
+    from dsfleet.reconciler.importers import legacy
 
     assert cli_legacy.DEFAULT_URL_TEMPLATE == legacy.DEFAULT_URL_TEMPLATE
 
@@ -543,7 +543,7 @@ def test_the_cli_default_url_template_is_the_importers() -> None:
 def test_with_the_older_gie_files_the_import_validates(samples_dir: Path, tmp_path: Path) -> None:
     """--configs with the older sample configs: a `ccm` InferenceProfile from its five GIE files, referenced
     by every instance, and the imported set validates with no errors (DESIGN §9.22: unplaced is a warning)."""
-    from reconciler.loading.manifests import load_manifests
+    from dsfleet.reconciler.loading.manifestsets import load_manifests
 
     db = make_db(tmp_path / "camera.db")
     out, secrets = tmp_path / "out", tmp_path / "secrets"
@@ -593,7 +593,7 @@ def make_db_with_gpus(path: Path) -> Path:
 
 
 def test_gpus_and_stream_flags_survive_and_render(tmp_path: Path) -> None:
-    from reconciler.compiling.desired import desired_state
+    from dsfleet.reconciler.compiling.desired import desired_state
 
     db = make_db_with_gpus(tmp_path / "camera.db")
     out = tmp_path / "out"
@@ -632,9 +632,9 @@ def test_without_configs_the_older_sample_gie_files_are_the_profile(
 ) -> None:
     """No --configs: the imported set validates, and renders the older sample GIE files key for key (values
     compared as typed by dsfleet's GLib-rules reader; derived keys follow the instance)."""
-    from reconciler.compiling.desired import desired_state
-    from reconciler.importers.legacyrows import CCM_DERIVED, CCM_GIES
-    from reconciler.importers.nvinfer import import_keyfile
+    from dsfleet.reconciler.compiling.desired import desired_state
+    from dsfleet.reconciler.importers.legacyrows import CCM_DERIVED, CCM_GIES
+    from dsfleet.reconciler.importers.nvinfer import import_keyfile
 
     out = tmp_path / "out"
     result = import_legacy(

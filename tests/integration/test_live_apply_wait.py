@@ -33,7 +33,7 @@ def stack(
 
 
 def _apply(s: Stack, path: Path, *extra: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "reconciler.cli", "apply", str(path), "--db", s.db, "--wait"]
+    cmd = [sys.executable, "-m", "dsfleet.reconciler.cli", "apply", str(path), "--db", s.db, "--wait"]
     cmd += ["--topic-prefix", s.prefix, *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
 

@@ -12,10 +12,10 @@ from brokers import Tansu, broker_binary
 from livefleet import TopicReader, wait_for
 from prereqs import skip_or_fail
 
-from agent.bus import KafkaBus
-from plumbing.kafka import Admin, Producer, client_config
-from schemas.errors import TemporaryError
-from schemas.wire import AgentInfo, Topic, partition_for, topic_name
+from dsfleet.agent.bus import KafkaBus
+from dsfleet.plumbing.kafka import Admin, Producer, client_config
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import AgentInfo, Topic, partition_for, topic_name
 
 pytestmark = pytest.mark.integration
 

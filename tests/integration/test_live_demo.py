@@ -18,7 +18,7 @@ def test_demo_runs_the_live_loop_and_cleans_up(
     docker_client: docker.DockerClient, stub_image: str, tmp_path: Path
 ) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", "demo", "--workdir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", "demo", "--workdir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=180,

@@ -22,8 +22,8 @@ from fleetstack import Stack, container
 from livefleet import wait_for
 from prereqs import skip_or_fail
 
-from plumbing.kafka import Producer, client_config
-from schemas.wire import Topic, partition_for, topic_name
+from dsfleet.plumbing.kafka import Producer, client_config
+from dsfleet.schemas.wire import Topic, partition_for, topic_name
 
 pytestmark = pytest.mark.integration
 

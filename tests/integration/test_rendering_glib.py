@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from glibcheck import GlibChecker, getter_for
 
-from reconciler.compiling.desired import desired_state
-from reconciler.importers.keyfiles import parse_keyfile
-from schemas.deepstream import (
+from dsfleet.reconciler.compiling.desired import desired_state
+from dsfleet.reconciler.importers.keyfilereader import parse_keyfile
+from dsfleet.schemas.deepstream import (
     NVINFER_CLASS_ATTRS_KEYS,
     PREPROCESS_GROUP_KEYS,
     PROPERTY_TABLES,
     GieFormat,
     spec_for,
 )
-from schemas.nodeconfigs import InstanceConfig
+from dsfleet.schemas.nodeconfigs import InstanceConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 _INT = re.compile(r"^-?[0-9]+$")

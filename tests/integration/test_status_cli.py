@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from reconciler.store import Store
-from schemas.wire import AgentInfo, AgentResponse
+from dsfleet.reconciler.store import Store
+from dsfleet.schemas.wire import AgentInfo, AgentResponse
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def dsfleet(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "reconciler.cli", *args],
+        [sys.executable, "-m", "dsfleet.reconciler.cli", *args],
         check=False,
         capture_output=True,
         text=True,
@@ -152,7 +152,7 @@ def test_status_watch_refreshes(db: str) -> None:
         [
             sys.executable,
             "-m",
-            "reconciler.cli",
+            "dsfleet.reconciler.cli",
             "status",
             "--db",
             db,

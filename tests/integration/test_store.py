@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from reconciler.store import (
+from dsfleet.reconciler.store import (
     MIGRATIONS,
     CameraRow,
     InstanceRow,
@@ -29,12 +29,12 @@ from reconciler.store import (
     default_url,
     head_revision,
 )
-from reconciler.store import engines as store_module
-from reconciler.store import revisions as revisions_module
-from reconciler.store import schema as schema_module
-from reconciler.store.migrations import ALEMBIC_MARKER, HEAD, scripts_head
-from schemas.errors import DsfleetError, PermanentError, TemporaryError
-from schemas.hashing import canonical_hash, canonical_json
+from dsfleet.reconciler.store import database as store_module
+from dsfleet.reconciler.store import revisions as revisions_module
+from dsfleet.reconciler.store import schema as schema_module
+from dsfleet.reconciler.store.migrations import ALEMBIC_MARKER, HEAD, scripts_head
+from dsfleet.schemas.errors import DsfleetError, PermanentError, TemporaryError
+from dsfleet.schemas.hashing import canonical_hash, canonical_json
 
 pytestmark = pytest.mark.integration
 
@@ -209,7 +209,7 @@ def test_reading_a_current_store_does_not_load_alembic(tmp_path: Path) -> None:
         pass
     code = (
         "import sys\n"
-        "from reconciler.store import Store\n"
+        "from dsfleet.reconciler.store import Store\n"
         f"with Store.open({url!r}, readonly=True) as s:\n"
         "    assert s.schema_state().status == 'current'\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
@@ -602,8 +602,8 @@ def test_events_come_back_newest_first(store: Store) -> None:
 
 
 def test_status_of_many_nodes_is_written_and_transitions_mark_each_node(store: Store) -> None:
-    from reconciler.store.live import OnlineTransition
-    from schemas.wire import AgentInfo
+    from dsfleet.reconciler.store.nodestates import OnlineTransition
+    from dsfleet.schemas.wire import AgentInfo
 
     store.apply_revision(rev(1), [], inventory("n1", "n2", "n3"), encode)
 

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
-from reconciler.applying import Caches, apply_manifests, stored_configs
-from reconciler.compiling.desired import desired_state
-from reconciler.planning.plans import compute_plan
-from reconciler.store import NewRevision, Store
+from dsfleet.reconciler.applying import Caches, apply_manifests, stored_configs
+from dsfleet.reconciler.compiling.desired import desired_state
+from dsfleet.reconciler.planning.plans import compute_plan
+from dsfleet.reconciler.store import NewRevision, Store
 from tests.fleets import fleets
 
 REV = NewRevision(source="cli", created_at=datetime(2026, 11, 24, tzinfo=UTC), manifests_hash="")

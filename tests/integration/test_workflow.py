@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli.main import main
+from dsfleet.reconciler.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"
-DSFLEET = [sys.executable, "-m", "reconciler.cli"]
+DSFLEET = [sys.executable, "-m", "dsfleet.reconciler.cli"]
 
 
 def run(
@@ -195,7 +195,7 @@ def test_render_writes_the_files_the_agent_will_write(fleet: Path, tmp_path: Pat
 
 def _node_hashes(path: Path) -> dict[str, str]:
     code = (
-        "import json,sys; from reconciler.compiling.desired import desired_state; "
+        "import json,sys; from dsfleet.reconciler.compiling.desired import desired_state; "
         "d = desired_state([sys.argv[1]]); print(json.dumps({k: v.configHash for k, v in d.configs.items()}))"
     )
     out = subprocess.run(
@@ -210,7 +210,7 @@ def _node_hashes(path: Path) -> dict[str, str]:
 
 
 def test_config_hashes_are_stable_across_processes(fleet: Path) -> None:
-    from reconciler.compiling.desired import desired_state
+    from dsfleet.reconciler.compiling.desired import desired_state
 
     here = {k: v.configHash for k, v in (desired_state([fleet]).configs or {}).items()}
     assert _node_hashes(fleet) == here == _node_hashes(fleet)
@@ -280,7 +280,7 @@ def test_a_secret_file_canary_reaches_no_manifest_file_store_or_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The password lives only in the agent-side secret store; nothing the coordinator writes carries it."""
-    from reconciler.importers.legacy import import_legacy
+    from dsfleet.reconciler.importers.legacy import import_legacy
     from tests.integration.test_legacy import make_db
 
     secrets = tmp_path / "secrets"
@@ -318,8 +318,8 @@ def test_warm_applies_keep_the_inventory_exact(
     also when another writer applied in between (then the cached base is stale and ignored)."""
     from datetime import UTC, datetime
 
-    from reconciler.applying import Caches, apply_manifests
-    from reconciler.store import NewRevision, Store
+    from dsfleet.reconciler.applying import Caches, apply_manifests
+    from dsfleet.reconciler.store import NewRevision, Store
 
     db = f"sqlite:///{tmp_path / 'warm.db'}"
     rev = NewRevision(source="watch", created_at=datetime.now(UTC), manifests_hash="")
@@ -535,8 +535,8 @@ def test_warm_applies_plan_against_what_another_writer_stored(
     accepted a revision in between (here: undo the other writer's change)."""
     from datetime import UTC, datetime
 
-    from reconciler.applying import Caches, Outcome, apply_manifests
-    from reconciler.store import NewRevision, Store
+    from dsfleet.reconciler.applying import Caches, Outcome, apply_manifests
+    from dsfleet.reconciler.store import NewRevision, Store
 
     db = f"sqlite:///{tmp_path / 'warm.db'}"
     rev = NewRevision(source="watch", created_at=datetime.now(UTC), manifests_hash="")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.configfiles import (
+from dsfleet.agent.configfiles import (
     MODE_PLAIN,
     MODE_SECRET,
     FileKind,
@@ -20,10 +20,16 @@ from agent.configfiles import (
     plan_files,
     userinfo,
 )
-from agent.errors import ConfigError, SecretError
-from agent.secrets import Credential, MemorySecretStore
-from schemas.nodeconfigs import ContainerSpec, InstanceConfig, RenderedFile, RestartPolicySpec, build_instance
-from schemas.placeholders import secret_placeholder
+from dsfleet.agent.errors import ConfigError, SecretError
+from dsfleet.agent.secrets import Credential, MemorySecretStore
+from dsfleet.schemas.nodeconfigs import (
+    ContainerSpec,
+    InstanceConfig,
+    RenderedFile,
+    RestartPolicySpec,
+    build_instance,
+)
+from dsfleet.schemas.placeholders import secret_placeholder
 
 CANARY = "canary-S3cret-91ab"
 SPECIAL = "p@ss:w/rd%!"

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from agent.containers import (
+from dsfleet.agent.containers import (
     ActionKind,
     FileState,
     ObservedContainer,
@@ -17,8 +17,8 @@ from agent.containers import (
     record_applied,
     volume_labels,
 )
-from agent.drift import Applied, DriftKind
-from schemas.nodeconfigs import (
+from dsfleet.agent.drift import Applied, DriftKind
+from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
     InstanceConfig,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from agent.desiredconfigs import parse_config, select_instances
-from agent.errors import ConfigError
-from schemas.nodeconfigs import (
+from dsfleet.agent.desiredconfigs import parse_config, select_instances
+from dsfleet.agent.errors import ConfigError
+from dsfleet.schemas.nodeconfigs import (
     ContainerSpec,
     NodeConfig,
     RenderedFile,
@@ -17,7 +17,7 @@ from schemas.nodeconfigs import (
     build_instance,
     build_node,
 )
-from schemas.wire import AgentConfig
+from dsfleet.schemas.wire import AgentConfig
 
 CANARY = "canary-NotInAnyMessage"
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from agent.credentials import MemorySecretStore
-from agent.loop import Agent, HostFacts, LoopSettings
-from agent.ports import BusBatch, LogChunk, RuntimeInfo
-from schemas.nodeconfigs import (
+from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.agent.credentials import MemorySecretStore
+from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
+from dsfleet.agent.ports import BusBatch, LogChunk, RuntimeInfo
+from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
     InstanceConfig,
@@ -22,7 +22,7 @@ from schemas.nodeconfigs import (
     build_instance,
     build_node,
 )
-from schemas.wire import AgentCommand, AgentConfig, AgentInfo, AgentResponse, CommandKind, encode
+from dsfleet.schemas.wire import AgentCommand, AgentConfig, AgentInfo, AgentResponse, CommandKind, encode
 
 NODE = "gpu-01"
 

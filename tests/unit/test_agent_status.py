@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.containers import ObservedContainer
-from agent.drift import DriftKind, file_drift, stopped_by_hand
-from agent.status import (
+from dsfleet.agent.containers import ObservedContainer
+from dsfleet.agent.drift import DriftKind, file_drift, stopped_by_hand
+from dsfleet.agent.observations import (
     LogDigest,
     RestartHistory,
     digest_log,
@@ -17,7 +17,7 @@ from agent.status import (
     observe_restarts,
     parse_perf_line,
 )
-from schemas.wire import InstanceState
+from dsfleet.schemas.wire import InstanceState
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from policies.engine import evaluate
-from policies.resolution import resolve_instance
-from reconciler.compiling.rendering import render_instance
-from schemas.manifests import ANY_MANIFEST
+from dsfleet.policies.engine import evaluate
+from dsfleet.reconciler.compiling.rendering import render_instance
+from dsfleet.resolution.instances import resolve_instance
+from dsfleet.schemas.manifests import ANY_MANIFEST
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
 

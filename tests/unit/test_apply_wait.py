@@ -6,8 +6,16 @@ import io
 
 import pytest
 
-from reconciler.cli.waiting import InstanceSeen, Lag, NodeSeen, Target, laggards, targets_of, wait_for_rollout
-from reconciler.planning.plans import Action, InstanceChange, NodeChange, Plan
+from dsfleet.reconciler.cli.waiting import (
+    InstanceSeen,
+    Lag,
+    NodeSeen,
+    Target,
+    laggards,
+    targets_of,
+    wait_for_rollout,
+)
+from dsfleet.reconciler.planning.plans import Action, InstanceChange, NodeChange, Plan
 
 T = Target("n1", 3, {"a": "h-a2", "b": "h-b2"})
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.cli import main as cli_main
+from dsfleet.reconciler.cli import main as cli_main
 
 
 @pytest.fixture(autouse=True)

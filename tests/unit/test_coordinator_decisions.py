@@ -7,10 +7,15 @@ from typing import Any
 
 import pytest
 
-from reconciler.coordinator.identities import KnownNode, name_agent, normalize_machine_id
-from reconciler.coordinator.ingest import Inbound, read_batch
-from reconciler.coordinator.liveness import Liveness, is_fresh, offline_transitions, online_transitions
-from reconciler.coordinator.resyncs import (
+from dsfleet.reconciler.coordinator.identities import KnownNode, name_agent, normalize_machine_id
+from dsfleet.reconciler.coordinator.ingest import Inbound, read_batch
+from dsfleet.reconciler.coordinator.liveness import (
+    Liveness,
+    is_fresh,
+    offline_transitions,
+    online_transitions,
+)
+from dsfleet.reconciler.coordinator.resyncs import (
     NodeSync,
     Reason,
     Timing,
@@ -20,7 +25,7 @@ from reconciler.coordinator.resyncs import (
     resync_decisions,
     track_behind,
 )
-from schemas.wire import AgentInfo, AgentResponse, RejectReason, UpdateConfig, encode
+from dsfleet.schemas.wire import AgentInfo, AgentResponse, RejectReason, UpdateConfig, encode
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.engine import evaluate
-from policies.fleet_rules import _may_carry_credentials
-from reconciler.loading.manifests import load_manifests
+from dsfleet.policies.engine import evaluate
+from dsfleet.policies.fleet_rules import _may_carry_credentials
+from dsfleet.reconciler.loading.manifestsets import load_manifests
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
 RULE = "camera-url-credentials"

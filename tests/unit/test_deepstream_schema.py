@@ -1,4 +1,4 @@
-"""schemas.deepstream: key tables, generated models, normalisation, errors and JSON Schema."""
+"""dsfleet.schemas.deepstream: key tables, generated models, normalisation, errors and JSON Schema."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from schemas.deepstream import (
+from dsfleet.schemas.deepstream import (
     CCM_ALIGN_KEYS,
     NVINFER_CLASS_ATTRS_KEYS,
     NVINFER_PROPERTY_KEYS,

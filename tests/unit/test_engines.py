@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from policies.engine import evaluate
-from policies.resolution import resolve_instance
+from dsfleet.policies.engine import evaluate
+from dsfleet.resolution.instances import resolve_instance
 from tests.fleets import camera, fleet_of, instance, node
 
 ONNX = "/models/det.onnx"
@@ -69,7 +69,7 @@ def test_auto_without_a_model_is_an_error() -> None:
 
 @pytest.mark.parametrize("bad", ["m_{batchsize}.engine", "m_{batch.engine", "m_{batch:3}.engine"])
 def test_template_placeholders_are_checked(bad: str) -> None:
-    from schemas.manifests import ANY_MANIFEST
+    from dsfleet.schemas.manifests import ANY_MANIFEST
 
     with pytest.raises(ValueError, match="placeholder"):
         ANY_MANIFEST.validate_python(_profile(bad))

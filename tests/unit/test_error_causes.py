@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from policies.engine import evaluate
-from policies.registry import did_you_mean
-from reconciler.loading.manifests import parse_file
-from reconciler.loading.yamlfiles import decode_text, parse_yaml
+from dsfleet.policies.engine import evaluate
+from dsfleet.policies.registry import did_you_mean
+from dsfleet.reconciler.loading.manifestsets import parse_file
+from dsfleet.reconciler.loading.yamlfiles import decode_text, parse_yaml
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
 
@@ -48,7 +48,7 @@ def test_a_duplicate_key_is_reported_and_the_rest_of_the_file_is_still_validated
 
 
 def test_a_reference_to_an_invalid_document_says_so_and_false_errors_are_gone() -> None:
-    from reconciler.loading.manifests import build_fleet
+    from dsfleet.reconciler.loading.manifestsets import build_fleet
 
     text = (
         "apiVersion: dsfleet/v1\nkind: Node\nmetadata: {name: n1}\nsepc: {gpus: [0]}\n---\n"
@@ -99,7 +99,7 @@ def test_an_override_of_an_unknown_gie_suggests_the_nearest() -> None:
 
 
 def test_schema_takes_kinds_in_any_case_and_suggests_the_nearest(capsys: pytest.CaptureFixture[str]) -> None:
-    from reconciler.cli.main import main
+    from dsfleet.reconciler.cli.main import main
 
     assert main(["schema", "camera"]) == 0
     assert '"title": "dsfleet Camera"' in capsys.readouterr().out

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compiling.desired import desired_state
-from reconciler.planning.plans import compute_plan
-from reconciler.planning.reports import plan_json, plan_text
+from dsfleet.reconciler.compiling.desired import desired_state
+from dsfleet.reconciler.planning.plans import compute_plan
+from dsfleet.reconciler.planning.reports import plan_json, plan_text
 
 CASES = sorted(p for p in (Path(__file__).parent.parent / "golden" / "plan").iterdir() if p.is_dir())
 

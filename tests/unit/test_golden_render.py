@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.compiling.desired import desired_state
+from dsfleet.reconciler.compiling.desired import desired_state
 
 CASES = sorted(p for p in (Path(__file__).parent.parent / "golden" / "render").iterdir() if p.is_dir())
 

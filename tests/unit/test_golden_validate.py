@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli.main import main
+from dsfleet.reconciler.cli.main import main
 
 CASES = sorted(p for p in (Path(__file__).parent.parent / "golden" / "validate").iterdir() if p.is_dir())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.loading.ignores import compile_patterns, ignored
+from dsfleet.reconciler.loading.ignores import compile_patterns, ignored
 
 
 @pytest.mark.parametrize(

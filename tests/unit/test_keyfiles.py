@@ -1,4 +1,4 @@
-"""GLib key-file reading/writing (reconciler.importers.keyfiles, reconciler.compiling.keyfiles) and importing (reconciler.importers.nvinfer): pure, no GLib.
+"""GLib key-file reading/writing (dsfleet.reconciler.importers.keyfilereader, dsfleet.reconciler.compiling.keyfilewriter) and importing (dsfleet.reconciler.importers.nvinfer): pure, no GLib.
 
 The getter and load facts come from tests/glibcheck.py, which tests/integration re-checks against real GLib.
 """
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from glibcheck import GETTER_FACTS, LOAD_FACTS, GetterError
 
-from reconciler.compiling.keyfiles import (
+from dsfleet.reconciler.compiling.keyfilewriter import (
     Raw,
     escape_value,
     format_double,
@@ -27,9 +27,9 @@ from reconciler.compiling.keyfiles import (
     render_gie_mapping,
     render_keyfile,
 )
-from reconciler.importers.keyfiles import parse_keyfile, read_typed
-from reconciler.importers.nvinfer import gie_name, import_keyfile, suggest_key
-from schemas.deepstream import (
+from dsfleet.reconciler.importers.keyfilereader import parse_keyfile, read_typed
+from dsfleet.reconciler.importers.nvinfer import gie_name, import_keyfile, suggest_key
+from dsfleet.schemas.deepstream import (
     INT32_MAX,
     INT32_MIN,
     NVINFER_CLASS_ATTRS_KEYS,
@@ -39,7 +39,7 @@ from schemas.deepstream import (
     NvinferProperties,
     ValueKind,
 )
-from schemas.findings import Severity
+from dsfleet.schemas.findings import Severity
 
 KIND_OF_GETTER = {
     "integer": ValueKind.INT,

@@ -1,4 +1,4 @@
-"""plumbing.logs: one handler per process, key=value or JSON context, and credentials masked everywhere."""
+"""dsfleet.plumbing.logs: one handler per process, key=value or JSON context, and credentials masked everywhere."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from plumbing.logs import MASK, configure_logging, log, redact
+from dsfleet.plumbing.logs import MASK, configure_logging, log, redact
 
 CANARY = "Canary-Pa55!"
 
@@ -101,7 +101,7 @@ def test_a_credential_slipped_into_a_message_context_or_traceback_is_masked(
 def test_dsfleet_takes_the_global_log_flags(stream: io.StringIO) -> None:
     from pathlib import Path
 
-    from reconciler.cli.main import build_parser, main
+    from dsfleet.reconciler.cli.main import build_parser, main
 
     manifests = str(Path(__file__).resolve().parents[2] / "manifests")
     assert main(["--log-level", "warning", "--log-format", "json", "validate", manifests]) == 0

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.loading.manifests import ManifestCache, load_manifests
-from reconciler.loading.yamlfiles import Limits
+from dsfleet.reconciler.loading.manifestsets import ManifestCache, load_manifests
+from dsfleet.reconciler.loading.yamlfiles import Limits
 from tests.yamlgen import block_yaml
 
 CAMERA = """apiVersion: dsfleet/v1
@@ -93,6 +93,16 @@ def test_hostile_files_are_refused_with_a_location_and_the_rest_still_loads(tmp_
         assert f.location is not None
         whole_file = f.location.file.endswith("big.yaml")  # the size limit is about the whole file
         assert whole_file or f.location.line >= 1, f
+
+
+@pytest.mark.parametrize("kind", ["{}", "[Camera]", "7", "null"])
+def test_a_kind_that_is_not_a_name_is_a_finding_not_a_crash(tmp_path: Path, kind: str) -> None:
+    write(tmp_path / "ok.yaml", CAMERA.format(name="ok", cid=1))
+    write(tmp_path / "odd.yaml", f"apiVersion: dsfleet/v1\nkind: {kind}\nmetadata: {{name: x}}\nspec: {{}}\n")
+    loaded = load_manifests([tmp_path])
+    assert sorted(loaded.fleet.cameras) == ["ok"]
+    odd = [f for f in loaded.findings if f.location is not None and f.location.file.endswith("odd.yaml")]
+    assert odd and all(f.severity == "error" and f.location.line >= 1 for f in odd), odd
 
 
 def test_the_parse_cache_rereads_only_changed_files(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from plumbing.kafka import Delivery
-from reconciler.coordinator.publishing import OutboxPublisher
-from schemas.errors import TemporaryError
-from schemas.wire import Topic
+from dsfleet.plumbing.kafka import Delivery
+from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import Topic
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from reconciler.loading.yamlfiles import parse_yaml
-from schemas.export import manifest_json_schema
+from dsfleet.reconciler.loading.yamlfiles import parse_yaml
+from dsfleet.schemas.export import manifest_json_schema
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("schemas", "policies", "reconciler", "agent", "plumbing")
+SUBPACKAGES = ("schemas", "policies", "reconciler", "agent", "plumbing")
 
 
-@pytest.mark.parametrize("name", PACKAGES)
-def test_packages_import_from_this_project_and_ship_py_typed(name: str) -> None:
-    module = __import__(name)
-    path = Path(module.__file__ or "").resolve().parent
-    assert path == ROOT / name
+def test_the_namespace_imports_from_this_project_and_ships_py_typed() -> None:
+    import dsfleet
+
+    path = Path(dsfleet.__file__ or "").parent
+    assert path.resolve() == ROOT / "dsfleet"
     assert (path / "py.typed").is_file()
+
+
+@pytest.mark.parametrize("name", SUBPACKAGES)
+def test_each_source_folder_is_a_subpackage_of_the_namespace(name: str) -> None:
+    module = importlib.import_module(f"dsfleet.{name}")
+    assert Path(module.__file__ or "").resolve().parent == ROOT / name
+    assert (ROOT / "dsfleet" / name).resolve() == ROOT / name
 
 
 def test_console_scripts_are_declared() -> None:
     from importlib.metadata import entry_points
 
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts["dsfleet"] == "reconciler.cli.main:entry"
-    assert scripts["dsfleet-agent"] == "agent.cli:main"
+    assert scripts["dsfleet"] == "dsfleet.reconciler.cli.main:entry"
+    assert scripts["dsfleet-agent"] == "dsfleet.agent.cli:main"
 
 
 def _documents() -> list[tuple[str, dict[str, object]]]:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.placeholders import (
+from dsfleet.schemas.placeholders import (
     PLACEHOLDER_RE,
     broker_connection_has_credentials,
     connection_has_credentials,

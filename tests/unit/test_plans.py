@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reconciler.compiling.instances import compile_fleet
-from reconciler.planning.plans import Action, ChangeKind, compute_plan, removes_every_instance
+from dsfleet.reconciler.compiling.instances import compile_fleet
+from dsfleet.reconciler.planning.plans import Action, ChangeKind, compute_plan, removes_every_instance
 from tests.fleets import PROFILE, camera, fleet_of, fleets, instance, node
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from policies.engine import evaluate
-from reconciler.planning.plans import SENSITIVE, diff_fields
-from reconciler.planning.reports import yaml_value
+from dsfleet.policies.engine import evaluate
+from dsfleet.reconciler.planning.plans import SENSITIVE, diff_fields
+from dsfleet.reconciler.planning.reports import yaml_value
 from tests.fleets import PROFILE, camera, fleet_of, instance, node
 
 
@@ -73,7 +73,7 @@ def test_the_example_fleet_relaxes_streammux_batch_for_ccm_instances_only(tmp_pa
     import shutil
     from pathlib import Path
 
-    from reconciler.loading.manifests import load_manifests
+    from dsfleet.reconciler.loading.manifestsets import load_manifests
 
     root = Path(__file__).resolve().parents[2] / "manifests"
     dest = tmp_path / "m"

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.applying import Outcome, apply_manifests
-from reconciler.ports import SystemClock
-from reconciler.store import (
+from dsfleet.reconciler.applying import Outcome, apply_manifests
+from dsfleet.reconciler.ports import SystemClock
+from dsfleet.reconciler.store import (
     AppliedRevision,
     Encoder,
     Inventory,
@@ -17,7 +17,7 @@ from reconciler.store import (
     NodeChange,
     StoredNodeConfig,
 )
-from schemas.hashing import canonical_json
+from dsfleet.schemas.hashing import canonical_json
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

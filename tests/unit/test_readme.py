@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from reconciler.cli.main import build_parser
+from dsfleet.reconciler.cli.main import build_parser
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 HEADINGS = (

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.resolution import (
+from dsfleet.resolution.instances import (
     GieMemo,
     all_profile_values,
     instance_cameras,

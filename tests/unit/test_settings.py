@@ -1,4 +1,4 @@
-"""plumbing.settings.load_settings: file < environment < flags, errors that name the place, [kafka] pass-through."""
+"""dsfleet.plumbing.settings.load_settings: file < environment < flags, errors that name the place, [kafka] pass-through."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from plumbing.settings import DEFAULT_DB_URL, KafkaSettings, Settings, SettingsError, load_settings
-from schemas.errors import PermanentError
+from dsfleet.plumbing.settings import DEFAULT_DB_URL, KafkaSettings, Settings, SettingsError, load_settings
+from dsfleet.schemas.errors import PermanentError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.loading import simpleyaml
-from reconciler.loading.simpleyaml import parse_simple
-from reconciler.loading.yamlfiles import _simple_scalar, decode_text, parse_yaml, parse_yaml_libyaml
+from dsfleet.reconciler.loading import simpleyaml
+from dsfleet.reconciler.loading.simpleyaml import parse_simple
+from dsfleet.reconciler.loading.yamlfiles import _simple_scalar, decode_text, parse_yaml, parse_yaml_libyaml
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reconciler.planning.status import (
+from dsfleet.reconciler.planning.conditions import (
     Health,
     InstanceDesired,
     InstanceObserved,

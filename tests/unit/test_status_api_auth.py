@@ -7,10 +7,10 @@ import hmac
 
 import pytest
 
-from reconciler.api.context import token_matches
-from reconciler.api.server import parse_listen
-from reconciler.api.webhooks import verify_push
-from schemas.errors import PermanentError
+from dsfleet.reconciler.api.context import token_matches
+from dsfleet.reconciler.api.server import parse_listen
+from dsfleet.reconciler.api.webhooks import verify_push
+from dsfleet.schemas.errors import PermanentError
 
 SECRET = "s3cret"
 BODY = b'{"ref": "refs/heads/main"}'

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.containers import ActionKind, ObservedContainer, compute_plan, container_labels
-from agent.drift import Applied
-from policies.syncs import FleetSync, fleet_sync, instance_self_heal
-from reconciler.compiling.desired import desired_state
-from schemas.nodeconfigs import build_instance
+from dsfleet.agent.containers import ActionKind, ObservedContainer, compute_plan, container_labels
+from dsfleet.agent.drift import Applied
+from dsfleet.policies.syncs import FleetSync, fleet_sync, instance_self_heal
+from dsfleet.reconciler.compiling.desired import desired_state
+from dsfleet.schemas.nodeconfigs import build_instance
 
 ROOT = Path(__file__).resolve().parents[2]
 

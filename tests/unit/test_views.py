@@ -1,4 +1,4 @@
-"""reconciler.views: the JSON documents the CLI prints (validate, apply, history, get) and the API serves."""
+"""dsfleet.reconciler.views: the JSON documents the CLI prints (validate, apply, history, get) and the API serves."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.applying import revision_from_git
-from reconciler.loading.manifests import load_manifests
-from reconciler.store import AppliedRevision, CameraRow, LegacyDsInstance, RevisionRecord
-from reconciler.views import apply_json, history_json, record_json, validate_json
+from dsfleet.reconciler.applying import revision_from_git
+from dsfleet.reconciler.loading.manifestsets import load_manifests
+from dsfleet.reconciler.store import AppliedRevision, CameraRow, LegacyDsInstance, RevisionRecord
+from dsfleet.reconciler.views import apply_json, history_json, record_json, validate_json
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.wire import (
+from dsfleet.schemas.wire import (
     AgentConfig,
     AgentInfo,
     AgentResponse,

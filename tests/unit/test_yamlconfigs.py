@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.importers.keyfiles import parse_keyfile
-from reconciler.importers.nvinfer import import_keyfile
-from reconciler.importers.yamlconfigs import ReadFile, YamlConfigError, yaml_to_keyfile
+from dsfleet.reconciler.importers.keyfilereader import parse_keyfile
+from dsfleet.reconciler.importers.nvinfer import import_keyfile
+from dsfleet.reconciler.importers.yamlconfigs import ReadFile, YamlConfigError, yaml_to_keyfile
 
 APP = """\
 # a comment

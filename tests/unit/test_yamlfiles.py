@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reconciler.loading import yamlfiles
-from reconciler.loading.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
+from dsfleet.reconciler.loading import yamlfiles
+from dsfleet.reconciler.loading.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
 from tests.yamlgen import block_yaml
 
 
@@ -235,7 +235,7 @@ def test_deep_nesting_is_refused_in_block_and_flow_style(name: str) -> None:
 
 def test_many_shallow_flows_do_not_take_the_slow_path() -> None:
     """1,000 documents with one small flow each (a fleet's nodes.yaml) are not event-scanned first."""
-    from reconciler.loading.yamlfiles import DEFAULT_LIMITS, _needs_event_scan
+    from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, _needs_event_scan
 
     text = "---\n".join(
         f"kind: Node\nmetadata:\n  name: n{i}\nspec:\n  gpus: [0]\n  x: {{a: 1}}\n" for i in range(1000)
@@ -258,7 +258,7 @@ def test_the_cheap_pre_check_never_lets_deep_nesting_through(data: st.DataObject
     limit always goes through the exact event scan: the pre-check only ever errs on the side of scanning."""
     import yaml
 
-    from reconciler.loading.yamlfiles import _needs_event_scan
+    from dsfleet.reconciler.loading.yamlfiles import _needs_event_scan
 
     limit = data.draw(st.integers(min_value=2, max_value=12), label="max_depth")
     value = _nested(data.draw, data.draw(st.integers(min_value=1, max_value=16), label="depth"))

@@ -2,7 +2,7 @@
 
 ``env.py`` and ``versions/`` are Alembic's script directory, shipped inside the package. The baseline revision
 (``0001``) is the schema of the release before Alembic: on an empty database it runs the pre-Alembic
-migrations (:data:`reconciler.store.schema.MIGRATIONS`) in order; on a store written by that release (with its
+migrations (:data:`dsfleet.reconciler.store.schema.MIGRATIONS`) in order; on a store written by that release (with its
 ``schema_version`` table) it runs only the ones it is missing, so such a store upgrades in place. Either way it
 records :data:`ALEMBIC_MARKER` in ``schema_version``, so a pre-Alembic dsfleet refuses the store as newer than
 itself instead of writing to it. Later schema changes are ordinary Alembic revisions after ``0001``
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciler.store.schema import SCHEMA_VERSION
+from dsfleet.reconciler.store.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from reconciler.store.schema import _META
+from dsfleet.reconciler.store.schema import _META
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -13,11 +13,11 @@ import docker
 import pytest
 from dockerengine import RUN_ID, cleanup
 
-from agent.loop import Agent, HostFacts, LoopSettings
-from agent.ports import BusBatch
-from agent.runtime import DockerRuntime
-from agent.secrets import LocalSecretStore
-from schemas.wire import AgentInfo, AgentResponse
+from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
+from dsfleet.agent.ports import BusBatch
+from dsfleet.agent.runtime import DockerRuntime
+from dsfleet.agent.secrets import LocalSecretStore
+from dsfleet.schemas.wire import AgentInfo, AgentResponse
 
 _counter = itertools.count(1)
 

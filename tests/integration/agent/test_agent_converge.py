@@ -10,7 +10,7 @@ import pytest
 from conftest import MemoryBus, Names, RunningAgent, start_agent
 from dockerengine import APP_CONFIG, STUB_IMAGE, agent_config_bytes, stub_instance, wait_for
 
-from schemas.wire import InstanceState
+from dsfleet.schemas.wire import InstanceState
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from conftest import Names
 from dockerengine import APP_CONFIG, RUN_LABEL, agent_config_bytes, stub_instance
 from kafkafleet import AgentProcess, Coordinator, agent_args, wait_until
 
-from schemas.wire import CommandKind, InstanceState
+from dsfleet.schemas.wire import CommandKind, InstanceState
 
 pytestmark = pytest.mark.integration
 

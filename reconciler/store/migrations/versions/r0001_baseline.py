@@ -1,4 +1,4 @@
-"""Baseline: the schema of the release before Alembic (its migrations 1.. in ``reconciler.store.schema``).
+"""Baseline: the schema of the release before Alembic (its migrations 1.. in ``dsfleet.reconciler.store.schema``).
 
 On an empty database: every pre-Alembic migration, in order. On a store written by that release: only the ones
 it is missing (its ``schema_version`` table says which). Then the marker row, so that release refuses the store.
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from reconciler.store.migrations import ALEMBIC_MARKER
-from reconciler.store.schema import _SCHEMA_VERSION_T, MIGRATIONS
+from dsfleet.reconciler.store.migrations import ALEMBIC_MARKER
+from dsfleet.reconciler.store.schema import _SCHEMA_VERSION_T, MIGRATIONS
 
 revision = "0001"
 down_revision = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from reconciler.store.schema import create_live_loop_tables
+from dsfleet.reconciler.store.schema import create_live_loop_tables
 
 revision = "0002"
 down_revision = "0001"

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from reconciler.loading.ignores import IGNORE_FILE, Pattern, compile_patterns, ignored
-from reconciler.loading.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
-from reconciler.loading.yamlfiles import (
+from dsfleet.reconciler.loading.ignores import IGNORE_FILE, Pattern, compile_patterns, ignored
+from dsfleet.reconciler.loading.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
+from dsfleet.reconciler.loading.yamlfiles import (
     DEFAULT_LIMITS,
     Limits,
     Locator,
@@ -27,12 +27,12 @@ from reconciler.loading.yamlfiles import (
     parse_yaml,
     size_text,
 )
-from schemas import API_VERSION
-from schemas.findings import INVALID_TARGET, Finding, Location, Note, Severity, SourceRef
-from schemas.fleet import Fleet
-from schemas.hashing import sha256_hex
-from schemas.manifests import KIND_NAMES, MODELS, Manifest
-from schemas.placeholders import url_has_credentials
+from dsfleet.schemas import API_VERSION
+from dsfleet.schemas.findings import INVALID_TARGET, Finding, Location, Note, Severity, SourceRef
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.hashing import sha256_hex
+from dsfleet.schemas.manifests import KIND_NAMES, MODELS, Manifest
+from dsfleet.schemas.placeholders import url_has_credentials
 
 YAML_SUFFIXES = (".yaml", ".yml")
 KEY_RULES = frozenset({RULE_UNKNOWN_FIELD, "yaml-duplicate-key", "duplicate-name"})
@@ -340,7 +340,8 @@ def _valid_manifest(data: Any) -> Manifest | None:
     :func:`validate_document` says why, with its findings)."""
     if type(data) is not dict or data.get("apiVersion") != API_VERSION:
         return None
-    model = MODELS.get(data.get("kind"))  # type: ignore[arg-type]
+    kind = data.get("kind")
+    model = MODELS.get(kind) if type(kind) is str else None
     if model is None:
         return None
     try:
@@ -416,7 +417,7 @@ def read_files(
     files: Iterable[ManifestFile], limits: Limits = DEFAULT_LIMITS, cache: ManifestCache | None = None
 ) -> tuple[list[tuple[str, ParsedFile]], list[Finding]]:
     """Read and parse each file (through ``cache`` when given). Pure apart from the reads: how often the cyclic
-    collector runs meanwhile is the process's policy (``reconciler.cli.main``), not the loader's."""
+    collector runs meanwhile is the process's policy (``dsfleet.reconciler.cli.main``), not the loader's."""
     out: list[tuple[str, ParsedFile]] = []
     findings: list[Finding] = []
     for mf in files:
@@ -544,7 +545,7 @@ def load_manifests(
     fleet, dup_findings = build_fleet(parsed)
     findings.extend(dup_findings)
     if run_policies:
-        from policies.engine import evaluate
+        from dsfleet.policies.engine import evaluate
 
         findings.extend(evaluate(fleet))
     texts = {display: pf.text for display, pf in parsed}

@@ -2,8 +2,8 @@
 
 ``render_keyfile`` and ``render_gie`` produce files GLib loads back to the same typed values: no inline comments,
 no trailing whitespace, booleans as ``0``/``1``, doubles in plain decimal form, lists ``;``-joined, strings escaped
-as GLib escapes them. Keys are written in the order of the key tables in ``schemas.deepstream``. The reader (GLib's
-parsing rules, for the importers) is :mod:`reconciler.importers.keyfiles`.
+as GLib escapes them. Keys are written in the order of the key tables in ``dsfleet.schemas.deepstream``. The reader (GLib's
+parsing rules, for the importers) is :mod:`dsfleet.reconciler.importers.keyfilereader`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from schemas.deepstream import (
+from dsfleet.schemas.deepstream import (
     AUTO,
     NVINFER_CLASS_ATTRS_KEYS,
     PREPROCESS_GROUP_KEYS,

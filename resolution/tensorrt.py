@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.deepstream import AUTO
+from dsfleet.schemas.deepstream import AUTO
 
 PRECISIONS = {0: "fp32", 1: "int8", 2: "fp16", 3: "best"}
 MODEL_KEYS = ("onnx-file", "tlt-encoded-model", "uff-file", "model-file")

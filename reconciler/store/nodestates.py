@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from reconciler.store.engines import StoreBase
-from reconciler.store.schema import EVENTS, NODE_STATUS, NODES, OBSERVED, REVISIONS, SYNC_STATE
-from reconciler.store.values import _from_db, _to_utc
-from schemas.wire import AgentInfo, AgentResponse
+from dsfleet.reconciler.store.database import StoreBase
+from dsfleet.reconciler.store.schema import EVENTS, NODE_STATUS, NODES, OBSERVED, REVISIONS, SYNC_STATE
+from dsfleet.reconciler.store.values import _from_db, _to_utc
+from dsfleet.schemas.wire import AgentInfo, AgentResponse
 
 __all__ = ["KnownNodeRow", "LiveMixin", "NodeLive", "NodeStatusRow"]
 

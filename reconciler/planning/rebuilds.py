@@ -1,7 +1,7 @@
 """Which planned changes make nvinfer build a TensorRT engine again (pure), per instance and GIE file.
 
 An engine is rebuilt when a key it was built for changes (batch size, precision, model/ONNX file, ``infer-dims``,
-… — :data:`policies.engines.ENGINE_KEYS`), when a GIE is added, or when the image changes (the engine volume is
+… — :data:`dsfleet.resolution.tensorrt.ENGINE_KEYS`), when a GIE is added, or when the image changes (the engine volume is
 recreated with it, DESIGN §9.18). Building takes minutes where a restart takes seconds, so ``diff`` says so.
 The rendered GIE files are dsfleet's own output (one ``key=value`` per line, no inline comments), so a plain
 line reader is exact here.
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from policies.engines import ENGINE_KEYS
-from schemas.nodeconfigs import InstanceConfig
+from dsfleet.resolution.tensorrt import ENGINE_KEYS
+from dsfleet.schemas.nodeconfigs import InstanceConfig
 
 DOWNTIME_ENGINE_BUILD = "minutes"
 """Expected downtime class of an engine rebuild (a restart or recreate alone: seconds)."""

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from plumbing.kafka import Admin, Consumer, Delivery, Producer, Record, topic_specs
-from schemas.errors import TemporaryError
-from schemas.wire import MAX_MESSAGE_BYTES, Topic, partition_for, topic_name
+from dsfleet.plumbing.kafka import Admin, Consumer, Delivery, Producer, Record, topic_specs
+from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.wire import MAX_MESSAGE_BYTES, Topic, partition_for, topic_name
 
 log = logging.getLogger(__name__)
 

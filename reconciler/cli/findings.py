@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from schemas.findings import Finding, Severity
+from dsfleet.schemas.findings import Finding, Severity
 
 _COLORS = {
     "error": "\033[1;31m",

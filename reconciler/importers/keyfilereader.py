@@ -11,7 +11,7 @@ nvinfer / nvdspreprocess call; REFERENCE §1 lists the rules, each checked again
   an integer is accepted (warned), after a double or boolean it is an error, in a string it silently becomes part
   of the value (warned).
 
-The importers use it; the writer is :mod:`reconciler.compiling.keyfiles` (it shares only the GLib character
+The importers use it; the writer is :mod:`dsfleet.reconciler.compiling.keyfilewriter` (it shares only the GLib character
 classes, which it owns).
 """
 
@@ -22,14 +22,14 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from reconciler.compiling.keyfiles import WHITESPACE, is_group_name
-from schemas.deepstream import (
+from dsfleet.reconciler.compiling.keyfilewriter import WHITESPACE, is_group_name
+from dsfleet.schemas.deepstream import (
     INT32_MAX,
     INT32_MIN,
     KeySpec,
     ValueKind,
 )
-from schemas.findings import Finding, Location, Note, Severity
+from dsfleet.schemas.findings import Finding, Location, Note, Severity
 
 __all__ = [
     "RULE_DUPLICATE_GROUP",

@@ -12,7 +12,7 @@ Derived values (DESIGN §9.5, §9.6, §9.10):
   ``gie-unique-id``, its ``input-object-max-width/height`` the streammux size; a GIE with
   ``engine-create-func-name`` and no ``model-engine-file`` gets ``../build/model_b<batch>_gpu0_<prec>.engine``.
 * ``model-engine-file: auto`` or a ``{batch}``/``{gpu}``/``{precision}`` template (both layouts, after the
-  values above): the engine name nvinfer builds for the resolved settings (:mod:`policies.engines`).
+  values above): the engine name nvinfer builds for the resolved settings (:mod:`dsfleet.resolution.tensorrt`).
 * ``deepstream-app`` layout: GIE ids chained (primary 1, secondaries next free ids operating on the primary);
   the app's own [primary-gie]/[secondary-gieN] groups set process-mode.
 """
@@ -27,16 +27,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from policies.engines import MODEL_KEYS, engine_file, is_engine_template
-from schemas.deepstream import (
+from dsfleet.resolution.tensorrt import MODEL_KEYS, engine_file, is_engine_template
+from dsfleet.schemas.deepstream import (
     CcmAlignProperties,
     GieFormat,
     NvinferProperties,
     PreprocessProperties,
     keys_of,
 )
-from schemas.fleet import Fleet
-from schemas.manifests import (
+from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.manifests import (
     CcmInstanceSpec,
     DeepstreamAppInstanceSpec,
     DsInstance,

@@ -1,7 +1,7 @@
 """Opening a store: URL → engine (SQLite file, read-only copy, PostgreSQL), migrations, transactions.
 
 :class:`StoreBase` holds the engine and the transaction helpers the concern mixins (revisions, inventory, outbox,
-observed state, the older system's views) build on; :class:`reconciler.store.Store` composes them.
+observed state, the older system's views) build on; :class:`dsfleet.reconciler.store.Store` composes them.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from reconciler.store.errors import PermanentStoreError, _translate
-from reconciler.store.migrations import SchemaState, inspect_schema, upgrade
+from dsfleet.reconciler.store.errors import PermanentStoreError, _translate
+from dsfleet.reconciler.store.migrations import SchemaState, inspect_schema, upgrade
 
 BUSY_TIMEOUT_MS: Final = 5000
 _WRITE: Final = "dsfleet_write"
@@ -110,7 +110,7 @@ class StoreBase:
 
     def coordinator_lock(self) -> AbstractContextManager[None]:
         """Held by the running coordinator; a second one on the same store gets a PermanentError."""
-        from reconciler.store.locks import coordinator_lock
+        from dsfleet.reconciler.store.locks import coordinator_lock
 
         return coordinator_lock(self._engine, self._path, self._where)
 

@@ -26,9 +26,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.containers import ObservedContainer
-from agent.drift import SIGNAL_EXIT_CODES
-from schemas.wire import Drift, InstanceState, InstanceStatus
+from dsfleet.agent.containers import ObservedContainer
+from dsfleet.agent.drift import SIGNAL_EXIT_CODES
+from dsfleet.schemas.wire import Drift, InstanceState, InstanceStatus
 
 __all__ = [
     "BACKOFF_RESTARTS",

@@ -48,7 +48,7 @@ __all__ = [
 
 DEFAULT_PROGRESS_DEADLINE = timedelta(seconds=60)
 DEGRADED_PREFIX = "degraded: "
-"""The agent marks a degraded instance's ``error`` with this prefix (``agent.status.DEGRADED_PREFIX``)."""
+"""The agent marks a degraded instance's ``error`` with this prefix (``dsfleet.agent.observations.DEGRADED_PREFIX``)."""
 
 
 class Sync(StrEnum):

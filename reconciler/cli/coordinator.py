@@ -12,9 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from plumbing.settings import KafkaSettings
-from reconciler.cli.options import add_bootstrap_servers, add_db, settings_of
-from schemas.errors import DsfleetError, ExitCode
+from dsfleet.plumbing.settings import KafkaSettings
+from dsfleet.reconciler.cli.options import add_bootstrap_servers, add_db, settings_of
+from dsfleet.schemas.errors import DsfleetError, ExitCode
 
 log = logging.getLogger("dsfleet.coordinator")
 
@@ -160,9 +160,9 @@ def _start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = Non
     where = args.http or settings.coordinator.http
     if not where:
         return None
-    from reconciler.api.context import ApiContext
-    from reconciler.api.server import ApiServer, parse_listen
-    from reconciler.loading.yamlfiles import loader_limits
+    from dsfleet.reconciler.api.context import ApiContext
+    from dsfleet.reconciler.api.server import ApiServer, parse_listen
+    from dsfleet.reconciler.loading.yamlfiles import loader_limits
 
     api = settings.api
     token = api.token
@@ -190,9 +190,9 @@ def _request_sender(args: argparse.Namespace) -> Any:
     servers = _bootstrap(args)
     if servers is None:
         return None
-    from reconciler.bus.kafka import BusSettings, CoordinatorBus
-    from schemas.errors import TemporaryError
-    from schemas.wire import Topic
+    from dsfleet.reconciler.bus import BusSettings, CoordinatorBus
+    from dsfleet.schemas.errors import TemporaryError
+    from dsfleet.schemas.wire import Topic
 
     kafka = _kafka(args)
     bus = CoordinatorBus(
@@ -267,7 +267,7 @@ def _kafka(args: argparse.Namespace) -> KafkaSettings:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from plumbing.kafka import Admin, topic_specs
+    from dsfleet.plumbing.kafka import Admin, topic_specs
 
     try:
         if _bootstrap(args) is None:
@@ -293,12 +293,12 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_coordinator(args: argparse.Namespace) -> int:
-    from reconciler.bus.kafka import BusSettings, CoordinatorBus
-    from reconciler.coordinator.loop import Coordinator, CoordinatorOptions
-    from reconciler.coordinator.resyncs import Timing
-    from reconciler.coordinator.watcher import Watcher
-    from reconciler.loading.yamlfiles import loader_limits
-    from reconciler.store import Store
+    from dsfleet.reconciler.bus import BusSettings, CoordinatorBus
+    from dsfleet.reconciler.coordinator.loop import Coordinator, CoordinatorOptions
+    from dsfleet.reconciler.coordinator.resyncs import Timing
+    from dsfleet.reconciler.coordinator.watcher import Watcher
+    from dsfleet.reconciler.loading.yamlfiles import loader_limits
+    from dsfleet.reconciler.store import Store
 
     try:
         settings = settings_of(args)
@@ -331,7 +331,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
     )
     stop = _stop_on_signals()
-    from reconciler.cli.plan import ensure_parent
+    from dsfleet.reconciler.cli.plan import ensure_parent
 
     ensure_parent(conf.db)
     try:

@@ -1,1 +1,0 @@
-"""The coordinator's side of Kafka (an adapter over :mod:`plumbing.kafka`)."""
