@@ -30,11 +30,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import docker  # noqa: E402
-from brokers import Tansu  # noqa: E402
-from dockerengine import (  # noqa: E402
+
+from dsfleet.plumbing.kafka import Admin, Producer, client_config  # noqa: E402
+from dsfleet.schemas.wire import Topic, partition_for, topic_name  # noqa: E402
+from tests.support.brokers import Tansu  # noqa: E402
+from tests.support.dockerengine import (  # noqa: E402
     agent_config_bytes,
     build_stub_image,
     cleanup,
@@ -42,9 +44,6 @@ from dockerengine import (  # noqa: E402
     stop_engine,
     stub_instance,
 )
-
-from dsfleet.plumbing.kafka import Admin, Producer, client_config  # noqa: E402
-from dsfleet.schemas.wire import Topic, partition_for, topic_name  # noqa: E402
 
 PARTITIONS = 4
 CLK_TCK = os.sysconf("SC_CLK_TCK")

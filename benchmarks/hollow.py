@@ -40,9 +40,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from brokers import Tansu
-from livefleet import CoordinatorProc
-
 from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
 from dsfleet.agent.credentials import Credential, MemorySecretStore
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
@@ -59,6 +56,8 @@ from dsfleet.schemas.wire import (
     partition_for,
     topic_name,
 )
+from tests.support.brokers import Tansu
+from tests.support.livefleet import CoordinatorProc
 
 RECHECK_SECONDS = 3.0
 HEARTBEAT = 5.0

@@ -32,20 +32,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-for p in (ROOT, ROOT / "tests"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
-from brokers import Tansu  # noqa: E402
-from dockerengine import build_stub_image, ensure_engine  # noqa: E402
-from fleetstack import Stack  # noqa: E402
-from livefleet import CoordinatorProc, TopicReader  # noqa: E402
 
 from benchmarks import hollow  # noqa: E402
 from dsfleet.plumbing.kafka import Producer, client_config  # noqa: E402
 from dsfleet.reconciler.store import Store  # noqa: E402
 from dsfleet.schemas.wire import AgentConfig, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
+from tests.support.brokers import Tansu  # noqa: E402
+from tests.support.dockerengine import build_stub_image, ensure_engine  # noqa: E402
+from tests.support.fleetstack import Stack  # noqa: E402
+from tests.support.livefleet import CoordinatorProc, TopicReader  # noqa: E402
 
 FAST = {"fetch.wait.max.ms": "10"}
 
@@ -164,7 +163,7 @@ def end_to_end(edits: int) -> dict[str, Any]:
         stack.cleanup()
         broker.close()
         client.close()
-        from dockerengine import stop_engine
+        from tests.support.dockerengine import stop_engine
 
         stop_engine(proc)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,19 +17,16 @@ repository, or ``$DSFLEET_SHARED_DIR/deepstream/samples``); same skip/fail rule.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 _TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(_TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(_TESTS_DIR))
 
-from glibcheck import GlibChecker, glib_available, glib_python  # noqa: E402
-from pg import pg_server, pg_url  # noqa: E402, F401  (fixtures for every integration test)
-from prereqs import skip_or_fail  # noqa: E402  (the fixtures below skip locally, fail in CI)
+from tests.support.glibcheck import GlibChecker, glib_available, glib_python  # noqa: E402
+from tests.support.pg import pg_server, pg_url  # noqa: E402, F401  (fixtures for every integration test)
+from tests.support.prereqs import skip_or_fail  # noqa: E402  (the fixtures below skip locally, fail in CI)
 
 REPO_ROOT = _TESTS_DIR.parent
 
@@ -59,7 +56,7 @@ def samples_dir() -> Path:
 
 # --- Kafka: one real Tansu broker for the session; a fresh topic prefix per test -----------------------------
 
-from brokers import Tansu, broker_binary  # noqa: E402
+from tests.support.brokers import Tansu, broker_binary  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +83,8 @@ def topic_prefix(request: pytest.FixtureRequest) -> str:
 # --- Docker: the engine (started when none answers, stopped at the end) and the stand-in DeepStream image ------
 
 import docker  # noqa: E402
-from dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine  # noqa: E402
+
+from tests.support.dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine  # noqa: E402
 
 
 @pytest.fixture(scope="session")

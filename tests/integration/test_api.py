@@ -14,12 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from apiserver import TOKEN, WEBHOOK_SECRET, ServerProc
-from brokers import Tansu, free_port
-from livefleet import ROOT, TopicReader, copy_fleet
 
 from dsfleet.reconciler.store import Store
 from dsfleet.schemas.wire import AgentInfo, AgentResponse, Refresh, Topic, UpdateConfig
+from tests.support.apiserver import TOKEN, WEBHOOK_SECRET, ServerProc
+from tests.support.brokers import Tansu, free_port
+from tests.support.livefleet import ROOT, TopicReader, copy_fleet
 
 pytestmark = pytest.mark.integration
 

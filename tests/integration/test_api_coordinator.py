@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from apiserver import TOKEN, ServerProc
-from brokers import Tansu
 from hypothesis import HealthCheck, settings
-from livefleet import FakeAgent, TopicReader, copy_fleet, wait_for
 from schemathesis.checks import not_a_server_error
 
 from dsfleet.schemas.wire import AgentCommand, Topic
+from tests.support.apiserver import TOKEN, ServerProc
+from tests.support.brokers import Tansu
+from tests.support.livefleet import FakeAgent, TopicReader, copy_fleet, wait_for
 
 pytestmark = pytest.mark.integration
 

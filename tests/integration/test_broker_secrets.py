@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from glibcheck import GlibChecker
 
 from dsfleet.agent.configfiles import fill_placeholders
 from dsfleet.agent.secrets import LocalSecretStore
+from tests.support.glibcheck import GlibChecker
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-Br0ker-key-4e1f"

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from brokers import Tansu
-from livefleet import ROOT, CoordinatorProc, FakeAgent, TopicReader, copy_fleet, now_iso, wait_for
 
 from dsfleet.plumbing.kafka import Admin, Producer, Record, client_config
 from dsfleet.reconciler.store import Store
@@ -22,6 +20,16 @@ from dsfleet.schemas.wire import (
     encode,
     partition_for,
     topic_name,
+)
+from tests.support.brokers import Tansu
+from tests.support.livefleet import (
+    ROOT,
+    CoordinatorProc,
+    FakeAgent,
+    TopicReader,
+    copy_fleet,
+    now_iso,
+    wait_for,
 )
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver import TOKEN, ServerProc
-from brokers import Tansu
-from livefleet import FakeAgent, copy_fleet, wait_for
+
+from tests.support.apiserver import TOKEN, ServerProc
+from tests.support.brokers import Tansu
+from tests.support.livefleet import FakeAgent, copy_fleet, wait_for
 
 pytestmark = pytest.mark.integration
 

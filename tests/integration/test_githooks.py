@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from apiserver import WEBHOOK_SECRET, ServerProc
-from brokers import Tansu
-from livefleet import ROOT, wait_for
 
 from dsfleet.reconciler.store import Store
+from tests.support.apiserver import WEBHOOK_SECRET, ServerProc
+from tests.support.brokers import Tansu
+from tests.support.livefleet import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from glibcheck import GlibChecker, getter_for
-
 from dsfleet.reconciler.importers.deepstreamapp import AppImport, import_app, read_gie_near
 from dsfleet.reconciler.importers.keyfilereader import parse_keyfile
 from dsfleet.reconciler.importers.nvinfer import import_keyfile
 from dsfleet.reconciler.importers.yamlconfigs import is_yaml_config, keyfile_name, yaml_to_keyfile
 from dsfleet.schemas.deepstream import NVINFER_CLASS_ATTRS_KEYS, NVINFER_PROPERTY_KEYS, ValueKind, spec_for
+from tests.support.glibcheck import GlibChecker, getter_for
 
 REPO = Path(__file__).resolve().parents[2]
 EXPANDED = {"type", "num-sources"}

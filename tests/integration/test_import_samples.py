@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from glibcheck import FAILS, GETTER_FACTS, LOAD_FACTS, GetterError, GlibChecker, GlibFile, getter_for
 from ruamel.yaml import YAML
 
 from dsfleet.reconciler.cli.imports import main
@@ -36,6 +35,15 @@ from dsfleet.schemas.deepstream import (
     GieFormat,
     KeySpec,
     spec_for,
+)
+from tests.support.glibcheck import (
+    FAILS,
+    GETTER_FACTS,
+    LOAD_FACTS,
+    GetterError,
+    GlibChecker,
+    GlibFile,
+    getter_for,
 )
 
 pytestmark = pytest.mark.integration

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from brokers import Tansu
 
 from dsfleet.plumbing.kafka import Admin, Consumer, Delivery, Producer, Record, client_config, topic_specs
 from dsfleet.schemas.errors import TemporaryError
 from dsfleet.schemas.wire import Topic, partition_for, topic_name
+from tests.support.brokers import Tansu
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import docker
 import pytest
-from brokers import Tansu
-from fleetstack import Stack
-from livefleet import ROOT
+
+from tests.support.brokers import Tansu
+from tests.support.fleetstack import Stack
+from tests.support.livefleet import ROOT
 
 pytestmark = pytest.mark.integration
 

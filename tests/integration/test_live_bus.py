@@ -8,14 +8,14 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
-from brokers import Tansu, broker_binary
-from livefleet import TopicReader, wait_for
-from prereqs import skip_or_fail
 
 from dsfleet.agent.bus import KafkaBus
 from dsfleet.plumbing.kafka import Admin, Producer, client_config
 from dsfleet.schemas.errors import TemporaryError
 from dsfleet.schemas.wire import AgentInfo, Topic, partition_for, topic_name
+from tests.support.brokers import Tansu, broker_binary
+from tests.support.livefleet import TopicReader, wait_for
+from tests.support.prereqs import skip_or_fail
 
 pytestmark = pytest.mark.integration
 

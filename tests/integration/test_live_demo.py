@@ -9,7 +9,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from livefleet import ROOT
+
+from tests.support.livefleet import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import docker
 import pytest
-from brokers import Tansu, broker_binary
-from fleetstack import Stack, container
-from livefleet import wait_for
-from prereqs import skip_or_fail
 
 from dsfleet.plumbing.kafka import Producer, client_config
 from dsfleet.schemas.wire import Topic, partition_for, topic_name
+from tests.support.brokers import Tansu, broker_binary
+from tests.support.fleetstack import Stack, container
+from tests.support.livefleet import wait_for
+from tests.support.prereqs import skip_or_fail
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from glibcheck import GlibChecker, getter_for
 
 from dsfleet.reconciler.compiling.desired import desired_state
 from dsfleet.reconciler.importers.keyfilereader import parse_keyfile
@@ -26,6 +25,7 @@ from dsfleet.schemas.deepstream import (
     spec_for,
 )
 from dsfleet.schemas.nodeconfigs import InstanceConfig
+from tests.support.glibcheck import GlibChecker, getter_for
 
 ROOT = Path(__file__).resolve().parents[2]
 _INT = re.compile(r"^-?[0-9]+$")

@@ -17,7 +17,7 @@ from dsfleet.reconciler.applying import Caches, apply_manifests, stored_configs
 from dsfleet.reconciler.compiling.desired import desired_state
 from dsfleet.reconciler.planning.plans import compute_plan
 from dsfleet.reconciler.store import NewRevision, Store
-from tests.fleets import fleets
+from tests.support.fleets import fleets
 
 REV = NewRevision(source="cli", created_at=datetime(2026, 11, 24, tzinfo=UTC), manifests_hash="")
 

@@ -10,7 +10,7 @@ from dsfleet.policies.engine import evaluate
 from dsfleet.reconciler.compiling.rendering import render_instance
 from dsfleet.resolution.instances import resolve_instance
 from dsfleet.schemas.manifests import ANY_MANIFEST
-from tests.fleets import PROFILE, camera, fleet_of, instance, node
+from tests.support.fleets import PROFILE, camera, fleet_of, instance, node
 
 
 def _fleet_with(app: dict[str, Any]) -> Any:

@@ -8,7 +8,7 @@ import pytest
 
 from dsfleet.policies.engine import evaluate
 from dsfleet.resolution.instances import resolve_instance
-from tests.fleets import camera, fleet_of, instance, node
+from tests.support.fleets import camera, fleet_of, instance, node
 
 ONNX = "/models/det.onnx"
 

@@ -11,7 +11,7 @@ from dsfleet.policies.engine import evaluate
 from dsfleet.policies.registry import did_you_mean
 from dsfleet.reconciler.loading.manifestsets import parse_file
 from dsfleet.reconciler.loading.yamlfiles import decode_text, parse_yaml
-from tests.fleets import PROFILE, camera, fleet_of, instance, node
+from tests.support.fleets import PROFILE, camera, fleet_of, instance, node
 
 
 @pytest.mark.parametrize(

@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import math
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from glibcheck import GETTER_FACTS, LOAD_FACTS, GetterError
 
 from dsfleet.reconciler.compiling.keyfilewriter import (
     Raw,
@@ -40,6 +34,7 @@ from dsfleet.schemas.deepstream import (
     ValueKind,
 )
 from dsfleet.schemas.findings import Severity
+from tests.support.glibcheck import GETTER_FACTS, LOAD_FACTS, GetterError
 
 KIND_OF_GETTER = {
     "integer": ValueKind.INT,

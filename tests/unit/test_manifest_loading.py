@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dsfleet.reconciler.loading.manifestsets import ManifestCache, load_manifests
 from dsfleet.reconciler.loading.yamlfiles import Limits
-from tests.yamlgen import block_yaml
+from tests.support.yamlgen import block_yaml
 
 CAMERA = """apiVersion: dsfleet/v1
 kind: Camera

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dsfleet.reconciler.compiling.instances import compile_fleet
 from dsfleet.reconciler.planning.plans import Action, ChangeKind, compute_plan, removes_every_instance
-from tests.fleets import PROFILE, camera, fleet_of, fleets, instance, node
+from tests.support.fleets import PROFILE, camera, fleet_of, fleets, instance, node
 
 
 def _configs(docs: list[dict[str, Any]]) -> dict[str, Any]:

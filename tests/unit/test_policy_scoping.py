@@ -9,7 +9,7 @@ import pytest
 from dsfleet.policies.engine import evaluate
 from dsfleet.reconciler.planning.plans import SENSITIVE, diff_fields
 from dsfleet.reconciler.planning.reports import yaml_value
-from tests.fleets import PROFILE, camera, fleet_of, instance, node
+from tests.support.fleets import PROFILE, camera, fleet_of, instance, node
 
 
 def _policy(rules: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dsfleet.resolution.instances import (
     resolve_instance,
     selected_cameras,
 )
-from tests.fleets import PROFILE, camera, fleet_of, instance, node
+from tests.support.fleets import PROFILE, camera, fleet_of, instance, node
 
 LABELS = st.dictionaries(st.sampled_from(["zone", "site", "group"]), st.sampled_from(["a", "b", "c"]))
 

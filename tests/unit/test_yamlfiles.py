@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dsfleet.reconciler.loading import yamlfiles
 from dsfleet.reconciler.loading.yamlfiles import Limits, Locator, decode_text, parse_yaml, round_trip_yaml
-from tests.yamlgen import block_yaml
+from tests.support.yamlgen import block_yaml
 
 
 def _plain(value: Any) -> Any:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import docker
 import pytest
-from dockerengine import RUN_ID, cleanup
 
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
 from dsfleet.agent.ports import BusBatch
 from dsfleet.agent.runtime import DockerRuntime
 from dsfleet.agent.secrets import LocalSecretStore
 from dsfleet.schemas.wire import AgentInfo, AgentResponse
+from tests.support.dockerengine import RUN_ID, cleanup
 
 _counter = itertools.count(1)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import docker
 import pytest
 from conftest import MemoryBus, Names, RunningAgent, start_agent
-from dockerengine import APP_CONFIG, STUB_IMAGE, agent_config_bytes, stub_instance, wait_for
 
 from dsfleet.schemas.wire import InstanceState
+from tests.support.dockerengine import APP_CONFIG, STUB_IMAGE, agent_config_bytes, stub_instance, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import docker
 import pytest
-from brokers import Tansu
 from conftest import Names
-from dockerengine import APP_CONFIG, RUN_LABEL, agent_config_bytes, stub_instance
-from kafkafleet import AgentProcess, Coordinator, agent_args, wait_until
 
 from dsfleet.schemas.wire import CommandKind, InstanceState
+from tests.support.brokers import Tansu
+from tests.support.dockerengine import APP_CONFIG, RUN_LABEL, agent_config_bytes, stub_instance
+from tests.support.kafkafleet import AgentProcess, Coordinator, agent_args, wait_until
 
 pytestmark = pytest.mark.integration
 

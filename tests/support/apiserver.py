@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
-from brokers import free_port
-from livefleet import ROOT, stop_process, wait_for
+
+from tests.support.brokers import free_port
+from tests.support.livefleet import ROOT, stop_process, wait_for
 
 TOKEN = "test-token-0123456789abcdef"
 WEBHOOK_SECRET = "webhook-secret-abcdef"

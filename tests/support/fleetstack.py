@@ -19,12 +19,12 @@ from typing import Any
 
 import docker
 import docker.errors
-from dockerengine import RUN_LABEL, STUB_IMAGE
-from kafkafleet import AgentProcess, agent_args
-from livefleet import ROOT, CoordinatorProc, TopicReader, wait_for
 
 from dsfleet.reconciler.store import Store
 from dsfleet.schemas.wire import AgentConfig, Topic
+from tests.support.dockerengine import RUN_LABEL, STUB_IMAGE
+from tests.support.kafkafleet import AgentProcess, agent_args
+from tests.support.livefleet import ROOT, CoordinatorProc, TopicReader, wait_for
 
 LABEL_NODE = "io.dsfleet.node"
 LABEL_HASH = "io.dsfleet.config-hash"
@@ -138,7 +138,7 @@ class Stack:
 
     @property
     def run_id(self) -> str:
-        from dockerengine import RUN_ID
+        from tests.support.dockerengine import RUN_ID
 
         return RUN_ID
 

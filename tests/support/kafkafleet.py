@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockerengine import ROOT
-
 from dsfleet.plumbing.kafka import Admin, Consumer, Producer, client_config
 from dsfleet.schemas.wire import (
     AgentCommand,
@@ -28,6 +26,7 @@ from dsfleet.schemas.wire import (
     partition_for,
     topic_name,
 )
+from tests.support.dockerengine import ROOT
 
 PARTITIONS = 4
 FAST = {"fetch.wait.max.ms": "10", "linger.ms": "0"}
