@@ -39,18 +39,18 @@ from enum import StrEnum
 from typing import Literal
 
 from dsfleet.agent.drift import Applied, DriftFinding, DriftKind, file_drift, stopped_by_hand
-from dsfleet.schemas.nodeconfigs import (
-    LABEL_CONFIG_HASH,
+from dsfleet.schemas.labels import (
     LABEL_GENERATION,
+    LABEL_IMAGE,
     LABEL_INSTANCE,
     LABEL_MANAGED,
-    InstanceConfig,
+    LABEL_NODE,
+    LABEL_SPEC_HASH,
 )
+from dsfleet.schemas.nodeconfigs import InstanceConfig
 
 __all__ = [
     "CONTAINER_PREFIX",
-    "LABEL_IMAGE",
-    "LABEL_NODE",
     "ActionKind",
     "ContainerAction",
     "ContainerRequest",
@@ -71,8 +71,6 @@ __all__ = [
 ]
 
 CONTAINER_PREFIX = "dsfleet-"
-LABEL_NODE = "io.dsfleet.node"
-LABEL_IMAGE = "io.dsfleet.image"
 RUNNING_STATES = frozenset({"running", "restarting"})
 
 REASON_NEW = "new instance"
@@ -120,7 +118,7 @@ class ObservedContainer:
 
     @property
     def spec_hash(self) -> str | None:
-        return self.labels.get(LABEL_CONFIG_HASH)
+        return self.labels.get(LABEL_SPEC_HASH)
 
 
 @dataclass(frozen=True)
@@ -196,7 +194,7 @@ def container_labels(instance: InstanceConfig, node: str, generation: int | None
             LABEL_MANAGED: "true",
             LABEL_INSTANCE: instance.name,
             LABEL_NODE: node,
-            LABEL_CONFIG_HASH: instance.specHash,
+            LABEL_SPEC_HASH: instance.specHash,
             LABEL_GENERATION: str(generation if generation is not None else 0),
         }
     )

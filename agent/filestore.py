@@ -54,6 +54,7 @@ __all__ = [
     "DIR_MODE",
     "INSTANCES_DIR",
     "WriteResult",
+    "apply_file_plan",
     "atomic_write",
     "instance_dir",
     "instance_file_plan",
@@ -170,8 +171,16 @@ def _write_instance(state_dir: Path, instance: InstanceConfig, store: SecretStor
         raise FileWriteError(
             f"{exc.filename or directory}: cannot prepare the directory: {exc.strerror}"
         ) from None
-    plan = plan_files(instance, existing, store, modes=modes)
+    return apply_file_plan(state_dir, instance.name, plan_files(instance, existing, store, modes=modes))
+
+
+def apply_file_plan(state_dir: str | os.PathLike[str], name: str, plan: FilePlan) -> WriteResult:
+    """Carry out a file plan of :func:`instance_file_plan` (placeholders already filled: nothing is resolved
+    again) in ``<state-dir>/instances/<name>/``. Raises ``FileWriteError``."""
+    directory = instance_dir(Path(state_dir), name)
     try:
+        _ensure_dir(directory.parent)
+        _ensure_dir(directory, DIR_MODE)
         _apply(directory, plan)
     except OSError as exc:
         raise FileWriteError(f"{exc.filename or directory}: cannot write: {exc.strerror}") from None

@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dsfleet.agent import filestore
+from dsfleet.agent.configfiles import FilePlan
 from dsfleet.agent.containers import (
-    LABEL_NODE,
     ActionKind,
     ContainerAction,
     FileState,
@@ -59,7 +59,8 @@ from dsfleet.agent.observations import (
 )
 from dsfleet.agent.ports import AgentBus, Clock, ContainerRuntime, RuntimeInfo
 from dsfleet.schemas.errors import DsfleetError
-from dsfleet.schemas.nodeconfigs import LABEL_INSTANCE, LABEL_MANAGED, InstanceConfig
+from dsfleet.schemas.labels import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NODE
+from dsfleet.schemas.nodeconfigs import InstanceConfig
 from dsfleet.schemas.wire import (
     BROADCAST_KEY,
     AgentCommand,
@@ -156,6 +157,8 @@ class Agent:
         self._active_drift: dict[tuple[str, str], int] = {}
         self._errors: dict[str, str] = {}
         self._clashes: set[str] = set()
+        self._file_plans: dict[str, FilePlan] = {}
+        """This tick's file plans by instance (placeholders filled), carried out by the actions that write files."""
         self._node_error: str | None = None
         self._dirty = True
         self._status_dirty = True
@@ -314,11 +317,23 @@ class Agent:
     # -- reconcile ------------------------------------------------------------------------------------------
 
     def _file_state(self, inst: InstanceConfig) -> FileState:
+        """Compare the instance's files on disk with the desired ones; the file plan (secrets filled in once per
+        tick) is kept for :meth:`_write_files` to carry out."""
         try:
             plan, existing = filestore.instance_file_plan(self.state_dir, inst, self.secrets)
         except DsfleetError as exc:
+            self._file_plans.pop(inst.name, None)
             return FileState(error=str(exc).splitlines()[0])
+        self._file_plans[inst.name] = plan
         return FileState(writes=tuple(w.path for w in plan.writes), removals=plan.removals, existing=existing)
+
+    def _write_files(self, inst: InstanceConfig) -> None:
+        """Write the instance's files as this tick planned them (planned again only if it was not)."""
+        plan = self._file_plans.pop(inst.name, None)
+        if plan is None:
+            filestore.write_instance_files(self.state_dir, inst, self.secrets)
+        elif not plan.empty:
+            filestore.apply_file_plan(self.state_dir, inst.name, plan)
 
     def reconcile(self, *, refresh: bool = False, read_all_logs: bool = False) -> Plan | None:
         assert self.node is not None
@@ -340,6 +355,7 @@ class Agent:
         self._observed = observed
         self._volumes = volumes
         desired = self.desired.instances if self.desired is not None else ()
+        self._file_plans = {}
         files = {inst.name: self._file_state(inst) for inst in desired}
         generation = self._generation()
         self.applied = record_applied(self.applied, desired, observed, files, self.node, generation)
@@ -408,12 +424,12 @@ class Agent:
                 self._create(inst, action, generation)
             elif action.kind is ActionKind.RESTART:
                 assert action.container_id is not None
-                filestore.write_instance_files(self.state_dir, inst, self.secrets)
+                self._write_files(inst)
                 self.runtime.restart(action.container_id, self.settings.stop_timeout)
                 self.applied[name] = Applied(action.container_id, inst.specHash, inst.filesHash, generation)
             elif action.kind is ActionKind.WRITE_FILES:
                 assert action.container_id is not None
-                filestore.write_instance_files(self.state_dir, inst, self.secrets)
+                self._write_files(inst)
                 self.applied[name] = Applied(action.container_id, inst.specHash, inst.filesHash, generation)
             elif action.kind is ActionKind.START:
                 assert action.container_id is not None
@@ -438,7 +454,7 @@ class Agent:
 
     def _create(self, inst: InstanceConfig, action: ContainerAction, generation: int | None) -> None:
         assert self.node is not None
-        filestore.write_instance_files(self.state_dir, inst, self.secrets)
+        self._write_files(inst)
         spec = inst.container
         self.runtime.ensure_volume(
             spec.engineVolume, volume_labels(inst, self.node), recreate=action.recreate_volume

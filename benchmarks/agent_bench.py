@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from dsfleet.plumbing.kafka import Admin, Producer, client_config  # noqa: E402
+from dsfleet.schemas.labels import LABEL_MANAGED  # noqa: E402
 from dsfleet.schemas.wire import Topic, partition_for, topic_name  # noqa: E402
 from tests.support.brokers import Tansu  # noqa: E402
 from tests.support.dockerengine import (  # noqa: E402
@@ -62,7 +63,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _all_running(client: docker.DockerClient, names: list[str]) -> bool:
-    rows = client.api.containers(filters={"status": "running", "label": "io.dsfleet.managed=true"})
+    rows = client.api.containers(filters={"status": "running", "label": f"{LABEL_MANAGED}=true"})
     running = {n.lstrip("/") for r in rows for n in r.get("Names") or ()}
     return all(f"dsfleet-{n}" in running for n in names)
 

@@ -40,6 +40,7 @@ import docker  # noqa: E402
 from benchmarks import hollow  # noqa: E402
 from dsfleet.plumbing.kafka import Producer, client_config  # noqa: E402
 from dsfleet.reconciler.store import Store  # noqa: E402
+from dsfleet.schemas.labels import LABEL_SPEC_HASH  # noqa: E402
 from dsfleet.schemas.wire import AgentConfig, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
 from tests.support.brokers import Tansu  # noqa: E402
 from tests.support.dockerengine import build_stub_image, ensure_engine  # noqa: E402
@@ -107,7 +108,7 @@ def end_to_end(edits: int) -> dict[str, Any]:
                 "  profile: traffic\n", f'  profile: traffic\n  env:\n    BENCH_EDIT: "{i}"\n'
             )
             old_hash = (api.inspect_container(f"dsfleet-{parking}")["Config"]["Labels"] or {}).get(
-                "io.dsfleet.config-hash"
+                LABEL_SPEC_HASH
             )
             tmp_file = path.with_name(".traffic.yaml.tmp")
             tmp_file.write_text(text)
@@ -117,7 +118,7 @@ def end_to_end(edits: int) -> dict[str, Any]:
             while time.perf_counter() < deadline:
                 with contextlib.suppress(docker.errors.NotFound):
                     info = api.inspect_container(f"dsfleet-{parking}")
-                    label = (info["Config"]["Labels"] or {}).get("io.dsfleet.config-hash")
+                    label = (info["Config"]["Labels"] or {}).get(LABEL_SPEC_HASH)
                     if info["State"]["Running"] and label != old_hash:
                         e2e.append(time.perf_counter() - t0)
                         break

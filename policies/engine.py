@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from typing import Any
 
-from dsfleet.policies import app_rules, deepstream_rules, fleet_rules, syncs
-from dsfleet.policies.registry import REGISTRY, Context, Hit, Rule
+from dsfleet.policies.registry import REGISTRY, Context, Hit, Rule, load_rules
 from dsfleet.resolution.instances import GieMemo, ResolvedInstance, all_profile_values, resolve_instance
 from dsfleet.schemas.findings import Finding, Note, Severity, SourceRef
 from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.manifests import DsInstance, RuleMatch, RuleSeverity
 
-_RULE_MODULES = (fleet_rules, deepstream_rules, app_rules, syncs)
-"""Importing them registers their rules (fleet rules first); the engine owns that list."""
+load_rules()
 
 _RANK = {RuleSeverity.OFF: 0, RuleSeverity.WARNING: 1, RuleSeverity.ERROR: 2}
 

@@ -1,10 +1,13 @@
-"""The registry of fleet and DeepStream rules: rule modules register into it with :func:`rule`; the engine
-(:mod:`dsfleet.policies.engine`) imports the rule modules and evaluates what they registered. The rule modules import
-only this module, never the engine, so there is no import cycle."""
+"""The registry of fleet and DeepStream rules: the modules of :mod:`dsfleet.policies.rules` register into it with
+:func:`rule` (the one way a rule is registered); :func:`load_rules` imports them all, and the engine
+(:mod:`dsfleet.policies.engine`) evaluates what they registered. The rule modules import only this module, never
+the engine, so there is no import cycle."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,7 +19,7 @@ from dsfleet.schemas.findings import Note, SourceRef
 from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, DsInstance, RuleSeverity
 
-__all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "did_you_mean", "rule"]
+__all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "did_you_mean", "load_rules", "rule"]
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -123,3 +126,12 @@ def rule(
         return fn
 
     return register
+
+
+def load_rules() -> dict[str, Rule]:
+    """Import every module of :mod:`dsfleet.policies.rules` (in name order), which registers their rules."""
+    from dsfleet.policies import rules
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(rules.__path__)):
+        importlib.import_module(f"{rules.__name__}.{module}")
+    return REGISTRY

@@ -4,13 +4,10 @@ instance's effective self-heal. A setting given twice with different values is a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dsfleet.policies.registry import Context, Hit, rule
-from dsfleet.schemas.findings import Note
 from dsfleet.schemas.fleet import Fleet
-from dsfleet.schemas.manifests import DsInstance, RuleSeverity
+from dsfleet.schemas.manifests import DsInstance
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ class FleetSync:
 _FIELDS = (("mode", "mode"), ("prune", "prune"), ("selfHeal", "self_heal"))
 
 
-def _settings(fleet: Fleet) -> tuple[dict[str, tuple[object, str]], list[tuple[str, str, str]]]:
+def sync_settings(fleet: Fleet) -> tuple[dict[str, tuple[object, str]], list[tuple[str, str, str]]]:
     """Field → (value, policy name), and the conflicts (field, first policy, second policy)."""
     seen: dict[str, tuple[object, str]] = {}
     conflicts: list[tuple[str, str, str]] = []
@@ -43,7 +40,7 @@ def _settings(fleet: Fleet) -> tuple[dict[str, tuple[object, str]], list[tuple[s
 
 
 def fleet_sync(fleet: Fleet) -> FleetSync:
-    seen, _ = _settings(fleet)
+    seen, _ = sync_settings(fleet)
     values = {attr: seen[field][0] for field, attr in _FIELDS if field in seen}
     return FleetSync(**values)  # type: ignore[arg-type]
 
@@ -51,24 +48,3 @@ def fleet_sync(fleet: Fleet) -> FleetSync:
 def instance_self_heal(sync: FleetSync, instance: DsInstance) -> bool:
     override = instance.spec.sync.selfHeal if instance.spec.sync is not None else None
     return sync.self_heal if override is None else override
-
-
-@rule(
-    "sync-policy-conflict",
-    RuleSeverity.ERROR,
-    "Policy documents set spec.sync fields to different values",
-    relaxable=False,
-)
-def sync_policy_conflict(ctx: Context) -> Iterator[Hit]:
-    _, conflicts = _settings(ctx.fleet)
-    for field, first, second in conflicts:
-        yield Hit(
-            f"spec.sync.{field}: conflicts with Policy {first}",
-            ctx.fleet.source("Policy", second, "spec", "sync", field),
-            (
-                Note(
-                    message=f"Policy {first} sets spec.sync.{field} here",
-                    source=ctx.fleet.source("Policy", first, "spec", "sync", field),
-                ),
-            ),
-        )

@@ -46,6 +46,7 @@ from dsfleet.schemas.deepstream import (
     PreprocessGroup,
     PreprocessProperties,
 )
+from dsfleet.schemas.nodeconfigs import HealthCheck
 
 LABEL_KEY_RE = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -348,14 +349,6 @@ class Mount(FrozenModel):
     source: Annotated[StrictStr, Field(min_length=1)]
     target: Annotated[StrictStr, Field(pattern=r"^/")]
     readOnly: StrictBool = True
-
-
-class HealthCheck(FrozenModel):
-    test: tuple[StrictStr, ...] = Field(min_length=1)
-    intervalSeconds: Annotated[StrictInt, Field(ge=1)] = 15
-    timeoutSeconds: Annotated[StrictInt, Field(ge=1)] = 5
-    retries: Annotated[StrictInt, Field(ge=1)] = 3
-    startPeriodSeconds: Annotated[StrictInt, Field(ge=0)] = 600
 
 
 class InstanceSync(FrozenModel):

@@ -3,22 +3,18 @@
 ``NodeConfig`` is pure data (no generation: the store assigns generations); the ``AgentConfig`` Kafka message
 (topic 210, :class:`dsfleet.schemas.wire.AgentConfig`) is a NodeConfig plus generation, schema version and send time.
 Hashes (DESIGN §9.4): ``specHash`` over the container spec (a change → recreate), ``filesHash`` over the rendered
-files (a change → rewrite + restart), the instance ``configHash`` over both and ``paused`` (it is the
-``io.dsfleet.config-hash`` label), the node ``configHash`` over its instances' names and hashes.
+files (a change → rewrite + restart), the instance ``configHash`` over both, ``paused`` and self-heal
+(a container's spec-hash label carries ``specHash``: :mod:`dsfleet.schemas.labels`), the node ``configHash`` over its instances' names and hashes.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from dsfleet.schemas.hashing import canonical_hash, sha256_hex
 
-LABEL_MANAGED = "io.dsfleet.managed"
-LABEL_INSTANCE = "io.dsfleet.instance"
-LABEL_CONFIG_HASH = "io.dsfleet.config-hash"
-LABEL_GENERATION = "io.dsfleet.generation"
 CONFIGS_DIR = "/workspace/configs"
 ENGINE_DIR = "/workspace/build"
 
@@ -46,12 +42,16 @@ class RestartPolicySpec(_Wire):
     maximumRetryCount: int = 0
 
 
-class HealthCheckSpec(_Wire):
-    test: tuple[str, ...]
-    intervalSeconds: int
-    timeoutSeconds: int
-    retries: int
-    startPeriodSeconds: int
+class HealthCheck(_Wire):
+    """A container health check in seconds (Docker's, which the agent converts to nanoseconds). One model for the
+    manifest's ``spec.healthCheck`` and the wire: the compiler passes it through as it is."""
+
+    test: tuple[StrictStr, ...] = Field(min_length=1)
+    intervalSeconds: Annotated[StrictInt, Field(ge=1)] = 15
+    timeoutSeconds: Annotated[StrictInt, Field(ge=1)] = 5
+    retries: Annotated[StrictInt, Field(ge=1)] = 3
+    startPeriodSeconds: Annotated[StrictInt, Field(ge=0)] = 600
+    """Long by default: TensorRT engines build slowly on a first start."""
 
 
 class ContainerSpec(_Wire):
@@ -72,7 +72,7 @@ class ContainerSpec(_Wire):
     ipc: str | None = None
     privileged: bool = False
     securityOpt: tuple[str, ...] = ()
-    healthCheck: HealthCheckSpec | None = None
+    healthCheck: HealthCheck | None = None
 
 
 class RenderedFile(_Wire):

@@ -387,7 +387,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if args.instance is not None and args.instance not in instances:  # unplaced: in no node config
             from dsfleet.reconciler.compiling.instances import compile_instance
 
-            instances[args.instance] = compile_instance(fleet, desired.resolved[args.instance])
+            instances[args.instance] = compile_instance(fleet, desired.resolved[args.instance], desired.sync)
     if args.node is not None:
         if args.node not in configs:
             return _unknown("render", "Node", args.node, list(configs))

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from dsfleet.policies.engine import evaluate, resolve_all
-from dsfleet.policies.syncs import fleet_sync, instance_self_heal
+from dsfleet.policies.syncs import FleetSync, fleet_sync, instance_self_heal
 from dsfleet.reconciler.compiling.instances import compile_fleet, compile_instance
 from dsfleet.reconciler.loading.manifestsets import (
     LoadedManifests,
@@ -68,7 +68,7 @@ class CompileCache:
             self.fingerprints.clear()
 
 
-def instance_key(fleet: Fleet, instance: DsInstance, cache: CompileCache) -> str:
+def instance_key(fleet: Fleet, instance: DsInstance, cache: CompileCache, sync: FleetSync) -> str:
     """Hash of everything an instance's resolution and files depend on."""
     parts = [cache.fingerprint(instance), instance_image(fleet, instance) or ""]
     for name in instance_cameras(fleet, instance):
@@ -76,12 +76,12 @@ def instance_key(fleet: Fleet, instance: DsInstance, cache: CompileCache) -> str
         parts.append(name + "=" + (cache.fingerprint(camera) if camera else "missing"))
     profile = fleet.profiles.get(instance.spec.profile or "")
     parts.append(cache.fingerprint(profile) if profile else "no-profile")
-    parts.append("self-heal" if instance_self_heal(fleet_sync(fleet), instance) else "no-self-heal")
+    parts.append("self-heal" if instance_self_heal(sync, instance) else "no-self-heal")
     return sha256_hex("\x00".join(parts))
 
 
 def resolve_cached(
-    fleet: Fleet, cache: CompileCache | None
+    fleet: Fleet, cache: CompileCache | None, sync: FleetSync
 ) -> tuple[dict[str, ResolvedInstance], dict[str, str]]:
     if cache is None:
         return resolve_all(fleet), {}
@@ -90,7 +90,7 @@ def resolve_cached(
     keys: dict[str, str] = {}
     values: dict[str, Any] | None = None
     for name, instance in sorted(fleet.instances.items()):
-        key = keys[name] = instance_key(fleet, instance, cache)
+        key = keys[name] = instance_key(fleet, instance, cache, sync)
         res = cache.resolved.get(key)
         if res is None:
             if values is None:
@@ -103,30 +103,33 @@ def resolve_cached(
 def compile_configs(
     fleet: Fleet,
     resolved: dict[str, ResolvedInstance],
+    sync: FleetSync,
     cache: CompileCache | None = None,
     keys: dict[str, str] | None = None,
 ) -> dict[str, NodeConfig]:
     if cache is None:
-        return compile_fleet(fleet, resolved)
+        return compile_fleet(fleet, resolved, sync=sync)
     known = keys or {}
 
-    def cached(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
-        key = known.get(res.name) or instance_key(fleet, res.instance, cache)
+    def cached(fleet: Fleet, res: ResolvedInstance, sync: FleetSync) -> InstanceConfig:
+        key = known.get(res.name) or instance_key(fleet, res.instance, cache, sync)
         config = cache.entries.get(key)
         if config is None:
             cache.misses += 1
-            config = cache.entries[key] = compile_instance(fleet, res)
+            config = cache.entries[key] = compile_instance(fleet, res, sync)
         else:
             cache.hits += 1
         return config
 
-    return compile_fleet(fleet, resolved, cached)
+    return compile_fleet(fleet, resolved, cached, sync)
 
 
 @dataclass
 class DesiredState:
     loaded: LoadedManifests
     resolved: dict[str, ResolvedInstance]
+    sync: FleetSync
+    """The Policies' sync settings, merged once per load."""
     configs: dict[str, NodeConfig] | None
     """None when the manifests have errors (nothing may be applied)."""
 
@@ -142,8 +145,9 @@ def desired_state(
     limits: Limits = DEFAULT_LIMITS,
 ) -> DesiredState:
     loaded = load_manifests(paths, limits=limits, cache=manifest_cache, run_policies=False)
-    resolved, keys = resolve_cached(loaded.fleet, compile_cache)
+    sync = fleet_sync(loaded.fleet)
+    resolved, keys = resolve_cached(loaded.fleet, compile_cache, sync)
     policy_findings = evaluate(loaded.fleet, resolved)
     loaded.findings = locate_findings([*loaded.findings, *policy_findings], loaded.texts)
-    configs = compile_configs(loaded.fleet, resolved, compile_cache, keys) if loaded.ok else None
-    return DesiredState(loaded=loaded, resolved=resolved, configs=configs)
+    configs = compile_configs(loaded.fleet, resolved, sync, compile_cache, keys) if loaded.ok else None
+    return DesiredState(loaded=loaded, resolved=resolved, sync=sync, configs=configs)

@@ -9,19 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from dsfleet.policies.engine import resolve_all
-from dsfleet.policies.syncs import fleet_sync, instance_self_heal
+from dsfleet.policies.syncs import FleetSync, fleet_sync, instance_self_heal
 from dsfleet.reconciler.compiling.rendering import APP_CONFIG, render_instance
 from dsfleet.resolution.instances import ResolvedInstance
 from dsfleet.schemas.fleet import Fleet
+from dsfleet.schemas.labels import instance_labels
 from dsfleet.schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ENGINE_DIR,
-    LABEL_INSTANCE,
-    LABEL_MANAGED,
     ContainerSpec,
     EnvSecret,
-    HealthCheckSpec,
     InstanceConfig,
     MountSpec,
     NodeConfig,
@@ -65,16 +63,6 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
     mounts.extend(
         MountSpec(type=m.type, source=m.source, target=m.target, readOnly=m.readOnly) for m in spec.mounts
     )
-    health = None
-    if spec.healthCheck is not None:
-        h = spec.healthCheck
-        health = HealthCheckSpec(
-            test=h.test,
-            intervalSeconds=h.intervalSeconds,
-            timeoutSeconds=h.timeoutSeconds,
-            retries=h.retries,
-            startPeriodSeconds=h.startPeriodSeconds,
-        )
     return ContainerSpec(
         image=res.image or "",
         command=command,
@@ -83,11 +71,7 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
         workingDir=working_dir,
         mounts=tuple(mounts),
         engineVolume=f"{name}_engine",
-        labels={
-            **{f"io.dsfleet.label.{k}": v for k, v in sorted(res.instance.metadata.labels.items())},
-            LABEL_MANAGED: "true",
-            LABEL_INSTANCE: name,
-        },
+        labels=instance_labels(name, res.instance.metadata.labels),
         restartPolicy=RESTART_POLICIES[spec.restartPolicy],
         gpus=(str(spec.gpu),),
         shmSize=spec.shmSize,
@@ -95,11 +79,12 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
         ipc=spec.ipc,
         privileged=spec.privileged,
         securityOpt=spec.securityOpt,
-        healthCheck=health,
+        healthCheck=spec.healthCheck,
     )
 
 
-def compile_instance(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
+def compile_instance(fleet: Fleet, res: ResolvedInstance, sync: FleetSync | None = None) -> InstanceConfig:
+    """One instance's config; ``sync`` is the fleet's merged sync settings (merged here when not given)."""
     return build_instance(
         name=res.name,
         layout=res.layout,
@@ -107,24 +92,25 @@ def compile_instance(fleet: Fleet, res: ResolvedInstance) -> InstanceConfig:
         cameras=res.cameras,
         container=container_spec(res),
         files=render_instance(fleet, res),
-        self_heal=instance_self_heal(fleet_sync(fleet), res.instance),
+        self_heal=instance_self_heal(sync or fleet_sync(fleet), res.instance),
     )
 
 
 def compile_fleet(
     fleet: Fleet,
     resolved: Mapping[str, ResolvedInstance] | None = None,
-    compile_one: Callable[[Fleet, ResolvedInstance], InstanceConfig] = compile_instance,
+    compile_one: Callable[[Fleet, ResolvedInstance, FleetSync], InstanceConfig] = compile_instance,
+    sync: FleetSync | None = None,
 ) -> dict[str, NodeConfig]:
     """Fleet → {node name: NodeConfig}. Call only on a fleet without errors. ``compile_one`` may be a caching
-    version of :func:`compile_instance`."""
+    version of :func:`compile_instance`; the Policies' sync settings are merged once (or given)."""
     resolved = resolved if resolved is not None else resolve_all(fleet)
+    sync = sync or fleet_sync(fleet)
     per_node: dict[str, list[InstanceConfig]] = {name: [] for name in fleet.nodes}
     for name in sorted(resolved):
         res = resolved[name]
         node = res.instance.spec.node
         if node is None or node not in per_node:
             continue
-        per_node[node].append(compile_one(fleet, res))
-    prune = fleet_sync(fleet).prune
-    return {node: build_node(node, instances, prune) for node, instances in sorted(per_node.items())}
+        per_node[node].append(compile_one(fleet, res, sync))
+    return {node: build_node(node, instances, sync.prune) for node, instances in sorted(per_node.items())}

@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
-from dsfleet.policies.syncs import fleet_sync
 from dsfleet.reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, plan_manifests
 from dsfleet.reconciler.bus import CoordinatorBus
 from dsfleet.reconciler.coordinator import identities, liveness, resyncs
@@ -252,7 +251,7 @@ class Coordinator:
         planned = None
         if not force_apply and self.options.sync != "auto":
             planned = plan_manifests(paths, self.store, caches=self.caches, limits=self.options.limits)
-            mode = self.options.sync or (fleet_sync(planned.desired.fleet).mode if planned.plan else "auto")
+            mode = self.options.sync or (planned.desired.sync.mode if planned.plan else "auto")
             if mode == "manual" and planned.plan is not None:
                 self.pending_plan = (
                     None
@@ -525,48 +524,38 @@ class Coordinator:
                     attempts=self._attempts.get(node, 0),
                 )
             )
-        deferred: list[tuple[str, str]] = []  # (node, why)
-        events = [
-            event
-            for decision in resyncs.resync_decisions(states, now, timing=self.options.timing)
-            if (event := self._republish(decision, now, deferred)) is not None
-        ]
-        self.store.record_events(now, "resync", events)  # one transaction for all (1,000 after a broker loss)
-        if deferred:  # one line for all, not one per node
-            log.warning(
-                "re-publish deferred nodes=%d first=%s error=%s",
-                len(deferred),
-                deferred[0][0],
-                deferred[-1][1],
+        decisions = resyncs.resync_decisions(states, now, timing=self.options.timing)
+        records, events = [], []
+        for decision in decisions:
+            stored = self._configs.get(decision.node)
+            if stored is None:
+                continue
+            records.append(
+                agent_config_record(
+                    decision.node,
+                    stored.generation,
+                    stored.payload,
+                    now.isoformat(),
+                    self.options.topic_prefix,
+                )
             )
-
-    def _republish(
-        self, decision: resyncs.Resync, now: datetime, deferred: list[tuple[str, str]]
-    ) -> tuple[str, str] | None:
-        """Send the node's stored config again; its event ``(node, message)`` when sent, else the node is added to
-        ``deferred``."""
-        assert self.bus is not None
-        stored = self._configs.get(decision.node)
-        if stored is None:
-            return None
-        _, key, value, headers = agent_config_record(
-            decision.node, stored.generation, stored.payload, now.isoformat(), self.options.topic_prefix
-        )
-        try:
-            self.bus.send(Topic.AGENT_CONFIG, key, value, headers=headers)
-        except TemporaryError as exc:
-            deferred.append((decision.node, str(exc)))
-            return None
-        self._last_published[decision.node] = now
-        self._attempts[decision.node] = self._attempts.get(decision.node, 0) + 1
-        self.counters.resyncs[decision.reason.value] += 1
-        log.info(
-            "config re-published node=%s generation=%d reason=%s",
-            decision.node,
-            stored.generation,
-            decision.reason,
-        )
-        return decision.node, f"generation {stored.generation} re-published ({decision.reason})"
+            self._last_published[decision.node] = now
+            self._attempts[decision.node] = self._attempts.get(decision.node, 0) + 1
+            self.counters.resyncs[decision.reason.value] += 1
+            log.info(
+                "config re-published node=%s generation=%d reason=%s",
+                decision.node,
+                stored.generation,
+                decision.reason,
+            )
+            events.append((decision.node, f"generation {stored.generation} re-published ({decision.reason})"))
+        if records:
+            # through the outbox like every other record (the publisher sends only the newest row of a key, and
+            # retries with backoff): one transaction for all (1,000 after a broker loss)
+            self.store.enqueue(records, now)
+            self.store.record_events(now, "resync", events)
+            if self.publisher is not None:
+                self.publisher.pump()
 
     # ---------------------------------------------------------------------------------------------- run
 

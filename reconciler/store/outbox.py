@@ -1,20 +1,52 @@
-"""The outbox: messages stored in the same transaction as their revision, published later (DESIGN §4)."""
+"""The outbox: the one way records leave the store. Rows are written in the same transaction as their revision
+(:meth:`RevisionsMixin.apply_revision`) or, for anti-entropy's re-publishes of a config already stored, by
+:meth:`OutboxMixin.enqueue`; :class:`dsfleet.reconciler.coordinator.publishing.OutboxPublisher` sends them."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
-from dsfleet.reconciler.store.database import StoreBase
+from dsfleet.reconciler.store.database import StoreBase, _inserted_id
 from dsfleet.reconciler.store.schema import OUTBOX
 from dsfleet.reconciler.store.values import OutboxRow, _from_db, _from_db_required, _to_utc
 
+OutboxRecord = tuple[str, str, bytes | None, Mapping[str, str]]
+"""(topic label, key, value or None for a tombstone, headers)."""
+
 
 class OutboxMixin(StoreBase):
-    """Reading and settling the outbox; rows are written by :meth:`RevisionsMixin.apply_revision`."""
+    """Writing, reading and settling the outbox."""
+
+    def enqueue(self, records: Sequence[OutboxRecord], now: datetime) -> list[int]:
+        """Queue records (topic label, key, value, headers) for publishing, in one transaction; their ids."""
+        ids: list[int] = []
+        if not records:
+            return ids
+        with self._write() as conn:
+            for topic, key, value, headers in records:
+                result = conn.execute(
+                    OUTBOX.insert().values(
+                        topic=topic,
+                        key=key,
+                        value=value,
+                        headers={str(k): str(v) for k, v in headers.items()},
+                        created_at=_to_utc(now),
+                        published_at=None,
+                        attempts=0,
+                    )
+                )
+                ids.append(_inserted_id(result))
+        return ids
+
+    def outbox_rows(self, limit: int = 100) -> list[OutboxRow]:
+        """The newest outbox rows, published or not, oldest first."""
+        with self._read() as conn:
+            result = conn.execute(sa.select(OUTBOX).order_by(OUTBOX.c.id.desc()).limit(limit))
+            return [_outbox_row(r) for r in reversed(list(result.mappings()))]
 
     def pending_outbox(self, limit: int = 100) -> list[OutboxRow]:
         """Unpublished outbox rows, oldest first."""

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsfleet.policies.engine import evaluate
-from dsfleet.policies.fleet_rules import _may_carry_credentials
+from dsfleet.policies.rules.fleet import _may_carry_credentials
 from dsfleet.reconciler.loading.manifestsets import load_manifests
 from tests.support.fleets import PROFILE, camera, fleet_of, instance, node
 
