@@ -1,7 +1,8 @@
 """`dsfleet db upgrade|current` and a store written by the release before migrations (tests/data/).
 
 tests/data/store-v0.1.0.db was written by that release's `dsfleet apply` on the example fleet (four revisions:
-applied, unchanged, rejected, an instance removed); store-v0.1.0.history.json is its `history -o json` then."""
+applied, unchanged, rejected, an instance removed); store-v0.1.0.history.json is its `history -o json` then.
+It is the reference for what the baseline revision must recognise and, from an empty database, build."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from dsfleet.reconciler.store import Store, head_revision
 from dsfleet.reconciler.store.migrations import ALEMBIC_MARKER
-
-pytestmark = pytest.mark.integration
+from dsfleet.reconciler.store.schema import METADATA
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -70,6 +73,57 @@ def test_a_store_of_the_previous_release_upgrades_in_place_and_reads_back_the_sa
     assert proc.returncode == 0 and "already at" in proc.stdout
     proc = dsfleet("db", "current", "--db", url, cwd=tmp_path)
     assert proc.stdout.strip().endswith(f"{head_revision()} (head)")
+
+
+def _rows(path: Path) -> dict[str, tuple[list[str], list[tuple[object, ...]]]]:
+    """Every table's column names and rows, as SQLite stores them."""
+    with sqlite3.connect(path) as raw:
+        out: dict[str, tuple[list[str], list[tuple[object, ...]]]] = {}
+        for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"):
+            cursor = raw.execute(f'SELECT * FROM "{name}" ORDER BY 1')
+            out[name] = ([c[0] for c in cursor.description], cursor.fetchall())
+    return out
+
+
+def _sqlite_master(path: Path) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(path) as raw:
+        return raw.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE tbl_name != 'alembic_version' ORDER BY name"
+        ).fetchall()
+
+
+def test_upgrading_a_store_of_the_previous_release_keeps_every_row(old_store: Path) -> None:
+    before = _rows(old_store)
+    assert len(before["revisions"][1]) == 4 and len(before["cameras"][1]) == 10  # not an empty reference
+    with Store.open(f"sqlite:///{old_store}") as store:
+        assert store.schema_state().status == "current"
+    after = _rows(old_store)
+    for name, (columns, rows) in before.items():
+        new_columns, new_rows = after[name]
+        assert new_columns[: len(columns)] == columns, name  # new columns only at the end
+        kept = [row[: len(columns)] for row in new_rows]
+        if name == "schema_version":
+            assert kept == [*rows, (ALEMBIC_MARKER, kept[-1][1])]
+        else:
+            assert kept == rows, name
+            assert all(set(row[len(columns) :]) <= {None} for row in new_rows), name
+    assert after["alembic_version"][1] == [(head_revision(),)]
+    assert set(after) - set(before) == {"alembic_version", "node_status", "sync_state"}
+    engine = sa.create_engine(f"sqlite:///{old_store}")
+    try:
+        with engine.connect() as conn:  # and the tables are exactly the current ones
+            assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
+    finally:
+        engine.dispose()
+
+
+def test_the_baseline_builds_from_empty_what_the_previous_release_wrote(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    with Store.open(f"sqlite:///{fresh}", migrate=False) as store:
+        assert store.migrate(target="0001").revision == "0001"
+    assert _sqlite_master(fresh) == _sqlite_master(DATA / "store-v0.1.0.db")
+    old, new = _rows(DATA / "store-v0.1.0.db")["schema_version"], _rows(fresh)["schema_version"]
+    assert new[1] == [*old[1], (ALEMBIC_MARKER, new[1][-1][1])]
 
 
 def test_read_only_commands_never_migrate_an_older_store(old_store: Path, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 import subprocess
 import sys
@@ -12,9 +13,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 
 from dsfleet.reconciler.store import (
-    MIGRATIONS,
     CameraRow,
     InstanceRow,
     Inventory,
@@ -30,13 +32,12 @@ from dsfleet.reconciler.store import (
     head_revision,
 )
 from dsfleet.reconciler.store import database as store_module
+from dsfleet.reconciler.store import migrations as migrations_module
 from dsfleet.reconciler.store import revisions as revisions_module
 from dsfleet.reconciler.store import schema as schema_module
-from dsfleet.reconciler.store.migrations import ALEMBIC_MARKER, HEAD, scripts_head
+from dsfleet.reconciler.store.migrations import ALEMBIC_MARKER, HEAD, PRE_ALEMBIC_VERSION, scripts_head
 from dsfleet.schemas.errors import DsfleetError, PermanentError, TemporaryError
 from dsfleet.schemas.hashing import canonical_hash, canonical_json
-
-pytestmark = pytest.mark.integration
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 CANARY = "canary-Pa55word!%40"
@@ -167,21 +168,91 @@ def without(tables: dict[str, list[tuple[Any, ...]]], *names: str) -> dict[str, 
 # ------------------------------------------------------------------------------------------------ migrations
 
 
-def pre_alembic(url: str, upto: int) -> None:
-    """A store as the release before Alembic left it, at its schema version ``upto``."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+def engine_for(url: str) -> sa.Engine:
+    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+
+
+def pre_alembic(url: str, version: int) -> None:
+    """A store as the release before Alembic left it at its schema version ``version``: the baseline revision's
+    tables without Alembic's marks (``test_db_upgrade`` checks the baseline's tables against a store that release
+    really wrote)."""
+    with Store.open(url, migrate=False) as s:
+        s.migrate(target="0001")
+    engine = engine_for(url)
     with engine.begin() as conn:
-        schema_module._SCHEMA_VERSION_T.create(conn)
-        for migration in MIGRATIONS[:upto]:
-            migration.apply(conn)
-            conn.execute(
-                schema_module._SCHEMA_VERSION_T.insert().values(
-                    version=migration.version, description=migration.description
-                )
-            )
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+        conn.execute(sa.text("DELETE FROM schema_version WHERE version > :v"), {"v": version})
+        if version < 2:  # version 2 added the generation counter and the outbox's pending index
+            conn.execute(sa.text("DROP INDEX ix_outbox_pending"))
+            conn.execute(sa.text("DROP TABLE node_generations"))
     engine.dispose()
+
+
+def schema_differences(url: str, metadata: sa.MetaData = schema_module.METADATA) -> list[Any]:
+    """Alembic's differences between the database and ``metadata`` (types and server defaults included)."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            return list(compare_metadata(context, metadata))
+    finally:
+        engine.dispose()
+
+
+def autoincrementing_tables(url: str) -> set[str]:
+    """The tables whose integer key the database generates (SQLite ``AUTOINCREMENT``, PostgreSQL ``serial``):
+    what :func:`compare_metadata` does not look at."""
+    engine = engine_for(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                rows = conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+                return {name for name, sql in rows if "AUTOINCREMENT" in (sql or "")}
+            query = sa.text(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema()"
+                " AND (column_default LIKE 'nextval(%' OR is_identity = 'YES')"
+            )
+            return set(conn.execute(query).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_migrations_from_empty_build_exactly_the_current_tables(url: str) -> None:
+    with Store.open(url):
+        pass
+    assert schema_differences(url) == []
+    assert (
+        autoincrementing_tables(url)
+        == {t.name for t in schema_module.METADATA.sorted_tables if t.autoincrement_column is not None}
+        == {"revisions", "node_configs", "outbox", "events"}
+    )
+    changed = sa.MetaData()  # the comparison sees a column and an index that the migrations do not make
+    for table in schema_module.METADATA.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["nodes"].append_column(sa.Column("zone", sa.String(63)))
+    changed.tables["outbox"].indexes.clear()
+    found = {(d[0], d[-1].name) for d in schema_differences(url, changed)}
+    assert found == {("add_column", "zone"), ("remove_index", "ix_outbox_pending")}
+
+
+def test_the_revisions_import_nothing_from_the_store_but_the_migrations_package() -> None:
+    """A revision spells out its own tables: importing ``schema.py`` (or another store module) would let a later
+    change there change what an old revision does."""
+    versions = Path(migrations_module.__file__).parent / "versions"
+    scripts = sorted(p for p in versions.glob("r*.py"))
+    assert [p.name[:5] for p in scripts] == [f"r{n:04d}" for n in range(1, int(HEAD) + 1)]
+    for script in scripts:
+        imported: set[str | None] = set()
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+        assert imported <= {"__future__", "sqlalchemy", "alembic", "dsfleet.reconciler.store.migrations"}, (
+            script
+        )
 
 
 def test_migrates_an_empty_database_and_reopening_is_idempotent(url: str) -> None:
@@ -190,7 +261,10 @@ def test_migrates_an_empty_database_and_reopening_is_idempotent(url: str) -> Non
         assert (state.status, state.revision) == ("current", head_revision())
     first = dump(url)
     assert set(first) >= TABLES | {"alembic_version"}
-    assert sorted(r[0] for r in first["schema_version"]) == [*(m.version for m in MIGRATIONS), ALEMBIC_MARKER]
+    assert sorted(r[0] for r in first["schema_version"]) == [
+        *range(1, PRE_ALEMBIC_VERSION + 1),
+        ALEMBIC_MARKER,
+    ]
     assert first["alembic_version"] == [(head_revision(),)]
     with Store.open(url) as s:
         assert s.migrate().status == "current"
@@ -244,7 +318,7 @@ def test_opening_an_older_database_upgrades_it(url: str) -> None:
     engine.dispose()
     with Store.open(url) as s:
         assert s.schema_state().status == "current"
-        assert s.node_generation("n1") == 3  # backfilled by pre-Alembic migration 2, run by the baseline
+        assert s.node_generation("n1") == 3  # backfilled by the baseline's step to version 2
         applied = s.apply_revision(rev(1), [change("n1", 4)], None, encode)
         assert applied.generations == {"n1": 4}
 
@@ -266,7 +340,7 @@ def test_a_database_newer_than_the_code_is_refused(url: str) -> None:
 
 
 def test_a_pre_alembic_database_newer_than_the_code_is_refused(url: str) -> None:
-    pre_alembic(url, len(MIGRATIONS))
+    pre_alembic(url, PRE_ALEMBIC_VERSION)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO schema_version (version, description) VALUES (99, 'future')"))

@@ -1,16 +1,36 @@
-"""Store migrations with Alembic, run programmatically (no ``alembic.ini`` at run time).
+"""The store's one migration history: Alembic revisions in ``versions/``, run programmatically (``dsfleet db
+upgrade``, or opening an older store for writing) inside the caller's transaction.
 
-``env.py`` and ``versions/`` are Alembic's script directory, shipped inside the package. The baseline revision
-(``0001``) is the schema of the release before Alembic: on an empty database it runs the pre-Alembic
-migrations (:data:`dsfleet.reconciler.store.schema.MIGRATIONS`) in order; on a store written by that release (with its
-``schema_version`` table) it runs only the ones it is missing, so such a store upgrades in place. Either way it
-records :data:`ALEMBIC_MARKER` in ``schema_version``, so a pre-Alembic dsfleet refuses the store as newer than
-itself instead of writing to it. Later schema changes are ordinary Alembic revisions after ``0001``
-(``alembic -c reconciler/store/migrations/alembic.ini revision -m "..."`` in a source tree).
+Each revision is self-contained: it spells out the tables and columns it creates or changes as they were at that
+revision (``op.create_table``, ``op.add_column``, ...) and imports nothing from the store's modules, so a later
+change to the current tables (:mod:`dsfleet.reconciler.store.schema`) never changes what an old revision does.
+Upgrading an empty database to the head revision gives exactly the tables of ``schema.py`` (a test compares the
+two on SQLite and PostgreSQL).
+
+- ``0001`` (baseline): the schema of the release before Alembic. That release kept its own migration count in
+  ``schema_version``; the baseline runs only the steps a store of that release is missing, so the store upgrades
+  in place, then adds the row :data:`ALEMBIC_MARKER`, so that release refuses the upgraded store as newer than
+  itself instead of writing to it.
+- ``0002``: the live loop (``node_status``, ``sync_state``, more ``observed`` columns).
+
+Adding a table or column (revision ``0003``):
+
+1. Change the tables in ``schema.py``.
+2. Write ``versions/r0003_<what>.py`` with ``revision = "0003"`` and ``down_revision = "0002"``, making the same
+   change with ``op.*`` calls and the column definitions written out (never import ``schema.py``). Alembic can
+   draft it from the difference between a database at the head and ``schema.py``: in a source tree, ``alembic -c
+   reconciler/store/migrations/alembic.ini -x url=sqlite:///scratch.db upgrade head``, then the same with
+   ``revision --autogenerate --rev-id 0003 -m "<what>"``; review the draft. SQLite cannot alter or drop a column
+   in place: use ``op.batch_alter_table`` for that. A new column of an existing table is nullable or has a
+   ``server_default``, since stores in the field have rows.
+3. Set :data:`HEAD` to ``"0003"``.
+
+The tests then check that ``HEAD`` is the scripts' head and that the migrated database matches ``schema.py``.
+Revisions go forward only (``downgrade`` raises): restore a backup to go back.
 
 The state of a database (:func:`inspect_schema`) is one of ``uninitialised``, ``pre-alembic`` (a store of the
-older release), ``older`` (behind the head revision), ``current``, ``newer`` (a revision this dsfleet does not
-know: written by a newer release) or ``foreign`` (tables that are not dsfleet's).
+release before Alembic), ``older`` (behind the head revision), ``current``, ``newer`` (a revision this dsfleet
+does not know: written by a newer release) or ``foreign`` (tables that are not dsfleet's).
 """
 
 from __future__ import annotations
@@ -23,8 +43,6 @@ from typing import TYPE_CHECKING, Final, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from dsfleet.reconciler.store.schema import SCHEMA_VERSION
-
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
@@ -32,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALEMBIC_MARKER",
     "HEAD",
+    "PRE_ALEMBIC_VERSION",
     "SCRIPT_LOCATION",
     "SchemaState",
     "head_revision",
@@ -42,6 +61,9 @@ __all__ = [
 ]
 
 SCRIPT_LOCATION: Final = Path(__file__).resolve().parent
+PRE_ALEMBIC_VERSION: Final = 2
+"""The last ``schema_version`` the release before Alembic wrote; a higher one without Alembic's own table is a
+store of a release this dsfleet does not know."""
 ALEMBIC_MARKER: Final = 100
 """The ``schema_version`` row the baseline adds: pre-Alembic releases read it as "too new for me"."""
 VERSION_TABLE: Final = "alembic_version"
@@ -124,7 +146,7 @@ def inspect_schema(conn: Connection) -> SchemaState:
             return SchemaState("newer", revision, head, legacy)
         return SchemaState("current" if revision == head else "older", revision, head, legacy)
     if legacy is not None:
-        if legacy > SCHEMA_VERSION:
+        if legacy > PRE_ALEMBIC_VERSION:
             return SchemaState("newer", None, head, legacy)
         return SchemaState("pre-alembic", None, head, legacy)
     foreign = tuple(sorted(t for t in tables if not t.startswith("sqlite_") and t != VERSION_TABLE))

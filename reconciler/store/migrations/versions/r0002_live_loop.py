@@ -9,9 +9,8 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
-
-from dsfleet.reconciler.store.schema import create_live_loop_tables
 
 revision = "0002"
 down_revision = "0001"
@@ -20,7 +19,38 @@ depends_on = None
 
 
 def upgrade() -> None:
-    create_live_loop_tables(op.get_bind())
+    op.create_table(
+        "node_status",
+        sa.Column("node", sa.String(63), primary_key=True),
+        sa.Column("online", sa.Boolean, nullable=False),
+        sa.Column("last_seen", sa.DateTime(timezone=True)),
+        sa.Column("heartbeat_seconds", sa.Float, nullable=False),
+        sa.Column("hostname", sa.String(255)),
+        sa.Column("machine_id", sa.String(64)),
+        sa.Column("addresses", sa.JSON, nullable=False),
+        sa.Column("gpus", sa.JSON, nullable=False),
+        sa.Column("capacity", sa.Integer),
+        sa.Column("agent_version", sa.String(64)),
+        sa.Column("docker_version", sa.String(64)),
+        sa.Column("nvidia_runtime", sa.Boolean, nullable=False),
+        sa.Column("observed_generation", sa.Integer),
+        sa.Column("observed_config_hash", sa.String(64)),
+        sa.Column("error", sa.Text),
+        sa.Column("reported_at", sa.DateTime(timezone=True)),
+    )
+    op.create_table(
+        "sync_state",
+        sa.Column("key", sa.String(64), primary_key=True),
+        sa.Column("value", sa.JSON),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.add_column("observed", sa.Column("container_id", sa.String(128)))
+    op.add_column("observed", sa.Column("spec_hash", sa.String(64)))
+    op.add_column("observed", sa.Column("files_hash", sa.String(64)))
+    op.add_column("observed", sa.Column("exit_code", sa.Integer))
+    op.add_column("observed", sa.Column("last_log_line", sa.Text))
+    op.add_column("observed", sa.Column("fps", sa.JSON))
+    op.add_column("observed", sa.Column("started_at", sa.DateTime(timezone=True)))
 
 
 def downgrade() -> None:
