@@ -36,8 +36,8 @@ class _FleetCollector(Collector):
 
     def _store_metrics(self) -> Iterator[Metric]:
         store = self.ctx.store()
-        now = datetime.now(UTC)
-        doc = status_document(store, now, events=0)
+        snapshot = store.status_snapshot(events=0)
+        doc = status_document(snapshot, datetime.now(UTC))
         nodes = GaugeMetricFamily("dsfleet_nodes", "Nodes by online state", labels=["state"])
         nodes.add_metric(["online"], doc["summary"]["nodes"]["online"])
         nodes.add_metric(["offline"], doc["summary"]["nodes"]["offline"])

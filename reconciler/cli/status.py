@@ -1,7 +1,8 @@
 """``dsfleet status``: the fleet at a glance from the store (nodes, instances with sync and health, the last
 revision, the pending plan of manual sync). The document is :func:`dsfleet.reconciler.views.status_document`
-(``dsfleet.status/v1``); this module only prints it: ``rich`` tables on a terminal, plain columns otherwise,
-JSON with ``-o json``; ``--watch`` refreshes in place."""
+(``dsfleet.status/v1``) of the store's :meth:`~dsfleet.reconciler.store.Store.status_snapshot`; this module only
+prints it: ``rich`` tables on a terminal, plain columns otherwise, JSON with ``-o json``; ``--watch`` refreshes in
+place."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def read_status(db: str) -> dict[str, Any]:
     from dsfleet.reconciler.views import status_document
 
     with Store.open(db, readonly=True) as store:
-        return status_document(store, datetime.now(UTC))
+        snapshot = store.status_snapshot()
+    return status_document(snapshot, datetime.now(UTC))
 
 
 def _cell(value: Any) -> str:

@@ -32,6 +32,7 @@ from dsfleet.reconciler.loading.gitinfo import git_info
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from dsfleet.reconciler.planning.reports import summary, summary_line
 from dsfleet.reconciler.store import NewRevision, Store, StoredNodeConfig
+from dsfleet.reconciler.store.snapshots import PENDING_PLAN
 from dsfleet.schemas.errors import DsfleetError, TemporaryError
 from dsfleet.schemas.wire import (
     BROADCAST_KEY,
@@ -47,7 +48,6 @@ from dsfleet.schemas.wire import (
 
 log = logging.getLogger("dsfleet.coordinator")
 
-PENDING_PLAN = "pending_plan"
 FAULT_AFTER_STORE = "after-store"
 """``DSFLEET_FAULT_POINT=after-store``: the process kills itself (SIGKILL) right after a revision is stored and
 before anything is published — for crash tests."""

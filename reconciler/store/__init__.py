@@ -8,14 +8,16 @@ configs, hashes are passed in) and never calls a clock (callers pass ``now``). S
 Secrets never get here: camera rows carry a credentials-free URL and a ``secret_ref``; a URL with user-info is
 refused before anything is written.
 
-Schema changes are Alembic revisions (``reconciler/store/migrations``; the baseline is the pre-Alembic
-schema, :data:`MIGRATIONS`), run programmatically in one transaction. Opening an older database for writing
-upgrades it (so does ``dsfleet db upgrade``); a newer one is an error. ``readonly=True`` never creates or migrates anything: a missing SQLite file reads as an empty
-store, and an older SQLite file is read through an upgraded in-memory copy.
+``schema`` holds the current tables; ``migrations`` is their one history of Alembic revisions (the baseline also
+upgrades a store of the release before Alembic in place), run programmatically in one transaction. Opening an
+older database for writing upgrades it (so does ``dsfleet db upgrade``); a newer one is an error.
+``readonly=True`` never creates or migrates anything: a missing SQLite file reads as an empty store, and an older
+SQLite file is read through an upgraded in-memory copy.
 
-One module per concern: ``schema`` (tables), ``engines`` (URL → engine, migrations, transactions), ``values``
+One module per concern: ``schema`` (tables), ``database`` (URL → engine, migrations, transactions), ``values``
 (dataclasses in and out), ``revisions``, ``inventory``, ``outbox``, ``observed`` (observed state and events),
-``legacyviews`` (the older system's read views). :class:`Store` composes their mixins.
+``legacyviews`` (the older system's read views), ``snapshots`` (what status shows, read in one transaction).
+:class:`Store` composes their mixins.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dsfleet.reconciler.store.nodestates import KnownNodeRow, LiveMixin, NodeLiv
 from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin, ObservedRow
 from dsfleet.reconciler.store.outbox import OutboxMixin
 from dsfleet.reconciler.store.revisions import RevisionsMixin
-from dsfleet.reconciler.store.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from dsfleet.reconciler.store.snapshots import ObservedDetail, SnapshotsMixin, StatusSnapshot
 from dsfleet.reconciler.store.values import (
     SOURCES,
     AppliedRevision,
@@ -50,8 +52,6 @@ from dsfleet.reconciler.store.values import (
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
     "SOURCES",
     "AppliedRevision",
     "CameraRow",
@@ -63,17 +63,18 @@ __all__ = [
     "LegacyAgent",
     "LegacyCamera",
     "LegacyDsInstance",
-    "Migration",
     "NewRevision",
     "NodeChange",
     "NodeLive",
     "NodeRow",
     "NodeStatusRow",
+    "ObservedDetail",
     "ObservedRow",
     "OutboxRow",
     "PermanentStoreError",
     "RevisionRecord",
     "SchemaState",
+    "StatusSnapshot",
     "Store",
     "StoreError",
     "StoredInventory",
@@ -84,5 +85,7 @@ __all__ = [
 ]
 
 
-class Store(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, LegacyViewsMixin, StoreBase):
+class Store(
+    SnapshotsMixin, RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, LegacyViewsMixin, StoreBase
+):
     """The coordinator's database. Create with :meth:`open`; close with :meth:`close` (or ``with``)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Final, Self
 from urllib.parse import quote
@@ -25,6 +26,8 @@ from dsfleet.reconciler.store.migrations import SchemaState, inspect_schema, upg
 BUSY_TIMEOUT_MS: Final = 5000
 _WRITE: Final = "dsfleet_write"
 _PG_MIGRATION_LOCK: Final = 0x64736663  # "dsfc": serializes concurrent migrations on PostgreSQL
+_SNAPSHOT: ContextVar[tuple[object, Connection] | None] = ContextVar("dsfleet_store_snapshot", default=None)
+"""The store and connection of the read snapshot open in this thread or task (see :meth:`StoreBase._snapshot`)."""
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -273,9 +276,39 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        """A read transaction, or the snapshot this store has open in this thread or task."""
+        joined = _SNAPSHOT.get()
         try:
+            if joined is not None and joined[0] is self:
+                yield joined[1]
+                return
             with self._engine.connect() as conn, conn.begin():
                 yield conn
+        except sa_exc.SQLAlchemyError as err:
+            raise _translate(err) from err
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction for several reads: each :meth:`_read` of this store inside the block (in the same
+        thread or task) joins it, so together they see one state of the database. SQLite keeps the snapshot of
+        the transaction's first read until it ends; PostgreSQL does with REPEATABLE READ. Inside a snapshot of
+        this store, another one joins it."""
+        joined = _SNAPSHOT.get()
+        if joined is not None:
+            if joined[0] is not self:
+                raise RuntimeError("a snapshot of another store is open in this thread")
+            yield
+            return
+        try:
+            with self._engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    token = _SNAPSHOT.set((self, conn))
+                    try:
+                        yield
+                    finally:
+                        _SNAPSHOT.reset(token)
         except sa_exc.SQLAlchemyError as err:
             raise _translate(err) from err
 

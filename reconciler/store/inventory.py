@@ -134,8 +134,9 @@ class InventoryMixin(StoreBase):
 
     # ---- inventory
 
-    def inventory(self) -> StoredInventory:
-        """The current (not deleted) nodes, cameras and instances, sorted by name."""
+    def inventory(self, *, cameras: bool = True) -> StoredInventory:
+        """The current (not deleted) nodes, cameras and instances, sorted by name; ``cameras=False`` leaves the
+        cameras out (status reads so: it shows none, and they are most of a large fleet's rows)."""
         with self._read() as conn:
             nodes = [
                 NodeRow(
@@ -150,7 +151,7 @@ class InventoryMixin(StoreBase):
                     sa.select(NODES).where(NODES.c.deleted.is_(False)).order_by(NODES.c.name)
                 ).mappings()
             ]
-            cameras = [
+            camera_rows = [
                 CameraRow(
                     name=r["name"],
                     camera_id=r["camera_id"],
@@ -163,13 +164,15 @@ class InventoryMixin(StoreBase):
                     labels=dict(r["labels"] or {}),
                     instance=r["instance"],
                 )
-                for r in conn.execute(sa.select(CAMERAS).order_by(CAMERAS.c.name)).mappings()
+                for r in (
+                    conn.execute(sa.select(CAMERAS).order_by(CAMERAS.c.name)).mappings() if cameras else ()
+                )
             ]
             instances = [
                 InstanceRow(**{c: r[c] for c in _INSTANCE_FIELDS})
                 for r in conn.execute(sa.select(INSTANCES).order_by(INSTANCES.c.name)).mappings()
             ]
-        return StoredInventory(nodes=tuple(nodes), cameras=tuple(cameras), instances=tuple(instances))
+        return StoredInventory(nodes=tuple(nodes), cameras=tuple(camera_rows), instances=tuple(instances))
 
     def record_node_seen(self, name: str, *, ip: str | None, seen_at: datetime, online: bool = True) -> bool:
         """Record a node's heartbeat (address, time, online); False when the node is unknown."""

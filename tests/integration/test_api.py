@@ -21,8 +21,6 @@ from tests.support.apiserver import TOKEN, WEBHOOK_SECRET, ServerProc
 from tests.support.brokers import Tansu, free_port
 from tests.support.livefleet import ROOT, TopicReader, copy_fleet
 
-pytestmark = pytest.mark.integration
-
 SECRET_LINE = "opening rtsp://admin:hunter2-secret@10.1.2.3/stream failed"
 
 

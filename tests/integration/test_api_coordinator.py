@@ -1,6 +1,7 @@
 """``dsfleet coordinator --http``: the API in the coordinator's process (manual sync, a fake agent, a real broker):
 POST apply applies in-process and answers with the revision; POST refresh reaches the agents as an AgentCommand;
-/metrics shows the coordinator's counters; a bounded schemathesis run finds no 5xx."""
+/metrics shows the coordinator's counters; a bounded schemathesis run finds no 5xx and every response (status,
+content type, headers, body) as the OpenAPI document says."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    ignored_auth,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from dsfleet.schemas.wire import AgentCommand, Topic
 from tests.support.apiserver import TOKEN, ServerProc
 from tests.support.brokers import Tansu
 from tests.support.livefleet import FakeAgent, TopicReader, copy_fleet, wait_for
-
-pytestmark = pytest.mark.integration
 
 
 def coordinator_server(
@@ -165,9 +171,21 @@ def schema_server(kafka_broker: Tansu, tmp_path_factory: pytest.TempPathFactory)
     assert "Traceback" not in server.text()
 
 
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    ignored_auth,
+]
+
+
 def test_schemathesis_finds_no_server_error(schema_server: ServerProc) -> None:
     """Every operation of /openapi.json with generated inputs (and the token, so writes go through): never a
-    5xx. Bounded: a few examples per operation, well under a minute."""
+    5xx, and every answer is one the document declares, body checked against its schema (the typed models);
+    operations that declare the bearer token refuse a request without it. Bounded: a few examples per
+    operation, well under a minute."""
     from hypothesis import given
 
     api_schema = schemathesis.openapi.from_url(f"{schema_server.url}/openapi.json")
@@ -184,7 +202,7 @@ def test_schemathesis_finds_no_server_error(schema_server: ServerProc) -> None:
             case.call_and_validate(
                 base_url=schema_server.url,
                 headers={"Authorization": f"Bearer {TOKEN}"},
-                checks=[not_a_server_error],
+                checks=CHECKS,
             )
 
         run()

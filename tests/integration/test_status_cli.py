@@ -14,8 +14,6 @@ import pytest
 from dsfleet.reconciler.store import Store
 from dsfleet.schemas.wire import AgentInfo, AgentResponse
 
-pytestmark = pytest.mark.integration
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

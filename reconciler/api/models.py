@@ -1,0 +1,390 @@
+"""The bodies the HTTP API answers with, as pydantic models: what ``/openapi.json`` documents and what every
+response is checked against before it is sent (a body that does not match is a 500, never a silent change of
+shape). The documents themselves are built by :mod:`dsfleet.reconciler.views` (shared with the CLI's ``-o json``);
+these models only describe them, field for field, in the same order.
+
+To extend a document, add the key in ``views`` and the field here (a test compares the two on a whole status
+document). A field that a document may omit has a default and its route answers with ``exclude_unset``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dsfleet.reconciler.planning.conditions import Health, Sync
+from dsfleet.reconciler.planning.plans import Action, ChangeKind
+
+__all__ = [
+    "Accepted",
+    "ApplyRequest",
+    "CameraView",
+    "DiffDocument",
+    "ErrorResponse",
+    "EventView",
+    "FindingView",
+    "Healthz",
+    "InstanceStatus",
+    "InstanceView",
+    "InvalidDiffDocument",
+    "LegacyAgentView",
+    "LegacyCameraView",
+    "LegacyDsInstanceView",
+    "NodeDetail",
+    "NodeListItem",
+    "NodeStatus",
+    "RefreshRequest",
+    "RevisionView",
+    "StatusDocument",
+    "ValidationErrorResponse",
+]
+
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+"""An ISO 8601 time with its UTC offset, as Python writes it (``2026-01-01T12:00:00.123456+00:00``)."""
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ----------------------------------------------------------------------------------------------------- errors
+
+
+class ErrorDetail(_Body):
+    status: int = Field(description="the HTTP status code, again")
+    message: str = Field(description="what went wrong, for people; never a secret or a traceback")
+
+
+class ErrorResponse(_Body):
+    """Every error: ``{"error": {"status": N, "message": "..."}}``."""
+
+    error: ErrorDetail
+
+
+class FieldError(_Body):
+    loc: list[str] = Field(description="where: ``body``/``query``/``path`` then the field's path")
+    message: str = Field(description="what is wrong with it (never the value sent)")
+
+
+class ValidationErrorDetail(ErrorDetail):
+    fields: list[FieldError]
+
+
+class ValidationErrorResponse(_Body):
+    """A malformed request (422): the error names every offending field, never its value."""
+
+    error: ValidationErrorDetail
+
+
+# --------------------------------------------------------------------------------------------------- requests
+
+
+class ApplyRequest(_Body):
+    requestedBy: str = Field("", max_length=255, description="who asks (shown in the coordinator's log)")
+
+
+class RefreshRequest(_Body):
+    node: str | None = Field(None, max_length=63, description="one node, or every node when absent")
+    requestedBy: str = Field("", max_length=255)
+
+
+class Accepted(_Body):
+    """A write was taken (202): the id of the request and, when known at once, the revision it applied."""
+
+    accepted: bool = True
+    requestId: str
+    revision: int | None = None
+    detail: str = ""
+
+
+class Healthz(_Body):
+    status: Literal["ok"]
+
+
+# --------------------------------------------------------------------------------------- revisions and events
+
+
+class NoteView(_Body):
+    message: str
+    file: str | None
+    line: int | None
+    column: int | None
+
+
+class FindingView(_Body):
+    """A finding of validation (an error of a rejected revision, or a warning), gcc-style location."""
+
+    severity: str
+    rule: str
+    message: str
+    file: str | None
+    line: int | None
+    column: int | None
+    notes: list[NoteView]
+
+
+class RevisionView(_Body):
+    id: int
+    createdAt: Timestamp
+    source: str = Field(description="watch, cli, api or webhook")
+    commit: str | None
+    author: str | None
+    subject: str | None = Field(description="the first line of the commit message")
+    accepted: bool
+    nodesChanged: int
+    errors: list[FindingView] = Field(description="why the revision was rejected (empty when accepted)")
+
+
+class EventView(_Body):
+    id: int
+    at: Timestamp
+    kind: str = Field(description="online, offline, state, drift, …")
+    node: str | None
+    instance: str | None
+    message: str | None
+
+
+# ----------------------------------------------------------------------------------------------------- status
+
+
+class GpuView(_Body):
+    index: int
+    uuid: str
+    name: str
+    memoryMiB: int | None
+
+
+class NodeStatus(_Body):
+    """A node (desired, or announced by an agent) in the status document."""
+
+    name: str
+    online: bool
+    lastSeen: Timestamp | None
+    heartbeatAgeSeconds: float | None
+    heartbeatSeconds: float | None
+    hostname: str | None
+    agentVersion: str | None
+    dockerVersion: str | None
+    nvidiaRuntime: bool
+    gpus: list[GpuView]
+    capacity: int | None
+    instances: int = Field(description="how many desired instances the node runs")
+    desiredGeneration: int | None
+    observedGeneration: int | None
+    sync: Sync
+    managed: bool = Field(description="the manifests declare this node")
+    error: str | None
+
+
+class DriftView(_Body):
+    kind: str
+    detail: str | None
+    at: str
+    healed: bool
+
+
+class InstanceStatus(_Body):
+    """An instance (desired, or still reported by its node) in the status document."""
+
+    name: str
+    node: str
+    sync: Sync
+    health: Health
+    state: str | None = Field(description="the container's state as the agent last reported it")
+    reason: str
+    desiredGeneration: int | None
+    observedGeneration: int | None
+    desiredConfigHash: str | None
+    observedConfigHash: str | None
+    paused: bool
+    gpu: int | None
+    profile: str | None
+    cameras: int | None
+    restarts: int
+    exitCode: int | None
+    lastLogLine: str | None
+    error: str | None
+    fps: dict[str, float] = Field(description="frames per second of each source (source index → fps)")
+    drift: list[DriftView]
+    containerId: str | None
+    updatedAt: Timestamp | None
+
+
+class NodeCounts(_Body):
+    total: int
+    online: int
+    offline: int
+
+
+class InstanceCounts(_Body):
+    total: int
+    sync: dict[str, int]
+    health: dict[str, int]
+    drift: int
+
+
+class StatusSummary(_Body):
+    nodes: NodeCounts
+    instances: InstanceCounts
+
+
+class PendingPlan(_Body):
+    """What applying would change, stored by a coordinator in manual sync."""
+
+    valid: bool
+    summary: dict[str, int]
+    text: str
+
+
+class StatusDocument(_Body):
+    """``dsfleet.status/v1``: the fleet at a glance (also ``dsfleet status -o json``)."""
+
+    schema_: Literal["dsfleet.status/v1"] = Field(alias="schema")
+    generatedAt: Timestamp
+    summary: StatusSummary
+    nodes: list[NodeStatus]
+    instances: list[InstanceStatus]
+    revision: RevisionView | None = Field(description="the newest revision, accepted or rejected")
+    pendingPlan: PendingPlan | None
+    events: list[EventView] = Field(description="the newest events, newest first")
+
+
+# -------------------------------------------------------------------------------------------------- inventory
+
+
+class NodeListItem(NodeStatus):
+    labels: dict[str, str]
+
+
+class NodeDetail(NodeListItem):
+    nodeId: str | None
+    instanceList: list[InstanceStatus]
+
+
+class InstanceView(InstanceStatus):
+    """An instance with what the inventory holds of it; the four inventory fields are absent for an instance
+    that is no longer desired but still reported by its node."""
+
+    image: str | None = None
+    layout: str | None = None
+    appType: str | None = None
+    specHash: str | None = None
+
+
+class CameraView(_Body):
+    """A camera: a credentials-free URL and the name of the secret that holds its credentials."""
+
+    name: str
+    camera_id: str
+    url: str
+    secret_ref: str | None
+    encoding: str | None
+    type: str | None
+    width: int | None
+    height: int | None
+    labels: dict[str, str]
+    instance: str | None
+
+
+class LegacyCameraView(_Body):
+    """A camera as the older system showed it (``legacy=true``)."""
+
+    name: str
+    camera_id: str
+    ip_address: str | None
+    encode_type: str | None
+    type: str | None
+    width: int | None
+    height: int | None
+    instance_name: str | None
+    agent_name: str | None
+
+
+class LegacyDsInstanceView(_Body):
+    """The older system's DsInstance record (``legacy=true``)."""
+
+    instance_name: str
+    agent_name: str
+    cameras: list[str]
+    app_type: str
+
+
+class LegacyAgentView(_Body):
+    """The older system's Agent record."""
+
+    agent_name: str
+    ip_address: str | None
+    hostname: str | None
+    node_id: str | None
+    connected: bool
+
+
+# ------------------------------------------------------------------------------------------------------- diff
+
+
+class FieldChangeView(_Body):
+    path: str
+    action: Literal["changed", "added", "removed"]
+    old: Any
+    new: Any
+
+
+class FileChangeView(_Body):
+    path: str
+    action: Action
+    diff: str = Field(description="the file's unified diff")
+
+
+class EngineRebuildView(_Body):
+    gie: str = Field(description="the GIE's rendered file")
+    reasons: list[str]
+    downtime: str
+
+
+class InstanceChangeView(_Body):
+    name: str
+    action: Action
+    kind: ChangeKind | None
+    old_hash: str | None
+    new_hash: str | None
+    fields: list[FieldChangeView]
+    files: list[FileChangeView]
+    engineRebuilds: list[EngineRebuildView]
+
+
+class NodeChangeView(_Body):
+    name: str
+    action: Action
+    old_hash: str | None
+    new_hash: str | None
+    instances: list[InstanceChangeView]
+
+
+class PlacedEngineRebuild(_Body):
+    node: str
+    instance: str
+    gie: str
+    reasons: list[str]
+    downtime: str
+
+
+class DiffDocument(_Body):
+    """``dsfleet.diff/v1`` of valid manifests: what applying the manifests directory now would change (also
+    ``dsfleet diff -o json``)."""
+
+    schema_: Literal["dsfleet.diff/v1"] = Field(alias="schema")
+    changed: bool
+    summary: dict[str, int]
+    nodes: list[NodeChangeView]
+    engineRebuilds: list[PlacedEngineRebuild]
+    valid: Literal[True]
+    findings: list[FindingView] = Field(description="warnings")
+
+
+class InvalidDiffDocument(_Body):
+    """``dsfleet.diff/v1`` of manifests that do not validate: nothing to compare, the findings say why."""
+
+    schema_: Literal["dsfleet.diff/v1"] = Field(alias="schema")
+    valid: Literal[False]
+    findings: list[FindingView]

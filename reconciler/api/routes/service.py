@@ -1,0 +1,33 @@
+"""The service's own endpoints: ``/healthz`` (liveness), ``/metrics`` (Prometheus text, a read) and the
+dashboard at ``/``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse, Response
+
+from dsfleet.reconciler.api.dashboard import PAGE
+from dsfleet.reconciler.api.dependencies import Context, require_read
+from dsfleet.reconciler.api.metrics import metrics_text
+from dsfleet.reconciler.api.models import Healthz
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=Healthz, tags=["status"])
+def healthz() -> dict[str, str]:
+    """Answers while the server runs (reads nothing)."""
+    return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_read)])
+def get_metrics(ctx: Context) -> Response:
+    text, content_type = metrics_text(ctx)
+    return Response(text, media_type=content_type)
+
+
+@router.get("/", include_in_schema=False)
+def dashboard() -> HTMLResponse:
+    return HTMLResponse(PAGE)
