@@ -1,13 +1,13 @@
 """Hollow agents: N agents in one process against one coordinator subprocess and a real broker (issue 9).
 
-Each hollow agent is the real :class:`dsfleet.agent.loop.Agent` (plan, files written to its own state dir, reports) with an
-in-memory container runtime (:class:`MemoryRuntime`: a container is running as soon as it is started). Their bus
-is multiplexed (:class:`Mux`): one consumer reads every AgentConfig partition and hands each agent the records of
-its own key, one producer sends every agent's AgentInfo and AgentResponse. The Mux keeps the semantics of
-:class:`dsfleet.agent.bus.KafkaBus` that matter here: an agent is caught up when its partition reached its end; partition
-counts are read again every few seconds; after the broker went down and answers again the producer is renewed,
-every partition is read again from the beginning and each agent gets only the last record of its key at the
-partition's end (``reset``).
+Each hollow agent is the real :class:`dsfleet.agent.loop.Agent` (plan, files written to its own state dir, reports)
+with the in-memory container runtime of :mod:`dsfleet.agent.testing` (a container runs as soon as it is started).
+Their bus is multiplexed (:class:`Mux`, a real Kafka client: not an in-memory fake): one consumer reads every
+AgentConfig partition and hands each agent the records of its own key, one producer sends every agent's AgentInfo
+and AgentResponse. The Mux keeps the semantics of :class:`dsfleet.agent.bus.KafkaBus` that matter here: an agent is
+caught up when its partition reached its end; partition counts are read again every few seconds; after the broker
+went down and answers again the producer is renewed, every partition is read again from the beginning and each agent
+gets only the last record of its key at the partition's end (``reset``).
 
 Measured, for each N (``BENCH_HOLLOW=100,250,1000``):
 
@@ -40,10 +40,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from dsfleet.agent.credentials import Credential, MemorySecretStore
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
-from dsfleet.agent.ports import BusBatch, LogChunk, RuntimeInfo
+from dsfleet.agent.ports import BusBatch
+from dsfleet.agent.testing import Credential, MemoryRuntime, MemorySecretStore
 from dsfleet.plumbing.kafka import Consumer, Producer, client_config
 from dsfleet.reconciler.store import Store
 from dsfleet.schemas.errors import TemporaryError
@@ -67,73 +66,6 @@ PARTITIONS = 12
 def pct(values: Sequence[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
-
-
-class MemoryRuntime:
-    """A container runtime in memory: a started container is running at once."""
-
-    def __init__(self) -> None:
-        self.containers: dict[str, ObservedContainer] = {}
-        self.volumes: dict[str, ObservedVolume] = {}
-        self._n = 0
-
-    def info(self) -> RuntimeInfo:
-        return RuntimeInfo("memory", False)
-
-    def list_containers(
-        self, label: str, *, also_names: Sequence[str] = (), refresh: bool = False
-    ) -> list[ObservedContainer]:
-        return list(self.containers.values())
-
-    def list_volumes(self, label: str) -> list[ObservedVolume]:
-        return list(self.volumes.values())
-
-    def create(self, request: ContainerRequest) -> str:
-        self._n += 1
-        cid = f"{self._n:012x}"
-        self.containers[cid] = ObservedContainer(
-            cid, request.name, dict(request.labels), "created", request.image, restart_policy="unless-stopped"
-        )
-        return cid
-
-    def _set(self, cid: str, state: str) -> None:
-        c = self.containers[cid]
-        self.containers[cid] = ObservedContainer(
-            c.id,
-            c.name,
-            c.labels,
-            state,
-            c.image,
-            started_at="2026-01-01T00:00:00Z",
-            restart_policy=c.restart_policy,
-        )
-
-    def start(self, container_id: str) -> None:
-        self._set(container_id, "running")
-
-    def stop(self, container_id: str, timeout: float = 10.0) -> None:
-        self._set(container_id, "exited")
-
-    def restart(self, container_id: str, timeout: float = 10.0) -> None:
-        self._set(container_id, "running")
-
-    def remove(self, container_id: str) -> None:
-        self.containers.pop(container_id, None)
-
-    def ensure_volume(self, name: str, labels: Mapping[str, str], *, recreate: bool = False) -> None:
-        self.volumes[name] = ObservedVolume(name, dict(labels))
-
-    def remove_volume(self, name: str) -> None:
-        self.volumes.pop(name, None)
-
-    def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
-        return LogChunk((), since)
-
-    def wait(self, timeout: float) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
 
 
 class HollowBus:

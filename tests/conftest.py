@@ -1,34 +1,28 @@
-"""Shared test helpers: where the shared DeepStream samples live, and whether missing tools may skip."""
+"""The ``integration`` marker (every test under ``tests/integration/``: ``pytest -m "not integration"`` runs the
+unit tests only) and the Hypothesis profile. Helpers live in ``tests.support``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
-ROOT = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.support.prereqs import in_ci
 
-
-def shared_dir() -> Path:
-    env = os.environ.get("DSFLEET_SHARED_DIR")
-    return Path(env) if env else ROOT.parent / "shared"
+INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip when a real dependency is missing — but fail in CI, where integration tests must run."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark by location, before ``-m`` selects: a test is an integration test because of where it lives."""
+    for item in items:
+        if item.path.resolve().is_relative_to(INTEGRATION_DIR):
+            item.add_marker(pytest.mark.integration)
 
 
 # Hypothesis: no per-example deadline (CI machines are noisy: a slow example is not a failure); in CI the
 # examples are derived from the test's name, so a red run can be reproduced exactly.
-from hypothesis import HealthCheck, settings  # noqa: E402
-
 settings.register_profile("dsfleet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "dsfleet-ci",
@@ -37,4 +31,4 @@ settings.register_profile(
     derandomize=True,
     print_blob=True,
 )
-settings.load_profile("dsfleet-ci" if IN_CI else "dsfleet")
+settings.load_profile("dsfleet-ci" if in_ci() else "dsfleet")

@@ -16,25 +16,18 @@ repository, or ``$DSFLEET_SHARED_DIR/deepstream/samples``); same skip/fail rule.
 
 from __future__ import annotations
 
-import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
-_TESTS_DIR = Path(__file__).resolve().parents[1]
-
-from tests.support.glibcheck import GlibChecker, glib_available, glib_python  # noqa: E402
-from tests.support.pg import pg_server, pg_url  # noqa: E402, F401  (fixtures for every integration test)
-from tests.support.prereqs import skip_or_fail  # noqa: E402  (the fixtures below skip locally, fail in CI)
-
-REPO_ROOT = _TESTS_DIR.parent
-
-
-def shared_samples_dir() -> Path:
-    shared = os.environ.get("DSFLEET_SHARED_DIR")
-    base = Path(shared) if shared else REPO_ROOT.parent / "shared"
-    return base / "deepstream" / "samples"
+from tests.support.brokers import Tansu, broker_binary
+from tests.support.dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine
+from tests.support.glibcheck import GlibChecker, glib_available, glib_python
+from tests.support.pg import pg_server, pg_url  # noqa: F401  (fixtures for every integration test)
+from tests.support.prereqs import shared_samples_dir, skip_or_fail
 
 
 @pytest.fixture(scope="session")
@@ -56,8 +49,6 @@ def samples_dir() -> Path:
 
 # --- Kafka: one real Tansu broker for the session; a fresh topic prefix per test -----------------------------
 
-from tests.support.brokers import Tansu, broker_binary  # noqa: E402
-
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[Tansu]:
@@ -75,16 +66,10 @@ def kafka_broker() -> Iterator[Tansu]:
 @pytest.fixture
 def topic_prefix(request: pytest.FixtureRequest) -> str:
     """A prefix unique to this test, so tests sharing one broker never read each other's records."""
-    import uuid
-
     return f"t{uuid.uuid4().hex[:10]}."
 
 
 # --- Docker: the engine (started when none answers, stopped at the end) and the stand-in DeepStream image ------
-
-import docker  # noqa: E402
-
-from tests.support.dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine  # noqa: E402
 
 
 @pytest.fixture(scope="session")

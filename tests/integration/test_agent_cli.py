@@ -14,7 +14,7 @@ import pytest
 from dsfleet.reconciler.compiling.desired import desired_state
 from dsfleet.schemas.nodeconfigs import NodeConfig
 from dsfleet.schemas.wire import AgentConfig
-from tests.conftest import require
+from tests.support.prereqs import require
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests"

@@ -1,4 +1,4 @@
-"""The dashboard in headless Chromium (Debian's chromium driven by Playwright, DESIGN §8) against a live
+"""The dashboard in headless Chromium (Debian's chromium driven by Playwright) against a live
 coordinator with a (fake) agent on a real broker: an instance's state change shows within 3 s, Refresh with a
 token is accepted, and a screenshot is saved next to the test's files. A second test loads a synthetic fleet of
 250 nodes and 1,000 instances and checks that rendering and filtering stay fast."""
@@ -18,8 +18,6 @@ import pytest
 from tests.support.apiserver import TOKEN, ServerProc
 from tests.support.brokers import Tansu
 from tests.support.livefleet import FakeAgent, copy_fleet, wait_for
-
-pytestmark = pytest.mark.integration
 
 
 def skip_or_fail(reason: str) -> None:

@@ -13,14 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from dsfleet.reconciler.store import Store
 from tests.support.apiserver import WEBHOOK_SECRET, ServerProc
 from tests.support.brokers import Tansu
 from tests.support.livefleet import ROOT, wait_for
-
-pytestmark = pytest.mark.integration
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Alice Operator",

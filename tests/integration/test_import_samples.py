@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
 import subprocess
 import sys
@@ -45,18 +44,11 @@ from tests.support.glibcheck import (
     GlibFile,
     getter_for,
 )
-
-pytestmark = pytest.mark.integration
+from tests.support.prereqs import shared_samples_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GIE_KINDS = ("nvinfer", "preprocess", "ccm")
 GCC_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>warning|error|note): .+$")
-
-
-def shared_samples_dir() -> Path:
-    """As the ``samples_dir`` fixture resolves it (needed at collection time, for parametrization)."""
-    shared = os.environ.get("DSFLEET_SHARED_DIR")
-    return (Path(shared) if shared else REPO_ROOT.parent / "shared") / "deepstream" / "samples"
 
 
 def sample_names() -> list[str]:

@@ -11,8 +11,6 @@ from dsfleet.schemas.errors import TemporaryError
 from dsfleet.schemas.wire import Topic, partition_for, topic_name
 from tests.support.brokers import Tansu
 
-pytestmark = pytest.mark.integration
-
 
 def _drain_until_eof(
     consumer: Consumer, partitions: set[tuple[str, int]], timeout: float = 15.0

@@ -27,8 +27,6 @@ from dsfleet.reconciler.importers.legacy import (
     read_legacy_db,
 )
 
-pytestmark = pytest.mark.integration
-
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-Pa55word!%40"
 CANARY_PARTS = (CANARY, "canary-Pa55word!@", "Pa55word")
@@ -542,7 +540,7 @@ def test_the_cli_default_url_template_is_the_importers() -> None:
 
 def test_with_the_older_gie_files_the_import_validates(samples_dir: Path, tmp_path: Path) -> None:
     """--configs with the older sample configs: a `ccm` InferenceProfile from its five GIE files, referenced
-    by every instance, and the imported set validates with no errors (DESIGN §9.22: unplaced is a warning)."""
+    by every instance, and the imported set validates with no errors (unplaced is a warning)."""
     from dsfleet.reconciler.loading.manifestsets import load_manifests
 
     db = make_db(tmp_path / "camera.db")

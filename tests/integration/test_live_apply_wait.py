@@ -17,8 +17,6 @@ from tests.support.brokers import Tansu
 from tests.support.fleetstack import Stack
 from tests.support.livefleet import ROOT
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def stack(

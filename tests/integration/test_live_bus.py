@@ -17,8 +17,6 @@ from tests.support.brokers import Tansu, broker_binary
 from tests.support.livefleet import TopicReader, wait_for
 from tests.support.prereqs import skip_or_fail
 
-pytestmark = pytest.mark.integration
-
 NODE = "bus-node"
 
 

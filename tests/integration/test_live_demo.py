@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 
 import docker
-import pytest
 
 from tests.support.livefleet import ROOT
-
-pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_the_live_loop_and_cleans_up(

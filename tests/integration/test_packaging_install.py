@@ -17,8 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE_FOLDERS = ("schemas", "resolution", "policies", "reconciler", "agent", "plumbing")
 
-pytestmark = pytest.mark.integration
-
 
 def _run(*cmd: str | Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

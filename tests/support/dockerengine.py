@@ -1,7 +1,7 @@
 """A Docker engine and the stand-in DeepStream image for tests and benchmarks.
 
 - :func:`ensure_engine`: uses the engine at ``/var/run/docker.sock`` when it answers; otherwise starts
-  ``dockerd --bridge=none --iptables=false --ip6tables=false`` (DESIGN §8) and returns its process, to be stopped
+  ``dockerd --bridge=none --iptables=false --ip6tables=false`` and returns its process, to be stopped
   (by its PID) with :func:`stop_engine`. Returns a reason string when no engine can be had.
 - :func:`build_stub_image`: ``scripts/stub-image.sh`` (idempotent: tagged by content hash).
 - :func:`cleanup`: removes the containers and volumes carrying a run label (and containers named with a prefix);
@@ -39,7 +39,7 @@ from dsfleet.schemas.nodeconfigs import (
 )
 from dsfleet.schemas.wire import AgentConfig, encode
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOCKET = "/var/run/docker.sock"
 STUB_IMAGE = "dsfleet/deepstream-stub:latest"
 RUN_LABEL = "io.dsfleet.test-run"

@@ -21,13 +21,12 @@ import docker
 import docker.errors
 
 from dsfleet.reconciler.store import Store
+from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH
 from dsfleet.schemas.wire import AgentConfig, Topic
 from tests.support.dockerengine import RUN_LABEL, STUB_IMAGE
 from tests.support.kafkafleet import AgentProcess, agent_args
 from tests.support.livefleet import ROOT, CoordinatorProc, TopicReader, wait_for
 
-LABEL_NODE = "io.dsfleet.node"
-LABEL_HASH = "io.dsfleet.config-hash"
 SECRET_REFS = [f"gate-{i}" for i in range(1, 5)] + [f"lobby-{i}" for i in range(1, 5)]
 ORIGINAL_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 
@@ -81,11 +80,13 @@ class Stack:
     agents: dict[str, AgentProcess] = field(default_factory=dict)
     unmanaged: str | None = None
     accepted_edits: int = 0
-    coordinator_env: dict[str, str] = field(default_factory=dict)
+    baseline: dict[str, str] = field(default_factory=dict)
+    """node → config hash of the fleet as written at start (:meth:`mark_baseline`, :meth:`restore_baseline`)."""
 
     def __post_init__(self) -> None:
         self.names = fleet_names(self.prefix.strip(".").replace(".", "-"))
         self.manifests = write_fleet(self.root / "manifests", self.prefix.strip("."), self.image)
+        self._pristine = {p: p.read_text() for p in sorted(self.manifests.rglob("*")) if p.is_file()}
         self.db = f"sqlite:///{self.root / 'state.db'}"
         self.nodes = [self.names["gpu-node-1"], self.names["gpu-node-2"]]
         for node in self.nodes:
@@ -119,6 +120,41 @@ class Stack:
         for node in self.nodes:
             self.start_agent(node)
         return self
+
+    def mark_baseline(self, timeout: float = 60.0) -> None:
+        """Wait until the fleet as written at start is converged and remember its config hashes."""
+        self.wait_converged(timeout)
+        self.baseline = {node: str(cfg["configHash"]) for node, cfg in self.desired().items()}
+
+    def restore_baseline(self, timeout: float = 60.0) -> None:
+        """Bring the stack back to the baseline: the coordinator (without fault injection) and every agent
+        running, the manifests as written at start, their configs stored and converged. Edits are counted anew
+        from here (:meth:`check_invariants`)."""
+        assert self.baseline, "mark_baseline() first"
+        c = self.coordinator
+        if c is None or c.proc is None or c.proc.poll() is not None or "DSFLEET_FAULT_POINT" in c.env:
+            if c is not None:
+                c.kill()
+            self.start_coordinator()
+        for node in self.nodes:
+            agent = self.agents.get(node)
+            if agent is None or agent.proc is None or agent.proc.poll() is not None:
+                self.start_agent(node)
+        for path in sorted(self.manifests.rglob("*")):
+            if path.is_file() and path not in self._pristine:
+                path.unlink()
+        for path, text in self._pristine.items():
+            if not path.is_file() or path.read_text() != text:
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_text(text)
+                tmp.replace(path)
+
+        def stored() -> bool:
+            return {n: str(cfg["configHash"]) for n, cfg in self.desired().items()} == self.baseline
+
+        wait_for(stored, timeout, "the baseline configs stored", 0.1)
+        self.wait_converged(timeout)
+        self.accepted_edits = self.accepted_revisions() - 1
 
     def start_unmanaged(self) -> str:
         """A container this run owns but dsfleet does not manage: it must never be touched."""
@@ -224,8 +260,8 @@ class Stack:
                     c = self.client.containers.get(f"dsfleet-{inst['name']}")
                 except docker.errors.NotFound:
                     return f"{inst['name']}: no container"
-                if c.status != "running" or c.labels.get(LABEL_HASH) != inst["specHash"]:
-                    return f"{inst['name']}: container {c.status} {c.labels.get(LABEL_HASH)}"
+                if c.status != "running" or c.labels.get(LABEL_SPEC_HASH) != inst["specHash"]:
+                    return f"{inst['name']}: container {c.status} {c.labels.get(LABEL_SPEC_HASH)}"
         return None
 
     def wait_converged(self, timeout: float = 60.0) -> None:

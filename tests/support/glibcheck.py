@@ -175,7 +175,7 @@ class GlibChecker:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# GLib facts (REFERENCE §1 and §8): (getter, value text as written after "key=", what the getter returns).
+# GLib facts: (getter, value text as written after "key=", what the getter returns).
 # ``FAILS`` = the getter fails. tests/unit checks dsfleet's emulation against them; tests/integration checks
 # them against the real GLib, so the two cannot drift apart.
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from dsfleet.plumbing.kafka import Consumer, Producer, Record, client_config
 from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 

@@ -1,17 +1,14 @@
-"""The loop on in-memory fakes (runtime, bus, clock): catch-up keeps only the last config, rejected records are
+"""The loop on the in-memory fakes of ``dsfleet.agent.testing`` (runtime, bus, clock): catch-up keeps only the last config, rejected records are
 counted, old commands are ignored, naming is kept, and the loop acts only through the plan."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from dsfleet.agent.credentials import MemorySecretStore
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
-from dsfleet.agent.ports import BusBatch, LogChunk, RuntimeInfo
+from dsfleet.agent.ports import BusBatch
+from dsfleet.agent.testing import ManualClock, MemoryBus, MemoryRuntime, MemorySecretStore
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
@@ -22,7 +19,7 @@ from dsfleet.schemas.nodeconfigs import (
     build_instance,
     build_node,
 )
-from dsfleet.schemas.wire import AgentCommand, AgentConfig, AgentInfo, AgentResponse, CommandKind, encode
+from dsfleet.schemas.wire import AgentCommand, AgentConfig, CommandKind, encode
 
 NODE = "gpu-01"
 
@@ -52,97 +49,10 @@ def config(generation: int, *instances: InstanceConfig) -> bytes:
     )
 
 
-@dataclass
-class FakeRuntime:
-    containers: dict[str, ObservedContainer] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-
-    def info(self) -> RuntimeInfo:
-        return RuntimeInfo("test", False)
-
-    def list_containers(
-        self, label: str, *, also_names: Sequence[str] = (), refresh: bool = False
-    ) -> list[ObservedContainer]:
-        return list(self.containers.values())
-
-    def list_volumes(self, label: str) -> list[ObservedVolume]:
-        return []
-
-    def create(self, request: ContainerRequest) -> str:
-        cid = f"c{len(self.calls)}"
-        self.calls.append(f"create {request.name}")
-        self.containers[cid] = ObservedContainer(cid, request.name, dict(request.labels), "created")
-        return cid
-
-    def start(self, container_id: str) -> None:
-        self.calls.append(f"start {container_id}")
-        c = self.containers[container_id]
-        self.containers[container_id] = ObservedContainer(c.id, c.name, c.labels, "running")
-
-    def stop(self, container_id: str, timeout: float = 10.0) -> None:
-        self.calls.append(f"stop {container_id}")
-
-    def restart(self, container_id: str, timeout: float = 10.0) -> None:
-        self.calls.append(f"restart {container_id}")
-
-    def remove(self, container_id: str) -> None:
-        self.calls.append(f"remove {container_id}")
-        self.containers.pop(container_id, None)
-
-    def ensure_volume(self, name: str, labels: Mapping[str, str], *, recreate: bool = False) -> None:
-        pass
-
-    def remove_volume(self, name: str) -> None:
-        pass
-
-    def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
-        return LogChunk(("**PERF:  30.00 (30.00)\t",), 1.0)
-
-    def wait(self, timeout: float) -> bool:
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class FakeBus:
-    batches: list[BusBatch] = field(default_factory=list)
-    infos: list[AgentInfo] = field(default_factory=list)
-    responses: list[AgentResponse] = field(default_factory=list)
-    followed: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
-
-    def follow(self, node_key: str, command_keys: Sequence[str]) -> None:
-        self.followed.append((node_key, tuple(command_keys)))
-
-    def poll(self, timeout: float) -> BusBatch:
-        return self.batches.pop(0) if self.batches else BusBatch()
-
-    def publish_info(self, key: str, info: AgentInfo) -> None:
-        self.infos.append(info)
-
-    def publish_response(self, key: str, response: AgentResponse) -> None:
-        self.responses.append(response)
-
-    def close(self) -> None:
-        pass
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_767_225_600.0 + self.now
-
-
-def make(tmp_path: Path, node: str | None = NODE) -> tuple[Agent, FakeRuntime, FakeBus, FakeClock]:
-    rt, bus, clock = FakeRuntime(), FakeBus(), FakeClock()
+def make(tmp_path: Path, node: str | None = NODE) -> tuple[Agent, MemoryRuntime, MemoryBus, ManualClock]:
+    rt, bus, clock = MemoryRuntime(), MemoryBus(), ManualClock()
     agent = Agent(
-        LoopSettings(state_dir=tmp_path, node=node, heartbeat_seconds=5, resync_seconds=30),
+        LoopSettings(state_dir=tmp_path, node=node, heartbeat_seconds=5, resync_seconds=30, poll_seconds=0),
         rt,
         bus,
         MemorySecretStore(),
@@ -156,10 +66,10 @@ def make(tmp_path: Path, node: str | None = NODE) -> tuple[Agent, FakeRuntime, F
 def test_catching_up_applies_only_the_last_config(tmp_path: Path) -> None:
     agent, rt, bus, _ = make(tmp_path)
     key = NODE.encode()
-    bus.batches = [
+    bus.enqueue(
         BusBatch(configs=[(key, config(1, inst("a"))), (key, config(2, inst("b")))]),
         BusBatch(configs=[(key, config(3, inst("c")))], caught_up=True),
-    ]
+    )
     agent.step()
     assert rt.calls == []  # not caught up yet: nothing desired (no desired.json)
     agent.step()
@@ -172,9 +82,9 @@ def test_rejected_records_are_counted_and_ignored(tmp_path: Path) -> None:
     agent, rt, bus, _ = make(tmp_path)
     key = NODE.encode()
     good = config(1, inst("a"))
-    bus.batches = [
+    bus.enqueue(
         BusBatch(configs=[(key, b"garbage")] * 50 + [(b"other-node", good), (key, good)], caught_up=True)
-    ]
+    )
     agent.step()
     assert agent.rejected == 50
     assert "create dsfleet-a" in rt.calls
@@ -182,7 +92,7 @@ def test_rejected_records_are_counted_and_ignored(tmp_path: Path) -> None:
 
 def test_desired_json_is_the_fail_static_start(tmp_path: Path) -> None:
     agent, rt, bus, _ = make(tmp_path)
-    bus.batches = [BusBatch(configs=[(NODE.encode(), config(7, inst("a")))], caught_up=True)]
+    bus.push_config(NODE, config(7, inst("a")))
     agent.step()
     again, rt2, _, _ = make(tmp_path)  # a restart, no broker: nothing ever comes from the bus
     rt2.containers = dict(rt.containers)
@@ -202,7 +112,7 @@ def test_naming_commands_and_old_commands(tmp_path: Path) -> None:
     new = AgentCommand(
         sent_at=now, command=CommandKind.ASSIGN_NAME, target="a" * 32, node="gpu-09", machineId="a" * 32
     )
-    bus.batches = [BusBatch(commands=[encode(old)]), BusBatch(commands=[encode(new)])]
+    bus.enqueue(BusBatch(commands=[encode(old)]), BusBatch(commands=[encode(new)]))
     agent.step()
     assert agent.node is None
     agent.step()

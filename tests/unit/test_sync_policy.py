@@ -67,7 +67,7 @@ def test_conflicting_policies_are_an_error(tmp_path: Path) -> None:
 
 
 def test_agent_plan_keeps_orphans_without_prune_and_skips_healing_per_instance() -> None:
-    from test_agent_containers import inst  # type: ignore[import-not-found]
+    from tests.unit.test_agent_containers import inst
 
     kept = inst("gone")
     orphan = ObservedContainer("c9", "dsfleet-gone", container_labels(kept, "gpu-01", 1), "running")

@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import docker
-import pytest
-from conftest import MemoryBus, Names, RunningAgent, start_agent
 
+from dsfleet.agent.testing import MemoryBus
 from dsfleet.schemas.wire import InstanceState
 from tests.support.dockerengine import APP_CONFIG, STUB_IMAGE, agent_config_bytes, stub_instance, wait_for
-
-pytestmark = pytest.mark.integration
+from tests.support.inprocessagents import Names, RunningAgent, start_agent
 
 
 def _container(client: docker.DockerClient, name: str) -> dict | None:  # type: ignore[type-arg]
@@ -36,7 +34,7 @@ def test_create_restart_recreate_remove(
 ) -> None:
     a, b = names.instance("a"), names.instance("b")
     bus = MemoryBus()
-    bus.push(
+    bus.push_config(
         names.node,
         agent_config_bytes(
             names.node, 1, [stub_instance(a, names.run_id), stub_instance(b, names.run_id, sources=3)]
@@ -73,7 +71,9 @@ def test_create_restart_recreate_remove(
     # files-only change of a: same container, restarted, new files on disk; b untouched
     a2 = stub_instance(a, names.run_id, version=2)
     assert a2.specHash == inst_a.specHash and a2.filesHash != inst_a.filesHash
-    bus.push(names.node, agent_config_bytes(names.node, 2, [a2, stub_instance(b, names.run_id, sources=3)]))
+    bus.push_config(
+        names.node, agent_config_bytes(names.node, 2, [a2, stub_instance(b, names.run_id, sources=3)])
+    )
     wait_for(
         "a restarted",
         lambda: (
@@ -90,7 +90,7 @@ def test_create_restart_recreate_remove(
     vol_before = docker_client.api.inspect_volume(f"{b}_engine")
     assert vol_before["Labels"]["io.dsfleet.image"] == STUB_IMAGE
     b2 = stub_instance(b, names.run_id, sources=3, image=stub_image)
-    bus.push(names.node, agent_config_bytes(names.node, 3, [a2, b2]))
+    bus.push_config(names.node, agent_config_bytes(names.node, 3, [a2, b2]))
     wait_for(
         "b recreated",
         lambda: (c := _container(docker_client, b)) and c["Id"] != id_b and c["State"]["Running"],
@@ -101,7 +101,7 @@ def test_create_restart_recreate_remove(
     assert _container(docker_client, a)["Id"] == id_a  # type: ignore[index]
 
     # b removed from the desired config: container, volume and files gone
-    bus.push(names.node, agent_config_bytes(names.node, 4, [a2]))
+    bus.push_config(names.node, agent_config_bytes(names.node, 4, [a2]))
     wait_for("b removed", lambda: _container(docker_client, b) is None)
     wait_for(
         "b's volume removed",
@@ -119,7 +119,7 @@ def test_paused_degraded_and_tombstone(
 ) -> None:
     a = names.instance("p")
     bus = MemoryBus()
-    bus.push(
+    bus.push_config(
         names.node,
         agent_config_bytes(names.node, 1, [stub_instance(a, names.run_id, env={"STUB_FPS": "25.00 0.00"})]),
     )
@@ -130,10 +130,10 @@ def test_paused_degraded_and_tombstone(
     assert s.fps["0"] == 25.0
 
     paused = stub_instance(a, names.run_id, env={"STUB_FPS": "25.00 0.00"}, paused=True)
-    bus.push(names.node, agent_config_bytes(names.node, 2, [paused]))
+    bus.push_config(names.node, agent_config_bytes(names.node, 2, [paused]))
     wait_for("stopped for paused", lambda: (s := agent.status(a)) and s.state is InstanceState.STOPPED)
     c = _container(docker_client, a)
     assert c is not None and not c["State"]["Running"]
 
-    bus.push(names.node, None)  # tombstone: no instances
+    bus.push_config(names.node, None)  # tombstone: no instances
     wait_for("removed after tombstone", lambda: _container(docker_client, a) is None)
