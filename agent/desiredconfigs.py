@@ -102,8 +102,10 @@ def _instance_problems(index: int, inst: InstanceConfig) -> list[str]:
         problems.append(f"{where}.specHash: does not match the container spec (corrupted or edited by hand)")
     if inst.filesHash != f:
         problems.append(f"{where}.filesHash: does not match the files (corrupted or edited by hand)")
-    if inst.configHash != instance_hash(inst.specHash, inst.filesHash, inst.paused, inst.selfHeal):
-        problems.append(f"{where}.configHash: does not match specHash, filesHash and paused")
+    if inst.configHash != instance_hash(
+        inst.specHash, inst.filesHash, inst.paused, inst.selfHeal, inst.strategy
+    ):
+        problems.append(f"{where}.configHash: does not match specHash, filesHash and its settings")
     return problems
 
 

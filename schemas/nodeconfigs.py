@@ -2,8 +2,8 @@
 
 ``NodeConfig`` is pure data (no generation: the store assigns generations); the ``AgentConfig`` Kafka message
 (topic 210, :class:`dsfleet.schemas.wire.AgentConfig`) is a NodeConfig plus generation, schema version and send time.
-Hashes (DESIGN §9.4): ``specHash`` over the container spec (a change → recreate), ``filesHash`` over the rendered
-files (a change → rewrite + restart), the instance ``configHash`` over both, ``paused`` and self-heal
+Hashes (docs/architecture/decisions/0003-hashes.md): ``specHash`` over the container spec (a change → recreate),
+``filesHash`` over the rendered files (a change → rewrite + restart), the instance ``configHash`` over both, ``paused`` and self-heal
 (a container's spec-hash label carries ``specHash``: :mod:`dsfleet.schemas.labels`), the node ``configHash`` over its instances' names and hashes.
 """
 
@@ -87,6 +87,21 @@ class RenderedFile(_Wire):
         return sha256_hex(self.content)
 
 
+UpdateStrategy = Literal["CreateBeforeStop", "StartBeforeStop", "Recreate"]
+"""How the agent replaces an instance's container when its spec changes (``DsInstance.spec.updateStrategy``):
+
+- ``CreateBeforeStop`` (default): the new image is present and the new container created before the old one is
+  stopped; the new one is started after; if it cannot be created the old one keeps running, if it cannot start
+  the old one is started again. The two never run at once (no second RTSP session, no GPU memory overlap).
+- ``StartBeforeStop``: the new container runs (and is healthy, when it has a health check) before the old one
+  is stopped: no gap, but both ingest the cameras and hold GPU memory for a moment, and they must not compete for
+  a host port (host networking).
+- ``Recreate``: the old container is removed before the new one is created (for hosts that cannot hold both).
+"""
+
+DEFAULT_STRATEGY: UpdateStrategy = "CreateBeforeStop"
+
+
 class InstanceConfig(_Wire):
     name: str
     layout: str
@@ -99,6 +114,10 @@ class InstanceConfig(_Wire):
     configHash: str
     selfHeal: bool = True
     """Heal drift on the host (the fleet's ``Policy.spec.sync.selfHeal``, overridable per instance)."""
+    strategy: UpdateStrategy = DEFAULT_STRATEGY
+    cameraSecrets: dict[str, str] = Field(default_factory=dict)
+    """Camera name → the secret ref of its credentials (so the agent can name the camera a missing secret
+    leaves out). Informational: what it describes is already in the files, whose hash covers it."""
 
 
 class NodeConfig(_Wire):
@@ -123,11 +142,15 @@ def files_hash(files: tuple[RenderedFile, ...]) -> str:
     return canonical_hash(sorted([f.path, f.digest, list(f.secrets)] for f in files))
 
 
-def instance_hash(spec: str, files: str, paused: bool, self_heal: bool = True) -> str:
-    """Non-default sync settings enter the hash only when set, so hashes of fleets that never set them stay."""
+def instance_hash(
+    spec: str, files: str, paused: bool, self_heal: bool = True, strategy: UpdateStrategy = DEFAULT_STRATEGY
+) -> str:
+    """Non-default settings enter the hash only when set, so hashes of fleets that never set them stay."""
     value: dict[str, object] = {"spec": spec, "files": files, "paused": paused}
     if not self_heal:
         value["selfHeal"] = False
+    if strategy != DEFAULT_STRATEGY:
+        value["strategy"] = strategy
     return canonical_hash(value)
 
 
@@ -146,6 +169,8 @@ def build_instance(
     container: ContainerSpec,
     files: tuple[RenderedFile, ...],
     self_heal: bool = True,
+    strategy: UpdateStrategy = DEFAULT_STRATEGY,
+    camera_secrets: dict[str, str] | None = None,
 ) -> InstanceConfig:
     s, f = spec_hash(container), files_hash(files)
     return InstanceConfig(
@@ -157,8 +182,10 @@ def build_instance(
         files=files,
         specHash=s,
         filesHash=f,
-        configHash=instance_hash(s, f, paused, self_heal),
+        configHash=instance_hash(s, f, paused, self_heal, strategy),
         selfHeal=self_heal,
+        strategy=strategy,
+        cameraSecrets=dict(camera_secrets or {}),
     )
 
 

@@ -1,6 +1,6 @@
 """The wire: the six Kafka topics, one message model per topic, the partition function and safe decoding.
 
-Both sides import this module and nothing else of each other (DESIGN §4):
+Both sides import this module and nothing else of each other (docs/operating/coordinator.md):
 
 | # | topic           | direction               | key                         |
 |---|-----------------|-------------------------|-----------------------------|
@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig
 
 MAX_MESSAGE_BYTES = 1_000_000
-"""Apache Kafka's default ``max.message.bytes`` (DESIGN §9.27); ``[kafka] max_message_bytes`` may change it."""
+"""Apache Kafka's default ``max.message.bytes``; ``[kafka] max_message_bytes`` may change it
+(docs/architecture/decisions/0017-message-size-limits.md)."""
 BROADCAST_KEY = "*"
 
 
@@ -152,6 +153,8 @@ class AgentInfo(_Message):
     observedGeneration: int | None = None
     """Generation of the config the agent last applied (None: it holds none)."""
     configHash: str | None = Field(None, max_length=64)
+    fleet: str | None = Field(None, max_length=64)
+    """The fleet (store) id the agent is bound to (None: it has accepted no config yet)."""
 
 
 class CommandKind(StrEnum):
@@ -161,6 +164,8 @@ class CommandKind(StrEnum):
     """The agent could not be named; ``reason`` says why (unknown, ambiguous)."""
     REFRESH = "refresh"
     """Re-announce now (AgentInfo and AgentResponse)."""
+    LOGS = "logs"
+    """Send the recent log of ``instance``'s container (``tail`` lines, ``since``) as an :class:`AgentLogs`."""
 
 
 class AgentCommand(_Message):
@@ -175,6 +180,9 @@ class AgentCommand(_Message):
     hostname: str | None = Field(None, max_length=255)
     reason: str = Field("", max_length=1000)
     requestId: str | None = Field(None, max_length=64)
+    instance: str | None = Field(None, max_length=63)
+    tail: int | None = Field(None, ge=1, le=10_000)
+    since: str | None = Field(None, max_length=64)
 
 
 class AgentConfig(_Message):
@@ -187,10 +195,12 @@ class AgentConfig(_Message):
     instances: tuple[InstanceConfig, ...] = ()
     prune: bool = True
     """Remove managed containers of instances no longer listed (``Policy.spec.sync.prune``)."""
+    fleet: str | None = Field(None, max_length=64)
+    """The id of the fleet (store) that wrote it: an agent bound to another fleet ignores it."""
 
 
 class InstanceState(StrEnum):
-    """Container states as an operator reads them (DESIGN §9.26)."""
+    """Container states as an operator reads them (docs/operating/status.md)."""
 
     RUNNING = "running"
     CREATED = "created"
@@ -213,6 +223,23 @@ class Drift(BaseModel):
     healed: bool = False
 
 
+class InstanceCondition(BaseModel):
+    """A problem the agent has with an instance, kept until it is solved (Kubernetes' container ``waiting``
+    reasons): the instance keeps running what it ran before."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str = Field(max_length=64)
+    """``ImageNotFound``, ``CreateFailed``, ``StartFailed``, ``SecretMissing``, ``FilesUnwritable``, …"""
+    message: str = Field("", max_length=2000)
+    cameras: tuple[str, ...] = Field((), max_length=1024)
+    """The cameras it leaves out (a missing secret)."""
+    since: str | None = None
+    attempts: int = Field(0, ge=0)
+    nextRetryAt: str | None = None
+    """When the agent tries again (exponential backoff with jitter); None: on the next change."""
+
+
 class InstanceStatus(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -229,8 +256,24 @@ class InstanceStatus(BaseModel):
     error: str | None = Field(None, max_length=2000)
     drift: tuple[Drift, ...] = Field((), max_length=100)
     fps: dict[str, float] = Field(default_factory=dict, max_length=1024)
-    """Frames per second of each source from the newest ``**PERF:`` line (source index → fps)."""
+    """Frames per second of each source from the newest ``**PERF:`` line (source index → fps); empty when that
+    line is stale or older than the container's current run."""
+    fpsAt: str | None = None
+    """When the FPS values were printed."""
     startedAt: str | None = None
+    conditions: tuple[InstanceCondition, ...] = Field((), max_length=20)
+
+
+class ConfigRejection(BaseModel):
+    """An AgentConfig record the agent refused (it keeps running its last good config)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reason: str = Field(max_length=64)
+    """``stale-generation``, ``other-fleet``, ``invalid``, ``conflicting-config``, …"""
+    generation: int | None = None
+    detail: str = Field("", max_length=1000)
+    at: str
 
 
 class AgentResponse(_Message):
@@ -243,6 +286,26 @@ class AgentResponse(_Message):
     instances: tuple[InstanceStatus, ...] = Field((), max_length=10_000)
     error: str | None = Field(None, max_length=2000)
     """A node-level problem (secrets missing, Docker unreachable); per-instance ones go in the instance."""
+    fleet: str | None = Field(None, max_length=64)
+    rejections: tuple[ConfigRejection, ...] = Field((), max_length=20)
+    """The newest AgentConfig records the agent refused (bounded)."""
+
+
+LOG_REPLY_BYTES = 64 * 1024
+"""The most log text one :class:`AgentLogs` carries."""
+
+
+class AgentLogs(_Message):
+    """Topic 220 (beside AgentResponse), key = node name: the reply to an :class:`AgentCommand` ``logs``."""
+
+    schema_: Literal["dsfleet.agent-logs/v1"] = Field("dsfleet.agent-logs/v1", alias="schema")
+    node: str = Field(max_length=63)
+    requestId: str = Field(max_length=64)
+    instance: str = Field(max_length=63)
+    text: str = Field("", max_length=LOG_REPLY_BYTES)
+    """The log lines, oldest first, redacted on the host."""
+    truncated: bool = False
+    error: str | None = Field(None, max_length=2000)
 
 
 class UpdateConfig(_Message):
@@ -272,6 +335,12 @@ MESSAGE_TYPES: dict[Topic, type[_Message]] = {
     Topic.UPDATE_CONFIG: UpdateConfig,
     Topic.REFRESH: Refresh,
 }
+"""The main message of each topic (its ``schema`` is the record's ``schema`` header)."""
+
+OTHER_MESSAGES: dict[Topic, dict[str, type[_Message]]] = {
+    Topic.AGENT_RESPONSE: {"dsfleet.agent-logs/v1": AgentLogs},
+}
+"""Further messages a topic carries, by their ``schema`` field."""
 
 
 def schema_of(topic: Topic) -> str:
@@ -404,6 +473,11 @@ def decode(
     if len(value) > max_bytes:
         return Rejection(label, RejectReason.TOO_LARGE, f"{len(value)} bytes > limit {max_bytes}")
     model = MESSAGE_TYPES[topic]
+    for schema, other in OTHER_MESSAGES.get(topic, {}).items():
+        # our encoder writes ``schema`` right after ``sent_at``: a look at the head, not a second parse of
+        # every AgentResponse (a producer that orders keys otherwise gets a wrong-schema rejection)
+        if f'"schema":"{schema}"'.encode() in value[:256]:
+            model = other
     try:
         message = model.model_validate_json(value)
     except ValidationError as err:
