@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SYSSTAMP := .dsfleet/.system-deps-stamp
 
-.PHONY: demo test test-fast lint bench system-deps clean help stub-image
+.PHONY: demo test test-fast lint docs bench system-deps clean help stub-image
 
 help:
 	@echo "make demo   - the live loop on this machine: broker, coordinator, agents, containers (dsfleet demo)"
-	@echo "make test   - lint, type-check, import contracts, unit + integration tests"
+	@echo "make test   - lint, type-check, import contracts, the docs build, unit + integration tests"
 	@echo "make bench  - benchmarks (results go to benchmarks/out/, summary in BENCHMARKS.md)"
 	@echo "make lint   - ruff, mypy --strict, import-linter only"
+	@echo "make docs   - the manual: mkdocs build --strict into site/ (reference pages generated from the code)"
 	@echo "make stub-image - build the stand-in DeepStream image dsfleet/deepstream-stub:latest (docker import)"
 
 $(SYSSTAMP): scripts/setup-system.sh
@@ -38,7 +39,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint docs
 	$(BIN)/python -m pytest -q tests
 
 test-fast: $(STAMP)
@@ -53,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/live.py
 
 clean:
-	rm -rf $(VENV) .dsfleet benchmarks/out
+	rm -rf $(VENV) .dsfleet benchmarks/out site

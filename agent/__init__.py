@@ -1,4 +1,4 @@
-"""dsfleet agent: converges one GPU host's DeepStream containers to its node config (DESIGN §5).
+"""dsfleet agent: converges one GPU host's DeepStream containers to its node config (docs/operating/agent.md).
 
 Pure core (no I/O, no clock, no logging; table-tested):
 

@@ -3,7 +3,7 @@
 - ``AgentConfig``: ``assign()`` to the one partition of the node's key (:func:`dsfleet.schemas.wire.partition_for`), from
   the beginning; the loop keeps the last value of its key and treats the partition's end as "caught up".
 - ``AgentCommand``: the partitions of the node name, the machine id and ``*``, from the beginning (the loop
-  ignores commands sent before the agent started: Tansu cannot seek to the end reliably, DESIGN §8).
+  ignores commands sent before the agent started: Tansu cannot seek to the end reliably).
 - ``AgentInfo`` / ``AgentResponse``: produced to the partition of their key, named explicitly.
 
 A broker that is down is a state: partition counts are asked again (with a short timeout) every few seconds,

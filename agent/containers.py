@@ -1,7 +1,7 @@
 """Pure: the container plan — desired instances against observed managed containers → actions, as data.
 
-**Labels** (DESIGN §5, §9.23). Docker labels cannot change on an existing container, so they carry only what stays
-true for the container's whole life:
+**Labels** (docs/architecture/decisions/0003-hashes.md). Docker labels cannot change on an existing container, so
+they carry only what stays true for the container's whole life:
 
 - ``io.dsfleet.managed=true``, ``io.dsfleet.instance=<name>``, ``io.dsfleet.node=<node>`` (an agent touches only
   managed containers of its own node; anything else, even named ``dsfleet-<instance>``, is never touched);

@@ -2,7 +2,7 @@
 
 Layout of ``<state-dir>``::
 
-    desired.json                 last desired config received (fail-static copy, DESIGN §5), mode 0600
+    desired.json                 last desired config received (the fail-static copy), mode 0600
     applied.json                 per instance: container id, spec hash (= its config-hash label) and the files
                                  hash the agent last (re)started it with (``dsfleet.agent.drift.Applied``), mode 0600
     node-name                    the name the coordinator gave this agent (when it has no --node-name)

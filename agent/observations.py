@@ -1,6 +1,6 @@
 """Pure: what the agent reports — instance status from observations, crash-loop detection, the ``**PERF:`` parser.
 
-**FPS** (REFERENCE §6). deepstream-app prints, every ``perf-measurement-interval-sec``::
+**FPS** (docs/operating/status.md). deepstream-app prints, every ``perf-measurement-interval-sec``::
 
     **PERF:  FPS 0 (Avg)\tFPS 1 (Avg)\t          ← a header, every 20 lines: ignored
     **PERF:  30.02 (29.87)\t0.00 (12.50)\t        ← current (average) per source, in source order

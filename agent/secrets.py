@@ -1,4 +1,4 @@
-"""The agent host's local secret store (DESIGN §5, §9.7): camera credentials and other secrets by secret ref.
+"""The agent host's local secret store (docs/manifests/secrets.md): camera credentials and other secrets by secret ref.
 
 A ref (``credentials.secretRef`` in a Camera manifest, e.g. ``cam-gate``) names one credential, a user name and
 an optional password (``dsfleet.agent.credentials.Credential``), looked up in two places:

@@ -438,7 +438,7 @@ def topic_specs(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> list[TopicSpec]:
     """The six topics. ``AgentConfig`` is compacted (the last config of each node is what matters) and all carry
-    the ``max.message.bytes`` the coordinator plans against (DESIGN §9.27). Commands and requests need no more than
+    the ``max.message.bytes`` of docs/architecture/decisions/0017-message-size-limits.md. Commands and requests need no more than
     one partition each: they are few and their order matters."""
     specs = []
     for topic in Topic:

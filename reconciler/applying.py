@@ -3,7 +3,7 @@
 Load + validate (cached by content hash), compile (cached per instance), plan against the last applied configs,
 then store the revision with exactly the changed nodes' AgentConfig messages in the outbox, in one transaction.
 An invalid set is stored as a rejected revision; an apply that would remove every instance is refused unless
-allowed (DESIGN §9.17).
+allowed (docs/architecture/decisions/0014-prune-safety.md).
 """
 
 from __future__ import annotations

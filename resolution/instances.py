@@ -3,7 +3,7 @@
 Pure. Both the policies (engine-name checks run after ``batch-size: auto`` is resolved) and the renderer use it,
 so what is validated is exactly what is rendered. Problems found while resolving are returned as data.
 
-Derived values (DESIGN §9.5, §9.6, §9.10):
+Derived values (docs/architecture/decisions/0011-batch-size-auto.md, 0012-gpu-ids.md):
 * ``batch-size: auto`` = number of the instance's cameras (0 cameras → 1) for streammux, primary GIEs and the
   first value of a preprocess ``network-input-shape``; ``auto`` on a secondary is an error.
 * every rendered ``gpu-id`` is 0: the container sees only the instance's GPU.

@@ -1,6 +1,6 @@
 """TensorRT engine names (pure): what nvinfer calls the engine it builds, and which keys make it build one.
 
-REFERENCE §2.5: nvinfer writes a built engine to ``<model path>_b<batch>_gpu<id>_<precision>.engine`` next to the
+nvinfer writes a built engine to ``<model path>_b<batch>_gpu<id>_<precision>.engine`` next to the
 model (``$CWD/model_b…`` with ``engine-create-func-name``), where the precision is the *effective* one (INT8
 without a calibration file builds FP16). A ``model-engine-file`` that names anything else makes every start
 rebuild. ``model-engine-file: auto`` renders that name; a template renders ``{batch}``, ``{gpu}`` (always 0: the

@@ -378,7 +378,7 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("op-tensor-files", _SL, since="7.0", description="Debug: output tensor files."),
     KeySpec("raw-output-file-write", _B, since="7.0", description="Debug: write raw outputs to files."),
 )
-"""``[property]`` of an nvinfer config (REFERENCE §2.2), in the order dsfleet writes them."""
+"""``[property]`` of an nvinfer config, in the order dsfleet writes them."""
 
 NVINFER_CLASS_ATTRS_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("pre-cluster-threshold", _D, minimum=0, description="Confidence threshold before clustering."),
@@ -407,7 +407,7 @@ NVINFER_CLASS_ATTRS_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("border-color", _DL, minimum=0, maximum=1, length=4, description="OSD box colour r;g;b;a."),
     KeySpec("bg-color", _DL, minimum=0, maximum=1, length=4, description="OSD box background r;g;b;a."),
 )
-"""``[class-attrs-all]`` / ``[class-attrs-<N>]`` of an nvinfer config (REFERENCE §2.3)."""
+"""``[class-attrs-all]`` / ``[class-attrs-<N>]`` of an nvinfer config."""
 
 PREPROCESS_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("enable", _B, description="Enable the element (0 = pass-through)."),
@@ -446,7 +446,7 @@ PREPROCESS_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
         "custom-tensor-preparation-function", _S, description="Tensor preparation symbol in the library."
     ),
 )
-"""``[property]`` of an nvdspreprocess config (REFERENCE §4)."""
+"""``[property]`` of an nvdspreprocess config."""
 
 PREPROCESS_MANDATORY_KEYS: Final = (
     "processing-width",
@@ -480,7 +480,7 @@ PREPROCESS_GROUP_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("draw-roi", _B, description="Draw the ROIs on the frames."),
     KeySpec("roi-color", _DL, minimum=0, maximum=1, length=4, description="ROI colour r;g;b;a."),
 )
-"""``[group-<N>]`` of an nvdspreprocess config (REFERENCE §4). ``roi-params-src-<id>`` is a key pattern."""
+"""``[group-<N>]`` of an nvdspreprocess config. ``roi-params-src-<id>`` is a key pattern."""
 
 _P = PREPROCESS_PROPERTY_KEYS
 CCM_ALIGN_KEYS: Final[dict[str, KeySpec]] = _table(
@@ -508,7 +508,7 @@ CCM_ALIGN_KEYS: Final[dict[str, KeySpec]] = _table(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# deepstream-app groups (REFERENCE §3; S70 deepstream_app_config_parser.c, deepstream_config_file_parser.c).
+# deepstream-app groups, as deepstream_app_config_parser.c and deepstream_config_file_parser.c read them.
 # ``gpu-id`` is left out of the groups dsfleet renders it into itself (always 0: the container sees one GPU).
 
 APP_OSD_KEYS: Final[dict[str, KeySpec]] = _table(

@@ -1,4 +1,4 @@
-"""The manifest kinds (DESIGN §2): Node, Camera, DsInstance, InferenceProfile, Policy.
+"""The manifest kinds (docs/manifests/index.md): Node, Camera, DsInstance, InferenceProfile, Policy.
 
 Every document has ``apiVersion: dsfleet/v1``, ``kind``, ``metadata`` and ``spec``. Models are frozen and reject
 unknown fields. DeepStream keys keep DeepStream's spelling (``batch-size``); dsfleet's own fields are camelCase.

@@ -1,4 +1,4 @@
-"""deepstream-app layout rules: sinks, message broker, escape-hatch groups (REFERENCE §3, §8.28)."""
+"""deepstream-app layout rules: sinks, message broker, escape-hatch groups (docs/manifests/layouts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DeepStream consistency rules (REFERENCE §8), checked on each instance's effective GIEs.
+"""DeepStream consistency rules (docs/manifests/policies.md), checked on each instance's effective GIEs.
 
 Findings point at the key in the profile when the profile declared it, at the instance override when the
 instance set it, and at the instance when the value was derived.

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from dsfleet.plumbing.logs import LEVELS, configure_logging
+from dsfleet.reconciler.cli import broker as cli_broker
 from dsfleet.reconciler.cli import coordinator as cli_live
 from dsfleet.reconciler.cli import db as cli_db
 from dsfleet.reconciler.cli import hooks as cli_hooks
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
+    cli_broker.add_parser(sub)
     cli_db.add_parser(sub)
     cli_status.add_parser(sub)
     cli_hooks.add_parser(sub)

@@ -1,7 +1,7 @@
 """Compile a validated fleet into one NodeConfig per node (pure).
 
 Every node gets a config, an empty one when nothing is placed on it, so its agent prunes. Unplaced instances
-(no ``spec.node``) compile to nothing. Container specs follow DESIGN §5 and §9.18.
+(no ``spec.node``) compile to nothing. Container specs: docs/manifests/index.md.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
     else:
         command = spec.command or ("deepstream-app", "-c", f"{CONFIGS_DIR}/{APP_CONFIG}")
     # The working directory is the (writable) engine volume: engine-create-func-name writes $CWD/model_b…, and
-    # the ccm configs expect it at ../build/model_b… relative to /workspace/configs (DESIGN §9.10).
+    # the ccm configs expect it at ../build/model_b… relative to /workspace/configs
+    # (docs/architecture/decisions/0013-engine-volume-per-instance.md).
     working_dir = spec.workingDir or ENGINE_DIR
     mounts = [
         CONFIGS_MOUNT,

@@ -1,6 +1,6 @@
 """Render an instance's DeepStream files (pure): the exact bytes the agent writes to /workspace/configs.
 
-Layouts (DESIGN §5): ``ccm`` — the older app's seven files; ``deepstream-app`` — NVIDIA's reference app config +
+Layouts (docs/manifests/layouts.md): ``ccm`` — the older app's seven files; ``deepstream-app`` — NVIDIA's reference app config +
 one nvinfer (or nvdspreprocess) file per GIE. Key files follow GLib's rules (no inline comments, ``;`` lists,
 0/1 booleans, plain decimals). Camera credentials never enter a file: URLs carry a ``${secret:<ref>}``
 placeholder the agent fills from its local secret store; a broker connection string given as ``{secretRef}`` is

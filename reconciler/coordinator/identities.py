@@ -1,4 +1,4 @@
-"""Naming agents (pure, DESIGN §9.8): an agent that announces without a node name is matched by its machine id
+"""Naming agents (pure): an agent that announces without a node name is matched by its machine id
 (``Node.spec.nodeId``, 32 hex or a UUID, compared normalized), then by its hostname; an ambiguous match is an
 error and so is no match. The answer goes back on ``AgentCommand``."""
 

@@ -8,7 +8,8 @@ say, never from "the event that just happened"):
   recreated, or a record was never written. The node's config is re-published whether or not its agent is online,
   so an agent that starts later still finds it.
 - **agent behind**: an *online* node reports an older generation (or none) than its desired one for longer than
-  the grace period (DESIGN §9.24). Nodes that never announced get nothing beyond what the topic holds.
+  the grace period (docs/architecture/decisions/0007-anti-entropy.md). Nodes that never announced get nothing beyond
+  what the topic holds.
 
 Re-publishing is rate-limited per node (``min_interval``, doubled after each try up to ``max_interval``) and
 jittered per node (a fleet that re-announces at once after a broker loss is spread out, not a storm), and a tick

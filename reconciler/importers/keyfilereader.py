@@ -1,7 +1,7 @@
 """GLib key files as DeepStream reads them (pure: text in, values and findings out).
 
 Reading follows ``glib/gkeyfile.c`` (``g_key_file_load_from_data`` with ``G_KEY_FILE_NONE``) and the typed getters
-nvinfer / nvdspreprocess call; REFERENCE §1 lists the rules, each checked against the real libglib:
+nvinfer / nvdspreprocess call; the rules, each checked against the real libglib:
 
 * ``parse_keyfile`` splits the text into groups and ``key=value`` entries (1-based line/column), reports what makes
   ``g_key_file_load_*`` fail (``;`` comments, ``[group] junk``, a key before the first group, invalid group or key

@@ -44,7 +44,7 @@ CCM_GIES: Final = (
     ("faceid_secondary.txt", "face-secondary", "secondary", None),
     ("faceid_align_config.txt", "face-align", "preprocess", "ccm-align"),
 )
-# Values the ccm layout derives itself (DESIGN §9.10): left out of the profile so they follow the instance.
+# Values the ccm layout derives itself (docs/manifests/layouts.md): left out of the profile so they follow the instance.
 CCM_DERIVED: Final = {
     "faceid_align_config.txt": ("network-input-shape", "target-unique-ids", "input-object-max-width",
                                 "input-object-max-height"),

@@ -335,7 +335,7 @@ class _Importer:
             gie["extraProperties"] = extra
 
     def legacy_is_classifier(self, prop: KeyGroup, properties: dict[str, object]) -> dict[str, object]:
-        """REFERENCE §2.1: is-classifier becomes network-type 1/0 unless network-type is in the file."""
+        """As nvinfer reads it: is-classifier becomes network-type 1/0 unless network-type is in the file."""
         entry = prop.get("is-classifier")
         if entry is None:
             return properties

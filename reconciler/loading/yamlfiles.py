@@ -31,7 +31,7 @@ from dsfleet.schemas.findings import PathItem
 
 @dataclass(frozen=True)
 class Limits:
-    """Loader limits (DESIGN §9.14)."""
+    """Loader limits (docs/manifests/index.md, "Which files are read")."""
 
     max_file_bytes: int = 16 * 1024 * 1024
     max_depth: int = 64
@@ -57,7 +57,7 @@ class LimitSettings(Protocol):
 
 
 def loader_limits(coordinator: LimitSettings, exclude: Sequence[str] = ()) -> Limits:
-    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``; DESIGN §9.14)
+    """The loader limits of ``[coordinator]`` (``max_file_bytes``, ``max_depth``, ``max_aliases``)
     and ``--exclude`` patterns."""
     return Limits(
         max_file_bytes=coordinator.max_file_bytes,

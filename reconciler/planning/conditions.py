@@ -1,4 +1,4 @@
-"""Pure: the sync and health of every instance and node, from what the store holds (DESIGN §9.26, Argo CD's words).
+"""Pure: the sync and health of every instance and node, from what the store holds (Argo CD's words).
 
 **Sync** compares desired with observed:
 

@@ -301,7 +301,8 @@ def compute_plan(desired: Mapping[str, NodeConfig], stored: Mapping[str, NodeCon
 def removes_every_instance(
     plan: Plan, desired: Mapping[str, NodeConfig], stored: Mapping[str, NodeConfig]
 ) -> bool:
-    """True when the stored fleet runs instances and the desired one runs none (DESIGN §9.17)."""
+    """True when the stored fleet runs instances and the desired one runs none
+    (docs/architecture/decisions/0014-prune-safety.md)."""
     had = sum(len(c.instances) for c in stored.values())
     has = sum(len(c.instances) for c in desired.values())
     return had > 0 and has == 0 and not plan.empty

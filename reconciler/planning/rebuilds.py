@@ -2,7 +2,8 @@
 
 An engine is rebuilt when a key it was built for changes (batch size, precision, model/ONNX file, ``infer-dims``,
 … — :data:`dsfleet.resolution.tensorrt.ENGINE_KEYS`), when a GIE is added, or when the image changes (the engine volume is
-recreated with it, DESIGN §9.18). Building takes minutes where a restart takes seconds, so ``diff`` says so.
+recreated with it: docs/architecture/decisions/0013-engine-volume-per-instance.md). Building takes minutes where a
+restart takes seconds, so ``diff`` says so.
 The rendered GIE files are dsfleet's own output (one ``key=value`` per line, no inline comments), so a plain
 line reader is exact here.
 """

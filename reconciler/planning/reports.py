@@ -1,6 +1,6 @@
 """Printing a plan: terraform-like text (``+``/``~``/``-``, colours on a TTY) or stable, versioned JSON.
 
-JSON schema ``dsfleet.diff/v1`` (documented in README):
+JSON schema ``dsfleet.diff/v1`` (documented in docs/cli/index.md):
 ``{"schema", "changed": bool, "summary": {nodes_to_add, nodes_to_change, nodes_to_remove, instances_to_create,
 instances_to_delete, instances_to_restart, instances_to_recreate, instances_to_stop, instances_to_start},
 "nodes": [{"name", "action", "old_hash", "new_hash", "instances": [{"name", "action", "kind", "old_hash",

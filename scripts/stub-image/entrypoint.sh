@@ -5,7 +5,7 @@
 # else /workspace/configs/deepstream_app_config.txt, else app_conf.json (the ccm layout). It checks that the
 # app config is a key file (or JSON for app_conf.json) and that every "config-file=" it names exists and is a
 # key file; otherwise it prints a DeepStream-like error and exits 255 ("App run failed").
-# Then it prints "**PERF:" lines (REFERENCE §6) once a second, one "cur (avg)" pair per source of the config
+# Then it prints "**PERF:" lines once a second, one "cur (avg)" pair per source of the config
 # ([sourceN] groups, or the entries of a [source-list] list=, or the URLs of source_list.json), with a header
 # every 20 lines.
 # Environment: STUB_FPS (default 30.00; a space-separated list gives each source its own value, the last one

@@ -32,8 +32,6 @@ from tests.support.livefleet import (
     wait_for,
 )
 
-pytestmark = pytest.mark.integration
-
 NODES = {"gpu-node-1", "gpu-node-2"}
 
 

@@ -36,7 +36,7 @@ def words(text: str) -> list[str]:
     return text.split()
 
 
-# Every key REFERENCE.md names, by section.
+# Every key NVIDIA's DeepStream plugin manuals name, by section.
 REFERENCE_NVINFER_PROPERTY = words(
     """
 gpu-id gie-unique-id process-mode network-type batch-size network-mode model-engine-file onnx-file
