@@ -15,14 +15,13 @@ Adapters: ``dsfleet.agent.runtime`` (Docker SDK; the only importer of ``docker``
 ``dsfleet.agent.hostinfo`` (hostname, machine id, GPUs). Wiring: ``dsfleet.agent.loop`` (no decisions), ``dsfleet.agent.cli``
 (``dsfleet-agent run`` / ``materialize``). ``dsfleet.agent.errors``: ``AgentError`` → ``TemporaryError`` / ``PermanentError``.
 
-**Label and state-dir contract.** A managed container is named ``dsfleet-<instance>`` and labelled
-``io.dsfleet.managed=true``, ``io.dsfleet.instance=<instance>``, ``io.dsfleet.node=<node>``,
-``io.dsfleet.config-hash=<specHash>`` (the *container spec* hash: labels cannot change, and a files-only change only
-restarts the container, so the label stays true) and ``io.dsfleet.generation=<generation it was created at>``.
-The agent records in ``<state-dir>/applied.json`` per instance the container id, the spec hash and the **files hash
+**Label and state-dir contract.** A managed container is named ``dsfleet-<instance>`` and carries the labels of
+:mod:`dsfleet.schemas.labels` (managed, instance and manifest labels from its spec; node, *container spec* hash and
+creation generation from the agent: labels cannot change, and a files-only change only restarts the container, so
+they stay true). The agent records in ``<state-dir>/applied.json`` per instance the container id, the spec hash and the **files hash
 it last (re)started that container with**; ``AgentResponse`` reports ``specHash`` (from the label), ``filesHash``
-(the recorded one) and the desired instance ``configHash``. The engine volume ``<instance>_engine`` is labelled
-``io.dsfleet.image=<image>`` and recreated when a container is (re)created for another image.
+(the recorded one) and the desired instance ``configHash``. The engine volume ``<instance>_engine`` is labelled with its
+image and recreated when a container is (re)created for another image.
 ``<state-dir>/desired.json`` keeps the last good desired config (fail static), ``<state-dir>/node-name`` the name
 the coordinator gave, ``<state-dir>/instances/<instance>/`` the rendered files (bind-mounted read-only at
 ``/workspace/configs``).

@@ -76,8 +76,8 @@ Prints one line per instance ("instance NAME: N files written, M removed"); neve
 
 RUN_DESCRIPTION = """\
 Run the agent until SIGTERM/SIGINT. It reads its own key of the AgentConfig topic without a consumer group (from
-the beginning of its partition; the last value wins), converges the containers labelled io.dsfleet.managed=true
-of this node, and reports. Without a reachable broker it converges from <state-dir>/desired.json.
+the beginning of its partition; the last value wins), converges the containers dsfleet manages
+on this node, and reports. Without a reachable broker it converges from <state-dir>/desired.json.
 """
 
 

@@ -1,18 +1,13 @@
 """Pure: the container plan — desired instances against observed managed containers → actions, as data.
 
-**Labels** (docs/architecture/decisions/0003-hashes.md). Docker labels cannot change on an existing container, so
-they carry only what stays true for the container's whole life:
-
-- ``io.dsfleet.managed=true``, ``io.dsfleet.instance=<name>``, ``io.dsfleet.node=<node>`` (an agent touches only
-  managed containers of its own node; anything else, even named ``dsfleet-<instance>``, is never touched);
-- ``io.dsfleet.config-hash=<specHash>``: the hash of the **container spec** the container was created from (a
-  files-only change restarts the container and leaves this true);
-- ``io.dsfleet.generation=<n>``: the generation the container was *created* at.
-
-The files hash the agent last (re)started each container with is recorded in ``<state-dir>/applied.json`` (with
-the container id and spec hash; :class:`dsfleet.agent.drift.Applied`), and both hashes are reported in ``AgentResponse``.
-The engine volume ``<name>_engine`` carries ``io.dsfleet.image=<image>``: when a container is (re)created for
-another image the volume is recreated (its TensorRT engines belong to the old image).
+**Labels** (:mod:`dsfleet.schemas.labels`, docs/architecture/decisions/0003-hashes.md): the container spec brings
+the managed and instance labels (set by the compiler); the agent adds only what the host knows — its node, the
+spec hash the container was created from and the generation it was created at (:func:`container_labels`). An
+agent touches only managed containers of its own node; anything else, even named ``dsfleet-<instance>``, is never
+touched. The files hash the agent last (re)started each container with is recorded in ``<state-dir>/applied.json``
+(with the container id and spec hash; :class:`dsfleet.agent.drift.Applied`), and both hashes are reported in
+``AgentResponse``. The engine volume ``<name>_engine`` carries the image it was made for: when a container is
+(re)created for another image the volume is recreated (its TensorRT engines belong to the old image).
 
 **Plan rules**, per desired instance (container name ``dsfleet-<instance>``):
 
@@ -188,11 +183,11 @@ def is_ours(container: ObservedContainer, node: str) -> bool:
 
 
 def container_labels(instance: InstanceConfig, node: str, generation: int | None) -> dict[str, str]:
+    """The spec's labels (managed, instance, manifest labels: checked when the config was accepted) and the
+    host's."""
     labels = dict(instance.container.labels)
     labels.update(
         {
-            LABEL_MANAGED: "true",
-            LABEL_INSTANCE: instance.name,
             LABEL_NODE: node,
             LABEL_SPEC_HASH: instance.specHash,
             LABEL_GENERATION: str(generation if generation is not None else 0),
@@ -205,8 +200,6 @@ def volume_labels(instance: InstanceConfig, node: str) -> dict[str, str]:
     labels = dict(instance.container.labels)
     labels.update(
         {
-            LABEL_MANAGED: "true",
-            LABEL_INSTANCE: instance.name,
             LABEL_NODE: node,
             LABEL_IMAGE: instance.container.image,
         }

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from dsfleet.agent.errors import ConfigError
+from dsfleet.schemas.labels import HOST_ONLY, LABEL_INSTANCE, LABEL_MANAGED
 from dsfleet.schemas.nodeconfigs import (
     InstanceConfig,
     NodeConfig,
@@ -102,6 +103,11 @@ def _instance_problems(index: int, inst: InstanceConfig) -> list[str]:
         problems.append(f"{where}.specHash: does not match the container spec (corrupted or edited by hand)")
     if inst.filesHash != f:
         problems.append(f"{where}.filesHash: does not match the files (corrupted or edited by hand)")
+    labels = inst.container.labels
+    if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_INSTANCE) != inst.name:
+        problems.append(f"{where}.container.labels: must mark the container managed, as this instance's")
+    if HOST_ONLY & labels.keys():
+        problems.append(f"{where}.container.labels: sets labels only the agent sets")
     if inst.configHash != instance_hash(
         inst.specHash, inst.filesHash, inst.paused, inst.selfHeal, inst.strategy
     ):

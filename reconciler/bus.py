@@ -100,6 +100,16 @@ class CoordinatorBus:
             return False
         return before is not None and before != now
 
+    @property
+    def producer_failed(self) -> bool:
+        """The producer hit a fatal error and must be replaced (:meth:`reset_producer`)."""
+        return self.producer.fatal
+
+    @property
+    def broker_was_down(self) -> bool:
+        """The connection to the brokers broke since the producer was made."""
+        return self.producer.saw_broker_down
+
     def send(
         self,
         topic: Topic,

@@ -9,11 +9,13 @@ This module imports no adapter at run time (the store's value types only for typ
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from dsfleet.plumbing.kafka import Delivery, Record
+    from dsfleet.reconciler.bus import CoordinatorBus
     from dsfleet.reconciler.store import (
         AppliedRevision,
         Encoder,
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
         StoredInventory,
         StoredNodeConfig,
     )
+    from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, OnlineTransition, TransitionLike
+    from dsfleet.reconciler.store.outbox import OutboxRecord
+    from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic
 
 __all__ = ["BusPort", "Clock", "StorePort", "SystemClock"]
 
@@ -87,23 +92,69 @@ class StorePort(Protocol):
 
     def record_events(self, at: datetime, kind: str, messages: Sequence[tuple[str, str]]) -> None: ...
 
+    def enqueue(self, records: Sequence[OutboxRecord], now: datetime) -> list[int]: ...
+
+    # what agents announce and report (the coordinator's ingest)
+    def known_nodes(self) -> list[KnownNodeRow]: ...
+
+    def node_liveness(self) -> dict[str, NodeLive]: ...
+
+    def record_agent_infos(
+        self, infos: Mapping[str, AgentInfo], fresh: Mapping[str, bool], at: datetime
+    ) -> list[OnlineTransition]: ...
+
+    def record_agent_responses(self, responses: Mapping[str, AgentResponse], at: datetime) -> int: ...
+
+    def record_transitions(self, transitions: Sequence[TransitionLike]) -> None: ...
+
+    def set_sync_state(self, key: str, value: Any, at: datetime) -> None: ...
+
 
 class BusPort(Protocol):
-    """A message producer (implemented over confluent-kafka in ``dsfleet.reconciler.bus``).
+    """The coordinator's side of the message bus (implemented over Kafka in :mod:`dsfleet.reconciler.bus`).
 
-    ``send`` queues one record for ``partition`` (explicit: :func:`dsfleet.schemas.wire.partition_for` of the key, never
-    librdkafka's partitioner); ``value=None`` is a tombstone. ``poll`` serves delivery reports for up to
-    ``timeout`` seconds and returns how many it served; ``flush`` waits up to ``timeout`` seconds for everything
-    queued and returns how many records are still not delivered (0: all delivered).
+    ``send`` queues one record for the key's partition (:func:`dsfleet.schemas.wire.partition_for` of the topic's
+    partition count, never librdkafka's partitioner); ``value=None`` is a tombstone. The loop reads the inbound
+    topics (``poll_inbound``) and the AgentConfig topic back from its start (``poll_observer``).
     """
 
+    @property
+    def producer_failed(self) -> bool: ...
+
+    @property
+    def broker_was_down(self) -> bool: ...
+
+    def ensure_topics(self, timeout: float = 10.0) -> list[str]: ...
+
+    def start_reading(self) -> None: ...
+
+    def assign_observer(self) -> int: ...
+
+    def partitions(self, topic: Topic) -> int: ...
+
+    def partition_count_changed(self, topic: Topic) -> bool: ...
+
+    def reset_producer(self) -> None: ...
+
     def send(
-        self, topic: str, key: str, value: bytes | None, headers: Mapping[str, str], partition: int
+        self,
+        topic: Topic,
+        key: str | None,
+        value: bytes | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None: ...
 
     def poll(self, timeout: float = 0.0) -> int: ...
 
-    def flush(self, timeout: float) -> int: ...
+    def poll_inbound(self, max_records: int = 500, timeout: float = 0.05) -> list[Record]: ...
+
+    def poll_observer(self, max_records: int = 1000) -> tuple[list[Record], dict[int, int]]: ...
+
+    def flush(self, timeout: float = 10.0) -> int: ...
+
+    def close(self, timeout: float = 10.0) -> int: ...
 
 
 class Clock(Protocol):
@@ -131,3 +182,6 @@ if TYPE_CHECKING:  # mypy checks that the adapters satisfy their ports
 
     def _system_clock_is_a_clock(clock: SystemClock) -> Clock:
         return clock
+
+    def _coordinator_bus_is_a_bus_port(bus: CoordinatorBus) -> BusPort:
+        return bus

@@ -19,19 +19,19 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from dsfleet.reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, plan_manifests
-from dsfleet.reconciler.bus import CoordinatorBus
 from dsfleet.reconciler.coordinator import identities, liveness, resyncs
 from dsfleet.reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
 from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
 from dsfleet.reconciler.loading.gitinfo import git_info
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from dsfleet.reconciler.planning.reports import summary, summary_line
-from dsfleet.reconciler.store import NewRevision, Store, StoredNodeConfig
+from dsfleet.reconciler.ports import BusPort, Clock, StorePort, SystemClock
+from dsfleet.reconciler.store import NewRevision, StoredNodeConfig
 from dsfleet.reconciler.store.snapshots import PENDING_PLAN
 from dsfleet.schemas.errors import DsfleetError, TemporaryError
 from dsfleet.schemas.wire import (
@@ -51,19 +51,6 @@ log = logging.getLogger("dsfleet.coordinator")
 FAULT_AFTER_STORE = "after-store"
 """``DSFLEET_FAULT_POINT=after-store``: the process kills itself (SIGKILL) right after a revision is stored and
 before anything is published — for crash tests."""
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -128,8 +115,8 @@ class Coordinator:
     def __init__(
         self,
         options: CoordinatorOptions,
-        store: Store,
-        bus: CoordinatorBus | None,
+        store: StorePort,
+        bus: BusPort | None,
         *,
         clock: Clock | None = None,
         source: str = "watch",
@@ -203,7 +190,7 @@ class Coordinator:
                 )
                 self.view.reset()
                 self.bus.assign_observer()
-            elif self.bus.producer.saw_broker_down:
+            elif self.bus.broker_was_down:
                 log.info("broker back after a disconnection; producer renewed (pending rows are sent again)")
                 self._renew_producer()
             if not self._bus_ready:
@@ -494,7 +481,8 @@ class Coordinator:
         if not self._bus_ready or self.bus is None:
             return
         if self.publisher is not None and (
-            self.bus.producer.fatal or self.publisher.oldest_in_flight(now) > self.options.stuck_after_seconds
+            self.bus.producer_failed
+            or self.publisher.oldest_in_flight(now) > self.options.stuck_after_seconds
         ):
             log.warning("producer stuck or failed; replacing it (pending rows are sent again)")
             self._renew_producer()

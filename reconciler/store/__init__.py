@@ -16,21 +16,17 @@ SQLite file is read through an upgraded in-memory copy.
 
 One module per concern: ``schema`` (tables), ``database`` (URL → engine, migrations, transactions), ``values``
 (dataclasses in and out), ``revisions``, ``inventory``, ``outbox``, ``observed`` (observed state and events),
-``legacyviews`` (the older system's read views), ``snapshots`` (what status shows, read in one transaction).
-:class:`Store` composes their mixins.
+``legacyviews`` (the older system's read views), ``snapshots`` (what status shows, read in one transaction);
+``stores`` composes their mixins into :class:`Store`. This package hands out the store (and everything else that
+needs SQLAlchemy) lazily, so the values the apply path builds come without it.
 """
 
 from __future__ import annotations
 
-from dsfleet.reconciler.store.database import BUSY_TIMEOUT_MS, StoreBase, default_url
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dsfleet.reconciler.store.errors import PermanentStoreError, StoreError, TemporaryStoreError
-from dsfleet.reconciler.store.legacyviews import LegacyViewsMixin
-from dsfleet.reconciler.store.migrations import SchemaState, head_revision
-from dsfleet.reconciler.store.nodestates import KnownNodeRow, LiveMixin, NodeLive, NodeStatusRow
-from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin, ObservedRow
-from dsfleet.reconciler.store.outbox import OutboxMixin
-from dsfleet.reconciler.store.revisions import RevisionsMixin
-from dsfleet.reconciler.store.snapshots import ObservedDetail, SnapshotsMixin, StatusSnapshot
 from dsfleet.reconciler.store.values import (
     SOURCES,
     AppliedRevision,
@@ -49,6 +45,14 @@ from dsfleet.reconciler.store.values import (
     StoredInventory,
     StoredNodeConfig,
 )
+
+if TYPE_CHECKING:
+    from dsfleet.reconciler.store.database import BUSY_TIMEOUT_MS, default_url
+    from dsfleet.reconciler.store.migrations import SchemaState, head_revision
+    from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, NodeStatusRow
+    from dsfleet.reconciler.store.observed import EventRecord, ObservedRow
+    from dsfleet.reconciler.store.snapshots import ObservedDetail, StatusSnapshot
+    from dsfleet.reconciler.store.stores import Store
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -84,8 +88,28 @@ __all__ = [
     "head_revision",
 ]
 
+_LAZY = {
+    "BUSY_TIMEOUT_MS": "database",
+    "default_url": "database",
+    "SchemaState": "migrations",
+    "head_revision": "migrations",
+    "KnownNodeRow": "nodestates",
+    "NodeLive": "nodestates",
+    "NodeStatusRow": "nodestates",
+    "EventRecord": "observed",
+    "ObservedRow": "observed",
+    "ObservedDetail": "snapshots",
+    "StatusSnapshot": "snapshots",
+    "Store": "stores",
+}
+"""What needs SQLAlchemy is imported when first asked for: the values above (what the apply path builds) come
+without it."""
 
-class Store(
-    SnapshotsMixin, RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, LegacyViewsMixin, StoreBase
-):
-    """The coordinator's database. Create with :meth:`open`; close with :meth:`close` (or ``with``)."""
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from sqlalchemy import exc as sa_exc
-
 from dsfleet.schemas.errors import DsfleetError, PermanentError, TemporaryError
 
 # --------------------------------------------------------------------------------------------------- errors
@@ -29,6 +27,8 @@ _TEMPORARY_SQLSTATE_PREFIXES: Final = ("08", "40", "53", "57P")
 
 def _translate(err: Exception) -> StoreError:
     """Map a SQLAlchemy/driver exception to a StoreError without echoing SQL parameters."""
+    from sqlalchemy import exc as sa_exc  # imported by whoever raised it; not needed to name the errors
+
     orig = getattr(err, "orig", None) or err
     message = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     text = message.lower()

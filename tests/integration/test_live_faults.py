@@ -22,6 +22,7 @@ import docker
 import pytest
 
 from dsfleet.plumbing.kafka import Producer, client_config
+from dsfleet.schemas.labels import LABEL_SPEC_HASH
 from dsfleet.schemas.wire import Topic, partition_for, topic_name
 from tests.support.brokers import Tansu, broker_binary
 from tests.support.fleetstack import Stack, container
@@ -144,7 +145,7 @@ def test_container_drift_is_healed(stack: Stack) -> None:
     stack.wait_converged(DEADLINE)
     # relabelled: replaced by a container claiming another spec hash
     old = container(stack.client, parking)
-    labels = dict(old.labels, **{"io.dsfleet.config-hash": "0" * 64})
+    labels = dict(old.labels, **{LABEL_SPEC_HASH: "0" * 64})
     api.remove_container(old.id, force=True)
     fake = api.create_container(
         stack.image,

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 
+from dsfleet.schemas.labels import instance_labels
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ENGINE_DIR,
@@ -42,7 +43,7 @@ from dsfleet.schemas.wire import AgentConfig, encode
 ROOT = Path(__file__).resolve().parents[2]
 SOCKET = "/var/run/docker.sock"
 STUB_IMAGE = "dsfleet/deepstream-stub:latest"
-RUN_LABEL = "io.dsfleet.test-run"
+RUN_LABEL = "dsfleet-tests.run"
 RUN_ID = uuid.uuid4().hex[:6]
 """This test run's value of ``RUN_LABEL`` (one per session: the module is imported once)."""
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false")
@@ -175,7 +176,7 @@ def stub_instance(
             MountSpec(type="volume", source=f"{name}_engine", target=ENGINE_DIR, readOnly=False),
         ),
         engineVolume=f"{name}_engine",
-        labels={RUN_LABEL: run_id},
+        labels={**instance_labels(name), RUN_LABEL: run_id},
         restartPolicy=RestartPolicySpec(name=restart),  # type: ignore[arg-type]
         shmSize="64m",
         networkMode=network,

@@ -22,6 +22,7 @@ from dsfleet.agent.configfiles import (
 )
 from dsfleet.agent.errors import ConfigError, SecretError
 from dsfleet.agent.secrets import Credential, MemorySecretStore
+from dsfleet.schemas.labels import instance_labels
 from dsfleet.schemas.nodeconfigs import (
     ContainerSpec,
     InstanceConfig,
@@ -61,6 +62,7 @@ def _instance(files: tuple[RenderedFile, ...], name: str = "ccm-gate") -> Instan
     container = ContainerSpec(
         image="nvcr.io/nvidia/deepstream:7.0-triton-multiarch",
         engineVolume=f"{name}_engine",
+        labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name="unless-stopped"),
     )
     return build_instance(name, "ccm", False, (), container, files)

@@ -18,6 +18,7 @@ from dsfleet.agent.containers import (
     volume_labels,
 )
 from dsfleet.agent.drift import Applied, DriftKind
+from dsfleet.schemas.labels import LABEL_GENERATION, LABEL_SPEC_HASH, instance_labels
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
@@ -41,6 +42,7 @@ def inst(name: str = "cam", image: str = "ds:7.0", files: str = "v1", paused: bo
             MountSpec(type="volume", source=f"{name}_engine", target="/workspace/build", readOnly=False),
         ),
         engineVolume=f"{name}_engine",
+        labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name="unless-stopped"),
         gpus=("1",),
     )
@@ -184,7 +186,7 @@ CASES = [
     (
         "relabelled: recreate",
         [A],
-        [running(A, cid="c9", labels={**container_labels(A, NODE, 1), "io.dsfleet.config-hash": "x"})],
+        [running(A, cid="c9", labels={**container_labels(A, NODE, 1), LABEL_SPEC_HASH: "x"})],
         {"cam": SYNC},
         {"cam": applied(A)},
         True,
@@ -322,6 +324,6 @@ def test_container_request_maps_the_spec() -> None:
     assert req.mounts[1].type == "volume" and req.mounts[1].source == "cam_engine"
     assert req.restart_policy == {"Name": "unless-stopped"}
     assert req.gpu_ids == ()
-    assert req.labels["io.dsfleet.config-hash"] == A.specHash and req.labels["io.dsfleet.generation"] == "4"
+    assert req.labels[LABEL_SPEC_HASH] == A.specHash and req.labels[LABEL_GENERATION] == "4"
     assert "s3cret" not in repr(req) and "s3cret" not in str(req.labels)
     assert container_request(A, NODE, 4, "/x", {}, nvidia=True).gpu_ids == ("1",)

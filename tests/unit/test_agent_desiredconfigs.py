@@ -9,6 +9,7 @@ import pytest
 
 from dsfleet.agent.desiredconfigs import parse_config, select_instances
 from dsfleet.agent.errors import ConfigError
+from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH, instance_labels
 from dsfleet.schemas.nodeconfigs import (
     ContainerSpec,
     NodeConfig,
@@ -22,12 +23,16 @@ from dsfleet.schemas.wire import AgentConfig
 CANARY = "canary-NotInAnyMessage"
 
 
-def _node() -> NodeConfig:
-    container = ContainerSpec(
+def _container(name: str) -> ContainerSpec:
+    return ContainerSpec(
         image="nvcr.io/nvidia/deepstream:7.0-triton-multiarch",
-        engineVolume="cam-a_engine",
+        engineVolume=f"{name}_engine",
+        labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name="unless-stopped"),
     )
+
+
+def _node() -> NodeConfig:
     files = (
         RenderedFile(
             path="source_list.json", content='{"a": "rtsp://${secret:gate-1}@h"}', secrets=("gate-1",)
@@ -36,8 +41,8 @@ def _node() -> NodeConfig:
     return build_node(
         "gpu-node-1",
         [
-            build_instance("cam-a", "ccm", False, (), container, files),
-            build_instance("cam-b", "ccm", False, (), container, ()),
+            build_instance("cam-a", "ccm", False, (), _container("cam-a"), files),
+            build_instance("cam-b", "ccm", False, (), _container("cam-b"), ()),
         ],
     )
 
@@ -90,6 +95,24 @@ def test_a_tampered_file_is_refused_by_its_hash() -> None:
     data["instances"][0]["files"][0]["content"] = '{"a": "rtsp://evil@h"}'
     with pytest.raises(ConfigError, match=r"instances\.0 \(cam-a\)\.filesHash: does not match the files"):
         parse_config(json.dumps(data), "node.json")
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        ({}, "must mark the container managed"),
+        (instance_labels("cam-b"), "must mark the container managed"),
+        ({**instance_labels("cam-a"), LABEL_NODE: "other-node"}, "sets labels only the agent sets"),
+        ({**instance_labels("cam-a"), LABEL_SPEC_HASH: "0" * 64}, "sets labels only the agent sets"),
+    ],
+)
+def test_the_spec_labels_are_the_compilers_and_nothing_the_host_sets(
+    labels: dict[str, str], problem: str
+) -> None:
+    container = _container("cam-a").model_copy(update={"labels": labels})
+    config = build_node("gpu-node-1", [build_instance("cam-a", "ccm", False, (), container, ())])
+    with pytest.raises(ConfigError, match=rf"instances\.0 \(cam-a\)\.container\.labels: {problem}"):
+        parse_config(config.model_dump_json(), "node.json")
 
 
 @pytest.mark.parametrize("name", ["../etc", "Cam", "a/b"])

@@ -9,6 +9,7 @@ from pathlib import Path
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
 from dsfleet.agent.ports import BusBatch
 from dsfleet.agent.testing import ManualClock, MemoryBus, MemoryRuntime, MemorySecretStore
+from dsfleet.schemas.labels import instance_labels
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
@@ -29,6 +30,7 @@ def inst(name: str, version: int = 1) -> InstanceConfig:
         image="ds:7.0",
         mounts=(MountSpec(type="configs", target=CONFIGS_DIR),),
         engineVolume=f"{name}_engine",
+        labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name="unless-stopped"),
     )
     return build_instance(

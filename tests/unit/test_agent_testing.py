@@ -16,6 +16,7 @@ from dsfleet.agent.errors import NameConflictError, PermanentError
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
 from dsfleet.agent.ports import BusBatch
 from dsfleet.agent.testing import ManualClock, MemoryBus, MemoryRuntime, MemorySecretStore
+from dsfleet.schemas.labels import LABEL_MANAGED, instance_labels
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
@@ -37,6 +38,7 @@ def inst(name: str, files: str = "v1", paused: bool = False) -> InstanceConfig:
         image="ds:7.0",
         mounts=(MountSpec(type="configs", target=CONFIGS_DIR),),
         engineVolume=f"{name}_engine",
+        labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name="unless-stopped"),
     )
     return build_instance(
@@ -155,8 +157,8 @@ def test_a_foreign_container_with_the_name_is_left_alone(tmp_path: Path) -> None
 def test_the_runtime_lists_filters_and_refuses_like_the_docker_adapter() -> None:
     runtime = MemoryRuntime()
     runtime.add_container(ObservedContainer("f00", "dsfleet-a", {}, "running"))
-    assert runtime.list_containers("io.dsfleet.managed=true") == []
-    assert [c.id for c in runtime.list_containers("io.dsfleet.managed=true", also_names=["dsfleet-a"])] == [
+    assert runtime.list_containers(f"{LABEL_MANAGED}=true") == []
+    assert [c.id for c in runtime.list_containers(f"{LABEL_MANAGED}=true", also_names=["dsfleet-a"])] == [
         "f00"
     ]
     with pytest.raises(NameConflictError):

@@ -16,6 +16,7 @@ import yaml
 
 from dsfleet.agent.cli import build_parser as agent_parser
 from dsfleet.reconciler.cli.main import build_parser as dsfleet_parser
+from dsfleet.schemas.labels import LABEL_SPEC_HASH
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -79,7 +80,7 @@ def test_the_workflow_page_documents_every_offline_command_and_its_json_schema()
         ("match", "manifests/policies.md"),
         ("env-secret-literal", "manifests/secrets.md"),
         ("--allow-prune-all", "architecture/decisions/0014-prune-safety.md"),
-        ("io.dsfleet.config-hash", "operating/agent.md"),
+        (LABEL_SPEC_HASH, "operating/agent.md"),
         ("DSFLEET_SECRET_", "manifests/secrets.md"),
         ("/api/v1/webhooks/git", "operating/git.md"),
         ("read_requires_token", "operating/api.md"),
@@ -99,12 +100,10 @@ def test_the_status_page_names_every_word_the_status_can_show() -> None:
 
 
 def test_the_label_holds_the_spec_hash_and_the_docs_say_so() -> None:
-    from dsfleet.schemas.labels import LABEL_SPEC_HASH
-
-    assert LABEL_SPEC_HASH == "io.dsfleet.config-hash"
+    """The label's name is spelled in dsfleet.schemas.labels only; the docs must name that very label."""
     for where in ("operating/agent.md", "architecture/decisions/0003-hashes.md", "architecture/index.md"):
         text = " ".join(page(where).split())
-        assert re.search(r"`io\.dsfleet\.config-hash`[^.]*\*\*spec hash\*\*", text), where
+        assert re.search(f"`{re.escape(LABEL_SPEC_HASH)}`" + r"[^.]*\*\*spec hash\*\*", text), where
 
 
 # --- generated reference pages ----------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from dsfleet.agent.containers import (
     volume_labels,
 )
 from dsfleet.agent.drift import Applied
+from dsfleet.schemas.labels import instance_labels
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
@@ -94,6 +95,7 @@ def build(desc: Mapping[str, Any]) -> InstanceConfig:
             MountSpec(type="volume", source=f"{name}_engine", target="/workspace/build", readOnly=False),
         ),
         engineVolume=f"{name}_engine",
+        labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name=desc.get("restartPolicy", "unless-stopped")),
     )
     return build_instance(

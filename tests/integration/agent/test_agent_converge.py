@@ -8,6 +8,13 @@ from pathlib import Path
 import docker
 
 from dsfleet.agent.testing import MemoryBus
+from dsfleet.schemas.labels import (
+    LABEL_GENERATION,
+    LABEL_IMAGE,
+    LABEL_INSTANCE,
+    LABEL_MANAGED,
+    LABEL_SPEC_HASH,
+)
 from dsfleet.schemas.wire import InstanceState
 from tests.support.dockerengine import APP_CONFIG, STUB_IMAGE, agent_config_bytes, stub_instance, wait_for
 from tests.support.inprocessagents import Names, RunningAgent, start_agent
@@ -51,10 +58,10 @@ def test_create_restart_recreate_remove(
     assert ca is not None
     labels = ca["Config"]["Labels"]
     inst_a = stub_instance(a, names.run_id)
-    assert labels["io.dsfleet.managed"] == "true"
-    assert labels["io.dsfleet.instance"] == a
-    assert labels["io.dsfleet.config-hash"] == inst_a.specHash
-    assert labels["io.dsfleet.generation"] == "1"
+    assert labels[LABEL_MANAGED] == "true"
+    assert labels[LABEL_INSTANCE] == a
+    assert labels[LABEL_SPEC_HASH] == inst_a.specHash
+    assert labels[LABEL_GENERATION] == "1"
     mounts = {m["Destination"]: m for m in ca["Mounts"]}
     assert mounts["/workspace/configs"]["RW"] is False
     assert mounts["/workspace/configs"]["Source"] == str(tmp_path.resolve() / "instances" / a)
@@ -88,7 +95,7 @@ def test_create_restart_recreate_remove(
 
     # image change of b: new container, engine volume recreated for the new image
     vol_before = docker_client.api.inspect_volume(f"{b}_engine")
-    assert vol_before["Labels"]["io.dsfleet.image"] == STUB_IMAGE
+    assert vol_before["Labels"][LABEL_IMAGE] == STUB_IMAGE
     b2 = stub_instance(b, names.run_id, sources=3, image=stub_image)
     bus.push_config(names.node, agent_config_bytes(names.node, 3, [a2, b2]))
     wait_for(
@@ -96,7 +103,7 @@ def test_create_restart_recreate_remove(
         lambda: (c := _container(docker_client, b)) and c["Id"] != id_b and c["State"]["Running"],
     )
     vol_after = docker_client.api.inspect_volume(f"{b}_engine")
-    assert vol_after["Labels"]["io.dsfleet.image"] == stub_image
+    assert vol_after["Labels"][LABEL_IMAGE] == stub_image
     assert vol_after["CreatedAt"] != vol_before["CreatedAt"] or vol_after["Labels"] != vol_before["Labels"]
     assert _container(docker_client, a)["Id"] == id_a  # type: ignore[index]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from dsfleet.schemas.labels import LABEL_INSTANCE, LABEL_MANAGED, LABEL_NODE, LABEL_SPEC_HASH
 from dsfleet.schemas.wire import CommandKind, InstanceState
 from tests.support.brokers import Tansu
 from tests.support.dockerengine import APP_CONFIG, RUN_LABEL, agent_config_bytes, stub_instance
@@ -184,10 +185,10 @@ def test_drift_is_healed_and_reported(
     cid = _cid(docker_client, a)
     api.remove_container(cid, force=True)
     labels = {
-        "io.dsfleet.managed": "true",
-        "io.dsfleet.instance": a,
-        "io.dsfleet.node": node,
-        "io.dsfleet.config-hash": "0" * 64,
+        LABEL_MANAGED: "true",
+        LABEL_INSTANCE: a,
+        LABEL_NODE: node,
+        LABEL_SPEC_HASH: "0" * 64,
         RUN_LABEL: names.run_id,
     }
     fake = api.create_container(
@@ -243,7 +244,7 @@ def test_unmanaged_container_with_a_managed_name_is_untouched(
     after = api.inspect_container(other["Id"])
     assert after["State"]["Running"] and after["RestartCount"] == 0
     assert after["State"]["StartedAt"] == api.inspect_container(other["Id"])["State"]["StartedAt"]
-    assert "io.dsfleet.managed" not in after["Config"]["Labels"]
+    assert LABEL_MANAGED not in after["Config"]["Labels"]
 
 
 def test_crash_loop_is_reported_as_backoff(
