@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SYSSTAMP := .dsfleet/.system-deps-stamp
 
-.PHONY: demo test test-fast lint docs bench system-deps clean help stub-image
+.PHONY: demo test test-fast lint docs bench system-deps clean help stub-image lock
 
 help:
 	@echo "make demo   - the live loop on this machine: broker, coordinator, agents, containers (dsfleet demo)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - benchmarks (results go to benchmarks/out/, summary in BENCHMARKS.md)"
 	@echo "make lint   - ruff, mypy --strict, import-linter only"
 	@echo "make docs   - the manual: mkdocs build --strict into site/ (reference pages generated from the code)"
+	@echo "make lock   - pin the Python dependencies with hashes in requirements/*.lock (after changing pyproject.toml)"
 	@echo "make stub-image - build the stand-in DeepStream image dsfleet/deepstream-stub:latest (docker import)"
 
 $(SYSSTAMP): scripts/setup-system.sh
@@ -22,11 +23,12 @@ $(SYSSTAMP): scripts/setup-system.sh
 
 system-deps: $(SYSSTAMP)
 
-$(STAMP): pyproject.toml $(SYSSTAMP)
+$(STAMP): pyproject.toml requirements/dev.lock $(SYSSTAMP)
 	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m compileall -q dsfleet >/dev/null
 	@touch $@
 
@@ -47,6 +49,9 @@ test: lint docs
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -x tests/unit
+
+lock:
+	@bash scripts/lock.sh
 
 stub-image: $(SYSSTAMP)
 	@bash scripts/stub-image.sh

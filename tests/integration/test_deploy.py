@@ -86,12 +86,13 @@ def test_systemd_units_run_installed_commands(unit: Path) -> None:
         assert (DEPLOY / "systemd" / f"{unit.stem}.env").is_file()
 
 
-@pytest.mark.parametrize(("side", "extra"), [("agent", "agent"), ("coordinator", "coordinator")])
-def test_each_image_copies_the_whole_namespace_and_installs_its_side(side: str, extra: str) -> None:
-    """A wheel of the namespace needs dsfleet/ and every folder it links; a host installs only its extra."""
+@pytest.mark.parametrize("side", ["agent", "coordinator"])
+def test_each_image_copies_the_whole_namespace_and_installs_its_side_from_its_lock(side: str) -> None:
+    """A wheel of the namespace needs dsfleet/ and every folder it links; a host installs its side's pinned,
+    hashed dependencies, then dsfleet without any."""
     text = (DEPLOY / side / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\S+) \1$", text, flags=re.MULTILINE))
     linked = {p.name for p in (ROOT / "dsfleet").iterdir() if p.is_symlink()}
-    assert {"dsfleet", *linked} <= copied
-    install = re.search(r"pip install [^\n]*'\.\[([a-z,]+)\]'", text)
-    assert install is not None and extra in install.group(1).split(",")
+    assert {"dsfleet", *linked, f"requirements/{side}.lock"} <= copied
+    assert f"pip install --no-cache-dir --require-hashes -r requirements/{side}.lock" in text
+    assert "pip install --no-cache-dir --no-deps ." in text
