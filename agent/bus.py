@@ -4,7 +4,8 @@
   the beginning; the loop keeps the last value of its key and treats the partition's end as "caught up".
 - ``AgentCommand``: the partitions of the node name, the machine id and ``*``, from the beginning (the loop
   ignores commands sent before the agent started: Tansu cannot seek to the end reliably).
-- ``AgentInfo`` / ``AgentResponse``: produced to the partition of their key, named explicitly.
+- ``AgentInfo`` / ``AgentResponse`` (and ``AgentLogs``, the replies to ``logs`` commands, on the AgentResponse
+  topic): produced to the partition of their key, named explicitly.
 
 A broker that is down is a state: partition counts are asked again (with a short timeout) every few seconds,
 records to send wait in the producer's queue. A broker that came back empty (Tansu's memory storage; a deleted
@@ -27,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dsfleet.agent.ports import BusBatch
 from dsfleet.plumbing.kafka import Consumer, Producer
 from dsfleet.schemas.errors import TemporaryError
-from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
+from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse, Topic, encode, partition_for, topic_name
 
 __all__ = ["KafkaBus"]
 
@@ -180,6 +181,9 @@ class KafkaBus:
 
     def publish_response(self, key: str, response: AgentResponse) -> None:
         self._send(self._response_topic, key, encode(response))
+
+    def publish_logs(self, key: str, logs: AgentLogs) -> None:
+        self._send(self._response_topic, key, encode(logs))
 
     def close(self) -> None:
         self._consumer.close()

@@ -5,7 +5,8 @@ reports); ``materialize`` — write a node config's files into the state directo
 filled in from the local secret store.
 
 Settings of ``run`` (``dsfleet.plumbing.settings.load_settings``): flags, over ``DSFLEET_AGENT_*`` (``NODE_NAME``,
-``STATE_DIR``, ``RUNTIME``, ``DOCKER_URL``, ``HEARTBEAT_SECONDS``, ``RESYNC_SECONDS``, ``SELF_HEAL``) and
+``STATE_DIR``, ``RUNTIME``, ``DOCKER_URL``, ``HEARTBEAT_SECONDS``, ``RESYNC_SECONDS``, ``SELF_HEAL``, ``FLEET_ID``,
+``IMAGE_PULL``) and
 ``DSFLEET_KAFKA_*`` (``BOOTSTRAP_SERVERS``, ``TOPIC_PREFIX``, ``FETCH_WAIT_MAX_MS``, librdkafka keys in
 ``[kafka]``) environment variables, over ``[agent]``/``[kafka]`` of the settings file, over the defaults.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dsfleet.agent.errors import AgentError, PermanentError, SecretError
+from dsfleet.plumbing.logs import LEVELS, configure_logging
 from dsfleet.plumbing.settings import AgentSettings, KafkaSettings, load_settings
 
 EXIT_OK = 0
@@ -159,7 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--self-heal", action=argparse.BooleanOptionalAction, default=None, help="heal drift (default on)"
     )
-    r.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    r.add_argument(
+        "--fleet-id",
+        metavar="ID",
+        help="bind the agent to this fleet (the store's id); default: the fleet of the first config it accepts",
+    )
+    r.add_argument(
+        "--image-pull",
+        choices=["missing", "never"],
+        help="pull an absent image when its registry answers (missing, the default), or never",
+    )
+    r.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LEVELS,
+        default="info",
+        help="log level, any case (default: info)",
+    )
+    r.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format (default: text)"
+    )
     r.set_defaults(handler=cmd_run)
     return parser
 
@@ -207,6 +228,8 @@ def agent_settings(
                 "heartbeat_seconds": args.heartbeat_seconds,
                 "resync_seconds": args.resync_seconds,
                 "self_heal": args.self_heal,
+                "fleet_id": args.fleet_id,
+                "image_pull": args.image_pull,
             },
             "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic_prefix": args.topic_prefix},
         },
@@ -225,16 +248,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dsfleet.agent.secrets import LocalSecretStore
 
     settings, kafka = agent_settings(args)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         agent_version = version("dsfleet")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         agent_version = "unknown"
-    runtime = DockerRuntime(settings.docker_url)
+    runtime = DockerRuntime(settings.docker_url, pull=settings.image_pull == "missing")
     bus = None
     if kafka.bootstrap_servers:
         from dsfleet.agent.bus import KafkaBus
@@ -252,6 +271,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             heartbeat_seconds=settings.heartbeat_seconds,
             resync_seconds=settings.resync_seconds,
             self_heal=settings.self_heal,
+            fleet_id=settings.fleet_id,
         ),
         runtime,
         bus,

@@ -5,6 +5,26 @@ plus ``schema``, ``generation`` and ``sent_at``) and a bare ``NodeConfig`` (as `
 object with a ``schema``, ``generation`` or ``sent_at`` key is read as the message, any other object as a
 NodeConfig; both are validated by the pydantic models of ``dsfleet.schemas.nodeconfigs``.
 
+**Which record becomes desired** (:func:`judge_config`; Kubernetes' ``resourceVersion`` and Argo CD's refusal to
+sync from another app's source play the same role). The agent keeps in ``<state-dir>/binding.json`` the fleet it is
+bound to and the generation and config hash of the config it last accepted (:class:`AppliedMark`). Reading its
+AgentConfig partition from the beginning (at start, or again after a broker loss), every record before the
+partition's end is *history*: only the newest good one is kept, none is refused. At the partition's end, and for
+every record after it (*live*), the newest record is judged against the mark:
+
+- of another fleet than the one the agent is bound to (``--fleet-id``/``[agent] fleet_id``, else the fleet of the
+  first config it accepted) → refused, ``other-fleet`` (a record without fleet id, from an older coordinator, is
+  not judged by fleet and binds nothing);
+- a generation lower than the mark → refused, ``stale-generation`` (at the partition's end this means the store
+  that publishes is older than what the agent runs: restored from a backup; the refusal says so, and the
+  coordinator answers with a generation above the mark) — unless its config hash is the one applied: a
+  re-announce of the same config (after a broker loss) changes nothing and is no refusal;
+- the same generation with another config hash → refused, ``conflicting-config`` (two writers);
+- the same generation and hash → nothing to do; a higher one → accepted.
+
+A refused record changes nothing: the last good config keeps running. A tombstone is always accepted (the node
+was removed) and clears the generation of the mark (a node added again starts its generations anew).
+
 Checks beyond the models: instance names are DNS labels (each names a directory), unique; and every instance's
 ``specHash``/``filesHash``/``configHash`` matches its content (a hand-edited or corrupted config is refused
 instead of being half applied). Errors are gcc style (``FILE:LINE:COL: error: ...`` for malformed JSON,
@@ -16,6 +36,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, TypeAlias
 
 from pydantic import ValidationError
@@ -41,11 +62,19 @@ from dsfleet.schemas.wire import (
 )
 
 __all__ = [
+    "REJECT_CONFLICT",
+    "REJECT_FLEET",
+    "REJECT_STALE",
     "Accepted",
+    "AppliedMark",
     "DesiredConfig",
+    "Refusal",
+    "Verdict",
     "accept_record",
     "config_problems",
     "empty_config",
+    "judge_config",
+    "mark_after",
     "parse_config",
     "select_instances",
 ]
@@ -170,3 +199,79 @@ def accept_record(
 def empty_config(node: str) -> NodeConfig:
     """The desired config of a node that has none (a tombstone)."""
     return NodeConfig(node=node, configHash=node_hash(()), instances=())
+
+
+REJECT_STALE = "stale-generation"
+REJECT_CONFLICT = "conflicting-config"
+REJECT_FLEET = "other-fleet"
+
+
+@dataclass(frozen=True)
+class AppliedMark:
+    """What the agent last accepted (kept in ``<state-dir>/binding.json``): the fleet it is bound to, the
+    generation and config hash of the config it runs."""
+
+    fleet: str | None = None
+    generation: int | None = None
+    config_hash: str | None = None
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    SAME = "same"
+    """The record is the config already accepted (a re-announce): nothing to do."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a good AgentConfig record is not taken; the agent keeps running its last good config."""
+
+    reason: str
+    generation: int | None
+    detail: str
+
+
+def judge_config(
+    config: AgentConfig, mark: AppliedMark, *, bound: str | None, at_catch_up: bool = False
+) -> Verdict | Refusal:
+    """Take ``config`` (a valid record of this node, newest at the partition's end or live) or refuse it; see the
+    module docstring. ``bound``: the fleet the agent is bound to (settings first, else the mark's)."""
+    if bound is not None and config.fleet is not None and config.fleet != bound:
+        return Refusal(
+            REJECT_FLEET,
+            config.generation,
+            f"written by fleet {config.fleet}; this agent is bound to fleet {bound} "
+            "(another coordinator publishes to this broker; --fleet-id rebinds the agent)",
+        )
+    if mark.generation is None:
+        return Verdict.ACCEPT
+    if config.generation < mark.generation:
+        if config.configHash == mark.config_hash:
+            return Verdict.SAME
+        detail = f"generation {config.generation} is lower than generation {mark.generation} this agent runs"
+        if at_catch_up:
+            detail += (
+                "; it is the newest config of this node on the broker, so the store that publishes is older than"
+                " what this agent runs (restored from a backup?): the coordinator must publish a generation above "
+                f"{mark.generation}"
+            )
+        return Refusal(REJECT_STALE, config.generation, detail)
+    if config.generation == mark.generation:
+        if config.configHash == mark.config_hash:
+            return Verdict.SAME
+        return Refusal(
+            REJECT_CONFLICT,
+            config.generation,
+            f"generation {config.generation} with another config hash than the one this agent runs "
+            "(two writers publish for this node?)",
+        )
+    return Verdict.ACCEPT
+
+
+def mark_after(config: AgentConfig | None, mark: AppliedMark, bound: str | None) -> AppliedMark:
+    """The mark once ``config`` is accepted (None: a tombstone, which keeps the fleet and clears the rest)."""
+    if config is None:
+        return AppliedMark(fleet=bound or mark.fleet)
+    return AppliedMark(
+        fleet=bound or config.fleet or mark.fleet, generation=config.generation, config_hash=config.configHash
+    )

@@ -56,6 +56,11 @@ class Applied:
     spec_hash: str
     files_hash: str
     generation: int | None = None
+    previous_image: str | None = None
+    """The image of the container this one replaced (another image): its engine volume is kept for a rollback."""
+    paused: bool = False
+    """The agent stopped this container itself because its instance is paused: it starts it again (no drift)
+    when the instance is no longer paused, whatever the exit code."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ __all__ = [
     "AgentError",
     "ConfigError",
     "FileWriteError",
+    "ImageNotFoundError",
     "NameConflictError",
     "PermanentError",
     "SecretError",
@@ -59,3 +60,12 @@ class NameConflictError(PermanentError):
     def __init__(self, name: str) -> None:
         super().__init__(f"a container named {name} already exists and is not managed by this agent")
         self.name = name
+
+
+class ImageNotFoundError(PermanentError):
+    """The image of a container spec is not on the host and cannot be pulled (absent, unknown to its registry,
+    or its registry unreachable). Nothing was changed: the instance keeps running what it ran."""
+
+    def __init__(self, image: str, why: str = "not present on this host") -> None:
+        super().__init__(f"image {image}: {why}")
+        self.image = image

@@ -5,6 +5,8 @@ Layout of ``<state-dir>``::
     desired.json                 last desired config received (the fail-static copy), mode 0600
     applied.json                 per instance: container id, spec hash (= its config-hash label) and the files
                                  hash the agent last (re)started it with (``dsfleet.agent.drift.Applied``), mode 0600
+    binding.json                 the fleet the agent is bound to, the generation and config hash it last accepted
+                                 (``dsfleet.agent.desiredconfigs.AppliedMark``), mode 0600
     node-name                    the name the coordinator gave this agent (when it has no --node-name)
     instances/<name>/<file>      an instance's rendered files, bind-mounted read-only at /workspace/configs
     secrets/<ref>/{username,password}   the local secret store (``dsfleet.agent.secrets``), managed by the operator
@@ -41,7 +43,7 @@ from typing import Any
 
 from dsfleet.agent.configfiles import FilePlan, instance_refs, plan_files
 from dsfleet.agent.credentials import SecretStore
-from dsfleet.agent.desiredconfigs import DesiredConfig, parse_config
+from dsfleet.agent.desiredconfigs import AppliedMark, DesiredConfig, parse_config
 from dsfleet.agent.drift import Applied
 from dsfleet.agent.errors import ConfigError, FileWriteError
 from dsfleet.agent.secrets import resolve_secrets
@@ -49,6 +51,7 @@ from dsfleet.schemas.nodeconfigs import InstanceConfig
 
 __all__ = [
     "APPLIED_FILE",
+    "BINDING_FILE",
     "DESIRED_FILE",
     "DESIRED_MODE",
     "DIR_MODE",
@@ -59,11 +62,13 @@ __all__ = [
     "instance_dir",
     "instance_file_plan",
     "load_applied",
+    "load_binding",
     "load_desired",
     "load_node_name",
     "read_directory",
     "remove_instance_dir",
     "save_applied",
+    "save_binding",
     "save_desired",
     "save_node_name",
     "write_instance_files",
@@ -72,6 +77,7 @@ __all__ = [
 
 DESIRED_FILE = "desired.json"
 APPLIED_FILE = "applied.json"
+BINDING_FILE = "binding.json"
 NODE_NAME_FILE = "node-name"
 DESIRED_MODE = 0o600
 INSTANCES_DIR = "instances"
@@ -279,6 +285,8 @@ def save_applied(state_dir: str | os.PathLike[str], applied: Mapping[str, Applie
             "specHash": a.spec_hash,
             "filesHash": a.files_hash,
             "generation": a.generation,
+            **({"previousImage": a.previous_image} if a.previous_image else {}),
+            **({"paused": True} if a.paused else {}),
         }
         for name, a in sorted(applied.items())
     }
@@ -306,10 +314,40 @@ def load_applied(state_dir: str | os.PathLike[str]) -> dict[str, Applied]:
                 spec_hash=str(item["specHash"]),
                 files_hash=str(item["filesHash"]),
                 generation=int(item["generation"]) if item.get("generation") is not None else None,
+                previous_image=str(item["previousImage"]) if item.get("previousImage") else None,
+                paused=item.get("paused") is True,
             )
         except (KeyError, TypeError, ValueError):
             continue
     return result
+
+
+def save_binding(state_dir: str | os.PathLike[str], mark: AppliedMark) -> None:
+    """Keep the fleet binding and the last accepted generation as ``<state-dir>/binding.json`` (atomic, 0600)."""
+    path = Path(state_dir) / BINDING_FILE
+    body = {"fleet": mark.fleet, "generation": mark.generation, "configHash": mark.config_hash}
+    try:
+        _ensure_dir(path.parent)
+        atomic_write(path, (json.dumps(body, indent=2) + "\n").encode("utf-8"), DESIRED_MODE)
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or path}: cannot write: {exc.strerror}") from None
+
+
+def load_binding(state_dir: str | os.PathLike[str]) -> AppliedMark | None:
+    """The mark kept by :func:`save_binding`; None when absent or unreadable."""
+    path = Path(state_dir) / BINDING_FILE
+    try:
+        body: Any = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    fleet, generation, config_hash = body.get("fleet"), body.get("generation"), body.get("configHash")
+    return AppliedMark(
+        fleet=str(fleet) if isinstance(fleet, str) and fleet else None,
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
+        config_hash=str(config_hash) if isinstance(config_hash, str) and config_hash else None,
+    )
 
 
 def save_node_name(state_dir: str | os.PathLike[str], name: str) -> None:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from dsfleet.agent.loop import HostFacts
+from dsfleet.agent.loopstate import HostFacts
 from dsfleet.schemas.wire import Gpu
 
 __all__ = ["host_facts", "machine_id"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from dsfleet.schemas.wire import AgentInfo, AgentResponse
+from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse
 
 __all__ = ["AgentBus", "BusBatch", "Clock", "ContainerRuntime", "LogChunk", "RuntimeInfo"]
 
@@ -33,6 +33,8 @@ class LogChunk:
     lines: tuple[str, ...]
     until: float | None
     """Timestamp (epoch seconds) of the newest line read: the ``since`` of the next read."""
+    times: tuple[float, ...] = ()
+    """Each line's timestamp (epoch seconds), when the engine gives them."""
 
 
 class ContainerRuntime(Protocol):
@@ -51,9 +53,21 @@ class ContainerRuntime(Protocol):
 
     def list_volumes(self, label: str) -> list[ObservedVolume]: ...
 
+    def has_image(self, image: str) -> bool:
+        """Whether ``image`` is present on the host."""
+        ...
+
+    def pull_image(self, image: str) -> None:
+        """Pull ``image`` (blocking; the loop runs it in the background). Raises
+        :class:`dsfleet.agent.errors.ImageNotFoundError` when the registry does not have it or cannot be
+        reached."""
+        ...
+
     def create(self, request: ContainerRequest) -> str:
         """Create (not start) the container; returns its id."""
         ...
+
+    def rename(self, container_id: str, name: str) -> None: ...
 
     def start(self, container_id: str) -> None: ...
 
@@ -71,6 +85,11 @@ class ContainerRuntime(Protocol):
 
     def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
         """Log lines (stdout and stderr) newer than ``since``; the last ``tail`` lines when ``since`` is None."""
+        ...
+
+    def read_logs(self, container_id: str, *, tail: int, since: float | None = None) -> LogChunk:
+        """At most the last ``tail`` log lines (stdout and stderr), of those newer than ``since`` when given
+        (``docker logs --tail N --since T``)."""
         ...
 
     def wait(self, timeout: float) -> bool:
@@ -103,5 +122,9 @@ class AgentBus(Protocol):
     def publish_info(self, key: str, info: AgentInfo) -> None: ...
 
     def publish_response(self, key: str, response: AgentResponse) -> None: ...
+
+    def publish_logs(self, key: str, logs: AgentLogs) -> None:
+        """A reply to a ``logs`` command, on the AgentResponse topic."""
+        ...
 
     def close(self) -> None: ...

@@ -7,13 +7,20 @@ per container per heartbeat. Engine events (``/events`` filtered by the managed 
 are read by one background thread that only records which containers changed and wakes the loop.
 
 Library errors become ``TemporaryError`` (engine unreachable, 5xx, conflicts) or ``PermanentError`` (4xx: bad
-request, image missing); a name already taken is :class:`dsfleet.agent.errors.NameConflictError`.
+request, image missing); a name already taken is :class:`dsfleet.agent.errors.NameConflictError`, an image that
+is absent and cannot be pulled :class:`dsfleet.agent.errors.ImageNotFoundError`.
+
+**Pulls** (:meth:`DockerRuntime.pull_image`, only with ``pull=True``): the registry is the reference's first
+component when it names a host (has a ``.`` or ``:``, or is ``localhost``), else Docker Hub. The agent first opens a
+TCP connection to it (:data:`REACH_TIMEOUT`): a registry the host cannot reach is an ``ImageNotFoundError`` at
+once, not a pull that hangs; then the engine pulls (with the engine's own credentials for that registry).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,15 +31,29 @@ import docker
 import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest, Mount
+from docker.utils import parse_repository_tag
 
 from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
-from dsfleet.agent.errors import NameConflictError, PermanentError, TemporaryError
+from dsfleet.agent.errors import ImageNotFoundError, NameConflictError, PermanentError, TemporaryError
 from dsfleet.agent.ports import LogChunk, RuntimeInfo
 
-__all__ = ["DockerRuntime"]
+__all__ = ["DockerRuntime", "registry_of"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+REACH_TIMEOUT = 3.0
+DOCKER_HUB = ("registry-1.docker.io", 443)
+
+
+def registry_of(image: str) -> tuple[str, int]:
+    """The registry host and port an image reference is pulled from."""
+    first, slash, _ = image.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return DOCKER_HUB
+    host, colon, port = first.rpartition(":") if first.count(":") == 1 else (first, "", "")
+    if colon and port.isdigit():
+        return host, int(port)
+    return first, 443
 
 
 def _translate(exc: Exception, what: str) -> TemporaryError | PermanentError:
@@ -73,7 +94,7 @@ def _demux(data: bytes) -> bytes:
 
 
 class DockerRuntime:
-    def __init__(self, base_url: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str | None = None, *, timeout: float = 30.0, pull: bool = True) -> None:
         try:
             if base_url:
                 self._client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
@@ -83,6 +104,7 @@ class DockerRuntime:
             raise _translate(exc, "connect") from exc
         self._api = self._client.api
         self._timeout = timeout
+        self._pull = pull
         self._api.trust_env = False  # no proxy lookup in the environment on every request (a local socket)
         self.calls: Counter[str] = Counter()
         """API calls by kind (for benchmarks and tests)."""
@@ -161,6 +183,7 @@ class DockerRuntime:
         config = attrs.get("Config") or {}
         host = attrs.get("HostConfig") or {}
         status = str(state.get("Status") or "")
+        health = (state.get("Health") or {}).get("Status")
         exit_code = int(state["ExitCode"]) if state.get("ExitCode") is not None else None
         with self._lock:
             died = self._exit_codes.get(str(attrs["Id"]))
@@ -176,6 +199,7 @@ class DockerRuntime:
             exit_code=exit_code,
             started_at=str(state.get("StartedAt")) if state.get("StartedAt") else None,
             restart_policy=str((host.get("RestartPolicy") or {}).get("Name") or ""),
+            health=str(health) if health else None,
         )
 
     def list_volumes(self, label: str) -> list[ObservedVolume]:
@@ -186,13 +210,23 @@ class DockerRuntime:
         ]
 
     def logs(self, container_id: str, since: float | None, tail: int = 100) -> LogChunk:
-        # The raw endpoint: docker-py's ``logs()`` inspects the container first (a tty check) on every call.
-        params: dict[str, Any] = {"stdout": 1, "stderr": 1, "timestamps": 1}
         if since is None:
-            params["tail"] = tail
-        else:
+            return self._read_logs(container_id, tail, None)
+        return self._read_logs(container_id, None, since)
+
+    def read_logs(self, container_id: str, *, tail: int, since: float | None = None) -> LogChunk:
+        return self._read_logs(container_id, tail, since)
+
+    def _read_logs(self, container_id: str, tail: int | None, since: float | None) -> LogChunk:
+        # The raw endpoint: docker-py's ``logs()`` inspects the container first (a tty check) on every call.
+        params: dict[str, Any] = {
+            "stdout": 1,
+            "stderr": 1,
+            "timestamps": 1,
+            "tail": "all" if tail is None else tail,
+        }
+        if since is not None:
             params["since"] = f"{since:.9f}"
-            params["tail"] = "all"
 
         def read() -> bytes:
             url = self._api._url("/containers/{0}/logs", container_id)  # type: ignore[attr-defined]
@@ -205,6 +239,7 @@ class DockerRuntime:
         except PermanentError:
             return LogChunk((), since)
         lines: list[str] = []
+        times: list[float] = []
         newest = since
         for raw in data.decode("utf-8", "replace").splitlines():
             stamp, _, text = raw.partition(" ")
@@ -214,8 +249,50 @@ class DockerRuntime:
             if since is not None and ts <= since:
                 continue
             lines.append(text)
+            times.append(ts)
             newest = ts if newest is None else max(newest, ts)
-        return LogChunk(tuple(lines), newest)
+        return LogChunk(tuple(lines), newest, tuple(times))
+
+    # -- images ---------------------------------------------------------------------------------------------
+
+    def has_image(self, image: str) -> bool:
+        self.calls["image"] += 1
+        try:
+            self._api.inspect_image(image)  # type: ignore[no-untyped-call]
+        except docker.errors.ImageNotFound:
+            return False
+        except docker.errors.NotFound:
+            return False
+        except Exception as exc:
+            raise _translate(exc, f"image {image}") from exc
+        return True
+
+    def pull_image(self, image: str) -> None:
+        if not self._pull:
+            raise ImageNotFoundError(
+                image, "not present on this host (the agent does not pull: image_pull=never)"
+            )
+        host, port = registry_of(image)
+        try:
+            with socket.create_connection((host, port), timeout=REACH_TIMEOUT):
+                pass
+        except OSError as exc:
+            raise ImageNotFoundError(
+                image,
+                f"not present on this host, and its registry {host}:{port} is unreachable ({exc.strerror or exc})",
+            ) from None
+        repository, tag = parse_repository_tag(image)
+        self.calls["pull"] += 1
+        log.info("pulling image=%s", image)
+        try:
+            self._api.pull(repository, tag=tag or "latest")
+        except docker.errors.APIError as exc:
+            status = exc.status_code or 0
+            if status in (401, 403, 404) or "not found" in str(exc.explanation or "").lower():
+                raise ImageNotFoundError(image, f"pull failed: {status} {exc.explanation or exc}") from exc
+            raise _translate(exc, f"pull {image}") from exc
+        except Exception as exc:
+            raise _translate(exc, f"pull {image}") from exc
 
     # -- actions --------------------------------------------------------------------------------------------
 
@@ -235,6 +312,7 @@ class DockerRuntime:
             privileged=request.privileged,
             security_opt=list(request.security_opt) or None,
             device_requests=device_requests,
+            devices=list(request.devices) or None,
         )
 
         def create() -> Any:
@@ -253,6 +331,8 @@ class DockerRuntime:
         self.calls["create"] += 1
         try:
             created = create()
+        except docker.errors.ImageNotFound as exc:
+            raise ImageNotFoundError(request.image, "not present on this host") from exc
         except docker.errors.APIError as exc:
             if exc.status_code == 409 and "name" in str(exc.explanation or "").lower():
                 raise NameConflictError(request.name) from exc
@@ -260,6 +340,17 @@ class DockerRuntime:
         except Exception as exc:
             raise _translate(exc, f"create {request.name}") from exc
         return str(created["Id"])
+
+    def rename(self, container_id: str, name: str) -> None:
+        self.calls["rename"] += 1
+        try:
+            self._api.rename(container_id, name)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise NameConflictError(name) from exc
+            raise _translate(exc, f"rename {container_id[:12]}") from exc
+        except Exception as exc:
+            raise _translate(exc, f"rename {container_id[:12]}") from exc
 
     def start(self, container_id: str) -> None:
         self._call("start", lambda: self._api.start(container_id), f"start {container_id[:12]}")

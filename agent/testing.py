@@ -3,13 +3,16 @@
 One set, shipped with the product (as ``kopf.testing`` ships its helpers), so the unit tests, the integration
 helpers and the hollow-agent benchmark all fake the ports the same way:
 
-- :class:`MemoryRuntime` (:class:`dsfleet.agent.ports.ContainerRuntime`): containers and volumes in dicts; a started
-  container runs at once; every call is recorded in ``calls``; :meth:`MemoryRuntime.set_state`,
-  :meth:`MemoryRuntime.add_container` and :meth:`MemoryRuntime.emit` change the host "behind the agent's back"
-  (a ``docker stop`` by hand, a foreign container, log lines) and wake the loop as an engine event would.
+- :class:`MemoryRuntime` (:class:`dsfleet.agent.ports.ContainerRuntime`): containers, volumes and images in dicts and
+  sets; a started container runs at once; every call is recorded in ``calls``; :meth:`MemoryRuntime.set_state`,
+  :meth:`MemoryRuntime.set_health`, :meth:`MemoryRuntime.add_container` and :meth:`MemoryRuntime.emit` change the
+  host "behind the agent's back" (a ``docker stop`` by hand, a health check turning, a foreign container, log
+  lines) and wake the loop as an engine event would. Faults are set up front: ``images`` (what is on the host),
+  ``pullable`` (what a pull brings), ``fail_create`` and ``fail_start`` (images whose containers cannot be
+  created or started). Given the agent's clock, start times and log lines carry its time.
 - :class:`MemoryBus` (:class:`dsfleet.agent.ports.AgentBus`): config records and commands pushed by the test are
   delivered by the next poll, at the partition's end (caught up); batches can also be scripted one poll at a
-  time; the agent's AgentInfo and AgentResponse messages are collected.
+  time; the agent's AgentInfo, AgentResponse and AgentLogs messages are collected.
 - :class:`ManualClock` (:class:`dsfleet.agent.ports.Clock`): time moves only when the test moves it.
 - :class:`dsfleet.agent.credentials.MemorySecretStore` (the secret-store port), re-exported here.
 
@@ -20,15 +23,16 @@ Docker, Kafka, files or the real clock, and nothing imports a test framework.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
 from dsfleet.agent.credentials import Credential, MemorySecretStore
-from dsfleet.agent.errors import NameConflictError, PermanentError
+from dsfleet.agent.errors import ImageNotFoundError, NameConflictError, PermanentError
 from dsfleet.agent.ports import BusBatch, LogChunk, RuntimeInfo
-from dsfleet.schemas.wire import AgentInfo, AgentResponse
+from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse
 
 if TYPE_CHECKING:
     from dsfleet.agent.credentials import SecretStore
@@ -57,24 +61,45 @@ class MemoryRuntime:
     """A container engine held in memory.
 
     ``create`` makes a ``created`` container (ids ``000000000001``, ``000000000002``, …); ``start`` and ``restart``
-    make it ``running`` (a new ``started_at`` each time) and print ``log_lines`` to its log; ``stop`` leaves it
-    ``exited`` with code 0; ``remove`` forgets it (a missing one is not an error). ``list_containers`` honours the
-    ``key=value`` label filter and ``also_names``, as the Docker adapter does. A name already taken raises
+    make it ``running`` (a new ``started_at`` each time; ``health`` ``starting`` when it has a health check) and
+    print ``log_lines`` to its log; ``stop`` leaves it ``exited`` with code 0; ``remove`` forgets it (a missing one
+    is not an error); ``rename`` renames it. ``list_containers`` honours the ``key=value`` label filter and
+    ``also_names``, as the Docker adapter does. A name already taken raises
     :class:`dsfleet.agent.errors.NameConflictError`; an unknown container id raises ``PermanentError``.
 
+    Images: ``images`` is what is on the host (None: every image); ``create`` of another one raises
+    :class:`dsfleet.agent.errors.ImageNotFoundError`, ``pull_image`` adds it when it is in ``pullable``, else raises
+    that error. ``fail_create``/``fail_start``: images whose containers cannot be created/started
+    (``PermanentError``).
+
     ``calls`` records every action as text: ``create <name>``, ``start <id>``, ``stop <id>``, ``restart <id>``,
-    ``remove <id>``, ``volume <name>``, ``remove-volume <name>``. The agent's own calls do not wake
-    :meth:`wait` (the loop looks again after acting anyway); the helpers that change the host behind the agent's
-    back do.
+    ``remove <id>``, ``rename <id> <name>``, ``volume <name>``, ``remove-volume <name>``, ``pull <image>``. The
+    agent's own calls do not wake :meth:`wait` (the loop looks again after acting anyway); the helpers that change
+    the host behind the agent's back do. Times (``started_at``, log lines) come from ``clock`` when given (pass the
+    agent's), else from a counter.
     """
 
     def __init__(
-        self, *, version: str = "memory", nvidia: bool = False, log_lines: Sequence[str] = ()
+        self,
+        *,
+        version: str = "memory",
+        nvidia: bool = False,
+        log_lines: Sequence[str] = (),
+        clock: Clock | None = None,
+        images: Collection[str] | None = None,
+        pullable: Collection[str] = (),
+        fail_create: Collection[str] = (),
+        fail_start: Collection[str] = (),
     ) -> None:
         self.version = version
         self.nvidia = nvidia
         self.log_lines = tuple(log_lines)
         """Printed by every container each time it starts (e.g. ``**PERF:`` lines, to report FPS)."""
+        self.clock = clock
+        self.images: set[str] | None = set(images) if images is not None else None
+        self.pullable = set(pullable)
+        self.fail_create = set(fail_create)
+        self.fail_start = set(fail_start)
         self.containers: dict[str, ObservedContainer] = {}
         self.volumes: dict[str, ObservedVolume] = {}
         self.requests: dict[str, ContainerRequest] = {}
@@ -83,6 +108,7 @@ class MemoryRuntime:
         self._logs: dict[str, _Log] = {}
         self._serial = 0
         self._ticks = 0
+        self._last_stamp = 0.0
         self._lock = threading.RLock()
         self._wake = threading.Event()
 
@@ -103,11 +129,27 @@ class MemoryRuntime:
         with self._lock:
             return [v for v in self.volumes.values() if v.labels.get(key) == value]
 
+    def has_image(self, image: str) -> bool:
+        with self._lock:
+            return self.images is None or image in self.images
+
+    def pull_image(self, image: str) -> None:
+        with self._lock:
+            self.calls.append(f"pull {image}")
+            if image not in self.pullable:
+                raise ImageNotFoundError(image, "not present on this host, and its registry does not have it")
+            if self.images is not None:
+                self.images.add(image)
+
     def create(self, request: ContainerRequest) -> str:
         with self._lock:
             self.calls.append(f"create {request.name}")
             if any(c.name == request.name for c in self.containers.values()):
                 raise NameConflictError(request.name)
+            if self.images is not None and request.image not in self.images:
+                raise ImageNotFoundError(request.image, "not present on this host")
+            if request.image in self.fail_create:
+                raise PermanentError(f"create {request.name}: 400 invalid container spec (injected)")
             self._serial += 1
             cid = f"{self._serial:012x}"
             self.containers[cid] = ObservedContainer(
@@ -122,9 +164,21 @@ class MemoryRuntime:
             self._logs[cid] = _Log()
             return cid
 
+    def rename(self, container_id: str, name: str) -> None:
+        with self._lock:
+            self.calls.append(f"rename {container_id} {name}")
+            c = self._get(container_id)
+            if any(o.name == name and o.id != container_id for o in self.containers.values()):
+                raise NameConflictError(name)
+            self.containers[container_id] = replace(c, name=name)
+
     def start(self, container_id: str) -> None:
         with self._lock:
             self.calls.append(f"start {container_id}")
+            c = self._get(container_id)
+            if c.image in self.fail_start:
+                self.containers[container_id] = replace(c, exit_code=128)
+                raise PermanentError(f"start {container_id[:12]}: 400 failed to create task (injected)")
             self._run(container_id)
 
     def stop(self, container_id: str, timeout: float = 10.0) -> None:
@@ -164,7 +218,15 @@ class MemoryRuntime:
             if since is None:
                 lines = lines[-tail:] if tail > 0 else []
             newest = max((t for t, _ in lines), default=since)
-            return LogChunk(tuple(text for _, text in lines), newest)
+            return LogChunk(tuple(text for _, text in lines), newest, tuple(t for t, _ in lines))
+
+    def read_logs(self, container_id: str, *, tail: int, since: float | None = None) -> LogChunk:
+        with self._lock:
+            self._get(container_id)
+            entry = self._logs.get(container_id) or _Log()
+            lines = [(t, text) for t, text in entry.lines if since is None or t > since][-tail:]
+            newest = max((t for t, _ in lines), default=since)
+            return LogChunk(tuple(text for _, text in lines), newest, tuple(t for t, _ in lines))
 
     def wait(self, timeout: float) -> bool:
         woke = self._wake.wait(timeout) if timeout > 0 else self._wake.is_set()
@@ -184,6 +246,12 @@ class MemoryRuntime:
                 self._set(container_id, state, exit_code)
             else:
                 self._set(container_id, state, exit_code)
+        self._wake.set()
+
+    def set_health(self, container_id: str, health: str | None) -> None:
+        """The container's health check turned ``health`` (``healthy``, ``unhealthy``)."""
+        with self._lock:
+            self.containers[container_id] = replace(self._get(container_id), health=health)
         self._wake.set()
 
     def add_container(self, container: ObservedContainer) -> None:
@@ -206,8 +274,7 @@ class MemoryRuntime:
         with self._lock:
             entry = self._logs.setdefault(container_id, _Log())
             for text in lines:
-                self._ticks += 1
-                entry.lines.append((float(self._ticks), text))
+                entry.lines.append((self._stamp(), text))
         self._wake.set()
 
     def wake(self) -> None:
@@ -221,6 +288,13 @@ class MemoryRuntime:
 
     # -- internals (called with the lock held)
 
+    def _stamp(self) -> float:
+        """A time after every earlier one: the clock's when there is one (ties broken by a microsecond)."""
+        self._ticks += 1
+        base = self.clock.time() if self.clock is not None else float(self._ticks)
+        self._last_stamp = max(base, self._last_stamp + 1e-6)
+        return self._last_stamp
+
     def _get(self, container_id: str) -> ObservedContainer:
         try:
             return self.containers[container_id]
@@ -233,18 +307,19 @@ class MemoryRuntime:
 
     def _run(self, container_id: str, *, restarted: bool = False) -> None:
         c = self._get(container_id)
-        self._ticks += 1
+        started = self._stamp()
+        request = self.requests.get(container_id)
         self.containers[container_id] = replace(
             c,
             state="running",
             exit_code=None,
-            started_at=f"1970-01-01T00:00:00.{self._ticks:09d}Z",
+            started_at=datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             restart_count=c.restart_count + (1 if restarted else 0),
+            health="starting" if request is not None and request.healthcheck else None,
         )
         entry = self._logs.setdefault(container_id, _Log())
         for text in self.log_lines:
-            self._ticks += 1
-            entry.lines.append((float(self._ticks), text))
+            entry.lines.append((self._stamp(), text))
 
 
 # -- bus -----------------------------------------------------------------------------------------------------
@@ -258,7 +333,7 @@ class MemoryBus:
     beginning, as the Kafka bus does. :meth:`enqueue` scripts whole batches instead (e.g. records delivered
     before the partition's end, or a ``reset``): they come first, one per poll, exactly as given. A poll with
     nothing to deliver waits up to its timeout for a push. The agent's messages land in ``infos`` and
-    ``responses``; ``followed`` records each :meth:`follow`.
+    ``responses`` (replies to ``logs`` commands in ``logs``); ``followed`` records each :meth:`follow`.
     """
 
     def __init__(self) -> None:
@@ -266,6 +341,7 @@ class MemoryBus:
         self.commands: list[bytes | None] = []
         self.infos: list[AgentInfo] = []
         self.responses: list[AgentResponse] = []
+        self.logs: list[AgentLogs] = []
         self.followed: list[tuple[str, tuple[str, ...]]] = []
         self.closed = False
         self._scripted: list[BusBatch] = []
@@ -314,6 +390,10 @@ class MemoryBus:
     def publish_response(self, key: str, response: AgentResponse) -> None:
         with self._lock:
             self.responses.append(response)
+
+    def publish_logs(self, key: str, logs: AgentLogs) -> None:
+        with self._lock:
+            self.logs.append(logs)
 
     def close(self) -> None:
         self.closed = True

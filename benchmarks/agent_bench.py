@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("DSFLEET_AGENT_IMAGE_PULL", "never")  # local images only: no registry is ever reached
 sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402

@@ -49,6 +49,7 @@ from dsfleet.schemas.errors import TemporaryError
 from dsfleet.schemas.wire import (
     AgentConfig,
     AgentInfo,
+    AgentLogs,
     AgentResponse,
     Topic,
     encode,
@@ -106,6 +107,9 @@ class HollowBus:
         self.mux.send(Topic.AGENT_RESPONSE, key, encode(response))
         self.sent.append((time.time(), time.perf_counter()))
         del self.sent[:-50]
+
+    def publish_logs(self, key: str, logs: AgentLogs) -> None:
+        self.mux.send(Topic.AGENT_RESPONSE, key, encode(logs))
 
     def close(self) -> None:
         pass

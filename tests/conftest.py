@@ -3,6 +3,7 @@ unit tests only) and the Hypothesis profile. Helpers live in ``tests.support``."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ from hypothesis import HealthCheck, settings
 from tests.support.prereqs import in_ci
 
 INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+
+# Every agent a test starts uses only images already on the host: no test may make the agent (or dockerd) reach a
+# registry, which is never on loopback. The images of the tests are built locally (docker import).
+os.environ.setdefault("DSFLEET_AGENT_IMAGE_PULL", "never")
 
 
 @pytest.hookimpl(tryfirst=True)

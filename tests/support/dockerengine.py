@@ -31,10 +31,13 @@ from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ENGINE_DIR,
     ContainerSpec,
+    EnvSecret,
+    HealthCheck,
     InstanceConfig,
     MountSpec,
     RenderedFile,
     RestartPolicySpec,
+    UpdateStrategy,
     build_instance,
     build_node,
 )
@@ -140,16 +143,24 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, in
 APP_CONFIG = "deepstream_app_config.txt"
 
 
-def app_files(sources: int = 2, version: int = 1, pgie: str | None = None) -> tuple[RenderedFile, ...]:
-    groups = "".join(
-        f"[source{i}]\nenable=1\ntype=3\nuri=file:///media/cam{i}.mp4\n\n" for i in range(sources)
-    )
+def app_files(
+    sources: int = 2, version: int = 1, pgie: str | None = None, secret_ref: str | None = None
+) -> tuple[RenderedFile, ...]:
+    """The stub's app config and GIE file; with ``secret_ref`` source 0 is an RTSP camera whose credentials are
+    that secret (a ``${secret:<ref>}`` placeholder the agent fills in)."""
+
+    def uri(i: int) -> str:
+        if i == 0 and secret_ref:
+            return f"rtsp://${{secret:{secret_ref}}}@127.0.0.1:8554/cam0"
+        return f"file:///media/cam{i}.mp4"
+
+    groups = "".join(f"[source{i}]\nenable=1\ntype=3\nuri={uri(i)}\n\n" for i in range(sources))
     app = (
         f"# version {version}\n[application]\nenable-perf-measurement=1\nperf-measurement-interval-sec=1\n\n"
         f"{groups}[primary-gie]\nenable=1\nconfig-file=pgie.txt\n"
     )
     return (
-        RenderedFile(path=APP_CONFIG, content=app),
+        RenderedFile(path=APP_CONFIG, content=app, secrets=(secret_ref,) if secret_ref else ()),
         RenderedFile(path="pgie.txt", content=pgie or f"[property]\ngpu-id=0\nbatch-size={sources}\n"),
     )
 
@@ -165,12 +176,20 @@ def stub_instance(
     paused: bool = False,
     restart: str = "unless-stopped",
     network: str = "none",
+    working_dir: str = ENGINE_DIR,
+    strategy: UpdateStrategy = "CreateBeforeStop",
+    health: tuple[str, ...] | None = None,
+    env_secrets: Mapping[str, str] | None = None,
+    secret_ref: str | None = None,
 ) -> InstanceConfig:
+    """An instance running the stub image. ``health``: a health check command (checked every second);
+    ``env_secrets``: variable → secret ref (its password); ``secret_ref``: camera ``cam0``'s credentials."""
     container = ContainerSpec(
         image=image,
         command=("deepstream-app", "-c", f"{CONFIGS_DIR}/{APP_CONFIG}"),
         env=dict(env or {}),
-        workingDir=ENGINE_DIR,
+        envSecrets={k: EnvSecret(secretRef=v) for k, v in (env_secrets or {}).items()},
+        workingDir=working_dir,
         mounts=(
             MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True),
             MountSpec(type="volume", source=f"{name}_engine", target=ENGINE_DIR, readOnly=False),
@@ -180,8 +199,22 @@ def stub_instance(
         restartPolicy=RestartPolicySpec(name=restart),  # type: ignore[arg-type]
         shmSize="64m",
         networkMode=network,
+        healthCheck=(
+            HealthCheck(test=health, intervalSeconds=1, timeoutSeconds=2, retries=1, startPeriodSeconds=0)
+            if health
+            else None
+        ),
     )
-    return build_instance(name, "deepstream-app", paused, (), container, app_files(sources, version))
+    return build_instance(
+        name,
+        "deepstream-app",
+        paused,
+        ("cam0",) if secret_ref else (),
+        container,
+        app_files(sources, version, secret_ref=secret_ref),
+        strategy=strategy,
+        camera_secrets={"cam0": secret_ref} if secret_ref else None,
+    )
 
 
 def agent_config(node: str, generation: int, instances: list[InstanceConfig]) -> AgentConfig:

@@ -14,6 +14,9 @@ from dsfleet.agent.containers import (
     compute_plan,
     container_labels,
     container_request,
+    engine_volume_for,
+    engine_volume_name,
+    next_name,
     record_applied,
     volume_labels,
 )
@@ -32,7 +35,13 @@ from dsfleet.schemas.nodeconfigs import (
 NODE = "gpu-01"
 
 
-def inst(name: str = "cam", image: str = "ds:7.0", files: str = "v1", paused: bool = False) -> InstanceConfig:
+def inst(
+    name: str = "cam",
+    image: str = "ds:7.0",
+    files: str = "v1",
+    paused: bool = False,
+    strategy: str = "CreateBeforeStop",
+) -> InstanceConfig:
     spec = ContainerSpec(
         image=image,
         command=("deepstream-app", "-c", f"{CONFIGS_DIR}/app.txt"),
@@ -47,7 +56,13 @@ def inst(name: str = "cam", image: str = "ds:7.0", files: str = "v1", paused: bo
         gpus=("1",),
     )
     return build_instance(
-        name, "deepstream-app", paused, (), spec, (RenderedFile(path="app.txt", content=files),)
+        name,
+        "deepstream-app",
+        paused,
+        (),
+        spec,
+        (RenderedFile(path="app.txt", content=files),),
+        strategy=strategy,  # type: ignore[arg-type]
     )
 
 
@@ -88,7 +103,7 @@ CASES = [
         {"cam": SYNC},
         {"cam": applied(A)},
         True,
-        [ActionKind.RECREATE],
+        [ActionKind.REPLACE],
         [],
     ),
     (
@@ -184,13 +199,13 @@ CASES = [
     ),
     ("removed, no self-heal", [A], [], {"cam": SYNC}, {"cam": applied(A)}, False, [], [DriftKind.REMOVED]),
     (
-        "relabelled: recreate",
+        "relabelled: replace",
         [A],
         [running(A, cid="c9", labels={**container_labels(A, NODE, 1), LABEL_SPEC_HASH: "x"})],
         {"cam": SYNC},
         {"cam": applied(A)},
         True,
-        [ActionKind.RECREATE],
+        [ActionKind.REPLACE],
         [DriftKind.RELABELLED],
     ),
     (
@@ -274,12 +289,59 @@ def test_a_clash_is_a_finding_and_never_an_action() -> None:
     assert [f.kind for f in plan.findings] == ["clash"]
 
 
-def test_image_change_recreates_the_engine_volume_only_when_it_is_ours_and_older() -> None:
-    ours_old = ObservedVolume("cam_engine", volume_labels(A, NODE))
-    plan = compute_plan(NODE, [A_IMAGE2], [running(A)], {"cam": SYNC}, {"cam": applied(A)}, [ours_old])
-    assert plan.actions[0].recreate_volume is True
-    plan = compute_plan(NODE, [A], [], {}, {}, [ObservedVolume("cam_engine", {})])
-    assert plan.actions[0].recreate_volume is False
+@pytest.mark.parametrize(
+    ("strategy", "paused", "kind", "start"),
+    [
+        ("CreateBeforeStop", False, ActionKind.REPLACE, True),
+        ("StartBeforeStop", False, ActionKind.START_NEXT, True),
+        ("Recreate", False, ActionKind.RECREATE, True),
+        ("CreateBeforeStop", True, ActionKind.REPLACE, False),
+        ("StartBeforeStop", True, ActionKind.REPLACE, False),
+    ],
+)
+def test_a_spec_change_is_replaced_by_the_instance_strategy(
+    strategy: str, paused: bool, kind: ActionKind, start: bool
+) -> None:
+    desired = inst(image="ds:7.1", paused=paused, strategy=strategy)
+    plan = compute_plan(NODE, [desired], [running(A)], {"cam": SYNC}, {"cam": applied(A)})
+    assert [(a.kind, a.container_id, a.start) for a in plan.actions] == [(kind, "c1", start)]
+
+
+def test_a_held_instance_gets_no_forward_action_and_waits() -> None:
+    plan = compute_plan(NODE, [A_IMAGE2], [running(A)], {"cam": SYNC}, {"cam": applied(A)}, holding={"cam"})
+    assert not plan.actions and plan.waiting == ("cam",)
+    # a rollback is never held: it brings the old container back
+    nxt = replace(running(A_IMAGE2, cid="n1", state="exited", exit_code=1), name=next_name("cam"))
+    plan = compute_plan(
+        NODE, [A_IMAGE2], [running(A), nxt], {"cam": SYNC}, {"cam": applied(A)}, holding={"cam"}
+    )
+    assert [(a.kind, a.next_id) for a in plan.actions] == [(ActionKind.ROLLBACK, "n1")]
+
+
+def test_engine_volumes_are_one_per_image_and_an_older_agents_volume_is_used() -> None:
+    assert engine_volume_name(A) != engine_volume_name(A_IMAGE2)
+    assert engine_volume_name(A).startswith("cam_engine-")
+    assert engine_volume_for(A, [], NODE) == engine_volume_name(A)
+    legacy = ObservedVolume("cam_engine", volume_labels(A, NODE))
+    assert engine_volume_for(A, [legacy], NODE) == "cam_engine"  # made for this image by an older agent
+    assert engine_volume_for(A_IMAGE2, [legacy], NODE) == engine_volume_name(A_IMAGE2)
+    foreign = ObservedVolume(engine_volume_name(A), {})
+    assert engine_volume_for(A, [foreign], NODE) == engine_volume_name(A)
+
+
+def test_only_the_current_and_the_previous_images_volumes_are_kept() -> None:
+    a3 = inst(image="ds:7.2")
+    vols = [ObservedVolume(engine_volume_name(i), volume_labels(i, NODE)) for i in (A, A_IMAGE2, a3)]
+    record = Applied("c3", a3.specHash, a3.filesHash, 3, previous_image="ds:7.1")
+    plan = compute_plan(NODE, [a3], [running(a3, cid="c3")], {"cam": SYNC}, {"cam": record}, vols)
+    assert [(a.kind, a.volume) for a in plan.actions] == [(ActionKind.REMOVE_VOLUME, engine_volume_name(A))]
+    # nothing removed while the instance still has work to do
+    plan = compute_plan(NODE, [a3], [running(A_IMAGE2, cid="c2")], {"cam": SYNC}, {"cam": record}, vols)
+    assert [a.kind for a in plan.actions] == [ActionKind.REPLACE]
+    # another node's or an unmanaged volume is never removed
+    other = ObservedVolume("x", {**volume_labels(A, NODE), "io.dsfleet.node": "gpu-02"})
+    plan = compute_plan(NODE, [a3], [running(a3, cid="c3")], {"cam": SYNC}, {"cam": record}, [other])
+    assert not plan.actions
 
 
 def _apply(
@@ -327,3 +389,5 @@ def test_container_request_maps_the_spec() -> None:
     assert req.labels[LABEL_SPEC_HASH] == A.specHash and req.labels[LABEL_GENERATION] == "4"
     assert "s3cret" not in repr(req) and "s3cret" not in str(req.labels)
     assert container_request(A, NODE, 4, "/x", {}, nvidia=True).gpu_ids == ("1",)
+    nxt = container_request(A, NODE, 4, "/x", {}, nvidia=False, name=next_name("cam"), engine_volume="v-1")
+    assert nxt.name == "dsfleet-cam.next" and nxt.mounts[1].source == "v-1"

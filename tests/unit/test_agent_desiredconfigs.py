@@ -7,7 +7,18 @@ from typing import Any
 
 import pytest
 
-from dsfleet.agent.desiredconfigs import parse_config, select_instances
+from dsfleet.agent.desiredconfigs import (
+    REJECT_CONFLICT,
+    REJECT_FLEET,
+    REJECT_STALE,
+    AppliedMark,
+    Refusal,
+    Verdict,
+    judge_config,
+    mark_after,
+    parse_config,
+    select_instances,
+)
 from dsfleet.agent.errors import ConfigError
 from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH, instance_labels
 from dsfleet.schemas.nodeconfigs import (
@@ -147,3 +158,64 @@ def test_select_one_instance_or_say_which_exist() -> None:
     assert [i.name for i in select_instances(node, "cam-b")] == ["cam-b"]
     with pytest.raises(LookupError, match=r"no instance named 'nope'.*it has: cam-a, cam-b"):
         select_instances(node, "nope")
+
+
+# -- which record becomes desired: fleet, generation, config hash against the mark ----------------------------
+
+
+def _config(generation: int, fleet: str | None = "fleet-a", files: str = "v1") -> AgentConfig:
+    inst = build_instance(
+        "cam-a", "ccm", False, (), _container("cam-a"), (RenderedFile(path="a.txt", content=files),)
+    )
+    node = build_node("gpu-node-1", [inst])
+    return AgentConfig(
+        sent_at="2026-01-01T00:00:00Z",
+        node=node.node,
+        generation=generation,
+        configHash=node.configHash,
+        instances=node.instances,
+        fleet=fleet,
+    )
+
+
+MARK = AppliedMark("fleet-a", 5, _config(5).configHash)
+
+
+@pytest.mark.parametrize(
+    ("config", "mark", "bound", "expected"),
+    [
+        (_config(1), AppliedMark(), None, Verdict.ACCEPT),
+        (_config(6, files="v2"), MARK, "fleet-a", Verdict.ACCEPT),
+        (_config(5), MARK, "fleet-a", Verdict.SAME),
+        (_config(3), MARK, "fleet-a", Verdict.SAME),  # a re-announce of the same config
+        (_config(4, files="v0"), MARK, "fleet-a", REJECT_STALE),
+        (_config(5, files="v9"), MARK, "fleet-a", REJECT_CONFLICT),
+        (_config(9, fleet="fleet-b"), MARK, "fleet-a", REJECT_FLEET),
+        (
+            _config(9, fleet=None, files="v3"),
+            MARK,
+            "fleet-a",
+            Verdict.ACCEPT,
+        ),  # an older coordinator: no fleet
+        (_config(1, fleet="fleet-b"), AppliedMark(), None, Verdict.ACCEPT),  # unbound: the first config binds
+        (_config(1, fleet="fleet-b"), AppliedMark(), "fleet-a", REJECT_FLEET),  # bound by the settings
+    ],
+)
+def test_judge_config(config: AgentConfig, mark: AppliedMark, bound: str | None, expected: object) -> None:
+    verdict = judge_config(config, mark, bound=bound)
+    assert (verdict.reason if isinstance(verdict, Refusal) else verdict) == expected
+
+
+def test_a_stale_newest_record_at_catch_up_says_the_store_is_older() -> None:
+    verdict = judge_config(_config(4, files="v0"), MARK, bound="fleet-a", at_catch_up=True)
+    assert isinstance(verdict, Refusal) and verdict.generation == 4
+    assert "restored from a backup" in verdict.detail and "above 5" in verdict.detail
+    live = judge_config(_config(4, files="v0"), MARK, bound="fleet-a")
+    assert isinstance(live, Refusal) and "backup" not in live.detail
+
+
+def test_the_mark_after_accepting_binds_the_fleet_and_a_tombstone_clears_the_generation() -> None:
+    mark = mark_after(_config(7, fleet="fleet-b"), AppliedMark(), None)
+    assert mark == AppliedMark("fleet-b", 7, _config(7, fleet="fleet-b").configHash)
+    assert mark_after(_config(8, fleet=None), mark, "fleet-b").fleet == "fleet-b"
+    assert mark_after(None, mark, "fleet-b") == AppliedMark("fleet-b")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dsfleet.agent import testing
-from dsfleet.agent.containers import ObservedContainer, container_request
+from dsfleet.agent.containers import ObservedContainer, container_request, engine_volume_name
 from dsfleet.agent.errors import NameConflictError, PermanentError
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
 from dsfleet.agent.ports import BusBatch
@@ -59,14 +59,16 @@ def config(generation: int, *instances: InstanceConfig) -> bytes:
     )
 
 
-def agent_on_fakes(tmp_path: Path, runtime: MemoryRuntime, bus: MemoryBus) -> Agent:
+def agent_on_fakes(
+    tmp_path: Path, runtime: MemoryRuntime, bus: MemoryBus, clock: ManualClock | None = None
+) -> Agent:
     agent = Agent(
         LoopSettings(state_dir=tmp_path, node=NODE, poll_seconds=0),
         runtime,
         bus,
         MemorySecretStore(),
         HostFacts("host-a", "a" * 32),
-        ManualClock(),
+        clock or ManualClock(),
     )
     agent._follow()
     return agent
@@ -101,14 +103,15 @@ def test_the_module_imports_only_the_agent_side_and_the_standard_library() -> No
 
 
 def test_the_loop_converges_on_the_fakes_then_stays_put(tmp_path: Path) -> None:
-    runtime, bus = MemoryRuntime(log_lines=(PERF,)), MemoryBus()
-    agent = agent_on_fakes(tmp_path, runtime, bus)
+    clock = ManualClock()
+    runtime, bus = MemoryRuntime(log_lines=(PERF,), clock=clock), MemoryBus()
+    agent = agent_on_fakes(tmp_path, runtime, bus, clock)
     bus.push_config(NODE, config(1, inst("a"), inst("b", paused=True)))
     settle(agent, runtime)
     a, b = runtime.named("dsfleet-a"), runtime.named("dsfleet-b")
     assert a is not None and a.state == "running"
     assert b is not None and b.state == "created"  # paused: created, never started
-    assert sorted(runtime.volumes) == ["a_engine", "b_engine"]
+    assert sorted(runtime.volumes) == sorted(engine_volume_name(i) for i in (inst("a"), inst("b")))
     assert agent.observed_generation == 1
     calls = list(runtime.calls)
     for _ in range(3):

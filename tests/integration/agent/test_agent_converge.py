@@ -7,6 +7,7 @@ from pathlib import Path
 
 import docker
 
+from dsfleet.agent.containers import engine_volume_name
 from dsfleet.agent.testing import MemoryBus
 from dsfleet.schemas.labels import (
     LABEL_GENERATION,
@@ -65,7 +66,7 @@ def test_create_restart_recreate_remove(
     mounts = {m["Destination"]: m for m in ca["Mounts"]}
     assert mounts["/workspace/configs"]["RW"] is False
     assert mounts["/workspace/configs"]["Source"] == str(tmp_path.resolve() / "instances" / a)
-    assert mounts["/workspace/build"]["Name"] == f"{a}_engine"
+    assert mounts["/workspace/build"]["Name"] == engine_volume_name(inst_a)
     assert ca["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert not ca["HostConfig"].get("DeviceRequests")
     s = agent.status(a)
@@ -93,25 +94,29 @@ def test_create_restart_recreate_remove(
     assert "# version 2" in (tmp_path / "instances" / a / APP_CONFIG).read_text()
     wait_for("files hash reported", lambda: (s := agent.status(a)) and s.filesHash == a2.filesHash)
 
-    # image change of b: new container, engine volume recreated for the new image
-    vol_before = docker_client.api.inspect_volume(f"{b}_engine")
+    # image change of b: a new container beside the old one's volume (one engine volume per image)
+    b1 = stub_instance(b, names.run_id, sources=3)
+    vol_before = docker_client.api.inspect_volume(engine_volume_name(b1))
     assert vol_before["Labels"][LABEL_IMAGE] == STUB_IMAGE
     b2 = stub_instance(b, names.run_id, sources=3, image=stub_image)
     bus.push_config(names.node, agent_config_bytes(names.node, 3, [a2, b2]))
     wait_for(
-        "b recreated",
+        "b replaced",
         lambda: (c := _container(docker_client, b)) and c["Id"] != id_b and c["State"]["Running"],
     )
-    vol_after = docker_client.api.inspect_volume(f"{b}_engine")
-    assert vol_after["Labels"][LABEL_IMAGE] == stub_image
-    assert vol_after["CreatedAt"] != vol_before["CreatedAt"] or vol_after["Labels"] != vol_before["Labels"]
+    mounts = {m["Destination"]: m for m in _container(docker_client, b)["Mounts"]}  # type: ignore[index]
+    assert mounts["/workspace/build"]["Name"] == engine_volume_name(b2)
+    assert docker_client.api.inspect_volume(engine_volume_name(b2))["Labels"][LABEL_IMAGE] == stub_image
+    assert (
+        docker_client.api.inspect_volume(engine_volume_name(b1))["Labels"][LABEL_IMAGE] == STUB_IMAGE
+    )  # kept
     assert _container(docker_client, a)["Id"] == id_a  # type: ignore[index]
 
     # b removed from the desired config: container, volume and files gone
     bus.push_config(names.node, agent_config_bytes(names.node, 4, [a2]))
     wait_for("b removed", lambda: _container(docker_client, b) is None)
     wait_for(
-        "b's volume removed",
+        "b's volumes removed",
         lambda: not (docker_client.api.volumes(filters={"name": f"{b}_engine"}) or {}).get("Volumes"),
     )
     wait_for("b's files removed", lambda: not (tmp_path / "instances" / b).exists())
