@@ -70,6 +70,7 @@ __all__ = [
     "GieFormat",
     "KeySpec",
     "NvinferProperties",
+    "PathKind",
     "PreprocessGroup",
     "PreprocessProperties",
     "ValueKind",
@@ -126,6 +127,19 @@ class GieFormat(StrEnum):
     CCM_ALIGN = "ccm-align"
 
 
+class PathKind(StrEnum):
+    """What a path key names, which says where the file comes from once dsfleet renders the instance."""
+
+    CONFIG = "config"
+    """A small text file (labels, tracker, analytics, message converter configs): imported into the manifests and
+    rendered with the instance, beside the file that names it."""
+    MODEL = "model"
+    """Models, engines, calibration tables, libraries: an explicit path in the container (the image, or a models
+    mount declared on the instance)."""
+    OUTPUT = "output"
+    """Written by DeepStream (output files and directories)."""
+
+
 @dataclass(frozen=True)
 class KeySpec:
     """One DeepStream key.
@@ -152,6 +166,31 @@ class KeySpec:
     secret: bool = False
     """The value may be ``{secretRef: NAME, key: password}``: the whole string comes from the agent's secret store
     (rendered as ``${secret:NAME:password}``, :class:`SecretValue`)."""
+    getter: ValueKind | None = None
+    """The GLib getter DeepStream really reads the key with when it is not the one of ``kind``: most deepstream-app
+    switches (``enable``, ``show-clock``, …) are read with ``g_key_file_get_integer`` and tested for non-zero, so
+    ``enable=2`` loads and ``enable=true`` does not."""
+    accepts_bool: bool = False
+    """An INT key that also takes ``true``/``false`` in a manifest (stored as 1/0): ``[tiled-display] enable``,
+    0/1/2, was a boolean in earlier manifests."""
+    path_kind: PathKind | None = None
+    """What the file a path key names is (implies ``path``): see :class:`PathKind`."""
+    cwd_relative: bool = False
+    """DeepStream does not resolve this path against the config file's directory: a relative value is relative to
+    the working directory (or searched, for a library name without ``/``)."""
+
+    def __post_init__(self) -> None:
+        if self.path_kind is not None and not self.path:
+            object.__setattr__(self, "path", True)  # a path of a known kind is a path
+
+    @property
+    def read_kind(self) -> ValueKind:
+        """The getter DeepStream reads the key with."""
+        return self.getter or self.kind
+
+    @property
+    def is_path(self) -> bool:
+        return self.path or self.path_kind is not None
 
     def choices_text(self) -> str:
         """``0 (FP32), 1 (INT8), …`` or ``""``."""
@@ -229,14 +268,25 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
         max_length=4,
         description="Per-channel mean subtracted before scaling, one value per channel.",
     ),
-    KeySpec("mean-file", _S, path=True, description="Mean image (PPM); an alternative to offsets."),
+    KeySpec(
+        "mean-file", _S, path_kind=PathKind.MODEL, description="Mean image (PPM); an alternative to offsets."
+    ),
     KeySpec("model-color-format", _I, choices=_COLOR_FORMATS, description="Colour format the model expects."),
-    KeySpec("onnx-file", _S, path=True, description="ONNX model to build the TensorRT engine from."),
-    KeySpec("tlt-encoded-model", _S, path=True, description="TAO/TLT encoded model (.etlt)."),
+    KeySpec(
+        "onnx-file", _S, path_kind=PathKind.MODEL, description="ONNX model to build the TensorRT engine from."
+    ),
+    KeySpec("tlt-encoded-model", _S, path_kind=PathKind.MODEL, description="TAO/TLT encoded model (.etlt)."),
     KeySpec("tlt-model-key", _S, description="Key to decode the TAO/TLT encoded model."),
-    KeySpec("model-file", _S, path=True, description="Caffe model (legacy) or custom model weights file."),
-    KeySpec("proto-file", _S, path=True, description="Caffe prototxt (legacy)."),
-    KeySpec("uff-file", _S, path=True, description="UFF model (legacy; TensorRT >= 10 drops UFF)."),
+    KeySpec(
+        "model-file",
+        _S,
+        path_kind=PathKind.MODEL,
+        description="Caffe model (legacy) or custom model weights file.",
+    ),
+    KeySpec("proto-file", _S, path_kind=PathKind.MODEL, description="Caffe prototxt (legacy)."),
+    KeySpec(
+        "uff-file", _S, path_kind=PathKind.MODEL, description="UFF model (legacy; TensorRT >= 10 drops UFF)."
+    ),
     KeySpec("uff-input-blob-name", _S, description="Name of the input layer of a UFF/ONNX model."),
     KeySpec("uff-input-order", _I, choices={0: "NCHW", 1: "NHWC", 2: "NC"}, description="UFF input order."),
     KeySpec(
@@ -254,18 +304,28 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
         description="c;h;w;order of the input; ignored when infer-dims is set.",
     ),
     KeySpec(
-        "custom-network-config", _S, description="Custom network config (e.g. darknet .cfg); not resolved."
+        "custom-network-config",
+        _S,
+        path_kind=PathKind.MODEL,
+        cwd_relative=True,
+        description="Custom network config (e.g. darknet .cfg), opened by the custom library; nvinfer does not "
+        "resolve it.",
     ),
     KeySpec(
         "model-engine-file",
         _S,
-        path=True,
+        path_kind=PathKind.MODEL,
         description="Serialized TensorRT engine; should match <model>_b<batch>_gpu<id>_<mode>.engine. dsfleet "
         "also accepts 'auto' (that name, from the model file, batch-size and network-mode) or a template with "
         "{batch}, {gpu}, {precision}.",
     ),
-    KeySpec("int8-calib-file", _S, path=True, description="INT8 calibration table (to build INT8 engines)."),
-    KeySpec("labelfile-path", _S, path=True, description="Labels file."),
+    KeySpec(
+        "int8-calib-file",
+        _S,
+        path_kind=PathKind.MODEL,
+        description="INT8 calibration table (to build INT8 engines).",
+    ),
+    KeySpec("labelfile-path", _S, path_kind=PathKind.CONFIG, description="Labels file."),
     KeySpec(
         "batch-size",
         _I,
@@ -345,7 +405,9 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("input-tensor-from-meta", _B, description="Use tensors prepared by nvdspreprocess."),
     KeySpec("tensor-meta-pool-size", _I, minimum=2, description="Size of the output tensor buffer pool."),
     KeySpec("crop-objects-to-roi-boundary", _B, description="Clip object crops to the ROI."),
-    KeySpec("custom-lib-path", _S, path=True, description="Custom parser / engine library (.so)."),
+    KeySpec(
+        "custom-lib-path", _S, path_kind=PathKind.MODEL, description="Custom parser / engine library (.so)."
+    ),
     KeySpec("parse-bbox-func-name", _S, description="Bounding-box parser symbol in custom-lib-path."),
     KeySpec("parse-bbox-instance-mask-func-name", _S, description="Instance-mask parser symbol."),
     KeySpec("parse-classifier-func-name", _S, description="Classifier parser symbol in custom-lib-path."),
@@ -374,7 +436,9 @@ NVINFER_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
         "overwrite-input-tensor", _I, minimum=0, since="7.0", description="Debug: replace input tensors."
     ),
     KeySpec("overwrite-output-tensor", _I, minimum=0, since="7.0", description="Debug: replace outputs."),
-    KeySpec("ip-tensor-file", _S, path=True, since="7.0", description="Debug: input tensor file."),
+    KeySpec(
+        "ip-tensor-file", _S, path_kind=PathKind.MODEL, since="7.0", description="Debug: input tensor file."
+    ),
     KeySpec("op-tensor-files", _SL, since="7.0", description="Debug: output tensor files."),
     KeySpec("raw-output-file-write", _B, since="7.0", description="Debug: write raw outputs to files."),
 )
@@ -441,7 +505,9 @@ PREPROCESS_PROPERTY_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("scaling-pool-memory-type", _I, choices=_MEMORY_TYPES, description="Scaling pool memory type."),
     KeySpec("scaling-pool-compute-hw", _I, choices=_COMPUTE_HW, description="Scaling hardware."),
     KeySpec("scaling-filter", _I, choices=_SCALING_FILTERS, description="Scaling interpolation."),
-    KeySpec("custom-lib-path", _S, path=True, description="Custom preprocessing library (.so)."),
+    KeySpec(
+        "custom-lib-path", _S, path_kind=PathKind.MODEL, description="Custom preprocessing library (.so)."
+    ),
     KeySpec(
         "custom-tensor-preparation-function", _S, description="Tensor preparation symbol in the library."
     ),
@@ -512,7 +578,7 @@ CCM_ALIGN_KEYS: Final[dict[str, KeySpec]] = _table(
 # ``gpu-id`` is left out of the groups dsfleet renders it into itself (always 0: the container sees one GPU).
 
 APP_OSD_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Draw boxes and text (nvdsosd)."),
+    KeySpec("enable", _B, getter=_I, description="Draw boxes and text (nvdsosd)."),
     KeySpec("process-mode", _I, choices={0: "CPU", 1: "GPU"}, description="Where OSD draws."),
     KeySpec("border-width", _I, minimum=0, description="Box border width (px)."),
     KeySpec("text-size", _I, minimum=1, description="Label font size."),
@@ -523,7 +589,7 @@ APP_OSD_KEYS: Final[dict[str, KeySpec]] = _table(
         "text-bg-color", _DL, length=4, minimum=0, maximum=1, description="Label background r;g;b;a (0..1)."
     ),
     KeySpec("font", _S, description="Label font name (e.g. Serif)."),
-    KeySpec("show-clock", _B, description="Draw a clock."),
+    KeySpec("show-clock", _B, getter=_I, description="Draw a clock."),
     KeySpec("clock-x-offset", _I, minimum=0, description="Clock position x (px)."),
     KeySpec("clock-y-offset", _I, minimum=0, description="Clock position y (px)."),
     KeySpec("clock-text-size", _I, minimum=1, description="Clock font size."),
@@ -534,12 +600,12 @@ APP_OSD_KEYS: Final[dict[str, KeySpec]] = _table(
 )
 
 APP_TRACKER_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Run nvtracker."),
+    KeySpec("enable", _B, getter=_I, description="Run nvtracker."),
     KeySpec("tracker-width", _I, minimum=32, description="Tracker frame width (multiple of 32 for NvDCF)."),
     KeySpec("tracker-height", _I, minimum=32, description="Tracker frame height (multiple of 32 for NvDCF)."),
-    KeySpec("ll-lib-file", _S, path=True, description="Low-level tracker library."),
-    KeySpec("ll-config-file", _S, path=True, description="Low-level tracker config (YAML)."),
-    KeySpec("display-tracking-id", _B, description="Show tracking ids on the OSD."),
+    KeySpec("ll-lib-file", _S, path_kind=PathKind.MODEL, description="Low-level tracker library."),
+    KeySpec("ll-config-file", _S, path_kind=PathKind.CONFIG, description="Low-level tracker config (YAML)."),
+    KeySpec("display-tracking-id", _B, getter=_I, description="Show tracking ids on the OSD."),
     KeySpec("compute-hw", _I, choices=_COMPUTE_HW, description="Scaling hardware."),
     KeySpec("enable-batch-process", _B, description="Process the batch at once (low-level library)."),
     KeySpec("enable-past-frame", _B, description="Report past-frame data."),
@@ -553,7 +619,13 @@ APP_TRACKER_KEYS: Final[dict[str, KeySpec]] = _table(
 )
 
 APP_TILED_DISPLAY_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Tile the sources into one frame."),
+    KeySpec(
+        "enable",
+        _I,
+        choices={0: "off", 1: "tile the sources", 2: "tile, with a parallel demuxer"},
+        accepts_bool=True,
+        description="Tile the sources into one frame (2: beside a demuxer, in parallel).",
+    ),
     KeySpec("rows", _I, minimum=1, description="Tile rows."),
     KeySpec("columns", _I, minimum=1, description="Tile columns."),
     KeySpec("width", _I, minimum=1, description="Tiled frame width."),
@@ -567,7 +639,7 @@ APP_TILED_DISPLAY_KEYS: Final[dict[str, KeySpec]] = _table(
 SINK_TYPES: Final = {1: "Fake", 2: "EGL", 3: "File", 4: "RTSP streaming", 5: "Overlay", 6: "MsgConv+Broker"}
 
 APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Create this sink."),
+    KeySpec("enable", _B, getter=_I, description="Create this sink."),
     KeySpec("type", _I, choices=SINK_TYPES, description="Sink type (2 and 5 need a display)."),
     KeySpec("sync", _I, minimum=0, maximum=1, description="Render in sync with the clock."),
     KeySpec("qos", _B, description="Generate QoS events."),
@@ -576,12 +648,18 @@ APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("codec", _I, choices={1: "H264", 2: "H265", 3: "MPEG4"}, description="Encoder codec."),
     KeySpec("enc-type", _I, choices={0: "Hardware", 1: "Software"}, description="Encoder."),
     KeySpec("bitrate", _I, minimum=1, description="Encoder bit rate (bit/s)."),
-    KeySpec("output-file", _S, path=True, description="File sink output."),
+    KeySpec("output-file", _S, path_kind=PathKind.OUTPUT, cwd_relative=True, description="File sink output."),
     KeySpec("rtsp-port", _I, minimum=1, maximum=65535, description="RTSP server port."),
     KeySpec("udp-port", _I, minimum=1, maximum=65535, description="UDP port of the RTSP stream."),
-    KeySpec("msg-conv-config", _S, path=True, description="nvmsgconv config (type 6)."),
+    KeySpec("msg-conv-config", _S, path_kind=PathKind.CONFIG, description="nvmsgconv config (type 6)."),
     KeySpec("msg-conv-payload-type", _I, minimum=0, description="Payload schema (0 full, 1 minimal, …)."),
-    KeySpec("msg-broker-proto-lib", _S, path=True, description="Broker protocol adapter (type 6)."),
+    KeySpec(
+        "msg-broker-proto-lib",
+        _S,
+        path_kind=PathKind.MODEL,
+        cwd_relative=True,
+        description="Broker protocol adapter (type 6).",
+    ),
     KeySpec(
         "msg-broker-conn-str",
         _S,
@@ -590,13 +668,13 @@ APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
         "credentials (the whole string is the secret's password).",
     ),
     KeySpec("topic", _S, description="Broker topic (type 6)."),
-    KeySpec("link-to-demux", _B, description="Link the sink to the demuxer's source-id output."),
+    KeySpec("link-to-demux", _B, getter=_I, description="Link the sink to the demuxer's source-id output."),
     KeySpec("profile", _I, minimum=0, description="Encoder profile."),
     KeySpec("iframeinterval", _I, minimum=0, description="Encoder I-frame interval."),
     KeySpec("sw-preset", _I, minimum=0, description="Software encoder preset."),
     KeySpec("udp-buffer-size", _I, minimum=0, description="UDP buffer size (RTSP streaming)."),
     KeySpec("output-io-mode", _I, minimum=0, description="Encoder output io-mode."),
-    KeySpec("copy-meta", _B, description="Copy metadata to the encoded stream."),
+    KeySpec("copy-meta", _B, getter=_I, description="Copy metadata to the encoded stream."),
     KeySpec("color-range", _I, minimum=0, description="Colour range."),
     KeySpec("width", _I, minimum=0, description="Render/overlay width."),
     KeySpec("height", _I, minimum=0, description="Render/overlay height."),
@@ -606,29 +684,38 @@ APP_SINK_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("overlay-id", _I, minimum=0, description="Overlay id."),
     KeySpec("conn-id", _I, minimum=0, description="DRM connector id."),
     KeySpec("plane-id", _I, minimum=0, description="DRM plane id."),
-    KeySpec("set-mode", _B, description="DRM: set the display mode."),
+    KeySpec("set-mode", _B, getter=_I, description="DRM: set the display mode."),
     KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
-    KeySpec("msg-conv-msg2p-lib", _S, path=True, description="Custom payload library."),
+    KeySpec("msg-conv-msg2p-lib", _S, path_kind=PathKind.MODEL, description="Custom payload library."),
     KeySpec("msg-conv-comp-id", _I, minimum=0, description="nvmsgconv component id."),
     KeySpec("msg-conv-frame-interval", _I, minimum=1, description="Frames between payloads."),
     KeySpec("msg-conv-msg2p-new-api", _B, description="Use the new nvmsgconv API."),
     KeySpec("msg-conv-dummy-payload", _B, description="Send dummy payloads."),
     KeySpec("multiple-payloads", _B, description="Several payloads per frame."),
-    KeySpec("debug-payload-dir", _S, path=True, description="Write payloads to this directory."),
-    KeySpec("msg-broker-config", _S, path=True, description="Broker adapter config (credentials go here)."),
+    KeySpec(
+        "debug-payload-dir", _S, path_kind=PathKind.OUTPUT, description="Write payloads to this directory."
+    ),
+    KeySpec(
+        "msg-broker-config",
+        _S,
+        path_kind=PathKind.CONFIG,
+        description="Broker adapter config (credentials go here).",
+    ),
     KeySpec("msg-broker-comp-id", _I, minimum=0, description="nvmsgbroker component id."),
     KeySpec("new-api", _B, description="Use the new nvmsgbroker API."),
     KeySpec("sleep-time", _I, minimum=0, description="Broker worker sleep time (ms)."),
-    KeySpec("disable-msgconv", _B, description="Broker sink without nvmsgconv."),
+    KeySpec("disable-msgconv", _B, getter=_I, description="Broker sink without nvmsgconv."),
 )
 
 APP_MESSAGE_CONVERTER_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Run a standalone nvmsgconv."),
-    KeySpec("msg-conv-config", _S, path=True, description="nvmsgconv config."),
+    KeySpec("enable", _B, getter=_I, description="Run a standalone nvmsgconv."),
+    KeySpec("msg-conv-config", _S, path_kind=PathKind.CONFIG, description="nvmsgconv config."),
     KeySpec("msg-conv-payload-type", _I, minimum=0, description="Payload schema."),
-    KeySpec("msg-conv-msg2p-lib", _S, path=True, description="Custom payload library."),
+    KeySpec("msg-conv-msg2p-lib", _S, path_kind=PathKind.MODEL, description="Custom payload library."),
     KeySpec("msg-conv-comp-id", _I, minimum=0, description="Component id."),
-    KeySpec("debug-payload-dir", _S, path=True, description="Write payloads to this directory."),
+    KeySpec(
+        "debug-payload-dir", _S, path_kind=PathKind.OUTPUT, description="Write payloads to this directory."
+    ),
     KeySpec("multiple-payloads", _B, description="Several payloads per frame."),
     KeySpec("msg-conv-msg2p-new-api", _B, description="Use the new nvmsgconv API."),
     KeySpec("msg-conv-frame-interval", _I, minimum=1, description="Frames between payloads."),
@@ -636,8 +723,10 @@ APP_MESSAGE_CONVERTER_KEYS: Final[dict[str, KeySpec]] = _table(
 )
 
 APP_MESSAGE_CONSUMER_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Consume cloud-to-device messages."),
-    KeySpec("proto-lib", _S, path=True, description="Broker protocol adapter."),
+    KeySpec("enable", _B, getter=_I, description="Consume cloud-to-device messages."),
+    KeySpec(
+        "proto-lib", _S, path_kind=PathKind.MODEL, cwd_relative=True, description="Broker protocol adapter."
+    ),
     KeySpec(
         "conn-str",
         _S,
@@ -645,23 +734,33 @@ APP_MESSAGE_CONSUMER_KEYS: Final[dict[str, KeySpec]] = _table(
         description="Broker connection string (host;port); {secretRef: NAME} when it carries credentials "
         "(the whole string is the secret's password).",
     ),
-    KeySpec("config-file", _S, path=True, description="Adapter config (credentials go here)."),
+    KeySpec(
+        "config-file", _S, path_kind=PathKind.CONFIG, description="Adapter config (credentials go here)."
+    ),
     KeySpec("subscribe-topic-list", _SL, description="Topics to subscribe to."),
-    KeySpec("sensor-list-file", _S, path=True, description="Sensor id ↔ name list."),
+    KeySpec("sensor-list-file", _S, path_kind=PathKind.CONFIG, description="Sensor id ↔ name list."),
 )
 
 APP_NVDS_ANALYTICS_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Run nvdsanalytics."),
-    KeySpec("config-file", _S, path=True, description="nvdsanalytics config."),
+    KeySpec("enable", _B, getter=_I, description="Run nvdsanalytics."),
+    KeySpec("config-file", _S, path_kind=PathKind.CONFIG, description="nvdsanalytics config."),
 )
 
 APP_IMG_SAVE_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Save object/frame images."),
-    KeySpec("output-folder-path", _S, path=True, description="Where images go."),
-    KeySpec("save-img-cropped-obj", _B, description="Save cropped objects."),
-    KeySpec("save-img-full-frame", _B, description="Save full frames."),
-    KeySpec("frame-to-skip-rules-path", _S, path=True, description="Frame skipping rules (CSV)."),
-    KeySpec("second-to-skip-interval", _I, minimum=0, description="Seconds between saves of an object."),
+    KeySpec("enable", _B, getter=_I, description="Save object/frame images."),
+    KeySpec(
+        "output-folder-path", _S, path_kind=PathKind.OUTPUT, cwd_relative=True, description="Where images go."
+    ),
+    KeySpec("save-img-cropped-obj", _B, getter=_D, description="Save cropped objects."),
+    KeySpec("save-img-full-frame", _B, getter=_D, description="Save full frames."),
+    KeySpec(
+        "frame-to-skip-rules-path",
+        _S,
+        path_kind=PathKind.CONFIG,
+        cwd_relative=True,
+        description="Frame skipping rules (CSV).",
+    ),
+    KeySpec("second-to-skip-interval", _D, minimum=0, description="Seconds between saves of an object."),
     KeySpec("min-confidence", _D, minimum=0, maximum=1, description="Lowest confidence saved."),
     KeySpec("max-confidence", _D, minimum=0, maximum=1, description="Highest confidence saved."),
     KeySpec("min-box-width", _I, minimum=0, description="Smallest box width saved."),
@@ -681,7 +780,7 @@ SOURCE_TYPES: Final = {
 }
 
 APP_SOURCE_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Create the sources."),
+    KeySpec("enable", _B, getter=_I, description="Create the sources."),
     KeySpec("type", _I, choices=SOURCE_TYPES, description="Source type (with a source list, from each URI)."),
     KeySpec("num-sources", _I, minimum=1, maximum=1024, description="MultiURI: copies of the source."),
     KeySpec("cudadec-memtype", _I, choices={0: "Device", 1: "Pinned", 2: "Unified"}, description="Decoder memory."),
@@ -690,8 +789,8 @@ APP_SOURCE_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("drop-frame-interval", _I, minimum=0, description="Decode every Nth frame (0 = all)."),
     KeySpec("num-decode-surfaces", _I, minimum=1, description="Decoder surfaces."),
     KeySpec("num-extra-surfaces", _I, minimum=0, description="Extra decoder surfaces."),
-    KeySpec("intra-decode-enable", _B, description="Decode only I-frames."),
-    KeySpec("low-latency-decode", _B, description="Low-latency decode mode."),
+    KeySpec("intra-decode-enable", _B, getter=_I, description="Decode only I-frames."),
+    KeySpec("low-latency-decode", _B, getter=_I, description="Low-latency decode mode."),
     KeySpec("select-rtp-protocol", _I, choices={0: "auto (UDP, then TCP)", 4: "TCP only"},
             description="RTSP transport."),
     KeySpec("rtsp-reconnect-interval-sec", _I, minimum=0, description="Reconnect after N s without data (0 = off)."),
@@ -701,10 +800,12 @@ APP_SOURCE_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("camera-height", _I, minimum=1, description="Camera capture height."),
     KeySpec("camera-fps-n", _I, minimum=1, description="Camera frame-rate numerator."),
     KeySpec("camera-fps-d", _I, minimum=1, description="Camera frame-rate denominator."),
+    KeySpec("camera-v4l2-dev-node", _I, minimum=0, description="USB camera: N of /dev/videoN (from the Camera)."),
+    KeySpec("camera-csi-sensor-id", _I, minimum=0, description="CSI camera: the sensor id (from the Camera)."),
     KeySpec("video-format", _S, description="Camera video format (e.g. NV12)."),
     KeySpec("smart-record", _I, choices={0: "off", 1: "cloud events", 2: "cloud events and local"},
             description="Smart recording trigger."),
-    KeySpec("smart-rec-dir-path", _S, path=True, description="Smart recording directory."),
+    KeySpec("smart-rec-dir-path", _S, path_kind=PathKind.OUTPUT, cwd_relative=True, description="Smart recording directory."),
     KeySpec("smart-rec-file-prefix", _S, description="Smart recording file prefix."),
     KeySpec("smart-rec-cache", _I, minimum=0, description="Smart recording cache (s)."),
     KeySpec("smart-rec-container", _I, choices={0: "mp4", 1: "mkv"}, description="Smart recording container."),
@@ -712,7 +813,7 @@ APP_SOURCE_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("smart-rec-default-duration", _I, minimum=0, description="Default recording duration (s)."),
     KeySpec("smart-rec-duration", _I, minimum=0, description="Recording duration (s)."),
     KeySpec("smart-rec-interval", _I, minimum=0, description="Seconds between recordings."),
-    KeySpec("extract-sei-type5-data", _B, description="Extract SEI type 5 user data."),
+    KeySpec("extract-sei-type5-data", _B, getter=_I, description="Extract SEI type 5 user data."),
 )  # fmt: skip
 """``[sourceN]`` / ``[source-attr-all]`` keys (S70 ``deepstream_config_file_parser.c`` ``parse_source``); ``gpu-id``
 is rendered 0, ``uri`` and ``camera-id`` come from the Camera manifests."""
@@ -734,7 +835,7 @@ APP_SOURCE_LIST_KEYS: Final[dict[str, KeySpec]] = _table(
     KeySpec("http-port", _S, since="6.2", description="nvmultiurisrcbin REST server port (a string, e.g. 9000)."),
     KeySpec("sgie-batch-size", _I, minimum=1, maximum=1024, description="Batch size of every secondary GIE."),
     KeySpec("stream-name-display", _B, description="Show each stream's sensor name on the OSD."),
-    KeySpec("low-latency-mode", _B, description="nvmultiurisrcbin low-latency decode."),
+    KeySpec("low-latency-mode", _B, getter=_I, description="nvmultiurisrcbin low-latency decode."),
 )  # fmt: skip
 """``[source-list]`` (nvmultiurisrcbin, DS 6.2+; S70 ``parse_source_list``); ``list``, ``num-source-bins`` and
 ``sensor-id-list`` are rendered from the cameras (:data:`SOURCE_LIST_DERIVED_KEYS`)."""
@@ -744,19 +845,19 @@ BBOX_COLOR_KEYS: Final = ("bbox-border-color<N>", "bbox-bg-color<N>")
 BBOX_COLOR_RE: Final = re.compile(r"^(bbox-border-color|bbox-bg-color)([0-9]+)$")
 
 APP_GIE_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Create this GIE."),
+    KeySpec("enable", _B, getter=_I, description="Create this GIE."),
     KeySpec("config-file", _S, path=True, description="The GIE's own config (mandatory; the profile's file)."),
     KeySpec("gie-unique-id", _I, minimum=1, description="ID stamped on metadata; unique in a pipeline."),
     KeySpec("operate-on-gie-id", _I, minimum=-1, description="Secondary: objects from this gie-unique-id."),
     KeySpec("operate-on-class-ids", _IL, minimum=0, description="Secondary: objects of these classes."),
     KeySpec("batch-size", _I, minimum=1, maximum=1024, description="Frames/objects per batch."),
     KeySpec("interval", _I, minimum=0, description="Batches to skip between inferences."),
-    KeySpec("model-engine-file", _S, path=True, description="Serialized TensorRT engine."),
-    KeySpec("labelfile-path", _S, path=True, description="Labels file."),
+    KeySpec("model-engine-file", _S, path_kind=PathKind.MODEL, description="Serialized TensorRT engine."),
+    KeySpec("labelfile-path", _S, path_kind=PathKind.CONFIG, description="Labels deepstream-app reads itself (nvinfer does not get it)."),
     KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
     KeySpec("plugin-type", _I, choices={0: "nvinfer", 1: "nvinferserver"}, description="Inference plugin."),
     KeySpec("input-tensor-meta", _B, description="Infer on tensors prepared by nvdspreprocess."),
-    KeySpec("infer-raw-output-dir", _S, path=True, description="Dump raw inference output here."),
+    KeySpec("infer-raw-output-dir", _S, path_kind=PathKind.OUTPUT, description="Dump raw inference output here."),
     KeySpec("bbox-border-color<N>", _DL, length=4, minimum=0, maximum=1,
             description="OSD box colour r;g;b;a (0..1) of class N (app only)."),
     KeySpec("bbox-bg-color<N>", _DL, length=4, minimum=0, maximum=1,
@@ -768,17 +869,71 @@ rendered into both files (:data:`APP_GIE_SHARED_KEYS`); the others in ``app.gies
 
 APP_GIE_SHARED_KEYS: Final = (
     "config-file", "gie-unique-id", "operate-on-gie-id", "operate-on-class-ids", "batch-size", "interval",
-    "model-engine-file", "labelfile-path",
+    "model-engine-file",
 )  # fmt: skip
+"""The keys of a GIE group deepstream-app sets on nvinfer (``deepstream_primary_gie_bin.c``,
+``deepstream_secondary_gie_bin.c``: ``unique-id``, ``infer-on-gie-id``, ``infer-on-class-ids``, ``batch-size``,
+``interval``, ``model-engine-file``; ``gpu-id`` and ``input-tensor-meta`` too, and ``process-mode`` by the group),
+so the profile's GIE properties hold them. ``labelfile-path`` is not one: deepstream-app reads it itself."""
+
+APP_APPLICATION_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable-perf-measurement", _B, getter=_I, description="Print **PERF: lines (FPS per source)."),
+    KeySpec("perf-measurement-interval-sec", _I, minimum=1, description="Seconds between **PERF: lines."),
+    KeySpec("gie-kitti-output-dir", _S, path_kind=PathKind.OUTPUT, description="KITTI output of the GIEs."),
+    KeySpec(
+        "kitti-track-output-dir", _S, path_kind=PathKind.OUTPUT, description="KITTI output of the tracker."
+    ),
+    KeySpec("reid-track-output-dir", _S, path_kind=PathKind.OUTPUT, description="Re-identification output."),
+    KeySpec("terminated-track-output-dir", _S, path_kind=PathKind.OUTPUT, description="Terminated tracks."),
+    KeySpec("shadow-track-output-dir", _S, path_kind=PathKind.OUTPUT, description="Shadow tracks."),
+    KeySpec("global-gpu-id", _I, minimum=0, description="GPU of every component without its own gpu-id."),
+)
+"""``[application]`` (S70 ``parse_app``); ``global-gpu-id`` is rendered as the instance's ``spec.gpu``."""
+
+APP_STREAMMUX_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("width", _I, minimum=1, maximum=16384, description="Output width (required by the legacy mux)."),
+    KeySpec(
+        "height", _I, minimum=1, maximum=16384, description="Output height (required by the legacy mux)."
+    ),
+    KeySpec("batch-size", _I, minimum=1, maximum=1024, description="Frames per batch (the camera count)."),
+    KeySpec("buffer-pool-size", _I, minimum=1, maximum=1024, description="Output buffer pool size."),
+    KeySpec("nvbuf-memory-type", _I, choices=_MEMORY_TYPES, description="Buffer memory type."),
+    KeySpec(
+        "batched-push-timeout",
+        _I,
+        minimum=-1,
+        description="Microseconds to wait for a full batch (-1: wait).",
+    ),
+    KeySpec("live-source", _B, getter=_I, description="The sources are live (RTSP, cameras)."),
+    KeySpec("enable-padding", _B, getter=_I, description="Keep the aspect ratio by padding."),
+    KeySpec("attach-sys-ts-as-ntp", _B, getter=_I, description="Attach the system time as NTP timestamp."),
+    KeySpec("config-file", _S, path_kind=PathKind.CONFIG, description="The new nvstreammux's config."),
+    KeySpec("sync-inputs", _B, getter=_I, description="Synchronise the inputs (new nvstreammux)."),
+    KeySpec("frame-num-reset-on-eos", _B, description="Reset frame numbers at end of stream."),
+    KeySpec("frame-num-reset-on-stream-reset", _B, description="Reset frame numbers on a stream reset."),
+    KeySpec("async-process", _B, description="Process asynchronously."),
+    KeySpec("drop-pipeline-eos", _B, description="Keep running when every source has ended."),
+    KeySpec("num-surfaces-per-frame", _I, minimum=1, description="Surfaces per frame (dewarper)."),
+)
+"""``[streammux]`` (S70 ``parse_streammux``; ``frame-duration`` and ``max-latency`` are 64-bit and kept
+verbatim). ``batch-size`` is the instance's ``streammux.batch-size`` (``auto``: the camera count)."""
+
+APP_SECONDARY_PRE_PROCESS_KEYS: Final[dict[str, KeySpec]] = _table(
+    KeySpec("enable", _B, getter=_I, description="Run this nvdspreprocess on objects."),
+    KeySpec("operate-on-gie-id", _I, minimum=-1, description="Objects of this GIE (set on the element)."),
+    KeySpec("config-file", _S, path=True, description="The nvdspreprocess config (the profile's file)."),
+)
+"""``[secondary-pre-process<N>]`` (S70 ``parse_preprocess``): created only when ``operate-on-gie-id`` is the
+primary GIE's ``gie-unique-id``; from a preprocess GIE with ``process-on-frame: false``."""
 
 APP_PRE_PROCESS_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("enable", _B, description="Run nvdspreprocess."),
+    KeySpec("enable", _B, getter=_I, description="Run nvdspreprocess."),
     KeySpec("config-file", _S, path=True, description="The nvdspreprocess config (the profile's file)."),
 )
 """``[pre-process]`` of the app config (S70 ``parse_preprocess``)."""
 
 APP_TESTS_KEYS: Final[dict[str, KeySpec]] = _table(
-    KeySpec("file-loop", _B, description="Loop file sources."),
+    KeySpec("file-loop", _B, getter=_I, description="Loop file sources."),
     KeySpec("pipeline-recreate-sec", _I, minimum=0, description="Recreate the pipeline every N seconds."),
 )
 """``[property]`` of the older CCM app's own face-align plugin config (nvdspreprocess-like keys, a custom reader)."""
@@ -988,6 +1143,8 @@ def validate_value(spec: KeySpec, value: object, *, auto: bool = False) -> objec
     if kind is ValueKind.INT:
         if auto and value == AUTO:
             return AUTO
+        if spec.accepts_bool and isinstance(value, bool):
+            return int(value)
         try:
             return _check_int(spec, value)
         except PydanticCustomError as exc:
@@ -1029,6 +1186,8 @@ def key_json_schema(spec: KeySpec, *, auto: bool = False) -> dict[str, Any]:
     kind = spec.kind
     if kind is ValueKind.INT:
         schema = _number_schema(spec, "integer")
+        if spec.accepts_bool:
+            return {"anyOf": [schema, {"type": "boolean"}]}
         return {"anyOf": [schema, {"const": AUTO}]} if auto else schema
     if kind is ValueKind.DOUBLE:
         return _number_schema(spec, "number")
@@ -1068,7 +1227,17 @@ def key_json_schema(spec: KeySpec, *, auto: bool = False) -> dict[str, Any]:
 def key_description(spec: KeySpec) -> str:
     parts = [spec.description.rstrip(".") + "." if spec.description else f"DeepStream key {spec.name}."]
     parts.append(f"GLib type: {spec.kind.value}.")
-    if spec.path:
+    if spec.getter is ValueKind.INT and spec.kind is ValueKind.BOOL:
+        parts.append(
+            "deepstream-app reads it as an integer: 0 is off, any other integer on (not true/false)."
+        )
+    elif spec.getter is not None:
+        parts.append(f"deepstream-app reads it as a {spec.getter.value}.")
+    if spec.accepts_bool:
+        parts.append("true/false are taken as 1/0.")
+    if spec.is_path and spec.cwd_relative:
+        parts.append("A path; DeepStream does not resolve it against the config file's directory.")
+    elif spec.is_path:
         parts.append("A path, resolved relative to the config file's directory.")
     if spec.since:
         parts.append(f"Needs DeepStream {spec.since} or later.")
@@ -1416,7 +1585,7 @@ else:
         "AppTiledDisplay",
         APP_TILED_DISPLAY_KEYS,
         "deepstream-app ``[tiled-display]``.",
-        defaults={"enable": False},
+        defaults={"enable": 0},
     )
     AppSink = _build(
         "AppSink", APP_SINK_KEYS, "deepstream-app ``[sink<N>]``.", defaults={"enable": True, "type": 1}
@@ -1458,6 +1627,8 @@ else:
     )
 
 APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
+    "application": APP_APPLICATION_KEYS,
+    "streammux": APP_STREAMMUX_KEYS,
     "osd": APP_OSD_KEYS,
     "tracker": APP_TRACKER_KEYS,
     "tiled-display": APP_TILED_DISPLAY_KEYS,
@@ -1472,6 +1643,7 @@ APP_GROUP_TABLES: Final[dict[str, Mapping[str, KeySpec]]] = {
     "primary-gie": APP_GIE_KEYS,
     "secondary-gie": APP_GIE_KEYS,
     "pre-process": APP_PRE_PROCESS_KEYS,
+    "secondary-pre-process": APP_SECONDARY_PRE_PROCESS_KEYS,
 }
 """deepstream-app groups dsfleet types (numbered groups by their prefix), for importers and docs."""
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dsfleet.policies.registry import Context, Hit, rule
+from dsfleet.resolution.files import APP_CONFIG, dangling_paths
 from dsfleet.resolution.instances import (
     CCM_ALIGN,
     CCM_GIE_FILES,
@@ -19,7 +20,7 @@ from dsfleet.resolution.instances import (
     ResolvedInstance,
 )
 from dsfleet.schemas.deepstream import PROPERTY_TABLES, GieFormat, ValueKind, spec_for
-from dsfleet.schemas.findings import Note, SourceRef
+from dsfleet.schemas.findings import Note, SourceRef, plural
 from dsfleet.schemas.manifests import GieRole, RuleSeverity
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
@@ -444,7 +445,7 @@ def streammux_batch(ctx: Context) -> Iterator[Hit]:
         mux = res.streammux_batch
         if n and mux != n:
             yield Hit(
-                f"instance {res.name!r}: streammux batch-size {mux} but {n} cameras",
+                f"instance {res.name!r}: streammux batch-size {mux} but {plural(n, 'camera')}",
                 ctx.fleet.source("DsInstance", res.name, "spec", "app", "streammux"),
                 instance=res.name,
             )
@@ -577,6 +578,15 @@ def preprocess_mandatory(ctx: Context) -> Iterator[Hit]:
                     f"{_pfx(res, gie)}: nvdspreprocess needs {', '.join(missing)}",
                     _ref(ctx, res, gie, "properties"),
                 )
+
+
+@rule("preprocess-targets", W, "nvdspreprocess prepares tensors for GIEs that read them (input-tensor-from-meta)",
+      category="deepstream")  # fmt: skip
+def preprocess_targets(ctx: Context) -> Iterator[Hit]:
+    for res in _resolved(ctx):
+        for gie in res.gies:
+            if gie.format is not GieFormat.NVDSPREPROCESS:
+                continue
             targets = gie.properties.get("target-unique-ids", ())
             consumers = {
                 g.properties.get("gie-unique-id")
@@ -589,3 +599,53 @@ def preprocess_mandatory(ctx: Context) -> Iterator[Hit]:
                         f"{_pfx(res, gie)}: target-unique-ids {t} is no GIE with input-tensor-from-meta: 1",
                         _ref(ctx, res, gie, "properties", "target-unique-ids"),
                     )
+
+
+# ---------------------------------------------------------------------------------------- rendered files and paths
+@rule("relative-path", W, "a relative path names a file dsfleet renders (or a mounted directory): DeepStream "
+      "resolves it against /workspace/configs", category="deepstream")  # fmt: skip
+def relative_path(ctx: Context) -> Iterator[Hit]:
+    seen: set[tuple[str, str, tuple[str | int, ...]]] = set()
+    for res in _resolved(ctx):
+        for use in dangling_paths(ctx.fleet, res):
+            if (use.kind, use.name, use.path) in seen:
+                continue
+            seen.add((use.kind, use.name, use.path))
+            yield Hit(
+                f"instance {res.name!r}: {use.key} {use.value!r} is relative and names no file dsfleet renders "
+                "(DeepStream looks for it under /workspace/configs); give the path in the container, import the "
+                "file into files, or mount its directory",
+                ctx.fleet.source(use.kind, use.name, *use.path),
+                instance=res.name,
+            )
+
+
+@rule("files-names", E, "the files an instance renders have distinct names", category="deepstream")
+def files_names(ctx: Context) -> Iterator[Hit]:
+    for res in _resolved(ctx):
+        spec = res.instance.spec
+        taken: dict[str, str] = {APP_CONFIG: "the app config"} if res.layout == "deepstream-app" else {}
+        for gie in res.gies:
+            if gie.file in taken:
+                yield Hit(
+                    f"instance {res.name!r}: GIE {gie.name!r} renders {gie.file}, which is also {taken[gie.file]}",
+                    _ref(ctx, res, gie, "file"),
+                )
+            taken.setdefault(gie.file, f"GIE {gie.name!r}'s file")
+        profile = ctx.fleet.profiles.get(spec.profile) if spec.profile else None
+        places: list[tuple[str, Any, str]] = []
+        if profile is not None:
+            places.extend((name, ctx.fleet.source("InferenceProfile", profile.name, "spec", "files", name), "the "
+                           "profile's files") for name in profile.spec.files)  # fmt: skip
+        app_files = getattr(spec, "app", None)
+        for name in getattr(app_files, "files", {}) or {}:
+            places.append(
+                (name, ctx.fleet.source("DsInstance", res.name, "spec", "app", "files", name), "app.files")
+            )
+        for name, where, what in places:
+            if name in taken:
+                yield Hit(
+                    f"instance {res.name!r}: {what} {name} is also {taken[name]}", where, instance=res.name
+                )
+            else:
+                taken[name] = f"in {what}"

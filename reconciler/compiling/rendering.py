@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from dsfleet.reconciler.compiling.keyfilewriter import render_gie, render_keyfile
+from dsfleet.resolution.files import APP_CONFIG
 from dsfleet.resolution.instances import (
     CCM_ALIGN,
     CCM_FACE_PRIMARY,
@@ -24,11 +25,17 @@ from dsfleet.resolution.instances import (
 )
 from dsfleet.schemas.deepstream import GieFormat
 from dsfleet.schemas.fleet import Fleet
-from dsfleet.schemas.manifests import Camera, CameraType, CcmInstanceSpec, DeepstreamAppInstanceSpec, GieRole
+from dsfleet.schemas.manifests import (
+    Camera,
+    CameraType,
+    CcmInstanceSpec,
+    DeepstreamAppInstanceSpec,
+    GieRole,
+    v4l2_device_node,
+)
 from dsfleet.schemas.nodeconfigs import RenderedFile
 from dsfleet.schemas.placeholders import secret_field_placeholder, url_with_placeholder
 
-APP_CONFIG = "deepstream_app_config.txt"
 CCM_APP_CONF = "app_conf.json"
 CCM_SOURCE_LIST = "source_list.json"
 CCM_FILE_ORDER = (
@@ -92,7 +99,16 @@ def render_instance(fleet: Fleet, res: ResolvedInstance) -> tuple[RenderedFile, 
     else:
         assert isinstance(spec, DeepstreamAppInstanceSpec)
         files = _render_deepstream_app(fleet, res, spec)
-    return tuple(sorted(files, key=lambda f: f.path))
+        files.extend(RenderedFile(path=name, content=content) for name, content in spec.app.files.items())
+    profile = fleet.profiles.get(spec.profile) if spec.profile else None
+    if profile is not None:
+        files.extend(RenderedFile(path=name, content=content) for name, content in profile.spec.files.items())
+    unique = {
+        f.path: f for f in files
+    }  # a name given twice is refused by rule files-names (the first is kept)
+    for f in reversed(files):
+        unique[f.path] = f
+    return tuple(sorted(unique.values(), key=lambda f: f.path))
 
 
 # ------------------------------------------------------------------------------------------------------- ccm
@@ -141,8 +157,38 @@ def _render_ccm(fleet: Fleet, res: ResolvedInstance, spec: CcmInstanceSpec) -> l
 
 
 # ------------------------------------------------------------------------------------------------------- deepstream-app
-def _source_type(camera: Camera) -> int:
-    return 4 if camera.spec.source_type is CameraType.RTSP else 2
+_DEVICE_TYPES = {CameraType.USB: 1, CameraType.CSI: 5}
+
+
+def _source_type(camera: Camera, rtsp_type: int | None) -> int:
+    kind = camera.spec.source_type
+    if kind in _DEVICE_TYPES:
+        return _DEVICE_TYPES[kind]
+    return (rtsp_type or 4) if kind is CameraType.RTSP else 2
+
+
+def _camera_keys(camera: Camera) -> dict[str, Any]:
+    """A USB or CSI camera's deepstream-app source keys (device node / sensor id, size, frame rate)."""
+    spec = camera.spec
+    values: dict[str, Any] = {"camera-width": spec.width, "camera-height": spec.height}
+    fps = spec.fps_fraction
+    if fps is not None:
+        values["camera-fps-n"], values["camera-fps-d"] = fps
+    if spec.source_type is CameraType.USB and spec.device is not None:
+        values["camera-v4l2-dev-node"] = v4l2_device_node(spec.device)
+    elif spec.source_type is CameraType.CSI:
+        values["camera-csi-sensor-id"] = spec.sensorId
+    return values
+
+
+def _list_entry(camera: Camera) -> tuple[str, tuple[str, ...]]:
+    """A camera in ``[source-list] list``: its URL (secret placeholder included), ``usb:N`` or ``csi:N``."""
+    spec = camera.spec
+    if spec.source_type is CameraType.USB and spec.device is not None:
+        return f"usb:{v4l2_device_node(spec.device)}", ()
+    if spec.source_type is CameraType.CSI:
+        return f"csi:{spec.sensorId}", ()
+    return _camera_url(camera)
 
 
 def _secret_values(values: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
@@ -169,15 +215,15 @@ def _source_list_groups(
     spec: DeepstreamAppInstanceSpec,
     groups: list[tuple[str, list[tuple[str, Any]]]],
     secrets: list[str],
-) -> bool:
+) -> None:
     """``[source-list]`` (every camera's URL, placeholders included, their ids and names) and
-    ``[source-attr-all]``, in place of one ``[sourceN]`` per camera; True when a camera is live (RTSP)."""
+    ``[source-attr-all]``, in place of one ``[sourceN]`` per camera."""
     app = spec.app
     assert app.source_list is not None
     cameras = [fleet.cameras[name] for name in res.cameras]
     urls: list[str] = []
     for camera in cameras:
-        url, refs = _camera_url(camera)
+        url, refs = _list_entry(camera)
         urls.append(url)
         secrets.extend(refs)
     settings = app.source_list.values_by_key()
@@ -185,12 +231,10 @@ def _source_list_groups(
     if cameras:
         values["list"] = tuple(urls)
         values["sensor-id-list"] = tuple(c.spec.cameraId for c in cameras)
-        values["sensor-name-list"] = tuple(settings.pop("sensor-name-list", res.cameras))
     values.update(settings)
     groups.append(_group("source-list", values))
     attrs = app.source_attr_all.values_by_key() if app.source_attr_all is not None else {"enable": True}
     groups.append(_group("source-attr-all", {**attrs, "gpu-id": 0}))
-    return any(c.spec.source_type is CameraType.RTSP for c in cameras)
 
 
 def _render_deepstream_app(
@@ -198,28 +242,26 @@ def _render_deepstream_app(
 ) -> list[RenderedFile]:
     app = spec.app
     groups: list[tuple[str, list[tuple[str, Any]]]] = []
-    groups.append(
-        _group(
-            "application",
-            {
-                "enable-perf-measurement": app.application.enable_perf_measurement,
-                "perf-measurement-interval-sec": app.application.perf_measurement_interval_sec,
-            },
-        )
-    )
+    application = app.application.model_dump(by_alias=True, exclude_none=True)
+    if application or "application" in app.extraGroups:  # unset: deepstream-app's defaults (no perf lines)
+        groups.append(_group("application", application))
     if app.tiled_display is not None:
         groups.append(_group("tiled-display", {**app.tiled_display.model_dump(by_alias=True), "gpu-id": 0}))
     secrets: list[str] = []
-    any_live = False
     source_defaults = app.sources.model_dump(by_alias=True, exclude_none=True)
+    rtsp_type = source_defaults.pop("type", None)
     if app.source_list is not None:
-        any_live = _source_list_groups(fleet, res, spec, groups, secrets)
+        _source_list_groups(fleet, res, spec, groups, secrets)
     for i, name in enumerate(res.cameras if app.source_list is None else ()):
         camera = fleet.cameras[name]
-        url, refs = _camera_url(camera)
-        secrets.extend(refs)
-        any_live = any_live or camera.spec.source_type is CameraType.RTSP
-        values: dict[str, Any] = {"enable": True, "type": _source_type(camera), "uri": url, "gpu-id": 0}
+        values: dict[str, Any] = {"enable": True, "type": _source_type(camera, rtsp_type)}
+        if camera.spec.source_type in _DEVICE_TYPES:
+            values.update(_camera_keys(camera))
+        else:
+            url, refs = _camera_url(camera)
+            secrets.extend(refs)
+            values["uri"] = url
+        values["gpu-id"] = 0
         if camera.spec.cameraId.isdigit():
             values["camera-id"] = int(camera.spec.cameraId)
         values.update(source_defaults)
@@ -233,28 +275,42 @@ def _render_deepstream_app(
                 "batch-size": res.streammux_batch,
                 "width": mux.width,
                 "height": mux.height,
-                "batched-push-timeout": mux.batched_push_timeout
-                if mux.batched_push_timeout is not None
-                else 40000,
-                "live-source": mux.live_source if mux.live_source is not None else any_live,
+                "batched-push-timeout": mux.batched_push_timeout,  # unset: -1, wait for a full batch
+                "live-source": mux.live_source,
                 "buffer-pool-size": mux.buffer_pool_size,
                 "nvbuf-memory-type": mux.nvbuf_memory_type,
                 "enable-padding": mux.enable_padding,
                 "attach-sys-ts-as-ntp": mux.attach_sys_ts_as_ntp,
+                "config-file": mux.config_file,
             },
         )
     )
     secondary = 0
-    primary_id: Any = None
+    secondary_preprocess = 0
+    primary_id: Any = next(
+        (g.properties.get("gie-unique-id") for g in res.gies if g.role is GieRole.PRIMARY), None
+    )
     for gie in res.gies:
         app_keys = app.gies[gie.name].values_by_key() if gie.name in app.gies else {}
+        p = gie.properties
+        if gie.format is GieFormat.NVDSPREPROCESS and p.get("process-on-frame") is False:
+            # on objects: deepstream-app creates it only when it operates on the primary (or another GIE)
+            group_values: dict[str, Any] = {
+                "enable": True,
+                "operate-on-gie-id": p.get("operate-on-gie-id", primary_id),
+                "config-file": gie.file,
+            }
+            groups.append(
+                _group(f"secondary-pre-process{secondary_preprocess}", {**group_values, **app_keys})
+            )
+            secondary_preprocess += 1
+            continue
         if gie.format is GieFormat.NVDSPREPROCESS:
             groups.append(_group("pre-process", {"enable": True, "config-file": gie.file, **app_keys}))
             continue
-        p = gie.properties
         if gie.role is GieRole.PRIMARY:
             primary_id = p.get("gie-unique-id")
-            group_values: dict[str, Any] = {
+            group_values = {
                 "enable": True,
                 "gpu-id": 0,
                 "gie-unique-id": primary_id,
@@ -271,6 +327,7 @@ def _render_deepstream_app(
                 "operate-on-gie-id": p.get("operate-on-gie-id", primary_id),
                 "operate-on-class-ids": p.get("operate-on-class-ids"),
                 "batch-size": p.get("batch-size"),
+                "input-tensor-meta": True if p.get("input-tensor-from-meta") else None,
                 "config-file": gie.file,
             }
             groups.append(_group(f"secondary-gie{secondary}", {**group_values, **app_keys}))

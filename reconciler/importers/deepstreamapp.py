@@ -1,89 +1,125 @@
 """Import an existing deepstream-app config (key file) as Camera, InferenceProfile and DsInstance documents (pure).
 
-Read with GLib's rules (:mod:`dsfleet.reconciler.importers.keyfilereader`), every key by the getter deepstream-app uses. Where
-each original key lands in what dsfleet renders is recorded (``placements``), so a round trip can be checked
+Read with GLib's rules (:mod:`dsfleet.reconciler.importers.keyfilereader`), every key by the getter deepstream-app
+really calls (most switches, ``enable`` among them, are integers: ``enable=2`` loads, ``enable=true`` does not).
+Where each original key lands in what dsfleet renders is recorded (``placements``), so a round trip can be checked
 key for key:
 
-* ``[sourceN]`` → one Camera per source (a MultiURI ``type=3`` with ``num-sources=K`` becomes K cameras, as
-  deepstream-app itself creates K source bins); ``uri`` → ``url`` (credentials moved to a secret);
-* ``[source-list]`` → one Camera per URI of ``list`` (credentials moved to a secret; ``sensor-id-list`` →
-  ``cameraId``), the other keys → ``app.source-list``; ``[source-attr-all]`` → ``app.source-attr-all``; beside a
-  source list, ``[sourceN]`` groups override a listed source's attributes and are kept verbatim;
+* ``[sourceN]`` → one Camera per source, in deepstream-app's order (a MultiURI ``type=3`` with ``num-sources=K``
+  is its group's source, and K-1 copies after every other source, ``%d`` in the URI numbered, as deepstream-app
+  expands it); ``uri`` → ``url`` (credentials moved to a secret; a relative ``file://`` resolved); a USB
+  (``type=1``) or CSI (``type=5``) source → a ``usb`` / ``csi`` Camera (device node, sensor id, size, frame
+  rate). Keys every source sets alike → ``app.sources``, the others → that source's ``app.extraGroups``;
+* ``[source-list]`` → one Camera per URI of ``list`` (``usb:N`` / ``csi:N`` too; credentials moved to a secret;
+  ``sensor-id-list`` → ``cameraId``), the other keys → ``app.source-list``; ``[source-attr-all]`` →
+  ``app.source-attr-all``; beside a source list, ``[sourceN]`` groups override a listed source's attributes and
+  are kept verbatim;
 * ``[streammux]``, ``[application]``, ``[osd]``, ``[tracker]``, ``[tiled-display]``, ``[sinkN]``,
-  ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``; a
-  broker connection string (``msg-broker-conn-str``, ``conn-str``) with credentials moves whole to a secret (its
-  password; no user name) and becomes ``{secretRef: <instance>-sinkN}``;
-* ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` → the profile's GIEs from their ``config-file``
-  (read by :func:`dsfleet.reconciler.importers.nvinfer.import_keyfile`); app-level nvinfer keys override the file's;
-  app-only keys (``bbox-border-colorN``, ``nvbuf-memory-type``, ``plugin-type`` 0, …) → ``app.gies.<name>``;
-* anything else (unknown keys, groups dsfleet does not model) → ``app.extraGroups``,
-  verbatim, under the group name dsfleet renders (the renderer adds them to that group).
+  ``[message-converter]``, ``[message-consumerN]``, ``[nvds-analytics]``, ``[img-save]``, ``[tests]`` → ``app``
+  (a group without ``enable``, which deepstream-app leaves off, is imported with ``enable: false``); a broker
+  connection string with credentials moves whole to a secret and becomes ``{secretRef: <instance>-sinkN}``;
+* ``[primary-gie]`` / ``[secondary-gieN]`` / ``[pre-process]`` / ``[secondary-pre-processN]`` → the profile's GIEs
+  from their ``config-file``. Only the keys deepstream-app sets on the element override the file's
+  (``gie-unique-id``, ``batch-size``, ``interval``, ``model-engine-file``, ``input-tensor-meta``, and for a
+  secondary ``operate-on-gie-id`` / ``operate-on-class-ids``; ``process-mode`` follows the group); the others
+  (``labelfile-path``, which deepstream-app reads itself, ``bbox-border-colorN``, ``nvbuf-memory-type``, …) →
+  ``app.gies.<name>``;
+* anything else (unknown keys, groups dsfleet does not model) → ``app.extraGroups``, verbatim, under the group
+  name dsfleet renders (the renderer adds them to that group).
 
-``gpu-id`` is always rendered 0 (the container sees one GPU); a different value is reported. A YAML config (DS
-6.2+; its GIE files too) is read as the key file it stands for, its sources from the CSV it names.
+Paths (docs/manifests/layouts.md, "Files a config names"): every relative path is resolved against the directory
+the original file sat in, in the container (``origin``); small text configs (labels, tracker, analytics, message
+converter, streammux configs) are imported (``app.files``, the profile's ``files``) and named by their rendered
+name; models, engines and libraries become absolute container paths, and with ``mount_origin`` the host
+directory they sit in is mounted at the same path.
+
+``gpu-id`` is rendered 0 (the container sees one GPU); one non-zero GPU everywhere becomes the instance's
+``spec.gpu``. A YAML config (DS 6.2+; its GIE files too) is read as the key file it stands for, its sources from
+the CSV it names. Everything deepstream-app itself refuses is refused, with FILE:LINE:COL and its reason.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Final
 
-from dsfleet.reconciler.importers.keyfilereader import KeyGroup, parse_keyfile, read_typed
+from dsfleet.reconciler.importers.keyfilereader import KeyEntry, KeyGroup, parse_keyfile, read_typed
 from dsfleet.reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
+from dsfleet.reconciler.importers.paths import FileNames, is_relative, resolve_file_uri, resolve_path
 from dsfleet.reconciler.importers.yamlconfigs import (
     YamlConfigError,
     is_yaml_config,
     keyfile_name,
     yaml_to_keyfile,
 )
+from dsfleet.resolution.files import APP_CONFIG
 from dsfleet.schemas.deepstream import (
     APP_GROUP_TABLES,
+    APP_SOURCE_KEYS,
     NVINFER_PROPERTY_KEYS,
+    PROPERTY_TABLES,
     SOURCE_LIST_DERIVED_KEYS,
+    GieFormat,
     KeySpec,
+    PathKind,
     ValueKind,
     spec_for,
 )
+from dsfleet.schemas.findings import Finding, plural
+from dsfleet.schemas.nodeconfigs import CONFIGS_DIR
 from dsfleet.schemas.placeholders import broker_connection_has_credentials, url_has_credentials
 
 DEFAULT_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
-_I, _B, _S, _IL, _DL = (ValueKind.INT, ValueKind.BOOL, ValueKind.STRING, ValueKind.INT_LIST,
-                        ValueKind.DOUBLE_LIST)  # fmt: skip
+_I, _S = ValueKind.INT, ValueKind.STRING
 
+ReadFile = Callable[[str], tuple[str, str] | None]
+"""An absolute path in the container → (text, the name to report it under), or None when it cannot be read."""
 
-def _specs(*items: tuple[str, ValueKind]) -> dict[str, KeySpec]:
-    return {name: KeySpec(name, kind) for name, kind in items}
-
-
-APPLICATION_KEYS = _specs(("enable-perf-measurement", _I), ("perf-measurement-interval-sec", _I))
-STREAMMUX_KEYS = _specs(
-    ("width", _I), ("height", _I), ("batch-size", _I), ("buffer-pool-size", _I), ("nvbuf-memory-type", _I),
-    ("batched-push-timeout", _I), ("live-source", _I), ("enable-padding", _I), ("attach-sys-ts-as-ntp", _I),
-    ("gpu-id", _I),
-)  # fmt: skip
-SOURCE_KEYS = _specs(
-    ("enable", _I), ("type", _I), ("uri", _S), ("num-sources", _I), ("gpu-id", _I), ("camera-id", _I),
-    ("latency", _I), ("cudadec-memtype", _I), ("drop-frame-interval", _I), ("select-rtp-protocol", _I),
-    ("rtsp-reconnect-interval-sec", _I), ("num-extra-surfaces", _I),
-)  # fmt: skip
-SOURCE_DEFAULT_KEYS = ("latency", "cudadec-memtype", "drop-frame-interval", "select-rtp-protocol",
-                       "rtsp-reconnect-interval-sec", "num-extra-surfaces")  # fmt: skip
-GIE_TO_PROPERTIES = ("gie-unique-id", "operate-on-gie-id", "operate-on-class-ids", "batch-size", "interval",
-                     "model-engine-file", "labelfile-path")  # fmt: skip
-_NUMBERED = re.compile(r"^(source|sink|secondary-gie|message-consumer)([0-9]+)$")
+_SOURCE_EXTRA_KEYS: Final = {
+    "uri": KeySpec("uri", _S),
+    "camera-id": KeySpec("camera-id", _I),
+    "gpu-id": KeySpec("gpu-id", _I),
+    "source-id": KeySpec("source-id", _I),
+    "alsa-device": KeySpec("alsa-device", _S),
+    "smart-rec-video-cache": KeySpec("smart-rec-video-cache", _I),
+}
+SOURCE_DEFAULT_KEYS: Final = ("latency", "cudadec-memtype", "drop-frame-interval", "select-rtp-protocol",
+                              "rtsp-reconnect-interval-sec", "num-extra-surfaces")  # fmt: skip
+"""``[sourceN]`` keys ``app.sources`` holds (when every source sets them alike)."""
+_STREAMMUX_MODEL_KEYS: Final = ("width", "height", "batch-size", "buffer-pool-size", "nvbuf-memory-type",
+                                "batched-push-timeout", "live-source", "enable-padding", "attach-sys-ts-as-ntp",
+                                "config-file")  # fmt: skip
+_APPLICATION_MODEL_KEYS: Final = ("enable-perf-measurement", "perf-measurement-interval-sec",
+                                  "gie-kitti-output-dir", "kitti-track-output-dir", "reid-track-output-dir",
+                                  "terminated-track-output-dir", "shadow-track-output-dir")  # fmt: skip
+SET_ON_NVINFER: Final = {
+    "primary-gie": ("gie-unique-id", "batch-size", "interval", "model-engine-file"),
+    "secondary-gie": ("gie-unique-id", "batch-size", "interval", "model-engine-file", "operate-on-gie-id",
+                      "operate-on-class-ids"),
+}  # fmt: skip
+"""The keys of a GIE group deepstream-app sets on nvinfer after it loads the file, so they override the file's
+(``deepstream_primary_gie_bin.c``, ``deepstream_secondary_gie_bin.c``); ``gpu-id`` and ``input-tensor-meta`` too."""
+_NUMBERED = re.compile(
+    r"^(source|sink|secondary-gie|secondary-pre-process|message-consumer|dewarper)([0-9]+)$"
+)
 _MODELLED = {"osd": "osd", "tracker": "tracker", "tiled-display": "tiled-display", "sink": "sinks",
              "message-converter": "message-converter", "message-consumer": "message-consumers",
              "nvds-analytics": "nvds-analytics", "img-save": "img-save", "tests": "tests"}  # fmt: skip
+_OFF_BY_DEFAULT = {"osd", "tracker", "tiled-display", "sink", "message-converter", "message-consumer",
+                   "nvds-analytics", "img-save"}  # fmt: skip
+"""Groups deepstream-app leaves off without ``enable`` (and whose dsfleet default may be on)."""
 _CONNECTION_KEYS = {"sink": "msg-broker-conn-str", "message-consumer": "conn-str"}
-_FORCED_GPU = {"tiled-display", "tracker", "osd", "img-save", "streammux", "source", "primary-gie",
-               "secondary-gie"}  # fmt: skip
+_CREDENTIAL_LINE = re.compile(
+    r"^\s*[^#;\s][^=]*?(password|passwd|secret|token|sharedaccesskey|sasl\.password)[^=]*=\s*\S", re.I
+)
 
 
 class AppImportError(Exception):
-    """The file cannot be imported (gcc-style message)."""
+    """The file cannot be imported (gcc-style message, one line per cause)."""
 
 
 @dataclass
@@ -96,342 +132,700 @@ class AppImport:
     placements: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)
     """(original group, key) → (rendered file, group, key) where the same GLib-typed value is rendered."""
     getters: dict[tuple[str, str], ValueKind] = field(default_factory=dict)
-    """(original group, key) → the kind deepstream-app reads it as (strings for keys dsfleet does not know)."""
+    """(original group, key) → the getter deepstream-app reads it with (strings for keys dsfleet does not know)."""
+    paths: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(original group, key) → the path it names, resolved as DeepStream opens it (the rendered value differs:
+    an imported file's name, or the absolute path)."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Rendered name → the container path of the original file imported under it."""
 
 
 _GPU_ID = KeySpec("gpu-id", _I)
 
 
+def group_kind(group: str) -> str:
+    m = _NUMBERED.match(group)
+    return m.group(1) if m else group
+
+
 def spec_of(group: str, key: str) -> KeySpec | None:
-    kind = _kind(group)
+    """The spec deepstream-app reads ``key`` of ``group`` with (None: a key dsfleet does not know)."""
+    kind = group_kind(group)
     if key == "gpu-id":
         return _GPU_ID
-    table: Mapping[str, KeySpec] | None = {
-        "application": APPLICATION_KEYS, "streammux": STREAMMUX_KEYS, "source": SOURCE_KEYS,
-    }.get(kind) or APP_GROUP_TABLES.get(kind)  # fmt: skip
+    if kind in ("source", "source-attr-all") and key in _SOURCE_EXTRA_KEYS:
+        return _SOURCE_EXTRA_KEYS[key]
+    if kind == "source":
+        return spec_for(APP_SOURCE_KEYS, key)
+    table = APP_GROUP_TABLES.get(kind)
     return spec_for(table, key) if table is not None else None
 
 
-def _kind(group: str) -> str:
-    m = _NUMBERED.match(group)
-    return m.group(1) if m else group
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _printf_d(uri: str, number: int) -> str:
+    """``g_strdup_printf (uri, number)`` for the ``%d`` MultiURI copies (``%%`` is one ``%``)."""
+    out, i, used = [], 0, False
+    while i < len(uri):
+        if uri.startswith("%%", i):
+            out.append("%")
+            i += 2
+        elif uri.startswith("%d", i) and not used:
+            out.append(str(number))
+            used = True
+            i += 2
+        else:
+            out.append(uri[i])
+            i += 1
+    return "".join(out)
+
+
+@dataclass
+class _Source:
+    group: str
+    known: dict[str, Any]
+    unknown: dict[str, Any]
+    line: int
+    copy: int = 0
+
+
+class _App:
+    """One import (the state of :func:`import_app`)."""
+
+    def __init__(self, file: str, read: ReadFile, origin: PurePosixPath, base: str) -> None:
+        self.file, self.read, self.origin, self.base = file, read, origin, base
+        self.out = AppImport()
+        self.extra: dict[str, dict[str, Any]] = {}
+        self.app: dict[str, Any] = {}
+        self.gies: list[dict[str, Any]] = []
+        self.gie_names: set[str] = set()
+        self.cameras: list[str] = []
+        self.app_gies: dict[str, dict[str, Any]] = {}
+        self.files = FileNames(reserved=(APP_CONFIG,))
+        self.instance_files: dict[str, str] = {}
+        self.profile_files: dict[str, str] = {}
+        self.gpus: dict[int, str] = {}
+        self.mount_paths: list[str] = []
+        self.secondaries = 0
+        self.secondary_preprocesses = 0
+
+    # -- messages -----------------------------------------------------------------------------------------------
+    def warn(self, message: str) -> None:
+        self.out.warnings.append(f"{self.file}: warning: {message}")
+
+    def fail(self, message: str, entry: KeyEntry | KeyGroup | None = None) -> AppImportError:
+        where = self.file
+        if isinstance(entry, KeyEntry):
+            where += f":{entry.line}:{entry.value_column}"
+        elif isinstance(entry, KeyGroup):
+            where += f":{entry.line}:{entry.column}"
+        return AppImportError(f"{where}: error: {message}")
+
+    def place(self, group: str, key: str, rendered_group: str, rendered_key: str | None = None,
+              rendered_file: str = APP_CONFIG) -> None:  # fmt: skip
+        self.out.placements[(group, key)] = (rendered_file, rendered_group, rendered_key or key)
+
+    def add_extra(self, group: str, rendered: str, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            self.extra.setdefault(rendered, {})[key] = _plain(value)
+            self.place(group, key, rendered)
+
+    # -- values -------------------------------------------------------------------------------------------------
+    def typed(self, group: KeyGroup) -> tuple[dict[str, Any], dict[str, Any], dict[str, KeyEntry]]:
+        """Known keys by deepstream-app's getter (as the key's model kind), unknown keys as strings."""
+        known: dict[str, Any] = {}
+        unknown: dict[str, Any] = {}
+        entries = group.effective()
+        for key, entry in entries.items():
+            spec = spec_of(group.name, key)
+            getter = spec.read_kind if spec is not None else _S
+            value, problems = read_typed(KeySpec(key, getter), entry.raw)
+            self.out.getters[(group.name, key)] = getter
+            for p in problems:
+                if p.severity.value == "error":
+                    raise self.fail(
+                        f"[{group.name}] {key}: {p.message} (deepstream-app fails to parse it)", entry
+                    )
+                self.warn(f"[{group.name}] {key}: {p.message}")
+            if spec is not None and spec.kind is ValueKind.BOOL and spec.getter in (_I, ValueKind.DOUBLE):
+                if value not in (0, 1):
+                    self.warn(f"[{group.name}] {key}={entry.raw.strip()}: deepstream-app only tests it for non-zero; "
+                              "imported as true")  # fmt: skip
+                value = bool(value)
+            (known if spec is not None else unknown)[key] = value
+        return known, unknown, entries
+
+    def gpu(self, group: str, values: dict[str, Any], rendered: str | None) -> None:
+        """``gpu-id`` (and ``global-gpu-id``) leave ``values``: dsfleet renders 0 and picks the host GPU with the
+        instance's ``spec.gpu``."""
+        for key in ("gpu-id", "global-gpu-id"):
+            value = values.pop(key, None)
+            if value is None:
+                continue
+            self.gpus.setdefault(int(value), f"[{group}] {key}")
+            if rendered is not None and key == "gpu-id":
+                self.place(group, key, rendered)
+
+    # -- paths and files ----------------------------------------------------------------------------------------
+    def path_value(self, group: str, key: str, spec: KeySpec, value: str, base: PurePosixPath,
+                   files: dict[str, str]) -> str:  # fmt: skip
+        """The value dsfleet writes for path ``value`` named in a file in ``base``: an imported text file's name,
+        or the path as DeepStream opens it."""
+        if not value:
+            return value
+        resolved = resolve_path(value, base, spec, cwd=self.origin)
+        self.out.paths[(group, key)] = resolved
+        if is_relative(resolved):
+            return value  # a library name dlopen searches for, or an output relative to the working directory
+        if spec.path_kind is PathKind.CONFIG:
+            found = self.read(resolved)
+            if found is not None:
+                text, where = found
+                if key in ("msg-broker-config", "config-file") and _has_credentials(text):
+                    self.warn(f"[{group}] {key} {value}: {where} holds credentials; not imported (mount it from a "
+                              "secret at the path it names)")  # fmt: skip
+                else:
+                    name = self.files.name_for(resolved)
+                    if name not in self.profile_files:  # rendered with every instance of the profile already
+                        files[name] = text
+                    self.out.files[name] = resolved
+                    return f"{CONFIGS_DIR}/{name}" if spec.cwd_relative else name
+            elif is_relative(value):
+                self.warn(f"[{group}] {key} {value}: not found beside the config; kept as {resolved}")
+        if is_relative(value) and spec.path_kind is not PathKind.OUTPUT:
+            self.mount_paths.append(resolved)
+        return resolved
+
+    def paths_of(self, group: str, values: dict[str, Any], table: Mapping[str, KeySpec], base: PurePosixPath,
+                 files: dict[str, str]) -> None:  # fmt: skip
+        for key, value in list(values.items()):
+            spec = spec_for(table, key)
+            if spec is not None and spec.is_path and isinstance(value, str):
+                values[key] = self.path_value(group, key, spec, value, base, files)
+
+    # -- cameras ------------------------------------------------------------------------------------------------
+    def add_camera(self, group: str, key: str, spec: dict[str, Any]) -> str:
+        """One Camera (URL credentials moved to a secret named after the camera)."""
+        cam = f"{self.base}-src{len(self.cameras)}"
+        url = spec.get("url")
+        if isinstance(url, str) and url_has_credentials(url):
+            spec["url"], user, password = _strip_userinfo(url)
+            spec["credentials"] = {"secretRef": cam}
+            self.out.secrets.append(Secret(ref=cam, username=user, password=password))
+            self.warn(f"[{group}] {key} carried credentials; moved to secret {cam!r}")
+        self.out.cameras.append(manifest_document("Camera", cam, spec))
+        self.cameras.append(cam)
+        return cam
+
+
+def _has_credentials(text: str) -> bool:
+    for line in text.splitlines():
+        if _CREDENTIAL_LINE.match(line):
+            return True
+        _, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#") and broker_connection_has_credentials(value.strip()):
+            return True
+    return False
 
 
 def import_app(
     text: str,
     file: str,
-    read_gie: Callable[[str], tuple[str, str] | None],
+    read_file: ReadFile,
     *,
+    origin: str | PurePosixPath | None = None,
     image: str = DEFAULT_IMAGE,
     name: str | None = None,
+    mount_origin: bool = False,
 ) -> AppImport:
-    """``read_gie(config-file value)`` → (text, display path) or None when the file is missing (it also reads a
-    YAML config's sources CSV). A YAML config (DS 6.2+) is read as the key file it stands for
-    (:mod:`dsfleet.reconciler.importers.yamlconfigs`)."""
+    """Import one deepstream-app config. ``origin``: the directory it sat in, in the container (default: the
+    directory of ``file``); ``read_file(absolute path in the container)`` → (text, display name) or None (GIE
+    files, the text configs the groups name, a YAML config's sources CSV). ``mount_origin``: the files under the
+    original directories are not in the image: mount them (read-only, at the same path) on the instance."""
+    where = PurePosixPath(origin) if origin is not None else PurePosixPath(file).parent
     if is_yaml_config(file):
         try:
-            text = yaml_to_keyfile(text, file, read_gie)
+            text = yaml_to_keyfile(text, file, lambda ref: read_file(resolve_path(ref, where, _S_PATH)))
         except YamlConfigError as exc:
             raise AppImportError(str(exc)) from None
     kf = parse_keyfile(text, file)
     if not kf.loaded:
-        raise AppImportError(f"{file}: error: GLib cannot load this file: " + "; ".join(
-            f.message for f in kf.findings if f.severity.value == "error"))  # fmt: skip
-    out = AppImport()
+        raise AppImportError("\n".join(_gcc(f) for f in kf.findings if f.is_error))
     base = dns_label(name or PurePosixPath(file).stem.rsplit("__", 1)[-1])[:50].rstrip("-") or "app"
     if not base[0].isalpha():
         base = f"app-{base}"[:50].rstrip("-")
+    state = _App(file, read_file, where, base)
+    _import_groups(state, kf.groups)
+    return _finish(state, image, mount_origin)
 
-    def warn(message: str) -> None:
-        out.warnings.append(f"{file}: warning: {message}")
 
-    def typed(group: KeyGroup) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Known keys by their getter, unknown keys as strings (verbatim escape hatch)."""
-        known: dict[str, Any] = {}
-        unknown: dict[str, Any] = {}
-        for key, entry in group.effective().items():
-            spec = spec_of(group.name, key)
-            target = known if spec is not None else unknown
-            value, problems = read_typed(spec or KeySpec(key, _S), entry.raw)
-            out.getters[(group.name, key)] = spec.kind if spec is not None else _S
-            for p in problems:
-                warn(f"[{group.name}] {key}: {p.message}")
-            if value is None:
-                raise AppImportError(
-                    f"{file}:{entry.line}: error: [{group.name}] {key}: deepstream-app cannot read it"
-                )
-            target[key] = value
-        return known, unknown
+_S_PATH = KeySpec("csv-file-path", _S, path=True)
 
-    extra: dict[str, dict[str, Any]] = {}
-    app: dict[str, Any] = {}
-    gies: list[dict[str, Any]] = []
-    cameras: list[str] = []
-    sinks: list[dict[str, Any]] = []
-    consumers: list[dict[str, Any]] = []
-    app_gies: dict[str, dict[str, Any]] = {}
-    secondaries = 0
-    config = "deepstream_app_config.txt"
 
-    def place(group: str, key: str, rendered_group: str, rendered_key: str | None = None,
-              rendered_file: str = config) -> None:  # fmt: skip
-        out.placements[(group, key)] = (rendered_file, rendered_group, rendered_key or key)
-
-    def add_extra(group: str, rendered: str, values: Mapping[str, Any]) -> None:
-        for key, value in values.items():
-            extra.setdefault(rendered, {})[key] = list(value) if isinstance(value, tuple) else value
-            place(group, key, rendered)
-
-    def gpu(group: str, values: dict[str, Any], rendered: str) -> None:
-        value = values.pop("gpu-id", None)
-        if value not in (None, 0):
-            warn(f"[{group}] gpu-id {value} becomes 0 (the container sees only its own GPU)")
-        elif value == 0:
-            place(group, "gpu-id", rendered)
-
-    def add_camera(group: str, key: str, uri: str, camera_id: str) -> str:
-        """One Camera for ``uri`` (credentials moved to a secret named after the camera)."""
-        url, user, password = (uri, "", "")
-        if url_has_credentials(uri):
-            url, user, password = _strip_userinfo(uri)
-        cam = f"{base}-src{len(cameras)}"
-        spec: dict[str, Any] = {"cameraId": camera_id, "url": url}
-        if user or password:
-            spec["credentials"] = {"secretRef": cam}
-            out.secrets.append(Secret(ref=cam, username=user, password=password))
-            warn(f"[{group}] {key} carried credentials; moved to secret {cam!r}")
-        out.cameras.append(manifest_document("Camera", cam, spec))
-        cameras.append(cam)
-        return cam
-
-    def _source_list(group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
-        uris = list(known.get("list", ()))
-        ids = list(known.get("sensor-id-list", ()))
-        names = known.get("sensor-name-list")
-        bins = known.get("num-source-bins")
-        if "list" in known and bins is not None and bins != len(uris):
-            raise AppImportError(
-                f"{file}: error: [{group}] num-source-bins {bins} but {len(uris)} URIs in list (deepstream-app "
-                "refuses it)"
-            )
-        if ids and len(ids) != len(uris):
-            warn(f"[{group}] sensor-id-list has {len(ids)} ids for {len(uris)} URIs; cameras are numbered")
-            ids = []
-        if names is not None and len(names) != len(uris):
-            warn(f"[{group}] sensor-name-list has {len(names)} names for {len(uris)} URIs; not imported")
-            names = None
-        for i, uri in enumerate(uris):
-            add_camera(group, "list", uri, ids[i] if ids else str(i + 1))
-        settings = {k: v for k, v in known.items() if k not in SOURCE_LIST_DERIVED_KEYS}
-        if names is None:
-            settings.pop("sensor-name-list", None)
-        else:
-            settings["sensor-name-list"] = list(names)
-        app["source-list"] = settings
-        for k in known:
-            if (
-                k in settings
-                or k == "list"
-                or (k == "sensor-id-list" and ids)
-                or (k == "num-source-bins" and uris)
-            ):
-                place(group, k, "source-list")
-        add_extra(group, "source-list", unknown)
-
-    listed = kf.group("source-list") is not None
-    for group in kf.groups:
-        kind = _kind(group.name)
-        known, unknown = typed(group)
+def _import_groups(st: _App, groups: tuple[KeyGroup, ...]) -> None:
+    listed = any(g.name == "source-list" for g in groups)
+    sources: list[_Source] = []
+    copies: list[_Source] = []
+    for group in groups:
+        kind = group_kind(group.name)
+        known, unknown, entries = st.typed(group)
         if kind == "application":
-            app["application"] = {
-                k: bool(v) if k == "enable-perf-measurement" else v for k, v in known.items()
-            }
-            for k in known:
-                place(group.name, k, "application")
-            add_extra(group.name, "application", unknown)
+            _application(st, group.name, known, unknown)
         elif kind == "streammux":
-            gpu(group.name, known, "streammux")
-            app["streammux"] = {
-                k: bool(v) if k in ("live-source", "enable-padding", "attach-sys-ts-as-ntp") else v
-                for k, v in known.items()
-            }
-            for k in known:
-                place(group.name, k, "streammux")
-            add_extra(group.name, "streammux", unknown)
+            _streammux(st, group.name, known, unknown)
         elif kind == "source" and listed:
-            warn(f"[{group.name}] overrides a listed source's attributes; written verbatim (app.extraGroups)")
-            add_extra(group.name, group.name, {**known, **unknown})
+            st.warn(
+                f"[{group.name}] overrides a listed source's attributes; written verbatim (app.extraGroups)"
+            )
+            st.paths_of(group.name, known, APP_SOURCE_KEYS, st.origin, st.instance_files)
+            st.add_extra(group.name, group.name, {**known, **unknown})
         elif kind == "source-list":
-            _source_list(group.name, known, unknown)
+            _source_list(st, group, known, unknown)
         elif kind == "source-attr-all":
-            gpu(group.name, known, "source-attr-all")
-            app["source-attr-all"] = known
+            st.gpu(group.name, known, "source-attr-all")
+            st.paths_of(group.name, known, APP_SOURCE_KEYS, st.origin, st.instance_files)
+            known.setdefault("enable", False)
+            st.app["source-attr-all"] = {k: _plain(v) for k, v in known.items()}
             for k in known:
-                place(group.name, k, "source-attr-all")
-            add_extra(group.name, "source-attr-all", unknown)
+                st.place(group.name, k, "source-attr-all")
+            st.add_extra(group.name, "source-attr-all", unknown)
         elif kind == "source":
-            if not known.get("enable", 0):
-                warn(f"[{group.name}] is disabled; not imported")
+            if not known.get("enable"):
+                st.warn(f"[{group.name}] is disabled; not imported")
                 continue
-            uri = known.get("uri")
-            if not isinstance(uri, str):
-                raise AppImportError(
-                    f"{file}: error: [{group.name}] has no uri (only URI sources are supported)"
-                )
-            count = known.get("num-sources", 1) if known.get("type") == 3 else 1
-            defaults = {k: known[k] for k in SOURCE_DEFAULT_KEYS if k in known}
-            previous = app.setdefault("sources", defaults)
-            if previous != defaults:
-                raise AppImportError(
-                    f"{file}: error: [{group.name}] sets source keys differently from an earlier source; "
-                    "dsfleet sets them for all sources (app.sources)"
-                )
-            source_gpu = known.pop("gpu-id", None)  # rendered as 0 in every source group
-            if source_gpu not in (None, 0):
-                warn(f"[{group.name}] gpu-id {source_gpu} becomes 0 (the container sees only its own GPU)")
-            for _copy in range(count):
-                index = len(cameras)
-                add_camera(group.name, "uri", uri, str(known.get("camera-id", index + 1)))
-                rendered = f"source{index}"
-                for k in ("enable", "uri", "camera-id", *defaults):
-                    if k in known:
-                        place(group.name, k, rendered)
-                if source_gpu == 0:
-                    place(group.name, "gpu-id", rendered)
-                add_extra(group.name, rendered, unknown)
-        elif kind in ("primary-gie", "secondary-gie", "pre-process"):
-            if not known.get("enable", 0) and "enable" in known:
-                warn(f"[{group.name}] is disabled; not imported")
-                continue
-            if known.get("plugin-type", 0) != 0:
-                raise AppImportError(
-                    f"{file}: error: [{group.name}] plugin-type 1 (nvinferserver) is not supported"
-                )
-            rendered = "pre-process" if kind == "pre-process" else kind
-            if kind == "secondary-gie":
-                rendered = f"secondary-gie{secondaries}"
-                secondaries += 1
-            gie = _gie(group.name, known, kind, read_gie, warn)
-            gies.append(gie)
-            if kind != "pre-process":
-                gpu(group.name, known, rendered)
-            for k in known:
-                if k == "enable":
-                    place(group.name, k, rendered)
-                elif k == "config-file":
-                    pass  # the file is rendered under its base name
-                elif k in GIE_TO_PROPERTIES:
-                    place(group.name, k, "property", rendered_file=gie["file"])
-                elif k == "input-tensor-meta" and known[k] is True:
-                    place(group.name, k, rendered)  # rendered from the GIE's input-tensor-from-meta
-                else:  # app-level only (bbox colours, nvbuf-memory-type, plugin-type, …): app.gies.<name>
-                    value = known[k]
-                    app_gies.setdefault(gie["name"], {})[k] = (
-                        list(value) if isinstance(value, tuple) else value
-                    )
-                    place(group.name, k, rendered)
-            add_extra(group.name, rendered, unknown)
+            source = _Source(group.name, known, unknown, group.line)
+            sources.append(source)
+            if known.get("type") == 3:
+                count = max(int(known.get("num-sources", 1)), 1)
+                copies.extend(_Source(group.name, known, unknown, group.line, j) for j in range(1, count))
+        elif kind in ("primary-gie", "secondary-gie", "pre-process", "secondary-pre-process"):
+            _gie_group(st, group, kind, known, unknown, entries)
         elif kind in _MODELLED:
-            if kind not in _FORCED_GPU and "gpu-id" in known:
-                unknown["gpu-id"] = known.pop("gpu-id")  # not rendered by dsfleet here: verbatim
-            if kind == "sink":
-                rendered = f"sink{len(sinks)}"
-                sinks.append(known)
-            elif kind == "message-consumer":
-                rendered = f"message-consumer{len(consumers)}"
-                consumers.append(known)
-            else:
-                rendered = kind
-                app[_MODELLED[kind]] = known
-            if kind in _FORCED_GPU:
-                gpu(group.name, known, rendered)
-            conn_key = _CONNECTION_KEYS.get(kind)
-            conn = known.get(conn_key) if conn_key else None
-            if conn_key and isinstance(conn, str) and broker_connection_has_credentials(conn):
-                ref = dns_label(f"{base}-{rendered}")[:63].rstrip("-")
-                out.secrets.append(Secret(ref=ref, username="", password=conn))
-                known[conn_key] = {"secretRef": ref}
-                warn(
-                    f"[{group.name}] {conn_key} carried credentials; the whole string moved to secret {ref!r}"
-                )
-            for k in known:
-                place(group.name, k, rendered)
-            add_extra(group.name, rendered, unknown)
+            _modelled(st, group, kind, known, unknown)
         else:
-            warn(f"[{group.name}] is not modelled by dsfleet; written verbatim (app.extraGroups)")
-            add_extra(group.name, group.name, {**known, **unknown})
-    if sinks:
-        app["sinks"] = sinks
-    if consumers:
-        app["message-consumers"] = consumers
-    if app_gies:
-        app["gies"] = app_gies
-    if extra:
-        app["extraGroups"] = extra
-    if not gies:
-        raise AppImportError(f"{file}: error: no enabled [primary-gie]: nothing to run")
-    out.profile = manifest_document("InferenceProfile", base, {"gies": gies})
-    spec = {"image": image, "layout": "deepstream-app", "cameras": cameras, "profile": base, "app": app}
-    out.instance = manifest_document("DsInstance", base, spec)
-    return out
+            st.warn(f"[{group.name}] is not modelled by dsfleet; written verbatim (app.extraGroups)")
+            if "gpu-id" in known:
+                st.gpu(group.name, known, None)
+                known["gpu-id"] = 0  # the container's one GPU
+            st.add_extra(group.name, group.name, {**known, **unknown})
+    _sources(st, sources + copies)
 
 
-def _gie(
-    group: str,
-    known: Mapping[str, Any],
-    kind: str,
-    read_gie: Callable[[str], tuple[str, str] | None],
-    warn: Callable[[str], None],
-) -> dict[str, Any]:
+def _application(st: _App, group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
+    st.gpu(group, known, None)
+    st.paths_of(group, known, APP_GROUP_TABLES["application"], st.origin, st.instance_files)
+    values = {k: v for k, v in known.items() if k in _APPLICATION_MODEL_KEYS}
+    st.app["application"] = values
+    for k in values:
+        st.place(group, k, "application")
+    st.add_extra(group, "application", {**{k: v for k, v in known.items() if k not in values}, **unknown})
+
+
+def _streammux(st: _App, group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
+    st.gpu(group, known, "streammux")
+    st.paths_of(group, known, APP_GROUP_TABLES["streammux"], st.origin, st.instance_files)
+    values = {k: v for k, v in known.items() if k in _STREAMMUX_MODEL_KEYS}
+    st.app["streammux"] = values
+    for k in values:
+        st.place(group, k, "streammux")
+    st.add_extra(group, "streammux", {**{k: v for k, v in known.items() if k not in values}, **unknown})
+
+
+_RENDERS_GPU = {"tiled-display", "tracker", "osd", "img-save"}
+"""Groups the renderer writes ``gpu-id=0`` into itself; in the others a ``gpu-id`` is kept as 0 (verbatim)."""
+
+
+def _modelled(st: _App, group: KeyGroup, kind: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
+    table = APP_GROUP_TABLES[kind]
+    rendered_gpu = "gpu-id" in known and kind not in _RENDERS_GPU
+    st.gpu(group.name, known, None)
+    if rendered_gpu:
+        unknown["gpu-id"] = 0  # the container's one GPU
+    if kind in _OFF_BY_DEFAULT and "enable" not in known:
+        known["enable"] = 0 if kind == "tiled-display" else False  # deepstream-app's default, explicit
+    if kind == "sink":
+        rendered = f"sink{len(st.app.setdefault('sinks', []))}"
+        st.app["sinks"].append(known)
+    elif kind == "message-consumer":
+        rendered = f"message-consumer{len(st.app.setdefault('message-consumers', []))}"
+        st.app["message-consumers"].append(known)
+    else:
+        rendered = kind
+        st.app[_MODELLED[kind]] = known
+    if kind in _RENDERS_GPU and (group.name, "gpu-id") in st.out.getters:
+        st.place(group.name, "gpu-id", rendered)
+    st.paths_of(group.name, known, table, st.origin, st.instance_files)
+    conn_key = _CONNECTION_KEYS.get(kind)
+    conn = known.get(conn_key) if conn_key else None
+    if conn_key and isinstance(conn, str) and broker_connection_has_credentials(conn):
+        ref = dns_label(f"{st.base}-{rendered}")[:63].rstrip("-")
+        st.out.secrets.append(Secret(ref=ref, username="", password=conn))
+        known[conn_key] = {"secretRef": ref}
+        st.warn(f"[{group.name}] {conn_key} carried credentials; the whole string moved to secret {ref!r}")
+    for k, value in list(known.items()):
+        st.place(group.name, k, rendered)
+        known[k] = _plain(value)
+    st.add_extra(group.name, rendered, unknown)
+
+
+# ------------------------------------------------------------------------------------------------------- sources
+def _source_list(st: _App, group: KeyGroup, known: dict[str, Any], unknown: dict[str, Any]) -> None:
+    uris = list(known.get("list", ()))
+    ids = list(known.get("sensor-id-list", ()))
+    names = known.get("sensor-name-list")
+    bins = known.get("num-source-bins")
+    if "list" in known and bins is not None and bins != len(uris):
+        raise st.fail(f"[{group.name}] num-source-bins {bins} but {len(uris)} URIs in list (deepstream-app "
+                      "refuses it)", group.get("num-source-bins"))  # fmt: skip
+    if ids and len(ids) != len(uris):
+        st.warn(f"[{group.name}] sensor-id-list has {plural(len(ids), 'id')} for {plural(len(uris), 'URI')}; "
+                "cameras are numbered")  # fmt: skip
+        ids = []
+    if names is not None and len(names) != len(uris):
+        st.warn(f"[{group.name}] sensor-name-list has {plural(len(names), 'name')} for "
+                f"{plural(len(uris), 'URI')}; not imported")  # fmt: skip
+        names = None
+    for i, uri in enumerate(uris):
+        camera_id = ids[i] if ids else str(i)
+        spec: dict[str, Any] = {"cameraId": camera_id}
+        device = re.fullmatch(r"(usb|csi):([0-9]+)", uri)
+        if device and device.group(1) == "usb":
+            spec.update(type="usb", device=f"/dev/video{int(device.group(2))}")
+        elif device:
+            spec.update(type="csi", sensorId=int(device.group(2)))
+        elif uri.startswith(("rtsp://", "file://")):
+            resolved = resolve_file_uri(uri, st.origin)
+            if resolved != uri:
+                st.mount_paths.append(resolved[len("file://") :])
+            spec["url"] = resolved
+        else:
+            raise st.fail(f"[{group.name}] list: {uri!r} is no rtsp://, file://, usb:N or csi:N source (deepstream-app: "
+                          "'URI not in proper format')", group.get("list"))  # fmt: skip
+        st.add_camera(group.name, "list", spec)
+    settings = {k: _plain(v) for k, v in known.items() if k not in SOURCE_LIST_DERIVED_KEYS}
+    if names is None:
+        settings.pop("sensor-name-list", None)
+    else:
+        settings["sensor-name-list"] = list(names)
+    st.app["source-list"] = settings
+    for k in known:
+        if (
+            k in settings
+            or k == "list"
+            or (k == "sensor-id-list" and ids)
+            or (k == "num-source-bins" and uris)
+        ):
+            st.place(group.name, k, "source-list")
+    st.add_extra(group.name, "source-list", unknown)
+
+
+def _sources(st: _App, sources: list[_Source]) -> None:
+    """One Camera per source in deepstream-app's order; keys alike in every source → ``app.sources``."""
+    if not sources:
+        return
+    common: dict[str, Any] = {}
+    for key in SOURCE_DEFAULT_KEYS:
+        values = [s.known.get(key, _MISSING) for s in sources]
+        if values[0] is not _MISSING and all(v == values[0] for v in values):
+            common[key] = values[0]
+    rtsp_types = {s.known.get("type") for s in sources if str(s.known.get("uri", "")).startswith("rtsp")}
+    uri_rtsp = rtsp_types <= {2, 3} and bool(rtsp_types)
+    if uri_rtsp:
+        common["type"] = 2
+    st.app["sources"] = common
+    for index, source in enumerate(sources):
+        _source(st, source, index, common)
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _source(st: _App, src: _Source, index: int, common: dict[str, Any]) -> None:
+    known, group = src.known, src.group
+    rendered = f"source{index}"
+    source_type = int(known.get("type", 0))
+    group_number = int(_NUMBERED.match(group).group(2)) if _NUMBERED.match(group) else index  # type: ignore[union-attr]
+    camera_id = str(known.get("camera-id", group_number))
+    if src.copy:
+        camera_id = (
+            f"{camera_id}-{src.copy}"  # deepstream-app gives every copy its group's id; dsfleet's are unique
+        )
+    spec: dict[str, Any] = {"cameraId": camera_id}
+    placed = ["enable", "camera-id"] if source_type == 3 else ["enable", "type", "camera-id"]
+    consumed = ["type", "num-sources"] if source_type == 3 else []  # expanded: the copies carry them
+    if source_type in (2, 3, 4):
+        uri = known.get("uri")
+        if not isinstance(uri, str):
+            raise st.fail(f"[{group}] has no uri (deepstream-app: 'No URI provided')")
+        if src.copy:
+            uri = _printf_d(uri, src.copy)
+        resolved = resolve_file_uri(uri, st.origin)
+        if resolved != uri:
+            st.out.paths[(group, "uri")] = resolved
+            st.mount_paths.append(resolved[len("file://") :])
+        spec["url"] = resolved
+        placed.append("uri")
+        effective = 2 if source_type == 3 else source_type
+        default = 4 if uri.startswith("rtsp") else 2
+        if effective != default and common.get("type") != effective:
+            st.add_extra(group, rendered, {"type": effective})
+    elif source_type == 1:
+        node = int(known.get("camera-v4l2-dev-node", 0))
+        spec.update(type="usb", device=f"/dev/video{node}")
+        placed.append("camera-v4l2-dev-node")
+    elif source_type == 5:
+        spec.update(type="csi", sensorId=int(known.get("camera-csi-sensor-id", 0)))
+        placed.append("camera-csi-sensor-id")
+    else:
+        raise st.fail(f"[{group}] type {source_type}: deepstream-app creates only URI (2, 3), RTSP (4), USB (1) and "
+                      "CSI (5) video sources ('Source type not yet implemented!')")  # fmt: skip
+    if source_type in (1, 5):
+        for key, field_name in (("camera-width", "width"), ("camera-height", "height")):
+            if key in known:
+                spec[field_name] = known[key]
+                placed.append(key)
+        if "camera-fps-n" in known:
+            n, d = int(known["camera-fps-n"]), int(known.get("camera-fps-d", 1))
+            spec["fps"] = n if d == 1 else f"{n}/{d}"
+            placed.extend(("camera-fps-n", "camera-fps-d"))
+    st.add_camera(group, "uri", spec)
+    gpu_known = dict(known)
+    st.gpu(group, gpu_known, rendered)
+    for k in placed:
+        if k in known and not src.copy:
+            st.place(group, k, rendered)
+    own: dict[str, Any] = {}
+    for key, value in gpu_known.items():
+        if key in placed or key in consumed or key == "gpu-id" or (key in common and common[key] == value):
+            if key in common and not src.copy:
+                st.place(group, key, rendered)
+            continue
+        own[key] = value
+    st.paths_of(group, own, APP_SOURCE_KEYS, st.origin, st.instance_files)
+    if src.copy:
+        for key, value in {**own, **src.unknown}.items():
+            st.extra.setdefault(rendered, {})[key] = _plain(value)
+    else:
+        st.add_extra(group, rendered, {**own, **src.unknown})
+
+
+# ------------------------------------------------------------------------------------------------------- GIEs
+def _gie_group(st: _App, group: KeyGroup, kind: str, known: dict[str, Any], unknown: dict[str, Any],
+               entries: Mapping[str, KeyEntry]) -> None:  # fmt: skip
+    if not known.get("enable"):
+        st.warn(f"[{group.name}] is {'disabled' if 'enable' in known else 'off (no enable=1)'}; not imported")
+        return
+    if known.get("plugin-type", 0) != 0:
+        raise st.fail(
+            f"[{group.name}] plugin-type 1 (nvinferserver) is not supported", entries.get("plugin-type")
+        )
+    if kind == "secondary-gie":
+        rendered = f"secondary-gie{st.secondaries}"
+        st.secondaries += 1
+    elif kind == "secondary-pre-process":
+        rendered = f"secondary-pre-process{st.secondary_preprocesses}"
+        st.secondary_preprocesses += 1
+    else:
+        rendered = kind
+    gie = _gie(st, group, kind, known, entries)
+    st.gies.append(gie)
+    st.gpu(group.name, known, rendered)
+    file = gie["file"]
+    passed = SET_ON_NVINFER.get(kind, ("operate-on-gie-id",) if kind == "secondary-pre-process" else ())
+    app_only: dict[str, Any] = {}
+    for k, value in known.items():
+        if k in ("enable", "config-file"):
+            if k == "enable":
+                st.place(group.name, k, rendered)
+            continue
+        if k in passed:
+            st.place(group.name, k, "property", rendered_file=file)
+        elif k == "input-tensor-meta" and kind in SET_ON_NVINFER:
+            if value:
+                st.place(group.name, k, rendered)
+            else:
+                app_only[k] = value
+        elif k in ("operate-on-gie-id", "operate-on-class-ids") or kind in (
+            "pre-process",
+            "secondary-pre-process",
+        ):
+            unknown[k] = value  # read by deepstream-app, set on nothing: kept verbatim
+        else:
+            app_only[k] = value
+    if "labelfile-path" in app_only:
+        spec = APP_GROUP_TABLES["primary-gie"]["labelfile-path"]
+        app_only["labelfile-path"] = st.path_value(group.name, "labelfile-path", spec, app_only["labelfile-path"],
+                                                   st.origin, st.instance_files)  # fmt: skip
+    if "infer-raw-output-dir" in app_only:
+        spec = APP_GROUP_TABLES["primary-gie"]["infer-raw-output-dir"]
+        app_only["infer-raw-output-dir"] = st.path_value(group.name, "infer-raw-output-dir", spec,
+                                                         app_only["infer-raw-output-dir"], st.origin,
+                                                         st.instance_files)  # fmt: skip
+    if app_only:
+        st.app_gies.setdefault(gie["name"], {}).update({k: _plain(v) for k, v in app_only.items()})
+        for k in app_only:
+            st.place(group.name, k, rendered)
+    st.add_extra(group.name, rendered, unknown)
+
+
+def _gie(st: _App, group: KeyGroup, kind: str, known: Mapping[str, Any], entries: Mapping[str, KeyEntry]
+         ) -> dict[str, Any]:  # fmt: skip
     from dsfleet.reconciler.importers.nvinfer import import_keyfile
 
     ref = known.get("config-file")
-    if not isinstance(ref, str):
-        raise AppImportError(f"[{group}]: error: config-file is mandatory in a GIE group")
-    file = keyfile_name(ref)
+    if not isinstance(ref, str) or not ref:
+        raise st.fail(f"[{group.name}] config-file is mandatory in a GIE group (deepstream-app: 'Config file path is "
+                      "not set')", group)  # fmt: skip
+    path = resolve_path(ref, st.origin, KeySpec("config-file", _S, path=True))
+    file = st.files.name_for(path, keyfile_name(ref))
+    st.out.paths[(group.name, "config-file")] = path
     if is_yaml_config(ref):
-        warn(f"[{group}] config-file {ref}: a YAML config; rendered as the key file {file}")
+        st.warn(f"[{group.name}] config-file {ref}: a YAML config; rendered as the key file {file}")
     role = {"primary-gie": "primary", "secondary-gie": "secondary"}.get(kind, "preprocess")
-    found = read_gie(ref)
-    gie: dict[str, Any] = {"name": dns_label(PurePosixPath(file).stem) or "gie", "role": role, "file": file}
+    stem = dns_label(PurePosixPath(file).stem) or "gie"
+    name, n = stem, 2
+    while name in st.gie_names:
+        name, n = f"{stem[:58]}-{n}", n + 1
+    st.gie_names.add(name)
+    gie: dict[str, Any] = {"name": name, "role": role, "file": file}
+    found = st.read(path)
+    props: dict[str, Any] = {}
+    fmt = GieFormat.NVINFER if kind in SET_ON_NVINFER else GieFormat.NVDSPREPROCESS
     if found is None:
-        warn(f"[{group}] config-file {ref}: not found; the GIE keeps only the app-level keys")
-        props: dict[str, Any] = {}
+        st.warn(f"[{group.name}] config-file {ref}: not found; the GIE keeps only the app-level keys")
     else:
         text, where = found
         result = import_keyfile(text, where)
+        errors = [f for f in result.findings if f.is_error]
         for f in result.findings:
-            warn(f"{where}: {f.message} [{f.rule}]")
-        if result.has_errors or not result.gie:
-            raise AppImportError(f"{where}: error: cannot import this GIE file")
+            if not f.is_error:
+                st.out.warnings.append(_gcc(f))
+        if errors or not result.gie:
+            lines = [_gcc(f) for f in errors] or [f"{where}: error: cannot import this GIE file"]
+            raise AppImportError("\n".join([*lines, f"{st.file}:{group.line}:{group.column}: note: [{group.name}] "
+                                            f"config-file names {where}"]))  # fmt: skip
         imported = result.gie
+        fmt = GieFormat(imported.get("format", fmt.value))
         props = dict(imported.get("properties", {}))
         for key in ("format", "classAttrs", "groups", "userConfigs", "extraProperties"):
             if imported.get(key):
                 gie[key] = imported[key]
-    if kind != "pre-process":
-        for key in GIE_TO_PROPERTIES:
-            if key in known and key in NVINFER_PROPERTY_KEYS:
-                value = known[key]
-                props[key] = list(value) if isinstance(value, tuple) else value
-        if known.get("input-tensor-meta") is True:  # deepstream-app sets nvinfer's input-tensor-meta from it
-            props["input-tensor-from-meta"] = True
-    gie["properties"] = {k: list(v) if isinstance(v, tuple) else v for k, v in props.items()}
+        st.paths_of(group.name, props, PROPERTY_TABLES[fmt], PurePosixPath(path).parent, st.profile_files)
+        gpu = props.get("gpu-id")
+        if isinstance(gpu, int) and gpu != 0:
+            props["gpu-id"] = 0
+        if isinstance(gpu, int) and "gpu-id" not in known:  # else deepstream-app sets the group's on nvinfer
+            st.gpus.setdefault(gpu, f"{where} gpu-id")
+    if kind in SET_ON_NVINFER:
+        _app_overrides(st, group, kind, known, props, where_app=st.origin)
+    elif kind == "secondary-pre-process" and "operate-on-gie-id" in known:
+        props["operate-on-gie-id"] = known["operate-on-gie-id"]
+    if kind == "secondary-pre-process" and props.get("process-on-frame", True):
+        st.warn(f"[{group.name}] config-file {ref}: process-on-frame is not 0 (an nvdspreprocess for objects); "
+                "rendered as [pre-process]")  # fmt: skip
+    if kind == "pre-process" and props.get("process-on-frame") is False:
+        st.warn(f"[{group.name}] config-file {ref}: process-on-frame is 0 (objects); rendered as "
+                "[secondary-pre-process0]")  # fmt: skip
+    gie["properties"] = {k: _plain(v) for k, v in props.items()}
     return gie
 
 
-def read_gie_near(app_file: Path) -> Callable[[str], tuple[str, str] | None]:
-    """A ``read_gie`` for :func:`import_app`: ``config-file`` paths are relative to the app file; in a folder of
-    flattened copies (``<repo>__<dir>__<name>``, like the shared samples) the copy with the app file's prefix."""
+def _app_overrides(st: _App, group: KeyGroup, kind: str, known: Mapping[str, Any], props: dict[str, Any],
+                   where_app: PurePosixPath) -> None:  # fmt: skip
+    """What deepstream-app sets on nvinfer after the file is loaded, so it wins: the group's keys it passes, its
+    ``input-tensor-meta`` (always: default 0), and ``process-mode`` by the group."""
+    for key in SET_ON_NVINFER[kind]:
+        if key not in known or key not in NVINFER_PROPERTY_KEYS:
+            continue
+        value = known[key]
+        if key == "model-engine-file" and isinstance(value, str):
+            value = st.path_value(
+                group.name, key, NVINFER_PROPERTY_KEYS[key], value, where_app, st.profile_files
+            )
+        props[key] = value
+    meta = bool(known.get("input-tensor-meta", False))
+    if meta or "input-tensor-from-meta" in props:
+        if props.get("input-tensor-from-meta") and not meta:
+            st.warn(f"[{group.name}] input-tensor-meta is 0 (its default), which overrides input-tensor-from-meta=1 of "
+                    "its config-file: imported as false")  # fmt: skip
+        props["input-tensor-from-meta"] = meta
+    want = 1 if kind == "primary-gie" else 2
+    if props.get("process-mode", want) != want:
+        st.warn(f"[{group.name}] sets process-mode {want} on nvinfer; its config-file's {props['process-mode']} is "
+                f"ignored (imported as {want})")  # fmt: skip
+        props["process-mode"] = want
 
-    def read(ref: str) -> tuple[str, str] | None:
-        candidates = [app_file.parent / ref]
-        prefix = app_file.name.rsplit("__", 1)[0] if "__" in app_file.name else None
-        if prefix is not None:
-            candidates.append(app_file.parent / f"{prefix}__{ref.replace('/', '__')}")
-        for path in candidates:
-            if path.is_file():
-                return path.read_bytes().decode("utf-8"), str(path)
+
+def _gcc(f: Finding) -> str:
+    loc = f.location
+    where = "" if loc is None else loc.file + (f":{loc.line}" if loc.line else "")
+    if loc is not None and loc.line and loc.column:
+        where += f":{loc.column}"
+    return f"{where}: {f.severity.value}: {f.message} [{f.rule}]"
+
+
+# ------------------------------------------------------------------------------------------------------- the documents
+def _finish(st: _App, image: str, mount_origin: bool) -> AppImport:
+    out, app = st.out, st.app
+    if st.app_gies:
+        app["gies"] = st.app_gies
+    instance_files = {k: v for k, v in st.instance_files.items() if k not in st.profile_files}
+    if instance_files:
+        app["files"] = dict(sorted(instance_files.items()))
+    if st.extra:
+        app["extraGroups"] = st.extra
+    if st.gies:
+        profile_spec: dict[str, Any] = {"gies": st.gies}
+        if st.profile_files:
+            profile_spec["files"] = dict(sorted(st.profile_files.items()))
+        out.profile = manifest_document("InferenceProfile", st.base, profile_spec)
+    else:
+        st.warn("no enabled GIE group: the instance runs without inference (no profile)")
+    spec: dict[str, Any] = {"image": image, "layout": "deepstream-app"}
+    used = sorted(st.gpus)
+    if len(used) == 1 and used[0] != 0:
+        spec["gpu"] = used[0]
+        st.warn(f"gpu-id {used[0]} everywhere: the instance runs on host GPU {used[0]} (spec.gpu), which the container "
+                "sees as 0")  # fmt: skip
+    elif len(used) > 1:
+        st.warn(
+            f"gpu-id {', '.join(map(str, used))}: dsfleet runs an instance on one GPU (spec.gpu), seen as 0"
+        )
+    spec["cameras"] = st.cameras
+    if out.profile is not None:
+        spec["profile"] = st.base
+    if mount_origin and st.mount_paths:
+        root = posixpath.commonpath([str(st.origin), *st.mount_paths])
+        if root != "/":
+            spec["mounts"] = [{"type": "bind", "source": root, "target": root, "readOnly": True}]
+    spec["app"] = app
+    out.instance = manifest_document("DsInstance", st.base, spec)
+    return out
+
+
+def read_gie_near(app_file: Path, origin: str | PurePosixPath | None = None) -> ReadFile:
+    """A ``read_file`` for :func:`import_app`: a container path under ``origin`` (default: ``app_file``'s own
+    directory, absolute) is read from the same place relative to ``app_file``'s directory on this host; in a
+    folder of flattened copies (``<repo>__<dir>__<name>``, like the shared samples) the copy with the app file's
+    prefix."""
+    here = app_file.resolve().parent
+    root = PurePosixPath(origin) if origin is not None else PurePosixPath(here)
+    prefix = app_file.name.rsplit("__", 1)[0] if "__" in app_file.name else None
+
+    def read(path: str) -> tuple[str, str] | None:
+        relative = posixpath.relpath(path, str(root)) if path.startswith("/") else path
+        candidates = [here / relative]
+        if prefix is not None and not relative.startswith(".."):
+            candidates.append(here / f"{prefix}__{relative.replace('/', '__')}")
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate.read_bytes().decode("utf-8"), str(candidate)
         return None
 
     return read

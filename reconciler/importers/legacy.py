@@ -51,11 +51,14 @@ from dsfleet.reconciler.importers.legacyrows import (
     dns_label,
     manifest_document,
 )
+from dsfleet.reconciler.loading.manifestsets import load_manifests
+from dsfleet.schemas.findings import Finding, plural
 
 _YAML_STR: Final = "tag:yaml.org,2002:str"
 
 __all__ = [
     "DEFAULT_URL_TEMPLATE",
+    "Check",
     "Conversion",
     "ImportResult",
     "LegacyDb",
@@ -69,9 +72,57 @@ __all__ = [
     "read_legacy_db",
     "read_legacy_settings",
     "render_yaml",
+    "validation_checks",
     "write_manifests",
     "write_secrets",
 ]
+
+
+@dataclass(frozen=True)
+class Check:
+    """What ``dsfleet validate`` reports on the imported set for one rule: how many, on which field, what to do."""
+
+    rule: str
+    severity: str
+    count: int
+    field: str
+    hint: str
+
+
+_HINTS: Final = {
+    "instance-image-missing": (
+        "spec.image",
+        "set spec.image on each DsInstance, or on its Node (an unplaced instance needs its own); "
+        "at import: --image IMAGE or --legacy-settings FILE",
+    ),
+    "instance-profile-exists": (
+        "spec.profile",
+        "point spec.profile at an InferenceProfile; at import, --configs DIR holding the older GIE files makes one",
+    ),
+    "instance-unplaced": ("spec.node", "set spec.node to run it (the older system had it 'Not assigned')"),
+    "instance-no-cameras": ("", "list its cameras in spec.cameras, or leave the instance out"),
+    "streammux-batch": (
+        "batch-size",
+        "set the GIE's batch-size to auto in the InferenceProfile (it follows each instance's cameras)",
+    ),
+}
+"""What to do about the findings an imported set typically has, by rule (other rules: their own message)."""
+
+
+def validation_checks(findings: Sequence[Finding]) -> tuple[Check, ...]:
+    """The findings of the imported set, one :class:`Check` per rule (errors first), each naming the rule and the
+    field ``dsfleet validate`` reports."""
+    by_rule: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        by_rule.setdefault((f.severity.value, f.rule), []).append(f)
+    checks = []
+    for (severity, rule), found in sorted(by_rule.items(), key=lambda kv: (kv[0][0] != "error", kv[0][1])):
+        field, hint = _HINTS.get(rule, ("", ""))
+        message = found[0].message
+        if not field and message.startswith("spec.") and ":" in message:
+            field = message.split(":", 1)[0]
+        checks.append(Check(rule, severity, len(found), field, hint or message))
+    return tuple(checks)
 
 
 @dataclass(frozen=True)
@@ -88,39 +139,39 @@ class ImportResult:
     instances_without_image: int
     warnings: tuple[str, ...]
     profile: bool = False
+    out_dir: Path | None = None
+    checks: tuple[Check, ...] = ()
+    """What ``dsfleet validate`` reports on the written manifests."""
 
     def summary(self) -> str:
-        def n(count: int, word: str) -> str:
-            return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
         lines = [
-            f"imported {self.source}: {n(self.nodes, 'node')}, "
-            f"{n(self.cameras, 'camera')} ({self.cameras_without_instance} without an instance), "
-            f"{n(self.instances, 'instance')} ({self.unassigned_instances} not assigned to a node)",
+            f"imported {self.source}: {plural(self.nodes, 'node')}, "
+            f"{plural(self.cameras, 'camera')} ({self.cameras_without_instance} without an instance), "
+            f"{plural(self.instances, 'instance')} ({self.unassigned_instances} not assigned to a node)",
             "wrote " + ", ".join(str(f) for f in self.files),
-            f"secrets: {n(len(self.secret_refs), 'camera')} with credentials under {self.secrets_dir}/"
+            f"secrets: {plural(len(self.secret_refs), 'camera')} with credentials under {self.secrets_dir}/"
             "<camera>/{username,password} (mode 0600); copy them to each agent's secret store",
-            _next_steps(self.profile, self.instances_without_image),
         ]
+        if self.profile:
+            lines.append(
+                f"profile: the older GIE files became InferenceProfile '{PROFILE_NAME}', used by every instance"
+            )
+        lines.extend(self._next_steps())
         if self.warnings:
-            lines.append(n(len(self.warnings), "warning"))
+            lines.append(f"{plural(len(self.warnings), 'import warning')} (above)")
         return "\n".join(lines) + "\n"
 
-
-def _next_steps(profile: bool, without_image: int) -> str:
-    todo = []
-    if profile:
-        done = (
-            f"profile: the older GIE files became InferenceProfile '{PROFILE_NAME}', used by every instance\n"
-        )
-    else:
-        done = ""
-        todo.append("add spec.profile to each DsInstance (--configs DIR imports the older GIE files as one)")
-    if without_image:
-        noun = "instance" if without_image == 1 else "instances"
-        todo.append(f"add spec.image to {without_image} {noun} (or an image to its Node)")
-    todo.append("run `dsfleet validate`")
-    return done + "next: " + "; ".join(todo)
+    def _next_steps(self) -> list[str]:
+        command = f"`dsfleet validate {self.out_dir or 'OUT'}`"
+        if not self.checks:
+            return [f"next: {command} finds nothing to fix"]
+        errors = sum(c.count for c in self.checks if c.severity == "error")
+        warnings = sum(c.count for c in self.checks if c.severity != "error")
+        out = [f"next: {command} reports {plural(errors, 'error')}, {plural(warnings, 'warning')}:"]
+        for c in self.checks:
+            field = f" {c.field}" if c.field else ""
+            out.append(f"  {plural(c.count, c.severity)} [{c.rule}]{field}: {c.hint}")
+        return out
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -427,4 +478,6 @@ def import_legacy(
         instances_without_image=sum(1 for s in specs if "image" not in s),
         warnings=conversion.warnings + tuple(extra),
         profile=profile is not None,
+        out_dir=out_dir,
+        checks=validation_checks(load_manifests([out_dir]).findings),
     )

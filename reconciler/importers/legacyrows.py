@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from dsfleet.schemas import API_VERSION
 from dsfleet.schemas.errors import PermanentError
+from dsfleet.schemas.findings import plural
 from dsfleet.schemas.placeholders import url_has_credentials
 
 DEFAULT_URL_TEMPLATE: Final = "rtsp://{ip_address}/main"
@@ -458,7 +459,9 @@ def _app(
         if key == "batch-size":
             old = _int(row.get(column))  # app_conf.json's sample batch size is no decision of this instance
             if old is not None and old != cameras:
-                notes.append(f"{what}: streammux_batch_size {old} becomes 'auto' (= its {cameras} camera(s))")
+                notes.append(
+                    f"{what}: streammux_batch_size {old} becomes 'auto' (= its {plural(cameras, 'camera')})"
+                )
             streammux[key] = "auto"
             continue
         if value is None:

@@ -13,7 +13,7 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import PurePath
+from pathlib import PurePath, PurePosixPath
 from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +26,7 @@ from dsfleet.reconciler.importers.keyfilereader import (
     parse_keyfile,
     read_typed,
 )
+from dsfleet.reconciler.importers.paths import resolve_path
 from dsfleet.reconciler.importers.yamlconfigs import (
     YamlConfigError,
     is_yaml_config,
@@ -41,6 +42,7 @@ from dsfleet.schemas.deepstream import (
     PROPERTY_MODELS,
     PROPERTY_TABLES,
     ROI_PARAMS_KEY,
+    ROI_PARAMS_RE,
     ClassAttrs,
     GieFormat,
     KeySpec,
@@ -146,6 +148,8 @@ def detect_format(keyfile: KeyFile) -> tuple[GieFormat | None, str]:
             return None, "this is a tracker config ([tracker]), not an nvinfer or nvdspreprocess config"
         return None, "no [property] group: not an nvinfer or nvdspreprocess config"
     keys = set(prop.effective())
+    if keys & {"algorithm-type", "overall-max-fps-n", "overall-min-fps-n", "max-same-source-frames"}:
+        return None, "this is a config of the new nvstreammux ([streammux] config-file), not a GIE config"
     has_preprocess_groups = any(n == "user-configs" or _PREPROCESS_GROUP_RE.match(n) for n in names)
     if has_preprocess_groups or "custom-tensor-preparation-function" in keys:
         return GieFormat.NVDSPREPROCESS, "an nvdspreprocess config"
@@ -384,6 +388,8 @@ class _Importer:
                 )
         groups: list[tuple[int, dict[str, object]]] = []
         user_configs: dict[str, object] = {}
+        on_frames = properties.get("process-on-frame", True) is not False
+        seen: set[str] = set()  # nvdspreprocess remembers a group key once any group has set it
         for group in self.keyfile.groups:
             if group.name == "property":
                 continue
@@ -397,15 +403,18 @@ class _Importer:
                 and match.group(1).isascii()
             ):
                 values = self.read_group(group, PREPROCESS_GROUP_KEYS, PreprocessGroup)
-                for key in ("src-ids", "process-on-roi"):
-                    if group.get(key) is None:
-                        self.add(
-                            Severity.ERROR,
-                            RULE_MISSING_KEY,
-                            f"[{group.name}] needs {key}",
-                            group.line,
-                            group.column,
-                        )
+                seen.update("roi-params-src" if ROI_PARAMS_RE.match(k) else k for k in group.effective())
+                missing = [key for key in _group_needs(on_frames, values) if key not in seen]
+                if missing:
+                    mode = "process-on-frame=1 (frames)" if on_frames else "process-on-frame=0 (objects)"
+                    self.add(
+                        Severity.ERROR,
+                        RULE_MISSING_KEY,
+                        f"[{group.name}] needs {', '.join(k + ('-<id>' if k == 'roi-params-src' else '') for k in missing)} "
+                        f'with {mode} (nvdspreprocess: "Some preprocess group config properties not set")',
+                        group.line,
+                        group.column,
+                    )
                 groups.append((int(match.group(1)), {k: _plain(v) for k, v in values.items()}))
             else:
                 reader = "nvdspreprocess" if fmt is GieFormat.NVDSPREPROCESS else "the CCM align plugin"
@@ -439,6 +448,16 @@ class _Importer:
         return out
 
 
+def _group_needs(on_frames: bool, values: Mapping[str, object]) -> tuple[str, ...]:
+    """The ``[group-N]`` keys nvdspreprocess requires: on frames ``src-ids`` and ``process-on-roi`` (and ROIs when
+    it is 1), on objects ``src-ids`` and ``process-on-all-objects`` (and ROIs when it is 0)."""
+    if on_frames:
+        return ("src-ids", "process-on-roi") + (("roi-params-src",) if values.get("process-on-roi") else ())
+    return ("src-ids", "process-on-all-objects") + (
+        ("roi-params-src",) if values.get("process-on-all-objects") is False else ()
+    )
+
+
 def _belongs_elsewhere(key: str, group: str) -> str | None:
     if group == "property" and key in NVINFER_CLASS_ATTRS_KEYS:
         return "[class-attrs-all] or [class-attrs-<class id>]"
@@ -451,8 +470,10 @@ def _belongs_elsewhere(key: str, group: str) -> str | None:
     return None
 
 
-def import_keyfile(text: str, file: str) -> ImportResult:
-    """Import one nvinfer / nvdspreprocess / CCM-align key file as a GIE (see the module docstring)."""
+def import_keyfile(text: str, file: str, origin: PurePosixPath | None = None) -> ImportResult:
+    """Import one nvinfer / nvdspreprocess / CCM-align key file as a GIE (see the module docstring). ``origin``:
+    the file's directory in the container; relative paths are then resolved against it, as DeepStream opens them
+    (the GIE is rendered in another directory), else kept as written."""
     if is_yaml_config(file):  # DS 6.2+: the same groups and keys, read as the key file they stand for
         try:
             text = yaml_to_keyfile(text, file)
@@ -484,6 +505,12 @@ def import_keyfile(text: str, file: str) -> ImportResult:
         importer.nvinfer(gie)
     else:
         importer.preprocess(gie, fmt)
+    if origin is not None:
+        table = PROPERTY_TABLES[fmt]
+        for key, value in gie.get("properties", {}).items():
+            spec = spec_for(table, key)
+            if spec is not None and spec.is_path and isinstance(value, str):
+                gie["properties"][key] = resolve_path(value, origin, spec, cwd=origin)
     ordered: dict[str, Any] = {key: gie[key] for key in _GIE_KEY_ORDER if key in gie}
     return ImportResult(gie=ordered, findings=sorted(importer.findings, key=Finding.sort_key), format=fmt)
 

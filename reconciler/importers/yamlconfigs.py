@@ -23,6 +23,8 @@ from pathlib import PurePosixPath
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from dsfleet.schemas.findings import plural
+
 __all__ = ["ReadFile", "YamlConfigError", "is_yaml_config", "keyfile_name", "yaml_to_keyfile"]
 
 ReadFile = Callable[[str], tuple[str, str] | None]
@@ -129,7 +131,9 @@ def _csv_sources(path: str, file: str, key: ScalarNode, read_file: ReadFile | No
         values = [value.strip() for value in line.split(",")]
         if len(values) != len(header):
             raise YamlConfigError(
-                where, f"{len(values)} values for the {len(header)} columns of the header row", n
+                where,
+                f"{plural(len(values), 'value')} for the {plural(len(header), 'column')} of the header row",
+                n,
             )
         out.extend(["", f"[source{index}]"] if index else [f"[source{index}]"])
         out.extend(f"{name}={value}" for name, value in zip(header, values, strict=True) if value)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -329,7 +329,21 @@ def test_cli_imports_samples_to_yaml(samples_dir: Path) -> None:
     documents = list(YAML(typ="safe").load_all(out))
     assert len(documents) == len(paths)
     for path, document in zip(paths, documents, strict=True):
-        assert document == import_keyfile(Path(path).read_text(encoding="utf-8"), path).gie
+        # relative paths resolved against the file's directory, as nvinfer opens them
+        origin = PurePosixPath(Path(path).resolve().parent)
+        assert document == import_keyfile(Path(path).read_text(encoding="utf-8"), path, origin).gie
+    relative = import_keyfile(
+        (samples_dir / "CCM__coordinator__sample_configs__mot_primary.txt").read_text(), "x"
+    )
+    assert relative.gie["properties"]["model-engine-file"] == "../data/models/trt/deepsort_detector.trt"
+    absolute = [
+        d
+        for p, d in zip(paths, documents, strict=True)
+        if p.endswith("CCM__coordinator__sample_configs__mot_primary.txt")
+    ]
+    assert absolute[0]["properties"]["model-engine-file"] == str(
+        PurePosixPath(samples_dir.resolve().parent / "data/models/trt/deepsort_detector.trt")
+    )
     assert out.startswith(f"# from {paths[0]}\n")
     assert f"\n---\n# from {paths[1]}\n" in out
     lines = err.splitlines()

@@ -58,8 +58,36 @@ def test_display_sinks_warn_and_broker_sinks_need_their_settings() -> None:
                     "msg-broker-proto-lib": "/x.so", "msg-broker-conn-str": "127.0.0.1;9092"}]})  # fmt: skip
     assert len(rules["sink-needs-display"]) == 1
     assert rules["sink-broker-settings"] == [
-        "instance 'ds': sink1 (type 6) needs msg-broker-proto-lib, msg-broker-conn-str, msg-conv-config"
+        "instance 'ds': sink1 (type 6) needs msg-broker-proto-lib, msg-conv-config"
     ]
+
+
+@pytest.mark.parametrize(
+    ("sink", "needs"),
+    [
+        ({"msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_kafka_proto.so"},
+         "msg-broker-conn-str (this adapter connects with it)"),
+        ({"msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_redis_proto.so"},
+         "msg-broker-conn-str (this adapter connects with it)"),
+        ({"msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_amqp_proto.so"},
+         "msg-broker-conn-str (this adapter connects with it or msg-broker-config)"),
+        ({"msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_amqp_proto.so",
+          "msg-broker-config": "/run/secrets/cfg_amqp.txt"}, None),
+        ({"msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_azure_edge_proto.so"}, None),
+        ({"msg-broker-proto-lib": "/opt/nvidia/deepstream/deepstream/lib/libnvds_kafka_proto.so",
+          "msg-broker-conn-str": "127.0.0.1;9092"}, None),
+    ],
+)  # fmt: skip
+def test_a_broker_sink_needs_a_connection_string_only_where_its_adapter_does(
+    sink: dict[str, Any], needs: str | None
+) -> None:
+    """The Azure IoT Edge module adapter is connected by the edge runtime (NVIDIA's test5 azure_iotedge config has
+    no msg-broker-conn-str); AMQP and the Azure device client may read theirs from msg-broker-config."""
+    rules = _rules({"sinks": [{"type": 6, "msg-conv-config": "c.txt", **sink}]})
+    if needs is None:
+        assert "sink-broker-settings" not in rules
+    else:
+        assert rules["sink-broker-settings"] == [f"instance 'ds': sink0 (type 6) needs {needs}"]
 
 
 @pytest.mark.parametrize(
@@ -159,7 +187,7 @@ def test_a_consistent_source_list_has_no_findings() -> None:
         ({"source-list": {}, "extraGroups": {"source2": {"latency": 50}}}, None, "index past the list"),
         ({"source-list": {}, "sources": {"latency": 100}}, None, "set these keys in source-attr-all"),
         ({"source-list": {}}, "http://10.0.0.1/a.mp4", "only rtsp:// and file://"),
-        ({"source-list": {"sensor-name-list": ["one"]}}, None, "1 names for 2 cameras"),
+        ({"source-list": {"sensor-name-list": ["one"]}}, None, "1 name for 2 cameras"),
         ({"source-list": {"use-nvmultiurisrcbin": True, "max-batch-size": 1}}, None, "less than its 2 cameras"),
         ({"source-list": {"use-nvmultiurisrcbin": True, "http-port": "http"}}, None, "port number"),
     ],
@@ -205,8 +233,11 @@ def test_source_list_renders_cameras_with_placeholders_and_no_source_groups() ->
         and "sensor-name-list=Gate;Dock\n" in app
         and "num-source-bins=2\n" in app
     )
-    assert "latency=9\n" in app and "live-source=1\n" in app
+    # live-source is written only when the manifest sets it (deepstream-app's default is 0)
+    assert "latency=9\n" in app and "live-source" not in app
     assert rendered.secrets == ("cam-a", "cam-b")
+    unnamed = _files(_listed({"source-list": {}}), "ds")["deepstream_app_config.txt"].content
+    assert "sensor-name-list" not in unnamed  # not made up from the camera names
 
 
 # ------------------------------------------------------------------------------------------- app-level GIE keys
@@ -248,7 +279,7 @@ def test_app_level_gie_keys_render_into_the_gie_groups_only() -> None:
         "bbox-border-color0=1.0;0.0;0.0;1.0", "bbox-border-color2=0.0;0.0;1.0;1.0", "bbox-bg-color0=0.0;0.0;0.0;0.3",
     ]  # fmt: skip
     secondary = app.split("[secondary-gie0]\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert secondary[0] == "enable=0" and secondary[-1] == "input-tensor-meta=0"
+    assert secondary[0] == "enable=0" and "input-tensor-meta=0" in secondary
     assert "bbox" not in files["pgie.txt"].content and "nvbuf-memory-type" not in files["pgie.txt"].content
 
 

@@ -24,6 +24,7 @@ from dsfleet.schemas.deepstream import (
     GieFormat,
     KeySpec,
     NvinferProperties,
+    PathKind,
     PreprocessGroup,
     PreprocessProperties,
     ValueKind,
@@ -144,7 +145,10 @@ def test_spec_metadata() -> None:
     assert NVINFER_CLASS_ATTRS_KEYS["threshold"].deprecated == "pre-cluster-threshold"
     paths = {k for k, s in nv.items() if s.path}
     assert {"model-engine-file", "onnx-file", "custom-lib-path", "labelfile-path", "int8-calib-file"} <= paths
-    assert "custom-network-config" not in paths
+    assert nv[
+        "custom-network-config"
+    ].cwd_relative  # nvinfer passes it on unresolved: the working directory's
+    assert {k for k, s in nv.items() if s.path_kind is PathKind.CONFIG} == {"labelfile-path"}
 
 
 def test_spec_for_handles_the_roi_pattern() -> None:

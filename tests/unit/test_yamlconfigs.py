@@ -77,7 +77,7 @@ def test_what_deepstream_cannot_read_as_one_value_is_refused_with_its_place(
     [
         ("", "is empty"),
         ("enable,uri\n", "no source"),
-        ("enable,uri\n1\n", "s.csv:2: error: 1 values for the 2"),
+        ("enable,uri\n1\n", "s.csv:2: error: 1 value for the 2 columns"),
     ],
 )
 def test_a_bad_sources_csv_is_refused_with_its_place(csv: str, says: str) -> None:
