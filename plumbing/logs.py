@@ -6,20 +6,21 @@ decision with key=value context, and a redaction filter so a credential never re
 - Context: ``logger.info("published", extra={"ctx": {"node": "gpu-node-1", "generation": 3}})`` or
   ``log(logger, "published", node="gpu-node-1", generation=3)``. Text: ``… published node=gpu-node-1
   generation=3``; JSON: one object per line with the context as fields.
-- :class:`RedactingFilter` masks what looks like a credential in the message, the context and tracebacks:
-  ``scheme://user:PASSWORD@host``, ``password=…``/``token=…``/``secret=…`` pairs (query strings, key=value, JSON
-  ``"password": "…"``), ``Authorization: Bearer …``; and any context value whose key names a credential.
+- :class:`RedactingFilter` masks what looks like a credential in the message, the context and tracebacks with the
+  one redaction of dsfleet (:func:`dsfleet.schemas.redaction.redact`: URL user-info, ``password=…``/``token=…``
+  pairs, JSON ``"password": "…"``, ``Bearer …``), and any context value whose key names a credential.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TextIO
+
+from dsfleet.schemas.redaction import MASK, names_credential, redact
 
 __all__ = [
     "LEVELS",
@@ -32,40 +33,13 @@ __all__ = [
     "redact",
 ]
 
-MASK: Final = "***"
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 _QUIET: Final = ("alembic", "alembic.runtime.migration", "urllib3", "docker", "watchfiles")
 """Libraries that are chatty at INFO; they log at WARNING and above only."""
 
-_SECRET_WORDS: Final = (
-    r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|credentials?|sasl\.password)"
-)
-_URL_USERINFO: Final = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<pw>[^/\s@]+)@"
-)
-_KV: Final = re.compile(
-    rf"(?<!\$\{{)(?P<key>\b[\w.\-]*{_SECRET_WORDS}[\w.\-]*)(?P<sep>\s*[=:]\s*)(?P<q>[\"']?)(?P<value>[^\s&;,\"'}}]+)",
-    re.IGNORECASE,
-)
-_JSON_KV: Final = re.compile(
-    rf"(?P<key>\"[\w.\-]*{_SECRET_WORDS}[\w.\-]*\")(?P<sep>\s*:\s*)\"(?P<value>[^\"]*)\"", re.IGNORECASE
-)
-_BEARER: Final = re.compile(r"\b(?P<kind>Bearer|Basic|Token)\s+(?P<value>[^\s\"']{4,})", re.IGNORECASE)
-_SECRET_KEY: Final = re.compile(rf"{_SECRET_WORDS}|^auth(orization)?$", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """``text`` with credential-looking values replaced by ``***``."""
-    if not text:
-        return text
-    text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _JSON_KV.sub(lambda m: f'{m["key"]}{m["sep"]}"{MASK}"', text)
-    text = _KV.sub(lambda m: f"{m['key']}{m['sep']}{m['q']}{MASK}", text)
-    return _BEARER.sub(lambda m: f"{m['kind']} {MASK}", text)
-
 
 def _redact_value(key: str, value: Any) -> Any:
-    if _SECRET_KEY.search(key):
+    if names_credential(key):
         return MASK
     if isinstance(value, str):
         return redact(value)

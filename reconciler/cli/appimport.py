@@ -22,6 +22,13 @@ reference (config-file paths are relative to it) as Camera, InferenceProfile and
 is read as deepstream-app reads it (GLib rules); keys and groups dsfleet does not model are kept verbatim in
 app.extraGroups. A YAML app config (DS 6.2+) is read as the key file it stands for, its sources from the CSV its
 source group names; its YAML GIE files are rendered as key files (.txt).
+
+Relative paths are resolved as DeepStream resolves them, against the directory of the file that names them: the
+text configs they name (labels, tracker, analytics, message converter) are imported and rendered with the
+instance; models, engines, libraries and file:// sources become absolute paths in the container. --origin DIR
+says where FILE's directory is in the container (e.g. /opt/nvidia/deepstream/deepstream/samples/configs/
+deepstream-app for NVIDIA's samples, which the image holds); without it the paths are FILE's directory on this
+host, which the instance mounts (read-only, at the same path).
 """
 
 
@@ -39,6 +46,8 @@ def add_parser(subparsers: Any) -> None:
                              "(default: DIR-secrets)")  # fmt: skip
     parser.add_argument("--image", metavar="IMAGE", help="container image of the DsInstance")
     parser.add_argument("--name", metavar="NAME", help="instance and profile name (default: from FILE)")
+    parser.add_argument("--origin", metavar="DIR",
+                        help="FILE's directory in the container (default: FILE's directory on this host, mounted)")  # fmt: skip
     parser.add_argument("--render", action="store_true", help="also write the files dsfleet renders")
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out directory")
     parser.set_defaults(func=run)
@@ -65,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{path}: error: cannot read the file: {type(exc).__name__}", file=sys.stderr)
         return ExitCode.ERROR
     try:
-        result = import_app(text, str(path), read_gie_near(path), image=args.image or DEFAULT_IMAGE,
-                            name=args.name)  # fmt: skip
+        result = import_app(text, str(path), read_gie_near(path, args.origin), image=args.image or DEFAULT_IMAGE,
+                            name=args.name, origin=args.origin or str(path.resolve().parent),
+                            mount_origin=args.origin is None)  # fmt: skip
     except AppImportError as exc:
         print(str(exc), file=sys.stderr)
         return ExitCode.ERROR
@@ -74,10 +84,11 @@ def run(args: argparse.Namespace) -> int:
         print(warning, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     header = f"Imported from {path.name} by `dsfleet import-deepstream-app`."
-    assert result.profile is not None
-    for name, docs in (("cameras.yaml", result.cameras), ("profiles.yaml", [result.profile]),
-                       ("instances.yaml", [result.instance])):  # fmt: skip
-        _atomic_write(out / name, render_yaml(docs, header).encode("utf-8"), 0o644)
+    profiles = [_literal_files(result.profile)] if result.profile is not None else []
+    for name, docs in (("cameras.yaml", result.cameras), ("profiles.yaml", profiles),
+                       ("instances.yaml", [_literal_files(result.instance)])):  # fmt: skip
+        if docs:
+            _atomic_write(out / name, render_yaml(docs, header).encode("utf-8"), 0o644)
     if result.secrets:
         secrets = args.secrets_out or out.with_name(out.name + "-secrets")
         users = tuple(s for s in result.secrets if s.username)
@@ -91,10 +102,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"secrets: {len(users)} camera(s) with credentials, {len(whole)} connection string(s) under "
               f"{secrets}/", file=sys.stderr)  # fmt: skip
     status = render(out) if args.render else validate(out)
-    print(
-        f"imported {path}: {len(result.cameras)} camera(s), {len(result.profile['spec']['gies'])} GIE(s) → {out}"
-    )
+    gies = len(result.profile["spec"]["gies"]) if result.profile is not None else 0
+    files = len(result.files)
+    print(f"imported {path}: {len(result.cameras)} camera(s), {gies} GIE(s), {files} text file(s) → {out}")
     return status
+
+
+def _literal_files(document: dict[str, Any]) -> dict[str, Any]:
+    """The document with its imported files (``spec.files``, ``spec.app.files``) as YAML literal blocks where
+    a literal block reads back to the same text (else they stay quoted strings)."""
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    def literal(files: dict[str, str]) -> dict[str, str]:
+        return {
+            name: LiteralScalarString(text) if _literal_safe(text) else text for name, text in files.items()
+        }
+
+    spec = dict(document["spec"])
+    if "files" in spec:
+        spec["files"] = literal(spec["files"])
+    app = spec.get("app")
+    if isinstance(app, dict) and "files" in app:
+        spec["app"] = {**app, "files": literal(app["files"])}
+    return {**document, "spec": spec}
+
+
+def _literal_safe(text: str) -> bool:
+    """Whether ``text`` as a YAML literal block reads back to itself (no tabs, carriage returns or trailing
+    spaces a block scalar would change)."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    if not text or "\t" in text or "\r" in text or not all(c.isprintable() or c == "\n" for c in text):
+        return False
+    if any(line != line.rstrip(" ") for line in text.split("\n")):
+        return False
+    buffer = io.StringIO()
+    YAML(typ="rt").dump({"f": LiteralScalarString(text)}, buffer)
+    return bool(YAML(typ="safe").load(buffer.getvalue()) == {"f": text})
 
 
 def validate(out: Path) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
-from dsfleet.schemas.findings import Finding, Severity
+from dsfleet.schemas.findings import Finding, Location, Severity, SourceRef
 
 _COLORS = {
     "error": "\033[1;31m",
@@ -30,21 +30,66 @@ def _paint(text: str, what: str, color: bool) -> str:
     return f"{_COLORS[what]}{text}{_COLORS['reset']}" if color else text
 
 
-def format_finding(f: Finding, color: bool = False) -> list[str]:
-    where = str(f.location) if f.location else (f.source.file if f.source else "dsfleet")
+Names = Callable[[str], str]
+"""How a file is named in messages (:func:`root_names`)."""
+
+
+def root_names(paths: Sequence[str], cwd: str | None = None) -> Names:
+    """How files are named in messages wherever the command runs from: as seen from the working directory when
+    they lie under it (``manifests/cameras/gate.yaml``: a name to open from here), else relative to the manifest
+    root they were found under (a directory given as PATH; for a file given itself, its directory), led by the
+    root's own name when there are several — never ``../../x`` or a long absolute path. A file under none keeps
+    its name."""
+    here = os.path.abspath(cwd or os.getcwd())
+    roots = sorted(
+        {os.path.abspath(p if os.path.isdir(p) else (os.path.dirname(p) or ".")) for p in paths},
+        key=len,
+        reverse=True,  # the innermost root first
+    )
+    several = len(roots) > 1
+
+    def name(file: str) -> str:
+        full = os.path.abspath(file)
+        if full.startswith(here.rstrip(os.sep) + os.sep):
+            return os.path.relpath(full, here)
+        for root in roots:
+            if full.startswith(root.rstrip(os.sep) + os.sep):
+                rel = os.path.relpath(full, root)
+                return os.path.join(os.path.basename(root), rel) if several else rel
+        return file
+
+    return name
+
+
+def _where(location: Location | None, source: SourceRef | None, name: Names | None, default: str) -> str:
+    if location is not None:
+        return str(location.model_copy(update={"file": name(location.file)}) if name else location)
+    if source is not None:
+        return name(source.file) if name else source.file
+    return default
+
+
+def format_finding(f: Finding, color: bool = False, name: Names | None = None) -> list[str]:
+    """The finding's lines (gcc style); ``name``: how files are named (as loaded, by default)."""
+    where = _where(f.location, f.source, name, "dsfleet")
     sev = f.severity.value
     lines = [f"{_paint(where + ':', 'bold', color)} {_paint(sev + ':', sev, color)} {f.message} [{f.rule}]"]
     for note in f.notes:
-        nwhere = str(note.location) if note.location else (note.source.file if note.source else where)
+        nwhere = _where(note.location, note.source, name, where)
         lines.append(f"{_paint(nwhere + ':', 'bold', color)} {_paint('note:', 'note', color)} {note.message}")
     return lines
 
 
-def print_findings(findings: Iterable[Finding], stream: TextIO | None = None) -> None:
+def print_findings(
+    findings: Iterable[Finding], stream: TextIO | None = None, *, roots: Sequence[str] = ()
+) -> None:
+    """Every finding on ``stream`` (stderr); ``roots``: the manifest paths given, to name files by (their
+    names relative to the root they were found under, wherever the command runs from)."""
     out = stream or sys.stderr
     color = use_color(out)
+    name = root_names(roots) if roots else None
     for f in findings:
-        for line in format_finding(f, color):
+        for line in format_finding(f, color, name):
             print(line, file=out)
 
 
@@ -59,10 +104,6 @@ def report_missing(command: str, paths: Sequence[str]) -> bool:
     for path in missing:
         print(f"dsfleet {command}: error: {path}: no such file or directory", file=sys.stderr)
     return bool(missing)
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def no_manifests(command: str, paths: Sequence[str], loaded: Any, *, error: bool) -> bool:

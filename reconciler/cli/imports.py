@@ -12,7 +12,7 @@ import argparse
 import io
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
 from dsfleet.schemas.errors import ExitCode
@@ -26,7 +26,9 @@ _DESCRIPTION = """\
 Import DeepStream key files (nvinfer, nvdspreprocess, or the CCM align plugin's config) as GIEs of an
 InferenceProfile manifest. Each file is read exactly as DeepStream reads it (GLib key-file rules, the typed
 getter of every key), so the YAML shows the values DeepStream really uses: 'network-mode=2 # FP16' imports as 2.
-A YAML config (.yml, DS 6.2+) is read as the key file it stands for and rendered as one (.txt).
+A YAML config (.yml, DS 6.2+) is read as the key file it stands for and rendered as one (.txt). Relative paths
+(models, engines, labels, libraries) are resolved against the file's directory (--origin: where it sits in the
+container), as nvinfer opens them: the GIE file is rendered into another directory.
 
 stdout: one YAML document per file (paste it under spec.gies of an InferenceProfile).
 stderr: findings, FILE:LINE:COL: warning|error: MESSAGE [rule-id] - inline comments, duplicate keys,
@@ -56,6 +58,12 @@ def add_parser(subparsers: Any) -> None:
         "--render",
         action="store_true",
         help="print the key file dsfleet would render from each imported GIE instead of the YAML",
+    )
+    parser.add_argument(
+        "--origin",
+        metavar="DIR",
+        help="the directory the files sit in, in the container: relative paths (models, engines, labels) are "
+        "resolved against it (default: each file's own directory on this host)",
     )
     parser.set_defaults(func=run)
 
@@ -115,7 +123,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             err.write(f"{path}: error: cannot read the file: {reason}\n")
             status = ExitCode.ERROR
             continue
-        result = import_keyfile(text, path)
+        origin = PurePosixPath(args.origin) if args.origin else PurePosixPath(Path(path).resolve().parent)
+        result = import_keyfile(text, path, origin)
         for finding in result.findings:
             for line in format_finding(finding):
                 err.write(line + "\n")

@@ -1,7 +1,9 @@
 """The dashboard in headless Chromium (Debian's chromium driven by Playwright) against a live
-coordinator with a (fake) agent on a real broker: an instance's state change shows within 3 s, Refresh with a
-token is accepted, and a screenshot is saved next to the test's files. A second test loads a synthetic fleet of
-250 nodes and 1,000 instances and checks that rendering and filtering stay fast."""
+coordinator with a (fake) agent on a real broker: an instance's state change shows within 3 s, FPS are one line
+per camera with its name, Refresh with a token is accepted, an instance's log opens in a panel as text (redacted,
+never HTML), and a screenshot is saved next to the test's files. A second test loads a synthetic fleet of
+250 nodes and 1,000 instances and checks that rendering and filtering stay fast. Apply and Refresh are left out
+where the server cannot take them (no token; no coordinator nor broker)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ import pytest
 from tests.support.apiserver import TOKEN, ServerProc
 from tests.support.brokers import Tansu
 from tests.support.livefleet import FakeAgent, copy_fleet, wait_for
+from tests.support.logagents import LogAgent
+
+LOG_SECRET = "Canary-Pa55"
+LOG_TEXT = (
+    f"2026-01-01T12:00:00Z <b>not bold</b> & friends\n2026-01-01T12:00:01Z login password={LOG_SECRET}\n"
+)
 
 
 def skip_or_fail(reason: str) -> None:
@@ -78,6 +86,7 @@ def test_dashboard_follows_the_fleet_and_refreshes(
         tmp_path / "coordinator.log",
     ).start()
     agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1", heartbeat=30.0)
+    logs = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", lambda _command: LOG_TEXT)
     try:
         with server.client() as api:
             gate = wait_for(
@@ -96,13 +105,14 @@ def test_dashboard_follows_the_fleet_and_refreshes(
                         "state": state,
                         "generation": 1,
                         "configHash": gate,
-                        "fps": {"0": 30.0},
+                        "fps": {"0": 30.0, "1": 12.5},
                     }
                 ],
             )
 
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(server.url + "/")
+        assert page.locator("#apply").is_visible() and page.locator("#refresh").is_visible()
         cell = page.locator('tr[data-instance="ccm-gate"] td.state')
         page.wait_for_function(
             "() => document.querySelector('tr[data-instance=\"ccm-gate\"]') !== null", timeout=15_000
@@ -113,6 +123,14 @@ def test_dashboard_follows_the_fleet_and_refreshes(
             timeout=15_000,
         )
         assert page.locator('tr[data-instance="ccm-gate"] td.health').text_content() == "Healthy"
+        page.wait_for_function(
+            "() => document.querySelector('tr[data-instance=\"ccm-gate\"] td.fps')?.textContent"
+            ".startsWith('gate-1: 30.0 fps')",
+            timeout=10_000,
+        )
+        assert page.locator('tr[data-instance="ccm-gate"] td.fps').text_content() == (
+            "gate-1: 30.0 fps\ngate-2: 12.5 fps"
+        )
 
         sent = time.monotonic()
         report("exited")
@@ -132,6 +150,18 @@ def test_dashboard_follows_the_fleet_and_refreshes(
         )
         assert "refresh: accepted" in (page.locator("#msg").text_content() or "")
 
+        page.click('tr[data-instance="ccm-gate"] button.logs')
+        page.wait_for_function(
+            "() => document.getElementById('log-text').textContent.includes('friends')", timeout=15_000
+        )
+        shown = page.locator("#log-text").text_content() or ""
+        assert "<b>not bold</b> & friends" in shown and "password=***" in shown and LOG_SECRET not in shown
+        assert page.locator("#log-text b").count() == 0  # text, never markup
+        assert "node gpu-node-1" in (page.locator("#log-info").text_content() or "")
+        assert page.locator("#log-name").text_content() == "ccm-gate"
+        page.click("#log-close")
+        assert page.locator("#logs").is_hidden()
+
         page.fill("#filter", "traffic")
         page.wait_for_function(
             "() => !document.querySelector('tr[data-instance=\"ccm-gate\"]')", timeout=5_000
@@ -144,6 +174,7 @@ def test_dashboard_follows_the_fleet_and_refreshes(
         page.close()
     finally:
         agent.close()
+        logs.close()
         assert server.stop() == 0
 
 
@@ -218,6 +249,9 @@ def test_dashboard_at_250_nodes_and_1000_instances(browser: Any, tmp_path: Path)
             "() => document.querySelectorAll('tr[data-instance]').length === 1000", timeout=10_000
         )
         assert page.locator("tr[data-node]").count() == 250
+        # no coordinator and no broker here: nothing to send Apply or Refresh to
+        assert page.locator("#apply").is_hidden() and page.locator("#refresh").is_hidden()
+        assert page.locator("#msg").text_content() == "read-only"
         assert page.locator("tr.group").count() == 250
         render_ms = page.evaluate(
             """() => { const t0 = performance.now();
@@ -230,6 +264,36 @@ def test_dashboard_at_250_nodes_and_1000_instances(browser: Any, tmp_path: Path)
             "() => document.querySelectorAll('tr[data-instance]').length === 4", timeout=2_000
         )
         page.screenshot(path=str(tmp_path / "dashboard-1000.png"))
+        page.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_without_a_token_the_dashboard_offers_no_writes(
+    browser: Any, kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
+) -> None:
+    """A coordinator with a broker but no API token: writes are disabled, so neither button is there."""
+    server = ServerProc(
+        [
+            "coordinator",
+            "--manifests",
+            str(copy_fleet(tmp_path / "manifests")),
+            "--db",
+            f"sqlite:///{tmp_path / 'state.db'}",
+            "--bootstrap-servers",
+            kafka_broker.bootstrap,
+            "--topic-prefix",
+            topic_prefix,
+        ],
+        tmp_path / "coordinator.log",
+        env={"DSFLEET_API_TOKEN": ""},
+    ).start()
+    try:
+        page = browser.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.body.dataset.updated !== undefined", timeout=15_000)
+        assert page.locator("#apply").is_hidden() and page.locator("#refresh").is_hidden()
+        assert page.locator("#msg").text_content() == "read-only"
         page.close()
     finally:
         assert server.stop() == 0

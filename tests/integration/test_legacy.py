@@ -666,3 +666,27 @@ def test_doubled_braces_in_the_url_template_are_refused(legacy: dict[str, Path])
     assert not legacy["out"].exists()
     help_text = cli("--help").stdout
     assert "{{" not in help_text and "rtsp://{ip_address}" in help_text
+
+
+def test_the_hints_name_what_validate_reports(
+    legacy: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No image and no GIE files: each hint of the summary names a rule and a field that `dsfleet validate` of
+    the written set reports, as many times as it reports it."""
+    from dsfleet.reconciler.cli.main import main
+
+    result = import_legacy(
+        legacy["db"], out_dir=legacy["out"], secrets_dir=legacy["secrets"], configs_dir=legacy["configs"]
+    )
+    summary = result.summary()
+    assert main(["validate", str(legacy["out"])]) == 1
+    reported = capsys.readouterr().err
+    hints = re.findall(r"^  (\d+) (error|warning)s? \[([a-z0-9-]+)\](?: (\S+))?: ", summary, re.M)
+    assert {rule for _n, _sev, rule, _field in hints} >= {"instance-image-missing", "instance-profile-exists"}
+    for count, severity, rule, field in hints:
+        lines = [line for line in reported.splitlines() if line.endswith(f"[{rule}]")]
+        assert len(lines) == int(count), rule
+        assert all(f" {severity}: " in line for line in lines)
+        assert all(field in line for line in lines), (rule, field)
+    errors = sum(int(n) for n, sev, _r, _f in hints if sev == "error")
+    assert f"; {errors} errors," in reported and f"reports {errors} errors" in summary
