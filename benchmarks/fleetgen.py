@@ -73,6 +73,8 @@ spec:
   cameras: [{cams}]
   profile: traffic
   app:
+    application:
+      enable-perf-measurement: true
     streammux:
       width: 1920
       height: 1080
@@ -164,6 +166,8 @@ spec:
       site: {node}
   profile: {profile}
   app:
+    application:
+      enable-perf-measurement: true
     streammux:
       width: 1920
       height: 1080

@@ -263,7 +263,14 @@ def _key_notes(spec: Any) -> str:
     if spec.deprecated:
         notes.append(f"deprecated: use {code(spec.deprecated)}")
     if spec.path:
-        notes.append("a path")
+        kind = f", {spec.path_kind.value}" if spec.path_kind is not None else ""
+        notes.append(
+            f"a path{kind}" + (", not resolved against the file's directory" if spec.cwd_relative else "")
+        )
+    if spec.getter is not None:
+        notes.append(f"deepstream-app reads it as {spec.getter.value}")
+    if spec.accepts_bool:
+        notes.append("true/false = 1/0")
     if spec.secret:
         notes.append("may be `{secretRef: …}`")
     if spec.length is not None:

@@ -67,6 +67,9 @@ class CoordinatorSettings(_Section):
     """A node is offline after this many missed heartbeats."""
     resync_grace_seconds: float = Field(15.0, gt=0)
     """A node behind its desired generation this long gets its config re-published (anti-entropy)."""
+    retire_after_seconds: float = Field(600.0, gt=0)
+    """A node removed from the manifests is forgotten once its agent reports its instances gone, or this long after
+    its removal when the agent never does (``dsfleet nodes forget NAME``: at once)."""
     max_file_bytes: int = Field(16 * 1024 * 1024, ge=1)
     max_depth: int = Field(64, ge=1)
     max_aliases: int = Field(100, ge=1)
@@ -84,6 +87,10 @@ class AgentSettings(_Section):
     heartbeat_seconds: float = Field(5.0, gt=0)
     resync_seconds: float = Field(30.0, gt=0)
     self_heal: bool = True
+    fleet_id: str | None = Field(None, max_length=64)
+    """Bind the agent to this fleet (the store's id) up front; None: the fleet of the first config it accepts."""
+    image_pull: Literal["missing", "never"] = "missing"
+    """``missing``: pull an absent image when its registry answers; ``never``: an absent image is ``ImageNotFound``."""
 
 
 class KafkaSettings(BaseModel):

@@ -82,11 +82,12 @@ class Caches:
 
 
 def agent_config_encoder(
-    now: datetime, topic_prefix: str = ""
+    now: datetime, topic_prefix: str = "", fleet: str | None = None
 ) -> Callable[[str, int, dict[str, Any] | None], tuple[str, str, bytes | None, dict[str, str]]]:
-    """``encode(node, generation, payload)`` → the AgentConfig outbox row (a tombstone when payload is None)."""
+    """``encode(node, generation, payload)`` → the AgentConfig outbox row (a tombstone when payload is None),
+    carrying the id of the fleet that writes it."""
     return lambda node, generation, payload: agent_config_record(
-        node, generation, payload, now.isoformat(), topic_prefix
+        node, generation, payload, now.isoformat(), topic_prefix, fleet=fleet
     )
 
 
@@ -221,7 +222,7 @@ def apply_manifests(
         revision,
         changes,
         rows,
-        agent_config_encoder(revision.created_at, topic_prefix),
+        agent_config_encoder(revision.created_at, topic_prefix, store.fleet_id()),
         inventory_base=caches.inventory if caches else None,
     )
     if caches is not None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from dsfleet.schemas.errors import ExitCode
+from dsfleet.schemas.findings import plural
 from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH
 
 __all__ = ["add_parser", "cmd_demo"]
@@ -352,7 +353,7 @@ class Fleet:
             )
         if revs:
             rev = revs[0]
-            verdict = "accepted" if rev.accepted else f"rejected ({len(rev.errors)} errors)"
+            verdict = "accepted" if rev.accepted else f"rejected ({plural(len(rev.errors), 'error')})"
             lines.append(f"last revision: {rev.id} ({rev.source}) {verdict}")
         return lines
 
@@ -444,7 +445,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
 
     desired = desired_state([manifests])
     if not desired.loaded.ok or desired.configs is None:
-        raise DemoError(f"the example fleet does not validate: {len(desired.loaded.errors)} errors")
+        raise DemoError(f"the example fleet does not validate: {plural(len(desired.loaded.errors), 'error')}")
     configs = desired.configs
     nodes = sorted(configs)
     started.nodes = nodes
@@ -506,12 +507,15 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
                 "10",
             ],
             workdir / f"agent-{node}.log",
-            env={"DSFLEET_KAFKA_FETCH_WAIT_MAX_MS": "10"},
+            # the stand-in image is built on this machine: the demo's agents never reach for a registry
+            env={"DSFLEET_KAFKA_FETCH_WAIT_MAX_MS": "10", "DSFLEET_AGENT_IMAGE_PULL": "never"},
         )
-    say.line(f"secrets for {len(refs)} cameras planted under {workdir / 'agents'}/<node>/secrets/ (0600)")
+    say.line(
+        f"secrets for {plural(len(refs), 'camera')} planted under {workdir / 'agents'}/<node>/secrets/ (0600)"
+    )
     fleet.wait_converged()
     say.line(
-        f"all {sum(len(c.instances) for c in configs.values())} instances running "
+        f"all {plural(sum(len(c.instances) for c in configs.values()), 'instance')} running "
         f"in {time.monotonic() - t0:.1f} s (from process start)"
     )
     for line in fleet.status_lines():
@@ -570,7 +574,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
 
     rev = _wait(rejected, 20, "the bad commit to be rejected")
     say.line(
-        f"{path.name}: revision {rev.id} rejected in {time.monotonic() - t0:.2f} s with {len(rev.errors)} errors:"
+        f"{path.name}: revision {rev.id} rejected in {time.monotonic() - t0:.2f} s with {plural(len(rev.errors), 'error')}:"
     )
     for err in rev.errors[:4]:
         say.line(f"  {err.get('file', '')}:{err.get('line', '')}: {err.get('message', err)}")
@@ -578,7 +582,7 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
     still = {name: container_hash(name) for name in hashes}
     if still != hashes:
         raise DemoError("the fleet changed after a rejected commit")
-    say.line(f"all {len(hashes)} containers still run the last accepted revision (no restart)")
+    say.line(f"all {plural(len(hashes), 'container')} still run the last accepted revision (no restart)")
 
     if args.duration > 0:
         say.step(f"5. The fleet keeps running for {args.duration:.0f} s (status every 5 s)")

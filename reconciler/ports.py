@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from dsfleet.reconciler.bus import CoordinatorBus
     from dsfleet.reconciler.store import (
         AppliedRevision,
+        CoordinatorBeat,
         Encoder,
         Inventory,
         NewRevision,
         NodeChange,
         ObservedRow,
         OutboxRow,
+        RetiringNode,
         RevisionRecord,
         Store,
         StoredInventory,
@@ -65,6 +67,14 @@ class StorePort(Protocol):
     def last_accepted_revision_id(self) -> int | None: ...
 
     def node_generation(self, node: str) -> int: ...
+
+    def fleet_id(self) -> str | None: ...
+
+    def reissue_config(
+        self, node: str, above: int, encode: Encoder, now: datetime
+    ) -> StoredNodeConfig | None: ...
+
+    def config_hashes(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str | None]: ...
 
     # outbox
     def pending_outbox(self, limit: int = 100) -> list[OutboxRow]: ...
@@ -108,6 +118,13 @@ class StorePort(Protocol):
     def record_transitions(self, transitions: Sequence[TransitionLike]) -> None: ...
 
     def set_sync_state(self, key: str, value: Any, at: datetime) -> None: ...
+
+    # nodes the manifests no longer declare; the coordinator's heartbeat
+    def retiring_nodes(self) -> list[RetiringNode]: ...
+
+    def retire_node(self, node: str, at: datetime, reason: str) -> bool: ...
+
+    def write_heartbeat(self, beat: CoordinatorBeat) -> None: ...
 
 
 class BusPort(Protocol):

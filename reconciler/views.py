@@ -1,7 +1,8 @@
 """The JSON shapes of what dsfleet shows — validate, apply, history, get, status, and the findings inside them — in
 one module that the CLI (``-o json``) and the HTTP API share, so both print the same documents. Pure: values in,
 JSON-ready dicts out (the store's types are imported for type checking only); the status document is built from
-a :class:`~dsfleet.reconciler.store.StatusSnapshot` the caller read, and the ``now`` it passes."""
+a :class:`~dsfleet.reconciler.store.StatusSnapshot` the caller read (with the publications since ``now -``
+:data:`PUBLISHED_WINDOW`), and the ``now`` it passes."""
 
 from __future__ import annotations
 
@@ -12,13 +13,21 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dsfleet.reconciler.planning.conditions import (
+    DEFAULT_FPS_MAX_AGE,
+    DEFAULT_HEARTBEAT_MISSES,
     DEFAULT_PROGRESS_DEADLINE,
+    Condition,
+    Connection,
+    CoordinatorFacts,
     InstanceDesired,
     InstanceObserved,
     InstanceView,
     NodeDesired,
     NodeFacts,
     NodeView,
+    age_text,
+    connection_of,
+    coordinator_running,
     derive_instances,
     derive_nodes,
     redact,
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
     from dsfleet.reconciler.loading.manifestsets import LoadedManifests
     from dsfleet.reconciler.store import (
         AppliedRevision,
+        CoordinatorBeat,
         EventRecord,
         InstanceRow,
         NodeRow,
@@ -39,6 +49,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "PUBLISHED_WINDOW",
     "STATUS_SCHEMA",
     "apply_json",
     "event_json",
@@ -160,10 +171,23 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------------------------------- status
 
 STATUS_SCHEMA = "dsfleet.status/v1"
+PUBLISHED_WINDOW = timedelta(minutes=10)
+"""How far back a status reader asks for publication times (:meth:`Store.status_snapshot`'s ``since``): longer
+than any progress deadline."""
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _parse(text: object) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is not None else None
 
 
 def revision_view(r: RevisionRecord) -> dict[str, Any]:
@@ -193,20 +217,28 @@ def event_json(e: EventRecord) -> dict[str, Any]:
 
 
 def status_document(
-    snapshot: StatusSnapshot, now: datetime, *, deadline: timedelta = DEFAULT_PROGRESS_DEADLINE
+    snapshot: StatusSnapshot,
+    now: datetime,
+    *,
+    deadline: timedelta = DEFAULT_PROGRESS_DEADLINE,
+    fps_max_age: timedelta = DEFAULT_FPS_MAX_AGE,
+    heartbeat_misses: int = DEFAULT_HEARTBEAT_MISSES,
 ) -> dict[str, Any]:
     """The ``dsfleet.status/v1`` document of what the store held (``snapshot``, read in one transaction by
-    :meth:`~dsfleet.reconciler.store.Store.status_snapshot`) as of ``now``; the derivation of sync and health is
-    :mod:`dsfleet.reconciler.planning.conditions`. Never a file body, a URL or a credential: configs contribute
-    their generation and hashes only; log lines and errors have URL user-info removed."""
-    fleet = _derive(snapshot, now, deadline)
+    :meth:`~dsfleet.reconciler.store.Store.status_snapshot`) as of ``now``; the derivation of connection, sync and
+    health is :mod:`dsfleet.reconciler.planning.conditions`. Never a file body, a URL or a credential: configs
+    contribute their generation and hashes only; log lines and errors have credentials removed."""
+    fleet = _derive(snapshot, now, deadline, fps_max_age, heartbeat_misses)
     nodes = [_node_json(fleet, name, now) for name in fleet.names]
     instances = [_instance_json(fleet, view) for view in fleet.instances]
     last = snapshot.last_revision
     return {
         "schema": STATUS_SCHEMA,
         "generatedAt": now.isoformat(),
-        "summary": _summary_json(nodes, instances),
+        "fleet": snapshot.fleet_id,
+        "coordinator": _coordinator_json(snapshot.coordinator, fleet.coordinator, now),
+        "outbox": _outbox_json(snapshot, fleet.coordinator, now),
+        "summary": _summary_json(nodes, instances, snapshot.drift_events),
         "nodes": nodes,
         "instances": instances,
         "revision": revision_view(last) if last is not None else None,
@@ -221,6 +253,7 @@ class _Fleet:
 
     names: list[str]
     statuses: dict[str, NodeStatusRow]
+    facts: dict[str, NodeFacts]
     wanted: dict[str, NodeDesired]
     inventory_nodes: dict[str, NodeRow]
     inventory_instances: dict[str, InstanceRow]
@@ -228,13 +261,44 @@ class _Fleet:
     nodes: dict[str, NodeView]
     instances: list[InstanceView]
     per_node: dict[str, int]
+    coordinator: CoordinatorFacts | None
+    fleet_id: str | None
 
 
-def _derive(snapshot: StatusSnapshot, now: datetime, deadline: timedelta) -> _Fleet:
+def _coordinator_facts(beat: CoordinatorBeat | None, now: datetime) -> CoordinatorFacts | None:
+    if beat is None:
+        return None
+    return CoordinatorFacts(
+        running=coordinator_running(beat.seen_at, beat.stopped_at, beat.interval_seconds, now),
+        seen_at=beat.seen_at,
+        started_at=beat.started_at,
+        broker_reachable=beat.broker_reachable,
+        broker_since=beat.broker_since,
+    )
+
+
+def _derive(
+    snapshot: StatusSnapshot, now: datetime, deadline: timedelta, fps_max_age: timedelta, misses: int
+) -> _Fleet:
+    coordinator = _coordinator_facts(snapshot.coordinator, now)
     statuses = {s.node: s for s in snapshot.node_statuses}
     heads = snapshot.node_heads
-    facts = {name: _facts(s) for name, s in statuses.items()}
-    wanted = {name: NodeDesired(name, gen, hash_, at) for name, (gen, hash_, at) in heads.items()}
+    inventory_nodes = {n.name: n for n in snapshot.nodes}
+    facts = {
+        name: _facts(s, now, coordinator, misses, retiring=name not in inventory_nodes and name not in heads)
+        for name, s in statuses.items()
+    }
+    wanted = {
+        name: NodeDesired(
+            name,
+            gen,
+            hash_,
+            published_at=snapshot.published.get(name),
+            stored_at=at,
+            pending_since=wait.since if (wait := snapshot.outbox.get(name)) is not None else None,
+        )
+        for name, (gen, hash_, at) in heads.items()
+    }
     # the inventory holds each desired instance's node, config hash and paused flag (what the node configs
     # carry), so no config payload is parsed here
     desired = [
@@ -243,35 +307,62 @@ def _derive(snapshot: StatusSnapshot, now: datetime, deadline: timedelta) -> _Fl
         if i.node is not None and i.node in heads
     ]
     observed = [_observed(r) for r in snapshot.observed]
-    inventory_nodes = {n.name: n for n in snapshot.nodes}
     names = sorted(set(inventory_nodes) | set(statuses) | set(heads))
-    views = derive_instances(desired, observed, facts, wanted, now, deadline)
+    for name in names:
+        if name not in facts:  # declared, never announced: offline, or unknown while nobody listens
+            connection, why = connection_of(None, 5.0, now, coordinator=coordinator, misses=misses)
+            facts[name] = NodeFacts(name, known=False, connection=connection, connection_reason=why)
+    views = derive_instances(
+        desired, observed, facts, wanted, now, deadline, coordinator=coordinator, fps_max_age=fps_max_age
+    )
     per_node: dict[str, int] = {}
     for v in views:
         if v.desired is not None:
             per_node[v.node] = per_node.get(v.node, 0) + 1
+    node_views = derive_nodes(names, facts, wanted, now, deadline, instances=views, coordinator=coordinator)
     return _Fleet(
         names=names,
         statuses=statuses,
+        facts=facts,
         wanted=wanted,
         inventory_nodes=inventory_nodes,
         inventory_instances={i.name: i for i in snapshot.instances},
         observed={(r.node, r.instance): r for r in snapshot.observed},
-        nodes={v.name: v for v in derive_nodes(names, facts, wanted, now, deadline)},
+        nodes={v.name: v for v in node_views},
         instances=views,
         per_node=per_node,
+        coordinator=coordinator,
+        fleet_id=snapshot.fleet_id,
     )
 
 
-def _facts(s: NodeStatusRow) -> NodeFacts:
+def _facts(
+    s: NodeStatusRow, now: datetime, coordinator: CoordinatorFacts | None, misses: int, *, retiring: bool
+) -> NodeFacts:
+    connection, why = connection_of(
+        s.last_seen, s.heartbeat_seconds, now, coordinator=coordinator, misses=misses
+    )
     return NodeFacts(
         name=s.node,
-        online=s.online,
+        online=connection is Connection.ONLINE,
         last_seen=s.last_seen,
         heartbeat_seconds=s.heartbeat_seconds,
         observed_generation=s.observed_generation,
         observed_config_hash=s.observed_config_hash,
         reported_at=s.reported_at,
+        connection=connection,
+        connection_reason=why,
+        retiring=retiring,
+    )
+
+
+def _condition(c: Mapping[str, Any]) -> Condition:
+    return Condition(
+        reason=str(c.get("reason") or ""),
+        message=str(c.get("message") or ""),
+        cameras=tuple(str(x) for x in c.get("cameras") or ()),
+        attempts=int(c.get("attempts") or 0),
+        next_retry_at=_parse(c.get("nextRetryAt")),
     )
 
 
@@ -287,16 +378,29 @@ def _observed(r: ObservedDetail) -> InstanceObserved:
         error=r.last_error,
         fps=dict(r.fps),
         drift=r.drift,
+        conditions=tuple(_condition(c) for c in r.conditions),
+        fps_at=r.fps_at,
+        updated_at=r.updated_at,
     )
+
+
+def _fleet_conflict(s: NodeStatusRow | None, fleet_id: str | None) -> str | None:
+    if s is None or s.fleet is None or fleet_id is None or s.fleet == fleet_id:
+        return None
+    return f"its agent is bound to another fleet ({s.fleet}); it ignores this fleet's configs"
 
 
 def _node_json(fleet: _Fleet, name: str, now: datetime) -> dict[str, Any]:
     s = fleet.statuses.get(name)
     inv = fleet.inventory_nodes.get(name)
     nv = fleet.nodes[name]
+    facts = fleet.facts.get(name)
     return {
         "name": name,
-        "online": bool(s and s.online),
+        "online": nv.online,
+        "state": nv.connection.value,
+        "stateReason": facts.connection_reason if facts else "",
+        "retiring": nv.retiring,
         "lastSeen": _iso(s.last_seen if s else None),
         "heartbeatAgeSeconds": (round((now - s.last_seen).total_seconds(), 3) if s and s.last_seen else None),
         "heartbeatSeconds": s.heartbeat_seconds if s else None,
@@ -310,13 +414,25 @@ def _node_json(fleet: _Fleet, name: str, now: datetime) -> dict[str, Any]:
         "desiredGeneration": nv.desired_generation,
         "observedGeneration": nv.observed_generation,
         "sync": nv.sync.value,
+        "reason": redact(nv.reason),
         "managed": inv is not None,
         "error": redact(s.error) if s else None,
+        "fleet": s.fleet if s else None,
+        "fleetConflict": _fleet_conflict(s, fleet.fleet_id),
+        "rejections": [
+            {
+                "reason": str(r.get("reason") or ""),
+                "generation": r.get("generation"),
+                "detail": redact(str(r.get("detail") or "")),
+                "at": str(r.get("at") or ""),
+            }
+            for r in (s.rejections if s else ())
+        ],
     }
 
 
 def _instance_json(fleet: _Fleet, v: InstanceView) -> dict[str, Any]:
-    row = fleet.observed.get((v.node, v.name))
+    row = fleet.observed.get((v.node, v.name)) if v.observed is not None else None
     inv = fleet.inventory_instances.get(v.name)
     nd = fleet.wanted.get(v.node)
     return {
@@ -338,10 +454,105 @@ def _instance_json(fleet: _Fleet, v: InstanceView) -> dict[str, Any]:
         "exitCode": row.exit_code if row else None,
         "lastLogLine": redact(row.last_log_line) if row else None,
         "error": redact(row.last_error) if row else None,
-        "fps": dict(row.fps) if row else {},
+        "fps": dict(v.fps),
+        "fpsAt": _iso((row.fps_at or row.updated_at) if row and v.fps else None),
+        "conditions": [
+            {
+                "reason": str(c.get("reason") or ""),
+                "message": redact(str(c.get("message") or "")),
+                "cameras": [str(x) for x in c.get("cameras") or ()],
+                "since": c.get("since"),
+                "attempts": int(c.get("attempts") or 0),
+                "nextRetryAt": c.get("nextRetryAt"),
+            }
+            for c in (row.conditions if row else ())
+        ],
         "drift": [{**d, "detail": redact(d.get("detail"))} for d in row.drift] if row else [],
+        "movingFrom": list(v.moving_from),
         "containerId": row.container_id if row else None,
         "updatedAt": _iso(row.updated_at) if row else None,
+    }
+
+
+def _coordinator_json(
+    beat: CoordinatorBeat | None, facts: CoordinatorFacts | None, now: datetime
+) -> dict[str, Any] | None:
+    if beat is None or facts is None:
+        return None
+    seen = f"last seen {age_text((now - beat.seen_at).total_seconds())} ago"
+    if facts.running:
+        summary = f"coordinator running on {beat.host} (pid {beat.pid}), watching {beat.manifests}; {seen}"
+    elif beat.stopped_at is not None:
+        summary = f"coordinator not running (stopped {age_text((now - beat.stopped_at).total_seconds())} ago)"
+    else:
+        summary = f"coordinator not running, {seen}"
+    if beat.broker is None:
+        broker = "no broker configured"
+    elif beat.broker_reachable:
+        broker = "broker reachable"
+    else:
+        broker = "broker unreachable"
+    if beat.broker is not None and beat.broker_since is not None:
+        broker += f" since {beat.broker_since.strftime('%Y-%m-%d %H:%M:%S')} UTC"
+        broker += f" ({age_text((now - beat.broker_since).total_seconds())})"
+    if not facts.running and beat.broker is not None:
+        broker += " (as the coordinator last saw it)"
+    return {
+        "running": facts.running,
+        "summary": summary,
+        "host": beat.host,
+        "pid": beat.pid,
+        "version": beat.version,
+        "manifests": beat.manifests,
+        "sync": beat.sync,
+        "startedAt": beat.started_at.isoformat(),
+        "seenAt": beat.seen_at.isoformat(),
+        "seenAgeSeconds": round((now - beat.seen_at).total_seconds(), 3),
+        "stoppedAt": _iso(beat.stopped_at),
+        "broker": {
+            "configured": beat.broker is not None,
+            "reachable": beat.broker_reachable,
+            "since": _iso(beat.broker_since),
+            "error": redact(beat.broker_error),
+            "summary": broker,
+        },
+        "foreignConfigs": {"count": beat.foreign_configs, "last": redact(beat.last_foreign)},
+    }
+
+
+def _outbox_json(
+    snapshot: StatusSnapshot, coordinator: CoordinatorFacts | None, now: datetime
+) -> dict[str, Any]:
+    waits = snapshot.outbox
+    rows = sum(w.rows for w in waits.values())
+    oldest = min((w.since for w in waits.values()), default=None)
+    if not waits:
+        summary = "nothing waiting to be published"
+    else:
+        count = len(waits)
+        what = f"{count} config{'s' if count != 1 else ''} waiting to be published"
+        if coordinator is None:
+            why = "no coordinator has run on this store"
+        elif not coordinator.running:
+            why = "coordinator not running"
+        elif coordinator.broker_reachable is False:
+            since = coordinator.broker_since
+            why = "broker unreachable" + (
+                f" since {since.strftime('%Y-%m-%d %H:%M:%S')} UTC ({age_text((now - since).total_seconds())})"
+                if since
+                else ""
+            )
+        elif coordinator.broker_reachable is None:
+            why = "the coordinator has no broker configured"
+        else:
+            why = "being published"
+        summary = f"{what}: {why}"
+    return {
+        "depth": rows,
+        "nodes": sorted(waits),
+        "oldestAt": _iso(oldest),
+        "oldestAgeSeconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+        "summary": summary,
     }
 
 
@@ -353,15 +564,22 @@ def _count(values: Iterable[str]) -> dict[str, int]:
 
 
 def _summary_json(
-    nodes: Sequence[Mapping[str, Any]], instances: Sequence[Mapping[str, Any]]
+    nodes: Sequence[Mapping[str, Any]], instances: Sequence[Mapping[str, Any]], drift_events: int
 ) -> dict[str, Any]:
-    online = sum(1 for n in nodes if n["online"])
+    states = _count(n["state"] for n in nodes)
     return {
-        "nodes": {"total": len(nodes), "online": online, "offline": len(nodes) - online},
+        "nodes": {
+            "total": len(nodes),
+            "online": states.get(Connection.ONLINE.value, 0),
+            "offline": states.get(Connection.OFFLINE.value, 0),
+            "unknown": states.get(Connection.UNKNOWN.value, 0),
+            "retiring": sum(1 for n in nodes if n["retiring"]),
+        },
         "instances": {
             "total": len(instances),
             "sync": _count(i["sync"] for i in instances),
             "health": _count(i["health"] for i in instances),
-            "drift": sum(len(i["drift"]) for i in instances),
+            "drift": sum(1 for i in instances for d in i["drift"] if not d.get("healed")),
+            "driftEvents": drift_events,
         },
     }

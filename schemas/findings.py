@@ -96,3 +96,9 @@ def format_path(path: YamlPath) -> str:
         else:
             out = item
     return out
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 error``, ``2 errors``, ``0 policies`` (``many``: the plural when it is not ``word`` + s): every count
+    dsfleet prints goes through it."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

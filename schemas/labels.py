@@ -11,8 +11,8 @@ its whole life. Two sides set them, each once:
   instance's configHash, which also covers the rendered files: a files-only change restarts the container with
   the same labels, so this one stays true) — and :data:`LABEL_GENERATION` ``=<n>``, the generation it was created at.
 
-The engine volume ``<instance>_engine`` carries the container spec's labels, :data:`LABEL_NODE` and :data:`LABEL_IMAGE`
-``=<image>``: a container (re)created for another image gets a new volume (TensorRT engines belong to the image).
+An engine volume (one per instance and image, ``<instance>_engine-<hash of the image>``) carries the container spec's
+labels, :data:`LABEL_NODE` and :data:`LABEL_IMAGE` ``=<image>``: TensorRT engines belong to the image that built them.
 
 An agent touches only objects labelled :data:`LABEL_MANAGED` ``=true`` of its own node; anything else, even a container
 named ``dsfleet-<instance>``, is never touched.

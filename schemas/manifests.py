@@ -46,7 +46,7 @@ from dsfleet.schemas.deepstream import (
     PreprocessGroup,
     PreprocessProperties,
 )
-from dsfleet.schemas.nodeconfigs import HealthCheck
+from dsfleet.schemas.nodeconfigs import DEFAULT_STRATEGY, HealthCheck, UpdateStrategy
 
 LABEL_KEY_RE = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -126,6 +126,10 @@ class CameraType(StrEnum):
     RTSP = "rtsp"
     FILE = "file"
     HTTP = "http"
+    USB = "usb"
+    """A V4L2 camera on the host (deepstream-app source type 1): ``device`` is passed into the container."""
+    CSI = "csi"
+    """A Jetson CSI camera (deepstream-app source type 5), by ``sensorId`` (the Argus socket is mounted)."""
 
 
 _SCHEME_TYPES = {
@@ -134,7 +138,30 @@ _SCHEME_TYPES = {
     "file": CameraType.FILE,
     "http": CameraType.HTTP,
     "https": CameraType.HTTP,
+    "v4l2": CameraType.USB,
+    "csi": CameraType.CSI,
 }
+DEVICE_CAMERAS = (CameraType.USB, CameraType.CSI)
+_V4L2_DEVICE_RE = re.compile(r"^/dev/video([0-9]+)$")
+_FPS_RE = r"^[1-9][0-9]*(/[1-9][0-9]*)?$"
+
+
+def url_scheme(url: str) -> str | None:
+    """The scheme of a camera URL (lower case), or None. ``file:/path`` (one slash, as GStreamer and NVIDIA's own
+    samples write it) is a file URL; every other scheme needs ``://``."""
+    scheme, sep, rest = url.partition(":")
+    scheme = scheme.lower()
+    if not sep or not scheme:
+        return None
+    if rest.startswith("//") or (scheme == "file" and rest.startswith("/")):
+        return scheme
+    return None
+
+
+def v4l2_device_node(device: str) -> int | None:
+    """``/dev/video3`` → 3 (deepstream-app's ``camera-v4l2-dev-node``)."""
+    match = _V4L2_DEVICE_RE.match(device)
+    return int(match.group(1)) if match else None
 
 
 def _id_to_str(value: Any) -> Any:
@@ -150,35 +177,105 @@ class SecretCredentials(FrozenModel):
     )
 
 
+def _device_url(data: Any) -> Any:
+    """A USB or CSI camera's ``url`` is its address, from ``device`` / ``sensorId`` (``v4l2:///dev/video0``,
+    ``csi://0``); a ``v4l2://`` or ``csi://`` URL gives them in turn."""
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    kind, url = out.get("type"), out.get("url")
+    scheme = url_scheme(url) if isinstance(url, str) else None
+    if kind is None and scheme in ("v4l2", "csi"):
+        kind = out["type"] = "usb" if scheme == "v4l2" else "csi"
+        rest = url.partition("://")[2] if isinstance(url, str) else ""
+        if kind == "usb" and "device" not in out:
+            out["device"] = rest
+        elif kind == "csi" and "sensorId" not in out and rest.isdigit():
+            out["sensorId"] = int(rest)
+    if kind == "usb" and "url" not in out:
+        if not isinstance(out.get("device"), str):
+            raise ValueError("a usb camera needs device (/dev/videoN)")
+        out["url"] = f"v4l2://{out['device']}"
+    elif kind == "csi" and "url" not in out:
+        if type(out.get("sensorId")) is not int:
+            raise ValueError("a csi camera needs sensorId")
+        out["url"] = f"csi://{out['sensorId']}"
+    return out
+
+
 class CameraSpec(FrozenModel):
     cameraId: Annotated[StrictStr, BeforeValidator(_id_to_str), Field(min_length=1, max_length=128)] = Field(
         description="the application's camera id (a string, as in source_list.json)"
     )
     url: Annotated[StrictStr, Field(min_length=1, max_length=2048)] = Field(
-        description="rtsp://, rtsps://, file://, http(s):// — never with credentials (use credentials.secretRef)"
+        description="rtsp://, rtsps://, file:// (or file:/path), http(s):// — never with credentials (use "
+        "credentials.secretRef); for a USB or CSI camera its address, from device / sensorId (v4l2:///dev/video0, "
+        "csi://0)"
     )
     credentials: SecretCredentials | None = None
     encoding: Literal["h264", "h265"] = "h264"
-    type: CameraType | None = Field(None, description="default: from the URL scheme")
+    type: CameraType | None = Field(
+        None,
+        description="default: from the URL scheme; usb (V4L2, with device) and csi (Jetson, with sensorId)",
+    )
+    device: Annotated[StrictStr, Field(pattern=_V4L2_DEVICE_RE.pattern)] | None = Field(
+        None, description="usb: the V4L2 device node on the host (/dev/videoN), passed into the container"
+    )
+    sensorId: Annotated[StrictInt, Field(ge=0, le=255)] | None = Field(
+        None, description="csi: the Jetson camera sensor id"
+    )
     width: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
     height: Annotated[StrictInt, Field(ge=1, le=16384)] | None = None
+    fps: Annotated[StrictInt, Field(ge=1, le=1000)] | Annotated[StrictStr, Field(pattern=_FPS_RE)] | None = (
+        Field(None, description="usb / csi: the capture frame rate, 30 or a fraction such as 30000/1001")
+    )
     stream: StrictBool = Field(
         False, description="ccm layout: the older app's per-source stream flag (source_list.json 'stream')"
     )
 
+    _device_url = model_validator(mode="before")(_device_url)
+
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        scheme, sep, _ = value.partition("://")
-        if not sep or scheme.lower() not in _SCHEME_TYPES:
-            raise ValueError("URL scheme must be one of rtsp, rtsps, file, http, https")
+        if url_scheme(value) not in _SCHEME_TYPES:
+            raise ValueError(
+                "URL must start with rtsp://, rtsps://, file:// (or file:/), http://, https://, v4l2:// or csi://"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> CameraSpec:
+        kind = self.source_type
+        if kind is CameraType.USB and self.device is None:
+            raise ValueError("a usb camera needs device (/dev/videoN)")
+        if kind is CameraType.CSI and self.sensorId is None:
+            raise ValueError("a csi camera needs sensorId")
+        if kind not in DEVICE_CAMERAS and (self.device is not None or self.sensorId is not None):
+            raise ValueError("device and sensorId are for usb and csi cameras (type: usb / csi)")
+        if kind is CameraType.USB and self.url != f"v4l2://{self.device}":
+            raise ValueError("a usb camera's url is v4l2://<device> (or leave url out)")
+        if kind is CameraType.CSI and self.url != f"csi://{self.sensorId}":
+            raise ValueError("a csi camera's url is csi://<sensorId> (or leave url out)")
+        if kind in DEVICE_CAMERAS and self.credentials is not None:
+            raise ValueError("usb and csi cameras take no credentials")
+        return self
 
     @property
     def source_type(self) -> CameraType:
         if self.type is not None:
             return self.type
-        return _SCHEME_TYPES[self.url.partition("://")[0].lower()]
+        return _SCHEME_TYPES[url_scheme(self.url) or ""]
+
+    @property
+    def fps_fraction(self) -> tuple[int, int] | None:
+        """``fps`` as deepstream-app's ``camera-fps-n`` / ``camera-fps-d``."""
+        if self.fps is None:
+            return None
+        if isinstance(self.fps, int):
+            return self.fps, 1
+        n, _, d = self.fps.partition("/")
+        return int(n), int(d or 1)
 
 
 class Camera(_Manifest):
@@ -210,6 +307,12 @@ class StreammuxSettings(FrozenModel):
     live_source: StrictBool | None = Field(None, alias="live-source")
     enable_padding: StrictBool | None = Field(None, alias="enable-padding")
     attach_sys_ts_as_ntp: StrictBool | None = Field(None, alias="attach-sys-ts-as-ntp")
+    config_file: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None,
+        alias="config-file",
+        description="deepstream-app: the new nvstreammux's config (USE_NEW_NVSTREAMMUX=yes): a file of app.files by "
+        "name, or a path in the container",
+    )
 
 
 Threshold = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
@@ -231,9 +334,31 @@ class CcmApp(FrozenModel):
 
 
 class ApplicationGroup(FrozenModel):
-    enable_perf_measurement: StrictBool = Field(True, alias="enable-perf-measurement")
-    perf_measurement_interval_sec: Annotated[StrictInt, Field(ge=1)] = Field(
-        5, alias="perf-measurement-interval-sec"
+    """``[application]``: unset keys keep deepstream-app's defaults (perf measurement off, so no FPS reported:
+    rule ``perf-measurement``)."""
+
+    enable_perf_measurement: StrictBool | None = Field(
+        None,
+        alias="enable-perf-measurement",
+        description="print **PERF: lines, which the agent reports as FPS (deepstream-app's default: off)",
+    )
+    perf_measurement_interval_sec: Annotated[StrictInt, Field(ge=1)] | None = Field(
+        None, alias="perf-measurement-interval-sec", description="seconds between **PERF: lines"
+    )
+    gie_kitti_output_dir: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, alias="gie-kitti-output-dir", description="write each GIE's detections in KITTI format here"
+    )
+    kitti_track_output_dir: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, alias="kitti-track-output-dir", description="write the tracker's output in KITTI format here"
+    )
+    reid_track_output_dir: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, alias="reid-track-output-dir", description="write the tracker's re-identification output here"
+    )
+    terminated_track_output_dir: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, alias="terminated-track-output-dir", description="write terminated tracks here"
+    )
+    shadow_track_output_dir: Annotated[StrictStr, Field(min_length=1)] | None = Field(
+        None, alias="shadow-track-output-dir", description="write shadow tracks here"
     )
 
 
@@ -248,6 +373,11 @@ class SourceDefaults(FrozenModel):
         None, alias="rtsp-reconnect-interval-sec"
     )
     num_extra_surfaces: Annotated[StrictInt, Field(ge=0)] | None = Field(None, alias="num-extra-surfaces")
+    type: Literal[2, 4] | None = Field(
+        None,
+        description="the source type of rtsp:// cameras: 4 (RTSP: rtspsrc, with reconnection; the default) or 2 (URI: "
+        "uridecodebin, as a MultiURI type 3 source becomes)",
+    )
 
 
 TrackerGroup = AppTracker
@@ -302,6 +432,11 @@ class DeepstreamApp(FrozenModel):
     )
     nvds_analytics: AppNvdsAnalytics | None = Field(None, alias="nvds-analytics")
     img_save: AppImgSave | None = Field(None, alias="img-save")
+    files: dict[FileName, StrictStr] = Field(
+        default_factory=dict,
+        description="text files rendered beside deepstream_app_config.txt, by name: the tracker, analytics, "
+        "message converter configs, … the groups name (a key names one by its bare name)",
+    )
     extraGroups: dict[AppGroupName, dict[AppExtraKey, PropertyValue]] = Field(
         default_factory=dict,
         description="escape hatch: groups dsfleet does not know yet, written verbatim after the others, or "
@@ -384,6 +519,13 @@ class _InstanceSpecBase(FrozenModel):
     securityOpt: tuple[StrictStr, ...] = ()
     healthCheck: HealthCheck | None = None
     sync: InstanceSync | None = None
+    updateStrategy: UpdateStrategy = Field(
+        DEFAULT_STRATEGY,
+        description="how a container-spec change replaces the container: CreateBeforeStop (the new one created, "
+        "then the old stopped and the new started; a failure keeps the old running), StartBeforeStop (the new one "
+        "running, and healthy with a health check, before the old stops: no gap, both hold the cameras and GPU "
+        "memory for a moment), Recreate (the old removed first, for hosts that cannot hold both)",
+    )
 
     @field_validator("cameras")
     @classmethod
@@ -504,6 +646,11 @@ class InferenceProfileSpec(FrozenModel):
         None, description="gates version-specific keys; default: from the image tag, else 7.0"
     )
     gies: tuple[Gie, ...] = Field(min_length=1)
+    files: dict[FileName, StrictStr] = Field(
+        default_factory=dict,
+        description="text files rendered beside the GIE files of every instance of this profile, by name (labels: "
+        "labelfile-path: labels.txt)",
+    )
 
 
 class InferenceProfile(_Manifest):

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictInt,
+    StrictStr,
+    model_serializer,
+)
 
 from dsfleet.schemas.hashing import canonical_hash, sha256_hex
 
@@ -54,6 +62,14 @@ class HealthCheck(_Wire):
     """Long by default: TensorRT engines build slowly on a first start."""
 
 
+class DeviceSpec(_Wire):
+    """A host device passed into the container (Docker's ``--device``): a USB camera's V4L2 node."""
+
+    pathOnHost: str
+    pathInContainer: str
+    cgroupPermissions: str = "rwm"
+
+
 class ContainerSpec(_Wire):
     image: str
     command: tuple[str, ...] | None = None
@@ -73,6 +89,16 @@ class ContainerSpec(_Wire):
     privileged: bool = False
     securityOpt: tuple[str, ...] = ()
     healthCheck: HealthCheck | None = None
+    devices: tuple[DeviceSpec, ...] = ()
+    """Host devices passed in (USB cameras). Left out of the serialised spec when empty, so the specs (and spec
+    hashes) of instances without devices are what they were before the field existed."""
+
+    @model_serializer(mode="wrap")
+    def _without_empty_devices(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        data: dict[str, object] = handler(self)
+        if not data.get("devices"):
+            data.pop("devices", None)
+        return data
 
 
 class RenderedFile(_Wire):

@@ -354,9 +354,16 @@ def encode(message: _Message) -> bytes:
 
 
 def agent_config_record(
-    node: str, generation: int, payload: dict[str, Any] | None, sent_at: str, prefix: str = ""
+    node: str,
+    generation: int,
+    payload: dict[str, Any] | None,
+    sent_at: str,
+    prefix: str = "",
+    *,
+    fleet: str | None = None,
 ) -> tuple[str, str, bytes | None, dict[str, str]]:
-    """The ``AgentConfig`` record (topic, key, value, headers) of one node's stored config; None → tombstone."""
+    """The ``AgentConfig`` record (topic, key, value, headers) of one node's stored config; None → tombstone.
+    ``fleet``: the id of the fleet (store) that writes it."""
     topic = topic_name(Topic.AGENT_CONFIG, prefix)
     headers = {"schema": schema_of(Topic.AGENT_CONFIG), "generation": str(generation)}
     if payload is None:
@@ -369,6 +376,7 @@ def agent_config_record(
         configHash=config.configHash,
         instances=config.instances,
         prune=config.prune,
+        fleet=fleet,
     )
     return topic, node, encode(message), headers
 

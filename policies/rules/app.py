@@ -8,7 +8,8 @@ from typing import Any
 
 from dsfleet.policies.registry import Context, Hit, did_you_mean, rule
 from dsfleet.schemas.deepstream import GieFormat
-from dsfleet.schemas.manifests import RuleSeverity
+from dsfleet.schemas.findings import plural
+from dsfleet.schemas.manifests import DEVICE_CAMERAS, RuleSeverity
 from dsfleet.schemas.placeholders import broker_connection_has_credentials
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
@@ -39,18 +40,39 @@ def sink_needs_display(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("sink-broker-settings", E, "a message-broker sink (type 6) names its adapter, connection and converter",
-      category="deepstream")  # fmt: skip
+_CONNECTION_REQUIRED = ("kafka", "redis")
+"""Adapters that take their connection only from ``msg-broker-conn-str`` (their READMEs: "must be specified in
+call to connect"). AMQP, MQTT and the Azure device client also read it from their config file
+(``msg-broker-config``); the Azure IoT Edge module client (``libnvds_azure_edge_proto.so``) needs none: the edge
+runtime connects it."""
+_CONNECTION_OR_CONFIG = ("amqp", "mqtt", "azure_proto")
+
+
+def _needs_connection(proto_lib: object, values: dict[str, Any]) -> bool:
+    name = proto_lib.rsplit("/", 1)[-1].lower() if isinstance(proto_lib, str) else ""
+    if any(f"_{adapter}_" in name for adapter in _CONNECTION_REQUIRED):
+        return True
+    return (
+        any(f"_{adapter}" in name for adapter in _CONNECTION_OR_CONFIG) and "msg-broker-config" not in values
+    )
+
+
+@rule("sink-broker-settings", E, "a message-broker sink (type 6) names its adapter, its converter config and "
+      "the connection the adapter needs", category="deepstream")  # fmt: skip
 def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         for i, sink in enumerate(spec.app.sinks):
             values = ctx.keys(sink)
             if not values.get("enable") or values.get("type") != 6:
                 continue
-            needed = ["msg-broker-proto-lib", "msg-broker-conn-str"]
-            if not values.get("disable-msgconv"):
-                needed.append("msg-conv-config")
-            missing = [k for k in needed if k not in values]
+            proto = values.get("msg-broker-proto-lib")
+            missing = [] if proto else ["msg-broker-proto-lib"]
+            if not values.get("disable-msgconv") and "msg-conv-config" not in values:
+                missing.append("msg-conv-config")
+            if "msg-broker-conn-str" not in values and _needs_connection(proto, values):
+                missing.append("msg-broker-conn-str (this adapter connects with it" + (
+                    "" if any(f"_{a}_" in str(proto) for a in _CONNECTION_REQUIRED) else " or msg-broker-config"
+                ) + ")")  # fmt: skip
             if missing:
                 yield Hit(
                     f"instance {name!r}: sink{i} (type 6) needs {', '.join(missing)}",
@@ -92,8 +114,8 @@ def broker_credentials(ctx: Context) -> Iterator[Hit]:
 
 _SOURCE_GROUP = re.compile(r"^source([0-9]+)$")
 _LIST_SCHEMES = ("rtsp://", "file://")
-"""The URI prefixes deepstream-app's ``[source-list]`` accepts (``set_source_all_configs``; ``usb:``/``csi:``
-are not cameras dsfleet models)."""
+"""The URI prefixes deepstream-app's ``[source-list]`` accepts (``set_source_all_configs``); USB and CSI
+cameras are listed as ``usb:N`` / ``csi:N``."""
 
 
 @rule("app-source-list", E, "[source-list] settings are consistent: cameras it can open, no per-camera "
@@ -135,23 +157,27 @@ def app_source_list(ctx: Context) -> Iterator[Hit]:
                 )
         for camera_name in cameras:
             camera = ctx.fleet.cameras.get(camera_name)
-            if camera is not None and not camera.spec.url.lower().startswith(_LIST_SCHEMES):
+            if (
+                camera is not None
+                and camera.spec.source_type not in DEVICE_CAMERAS
+                and not camera.spec.url.lower().startswith(_LIST_SCHEMES)
+            ):
                 yield Hit(
                     f"instance {name!r}: camera {camera_name!r}: a source list opens only rtsp:// and file:// "
-                    "URLs (deepstream-app: 'Incorrect URI for camera source')",
+                    "URLs, USB and CSI cameras (deepstream-app: 'URI not in proper format')",
                     ctx.fleet.source("Camera", camera_name, "spec", "url"),
                 )
         names = settings.get("sensor-name-list")
         if names is not None and len(names) != len(cameras):
             yield Hit(
-                f"instance {name!r}: source-list sensor-name-list has {len(names)} names for "
-                f"{len(cameras)} cameras",
+                f"instance {name!r}: source-list sensor-name-list has {plural(len(names), 'name')} for "
+                f"{plural(len(cameras), 'camera')}",
                 at("source-list", "sensor-name-list"),
             )
         limit = settings.get("max-batch-size")
         if multi and isinstance(limit, int) and limit < len(cameras):
             yield Hit(
-                f"instance {name!r}: source-list max-batch-size {limit} is less than its {len(cameras)} cameras",
+                f"instance {name!r}: source-list max-batch-size {limit} is less than its {plural(len(cameras), 'camera')}",
                 at("source-list", "max-batch-size"),
             )
         port = settings.get("http-port")
@@ -220,4 +246,36 @@ def app_gie_settings(ctx: Context) -> Iterator[Hit]:
                     f"instance {name!r}: app.gies.{gie_name}: plugin-type 1 (nvinferserver) needs an "
                     f"nvinferserver config, but the profile renders {gie.file} for nvinfer",
                     ctx.fleet.source("DsInstance", name, "spec", "app", "gies", gie_name, "plugin-type"),
+                )
+
+
+@rule("perf-measurement", W, "deepstream-app instances print **PERF lines, which the agent reports as FPS",
+      category="deepstream")  # fmt: skip
+def perf_measurement(ctx: Context) -> Iterator[Hit]:
+    for name, spec in ctx.apps:
+        if not spec.app.application.enable_perf_measurement:
+            yield Hit(
+                f"instance {name!r}: enable-perf-measurement is off (deepstream-app's default), so the agent reports "
+                "no FPS; set app.application.enable-perf-measurement: true to have them",
+                ctx.fleet.source("DsInstance", name, "spec", "app"),
+            )
+
+
+@rule(
+    "camera-kind-layout",
+    E,
+    "the ccm app opens URL cameras only (no usb or csi cameras)",
+    category="deepstream",
+)
+def camera_kind_layout(ctx: Context) -> Iterator[Hit]:
+    for name, res in ctx.resolved_instances:
+        if res.layout != "ccm":
+            continue
+        for camera_name in res.cameras:
+            camera = ctx.fleet.cameras.get(camera_name)
+            if camera is not None and camera.spec.source_type in DEVICE_CAMERAS:
+                yield Hit(
+                    f"instance {name!r}: camera {camera_name!r} is a {camera.spec.source_type.value} camera; the ccm "
+                    "app's source_list.json takes rtsp, file and http URLs (use the deepstream-app layout)",
+                    ctx.fleet.source("Camera", camera_name, "spec", "type"),
                 )

@@ -7,7 +7,7 @@ from typing import Any
 
 from dsfleet.policies.registry import Context, Hit, did_you_mean, rule
 from dsfleet.resolution.instances import image_allowed
-from dsfleet.schemas.findings import INVALID_TARGET, Note, SourceRef
+from dsfleet.schemas.findings import INVALID_TARGET, Note, SourceRef, plural
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity, broker_connection_path
 from dsfleet.schemas.placeholders import (
     connection_has_credentials,
@@ -164,7 +164,7 @@ def node_capacity(ctx: Context) -> Iterator[Hit]:
         cap = node.spec.capacity
         if cap is not None and load.get(name, 0) > cap:
             yield Hit(
-                f"spec.capacity: node {name!r} is given {load[name]} cameras, more than its capacity {cap}",
+                f"spec.capacity: node {name!r} is given {plural(load[name], 'camera')}, more than its capacity {cap}",
                 ctx.fleet.source("Node", name, "spec", "capacity"),
             )
 
@@ -244,7 +244,7 @@ def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
     for name, res in ctx.resolved_instances:
         if len(res.cameras) > limit:
             yield Hit(
-                f"instance {name!r} has {len(res.cameras)} cameras, more than the Policy's limit {limit}",
+                f"instance {name!r} has {plural(len(res.cameras), 'camera')}, more than the Policy's limit {limit}",
                 ctx.fleet.source("DsInstance", name, "spec", "cameras"),
             )
 

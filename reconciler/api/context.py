@@ -8,19 +8,30 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from dsfleet.reconciler.coordinator.loop import Coordinator
     from dsfleet.reconciler.store import Store
+    from dsfleet.schemas.wire import AgentLogs
 
-__all__ = ["ApiContext", "Sender", "token_matches"]
+__all__ = ["ApiContext", "LogSource", "Sender", "token_matches"]
 
 Sender = Callable[[str, str | None, bytes], None]
-"""``send(topic, key, value)``: ``topic`` is ``"update-config"`` or ``"refresh"``; raises TemporaryError when the
-broker cannot take it."""
+"""``send(topic, key, value)``: ``topic`` is ``"update-config"``, ``"refresh"`` or ``"agent-command"``; raises
+TemporaryError when the broker cannot take it."""
+
+
+class LogSource(Protocol):
+    """Asks a node for an instance's log (:class:`dsfleet.reconciler.coordinator.logreplies.LogFetcher`)."""
+
+    def fetch(
+        self, node: str, instance: str, *, tail: int | None, since: str | None, timeout: float
+    ) -> AgentLogs | None: ...
+
+    def close(self) -> None: ...
 
 
 def token_matches(expected: str | None, header: str | None) -> bool:
@@ -46,6 +57,8 @@ class ApiContext:
     send: Sender | None = None
     """Sends UpdateConfig/Refresh; None: no broker configured (writes that need one answer 503)."""
     stats: Callable[[], dict[str, Any]] | None = None
+    logs: LogSource | None = None
+    """Fetches instance logs from their nodes; None: no broker configured (the logs route answers 503)."""
     _store: Store | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -61,6 +74,8 @@ class ApiContext:
             return self._store
 
     def close(self) -> None:
+        if self.logs is not None:
+            self.logs.close()
         with self._lock:
             if self._store is not None:
                 self._store.close()

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dsfleet.reconciler.api.context import ApiContext, token_matches
 from dsfleet.reconciler.api.errors import ApiError
-from dsfleet.reconciler.views import status_document
+from dsfleet.reconciler.views import PUBLISHED_WINDOW, status_document
 from dsfleet.schemas.errors import DsfleetError
 
 if TYPE_CHECKING:
@@ -78,9 +78,10 @@ class FleetStatus:
 
 def read_status(ctx: ApiContext) -> FleetStatus:
     """One read of the store (503 when it cannot be read), then the document as of now."""
+    now = datetime.now(UTC)
     try:
-        snapshot = ctx.store().status_snapshot()
+        snapshot = ctx.store().status_snapshot(since=now - PUBLISHED_WINDOW)
     except DsfleetError as exc:
         log.warning("store unreadable error=%s", exc)
         raise ApiError(503, "the store cannot be read now") from None
-    return FleetStatus(snapshot, status_document(snapshot, datetime.now(UTC)))
+    return FleetStatus(snapshot, status_document(snapshot, now))

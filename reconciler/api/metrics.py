@@ -1,6 +1,7 @@
 """``/metrics``: Prometheus text, names prefixed ``dsfleet_``. Counters come from the coordinator of this process
-(``Coordinator.counters``, ``OutboxPublisher.stats``); gauges are computed from the store on every scrape (so
-``dsfleet serve`` shows them too)."""
+(``Coordinator.counters``, ``OutboxPublisher.stats``); gauges — and the counters the store keeps (drift events, the
+foreign configs the coordinator's heartbeat reports) — are computed from the store on every scrape (so ``dsfleet
+serve`` shows them too), from the same status document ``dsfleet status`` prints."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from dsfleet.reconciler.views import status_document
+from dsfleet.reconciler.views import PUBLISHED_WINDOW, status_document
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,12 +37,20 @@ class _FleetCollector(Collector):
 
     def _store_metrics(self) -> Iterator[Metric]:
         store = self.ctx.store()
-        snapshot = store.status_snapshot(events=0)
-        doc = status_document(snapshot, datetime.now(UTC))
-        nodes = GaugeMetricFamily("dsfleet_nodes", "Nodes by online state", labels=["state"])
-        nodes.add_metric(["online"], doc["summary"]["nodes"]["online"])
-        nodes.add_metric(["offline"], doc["summary"]["nodes"]["offline"])
+        now = datetime.now(UTC)
+        snapshot = store.status_snapshot(events=0, since=now - PUBLISHED_WINDOW)
+        doc = status_document(snapshot, now)
+        nodes = GaugeMetricFamily(
+            "dsfleet_nodes", "Nodes by connection state (online, offline, unknown)", labels=["state"]
+        )
+        for state in ("online", "offline", "unknown"):
+            nodes.add_metric([state], doc["summary"]["nodes"][state])
         yield nodes
+        yield GaugeMetricFamily(
+            "dsfleet_nodes_retiring",
+            "Nodes removed from the manifests whose agents still report instances",
+            value=doc["summary"]["nodes"]["retiring"],
+        )
         instances = GaugeMetricFamily(
             "dsfleet_instances", "Instances by sync and health", labels=["sync", "health"]
         )
@@ -52,8 +61,38 @@ class _FleetCollector(Collector):
             instances.add_metric([sync, health], n)
         yield instances
         yield GaugeMetricFamily(
-            "dsfleet_drift", "Drift records reported by agents", value=doc["summary"]["instances"]["drift"]
+            "dsfleet_drift",
+            "Drift reported by agents and not healed yet (0 once everything is healed)",
+            value=doc["summary"]["instances"]["drift"],
         )
+        yield CounterMetricFamily(
+            "dsfleet_drift_events",
+            "Drifts reported by agents in all (healed or not)",
+            value=doc["summary"]["instances"]["driftEvents"],
+        )
+        coordinator = doc["coordinator"]
+        yield GaugeMetricFamily(
+            "dsfleet_coordinator_up",
+            "1 while the coordinator's heartbeat in the store is fresh",
+            value=1 if coordinator and coordinator["running"] else 0,
+        )
+        if coordinator is not None:
+            yield GaugeMetricFamily(
+                "dsfleet_coordinator_heartbeat_age_seconds",
+                "Seconds since the coordinator last wrote its heartbeat",
+                value=coordinator["seenAgeSeconds"],
+            )
+            if coordinator["broker"]["configured"]:
+                yield GaugeMetricFamily(
+                    "dsfleet_broker_reachable",
+                    "1 when the coordinator last reached its broker",
+                    value=1 if coordinator["broker"]["reachable"] else 0,
+                )
+            yield CounterMetricFamily(
+                "dsfleet_foreign_configs",
+                "AgentConfig records read back that this fleet's coordinator did not write",
+                value=coordinator["foreignConfigs"]["count"],
+            )
         age = GaugeMetricFamily(
             "dsfleet_heartbeat_age_seconds", "Seconds since each node's last heartbeat", labels=["node"]
         )
@@ -70,8 +109,14 @@ class _FleetCollector(Collector):
                 if value is not None:
                     behind.add_metric([n["name"], kind], value)
         yield behind
+        outbox = doc["outbox"]
         yield GaugeMetricFamily(
-            "dsfleet_outbox_depth", "Outbox rows not yet published", value=store.outbox_depth()
+            "dsfleet_outbox_depth", "Outbox rows not yet published", value=outbox["depth"]
+        )
+        yield GaugeMetricFamily(
+            "dsfleet_outbox_oldest_age_seconds",
+            "Seconds the oldest unpublished outbox row has waited (0 when none)",
+            value=outbox["oldestAgeSeconds"] or 0,
         )
         revs = GaugeMetricFamily("dsfleet_revisions", "Revisions stored, by verdict", labels=["verdict"])
         for verdict, n in sorted(store.revision_counts().items()):

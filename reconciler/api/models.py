@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dsfleet.reconciler.planning.conditions import Health, Sync
+from dsfleet.reconciler.planning.conditions import Connection, Health, Sync
 from dsfleet.reconciler.planning.plans import Action, ChangeKind
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "EventView",
     "FindingView",
     "Healthz",
+    "InstanceLogs",
     "InstanceStatus",
     "InstanceView",
     "InvalidDiffDocument",
@@ -155,11 +156,28 @@ class GpuView(_Body):
     memoryMiB: int | None
 
 
+class RejectionView(_Body):
+    """An AgentConfig record the node's agent refused (it keeps running its last good config)."""
+
+    reason: str = Field(description="stale-generation, other-fleet, invalid, …")
+    generation: int | None
+    detail: str
+    at: str
+
+
 class NodeStatus(_Body):
     """A node (desired, or announced by an agent) in the status document."""
 
     name: str
     online: bool
+    state: Connection = Field(
+        description="online; offline (no heartbeat for a few intervals); unknown (the coordinator is not running "
+        "or cannot reach its broker, or started moments ago): computed when read"
+    )
+    stateReason: str
+    retiring: bool = Field(
+        description="the manifests no longer declare the node: shown until its agent removed what it ran"
+    )
     lastSeen: Timestamp | None
     heartbeatAgeSeconds: float | None
     heartbeatSeconds: float | None
@@ -172,9 +190,13 @@ class NodeStatus(_Body):
     instances: int = Field(description="how many desired instances the node runs")
     desiredGeneration: int | None
     observedGeneration: int | None
-    sync: Sync
+    sync: Sync = Field(description="the worst of its instances' and of its own config hash's")
+    reason: str
     managed: bool = Field(description="the manifests declare this node")
     error: str | None
+    fleet: str | None = Field(description="the fleet its agent says it is bound to")
+    fleetConflict: str | None = Field(description="set when its agent is bound to another fleet")
+    rejections: list[RejectionView] = Field(description="AgentConfig records its agent refused lately")
 
 
 class DriftView(_Body):
@@ -182,6 +204,19 @@ class DriftView(_Body):
     detail: str | None
     at: str
     healed: bool
+
+
+class ConditionView(_Body):
+    """A problem the agent has with the instance; it keeps running what it ran before."""
+
+    reason: str = Field(
+        description="ImageNotFound, CreateFailed, StartFailed, SecretMissing, FilesUnwritable, …"
+    )
+    message: str
+    cameras: list[str] = Field(description="the cameras it leaves out")
+    since: str | None
+    attempts: int
+    nextRetryAt: str | None
 
 
 class InstanceStatus(_Body):
@@ -205,8 +240,13 @@ class InstanceStatus(_Body):
     exitCode: int | None
     lastLogLine: str | None
     error: str | None
-    fps: dict[str, float] = Field(description="frames per second of each source (source index → fps)")
+    fps: dict[str, float] = Field(
+        description="frames per second of each source (source index → fps); only when fresh and running"
+    )
+    fpsAt: Timestamp | None
+    conditions: list[ConditionView]
     drift: list[DriftView]
+    movingFrom: list[str] = Field(description="other nodes that still report it (it moved from there)")
     containerId: str | None
     updatedAt: Timestamp | None
 
@@ -215,13 +255,16 @@ class NodeCounts(_Body):
     total: int
     online: int
     offline: int
+    unknown: int
+    retiring: int
 
 
 class InstanceCounts(_Body):
     total: int
     sync: dict[str, int]
     health: dict[str, int]
-    drift: int
+    drift: int = Field(description="drift reported and not healed yet")
+    driftEvents: int = Field(description="drifts reported in all")
 
 
 class StatusSummary(_Body):
@@ -237,11 +280,53 @@ class PendingPlan(_Body):
     text: str
 
 
+class BrokerView(_Body):
+    configured: bool
+    reachable: bool | None
+    since: Timestamp | None = Field(description="since when it has been reachable (or not)")
+    error: str | None
+    summary: str
+
+
+class ForeignConfigs(_Body):
+    count: int = Field(description="AgentConfig records read back that this coordinator did not write")
+    last: str | None
+
+
+class CoordinatorView(_Body):
+    """The coordinator's heartbeat, as of the document."""
+
+    running: bool
+    summary: str = Field(description='e.g. "coordinator not running, last seen 2 min ago"')
+    host: str
+    pid: int
+    version: str
+    manifests: str
+    sync: str | None
+    startedAt: Timestamp
+    seenAt: Timestamp
+    seenAgeSeconds: float
+    stoppedAt: Timestamp | None
+    broker: BrokerView
+    foreignConfigs: ForeignConfigs
+
+
+class OutboxView(_Body):
+    depth: int = Field(description="outbox rows not published yet")
+    nodes: list[str] = Field(description="the nodes whose configs wait")
+    oldestAt: Timestamp | None
+    oldestAgeSeconds: float | None
+    summary: str = Field(description='e.g. "2 configs waiting to be published: broker unreachable since …"')
+
+
 class StatusDocument(_Body):
     """``dsfleet.status/v1``: the fleet at a glance (also ``dsfleet status -o json``)."""
 
     schema_: Literal["dsfleet.status/v1"] = Field(alias="schema")
     generatedAt: Timestamp
+    fleet: str | None = Field(description="the fleet (store) id every AgentConfig carries")
+    coordinator: CoordinatorView | None = Field(description="None: no coordinator ever ran on this store")
+    outbox: OutboxView
     summary: StatusSummary
     nodes: list[NodeStatus]
     instances: list[InstanceStatus]
@@ -270,6 +355,10 @@ class InstanceView(InstanceStatus):
     layout: str | None = None
     appType: str | None = None
     specHash: str | None = None
+    sources: list[str] = Field(
+        default_factory=list,
+        description="the instance's cameras in source order (``fps`` key N is ``sources[N]``)",
+    )
 
 
 class CameraView(_Body):
@@ -388,3 +477,21 @@ class InvalidDiffDocument(_Body):
     schema_: Literal["dsfleet.diff/v1"] = Field(alias="schema")
     valid: Literal[False]
     findings: list[FindingView]
+
+
+# ------------------------------------------------------------------------------------------------------- logs
+
+
+class InstanceLogs(_Body):
+    """``GET /instances/{name}/logs``: the newest lines of the instance's container, read on its node at the time
+    of the request (credentials masked on the host and again by the API)."""
+
+    instance: str
+    node: str = Field(description="the node that answered")
+    text: str = Field(description="the log lines, oldest first (at most 64 KB)")
+    truncated: bool = Field(description="older lines were left out to stay within 64 KB")
+    error: str | None = Field(
+        description="why the node could not read the log (no container, …); text is empty"
+    )
+    requestId: str
+    fetchedAt: Timestamp

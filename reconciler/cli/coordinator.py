@@ -172,6 +172,7 @@ def _start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = Non
     secret = api.webhook_secret
     if api.webhook_secret_file is not None:
         secret = _read_secret(api.webhook_secret_file, "webhook secret file")
+    send = _request_sender(args)
     ctx = ApiContext(
         db=settings.coordinator.db,
         manifests=manifests,
@@ -180,13 +181,28 @@ def _start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = Non
         webhook_secret=secret or None,
         limits=loader_limits(settings.coordinator),
         coordinator=coordinator,
-        send=_request_sender(args),
+        send=send,
+        logs=_log_source(args, send, coordinator),
     )
     return ApiServer(ctx, parse_listen(where)).start()
 
 
+def _log_source(args: argparse.Namespace, send: Any, coordinator: Any) -> Any:
+    """How the API fetches instance logs: the commands go out through ``send``; the replies are read by the
+    coordinator of this process, or else by a reader of the API's own (None without a broker)."""
+    if send is None:
+        return None
+    from dsfleet.reconciler.coordinator.logreplies import LogFetcher
+
+    if coordinator is not None and coordinator.bus is not None:
+        return LogFetcher(send, coordinator.log_replies)
+    kafka = _kafka(args)
+    config = {"bootstrap.servers": _bootstrap(args) or "", **_kafka_client(args)}
+    return LogFetcher.reading(send, config, kafka.topic_prefix, kafka.max_message_bytes)
+
+
 def _request_sender(args: argparse.Namespace) -> Any:
-    """UpdateConfig/Refresh through a send-only bus (None without a broker)."""
+    """UpdateConfig/Refresh (and the API's ``logs`` commands) through a send-only bus (None without a broker)."""
     servers = _bootstrap(args)
     if servers is None:
         return None
@@ -207,7 +223,11 @@ def _request_sender(args: argparse.Namespace) -> Any:
         read=False,
     )
     lock = threading.Lock()
-    topics = {"update-config": Topic.UPDATE_CONFIG, "refresh": Topic.REFRESH}
+    topics = {
+        "update-config": Topic.UPDATE_CONFIG,
+        "refresh": Topic.REFRESH,
+        "agent-command": Topic.AGENT_COMMAND,
+    }
 
     def send(kind: str, key: str | None, value: bytes) -> None:
         with lock:
@@ -329,6 +349,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         max_message_bytes=kafka.max_message_bytes,
         watch_debounce_ms=conf.debounce_ms,
         fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
+        retire_after=timedelta(seconds=conf.retire_after_seconds),
+        broker=servers,
     )
     stop = _stop_on_signals()
     from dsfleet.reconciler.cli.plan import ensure_parent
@@ -351,6 +373,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                         partitions=kafka.partitions,
                         replication_factor=kafka.replication_factor,
                         max_message_bytes=kafka.max_message_bytes,
+                        # one group per fleet: a coordinator of another fleet on this broker never takes
+                        # this one's share of the agents' messages
+                        group_id=f"dsfleet-coordinator-{store.fleet_id()}",
                     )
                 )
             else:
@@ -360,11 +385,12 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
             api = _start_api(args, manifests, coordinator)
             watcher.start()
             log.info(
-                "coordinator started manifests=%s store=%s broker=%s sync=%s",
+                "coordinator started manifests=%s store=%s broker=%s sync=%s fleet=%s",
                 manifests,
                 store.where,
                 servers or "-",
                 options.sync or "policy",
+                coordinator.fleet,
             )
             try:
                 coordinator.run(stop, changed=watcher.take)

@@ -18,10 +18,13 @@ from dsfleet.reconciler.cli import db as cli_db
 from dsfleet.reconciler.cli import hooks as cli_hooks
 from dsfleet.reconciler.cli import imports as cli_import
 from dsfleet.reconciler.cli import legacy as cli_legacy
+from dsfleet.reconciler.cli import logs as cli_logs
+from dsfleet.reconciler.cli import nodes as cli_nodes
 from dsfleet.reconciler.cli import plan as cli_plan
 from dsfleet.reconciler.cli import status as cli_status
 from dsfleet.reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
 from dsfleet.schemas.errors import DsfleetError, ExitCode
+from dsfleet.schemas.findings import plural
 
 DESCRIPTION = """\
 dsfleet keeps fleets of NVIDIA DeepStream containers in the state their YAML manifests declare
@@ -56,9 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "--log-level",
+        type=str.lower,
         choices=LEVELS,
         default="info",
-        help="log level of long-running commands (default: info)",
+        help="log level of long-running commands, any case (default: info)",
     )
     parser.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="log line format (default: text)"
@@ -114,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_broker.add_parser(sub)
     cli_db.add_parser(sub)
     cli_status.add_parser(sub)
+    cli_nodes.add_parser(sub)
+    cli_logs.add_parser(sub)
     cli_hooks.add_parser(sub)
     from dsfleet.reconciler import demo
 
@@ -124,7 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_validate(args: argparse.Namespace) -> int:
     from dsfleet.reconciler.cli.findings import (
         no_manifests,
-        plural,
         print_findings,
         report_missing,
         summary_counts,
@@ -149,7 +154,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         json.dump(validate_json(loaded, errors, warnings, strict=args.strict), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print_findings(loaded.findings)
+        print_findings(loaded.findings, roots=args.paths)
         what = ", ".join(
             [
                 plural(counts["nodes"], "node"),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dsfleet.reconciler.cli.findings import no_manifests, plural, print_findings, report_missing, use_color
+from dsfleet.reconciler.cli.findings import no_manifests, print_findings, report_missing, use_color
 from dsfleet.reconciler.cli.options import (
     add_db,
     add_manifest_options,
@@ -22,6 +22,7 @@ from dsfleet.reconciler.cli.options import (
 )
 from dsfleet.reconciler.views import apply_json, finding_json, history_json, records_json
 from dsfleet.schemas.errors import ExitCode
+from dsfleet.schemas.findings import plural
 
 PATHS_HELP = "manifest files or directories (*.yaml, *.yml; several are read as one set)"
 RENDER_MARKER = ".dsfleet-render.json"
@@ -52,8 +53,11 @@ def add_parser(sub: Any) -> None:
         description="Validate the manifests, store them as a revision (source cli; git commit/author/message "
         "when PATH is in a git work tree) and queue exactly the changed nodes' configs for their agents. An "
         "invalid set is stored as a rejected revision and changes nothing else. Manifests identical to the "
-        "newest revision's record nothing ('no changes'). Creates the store when it does not exist (and says so).",
-        epilog="exit: 0 applied (or no changes), 1 rejected or refused, 2 error (also: no manifests found)",
+        "newest revision's record nothing ('no changes'). Creates the store when it does not exist (and says so). "
+        "Prints each changed instance's action and how many of its files change (--stat: which files; --diff: "
+        "their diffs), then the summary.",
+        epilog="exit: 0 applied (or no changes), 1 rejected or refused, 2 error (also: no manifests found, or a "
+        "coordinator runs on the store: it is the fleet's one writer)",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     add_manifest_options(p)
@@ -70,6 +74,17 @@ def add_parser(sub: Any) -> None:
         help="accept a manifest set with no manifests at all (an error by default)",
     )
     add_output(p)
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--stat", action="store_true", help="list the changed files of each instance, without their contents"
+    )
+    shown.add_argument(
+        "--diff",
+        "-v",
+        dest="full_diff",
+        action="store_true",
+        help="print the whole plan with every file's diff, as `dsfleet diff` does",
+    )
     from dsfleet.reconciler.cli.waiting import add_wait_options
 
     add_wait_options(p)
@@ -180,7 +195,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                     "findings": [finding_json(f) for f in loaded.findings],
                 }
             )
-        print_findings(loaded.findings)
+        print_findings(loaded.findings, roots=args.paths)
         print(
             f"dsfleet diff: {plural(len(loaded.errors), 'error')} in the manifests; nothing to compare",
             file=sys.stderr,
@@ -196,7 +211,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         stored = stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, stored)
     if loaded.warnings and args.output == "text":
-        print_findings(loaded.warnings)
+        print_findings(loaded.warnings, roots=args.paths)
     if args.output == "json":
         out = plan_json(plan)
         out["valid"] = True
@@ -223,6 +238,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     url = settings.coordinator.db
     if store_problem("apply", url, must_exist=False):
+        return ExitCode.ERROR
+    from dsfleet.reconciler.cli.writers import coordinator_conflict
+
+    conflict = coordinator_conflict(url)
+    if conflict is not None:
+        print(f"dsfleet apply: error: {conflict}", file=sys.stderr)
         return ExitCode.ERROR
     git = git_info(args.paths[0])
     rev = NewRevision(
@@ -269,7 +290,7 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
             _json({"schema": "dsfleet.apply/v1", "outcome": "unchanged", "revision": revision,
                    "accepted": accepted, "findings": findings})  # fmt: skip
         else:
-            print_findings(loaded.findings)
+            print_findings(loaded.findings, roots=args.paths)
             state = "" if accepted else f" (rejected: {plural(len(loaded.errors), 'error')})"
             print(f"no changes: the manifests are those of revision {revision}{state}; nothing recorded")
         return ExitCode.OK if accepted else ExitCode.FAILED
@@ -277,7 +298,7 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
         if as_json:
             _json({"schema": "dsfleet.apply/v1", "outcome": "rejected", "revision": result.rejected_revision,
                    "accepted": False, "findings": findings})  # fmt: skip
-        print_findings(loaded.findings)
+        print_findings(loaded.findings, roots=args.paths)
         print(
             f"revision {result.rejected_revision} rejected: {plural(len(loaded.errors), 'error')}; "
             "the last good revision keeps running",
@@ -285,7 +306,7 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
         )
         return ExitCode.FAILED
     if loaded.warnings:
-        print_findings(loaded.warnings)
+        print_findings(loaded.warnings, roots=args.paths)
     if result.outcome is Outcome.REFUSED_PRUNE_ALL:
         if as_json:
             _json({"schema": "dsfleet.apply/v1", "outcome": "refused", "revision": None, "accepted": False,
@@ -302,7 +323,12 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
         _json(apply_json(applied, summary(plan), findings))
         return ExitCode.OK
     if not plan.empty:
-        sys.stdout.write(plan_text(plan, color=use_color(sys.stdout)))
+        # by default each instance's action and its number of files; --stat the files, --diff their diffs
+        sys.stdout.write(
+            plan_text(
+                plan, color=use_color(sys.stdout), bodies=args.full_diff, files=args.full_diff or args.stat
+            )
+        )
     gens = ", ".join(f"{n} → generation {g}" for n, g in sorted(applied.generations.items()))
     print(
         f"revision {applied.revision_id} applied: {plural(len(applied.outbox_ids), 'node config')} queued"
@@ -380,7 +406,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         if args.node is not None and args.node not in fleet.nodes:
             return _unknown("render", "Node", args.node, list(fleet.nodes))
         if not loaded.ok:
-            print_findings(loaded.findings)
+            print_findings(loaded.findings, roots=args.paths)
             return ExitCode.FAILED
         configs = dict(desired.configs or {})
         instances = {i.name: i for c in configs.values() for i in c.instances}

@@ -1,5 +1,6 @@
-"""``dsfleet status``: the fleet at a glance from the store (nodes, instances with sync and health, the last
-revision, the pending plan of manual sync). The document is :func:`dsfleet.reconciler.views.status_document`
+"""``dsfleet status``: the fleet at a glance from the store (whether the coordinator runs and reaches its broker,
+what waits in the outbox, nodes, instances with sync and health, the last revision, the pending plan of manual
+sync). The document is :func:`dsfleet.reconciler.views.status_document`
 (``dsfleet.status/v1``) of the store's :meth:`~dsfleet.reconciler.store.Store.status_snapshot`; this module only
 prints it: ``rich`` tables on a terminal, plain columns otherwise, JSON with ``-o json``; ``--watch`` refreshes in
 place."""
@@ -15,6 +16,7 @@ from typing import Any
 
 from dsfleet.reconciler.cli.options import add_db, add_output, settings_of, store_problem
 from dsfleet.schemas.errors import ExitCode
+from dsfleet.schemas.findings import plural
 
 __all__ = ["add_parser", "cmd_status", "status_text"]
 
@@ -23,10 +25,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "status",
         help="show nodes, instances (sync, health, state), the last revision and the pending plan",
-        description="Read the store and show every node (online, last seen, agent version, desired vs "
-        "observed generation) and every instance (sync Synced/OutOfSync/Progressing, health Healthy/Degraded/"
-        "Failed/Unknown, state, restarts, drift, FPS), the last revision (commit, author, accepted or rejected "
-        "with its errors) and, in manual sync, the pending plan. JSON: the dsfleet.status/v1 document.",
+        description="Read the store and show whether the coordinator runs (its heartbeat) and reaches its broker, "
+        "what waits in the outbox, every node (online/offline/unknown, retiring, last seen, agent version, "
+        "desired vs observed generation) and every instance (sync Synced/OutOfSync/Progressing, health Healthy/"
+        "Degraded/Failed/Unknown, state, restarts, unhealed drift, fresh FPS, reason), the last revision "
+        "(commit, author, accepted or rejected with its errors) and, in manual sync, the pending plan. JSON: the "
+        "dsfleet.status/v1 document.",
         epilog="exit: 0 shown, 2 unusable store",
     )
     add_db(p)
@@ -38,11 +42,12 @@ def add_parser(sub: Any) -> None:
 
 def read_status(db: str) -> dict[str, Any]:
     from dsfleet.reconciler.store import Store
-    from dsfleet.reconciler.views import status_document
+    from dsfleet.reconciler.views import PUBLISHED_WINDOW, status_document
 
+    now = datetime.now(UTC)
     with Store.open(db, readonly=True) as store:
-        snapshot = store.status_snapshot()
-    return status_document(snapshot, datetime.now(UTC))
+        snapshot = store.status_snapshot(since=now - PUBLISHED_WINDOW)
+    return status_document(snapshot, now)
 
 
 def _cell(value: Any) -> str:
@@ -71,7 +76,7 @@ def _rows(doc: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
     nodes = [
         [
             n["name"],
-            "online" if n["online"] else "offline",
+            n["state"] + (" (retiring)" if n["retiring"] else ""),
             _ago(n["lastSeen"], now),
             _cell(n["agentVersion"]),
             f"{_cell(n['desiredGeneration'])}/{_cell(n['observedGeneration'])}",
@@ -90,7 +95,7 @@ def _rows(doc: dict[str, Any]) -> tuple[list[list[str]], list[list[str]]]:
             _cell(i["state"]),
             f"{_cell(i['desiredGeneration'])}/{_cell(i['observedGeneration'])}",
             str(i["restarts"]),
-            str(len(i["drift"])),
+            str(sum(1 for d in i["drift"] if not d.get("healed"))),
             _fps(i["fps"]),
             _cell(i["reason"]),
         ]
@@ -125,7 +130,7 @@ def _revision_lines(doc: dict[str, Any]) -> list[str]:
     rev = doc.get("revision")
     if rev is None:
         return ["revision: none yet"]
-    verdict = "accepted" if rev["accepted"] else f"rejected ({len(rev['errors'])} errors)"
+    verdict = "accepted" if rev["accepted"] else f"rejected ({plural(len(rev['errors']), 'error')})"
     commit = (rev["commit"] or "-")[:12]
     who = f" by {rev['author']}" if rev.get("author") else ""
     subject = f" {rev['subject']!r}" if rev.get("subject") else ""
@@ -149,16 +154,49 @@ def _summary_line(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     sync = ", ".join(f"{v} {k}" for k, v in s["instances"]["sync"].items()) or "none"
     health = ", ".join(f"{v} {k}" for k, v in s["instances"]["health"].items()) or "none"
+    nodes = s["nodes"]
+    extra = "".join(f", {nodes[k]} {k}" for k in ("unknown", "retiring") if nodes.get(k))
+    drift = s["instances"]
     return (
-        f"{s['nodes']['online']}/{s['nodes']['total']} nodes online; "
-        f"{s['instances']['total']} instances: {sync}; {health}"
+        f"{nodes['online']}/{nodes['total']} nodes online{extra}; "
+        f"{plural(drift['total'], 'instance')}: {sync}; {health}; "
+        f"drift {drift['drift']} unhealed ({drift['driftEvents']} in all)"
     )
+
+
+def _fleet_lines(doc: dict[str, Any]) -> list[str]:
+    """Who runs the fleet and what waits: the coordinator, its broker, the outbox, foreign configs."""
+    c = doc.get("coordinator")
+    if c is None:
+        lines = ["coordinator: none has run on this store"]
+    else:
+        lines = [c["summary"]]
+        if c["running"] or c["broker"]["configured"]:
+            lines.append(c["broker"]["summary"])
+        foreign = c["foreignConfigs"]
+        if foreign["count"]:
+            records = "record" if foreign["count"] == 1 else "records"
+            lines.append(
+                f"another writer: {foreign['count']} AgentConfig {records} this coordinator did not write; "
+                f"last: {foreign['last']}"
+            )
+    outbox = doc["outbox"]
+    if outbox["depth"]:
+        lines.append(outbox["summary"])
+    return lines
 
 
 def status_text(doc: dict[str, Any]) -> str:
     """The plain-text rendering (pipes, files, tests)."""
     nodes, instances = _rows(doc)
-    lines = [*_table(NODE_COLUMNS, nodes), "", *_table(INSTANCE_COLUMNS, instances), ""]
+    lines = [
+        *_fleet_lines(doc),
+        "",
+        *_table(NODE_COLUMNS, nodes),
+        "",
+        *_table(INSTANCE_COLUMNS, instances),
+        "",
+    ]
     lines += _revision_lines(doc) + _pending_lines(doc) + [_summary_line(doc)]
     return "\n".join(lines) + "\n"
 
@@ -173,6 +211,7 @@ _STYLE = {
     "Unknown": "dim",
     "online": "green",
     "offline": "red",
+    "unknown": "dim",
 }
 
 
@@ -182,7 +221,7 @@ def _rich(doc: dict[str, Any]) -> Any:
     from rich.text import Text
 
     nodes, instances = _rows(doc)
-    parts: list[Any] = []
+    parts: list[Any] = [Text(line) for line in _fleet_lines(doc)]
     for title, columns, rows in (("Nodes", NODE_COLUMNS, nodes), ("Instances", INSTANCE_COLUMNS, instances)):
         table = Table(title=title, title_justify="left", header_style="bold")
         for c in columns:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dsfleet.schemas.errors import DsfleetError, ExitCode, PermanentError
+from dsfleet.schemas.redaction import redact
 
 if TYPE_CHECKING:  # the store and the planner are imported by the commands that use them (start-up time)
     from dsfleet.reconciler.planning.plans import Plan
@@ -116,7 +117,7 @@ def laggards(targets: Sequence[Target], seen: Mapping[str, NodeSeen]) -> list[La
             out.append(Lag(t.node, None, "offline"))
             continue
         if node.generation is None or node.generation < t.generation:
-            detail = f": {node.error}" if node.error else ""
+            detail = f": {redact(node.error)}" if node.error else ""
             out.append(Lag(t.node, None, f"at generation {node.generation or '-'} of {t.generation}{detail}"))
             continue
         for name, want in sorted(t.instances.items()):
@@ -124,9 +125,9 @@ def laggards(targets: Sequence[Target], seen: Mapping[str, NodeSeen]) -> list[La
             if inst is None:
                 out.append(Lag(t.node, name, "not reported yet"))
             elif inst.error:
-                out.append(Lag(t.node, name, f"{inst.state}: {inst.error}"))
+                out.append(Lag(t.node, name, f"{inst.state}: {redact(inst.error)}"))
             elif inst.state in _BACKOFF:
-                last = f"; last log line: {inst.last_log_line}" if inst.last_log_line else ""
+                last = f"; last log line: {redact(inst.last_log_line)}" if inst.last_log_line else ""
                 out.append(Lag(t.node, name, f"{inst.state} (crash loop){last}"))
             elif inst.state in _COMING:
                 out.append(Lag(t.node, name, f"{inst.state}: still pulling/creating"))

@@ -148,6 +148,6 @@ def desired_state(
     sync = fleet_sync(loaded.fleet)
     resolved, keys = resolve_cached(loaded.fleet, compile_cache, sync)
     policy_findings = evaluate(loaded.fleet, resolved)
-    loaded.findings = locate_findings([*loaded.findings, *policy_findings], loaded.texts)
+    loaded.findings = locate_findings([*loaded.findings, *policy_findings], loaded.texts, loaded.locations)
     configs = compile_configs(loaded.fleet, resolved, sync, compile_cache, keys) if loaded.ok else None
     return DesiredState(loaded=loaded, resolved=resolved, sync=sync, configs=configs)

@@ -10,15 +10,17 @@ from collections.abc import Callable, Mapping
 
 from dsfleet.policies.engine import resolve_all
 from dsfleet.policies.syncs import FleetSync, fleet_sync, instance_self_heal
-from dsfleet.reconciler.compiling.rendering import APP_CONFIG, render_instance
+from dsfleet.reconciler.compiling.rendering import render_instance
+from dsfleet.resolution.files import APP_CONFIG
 from dsfleet.resolution.instances import ResolvedInstance
 from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.labels import instance_labels
-from dsfleet.schemas.manifests import CcmInstanceSpec, EnvSecretRef, RestartPolicy
+from dsfleet.schemas.manifests import CameraType, CcmInstanceSpec, EnvSecretRef, RestartPolicy
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ENGINE_DIR,
     ContainerSpec,
+    DeviceSpec,
     EnvSecret,
     InstanceConfig,
     MountSpec,
@@ -38,7 +40,30 @@ CONFIGS_MOUNT = MountSpec(type="configs", target=CONFIGS_DIR, readOnly=True)
 """The same for every instance (the models are frozen, so one is shared)."""
 
 
-def container_spec(res: ResolvedInstance) -> ContainerSpec:
+ARGUS_SOCKET = "/tmp/argus_socket"
+"""Jetson's Argus camera daemon socket: a CSI camera is read through it (mounted into the container)."""
+
+
+def camera_devices(
+    fleet: Fleet | None, res: ResolvedInstance
+) -> tuple[tuple[DeviceSpec, ...], tuple[MountSpec, ...]]:
+    """The host devices a USB camera needs (its V4L2 node, at the same path) and the mount a CSI camera needs
+    (the Argus socket), for the instance's cameras."""
+    devices: dict[str, DeviceSpec] = {}
+    mounts: list[MountSpec] = []
+    for name in res.cameras:
+        camera = fleet.cameras.get(name) if fleet is not None else None
+        if camera is None:
+            continue
+        if camera.spec.source_type is CameraType.USB and camera.spec.device is not None:
+            device = camera.spec.device
+            devices.setdefault(device, DeviceSpec(pathOnHost=device, pathInContainer=device))
+        elif camera.spec.source_type is CameraType.CSI and not mounts:
+            mounts.append(MountSpec(type="bind", source=ARGUS_SOCKET, target=ARGUS_SOCKET, readOnly=False))
+    return tuple(devices[d] for d in sorted(devices)), tuple(mounts)
+
+
+def container_spec(res: ResolvedInstance, fleet: Fleet | None = None) -> ContainerSpec:
     spec = res.instance.spec
     name = res.name
     env = dict(DEFAULT_ENV)
@@ -64,6 +89,8 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
     mounts.extend(
         MountSpec(type=m.type, source=m.source, target=m.target, readOnly=m.readOnly) for m in spec.mounts
     )
+    devices, camera_mounts = camera_devices(fleet, res)
+    mounts.extend(m for m in camera_mounts if m.target not in {existing.target for existing in mounts})
     return ContainerSpec(
         image=res.image or "",
         command=command,
@@ -81,7 +108,20 @@ def container_spec(res: ResolvedInstance) -> ContainerSpec:
         privileged=spec.privileged,
         securityOpt=spec.securityOpt,
         healthCheck=spec.healthCheck,
+        devices=devices,
     )
+
+
+def camera_secrets(fleet: Fleet, res: ResolvedInstance) -> dict[str, str]:
+    """Camera → the secret ref of its credentials, for the instance's cameras that have some (so the agent can
+    name the camera a missing secret leaves out)."""
+    found: dict[str, str] = {}
+    for name in res.cameras:
+        camera = fleet.cameras.get(name)
+        credentials = camera.spec.credentials if camera is not None else None
+        if credentials is not None:
+            found[name] = credentials.secretRef
+    return found
 
 
 def compile_instance(fleet: Fleet, res: ResolvedInstance, sync: FleetSync | None = None) -> InstanceConfig:
@@ -91,9 +131,11 @@ def compile_instance(fleet: Fleet, res: ResolvedInstance, sync: FleetSync | None
         layout=res.layout,
         paused=res.instance.spec.paused,
         cameras=res.cameras,
-        container=container_spec(res),
+        container=container_spec(res, fleet),
         files=render_instance(fleet, res),
         self_heal=instance_self_heal(sync or fleet_sync(fleet), res.instance),
+        strategy=res.instance.spec.updateStrategy,
+        camera_secrets=camera_secrets(fleet, res),
     )
 
 

@@ -4,4 +4,5 @@ its desired generation (anti-entropy).
 
 Pure decisions (``liveness``, ``identities``, ``resyncs``) are apart from the wiring (``loop``) and the adapters
 (``watcher``; the bus in :mod:`dsfleet.reconciler.bus`; the store in :mod:`dsfleet.reconciler.store`).
+``logreplies`` hands the agents' replies to ``logs`` commands to the API request that waits for them.
 """

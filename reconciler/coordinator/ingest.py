@@ -3,7 +3,9 @@
 Every record is decoded with :func:`dsfleet.schemas.wire.decode` (which never raises); a rejection is counted per
 (topic, reason) and kept for a rate-limited log line, never applied. Within one batch only the newest AgentInfo
 and AgentResponse of each node matter (they are full states, not deltas), so a batch of 500 records becomes at
-most one row per node: the store writes it in one transaction.
+most one row per node: the store writes it in one transaction. Replies to ``logs`` commands (AgentLogs, on the
+AgentResponse topic beside the responses) are not node states: they are kept apart, every one, for whoever waits
+for them by request id (:mod:`dsfleet.reconciler.coordinator.logreplies`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 
 from dsfleet.schemas.wire import (
     AgentInfo,
+    AgentLogs,
     AgentResponse,
     Decoded,
     Refresh,
@@ -47,6 +50,8 @@ class Batch:
     responses: dict[str, AgentResponse] = field(default_factory=dict)
     updates: list[UpdateConfig] = field(default_factory=list)
     refreshes: list[Refresh] = field(default_factory=list)
+    logs: list[AgentLogs] = field(default_factory=list)
+    """Replies to ``logs`` commands, in the order read."""
     rejected: list[Rejection] = field(default_factory=list)
     consumed: Counter[str] = field(default_factory=Counter)
 
@@ -126,6 +131,8 @@ def _take(batch: Batch, got: Decoded[Any], label: str, known: Mapping[str, objec
         batch.updates.append(message)
     elif isinstance(message, Refresh):
         batch.refreshes.append(message)
+    elif isinstance(message, AgentLogs):
+        batch.logs.append(message)
 
 
 _M = TypeVar("_M", AgentInfo, AgentResponse)

@@ -2,10 +2,12 @@
 
 Every tick (tens of milliseconds) it: applies the manifests when the watcher saw a change (or plans only, in
 manual sync); publishes pending outbox rows; reads a batch of inbound records and ingests it in one transaction
-per kind; answers unnamed agents and refresh requests; reads the AgentConfig topic back; and once a second marks
-silent nodes offline and re-publishes the configs of nodes that need it (decisions in ``liveness``, ``identities``
-and ``resyncs``). A broker that is down is a state: watching, validating and storing go on, the outbox grows, and
-everything is sent when the broker is back (topics are re-created when missing).
+per kind; answers unnamed agents and refresh requests; reads the AgentConfig topic back (noting records it did
+not write); and once a second marks silent nodes offline, re-publishes the configs of nodes that need it, retires
+nodes the manifests no longer declare and writes its heartbeat to the store (decisions in ``liveness``,
+``identities``, ``resyncs`` and ``retirements``). A broker that is down is a state: watching, validating and
+storing go on, the outbox grows, nobody is marked offline, the heartbeat says since when the broker is unreachable,
+and everything is sent when the broker is back (topics are re-created when missing).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -23,21 +26,32 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from dsfleet.reconciler.applying import ApplyResult, Caches, Outcome, apply_manifests, plan_manifests
-from dsfleet.reconciler.coordinator import identities, liveness, resyncs
+from dsfleet.reconciler.applying import (
+    ApplyResult,
+    Caches,
+    Outcome,
+    agent_config_encoder,
+    apply_manifests,
+    plan_manifests,
+)
+from dsfleet.reconciler.coordinator import identities, liveness, resyncs, retirements
 from dsfleet.reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
+from dsfleet.reconciler.coordinator.logreplies import LogReplies
 from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
 from dsfleet.reconciler.loading.gitinfo import git_info
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from dsfleet.reconciler.planning.reports import summary, summary_line
 from dsfleet.reconciler.ports import BusPort, Clock, StorePort, SystemClock
-from dsfleet.reconciler.store import NewRevision, StoredNodeConfig
+from dsfleet.reconciler.store import CoordinatorBeat, NewRevision, StoredNodeConfig
 from dsfleet.reconciler.store.snapshots import PENDING_PLAN
 from dsfleet.schemas.errors import DsfleetError, TemporaryError
+from dsfleet.schemas.findings import plural
 from dsfleet.schemas.wire import (
     BROADCAST_KEY,
     AgentCommand,
+    AgentConfig,
     CommandKind,
+    Decoded,
     Rejection,
     Topic,
     agent_config_record,
@@ -48,6 +62,9 @@ from dsfleet.schemas.wire import (
 
 log = logging.getLogger("dsfleet.coordinator")
 
+LISTEN_TIMEOUT_SECONDS = 10.0
+"""After the broker is reached, how long the coordinator waits for a first inbound record before it counts
+heartbeats as missed anyway (a fleet whose agents are all down sends none)."""
 FAULT_AFTER_STORE = "after-store"
 """``DSFLEET_FAULT_POINT=after-store``: the process kills itself (SIGKILL) right after a revision is stored and
 before anything is published — for crash tests."""
@@ -70,9 +87,16 @@ class CoordinatorOptions:
     """UpdateConfig/Refresh/unnamed AgentInfo records older than this (read back after a restart) are ignored."""
     fault_point: str | None = None
     stuck_after_seconds: float = 15.0
+    """A record without delivery report for this long (broker reachable) means a wedged producer: replace it."""
     directory_resync_seconds: float = 30.0
     """The manifests directory is read again this often even without a file event (like Flux's interval)."""
-    """A record without delivery report for this long (broker reachable) means a wedged producer: replace it."""
+    heartbeat_seconds: float = 2.0
+    """How often the coordinator writes its heartbeat to the store (``status`` calls it not running after five
+    missed ones)."""
+    retire_after: timedelta = retirements.DEFAULT_RETIRE_AFTER
+    """A node removed from the manifests whose agent never reports its instances gone is retired after this."""
+    broker: str | None = None
+    """The bootstrap servers, as the heartbeat names them (None: no broker configured)."""
 
 
 @dataclass
@@ -86,6 +110,9 @@ class Counters:
     """Total time spent applying (with ``applies``: the mean apply duration)."""
     convergence_seconds: list[float] = field(default_factory=list)
     """Revision stored → the node's agent reports its generation, per node (newest last, bounded)."""
+    foreign_configs: int = 0
+    """AgentConfig records read back that this coordinator did not write."""
+    retired: int = 0
 
 
 class _RateLimitedLog:
@@ -148,11 +175,31 @@ class Coordinator:
         self._reading = False
         self._drops = _RateLimitedLog()
         self._started_at = self.clock.now()
+        self.fleet = store.fleet_id()
+        """The fleet id every AgentConfig of this coordinator carries."""
+        self._observed_hash: dict[str, str | None] = {}
+        self._ahead: dict[str, int] = {}
+        self._retiring: set[str] = set()
+        self._heard_since = self._started_at
+        """Since when nodes could be heard: the start, then the broker's last return (offline grace)."""
+        self._listening = False
+        """Inbound records arrive (again) since the broker was last reached: until then nobody is marked offline."""
+        self._listen_deadline = 0.0
+        self._broker_reachable: bool | None = None if bus is None else False
+        self._broker_since: datetime | None = None
+        self._broker_error: str | None = None
+        self._next_beat = 0.0
+        self._next_retire_check = 0.0
+        self._foreign_seen: set[tuple[str, int, str | None]] = set()
+        self._foreign_logged: set[str | None] = set()
+        self.last_foreign: str | None = None
         self.pending_plan: dict[str, object] | None = None
         self.apply_requested = threading.Event()
         self.apply_source = "api"
         """The revision source of a requested apply (the HTTP API sets ``api`` or ``webhook``)."""
         self._applied_at: dict[str, tuple[int, float]] = {}
+        self.log_replies = LogReplies()
+        """Who waits for which ``logs`` reply (the HTTP API of this process)."""
         self.last_apply: ApplyResult | None = None
 
     # ---------------------------------------------------------------------------------------------- start/stop
@@ -161,6 +208,7 @@ class Coordinator:
         for name, live in self.store.node_liveness().items():
             self._online[name] = live.online
             self._observed[name] = live.observed_generation
+            self._observed_hash[name] = live.observed_config_hash
             self._heartbeat[name] = live.heartbeat_seconds
             if live.last_seen is not None:
                 self._last_seen[name] = live.last_seen
@@ -186,7 +234,7 @@ class Coordinator:
                     ",".join(created) or "-",
                 )
                 self.store.record_event(
-                    self.clock.now(), "topics-recreated", f"recreated {len(created)} topics"
+                    self.clock.now(), "topics-recreated", f"recreated {plural(len(created), 'topic')}"
                 )
                 self.view.reset()
                 self.bus.assign_observer()
@@ -195,11 +243,39 @@ class Coordinator:
                 self._renew_producer()
             if not self._bus_ready:
                 log.info("broker reachable; topics ready created=%d", len(created))
+                self._broker_state(True, None)
             self._bus_ready = True
         except TemporaryError as exc:
-            if self._bus_ready:
+            if self._bus_ready or self._broker_reachable is not False or self._broker_since is None:
                 log.warning("broker unreachable error=%s; the outbox keeps what is stored", exc)
             self._bus_ready = False
+            self._broker_state(False, str(exc))
+
+    def _broker_state(self, reachable: bool, error: str | None) -> None:
+        """Note a change of the broker's reachability (since when), for the heartbeat; a broker back gives every
+        node a grace period before it counts as offline (its heartbeats could not be heard meanwhile)."""
+        self._broker_error = error
+        if self._broker_reachable is reachable and self._broker_since is not None:
+            return
+        now = self.clock.now()
+        self._broker_reachable = reachable
+        self._broker_since = now
+        # a consumer takes a moment to join its group again: nodes count as heard from the first record read
+        self._listening = False
+        self._listen_deadline = self.clock.monotonic() + LISTEN_TIMEOUT_SECONDS
+        self._next_beat = 0.0  # say it at once
+
+    def _heard(self, records: bool) -> None:
+        """The inbound consumer reads again (a record came, or the wait for one is over): heartbeats missed from
+        now on count, and the broker counts as reachable since now."""
+        if self._listening or self._broker_reachable is not True:
+            return
+        if records or self.clock.monotonic() >= self._listen_deadline:
+            now = self.clock.now()
+            self._listening = True
+            self._heard_since = max(self._heard_since, now)
+            self._broker_since = now
+            self._next_beat = 0.0
 
     def _broker_lost(self) -> None:
         """The broker lost data: a new producer (the old one's idempotence state is void), the outbox's in-flight
@@ -323,14 +399,19 @@ class Coordinator:
                 log.error("apply failed error=%s; retrying in 1 s", exc)
         self._connect()
         if self.bus is None:
+            self._maybe_every_second()
             return
         if self._bus_ready and self.publisher is not None:
             self.publisher.pump()
         records = self.bus.poll_inbound(500, poll_timeout) if self._reading else []
+        self._heard(bool(records))
         if records:
             self._ingest([Inbound(r.topic, r.key, r.value) for r in records])
         if self._reading:
             self._read_back()
+        self._maybe_every_second()
+
+    def _maybe_every_second(self) -> None:
         now_m = self.clock.monotonic()
         if now_m - self._last_second >= 1.0:
             self._last_second = now_m
@@ -366,15 +447,21 @@ class Coordinator:
                     self._heartbeat[name] = info.heartbeatSeconds
                 if info.observedGeneration is not None or fresh[name]:
                     self._observed[name] = info.observedGeneration
+                    self._observed_hash[name] = info.configHash
+                    self._note_generation(name, info.observedGeneration)
         if batch.responses:
             self.store.record_agent_responses(batch.responses, now)
             for name, resp in batch.responses.items():
                 self._observed[name] = resp.observedGeneration
+                self._observed_hash[name] = resp.configHash
+                self._note_generation(name, resp.observedGeneration)
                 applied_at = self._applied_at.get(name)
                 if applied_at and (resp.observedGeneration or 0) >= applied_at[0]:
                     del self._applied_at[name]
                     self.counters.convergence_seconds.append(self.clock.monotonic() - applied_at[1])
                     del self.counters.convergence_seconds[:-1000]
+        for reply in batch.logs:
+            self.log_replies.deliver(reply)
         if batch.unnamed:
             self._name_agents(batch, now)
         for request in batch.refreshes:
@@ -389,6 +476,13 @@ class Coordinator:
             except DsfleetError as exc:
                 log.error("apply failed error=%s", exc)
 
+    def _note_generation(self, node: str, generation: int | None) -> None:
+        """Remember a generation reported above the stored one (checked against the store's counter before
+        anything is done: the configs read here may lag behind an apply of this very tick)."""
+        stored = self._configs.get(node)
+        if generation is not None and stored is not None and generation > stored.generation:
+            self._ahead[node] = max(generation, self._ahead.get(node, 0))
+
     def _recent(self, when: datetime | None, now: datetime) -> bool:
         return (
             when is not None
@@ -397,7 +491,12 @@ class Coordinator:
         )
 
     def _known_names(self) -> dict[str, object]:
-        return {n.name: n for n in self.store.known_nodes()}
+        """The nodes whose agents are listened to: those the manifests declare, and those being retired (their
+        agents report their instances gone)."""
+        known: dict[str, object] = {n.name: n for n in self.store.known_nodes()}
+        for name in self._retiring:
+            known.setdefault(name, name)
+        return known
 
     def _name_agents(self, batch: Batch, now: datetime) -> None:
         known = [identities.KnownNode(n.name, n.hostname, n.node_id) for n in self.store.known_nodes()]
@@ -449,6 +548,7 @@ class Coordinator:
     def _read_back(self) -> None:
         assert self.bus is not None
         records, ends = self.bus.poll_observer()
+        configs: list[AgentConfig] = []
         for r in records:
             key = r.key.decode("utf-8", "replace") if r.key else None
             if key is None:
@@ -459,25 +559,75 @@ class Coordinator:
                 log.warning(
                     "AgentConfig partition=%d was truncated (broker data lost); repairing", r.partition
                 )
+            if isinstance(got, Decoded) and isinstance(got.message, AgentConfig):
+                configs.append(got.message)
+        if configs:
+            self._check_writers(configs)
         for partition, end in ends.items():
             if self.view.end_of_partition(partition, end):
                 log.warning("AgentConfig partition=%d was truncated (broker data lost); repairing", partition)
 
+    def _check_writers(self, configs: Sequence[AgentConfig]) -> None:
+        """Note AgentConfig records this coordinator did not write: another fleet's id, or (without an id) a
+        generation and hash its store never handed out. Each is counted once; an error is logged once per writer."""
+        unknown = [c for c in configs if c.fleet is None or c.fleet == self.fleet]
+        held = self.store.config_hashes([(c.node, c.generation) for c in unknown]) if unknown else {}
+        for c in configs:
+            if c.fleet is not None and c.fleet != self.fleet:
+                what = f"AgentConfig of node {c.node} generation {c.generation} written by another fleet ({c.fleet})"
+            elif held.get((c.node, c.generation), "") != c.configHash:
+                what = (
+                    f"AgentConfig of node {c.node} generation {c.generation} that this store never wrote "
+                    f"(config hash {c.configHash[:12]})"
+                )
+            else:
+                continue
+            key = (c.node, c.generation, c.fleet)
+            if key in self._foreign_seen:
+                continue
+            self._foreign_seen.add(key)
+            self.counters.foreign_configs += 1
+            self.last_foreign = what
+            self._next_beat = 0.0
+            if c.fleet not in self._foreign_logged:
+                self._foreign_logged.add(c.fleet)
+                log.error(
+                    "another writer on this broker: %s; another coordinator (another store) publishes to these "
+                    "topics: stop it, or give it another --topic-prefix",
+                    what,
+                )
+            if len(self._foreign_seen) > 100_000:
+                self._foreign_seen.clear()
+
     def _every_second(self) -> None:
         now = self.clock.now()
+        mono = self.clock.monotonic()
         self._refresh_configs()
-        lives = [
-            liveness.Liveness(
-                n, self._online.get(n, False), self._last_seen.get(n), self._heartbeat.get(n, 5.0)
+        if mono >= self._next_retire_check:
+            self._next_retire_check = mono + 5.0
+            self._retire(now)
+        if self._bus_ready and self.bus is not None and self.bus.broker_was_down:
+            # the client lost every broker: check now, before silent nodes are taken for offline ones
+            self._last_topics_check = -1e9
+            self._connect()
+            now = self.clock.now()
+        if self._listening or self.bus is None:  # heartbeats that cannot be heard are not missed
+            lives = [
+                liveness.Liveness(
+                    n, self._online.get(n, False), self._last_seen.get(n), self._heartbeat.get(n, 5.0)
+                )
+                for n in set(self._online) | set(self._last_seen)
+            ]
+            offline = liveness.offline_transitions(
+                lives, now, self.options.heartbeat_misses, heard_since=self._heard_since
             )
-            for n in set(self._online) | set(self._last_seen)
-        ]
-        offline = liveness.offline_transitions(lives, now, self.options.heartbeat_misses)
-        if offline:
-            self.store.record_transitions(offline)
-            for t in offline:
-                self._online[t.node] = False
-                log.info("node offline node=%s reason=%s", t.node, t.reason)
+            if offline:
+                self.store.record_transitions(offline)
+                for t in offline:
+                    self._online[t.node] = False
+                    log.info("node offline node=%s reason=%s", t.node, t.reason)
+        if mono >= self._next_beat:
+            self._beat(now)
         if not self._bus_ready or self.bus is None:
             return
         if self.publisher is not None and (
@@ -487,7 +637,9 @@ class Coordinator:
             log.warning("producer stuck or failed; replacing it (pending rows are sent again)")
             self._renew_producer()
         desired = {n: c.generation for n, c in self._configs.items()}
-        self._behind = resyncs.track_behind(self._behind, self._observed, desired, self._online, now)
+        hashes = {n: c.config_hash for n, c in self._configs.items()}
+        self._behind = resyncs.track_behind(self._behind, self._observed_hash, hashes, self._online, now)
+        self._ahead = {n: g for n, g in self._ahead.items() if n in desired and g > desired[n]}
         pending = self.publisher.pending_keys if self.publisher else set()
         try:
             count = self.bus.partitions(Topic.AGENT_CONFIG)
@@ -496,7 +648,7 @@ class Coordinator:
         states = []
         for node, gen in desired.items():
             caught_up, on_topic = self.view.holds(node, partition_for(node, count))
-            if (self._observed.get(node) or 0) >= gen and (on_topic or 0) >= gen:
+            if self._observed_hash.get(node) == hashes[node] and (on_topic or 0) >= gen:
                 self._attempts.pop(node, None)
             states.append(
                 resyncs.NodeSync(
@@ -505,6 +657,9 @@ class Coordinator:
                     online=self._online.get(node, False),
                     observed_generation=self._observed.get(node),
                     behind_since=self._behind.get(node),
+                    desired_hash=hashes[node],
+                    observed_hash=self._observed_hash.get(node),
+                    reported_ahead=self._ahead.get(node),
                     topic_generation=on_topic,
                     topic_caught_up=caught_up,
                     outbox_pending=node in pending,
@@ -513,10 +668,14 @@ class Coordinator:
                 )
             )
         decisions = resyncs.resync_decisions(states, now, timing=self.options.timing)
-        records, events = [], []
+        records: list[tuple[str, str, bytes | None, dict[str, str]]] = []
+        events: list[tuple[str, str]] = []
         for decision in decisions:
             stored = self._configs.get(decision.node)
             if stored is None:
+                continue
+            if decision.reason is resyncs.Reason.GENERATION_AHEAD:
+                self._reissue(decision.node, stored, now, events)
                 continue
             records.append(
                 agent_config_record(
@@ -525,6 +684,7 @@ class Coordinator:
                     stored.payload,
                     now.isoformat(),
                     self.options.topic_prefix,
+                    fleet=self.fleet,
                 )
             )
             self._last_published[decision.node] = now
@@ -541,9 +701,93 @@ class Coordinator:
             # through the outbox like every other record (the publisher sends only the newest row of a key, and
             # retries with backoff): one transaction for all (1,000 after a broker loss)
             self.store.enqueue(records, now)
+        if events:
             self.store.record_events(now, "resync", events)
-            if self.publisher is not None:
-                self.publisher.pump()
+        if (records or events) and self.publisher is not None:
+            self.publisher.pump()
+
+    def _reissue(
+        self, node: str, stored: StoredNodeConfig, now: datetime, events: list[tuple[str, str]]
+    ) -> None:
+        """A node reported a generation above the stored one: its config again, above that generation."""
+        reported = self._ahead.pop(node)
+        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet)
+        again = self.store.reissue_config(node, reported, encode, now)
+        if again is None:
+            log.warning(
+                "node reported generation %d above the stored %d; not followed (the store's counter is there, or "
+                "the generation is out of range) node=%s",
+                reported,
+                stored.generation,
+                node,
+            )
+            return
+        self._configs[node] = again
+        self._last_published[node] = now
+        self._attempts[node] = self._attempts.get(node, 0) + 1
+        self.counters.resyncs[resyncs.Reason.GENERATION_AHEAD.value] += 1
+        log.warning(
+            "node reported generation %d, above the stored %d (a restored store, or a forged report): its config "
+            "stored again as generation %d and published node=%s",
+            reported,
+            stored.generation,
+            again.generation,
+            node,
+        )
+        events.append(
+            (
+                node,
+                f"reported generation {reported} > stored {stored.generation}: re-issued as {again.generation}",
+            )
+        )
+
+    def _retire(self, now: datetime) -> None:
+        """Forget nodes the manifests no longer declare once their agents removed what they ran (or after the
+        timeout); drop what this loop kept of nodes it no longer hears for."""
+        try:
+            candidates = self.store.retiring_nodes()
+            self._retiring = {c.node for c in candidates}
+            for r in retirements.retirements(candidates, now, timeout=self.options.retire_after):
+                if self.store.retire_node(r.node, now, r.reason):
+                    self.counters.retired += 1
+                    log.info("node retired node=%s reason=%s", r.node, r.reason)
+                self._retiring.discard(r.node)
+            keep = {n.name for n in self.store.known_nodes()} | self._retiring
+        except DsfleetError as exc:
+            log.warning("retiring nodes failed error=%s; tried again in 5 s", exc)
+            return
+        for table in (self._online, self._last_seen, self._heartbeat, self._observed, self._observed_hash):
+            for name in [n for n in table if n not in keep]:
+                del table[name]
+
+    def _beat(self, now: datetime) -> None:
+        """Write the heartbeat (who runs, the broker's reachability, foreign configs seen) to the store."""
+        self._next_beat = self.clock.monotonic() + self.options.heartbeat_seconds
+        try:
+            self.store.write_heartbeat(self._heartbeat_of(now))
+        except DsfleetError as exc:
+            log.warning("heartbeat not written error=%s", exc)
+
+    def _heartbeat_of(self, now: datetime, *, stopped: bool = False) -> CoordinatorBeat:
+        from dsfleet import __version__
+
+        return CoordinatorBeat(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            manifests=str(self.options.manifests.resolve()),
+            sync=self.options.sync,
+            started_at=self._started_at,
+            seen_at=now,
+            stopped_at=now if stopped else None,
+            interval_seconds=self.options.heartbeat_seconds,
+            broker=self.options.broker if self.bus is not None else None,
+            broker_reachable=self._broker_reachable,
+            broker_since=self._broker_since,
+            broker_error=self._broker_error,
+            foreign_configs=self.counters.foreign_configs,
+            last_foreign=self.last_foreign,
+        )
 
     # ---------------------------------------------------------------------------------------------- run
 
@@ -556,12 +800,17 @@ class Coordinator:
         except DsfleetError as exc:
             self._next_directory_sync = self.clock.monotonic() + 1.0
             log.error("initial apply failed error=%s; retrying in 1 s", exc)
+        self._beat(self.clock.now())  # after the first apply: a heartbeat says that one is done
         while not stop.is_set():
             self.tick(changed=changed() if changed else False)
             if self.bus is None:
                 stop.wait(0.05)
 
     def close(self, timeout: float = 10.0) -> None:
+        try:
+            self.store.write_heartbeat(self._heartbeat_of(self.clock.now(), stopped=True))
+        except DsfleetError as exc:
+            log.warning("last heartbeat not written error=%s", exc)
         if self.bus is None:
             return
         if self.publisher is not None and self._bus_ready:

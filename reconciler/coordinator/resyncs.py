@@ -1,15 +1,20 @@
 """Anti-entropy (pure): which nodes get their current config published again, and why.
 
-Two gaps are closed, both level-triggered (re-derived every tick from what the store, the agents and the topic
+Three gaps are closed, all level-triggered (re-derived every tick from what the store, the agents and the topic
 say, never from "the event that just happened"):
 
 - **topic lost**: the ``AgentConfig`` topic (read back by the coordinator to its end) does not hold a node's
   current generation — the broker lost its data (Tansu keeps nothing across a restart), the topic was deleted and
   recreated, or a record was never written. The node's config is re-published whether or not its agent is online,
   so an agent that starts later still finds it.
-- **agent behind**: an *online* node reports an older generation (or none) than its desired one for longer than
-  the grace period (docs/architecture/decisions/0007-anti-entropy.md). Nodes that never announced get nothing beyond
+- **agent behind**: an *online* node reports another node config hash than its desired one (or none) for longer
+  than the grace period (docs/architecture/decisions/0007-anti-entropy.md). Hashes, not generations: a node that
+  runs the desired config is in sync whatever generation it reports. Nodes that never announced get nothing beyond
   what the topic holds.
+- **generation ahead**: a node reports a generation above the one stored for it — the store was restored from a
+  backup, or the report is forged. The node's current config is stored again under a generation above the reported
+  one and published (the agent refuses a generation lower than one it applied, so re-publishing the stored one
+  would never land), and the store's counter goes on from there.
 
 Re-publishing is rate-limited per node (``min_interval``, doubled after each try up to ``max_interval``) and
 jittered per node (a fleet that re-announces at once after a broker loss is spread out, not a storm), and a tick
@@ -29,6 +34,7 @@ from dsfleet.schemas.hashing import sha256_hex
 class Reason(StrEnum):
     TOPIC_LOST = "topic-lost"
     AGENT_BEHIND = "agent-behind"
+    GENERATION_AHEAD = "generation-ahead"
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,11 @@ class NodeSync:
     online: bool = False
     observed_generation: int | None = None
     behind_since: datetime | None = None
-    """Since when the online agent has reported a generation behind its desired one (kept by the loop)."""
+    """Since when the online agent has reported another config hash than the desired one (kept by the loop)."""
+    desired_hash: str | None = None
+    observed_hash: str | None = None
+    reported_ahead: int | None = None
+    """The highest generation the node reported lately, when above the desired one."""
     topic_generation: int | None = None
     """The generation the AgentConfig topic holds for the node (None: nothing, or a tombstone)."""
     topic_caught_up: bool = False
@@ -89,39 +99,45 @@ def _due(node: NodeSync, now: datetime, timing: Timing) -> bool:
 def resync_decisions(
     nodes: Iterable[NodeSync], now: datetime, *, timing: Timing = Timing(), budget: int = 50
 ) -> list[Resync]:
-    """The nodes to re-publish now, topic repairs first, at most ``budget``, sorted by node within a reason."""
+    """The nodes to re-publish now — generations ahead first (a new generation each), then topic repairs, then
+    agents behind — at most ``budget``, sorted by node within a reason."""
+    ahead: list[Resync] = []
     lost: list[Resync] = []
     behind: list[Resync] = []
     for node in sorted(nodes, key=lambda n: n.node):
         if node.desired_generation is None or node.outbox_pending or not _due(node, now, timing):
+            continue
+        if node.reported_ahead is not None and node.reported_ahead > node.desired_generation:
+            ahead.append(Resync(node.node, Reason.GENERATION_AHEAD))
             continue
         if node.topic_caught_up and (node.topic_generation or 0) < node.desired_generation:
             lost.append(Resync(node.node, Reason.TOPIC_LOST))
             continue
         if (
             node.online
-            and (node.observed_generation or 0) < node.desired_generation
+            and node.observed_hash != node.desired_hash
             and node.behind_since is not None
             and now - node.behind_since >= timing.grace + jitter_of(node.node, timing.jitter)
         ):
             behind.append(Resync(node.node, Reason.AGENT_BEHIND))
-    return (lost + behind)[: max(budget, 0)]
+    return (ahead + lost + behind)[: max(budget, 0)]
 
 
 def track_behind(
     previous: Mapping[str, datetime],
-    observed: Mapping[str, int | None],
-    desired: Mapping[str, int],
+    observed: Mapping[str, str | None],
+    desired: Mapping[str, str],
     online: Mapping[str, bool],
     now: datetime,
 ) -> dict[str, datetime]:
-    """Since when each online node has been behind: kept from ``previous`` while still behind, ``now`` when it
-    just fell behind, dropped once it caught up or went offline."""
+    """Since when each online node has reported another config hash than its desired one: kept from ``previous``
+    while it still does, ``now`` when it just started to, dropped once it reports the desired hash or went
+    offline."""
     out: dict[str, datetime] = {}
     for node, want in desired.items():
         if not online.get(node, False):
             continue
-        if (observed.get(node) or 0) < want:
+        if observed.get(node) != want:
             out[node] = previous.get(node, now)
     return out
 

@@ -8,7 +8,7 @@ re-reads only what changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from dsfleet.reconciler.loading.yamlfiles import (
     size_text,
 )
 from dsfleet.schemas import API_VERSION
-from dsfleet.schemas.findings import INVALID_TARGET, Finding, Location, Note, Severity, SourceRef
+from dsfleet.schemas.findings import INVALID_TARGET, Finding, Location, Note, PathItem, Severity, SourceRef
 from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.hashing import sha256_hex
 from dsfleet.schemas.manifests import KIND_NAMES, MODELS, Manifest
@@ -43,6 +43,9 @@ class ManifestFile:
     path: Path
     display: str
     """The name used in messages (relative to the working directory when possible)."""
+    relative: str = ""
+    """The name relative to the path it was found under (the file's own name for a file given as such): what
+    the manifests hash covers, so ``apply /x/fleet`` and ``apply ./`` from ``/x/fleet`` hash alike."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class ParsedFile:
     invalid: tuple[tuple[int, str, str], ...] = ()
     """(document, kind, name) of documents that failed their schema but whose kind and name are readable: they
     still count as defined, so references to them are not reported as missing."""
+    locations: dict[tuple[int, tuple[PathItem, ...], bool], tuple[int, int]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Lines and columns already found in this text (:func:`locate_findings`): a file that did not change keeps
+    its parsed object in the cache, so the findings of the next load are located without parsing it again."""
 
 
 @dataclass
@@ -64,8 +72,13 @@ class LoadedManifests:
     findings: list[Finding]
     files: list[str]
     digest: str
-    """sha256 over (file name, content hash) of every file: the manifests hash of a revision."""
+    """sha256 over (file name relative to its manifests root, content hash) of every file: the manifests hash of a
+    revision, the same however the root's path is spelled."""
     texts: dict[str, str] = field(default_factory=dict)
+    locations: dict[str, dict[tuple[int, tuple[PathItem, ...], bool], tuple[int, int]]] = field(
+        default_factory=dict, repr=False
+    )
+    """Per file, the memo of :attr:`ParsedFile.locations` (see :func:`locate_findings`)."""
 
     @property
     def errors(self) -> list[Finding]:
@@ -131,7 +144,7 @@ def discover(
             resolved = root.resolve()
             if resolved not in seen:
                 seen.add(resolved)
-                files.append(ManifestFile(root, _display(root)))
+                files.append(ManifestFile(root, _display(root), root.name))
             continue
         real_root = root.resolve()
         rules: list[tuple[str, tuple[Pattern, ...]]] = []
@@ -191,7 +204,9 @@ def discover(
                 seen.add(resolved)
                 files.append(
                     ManifestFile(
-                        path, _display(path) if real_here is None else _display_child(dir_display, path)
+                        path,
+                        _display(path) if real_here is None else _display_child(dir_display, path),
+                        prefix + name,
                     )
                 )
     return files, findings
@@ -501,8 +516,15 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
     return fleet, findings
 
 
-def locate_findings(findings: Iterable[Finding], texts: dict[str, str]) -> list[Finding]:
-    """Fill in line/column from the YAML text for findings that only have a source path; sort them."""
+def locate_findings(
+    findings: Iterable[Finding],
+    texts: dict[str, str],
+    memo: Mapping[str, dict[tuple[int, tuple[PathItem, ...], bool], tuple[int, int]]] | None = None,
+) -> list[Finding]:
+    """Fill in line/column from the YAML text for findings that only have a source path; sort them.
+
+    Locating parses the file again with the round-trip loader (slow); ``memo`` (per file, kept with an unchanged
+    file's parse) remembers what was found, so the same warnings on unchanged files cost nothing next time."""
     locators: dict[str, Locator] = {}
 
     def resolve(source: SourceRef | None, key: bool) -> Location | None:
@@ -511,10 +533,17 @@ def locate_findings(findings: Iterable[Finding], texts: dict[str, str]) -> list[
         text = texts.get(source.file)
         if text is None:
             return Location(file=source.file)
-        locator = locators.get(source.file)
-        if locator is None:
-            locator = locators[source.file] = Locator(text)
-        line, col = locator.locate(source.document, source.path, key=key)
+        known = memo.get(source.file) if memo is not None else None
+        where = (source.document, tuple(source.path), key)
+        found = known.get(where) if known is not None else None
+        if found is None:
+            locator = locators.get(source.file)
+            if locator is None:
+                locator = locators[source.file] = Locator(text)
+            found = locator.locate(source.document, source.path, key=key)
+            if known is not None:
+                known[where] = found
+        line, col = found
         return Location(file=source.file, line=line, column=col)
 
     out: list[Finding] = []
@@ -549,11 +578,16 @@ def load_manifests(
 
         findings.extend(evaluate(fleet))
     texts = {display: pf.text for display, pf in parsed}
-    digest = sha256_hex("\n".join(f"{display}\0{pf.digest}" for display, pf in sorted(parsed)))
+    memo = {display: pf.locations for display, pf in parsed}
+    relative = {mf.display: mf.relative or mf.display for mf in files}
+    digest = sha256_hex(
+        "\n".join(sorted(f"{relative.get(display, display)}\0{pf.digest}" for display, pf in parsed))
+    )
     return LoadedManifests(
         fleet=fleet,
-        findings=locate_findings(findings, texts),
+        findings=locate_findings(findings, texts, memo),
         files=[display for display, _ in parsed],
         digest=digest,
         texts=texts,
+        locations=memo,
     )

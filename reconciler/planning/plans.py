@@ -2,7 +2,8 @@
 
 Per node ``create``/``update``/``delete``/``unchanged``; per instance the same plus the kind of change
 (``recreate`` when the container spec changed, ``restart`` when only files changed, ``stop``/``start`` when only
-``paused`` changed); per file a unified diff; container spec changes as structured field changes (deepdiff);
+``paused`` changed, ``settings`` when only how the agent treats it changed — ``selfHeal``, ``updateStrategy`` —
+which touches no container); per file a unified diff; container spec changes as structured field changes (deepdiff);
 per updated instance the GIEs whose TensorRT engine is rebuilt (:mod:`dsfleet.reconciler.planning.rebuilds`).
 """
 
@@ -31,6 +32,8 @@ class ChangeKind(StrEnum):
     RESTART = "restart"
     STOP = "stop"
     START = "start"
+    SETTINGS = "settings"
+    """Only the agent's settings of the instance changed (``selfHeal``, ``updateStrategy``): no restart."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,16 @@ def _container(inst: InstanceConfig) -> dict[str, Any]:
     return inst.container.model_dump(mode="json", by_alias=True)
 
 
+def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> tuple[FieldChange, ...]:
+    """``paused``, ``selfHeal`` and ``updateStrategy`` changes, in the manifest's terms."""
+    pairs = (
+        ("paused", old.paused, new.paused),
+        ("selfHeal", old.selfHeal, new.selfHeal),
+        ("updateStrategy", str(old.strategy), str(new.strategy)),
+    )
+    return tuple(FieldChange(path, "changed", a, b) for path, a, b in pairs if a != b)
+
+
 def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> InstanceChange:
     if old is None and new is not None:
         return InstanceChange(
@@ -256,10 +269,11 @@ def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> Ins
         kind = ChangeKind.RECREATE
     elif old.filesHash != new.filesHash:
         kind = ChangeKind.RESTART
-    else:
+    elif old.paused != new.paused:
         kind = ChangeKind.STOP if new.paused else ChangeKind.START
-    if old.paused != new.paused:
-        fields = (*fields, FieldChange("paused", "changed", old.paused, new.paused))
+    else:
+        kind = ChangeKind.SETTINGS
+    fields = (*fields, *_setting_changes(old, new))
     return InstanceChange(
         new.name,
         Action.UPDATE,

@@ -2,7 +2,8 @@
 
 JSON schema ``dsfleet.diff/v1`` (documented in docs/cli/index.md):
 ``{"schema", "changed": bool, "summary": {nodes_to_add, nodes_to_change, nodes_to_remove, instances_to_create,
-instances_to_delete, instances_to_restart, instances_to_recreate, instances_to_stop, instances_to_start},
+instances_to_delete, instances_to_restart, instances_to_recreate, instances_to_stop, instances_to_start,
+instances_settings_changed},
 "nodes": [{"name", "action", "old_hash", "new_hash", "instances": [{"name", "action", "kind", "old_hash",
 "new_hash", "fields": [{"path", "action", "old", "new"}], "files": [{"path", "action", "diff"}],
 "engineRebuilds": [{"gie", "reasons", "downtime"}]}]}], "engineRebuilds": [{"node", "instance", "gie", "reasons",
@@ -18,6 +19,7 @@ from typing import Any
 
 from dsfleet.reconciler.planning.plans import SENSITIVE, Action, ChangeKind, InstanceChange, NodeChange, Plan
 from dsfleet.reconciler.planning.rebuilds import EngineRebuild
+from dsfleet.schemas.findings import plural
 
 _SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE: "-", Action.UNCHANGED: " "}
 _COLOR = {
@@ -40,18 +42,15 @@ def summary(plan: Plan) -> dict[str, int]:
         "instances_to_recreate": plan.count_instances(kind=ChangeKind.RECREATE),
         "instances_to_stop": plan.count_instances(kind=ChangeKind.STOP),
         "instances_to_start": plan.count_instances(kind=ChangeKind.START),
+        "instances_settings_changed": plan.count_instances(kind=ChangeKind.SETTINGS),
     }
-
-
-def _n(n: int, word: str) -> str:
-    return f"{n} {word if n == 1 else word + 's'}"
 
 
 def summary_line(plan: Plan) -> str:
     s = summary(plan)
     line = (
-        f"Plan: {_n(s['nodes_to_add'], 'node')} to add, {s['nodes_to_change']} to change, "
-        f"{s['nodes_to_remove']} to remove; {_n(s['instances_to_restart'], 'instance')} to restart, "
+        f"Plan: {plural(s['nodes_to_add'], 'node')} to add, {s['nodes_to_change']} to change, "
+        f"{s['nodes_to_remove']} to remove; {plural(s['instances_to_restart'], 'instance')} to restart, "
         f"{s['instances_to_recreate']} to recreate"
     )
     extras = [
@@ -59,6 +58,9 @@ def summary_line(plan: Plan) -> str:
         f"{s['instances_to_delete']} to delete" if s["instances_to_delete"] else "",
         f"{s['instances_to_stop']} to stop" if s["instances_to_stop"] else "",
         f"{s['instances_to_start']} to start" if s["instances_to_start"] else "",
+        f"{s['instances_settings_changed']} with new settings only"
+        if s["instances_settings_changed"]
+        else "",
     ]
     extras = [e for e in extras if e]
     return line + (", " + ", ".join(extras) if extras else "") + "."
@@ -102,8 +104,11 @@ def _paint(text: str, action: Action, color: bool) -> str:
     return f"{_COLOR[action]}{text}{_RESET}" if color and _COLOR[action] else text
 
 
-def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> list[str]:
-    what = inst.action.value if inst.kind is None else f"{inst.kind.value}"
+_KIND_TEXT = {ChangeKind.SETTINGS: "settings only (no restart)"}
+
+
+def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True, files: bool = True) -> list[str]:
+    what = inst.action.value if inst.kind is None else _KIND_TEXT.get(inst.kind, inst.kind.value)
     lines = [_paint(f"  {_SIGN[inst.action]} instance {inst.name}: {what}", inst.action, color)]
     for rebuild in inst.engine_rebuilds:
         lines.append(
@@ -119,7 +124,9 @@ def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> l
             lines.append(f"      + {fc.path}: {yaml_value(fc.new)}")
         else:
             lines.append(f"      - {fc.path}: {yaml_value(fc.old)}")
-    for f in inst.files:
+    if not files and inst.files:
+        lines.append(f"      {plural(len(inst.files), 'file')} {_FILE_VERB[inst.action]}")
+    for f in inst.files if files else ():
         lines.append(_paint(f"      {_SIGN[f.action]} file {f.path}", f.action, color))
         if inst.action in (Action.UPDATE, Action.CREATE) and bodies:
             for dl in f.diff.splitlines():
@@ -131,8 +138,23 @@ def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True) -> l
     return lines
 
 
-def plan_text(plan: Plan, color: bool = False, show_unchanged: bool = False, bodies: bool = True) -> str:
-    """The plan as text; ``bodies=False`` lists changed files without their unified diffs (``diff --stat``)."""
+_FILE_VERB = {
+    Action.CREATE: "written",
+    Action.UPDATE: "changed",
+    Action.DELETE: "removed",
+    Action.UNCHANGED: "unchanged",
+}
+
+
+def plan_text(
+    plan: Plan,
+    color: bool = False,
+    show_unchanged: bool = False,
+    bodies: bool = True,
+    files: bool = True,
+) -> str:
+    """The plan as text; ``bodies=False`` lists changed files without their unified diffs (``diff --stat``);
+    ``files=False`` counts each instance's files instead of listing them (``apply``'s default)."""
     lines: list[str] = []
     for node in plan.nodes:
         if node.action is Action.UNCHANGED and not show_unchanged:
@@ -146,7 +168,7 @@ def plan_text(plan: Plan, color: bool = False, show_unchanged: bool = False, bod
             head += "  (tombstone: its agent removes every managed container)"
         lines.append(_paint(head, node.action, color))
         for inst in node.instances:
-            lines.extend(_instance_lines(inst, color, bodies))
+            lines.extend(_instance_lines(inst, color, bodies, files))
     if plan.empty:
         lines.append("No changes. The stored fleet matches the manifests.")
     lines.append(summary_line(plan))

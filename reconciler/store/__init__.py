@@ -16,7 +16,8 @@ SQLite file is read through an upgraded in-memory copy.
 
 One module per concern: ``schema`` (tables), ``database`` (URL → engine, migrations, transactions), ``values``
 (dataclasses in and out), ``revisions``, ``inventory``, ``outbox``, ``observed`` (observed state and events),
-``legacyviews`` (the older system's read views), ``snapshots`` (what status shows, read in one transaction);
+``legacyviews`` (the older system's read views), ``coordinators`` (the fleet id and the coordinator's heartbeat),
+``snapshots`` (what status shows, read in one transaction);
 ``stores`` composes their mixins into :class:`Store`. This package hands out the store (and everything else that
 needs SQLAlchemy) lazily, so the values the apply path builds come without it.
 """
@@ -47,11 +48,12 @@ from dsfleet.reconciler.store.values import (
 )
 
 if TYPE_CHECKING:
+    from dsfleet.reconciler.store.coordinators import CoordinatorBeat
     from dsfleet.reconciler.store.database import BUSY_TIMEOUT_MS, default_url
     from dsfleet.reconciler.store.migrations import SchemaState, head_revision
-    from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, NodeStatusRow
+    from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, NodeStatusRow, RetiringNode
     from dsfleet.reconciler.store.observed import EventRecord, ObservedRow
-    from dsfleet.reconciler.store.snapshots import ObservedDetail, StatusSnapshot
+    from dsfleet.reconciler.store.snapshots import ObservedDetail, OutboxWait, StatusSnapshot
     from dsfleet.reconciler.store.stores import Store
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "SOURCES",
     "AppliedRevision",
     "CameraRow",
+    "CoordinatorBeat",
     "Encoder",
     "EventRecord",
     "InstanceRow",
@@ -75,7 +78,9 @@ __all__ = [
     "ObservedDetail",
     "ObservedRow",
     "OutboxRow",
+    "OutboxWait",
     "PermanentStoreError",
+    "RetiringNode",
     "RevisionRecord",
     "SchemaState",
     "StatusSnapshot",
@@ -90,15 +95,18 @@ __all__ = [
 
 _LAZY = {
     "BUSY_TIMEOUT_MS": "database",
+    "CoordinatorBeat": "coordinators",
     "default_url": "database",
     "SchemaState": "migrations",
     "head_revision": "migrations",
     "KnownNodeRow": "nodestates",
     "NodeLive": "nodestates",
     "NodeStatusRow": "nodestates",
+    "RetiringNode": "nodestates",
     "EventRecord": "observed",
     "ObservedRow": "observed",
     "ObservedDetail": "snapshots",
+    "OutboxWait": "snapshots",
     "StatusSnapshot": "snapshots",
     "Store": "stores",
 }

@@ -1,7 +1,8 @@
 """One coordinator per store: an exclusive lock held for the coordinator's lifetime.
 
 SQLite: ``flock`` on ``<database>.coordinator.lock`` beside the file (released by the kernel when the process
-dies, even by SIGKILL). PostgreSQL: a session-level advisory lock on a connection kept open. In-memory stores
+dies, even by SIGKILL); the database's real path is used, so a symlink to the store file takes the same lock.
+PostgreSQL: a session-level advisory lock on a connection kept open. In-memory stores
 are private to one process and need none. A second coordinator gets a :class:`PermanentError` naming the store.
 """
 
@@ -41,7 +42,8 @@ def coordinator_lock(engine: Engine, path: Path | None, where: str) -> Iterator[
     if path is None:
         yield
         return
-    lock_path = path.with_name(path.name + ".coordinator.lock")
+    real = path.resolve()
+    lock_path = real.with_name(real.name + ".coordinator.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

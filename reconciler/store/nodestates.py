@@ -16,11 +16,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dsfleet.reconciler.store.database import StoreBase
-from dsfleet.reconciler.store.schema import EVENTS, NODE_STATUS, NODES, OBSERVED, REVISIONS, SYNC_STATE
+from dsfleet.reconciler.store.errors import PermanentStoreError
+from dsfleet.reconciler.store.schema import (
+    EVENTS,
+    NODE_CONFIGS,
+    NODE_STATUS,
+    NODES,
+    OBSERVED,
+    REVISIONS,
+    SYNC_STATE,
+)
 from dsfleet.reconciler.store.values import _from_db, _to_utc
 from dsfleet.schemas.wire import AgentInfo, AgentResponse
 
-__all__ = ["KnownNodeRow", "LiveMixin", "NodeLive", "NodeStatusRow"]
+__all__ = ["KnownNodeRow", "LiveMixin", "NodeLive", "NodeStatusRow", "RetiringNode"]
 
 
 class TransitionLike(Protocol):
@@ -58,6 +67,7 @@ class NodeLive:
     last_seen: datetime | None
     heartbeat_seconds: float = 5.0
     observed_generation: int | None = None
+    observed_config_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,23 @@ class NodeStatusRow:
     observed_config_hash: str | None
     error: str | None
     reported_at: datetime | None
+    fleet: str | None = None
+    """The fleet the node's agent says it is bound to (None: it did not say)."""
+    rejections: tuple[dict[str, Any], ...] = ()
+    """The AgentConfig records the agent refused lately (``reason``, ``generation``, ``detail``, ``at``)."""
+
+
+@dataclass(frozen=True)
+class RetiringNode:
+    """A node an agent announced that the manifests no longer declare."""
+
+    node: str
+    removed_at: datetime | None
+    """When the revision that removed its config was stored (None: it never had one)."""
+    instances: int
+    """How many instances its agent last reported."""
+    reported_at: datetime | None
+    last_seen: datetime | None
 
 
 def _status_row(r: Mapping[str, Any]) -> NodeStatusRow:
@@ -98,6 +125,8 @@ def _status_row(r: Mapping[str, Any]) -> NodeStatusRow:
         observed_config_hash=r["observed_config_hash"],
         error=r["error"],
         reported_at=_from_db(r["reported_at"]),
+        fleet=r.get("fleet"),
+        rejections=tuple(dict(x) for x in r.get("rejections") or ()),
     )
 
 
@@ -146,7 +175,14 @@ class LiveMixin(StoreBase):
 
     def node_liveness(self) -> dict[str, NodeLive]:
         return {
-            s.node: NodeLive(s.node, s.online, s.last_seen, s.heartbeat_seconds, s.observed_generation)
+            s.node: NodeLive(
+                s.node,
+                s.online,
+                s.last_seen,
+                s.heartbeat_seconds,
+                s.observed_generation,
+                s.observed_config_hash,
+            )
             for s in self.node_statuses()
         }
 
@@ -194,6 +230,7 @@ class LiveMixin(StoreBase):
                     docker_version=info.dockerVersion,
                     nvidia_runtime=info.nvidiaRuntime,
                     heartbeat_seconds=info.heartbeatSeconds,
+                    fleet=info.fleet,
                 )
                 if info.observedGeneration is not None or fresh.get(node, False):
                     row["observed_generation"] = info.observedGeneration
@@ -270,6 +307,8 @@ class LiveMixin(StoreBase):
                             "last_log_line": inst.lastLogLine,
                             "fps": dict(inst.fps),
                             "started_at": _parse(inst.startedAt),
+                            "conditions": [c.model_dump(mode="json") for c in inst.conditions],
+                            "fps_at": _parse(inst.fpsAt),
                         }
                     )
             if rows:
@@ -287,7 +326,10 @@ class LiveMixin(StoreBase):
                     observed_config_hash=resp.configHash,
                     error=resp.error,
                     reported_at=at,
+                    rejections=[r.model_dump(mode="json") for r in resp.rejections],
                 )
+                if resp.fleet is not None:
+                    row["fleet"] = resp.fleet
                 status_rows.append(row)
             self._save_status(conn, before, status_rows)
         return written
@@ -338,6 +380,77 @@ class LiveMixin(StoreBase):
         with self._write() as conn:
             conn.execute(_STATUS_UPDATE, [{"b_node": t.node, "online": t.online} for t in transitions])
             self._write_transitions(conn, transitions)
+
+    # ---- nodes the manifests no longer declare
+
+    def retiring_nodes(self) -> list[RetiringNode]:
+        """Every node with an agent's status that the manifests no longer declare (by name), with when its config
+        was removed and how many instances its agent still reports."""
+        declared = sa.select(NODES.c.name).where(NODES.c.deleted.is_(False))
+        newest = (
+            sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
+            .group_by(NODE_CONFIGS.c.node)
+            .subquery()
+        )
+        removed = (
+            sa.select(NODE_CONFIGS.c.node, REVISIONS.c.created_at)
+            .join(
+                newest,
+                sa.and_(
+                    NODE_CONFIGS.c.node == newest.c.node, NODE_CONFIGS.c.generation == newest.c.generation
+                ),
+            )
+            .join(REVISIONS, REVISIONS.c.id == NODE_CONFIGS.c.revision_id)
+            .where(NODE_CONFIGS.c.deleted.is_(True))
+        )
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(NODE_STATUS.c.node, NODE_STATUS.c.reported_at, NODE_STATUS.c.last_seen)
+                .where(NODE_STATUS.c.node.not_in(declared))
+                .order_by(NODE_STATUS.c.node)
+            ).all()
+            if not rows:
+                return []
+            names = [r[0] for r in rows]
+            when = {n: _from_db(t) for n, t in conn.execute(removed.where(NODE_CONFIGS.c.node.in_(names)))}
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    sa.select(OBSERVED.c.node, sa.func.count())
+                    .where(OBSERVED.c.node.in_(names))
+                    .group_by(OBSERVED.c.node)
+                ).all()
+            )
+        return [
+            RetiringNode(
+                node=r[0],
+                removed_at=when.get(r[0]),
+                instances=int(counts.get(r[0], 0)),
+                reported_at=_from_db(r[1]),
+                last_seen=_from_db(r[2]),
+            )
+            for r in rows
+        ]
+
+    def retire_node(self, node: str, at: datetime, reason: str) -> bool:
+        """Forget what the agent of a node the manifests no longer declare reported (its status and observed
+        instances), with a ``retired`` event; False when there was nothing to forget. Refuses a declared node."""
+        with self._write() as conn:
+            declared = conn.execute(
+                sa.select(NODES.c.name).where(NODES.c.name == node, NODES.c.deleted.is_(False))
+            ).first()
+            if declared is not None:
+                raise PermanentStoreError(
+                    f"node {node} is declared by the manifests; remove it from them first (nothing forgotten)"
+                )
+            gone = conn.execute(NODE_STATUS.delete().where(NODE_STATUS.c.node == node)).rowcount
+            gone += conn.execute(OBSERVED.delete().where(OBSERVED.c.node == node)).rowcount
+            if gone:
+                conn.execute(
+                    EVENTS.insert().values(
+                        at=_to_utc(at), node=node, instance=None, kind="retired", message=reason[:1000]
+                    )
+                )
+            return bool(gone)
 
     def set_sync_state(self, key: str, value: Any, at: datetime) -> None:
         with self._write() as conn:

@@ -27,6 +27,8 @@ from dsfleet.reconciler.store.values import (
 )
 from dsfleet.schemas.hashing import canonical_json
 
+MAX_GENERATION = 2**31 - 1
+"""Generations are 32-bit integers in the store (PostgreSQL's ``integer``): a report above is never followed."""
 IN_LIST_CHUNK = 500
 """Names per ``IN (...)`` list (well under SQLite's and PostgreSQL's bind-parameter limits)."""
 
@@ -261,6 +263,75 @@ class RevisionsMixin(InventoryMixin):
         )
         with self._read() as conn:
             return {r[0]: (int(r[1]), str(r[2]), _from_db_required(r[3])) for r in conn.execute(query).all()}
+
+    def reissue_config(
+        self, node: str, above: int, encode: Encoder, now: datetime
+    ) -> StoredNodeConfig | None:
+        """Store ``node``'s current config again under a generation above both the node's counter and ``above`` —
+        a generation its agent reported that this store never handed out (a store restored from a backup, or a
+        forged report) — with its outbox row, in one transaction, so the agent takes it and the generation counter
+        goes on from there. None (nothing written) when the node has no config or ``above`` is not above the
+        counter."""
+        with self._write() as conn:
+            counter = conn.execute(
+                sa.select(NODE_GENERATIONS.c.generation)
+                .where(NODE_GENERATIONS.c.node == node)
+                .with_for_update()
+            ).scalar()
+            if counter is None or above <= int(counter) or above >= MAX_GENERATION:
+                return None
+            current = self._configs(conn, self._latest_configs(None).where(NODE_CONFIGS.c.node == node))
+            stored = current.get(node)
+            if stored is None:
+                return None
+            generation = above + 1
+            conn.execute(
+                NODE_GENERATIONS.update().where(NODE_GENERATIONS.c.node == node).values(generation=generation)
+            )
+            conn.execute(
+                NODE_CONFIGS.insert().values(
+                    node=node,
+                    generation=generation,
+                    config_hash=stored.config_hash,
+                    payload=canonical_json(stored.payload),
+                    revision_id=stored.revision_id,
+                    deleted=False,
+                )
+            )
+            topic, key, value, headers = encode(node, generation, stored.payload)
+            if isinstance(value, str):
+                value = value.encode("utf-8")
+            conn.execute(
+                OUTBOX.insert().values(
+                    topic=topic,
+                    key=key,
+                    value=value,
+                    headers={str(k): str(v) for k, v in headers.items()},
+                    created_at=_to_utc(now),
+                    published_at=None,
+                    attempts=0,
+                )
+            )
+        return StoredNodeConfig(node, generation, stored.config_hash, stored.payload, stored.revision_id)
+
+    def config_hashes(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], str | None]:
+        """The config hash of each (node, generation) this store handed out (None for a removal); keys it never
+        handed out are absent."""
+        wanted = set(keys)
+        nodes = sorted({node for node, _ in wanted})
+        out: dict[tuple[str, int], str | None] = {}
+        with self._read() as conn:
+            for start in range(0, len(nodes), IN_LIST_CHUNK):
+                chunk = nodes[start : start + IN_LIST_CHUNK]
+                rows = conn.execute(
+                    sa.select(
+                        NODE_CONFIGS.c.node, NODE_CONFIGS.c.generation, NODE_CONFIGS.c.config_hash
+                    ).where(NODE_CONFIGS.c.node.in_(chunk))
+                ).all()
+                for node, generation, digest in rows:
+                    if (node, int(generation)) in wanted:
+                        out[(node, int(generation))] = digest
+        return out
 
     def node_generation(self, node: str) -> int:
         """The last generation assigned to ``node`` (0 if none yet), deletions included."""

@@ -143,8 +143,11 @@ OBSERVED: Final = sa.Table(
     sa.Column("last_log_line", sa.Text),
     sa.Column("fps", sa.JSON),
     sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("conditions", sa.JSON),
+    sa.Column("fps_at", sa.DateTime(timezone=True)),
 )
-"""What agents report per instance."""
+"""What agents report per instance (``conditions``: the agent's problems with it, ``fps_at``: when its FPS were
+printed)."""
 
 EVENTS: Final = sa.Table(
     "events",
@@ -155,6 +158,7 @@ EVENTS: Final = sa.Table(
     sa.Column("instance", sa.String(63)),
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_events_kind", "kind"),
     sqlite_autoincrement=True,
 )
 
@@ -177,8 +181,11 @@ NODE_STATUS: Final = sa.Table(
     sa.Column("observed_config_hash", sa.String(64)),
     sa.Column("error", sa.Text),
     sa.Column("reported_at", sa.DateTime(timezone=True)),
+    sa.Column("fleet", sa.String(64)),
+    sa.Column("rejections", sa.JSON),
 )
-"""What each node's agent announces; kept apart from the ``nodes`` inventory, which only revisions write."""
+"""What each node's agent announces; kept apart from the ``nodes`` inventory, which only revisions write.
+``fleet``: the fleet its agent is bound to; ``rejections``: the AgentConfig records it refused lately."""
 
 SYNC_STATE: Final = sa.Table(
     "sync_state",
@@ -188,3 +195,36 @@ SYNC_STATE: Final = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 """The coordinator's sync state (the pending plan of manual sync)."""
+
+FLEET: Final = sa.Table(
+    "fleet",
+    METADATA,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""The fleet's id (one row, a UUID made with the store): every AgentConfig carries it, so an agent bound to this
+fleet ignores another's configs and a coordinator notices records it did not write."""
+
+COORDINATOR: Final = sa.Table(
+    "coordinator",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("manifests", sa.Text, nullable=False),
+    sa.Column("sync", sa.String(16)),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stopped_at", sa.DateTime(timezone=True)),
+    sa.Column("interval_seconds", sa.Float, nullable=False),
+    sa.Column("broker", sa.String(255)),
+    sa.Column("broker_reachable", sa.Boolean),
+    sa.Column("broker_since", sa.DateTime(timezone=True)),
+    sa.Column("broker_error", sa.Text),
+    sa.Column("foreign_configs", sa.Integer, nullable=False),
+    sa.Column("last_foreign", sa.Text),
+)
+"""The coordinator's heartbeat (one row, ``id`` 1): who runs on this store (host, pid, version, what it watches),
+when it last wrote (``seen_at``, every ``interval_seconds``; ``stopped_at`` after a clean stop), whether it
+reaches its broker and since when, and how many AgentConfig records it saw that it did not write."""

@@ -1,7 +1,8 @@
 """One consistent read of everything the status document shows (``dsfleet status``, the HTTP API, ``/metrics``):
 node status, the latest config of each node, the inventory, the last revision, the observed instances, the
-pending plan of manual sync and the newest events, all from **one** read transaction, so a status never mixes
-two states of the store. The document itself is built from the snapshot by a pure function
+pending plan of manual sync, the newest events, the coordinator's heartbeat, the fleet id, what waits in the outbox
+and what was published lately, all from **one** read transaction, so a status never mixes two states of the
+store. The document itself is built from the snapshot by a pure function
 (:func:`dsfleet.reconciler.views.status_document`).
 """
 
@@ -15,19 +16,47 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
+from dsfleet.reconciler.store.coordinators import CoordinatorBeat, CoordinatorMixin
 from dsfleet.reconciler.store.nodestates import LiveMixin, NodeStatusRow
 from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin
+from dsfleet.reconciler.store.outbox import OutboxMixin
 from dsfleet.reconciler.store.revisions import RevisionsMixin
-from dsfleet.reconciler.store.schema import OBSERVED
-from dsfleet.reconciler.store.values import InstanceRow, NodeRow, RevisionRecord, _from_db
+from dsfleet.reconciler.store.schema import EVENTS, NODE_CONFIGS, OBSERVED, OUTBOX, REVISIONS
+from dsfleet.reconciler.store.values import (
+    InstanceRow,
+    NodeRow,
+    RevisionRecord,
+    _from_db,
+    _from_db_required,
+    _to_utc,
+)
 
-__all__ = ["PENDING_PLAN", "NodeHead", "ObservedDetail", "SnapshotsMixin", "StatusSnapshot"]
+__all__ = [
+    "DRIFT_EVENT",
+    "PENDING_PLAN",
+    "NodeHead",
+    "ObservedDetail",
+    "OutboxWait",
+    "SnapshotsMixin",
+    "StatusSnapshot",
+]
 
 PENDING_PLAN: Final = "pending_plan"
 """The sync-state key under which the coordinator keeps the pending plan of manual sync."""
 
+DRIFT_EVENT: Final = "drift"
+"""The event kind of one drift an agent reported (counted as ``driftEvents`` / ``dsfleet_drift_events_total``)."""
+
 NodeHead = tuple[int, str, datetime]
 """A node's latest stored config: (generation, config hash, when its revision was stored)."""
+
+
+@dataclass(frozen=True)
+class OutboxWait:
+    """What waits in the outbox for one key (a node): how many rows, since when."""
+
+    rows: int
+    since: datetime
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,11 @@ class ObservedDetail:
     drift: tuple[Mapping[str, Any], ...] = ()
     container_id: str | None = None
     updated_at: datetime | None = None
+    conditions: tuple[Mapping[str, Any], ...] = ()
+    """The agent's problems with the instance (``reason``, ``message``, ``cameras``, ``since``, ``attempts``,
+    ``nextRetryAt``)."""
+    fps_at: datetime | None = None
+    """When the FPS values were printed (None: the agent did not say; the report's time counts)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,17 @@ class StatusSnapshot:
     pending_plan: Mapping[str, Any] | None = None
     events: tuple[EventRecord, ...] = ()
     """The newest events, newest first."""
+    coordinator: CoordinatorBeat | None = None
+    """The coordinator's last heartbeat (None: none ever ran on this store)."""
+    fleet_id: str | None = None
+    outbox: Mapping[str, OutboxWait] = field(default_factory=dict)
+    """What waits in the outbox, by key (node)."""
+    published: Mapping[str, datetime] = field(default_factory=dict)
+    """When each node's newest config was published, for those published since the snapshot's ``since``."""
+    removed: Mapping[str, datetime] = field(default_factory=dict)
+    """Nodes whose newest config is a removal (a tombstone), with when it was stored."""
+    drift_events: int = 0
+    """How many drifts agents have reported in all (healed or not)."""
 
 
 _OBSERVED = sa.select(
@@ -82,6 +127,8 @@ _OBSERVED = sa.select(
     OBSERVED.c.drift,
     OBSERVED.c.container_id,
     OBSERVED.c.updated_at,
+    OBSERVED.c.conditions,
+    OBSERVED.c.fps_at,
 ).order_by(OBSERVED.c.node, OBSERVED.c.instance)
 """The observed columns status shows, by node then instance."""
 
@@ -101,15 +148,41 @@ def _observed_detail(row: RowMapping) -> ObservedDetail:
         drift=tuple(dict(d) for d in row["drift"] or ()),
         container_id=row["container_id"],
         updated_at=_from_db(row["updated_at"]),
+        conditions=tuple(dict(c) for c in row["conditions"] or ()),
+        fps_at=_from_db(row["fps_at"]),
     )
 
 
-class SnapshotsMixin(RevisionsMixin, ObservedMixin, LiveMixin):
+_PENDING = (
+    sa.select(OUTBOX.c.key, sa.func.count(), sa.func.min(OUTBOX.c.created_at))
+    .where(OUTBOX.c.published_at.is_(None))
+    .group_by(OUTBOX.c.key)
+)
+
+
+def _removed() -> sa.Select[Any]:
+    newest = (
+        sa.select(NODE_CONFIGS.c.node, sa.func.max(NODE_CONFIGS.c.generation).label("generation"))
+        .group_by(NODE_CONFIGS.c.node)
+        .subquery()
+    )
+    return (
+        sa.select(NODE_CONFIGS.c.node, REVISIONS.c.created_at)
+        .join(
+            newest,
+            sa.and_(NODE_CONFIGS.c.node == newest.c.node, NODE_CONFIGS.c.generation == newest.c.generation),
+        )
+        .join(REVISIONS, REVISIONS.c.id == NODE_CONFIGS.c.revision_id)
+        .where(NODE_CONFIGS.c.deleted.is_(True))
+    )
+
+
+class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, CoordinatorMixin):
     """:meth:`status_snapshot`."""
 
-    def status_snapshot(self, *, events: int = 20) -> StatusSnapshot:
+    def status_snapshot(self, *, events: int = 20, since: datetime | None = None) -> StatusSnapshot:
         """Everything the status document shows, read in one transaction; ``events``: how many of the newest
-        events (0: none)."""
+        events (0: none); ``since``: the publications to report (those at or after it; None: none)."""
         with self._snapshot(), self._read() as conn:
             inventory = self.inventory(cameras=False)
             newest = self.revisions(limit=1)
@@ -122,4 +195,27 @@ class SnapshotsMixin(RevisionsMixin, ObservedMixin, LiveMixin):
                 observed=tuple(_observed_detail(r) for r in conn.execute(_OBSERVED).mappings()),
                 pending_plan=self.sync_state(PENDING_PLAN),
                 events=tuple(self.events(limit=events)) if events > 0 else (),
+                coordinator=self.coordinator_heartbeat(),
+                fleet_id=self.fleet_id(),
+                outbox={
+                    str(key): OutboxWait(int(n), _from_db_required(oldest))
+                    for key, n, oldest in conn.execute(_PENDING).all()
+                },
+                published=self._published_since(since) if since is not None else {},
+                removed={str(n): _from_db_required(t) for n, t in conn.execute(_removed()).all()},
+                drift_events=int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(EVENTS).where(EVENTS.c.kind == DRIFT_EVENT)
+                    ).scalar()
+                    or 0
+                ),
             )
+
+    def _published_since(self, since: datetime) -> dict[str, datetime]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(OUTBOX.c.key, sa.func.max(OUTBOX.c.published_at))
+                .where(OUTBOX.c.published_at >= _to_utc(since))
+                .group_by(OUTBOX.c.key)
+            ).all()
+        return {str(k): _from_db_required(t) for k, t in rows}

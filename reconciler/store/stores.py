@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dsfleet.reconciler.store.coordinators import CoordinatorMixin
 from dsfleet.reconciler.store.database import StoreBase
 from dsfleet.reconciler.store.legacyviews import LegacyViewsMixin
 from dsfleet.reconciler.store.nodestates import LiveMixin
@@ -12,6 +13,13 @@ from dsfleet.reconciler.store.snapshots import SnapshotsMixin
 
 
 class Store(
-    SnapshotsMixin, RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, LegacyViewsMixin, StoreBase
+    SnapshotsMixin,
+    RevisionsMixin,
+    OutboxMixin,
+    ObservedMixin,
+    LiveMixin,
+    CoordinatorMixin,
+    LegacyViewsMixin,
+    StoreBase,
 ):
     """The coordinator's database. Create with :meth:`open`; close with :meth:`close` (or ``with``)."""

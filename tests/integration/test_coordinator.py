@@ -322,11 +322,15 @@ def test_broker_replaced_by_an_empty_one(topic_prefix: str, fleet: Path, db: str
         )
         reader.close()
         # the re-publish left through the outbox, like every record: gpu-node-2's generation 1 is queued twice
-        # (its revision, then anti-entropy), and nothing is left pending
-        with Store.open(db, readonly=True) as store:
-            rows = store.outbox_rows(limit=100)
-        node2 = [r for r in rows if r.key == "gpu-node-2"]
-        assert len(node2) >= 2 and all(r.published_at is not None for r in rows)
+        # (its revision, then anti-entropy), and nothing is left pending once the delivery reports are in
+
+        def settled() -> bool:
+            with Store.open(db, readonly=True) as store:
+                rows = store.outbox_rows(limit=100)
+            node2 = [r for r in rows if r.key == "gpu-node-2"]
+            return len(node2) >= 2 and all(r.published_at is not None for r in rows)
+
+        wait_for(settled, 10, "every outbox row published")
     finally:
         coord.stop()
         broker.close()

@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,15 @@ def test_upgrading_a_store_of_the_previous_release_keeps_every_row(old_store: Pa
             assert kept == rows, name
             assert all(set(row[len(columns) :]) <= {None} for row in new_rows), name
     assert after["alembic_version"][1] == [(head_revision(),)]
-    assert set(after) - set(before) == {"alembic_version", "node_status", "sync_state"}
+    assert set(after) - set(before) == {
+        "alembic_version",
+        "node_status",
+        "sync_state",
+        "fleet",
+        "coordinator",
+    }
+    [(fleet_id, _created)] = after["fleet"][1]  # the upgrade gives the store its fleet id
+    assert str(uuid.UUID(fleet_id)) == fleet_id
     engine = sa.create_engine(f"sqlite:///{old_store}")
     try:
         with engine.connect() as conn:  # and the tables are exactly the current ones

@@ -1,5 +1,5 @@
-"""``dsfleet apply PATH --wait`` on the live loop: with a coordinator (status from the store), without one (the
-command publishes the outbox itself and reads AgentResponse off the topic), and a timeout naming the laggard."""
+"""``dsfleet apply PATH --wait`` on the live loop: refused beside a running coordinator, without one (the command
+publishes the outbox itself and reads AgentResponse off the topic), and a timeout naming the laggard."""
 
 from __future__ import annotations
 
@@ -49,12 +49,12 @@ def _edited(s: Stack, dest: Path, old: str, new: str) -> Path:
 def test_apply_wait_with_and_without_a_coordinator(stack: Stack, tmp_path: Path) -> None:
     stack.wait_converged(60)
 
-    # a coordinator runs: it publishes; progress comes from the store
+    # a coordinator runs: it is the fleet's one writer (it would undo this apply at its next read of its own
+    # directory), so apply refuses and says what to do instead
     edited = _edited(stack, tmp_path / "edit1", "motConfidenceThreshold: 0.6", "motConfidenceThreshold: 0.55")
     done = _apply(stack, edited, "--timeout", "40")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "rolled out: 1 node(s)" in done.stdout
-    assert "published" not in done.stdout
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "a coordinator runs on this store" in done.stderr and "rolled out" not in done.stdout
 
     # no coordinator: apply publishes the outbox itself and reads the agents' reports off the topic
     assert stack.coordinator is not None

@@ -108,7 +108,10 @@ def test_status_json_and_text_from_agent_reports(db: str) -> None:
     assert (gate["sync"], gate["health"], gate["state"]) == ("Synced", "Degraded", "running")
     assert gate["fps"] == {"0": 29.9, "1": 0.0}
     assert "hunter2" not in done.stdout and "rtsp://***@10.0.0.5" in gate["lastLogLine"]
-    assert (lobby["sync"], lobby["health"], lobby["restarts"]) == ("Progressing", "Failed", 6)
+    # its config was stored by apply and never published (no coordinator runs): not "on its way"
+    assert (lobby["sync"], lobby["health"], lobby["restarts"]) == ("OutOfSync", "Failed", 6)
+    assert "waiting in the outbox" in lobby["reason"] and "no coordinator has run" in lobby["reason"]
+    assert doc["coordinator"] is None and doc["outbox"]["depth"] == 2
     assert lobby["drift"][0]["kind"] == "label"
     assert (parking["sync"], parking["health"]) == ("OutOfSync", "Unknown")
     assert doc["revision"]["id"] == 1 and doc["revision"]["accepted"] is True
@@ -120,6 +123,8 @@ def test_status_json_and_text_from_agent_reports(db: str) -> None:
     assert text.returncode == 0, text.stderr
     assert "ccm-lobby" in text.stdout and "Failed" in text.stdout and "backoff" in text.stdout
     assert "revision 1: accepted" in text.stdout
+    assert "coordinator: none has run on this store" in text.stdout
+    assert "2 configs waiting to be published: no coordinator has run on this store" in text.stdout
     assert "\x1b[" not in text.stdout  # plain text when not a terminal
 
 

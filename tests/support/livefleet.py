@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from dsfleet.plumbing.kafka import Consumer, Producer, Record, client_config
+from dsfleet.plumbing.settings import load_settings
 from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,11 +129,18 @@ class CoordinatorProc:
         return self.proc.wait(timeout)
 
 
+def kafka_client_config(bootstrap: str) -> dict[str, str]:
+    """A test client's librdkafka settings: the librdkafka keys of the settings file the product processes read
+    (``DSFLEET_CONFIG``: e.g. TLS to the broker), and short fetch waits."""
+    extra = load_settings().kafka.passthrough() if os.environ.get("DSFLEET_CONFIG") else {}
+    return client_config(bootstrap, {**extra, "fetch.wait.max.ms": "10"})
+
+
 class TopicReader:
     """Reads one topic (all partitions) from the beginning, without a consumer group."""
 
     def __init__(self, bootstrap: str, prefix: str, topic: Topic) -> None:
-        self.config = client_config(bootstrap, {"fetch.wait.max.ms": "10"})
+        self.config = kafka_client_config(bootstrap)
         self.name = topic_name(topic, prefix)
         self.consumer = Consumer(self.config, client_id="test-reader")
         self.records: list[Record] = []
@@ -171,7 +179,7 @@ class FakeAgent:
     def __init__(
         self, bootstrap: str, prefix: str, node: str | None, hostname: str, heartbeat: float = 0.5
     ) -> None:
-        self.config = client_config(bootstrap, {"fetch.wait.max.ms": "10"})
+        self.config = kafka_client_config(bootstrap)
         self.prefix = prefix
         self.node = node
         self.hostname = hostname

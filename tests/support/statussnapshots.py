@@ -1,18 +1,21 @@
 """A hand-made :class:`~dsfleet.reconciler.store.StatusSnapshot` of a small fleet, for the pure status document
-and the API's models: one online node running three instances (healthy, exited with a credential in its error,
-one no longer desired), one declared node whose agent never reported, an agent not in the manifests, a rejected
-revision, a pending plan and two events."""
+and the API's models: a running coordinator (with a foreign config seen), one online node running four instances
+(healthy with fresh FPS, exited with a credential in its error, degraded by an image not found, one no longer
+desired), one declared node whose agent never reported and whose config waits in the outbox, an agent not in the
+manifests (bound to another fleet, retiring), a rejected revision, a pending plan and two events."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from dsfleet.reconciler.store import (
+    CoordinatorBeat,
     EventRecord,
     InstanceRow,
     NodeRow,
     NodeStatusRow,
     ObservedDetail,
+    OutboxWait,
     RevisionRecord,
     StatusSnapshot,
 )
@@ -20,6 +23,22 @@ from dsfleet.reconciler.store import (
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SECRET = "hunter2"
 STORED = NOW - timedelta(minutes=10)
+FLEET = "5f0c2b1e-0000-4000-8000-000000000001"
+BEAT = CoordinatorBeat(
+    host="coord.lan",
+    pid=4242,
+    version="0.1.0",
+    manifests="/srv/fleet",
+    started_at=NOW - timedelta(hours=1),
+    seen_at=NOW - timedelta(seconds=1),
+    interval_seconds=2.0,
+    sync="auto",
+    broker="127.0.0.1:9092",
+    broker_reachable=True,
+    broker_since=NOW - timedelta(hours=1),
+    foreign_configs=1,
+    last_foreign="AgentConfig of node gpu-1 generation 1 written by another fleet (f2)",
+)
 
 
 def node_status(node: str, *, online: bool = True, **kw: object) -> NodeStatusRow:
@@ -54,8 +73,18 @@ def example_snapshot() -> StatusSnapshot:
     }
     return StatusSnapshot(
         node_statuses=(
-            node_status("gpu-1", error=f"pull rtsp://u:{SECRET}@cam/1 failed"),
-            node_status("stray", online=False, last_seen=None, gpus=(), observed_generation=None),
+            node_status("gpu-1", error=f"pull rtsp://u:{SECRET}@cam/1 failed", fleet=FLEET),
+            node_status(
+                "stray",
+                online=False,
+                last_seen=None,
+                gpus=(),
+                observed_generation=None,
+                fleet="f2",
+                rejections=(
+                    {"reason": "other-fleet", "generation": 1, "detail": f"from {FLEET}", "at": "t"},
+                ),
+            ),
         ),
         node_heads={"gpu-1": (3, "nh1", STORED), "gpu-2": (1, "nh2", STORED)},
         nodes=(
@@ -72,6 +101,7 @@ def example_snapshot() -> StatusSnapshot:
             InstanceRow(
                 "yard", node="gpu-2", gpu=1, image="ds:7", camera_count=1, config_hash="h3", paused=True
             ),
+            InstanceRow("dock", node="gpu-1", gpu=0, image="ds:7.1", camera_count=1, config_hash="h4"),
         ),
         last_revision=RevisionRecord(
             7, STORED, "watch", "abc123", "A <a@b>", "Add gate\n\nbody", "mh", False, (_finding(),), 0
@@ -88,6 +118,7 @@ def example_snapshot() -> StatusSnapshot:
                 drift=(drift,),
                 container_id="c1",
                 updated_at=NOW - timedelta(seconds=1),
+                fps_at=NOW - timedelta(seconds=3),
             ),
             ObservedDetail(
                 "gpu-1",
@@ -102,12 +133,37 @@ def example_snapshot() -> StatusSnapshot:
                 updated_at=NOW,
             ),
             ObservedDetail("gpu-1", "old", "running", 2, "h0", updated_at=NOW),
+            ObservedDetail(
+                "gpu-1",
+                "dock",
+                "running",
+                2,
+                "h4",
+                fps={"0": 30.0},
+                fps_at=NOW - timedelta(minutes=5),
+                updated_at=NOW,
+                conditions=(
+                    {
+                        "reason": "ImageNotFound",
+                        "message": "image ds:7.1 not found",
+                        "cameras": [],
+                        "since": "2026-03-01T11:58:00+00:00",
+                        "attempts": 2,
+                        "nextRetryAt": "2026-03-01T12:00:40+00:00",
+                    },
+                ),
+            ),
         ),
         pending_plan={"valid": True, "summary": {"nodes_to_change": 1}, "text": "Plan: 1 to change."},
         events=(
             EventRecord(2, NOW, "state", f"running → exited rtsp://a:{SECRET}@b", "gpu-1", "lobby"),
             EventRecord(1, STORED, "online", "heartbeat", "gpu-1"),
         ),
+        coordinator=BEAT,
+        fleet_id=FLEET,
+        outbox={"gpu-2": OutboxWait(1, NOW - timedelta(seconds=30))},
+        published={"gpu-1": STORED + timedelta(seconds=1)},
+        drift_events=3,
     )
 
 

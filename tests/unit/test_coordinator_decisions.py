@@ -1,7 +1,9 @@
-"""Pure decisions of the coordinator: offline detection, naming agents, anti-entropy, the topic view, ingest."""
+"""Pure decisions of the coordinator: offline detection, naming agents, anti-entropy, the topic view, ingest,
+retiring nodes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +27,7 @@ from dsfleet.reconciler.coordinator.resyncs import (
     resync_decisions,
     track_behind,
 )
+from dsfleet.reconciler.coordinator.retirements import Retirement, retirements
 from dsfleet.schemas.wire import AgentInfo, AgentResponse, RejectReason, UpdateConfig, encode
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -53,6 +56,14 @@ def test_never_seen_is_never_marked_offline_and_online_on_next_beat() -> None:
         "n1",
         "n3",
     ]
+
+
+def test_a_restart_gives_silent_nodes_their_beats_again() -> None:
+    """Heartbeats sent while the coordinator was down (or its broker was) could not be heard: not missed."""
+    node = Liveness("n1", True, T0 - s(60), heartbeat_seconds=5)
+    assert [t.node for t in offline_transitions([node], T0, misses=3)] == ["n1"]
+    assert offline_transitions([node], T0 + s(14), misses=3, heard_since=T0) == []
+    assert [t.node for t in offline_transitions([node], T0 + s(15), misses=3, heard_since=T0)] == ["n1"]
 
 
 def test_old_heartbeat_read_back_does_not_mark_online() -> None:
@@ -103,11 +114,71 @@ def test_machine_id_normalized() -> None:
 def test_agent_behind_past_grace_is_republished_with_jitter() -> None:
     timing = Timing(grace=s(10), jitter=s(2))
     node = NodeSync(
-        "n1", 3, online=True, observed_generation=2, behind_since=T0, topic_generation=3, topic_caught_up=True
+        "n1",
+        3,
+        online=True,
+        observed_generation=2,
+        behind_since=T0,
+        desired_hash="h3",
+        observed_hash="h2",
+        topic_generation=3,
+        topic_caught_up=True,
     )
     assert resync_decisions([node], T0 + s(9), timing=timing) == []
     due = T0 + s(10) + jitter_of("n1", s(2))
     assert resync_decisions([node], due + s(0.01), timing=timing)[0].reason is Reason.AGENT_BEHIND
+
+
+def test_behind_is_by_hash_not_generation() -> None:
+    """A node that runs the desired config is in sync whatever generation it reports."""
+    same = NodeSync(
+        "n1",
+        3,
+        online=True,
+        observed_generation=2,
+        behind_since=T0,
+        desired_hash="h3",
+        observed_hash="h3",
+        topic_generation=3,
+        topic_caught_up=True,
+    )
+    assert resync_decisions([same], T0 + s(100), timing=Timing(grace=s(1), jitter=s(0))) == []
+    other = NodeSync(
+        "n1",
+        3,
+        online=True,
+        observed_generation=3,
+        behind_since=T0,
+        desired_hash="h3",
+        observed_hash="forged",
+        topic_generation=3,
+        topic_caught_up=True,
+    )
+    got = resync_decisions([other], T0 + s(100), timing=Timing(grace=s(1), jitter=s(0)))
+    assert [r.reason for r in got] == [Reason.AGENT_BEHIND]
+
+
+@pytest.mark.parametrize(
+    ("ahead", "expected"),
+    [(None, []), (3, []), (2, []), (99, [Reason.GENERATION_AHEAD])],
+)
+def test_a_generation_reported_above_the_stored_one_is_reissued(
+    ahead: int | None, expected: list[Reason]
+) -> None:
+    node = NodeSync(
+        "n1",
+        3,
+        online=True,
+        observed_generation=ahead,
+        desired_hash="h3",
+        observed_hash="h3",
+        reported_ahead=ahead,
+        topic_generation=3,
+        topic_caught_up=True,
+    )
+    assert [r.reason for r in resync_decisions([node], T0)] == expected
+    pending = NodeSync("n1", 3, reported_ahead=ahead, outbox_pending=True)
+    assert resync_decisions([pending], T0) == []
 
 
 def test_offline_or_never_announced_nodes_get_nothing_beyond_the_topic() -> None:
@@ -133,6 +204,8 @@ def test_topic_lost_is_repaired_first_even_for_offline_nodes_and_respects_budget
             online=True,
             observed_generation=1,
             behind_since=T0 - s(100),
+            desired_hash="h2",
+            observed_hash="h1",
             topic_generation=2,
             topic_caught_up=True,
         )
@@ -156,12 +229,13 @@ def test_backoff_doubles_and_caps() -> None:
 
 
 def test_track_behind_keeps_first_time_and_drops_caught_up() -> None:
-    first = track_behind({}, {"a": 1, "b": 2}, {"a": 2, "b": 2}, {"a": True, "b": True}, T0)
+    first = track_behind({}, {"a": "h1", "b": "h2"}, {"a": "h2", "b": "h2"}, {"a": True, "b": True}, T0)
     assert first == {"a": T0}
-    later = track_behind(first, {"a": 1}, {"a": 2}, {"a": True}, T0 + s(5))
+    later = track_behind(first, {"a": "h1"}, {"a": "h2"}, {"a": True}, T0 + s(5))
     assert later == {"a": T0}
-    assert track_behind(later, {"a": 2}, {"a": 2}, {"a": True}, T0 + s(6)) == {}
-    assert track_behind(later, {"a": 1}, {"a": 2}, {"a": False}, T0 + s(6)) == {}
+    assert track_behind(later, {"a": "h2"}, {"a": "h2"}, {"a": True}, T0 + s(6)) == {}
+    assert track_behind(later, {"a": "h1"}, {"a": "h2"}, {"a": False}, T0 + s(6)) == {}
+    assert track_behind({}, {}, {"a": "h2"}, {"a": True}, T0) == {"a": T0}  # reported nothing yet
 
 
 def test_topic_view_detects_truncation() -> None:
@@ -203,3 +277,33 @@ def test_batch_keeps_newest_per_node_and_counts_rejections() -> None:
     reasons = sorted(r.reason for r in batch.rejected)
     assert reasons == sorted([RejectReason.INVALID, RejectReason.NOT_JSON, RejectReason.UNKNOWN_TOPIC])
     assert batch.consumed["AgentInfo"] == 4
+
+
+# ---- retiring nodes the manifests no longer declare
+
+
+@dataclass(frozen=True)
+class Gone:
+    node: str
+    removed_at: datetime | None
+    instances: int
+    reported_at: datetime | None
+    last_seen: datetime | None = None
+
+
+@pytest.mark.parametrize(
+    ("case", "node", "retired"),
+    [
+        ("agent reported its instances gone", Gone("a", T0, 0, T0 + s(3)), True),
+        ("still runs instances", Gone("a", T0, 2, T0 + s(3)), False),
+        ("empty report from before the removal", Gone("a", T0, 0, T0 - s(3)), False),
+        ("agent silent past the timeout", Gone("a", T0 - s(601), 1, T0 - s(700)), True),
+        ("agent silent, within the timeout", Gone("a", T0 - s(599), 1, T0 - s(700)), False),
+        ("never configured, not heard for long", Gone("a", None, 1, None, T0 - s(601)), True),
+        ("never configured, empty report", Gone("a", None, 0, T0 - s(1)), True),
+    ],
+)
+def test_retirements(case: str, node: Gone, retired: bool) -> None:
+    got = retirements([node], T0, timeout=s(600))
+    assert [r.node for r in got] == (["a"] if retired else []), case
+    assert all(isinstance(r, Retirement) and r.reason for r in got)

@@ -166,3 +166,35 @@ def test_no_message_repeats_a_credential(tmp_path: Path, secret: str) -> None:
     text = " ".join(f.message + " ".join(n.message for n in f.notes) for f in loaded.findings)
     assert "camera-url-credentials" in {f.rule for f in loaded.findings}
     assert secret not in text
+
+
+def test_findings_on_unchanged_files_are_located_without_parsing_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Locating re-parses a file with the round-trip loader; the coordinator's cache keeps what it found."""
+    from dsfleet.reconciler.loading import manifestsets
+
+    for i in range(3):  # a duplicate cameraId in each file: a finding per file that needs a location
+        write(
+            tmp_path / f"c{i}.yaml",
+            CAMERA.format(name=f"a{i}", cid=i) + "---\n" + CAMERA.format(name=f"b{i}", cid=i),
+        )
+    built: list[str] = []
+
+    class CountingLocator(manifestsets.Locator):
+        def __init__(self, text: str) -> None:
+            built.append(text)
+            super().__init__(text)
+
+    monkeypatch.setattr(manifestsets, "Locator", CountingLocator)
+    cache = ManifestCache()
+    first = load_manifests([tmp_path], cache=cache)
+    assert len(built) == 3 and first.errors
+    built.clear()
+    again = load_manifests([tmp_path], cache=cache)
+    assert built == [] and [f.location for f in again.findings] == [f.location for f in first.findings]
+    write(tmp_path / "c1.yaml", "# edited\n" + (tmp_path / "c1.yaml").read_text())
+    edited = load_manifests([tmp_path], cache=cache)
+    assert len(built) == 1 and {
+        f.location.line for f in edited.findings if f.location and "c1" in f.location.file
+    } >= {next(f.location.line for f in first.findings if f.location and "c1" in f.location.file) + 1}

@@ -18,6 +18,7 @@ from dsfleet.reconciler.store import (
     StoredNodeConfig,
 )
 from dsfleet.schemas.hashing import canonical_json
+from dsfleet.schemas.wire import AgentConfig
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,6 +32,9 @@ class MemoryStore:
         self.configs: dict[str, StoredNodeConfig] = {}
         self.generations: dict[str, int] = {}
         self.outbox: list[tuple[str, str, bytes | str | None]] = []
+
+    def fleet_id(self) -> str | None:
+        return "fleet-1"
 
     def latest_node_configs(self, at_revision: int | None = None) -> dict[str, StoredNodeConfig]:
         return dict(self.configs)
@@ -83,6 +87,8 @@ def test_the_apply_path_runs_on_an_in_memory_store() -> None:
     assert first.applied is not None
     assert first.applied.generations == {"gpu-node-1": 1, "gpu-node-2": 1}
     assert sorted(key for _topic, key, _value in store.outbox) == ["gpu-node-1", "gpu-node-2"]
+    # every AgentConfig carries the id of the fleet (store) that wrote it
+    assert all(AgentConfig.model_validate_json(value).fleet == "fleet-1" for _t, _k, value in store.outbox)
     again = apply_manifests([MANIFESTS], store, revision)
     assert again.plan is not None and not again.plan.changed  # planning against what was stored: no change
     assert again.applied is not None and again.applied.generations == {}

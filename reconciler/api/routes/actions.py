@@ -20,8 +20,8 @@ from dsfleet.reconciler.api.dependencies import Context, require_write
 from dsfleet.reconciler.api.errors import ApiError, error_responses
 from dsfleet.reconciler.api.models import Accepted, ApplyRequest, RefreshRequest
 from dsfleet.reconciler.api.webhooks import verify_push
-from dsfleet.reconciler.planning.conditions import redact
 from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.redaction import redact
 
 log = logging.getLogger("dsfleet.api")
 

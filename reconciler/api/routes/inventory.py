@@ -4,10 +4,12 @@ with credentials-free URLs, and the older system's records (``legacy=true``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
+from dsfleet.reconciler.api.context import ApiContext
 from dsfleet.reconciler.api.dependencies import Context, FleetStatus, read_status
 from dsfleet.reconciler.api.errors import ApiError, error_responses
 from dsfleet.reconciler.api.models import (
@@ -19,10 +21,10 @@ from dsfleet.reconciler.api.models import (
     NodeDetail,
     NodeListItem,
 )
-from dsfleet.reconciler.planning.conditions import redact
 from dsfleet.reconciler.views import record_json, records_json
+from dsfleet.schemas.redaction import redact
 
-__all__ = ["instances_json", "node_json", "nodes_json", "router"]
+__all__ = ["camera_sources", "instances_json", "node_json", "nodes_json", "router"]
 
 router = APIRouter(tags=["inventory"], responses=error_responses({503: "the store cannot be read now"}))
 
@@ -48,19 +50,37 @@ def node_json(status: FleetStatus, name: str) -> dict[str, Any] | None:
     }
 
 
-def instances_json(status: FleetStatus) -> list[dict[str, Any]]:
-    """The status document's instances; those still desired with their image, layout, app type, spec hash."""
+def instances_json(
+    status: FleetStatus, sources: Mapping[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
+    """The status document's instances; those still desired with their image, layout, app type, spec hash (and
+    their cameras in source order, when ``sources`` has them)."""
     inv = {i.name: i for i in status.snapshot.instances}
     out = []
     for i in status.document["instances"]:
         row = inv.get(i["name"])
-        extra = (
+        extra: dict[str, Any] = (
             {"image": row.image, "layout": row.layout, "appType": row.app_type, "specHash": row.spec_hash}
             if row
             else {}
         )
+        if row and sources is not None and i["name"] in sources:
+            extra["sources"] = sources[i["name"]]
         out.append({**i, **extra})
     return out
+
+
+def camera_sources(payloads: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Each instance's cameras in source order (the order of the compiled config), from node config payloads."""
+    return {
+        str(i["name"]): [str(c) for c in i.get("cameras", ())]
+        for payload in payloads
+        for i in payload.get("instances", ())
+    }
+
+
+def _sources(ctx: ApiContext) -> dict[str, list[str]]:
+    return camera_sources(c.payload for c in ctx.store().latest_node_configs().values())
 
 
 @router.get("/nodes", response_model=list[NodeListItem])
@@ -107,7 +127,7 @@ def list_instances(ctx: Context, legacy: Legacy = False) -> list[dict[str, Any]]
     system's DsInstance records."""
     if legacy:
         return records_json(ctx.store().legacy_ds_instances())
-    return instances_json(read_status(ctx))
+    return instances_json(read_status(ctx), _sources(ctx))
 
 
 @router.get(
@@ -117,7 +137,7 @@ def list_instances(ctx: Context, legacy: Legacy = False) -> list[dict[str, Any]]
     responses=error_responses({404: "no such instance", 422: "not an instance name"}),
 )
 def get_instance(ctx: Context, name: Name) -> dict[str, Any]:
-    for i in instances_json(read_status(ctx)):
+    for i in instances_json(read_status(ctx), _sources(ctx)):
         if i["name"] == name:
             return i
     raise ApiError(404, f"instance {name!r} not found")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 
-from dsfleet.reconciler.api.dashboard import PAGE
+from dsfleet.reconciler.api.dashboard import page
 from dsfleet.reconciler.api.dependencies import Context, require_read
 from dsfleet.reconciler.api.metrics import metrics_text
 from dsfleet.reconciler.api.models import Healthz
@@ -29,5 +29,10 @@ def get_metrics(ctx: Context) -> Response:
 
 
 @router.get("/", include_in_schema=False)
-def dashboard() -> HTMLResponse:
-    return HTMLResponse(PAGE)
+def dashboard(ctx: Context) -> HTMLResponse:
+    """The page; Apply and Refresh only when the server has a token and something to send them to."""
+    writes = bool(ctx.token)
+    sends = ctx.send is not None
+    return HTMLResponse(
+        page(apply=writes and (sends or ctx.coordinator is not None), refresh=writes and sends)
+    )

@@ -12,18 +12,20 @@ two on SQLite and PostgreSQL).
   in place, then adds the row :data:`ALEMBIC_MARKER`, so that release refuses the upgraded store as newer than
   itself instead of writing to it.
 - ``0002``: the live loop (``node_status``, ``sync_state``, more ``observed`` columns).
+- ``0003``: the fleet id (a UUID made by this revision), the coordinator's heartbeat, instance conditions and FPS
+  times, the fleet and refused configs of each node's agent.
 
-Adding a table or column (revision ``0003``):
+Adding a table or column (revision ``0004``):
 
 1. Change the tables in ``schema.py``.
-2. Write ``versions/r0003_<what>.py`` with ``revision = "0003"`` and ``down_revision = "0002"``, making the same
+2. Write ``versions/r0004_<what>.py`` with ``revision = "0004"`` and ``down_revision = "0003"``, making the same
    change with ``op.*`` calls and the column definitions written out (never import ``schema.py``). Alembic can
    draft it from the difference between a database at the head and ``schema.py``: in a source tree, ``alembic -c
    reconciler/store/migrations/alembic.ini -x url=sqlite:///scratch.db upgrade head``, then the same with
-   ``revision --autogenerate --rev-id 0003 -m "<what>"``; review the draft. SQLite cannot alter or drop a column
+   ``revision --autogenerate --rev-id 0004 -m "<what>"``; review the draft. SQLite cannot alter or drop a column
    in place: use ``op.batch_alter_table`` for that. A new column of an existing table is nullable or has a
    ``server_default``, since stores in the field have rows.
-3. Set :data:`HEAD` to ``"0003"``.
+3. Set :data:`HEAD` to ``"0004"``.
 
 The tests then check that ``HEAD`` is the scripts' head and that the migrated database matches ``schema.py``.
 Revisions go forward only (``downgrade`` raises): restore a backup to go back.
@@ -67,7 +69,7 @@ store of a release this dsfleet does not know."""
 ALEMBIC_MARKER: Final = 100
 """The ``schema_version`` row the baseline adds: pre-Alembic releases read it as "too new for me"."""
 VERSION_TABLE: Final = "alembic_version"
-HEAD: Final = "0002"
+HEAD: Final = "0003"
 """The newest revision in ``versions/`` (a test checks it against Alembic's own reading of the scripts). Known
 without loading Alembic and the scripts, which is most of the cost of opening a store that is up to date (every
 read-only command); Alembic is imported only to migrate, or for a store at another revision."""
