@@ -120,6 +120,10 @@ OUTBOX: Final = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("published_at", sa.DateTime(timezone=True)),
     sa.Column("attempts", sa.Integer, nullable=False),
+    # held back (an ordered camera handover waits for the target node): not sent until released; ``hold`` says
+    # what the row waits for and why (the handover's moves, deadline, state)
+    sa.Column("held", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("hold", sa.JSON),
     sa.Index("ix_outbox_pending", "published_at", "id"),
     sqlite_autoincrement=True,
 )
@@ -159,7 +163,45 @@ EVENTS: Final = sa.Table(
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Index("ix_events_kind", "kind"),
+    sa.Index("ix_events_at", "at"),
     sqlite_autoincrement=True,
+)
+
+NODE_KEYS: Final = sa.Table(
+    "node_keys",
+    METADATA,
+    sa.Column("node", sa.String(63), primary_key=True),
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("public_key", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending (waits for approval), enrolled, revoked
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True)),
+    sa.Column("enrolled_at", sa.DateTime(timezone=True)),
+    sa.Column("enrolled_by", sa.String(255)),  # "operator" (dsfleet nodes approve) or "token <id>"
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("machine_id", sa.String(64)),
+)
+
+ENROLLMENT_TOKENS: Final = sa.Table(
+    "enrollment_tokens",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # SHA-256: the token is never stored
+    sa.Column("node", sa.String(63)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+    sa.Column("used_by", sa.String(16)),  # the key id it enrolled (a token is used once)
+    sqlite_autoincrement=True,
+)
+
+WEBHOOK_DELIVERIES: Final = sa.Table(
+    "webhook_deliveries",
+    METADATA,
+    sa.Column("delivery_id", sa.String(128), primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_webhook_deliveries_received_at", "received_at"),
 )
 
 NODE_STATUS: Final = sa.Table(
