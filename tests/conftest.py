@@ -1,4 +1,4 @@
-"""The ``integration`` marker (every test under ``tests/integration/``: ``pytest -m "not integration"`` runs the
+"""The ``integration`` marker (every test under ``tests/integration/`` and ``tests/security/``: ``-m "not integration"`` runs the
 unit tests only) and the Hypothesis profile. Helpers live in ``tests.support``."""
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ from hypothesis import HealthCheck, settings
 
 from tests.support.prereqs import in_ci
 
-INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
+TESTS_DIR = Path(__file__).resolve().parent
+INTEGRATION_DIRS = (TESTS_DIR / "integration", TESTS_DIR / "security")
+"""Suites that talk to real things (a broker, an engine, databases): marked ``integration`` by location."""
+
+pytest_plugins = ["tests.support.fixtures"]
 
 # Every agent a test starts uses only images already on the host: no test may make the agent (or dockerd) reach a
 # registry, which is never on loopback. The images of the tests are built locally (docker import).
@@ -22,7 +26,7 @@ os.environ.setdefault("DSFLEET_AGENT_IMAGE_PULL", "never")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark by location, before ``-m`` selects: a test is an integration test because of where it lives."""
     for item in items:
-        if item.path.resolve().is_relative_to(INTEGRATION_DIR):
+        if any(item.path.resolve().is_relative_to(d) for d in INTEGRATION_DIRS):
             item.add_marker(pytest.mark.integration)
 
 

@@ -1,4 +1,5 @@
-"""Integration fixtures.
+"""The fixtures of the integration and security suites (a plugin of tests/conftest.py: session-scoped ones —
+one broker, one Docker engine, one stand-in image, one PostgreSQL server — are shared by both suites).
 
 ``glib`` (session): a ``glibcheck.GlibChecker`` that reads key files with the real GLib. API::
 
