@@ -96,3 +96,57 @@ def test_each_image_copies_the_whole_namespace_and_installs_its_side_from_its_lo
     assert {"dsfleet", *linked, f"requirements/{side}.lock"} <= copied
     assert f"pip install --no-cache-dir --require-hashes -r requirements/{side}.lock" in text
     assert "pip install --no-cache-dir --no-deps ." in text
+
+
+def test_the_compose_kafka_speaks_only_sasl_ssl_beyond_its_own_loopback() -> None:
+    env = _load(DEPLOY / "coordinator" / "compose.yaml")["services"]["kafka"]["environment"]
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    for listener in env["KAFKA_LISTENERS"].split(","):
+        name, _, address = listener.partition("://")
+        if protocols[name] != "SASL_SSL":
+            assert address.startswith("127.0.0.1:"), listener  # PLAINTEXT only on the container's loopback
+    assert (
+        env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        and "Authorizer" in env["KAFKA_AUTHORIZER_CLASS_NAME"]
+    )
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    ports = _load(DEPLOY / "coordinator" / "compose.yaml")["services"]["kafka"]["ports"]
+    assert ports == ["9093:9093"]
+
+
+def test_only_the_coordinator_may_write_configs_and_commands() -> None:
+    script = (DEPLOY / "kafka" / "acls.sh").read_text()
+    roles = dict(re.findall(r"^    (coordinator|api|agent)\)\n(.*?);;", script, flags=re.M | re.S))
+    assert set(roles) == {"coordinator", "api", "agent"}
+    assert re.search(r"allow AgentConfig [^\n]*Write", roles["coordinator"])
+    assert "AgentConfig" not in roles["api"] and not re.search(
+        r"allow AgentConfig [^\n]*Write", roles["agent"]
+    )
+    assert not re.search(r"allow AgentCommand [^\n]*Write", roles["agent"])
+
+
+def test_make_certs_gives_a_broker_certificate_its_clients_verify(tmp_path: Path) -> None:
+    import socket
+    import ssl
+    import subprocess
+    import threading
+
+    done = subprocess.run(
+        ["bash", str(DEPLOY / "kafka" / "make-certs.sh"), str(tmp_path / "s"), "kafka.example.org"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "s" / "broker.pem")  # key and chain in one file, as the broker reads it
+    client = ssl.create_default_context(cafile=tmp_path / "s" / "ca.pem")
+    a, b = socket.socketpair()
+    with a, b:
+        accepted = threading.Thread(target=lambda: server.wrap_socket(a, server_side=True).close())
+        accepted.start()
+        with client.wrap_socket(b, server_hostname="kafka.example.org") as tls:  # verified: CA and host name
+            assert tls.getpeercert()["subjectAltName"][0] == ("DNS", "kafka.example.org")
+        accepted.join(10)
+    assert oct((tmp_path / "s" / "broker.pem").stat().st_mode & 0o777) == "0o600"
