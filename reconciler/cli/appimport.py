@@ -54,11 +54,11 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dsfleet.reconciler.importers.appfiles import read_gie_near
     from dsfleet.reconciler.importers.deepstreamapp import (
         DEFAULT_IMAGE,
         AppImportError,
         import_app,
-        read_gie_near,
     )
     from dsfleet.reconciler.importers.legacy import _atomic_write, render_yaml, write_secrets
     from dsfleet.reconciler.importers.legacyrows import Conversion

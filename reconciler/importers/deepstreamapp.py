@@ -44,9 +44,23 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from pathlib import PurePosixPath
+from typing import Any
 
+from dsfleet.reconciler.importers.appkeys import (
+    APPLICATION_MODEL_KEYS,
+    CONNECTION_KEYS,
+    MODELLED,
+    NUMBERED,
+    OFF_BY_DEFAULT,
+    SET_ON_NVINFER,
+    SOURCE_DEFAULT_KEYS,
+    STREAMMUX_MODEL_KEYS,
+    group_kind,
+    has_credentials,
+    printf_d,
+    spec_of,
+)
 from dsfleet.reconciler.importers.keyfilereader import KeyEntry, KeyGroup, parse_keyfile, read_typed
 from dsfleet.reconciler.importers.legacyrows import Secret, _strip_userinfo, dns_label, manifest_document
 from dsfleet.reconciler.importers.paths import FileNames, is_relative, resolve_file_uri, resolve_path
@@ -79,44 +93,6 @@ _I, _S = ValueKind.INT, ValueKind.STRING
 ReadFile = Callable[[str], tuple[str, str] | None]
 """An absolute path in the container → (text, the name to report it under), or None when it cannot be read."""
 
-_SOURCE_EXTRA_KEYS: Final = {
-    "uri": KeySpec("uri", _S),
-    "camera-id": KeySpec("camera-id", _I),
-    "gpu-id": KeySpec("gpu-id", _I),
-    "source-id": KeySpec("source-id", _I),
-    "alsa-device": KeySpec("alsa-device", _S),
-    "smart-rec-video-cache": KeySpec("smart-rec-video-cache", _I),
-}
-SOURCE_DEFAULT_KEYS: Final = ("latency", "cudadec-memtype", "drop-frame-interval", "select-rtp-protocol",
-                              "rtsp-reconnect-interval-sec", "num-extra-surfaces")  # fmt: skip
-"""``[sourceN]`` keys ``app.sources`` holds (when every source sets them alike)."""
-_STREAMMUX_MODEL_KEYS: Final = ("width", "height", "batch-size", "buffer-pool-size", "nvbuf-memory-type",
-                                "batched-push-timeout", "live-source", "enable-padding", "attach-sys-ts-as-ntp",
-                                "config-file")  # fmt: skip
-_APPLICATION_MODEL_KEYS: Final = ("enable-perf-measurement", "perf-measurement-interval-sec",
-                                  "gie-kitti-output-dir", "kitti-track-output-dir", "reid-track-output-dir",
-                                  "terminated-track-output-dir", "shadow-track-output-dir")  # fmt: skip
-SET_ON_NVINFER: Final = {
-    "primary-gie": ("gie-unique-id", "batch-size", "interval", "model-engine-file"),
-    "secondary-gie": ("gie-unique-id", "batch-size", "interval", "model-engine-file", "operate-on-gie-id",
-                      "operate-on-class-ids"),
-}  # fmt: skip
-"""The keys of a GIE group deepstream-app sets on nvinfer after it loads the file, so they override the file's
-(``deepstream_primary_gie_bin.c``, ``deepstream_secondary_gie_bin.c``); ``gpu-id`` and ``input-tensor-meta`` too."""
-_NUMBERED = re.compile(
-    r"^(source|sink|secondary-gie|secondary-pre-process|message-consumer|dewarper)([0-9]+)$"
-)
-_MODELLED = {"osd": "osd", "tracker": "tracker", "tiled-display": "tiled-display", "sink": "sinks",
-             "message-converter": "message-converter", "message-consumer": "message-consumers",
-             "nvds-analytics": "nvds-analytics", "img-save": "img-save", "tests": "tests"}  # fmt: skip
-_OFF_BY_DEFAULT = {"osd", "tracker", "tiled-display", "sink", "message-converter", "message-consumer",
-                   "nvds-analytics", "img-save"}  # fmt: skip
-"""Groups deepstream-app leaves off without ``enable`` (and whose dsfleet default may be on)."""
-_CONNECTION_KEYS = {"sink": "msg-broker-conn-str", "message-consumer": "conn-str"}
-_CREDENTIAL_LINE = re.compile(
-    r"^\s*[^#;\s][^=]*?(password|passwd|secret|token|sharedaccesskey|sasl\.password)[^=]*=\s*\S", re.I
-)
-
 
 class AppImportError(Exception):
     """The file cannot be imported (gcc-style message, one line per cause)."""
@@ -140,46 +116,8 @@ class AppImport:
     """Rendered name → the container path of the original file imported under it."""
 
 
-_GPU_ID = KeySpec("gpu-id", _I)
-
-
-def group_kind(group: str) -> str:
-    m = _NUMBERED.match(group)
-    return m.group(1) if m else group
-
-
-def spec_of(group: str, key: str) -> KeySpec | None:
-    """The spec deepstream-app reads ``key`` of ``group`` with (None: a key dsfleet does not know)."""
-    kind = group_kind(group)
-    if key == "gpu-id":
-        return _GPU_ID
-    if kind in ("source", "source-attr-all") and key in _SOURCE_EXTRA_KEYS:
-        return _SOURCE_EXTRA_KEYS[key]
-    if kind == "source":
-        return spec_for(APP_SOURCE_KEYS, key)
-    table = APP_GROUP_TABLES.get(kind)
-    return spec_for(table, key) if table is not None else None
-
-
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _printf_d(uri: str, number: int) -> str:
-    """``g_strdup_printf (uri, number)`` for the ``%d`` MultiURI copies (``%%`` is one ``%``)."""
-    out, i, used = [], 0, False
-    while i < len(uri):
-        if uri.startswith("%%", i):
-            out.append("%")
-            i += 2
-        elif uri.startswith("%d", i) and not used:
-            out.append(str(number))
-            used = True
-            i += 2
-        else:
-            out.append(uri[i])
-            i += 1
-    return "".join(out)
 
 
 @dataclass
@@ -283,7 +221,7 @@ class _App:
             found = self.read(resolved)
             if found is not None:
                 text, where = found
-                if key in ("msg-broker-config", "config-file") and _has_credentials(text):
+                if key in ("msg-broker-config", "config-file") and has_credentials(text):
                     self.warn(f"[{group}] {key} {value}: {where} holds credentials; not imported (mount it from a "
                               "secret at the path it names)")  # fmt: skip
                 else:
@@ -318,16 +256,6 @@ class _App:
         self.out.cameras.append(manifest_document("Camera", cam, spec))
         self.cameras.append(cam)
         return cam
-
-
-def _has_credentials(text: str) -> bool:
-    for line in text.splitlines():
-        if _CREDENTIAL_LINE.match(line):
-            return True
-        _, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#") and broker_connection_has_credentials(value.strip()):
-            return True
-    return False
 
 
 def import_app(
@@ -402,7 +330,7 @@ def _import_groups(st: _App, groups: tuple[KeyGroup, ...]) -> None:
                 copies.extend(_Source(group.name, known, unknown, group.line, j) for j in range(1, count))
         elif kind in ("primary-gie", "secondary-gie", "pre-process", "secondary-pre-process"):
             _gie_group(st, group, kind, known, unknown, entries)
-        elif kind in _MODELLED:
+        elif kind in MODELLED:
             _modelled(st, group, kind, known, unknown)
         else:
             st.warn(f"[{group.name}] is not modelled by dsfleet; written verbatim (app.extraGroups)")
@@ -416,7 +344,7 @@ def _import_groups(st: _App, groups: tuple[KeyGroup, ...]) -> None:
 def _application(st: _App, group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
     st.gpu(group, known, None)
     st.paths_of(group, known, APP_GROUP_TABLES["application"], st.origin, st.instance_files)
-    values = {k: v for k, v in known.items() if k in _APPLICATION_MODEL_KEYS}
+    values = {k: v for k, v in known.items() if k in APPLICATION_MODEL_KEYS}
     st.app["application"] = values
     for k in values:
         st.place(group, k, "application")
@@ -426,7 +354,7 @@ def _application(st: _App, group: str, known: dict[str, Any], unknown: dict[str,
 def _streammux(st: _App, group: str, known: dict[str, Any], unknown: dict[str, Any]) -> None:
     st.gpu(group, known, "streammux")
     st.paths_of(group, known, APP_GROUP_TABLES["streammux"], st.origin, st.instance_files)
-    values = {k: v for k, v in known.items() if k in _STREAMMUX_MODEL_KEYS}
+    values = {k: v for k, v in known.items() if k in STREAMMUX_MODEL_KEYS}
     st.app["streammux"] = values
     for k in values:
         st.place(group, k, "streammux")
@@ -443,7 +371,7 @@ def _modelled(st: _App, group: KeyGroup, kind: str, known: dict[str, Any], unkno
     st.gpu(group.name, known, None)
     if rendered_gpu:
         unknown["gpu-id"] = 0  # the container's one GPU
-    if kind in _OFF_BY_DEFAULT and "enable" not in known:
+    if kind in OFF_BY_DEFAULT and "enable" not in known:
         known["enable"] = 0 if kind == "tiled-display" else False  # deepstream-app's default, explicit
     if kind == "sink":
         rendered = f"sink{len(st.app.setdefault('sinks', []))}"
@@ -453,11 +381,11 @@ def _modelled(st: _App, group: KeyGroup, kind: str, known: dict[str, Any], unkno
         st.app["message-consumers"].append(known)
     else:
         rendered = kind
-        st.app[_MODELLED[kind]] = known
+        st.app[MODELLED[kind]] = known
     if kind in _RENDERS_GPU and (group.name, "gpu-id") in st.out.getters:
         st.place(group.name, "gpu-id", rendered)
     st.paths_of(group.name, known, table, st.origin, st.instance_files)
-    conn_key = _CONNECTION_KEYS.get(kind)
+    conn_key = CONNECTION_KEYS.get(kind)
     conn = known.get(conn_key) if conn_key else None
     if conn_key and isinstance(conn, str) and broker_connection_has_credentials(conn):
         ref = dns_label(f"{st.base}-{rendered}")[:63].rstrip("-")
@@ -550,7 +478,7 @@ def _source(st: _App, src: _Source, index: int, common: dict[str, Any]) -> None:
     known, group = src.known, src.group
     rendered = f"source{index}"
     source_type = int(known.get("type", 0))
-    group_number = int(_NUMBERED.match(group).group(2)) if _NUMBERED.match(group) else index  # type: ignore[union-attr]
+    group_number = int(NUMBERED.match(group).group(2)) if NUMBERED.match(group) else index  # type: ignore[union-attr]
     camera_id = str(known.get("camera-id", group_number))
     if src.copy:
         camera_id = (
@@ -564,7 +492,7 @@ def _source(st: _App, src: _Source, index: int, common: dict[str, Any]) -> None:
         if not isinstance(uri, str):
             raise st.fail(f"[{group}] has no uri (deepstream-app: 'No URI provided')")
         if src.copy:
-            uri = _printf_d(uri, src.copy)
+            uri = printf_d(uri, src.copy)
         resolved = resolve_file_uri(uri, st.origin)
         if resolved != uri:
             st.out.paths[(group, "uri")] = resolved
@@ -807,25 +735,3 @@ def _finish(st: _App, image: str, mount_origin: bool) -> AppImport:
     spec["app"] = app
     out.instance = manifest_document("DsInstance", st.base, spec)
     return out
-
-
-def read_gie_near(app_file: Path, origin: str | PurePosixPath | None = None) -> ReadFile:
-    """A ``read_file`` for :func:`import_app`: a container path under ``origin`` (default: ``app_file``'s own
-    directory, absolute) is read from the same place relative to ``app_file``'s directory on this host; in a
-    folder of flattened copies (``<repo>__<dir>__<name>``, like the shared samples) the copy with the app file's
-    prefix."""
-    here = app_file.resolve().parent
-    root = PurePosixPath(origin) if origin is not None else PurePosixPath(here)
-    prefix = app_file.name.rsplit("__", 1)[0] if "__" in app_file.name else None
-
-    def read(path: str) -> tuple[str, str] | None:
-        relative = posixpath.relpath(path, str(root)) if path.startswith("/") else path
-        candidates = [here / relative]
-        if prefix is not None and not relative.startswith(".."):
-            candidates.append(here / f"{prefix}__{relative.replace('/', '__')}")
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate.read_bytes().decode("utf-8"), str(candidate)
-        return None
-
-    return read

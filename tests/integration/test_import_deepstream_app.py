@@ -18,7 +18,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from dsfleet.reconciler.importers.deepstreamapp import AppImport, import_app, read_gie_near
+from dsfleet.reconciler.importers.appfiles import read_gie_near
+from dsfleet.reconciler.importers.deepstreamapp import AppImport, import_app
 from dsfleet.reconciler.importers.keyfilereader import parse_keyfile
 from dsfleet.reconciler.importers.nvinfer import import_keyfile
 from dsfleet.reconciler.importers.yamlconfigs import is_yaml_config, keyfile_name, yaml_to_keyfile
