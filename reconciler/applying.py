@@ -4,6 +4,11 @@ Load + validate (cached by content hash), compile (cached per instance), plan ag
 then store the revision with exactly the changed nodes' AgentConfig messages in the outbox, in one transaction.
 An invalid set is stored as a rejected revision; an apply that would remove every instance is refused unless
 allowed (docs/architecture/decisions/0014-prune-safety.md).
+
+Ordered camera moves (:mod:`dsfleet.reconciler.planning.handovers`): when the caller passes a handover timeout
+(the coordinator, which decides the holds afterwards), the config of a node that gives a camera to another node
+is stored *held* in the outbox, and goes out once the target runs the camera (or at the timeout). Without one
+(``dsfleet apply``, which publishes itself and does not stay to decide) nothing is held.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from dsfleet.reconciler.compiling.desired import CompileCache, DesiredState, des
 from dsfleet.reconciler.loading.gitinfo import git_info
 from dsfleet.reconciler.loading.manifestsets import ManifestCache
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from dsfleet.reconciler.planning.handovers import Hold, camera_moves, carry_moves, unordered_sources
 from dsfleet.reconciler.planning.plans import Plan, compute_plan, removes_every_instance
 from dsfleet.reconciler.ports import StorePort
 from dsfleet.reconciler.store import (
@@ -35,7 +41,7 @@ from dsfleet.reconciler.store import (
 from dsfleet.reconciler.views import finding_json
 from dsfleet.schemas.manifests import Camera
 from dsfleet.schemas.nodeconfigs import NodeConfig
-from dsfleet.schemas.wire import agent_config_record
+from dsfleet.schemas.wire import Signer, agent_config_record
 
 
 def revision_from_git(path: str | os.PathLike[str], *, source: str, now: datetime) -> NewRevision:
@@ -68,6 +74,10 @@ class ApplyResult:
     plan: Plan | None = None
     applied: AppliedRevision | None = None
     rejected_revision: int | None = None
+    holds: dict[str, Hold] = field(default_factory=dict)
+    """The source nodes whose configs were stored held (ordered camera moves), with what they wait for."""
+    unordered: tuple[str, ...] = ()
+    """Source nodes of camera moves that wait on each other in a cycle: their configs went out at once."""
 
 
 @dataclass
@@ -82,12 +92,13 @@ class Caches:
 
 
 def agent_config_encoder(
-    now: datetime, topic_prefix: str = "", fleet: str | None = None
+    now: datetime, topic_prefix: str = "", fleet: str | None = None, *, sign: Signer | None = None
 ) -> Callable[[str, int, dict[str, Any] | None], tuple[str, str, bytes | None, dict[str, str]]]:
     """``encode(node, generation, payload)`` → the AgentConfig outbox row (a tombstone when payload is None),
-    carrying the id of the fleet that writes it."""
+    carrying the id of the fleet that writes it, signed by ``sign`` (the coordinator's key; None: the row is
+    signed when it is published)."""
     return lambda node, generation, payload: agent_config_record(
-        node, generation, payload, now.isoformat(), topic_prefix, fleet=fleet
+        node, generation, payload, now.isoformat(), topic_prefix, fleet=fleet, sign=sign
     )
 
 
@@ -184,12 +195,17 @@ def apply_manifests(
     limits: Limits = DEFAULT_LIMITS,
     skip_unchanged: bool = False,
     desired: DesiredState | None = None,
+    handover_timeout: timedelta | None = None,
+    sign: Signer | None = None,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
     ``skip_unchanged``: when the manifests hash equals the newest revision's (accepted or rejected), record
     nothing and return ``UNCHANGED`` (a watcher woken by a touch, or the same broken file seen twice).
-    ``desired``: the desired state of ``paths`` when the caller has just computed it (a plan made first)."""
+    ``desired``: the desired state of ``paths`` when the caller has just computed it (a plan made first).
+    ``handover_timeout``: hold the configs of nodes that give cameras to other nodes (released by the caller
+    once the targets run them, or this long after the apply); None: hold nothing. ``sign``: signs the outbox
+    rows (the coordinator's key)."""
     if desired is None:
         desired = desired_state(
             paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
@@ -217,17 +233,57 @@ def apply_manifests(
                     node=node.name, config_hash=config.configHash, payload=config.model_dump(mode="json")
                 )
             )
+    holds: dict[str, Hold] = {}
+    unordered: frozenset[str] = frozenset()
+    if handover_timeout is not None and changes:
+        holds, unordered = _holds(
+            store, current, desired.configs, changes, revision.created_at, handover_timeout
+        )
     rows = inventory(desired, caches)
     applied = store.apply_revision(
         revision,
         changes,
         rows,
-        agent_config_encoder(revision.created_at, topic_prefix, store.fleet_id()),
+        agent_config_encoder(revision.created_at, topic_prefix, store.fleet_id(), sign=sign),
         inventory_base=caches.inventory if caches else None,
+        holds={node: hold.to_json() for node, hold in holds.items()},
     )
     if caches is not None:
         caches.inventory = (applied.revision_id, rows)
-    return ApplyResult(Outcome.APPLIED, desired, plan=plan, applied=applied)
+    return ApplyResult(
+        Outcome.APPLIED,
+        desired,
+        plan=plan,
+        applied=applied,
+        holds=holds,
+        unordered=tuple(sorted(unordered)),
+    )
+
+
+def _holds(
+    store: StorePort,
+    current: Mapping[str, NodeConfig],
+    new: Mapping[str, NodeConfig],
+    changes: Sequence[NodeChange],
+    now: datetime,
+    timeout: timedelta,
+) -> tuple[dict[str, Hold], frozenset[str]]:
+    """The holds of the changed source nodes: the moves from their last stored configs to the new ones, and the
+    moves still under way of the holds their last configs were under (see :func:`carry_moves`)."""
+    changed = {c.node for c in changes}
+    moves = camera_moves(current, new)
+    previous: dict[str, Hold] = {}
+    for row in store.held_outbox():
+        hold = Hold.from_json(row.hold)
+        if hold is not None:
+            previous[row.key] = hold  # the newest per node (rows come oldest first)
+    wanted: dict[str, Hold] = {}
+    for node in sorted(changed & (set(moves) | set(previous))):
+        hold = carry_moves(moves.get(node, ()), previous.get(node), new, now, timeout)
+        if hold is not None:
+            wanted[node] = hold
+    unordered = unordered_sources({node: hold.moves for node, hold in wanted.items()})
+    return {n: h for n, h in wanted.items() if n not in unordered}, unordered
 
 
 @dataclass

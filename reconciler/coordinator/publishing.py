@@ -6,6 +6,13 @@ When several pending rows carry the same key (a node changed twice before the br
 sent and the older ones are marked published with it: the topic keeps the last value per key, and an older config
 must never be written after a newer one. A crash between "stored" and "published" loses nothing: the rows are
 still pending when the coordinator starts again.
+
+A **held** row (the source node's config of a camera handover, :mod:`dsfleet.reconciler.planning.handovers`) is
+not sent until the coordinator releases it: when a key's newest row is held, only an older row not held may go
+out (a config stored before the handover, still owed to the node), the held rows before the newest are settled
+(never to be sent: a newer config exists), and the key stays in :attr:`OutboxPublisher.pending_keys`, so
+anti-entropy leaves the node alone. A newer row not held settles the older held ones with it (the camera was moved
+back, or the source changed again without a move).
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ class OutboxRecord(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> dict[str, str]: ...
+    @property
+    def held(self) -> bool: ...
 
 
 class OutboxStore(Protocol):
@@ -62,6 +71,8 @@ class PublishStats:
     published: int = 0
     superseded: int = 0
     failed: int = 0
+    held: int = 0
+    """Keys whose newest row is held back (a camera handover), after the last pump."""
     last_error: str | None = None
     published_nodes: list[tuple[str, int]] = field(default_factory=list)
     """(node, outbox id) of every row delivered, newest last (bounded)."""
@@ -95,7 +106,9 @@ class OutboxPublisher:
         self._unknown_topic: set[int] = set()
         self.stats = PublishStats()
         self.pending_keys: set[str] = set()
-        """Keys (node names) with a row pending or in flight, after the last :meth:`pump`."""
+        """Keys (node names) with a row pending (held ones included) or in flight, after the last :meth:`pump`."""
+        self.held_keys: set[str] = set()
+        """Keys whose newest pending row is held back, after the last :meth:`pump`."""
 
     @property
     def in_flight(self) -> int:
@@ -158,16 +171,24 @@ class OutboxPublisher:
         candidates = [r for r in rows if r.id not in busy]
         self.pending_keys = {r.key for r in rows}
         newest: dict[tuple[str, str], list[OutboxRecord]] = {}
-        for row in candidates:
-            newest.setdefault((row.topic, row.key), []).append(row)
+        for candidate in candidates:
+            newest.setdefault((candidate.topic, candidate.key), []).append(candidate)
         sent = 0
         stale: list[int] = []
+        held_keys: set[str] = set()
         for (topic_label, key), group in newest.items():
-            row = group[-1]
+            sendable, settles_rows = _sendable(group)
+            if group[-1].held:
+                held_keys.add(key)
+                settling = {r.id for r in settles_rows}
+                stale.extend(r.id for r in group[:-1] if r.held and r.id not in settling)
+            if sendable is None:
+                continue
+            row = sendable
             if self._retry_at.get(row.id, now) > now:
                 continue
             if self._newest_sent.get((topic_label, key), -1) > row.id:
-                stale.extend(r.id for r in group)  # a newer config of this key already went out
+                stale.extend(r.id for r in settles_rows)  # a newer config of this key already went out
                 continue
             topic = topic_of(topic_label, self.prefix)
             if topic is None:
@@ -175,7 +196,7 @@ class OutboxPublisher:
                     self._unknown_topic.add(row.id)
                     log.error("outbox=%d names an unknown topic=%s; left pending", row.id, topic_label)
                 continue
-            settles = tuple(r.id for r in group)
+            settles = tuple(r.id for r in settles_rows)
             with self._lock:
                 self._in_flight[row.id] = settles
             try:
@@ -195,18 +216,34 @@ class OutboxPublisher:
             self.stats.published_nodes.append((key, row.id))
             del self.stats.published_nodes[:-1000]
             sent += 1
+        self.held_keys = held_keys
+        self.stats.held = len(held_keys)
         if stale:
             self.store.mark_published(stale, now)
             self.stats.superseded += len(stale)
         return sent
 
     def drain(self, timeout: float, wait: Callable[[float], object]) -> bool:
-        """Pump until nothing is pending or in flight (True), or ``timeout`` seconds passed (False)."""
+        """Pump until nothing is pending (but held rows) or in flight (True), or ``timeout`` seconds passed
+        (False)."""
         deadline = self.clock() + timedelta(seconds=timeout)
         while True:
             self.pump()
-            if not self._in_flight and not self.store.pending_outbox(1):
+            if not self._in_flight and all(r.held for r in self.store.pending_outbox(self.batch)):
                 return True
             if self.clock() >= deadline:
                 return False
             wait(0.05)
+
+
+def _sendable(group: Sequence[OutboxRecord]) -> tuple[OutboxRecord | None, list[OutboxRecord]]:
+    """Of one key's pending rows (oldest first): the row to send and the rows its delivery settles. The newest
+    row, settling every older one; when the newest is held, the newest older row not held (a config owed from
+    before the handover), settling the rows up to it; None when there is none."""
+    if not group[-1].held:
+        return group[-1], list(group)
+    owed = [r for r in group if not r.held]
+    if not owed:
+        return None, []
+    last = owed[-1]
+    return last, [r for r in group if r.id <= last.id]

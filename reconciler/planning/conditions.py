@@ -18,6 +18,11 @@ node is at (a node's generation moves on with any of its instances, so a generat
   unreachable, no coordinator runs), the node is offline or unknown, or it has not applied a config published
   long ago.
 
+A node's config held back by a camera handover (:mod:`dsfleet.reconciler.planning.handovers`: it gives a camera to
+another node and waits until that node runs it) keeps its instances ``Progressing`` while the handover waits, and
+``OutOfSync`` when it is blocked (the target cannot take the camera) or no coordinator runs to release it; the
+reason says which camera moves where, since when, and until when at the latest.
+
 **Health** reads the observed container and the agent's conditions:
 
 - ``Unknown``: the node is not online, or it never reported this instance;
@@ -51,6 +56,7 @@ __all__ = [
     "Connection",
     "CoordinatorFacts",
     "Health",
+    "HeldChange",
     "InstanceDesired",
     "InstanceObserved",
     "InstanceView",
@@ -140,9 +146,19 @@ class NodeFacts:
 
 
 @dataclass(frozen=True)
+class HeldChange:
+    """A node's latest config held back in the outbox by a camera handover: ``blocked`` when a target cannot take
+    a camera; ``text``: the handover in words."""
+
+    blocked: bool
+    text: str
+
+
+@dataclass(frozen=True)
 class NodeDesired:
     """The node's latest stored config: its generation, hash, when it was published (None: not known to have
-    been), when its revision was stored, and since when it waits in the outbox (None: it does not)."""
+    been), when its revision was stored, since when it waits in the outbox (None: it does not), and the camera
+    handover that holds it back (None: none)."""
 
     name: str
     generation: int
@@ -150,6 +166,7 @@ class NodeDesired:
     published_at: datetime | None = None
     stored_at: datetime | None = None
     pending_since: datetime | None = None
+    held: HeldChange | None = None
 
 
 @dataclass(frozen=True)
@@ -334,6 +351,13 @@ def _on_its_way(
     """Whether a change not applied yet is on its way (Progressing) or not (OutOfSync), and why."""
     if node_desired is not None and node_desired.pending_since is not None:
         return Sync.OUT_OF_SYNC, f"{why}; {_waiting(node_desired.pending_since, now, coordinator)}"
+    if node_desired is not None and node_desired.held is not None:
+        held = node_desired.held
+        if held.blocked:
+            return Sync.OUT_OF_SYNC, f"{why}; {held.text}"
+        if coordinator is None or not coordinator.running:
+            return Sync.OUT_OF_SYNC, f"{why}; {held.text}; no coordinator runs to release it"
+        return Sync.PROGRESSING, f"{why}; {held.text}"
     if node is None or not node.online:
         return Sync.OUT_OF_SYNC, f"{why}; {_node_phrase(node)}"
     if node_desired is None:

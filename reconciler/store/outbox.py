@@ -1,6 +1,11 @@
 """The outbox: the one way records leave the store. Rows are written in the same transaction as their revision
 (:meth:`RevisionsMixin.apply_revision`) or, for anti-entropy's re-publishes of a config already stored, by
-:meth:`OutboxMixin.enqueue`; :class:`dsfleet.reconciler.coordinator.publishing.OutboxPublisher` sends them."""
+:meth:`OutboxMixin.enqueue`; :class:`dsfleet.reconciler.coordinator.publishing.OutboxPublisher` sends them.
+
+A row may be **held** (an ordered camera handover: the source node's config waits until the target runs the
+camera, :mod:`dsfleet.reconciler.planning.handovers`): it stays pending and is not sent until
+:meth:`OutboxMixin.release_outbox`; its ``hold`` (JSON) says what it waits for, and the coordinator keeps the
+decision's state and reason there (:meth:`OutboxMixin.update_hold`)."""
 
 from __future__ import annotations
 
@@ -49,12 +54,48 @@ class OutboxMixin(StoreBase):
             return [_outbox_row(r) for r in reversed(list(result.mappings()))]
 
     def pending_outbox(self, limit: int = 100) -> list[OutboxRow]:
-        """Unpublished outbox rows, oldest first."""
+        """Unpublished outbox rows, oldest first (held ones flagged: the publisher does not send them)."""
         with self._read() as conn:
             result = conn.execute(
                 sa.select(OUTBOX).where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.id).limit(limit)
             )
             return [_outbox_row(r) for r in result.mappings()]
+
+    def held_outbox(self) -> list[OutboxRow]:
+        """The unpublished rows held back by a camera handover, oldest first."""
+        with self._read() as conn:
+            result = conn.execute(
+                sa.select(OUTBOX)
+                .where(OUTBOX.c.published_at.is_(None), OUTBOX.c.held.is_(True))
+                .order_by(OUTBOX.c.id)
+            )
+            return [_outbox_row(r) for r in result.mappings()]
+
+    def release_outbox(self, ids: Sequence[int]) -> int:
+        """Let held rows go (the publisher sends them next); returns how many were still held and pending. Their
+        ``hold`` is kept (what they waited for, and how it ended)."""
+        if not ids:
+            return 0
+        with self._write() as conn:
+            result = conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id.in_(list(ids)), OUTBOX.c.held.is_(True), OUTBOX.c.published_at.is_(None))
+                .values(held=False)
+            )
+            return int(result.rowcount)
+
+    def update_hold(self, row_id: int, state: str, reason: str) -> bool:
+        """Note the latest decision (``state``, ``reason``) in a row's hold; False when the row has no hold."""
+        with self._write() as conn:
+            current = conn.execute(sa.select(OUTBOX.c.hold).where(OUTBOX.c.id == row_id)).scalar()
+            if not current:
+                return False
+            conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id == row_id)
+                .values(hold={**dict(current), "state": state, "reason": reason})
+            )
+            return True
 
     def mark_published(self, ids: Sequence[int], now: datetime) -> int:
         """Mark outbox rows as published at ``now``; returns how many were still pending."""
@@ -97,4 +138,6 @@ def _outbox_row(row: RowMapping) -> OutboxRow:
         created_at=_from_db_required(row["created_at"]),
         published_at=_from_db(row["published_at"]),
         attempts=int(row["attempts"]),
+        held=bool(row["held"]),
+        hold=dict(row["hold"]) if row["hold"] else None,
     )

@@ -44,6 +44,7 @@ class RevisionsMixin(InventoryMixin):
         encode: Encoder,
         *,
         inventory_base: tuple[int, Inventory] | None = None,
+        holds: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> AppliedRevision:
         """Store an accepted revision, its node config changes, their outbox messages and the inventory.
 
@@ -52,6 +53,8 @@ class RevisionsMixin(InventoryMixin):
         ``inventory=None`` leaves the inventory tables as they are. ``inventory_base`` = (revision id, the
         inventory that revision stored), from a caller that keeps it (the coordinator): when that revision is
         still the last accepted one, only the rows that differ from it are written, without reading the tables.
+        ``holds``: node → hold (JSON-ready): that node's outbox row is written held (an ordered camera handover).
+        A node's new row settles its older rows still held (they will never be sent: a newer config exists).
         """
         seen: set[str] = set()
         for change in changes:
@@ -81,6 +84,17 @@ class RevisionsMixin(InventoryMixin):
                 topic, key, value, headers = encode(change.node, generation, payload)
                 if isinstance(value, str):
                     value = value.encode("utf-8")
+                conn.execute(
+                    OUTBOX.update()
+                    .where(
+                        OUTBOX.c.topic == topic,
+                        OUTBOX.c.key == key,
+                        OUTBOX.c.held.is_(True),
+                        OUTBOX.c.published_at.is_(None),
+                    )
+                    .values(published_at=created_at)
+                )
+                hold = (holds or {}).get(change.node)
                 result = conn.execute(
                     OUTBOX.insert().values(
                         topic=topic,
@@ -90,6 +104,8 @@ class RevisionsMixin(InventoryMixin):
                         created_at=created_at,
                         published_at=None,
                         attempts=0,
+                        held=hold is not None,
+                        hold=dict(hold) if hold is not None else None,
                     )
                 )
                 outbox_ids.append(_inserted_id(result))

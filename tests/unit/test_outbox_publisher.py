@@ -1,4 +1,5 @@
-"""The outbox publisher with in-memory fakes: order, delivery-before-mark, coalescing, retry after failure."""
+"""The outbox publisher with in-memory fakes: order, delivery-before-mark, coalescing, retry after failure, rows
+held back by a camera handover."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Row:
     key: str
     value: bytes | None
     headers: dict[str, str]
+    held: bool = False
 
 
 class FakeStore:
@@ -43,6 +45,10 @@ class FakeStore:
     def record_publish_attempt(self, ids: Sequence[int]) -> None:
         for i in ids:
             self.attempts[i] = self.attempts.get(i, 0) + 1
+
+    def release(self, row_id: int) -> None:
+        row = self.rows[row_id]
+        self.rows[row_id] = Row(row.id, row.topic, row.key, row.value, row.headers, held=False)
 
 
 class FakeBus:
@@ -77,6 +83,10 @@ class FakeBus:
 
 def rows(*spec: tuple[int, str, bytes | None]) -> list[Row]:
     return [Row(i, "AgentConfig", k, v, {}) for i, k, v in spec]
+
+
+def held(row_id: int, key: str, value: bytes | None) -> Row:
+    return Row(row_id, "AgentConfig", key, value, {}, held=True)
 
 
 def test_rows_marked_published_only_after_delivery_report() -> None:
@@ -136,3 +146,64 @@ def test_a_row_for_an_unknown_topic_stays_pending_and_is_logged_once(caplog: Any
     assert [r.getMessage() for r in caplog.records if "unknown topic" in r.getMessage()] == [
         "outbox=1 names an unknown topic=NoSuchTopic; left pending"
     ]
+
+
+# --- rows held back by a camera handover --------------------------------------------------------------------
+
+
+def _pump_twice(pub: OutboxPublisher) -> None:
+    pub.pump()
+    pub.pump()  # the delivery reports settle
+
+
+def test_a_held_row_is_not_sent_and_its_key_stays_pending() -> None:
+    store, bus = FakeStore([held(1, "n1", b"n1-moved"), *rows((2, "n2", b"n2-takes"))]), FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    _pump_twice(pub)
+    assert [(k, v) for _, k, v in bus.sent] == [("n2", b"n2-takes")]
+    assert set(store.published) == {2}
+    assert pub.pending_keys == {"n1"} and pub.held_keys == {"n1"}  # anti-entropy leaves n1 alone
+    assert pub.stats.held == 1
+    store.release(1)
+    _pump_twice(pub)
+    assert [(k, v) for _, k, v in bus.sent][-1] == ("n1", b"n1-moved")
+    assert set(store.published) == {1, 2} and pub.pending_keys == set() and pub.held_keys == set()
+
+
+def test_an_older_config_owed_from_before_the_handover_goes_out_the_held_one_waits() -> None:
+    store, bus = (
+        FakeStore([*rows((1, "n1", b"n1-v1"), (2, "n1", b"n1-v2")), held(3, "n1", b"n1-moved")]),
+        FakeBus(),
+    )
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    _pump_twice(pub)
+    assert [(k, v) for _, k, v in bus.sent] == [("n1", b"n1-v2")]
+    assert set(store.published) == {1, 2}
+    assert pub.pending_keys == {"n1"}
+
+
+def test_a_newer_row_not_held_settles_the_held_ones() -> None:
+    """The camera was moved back (or the source changed again without a move): the newest config goes out, the
+    held one never does."""
+    store, bus = FakeStore([held(1, "n1", b"n1-moved"), *rows((2, "n1", b"n1-back"))]), FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    _pump_twice(pub)
+    assert [(k, v) for _, k, v in bus.sent] == [("n1", b"n1-back")]
+    assert set(store.published) == {1, 2} and pub.stats.superseded == 1
+
+
+def test_a_held_row_behind_a_newer_held_row_is_settled_never_sent() -> None:
+    store, bus = FakeStore([held(1, "n1", b"n1-moved"), held(2, "n1", b"n1-moved-again")]), FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    _pump_twice(pub)
+    assert bus.sent == [] and set(store.published) == {1} and pub.held_keys == {"n1"}
+    store.release(2)
+    _pump_twice(pub)
+    assert [(k, v) for _, k, v in bus.sent] == [("n1", b"n1-moved-again")]
+
+
+def test_drain_does_not_wait_for_held_rows() -> None:
+    store, bus = FakeStore([held(1, "n1", b"n1-moved"), *rows((2, "n2", b"n2-takes"))]), FakeBus()
+    pub = OutboxPublisher(store, bus, clock=lambda: NOW)
+    assert pub.drain(5.0, lambda _s: bus.poll()) is True
+    assert set(store.published) == {2}
