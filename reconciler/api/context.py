@@ -1,15 +1,18 @@
 """What the API needs from the process that serves it: the store to read, the manifests directory, the token,
-and how to ask for an apply or a refresh (the coordinator in the same process, or messages on the bus)."""
+the limits of its requests (:class:`~dsfleet.reconciler.api.gates.Gate`), and how to ask for an apply or a refresh
+(the coordinator in the same process, or messages on the bus)."""
 
 from __future__ import annotations
 
-import hmac
 import threading
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dsfleet.reconciler.api.gates import Gate, token_matches
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -17,7 +20,10 @@ if TYPE_CHECKING:
     from dsfleet.reconciler.store import Store
     from dsfleet.schemas.wire import AgentLogs
 
-__all__ = ["ApiContext", "LogSource", "Sender", "token_matches"]
+__all__ = ["DELIVERY_RETENTION", "ApiContext", "HttpStats", "LogSource", "Sender", "token_matches"]
+
+DELIVERY_RETENTION = timedelta(days=7)
+"""Webhook deliveries are remembered this long (a forge redelivers for three days at most)."""
 
 Sender = Callable[[str, str | None, bytes], None]
 """``send(topic, key, value)``: ``topic`` is ``"update-config"``, ``"refresh"`` or ``"agent-command"``; raises
@@ -34,14 +40,14 @@ class LogSource(Protocol):
     def close(self) -> None: ...
 
 
-def token_matches(expected: str | None, header: str | None) -> bool:
-    """``Authorization: Bearer <token>`` against the configured token, in constant time."""
-    if not expected or not header:
-        return False
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode("utf-8"), expected.encode("utf-8"))
+@dataclass
+class HttpStats:
+    """What the server refused or closed, by reason (``/metrics``); written by the server's event loop only."""
+
+    refused: Counter[str] = field(default_factory=Counter)
+    """Requests answered before the app saw them: ``host``, ``token``, ``too-large``, ``body-timeout``, ``busy``."""
+    connections: Counter[str] = field(default_factory=Counter)
+    """Connections closed by the server: ``evicted`` (the cap), ``full`` (every one busy), ``header-timeout``."""
 
 
 @dataclass
@@ -59,7 +65,10 @@ class ApiContext:
     stats: Callable[[], dict[str, Any]] | None = None
     logs: LogSource | None = None
     """Fetches instance logs from their nodes; None: no broker configured (the logs route answers 503)."""
+    gate: Gate = field(default_factory=Gate)
+    http: HttpStats = field(default_factory=HttpStats)
     _store: Store | None = field(default=None, repr=False)
+    _writer: Store | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def store(self) -> Store:
@@ -73,10 +82,31 @@ class ApiContext:
                 self._store = Store.open(self.db, readonly=True)
             return self._store
 
+    def record_delivery(self, keys: Sequence[str], source: str, now: datetime) -> bool:
+        """Remember a webhook delivery by its keys (the forge's delivery id, the digest of its body); False when
+        one of them was seen within :data:`DELIVERY_RETENTION`. The only write of the API: a store opened for it,
+        never migrated here (the coordinator does that)."""
+        from dsfleet.reconciler.store import Store
+
+        with self._lock:
+            if self._writer is None:
+                self._writer = Store.open(self.db, migrate=False)
+            writer = self._writer
+        return writer.record_delivery(keys, source, now, keep=DELIVERY_RETENTION)
+
+    def forget_delivery(self, keys: Sequence[str]) -> None:
+        """Forget a delivery :meth:`record_delivery` remembered (it failed: the forge's retry should apply)."""
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.forget_delivery(keys)
+
     def close(self) -> None:
         if self.logs is not None:
             self.logs.close()
         with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+            for store in (self._store, self._writer):
+                if store is not None:
+                    store.close()
+            self._store = None
+            self._writer = None

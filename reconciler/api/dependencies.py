@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from dsfleet.reconciler.api.context import ApiContext, token_matches
+from dsfleet.reconciler.api.context import ApiContext
 from dsfleet.reconciler.api.errors import ApiError
+from dsfleet.reconciler.api.gates import Access, refusal
 from dsfleet.reconciler.views import PUBLISHED_WINDOW, status_document
 from dsfleet.schemas.errors import DsfleetError
 
@@ -49,10 +50,21 @@ Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 """Declares the bearer scheme in the OpenAPI document; the token itself is checked on the raw header."""
 
 
+def _check(access: Access, request: Request, ctx: ApiContext) -> None:
+    refused = refusal(
+        access,
+        token=ctx.token,
+        read_requires_token=ctx.read_requires_token,
+        authorization=request.headers.get("authorization"),
+    )
+    if refused is not None:
+        raise ApiError(*refused)
+
+
 async def require_read(request: Request, ctx: Context) -> None:
-    """Reads answer 401 without the right token when the server requires one for reads."""
-    if ctx.read_requires_token and not token_matches(ctx.token, request.headers.get("authorization")):
-        raise ApiError(401, "this server requires a bearer token for reads (Authorization: Bearer …)")
+    """Reads answer 401 without the right token when the server requires one for reads (the gate in front of
+    the app refuses them first: :mod:`dsfleet.reconciler.api.middleware`; this declares and re-checks it)."""
+    _check(Access.READ, request, ctx)
 
 
 async def require_read_token(request: Request, ctx: Context, _bearer: Bearer) -> None:
@@ -62,10 +74,7 @@ async def require_read_token(request: Request, ctx: Context, _bearer: Bearer) ->
 
 async def require_write(request: Request, ctx: Context, _bearer: Bearer) -> None:
     """Writes answer 401 without the right token, and always when the server has none configured."""
-    if not ctx.token:
-        raise ApiError(401, "writes are disabled: the server has no API token configured")
-    if not token_matches(ctx.token, request.headers.get("authorization")):
-        raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer …)")
+    _check(Access.WRITE, request, ctx)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dsfleet.reconciler.api.gates import security_headers
 from dsfleet.reconciler.api.models import ErrorResponse, ValidationErrorResponse
 from dsfleet.schemas.errors import DsfleetError
 
@@ -34,8 +35,12 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str, **extra: Any) -> JSONResponse:
+    """The error body, with the security headers (an answer of the server's last resort, a 500, does not pass
+    the gate that adds them to the others)."""
     body: dict[str, Any] = {"status": status, "message": message, **extra}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {name.decode(): value.decode() for name, value in security_headers("")}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 

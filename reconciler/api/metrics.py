@@ -34,6 +34,29 @@ class _FleetCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._store_metrics()
         yield from self._coordinator_metrics()
+        yield from self._http_metrics()
+
+    def _http_metrics(self) -> Iterator[Metric]:
+        """What the server of this process refused or closed (:class:`~dsfleet.reconciler.api.context.HttpStats`)."""
+        http = self.ctx.http
+        refused = CounterMetricFamily(
+            "dsfleet_http_requests_refused",
+            "Requests answered before the app saw them, by reason (host, token, too-large, body-timeout, busy, "
+            "bad-length)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(dict(http.refused).items()):
+            refused.add_metric([reason], n)
+        yield refused
+        closed = CounterMetricFamily(
+            "dsfleet_http_connections_closed",
+            "Connections the server closed, by reason (evicted: past the cap; full: every one busy; "
+            "header-timeout: no request head in time)",
+            labels=["reason"],
+        )
+        for reason, n in sorted(dict(http.connections).items()):
+            closed.add_metric([reason], n)
+        yield closed
 
     def _store_metrics(self) -> Iterator[Metric]:
         store = self.ctx.store()
@@ -118,6 +141,18 @@ class _FleetCollector(Collector):
             "Seconds the oldest unpublished outbox row has waited (0 when none)",
             value=outbox["oldestAgeSeconds"] or 0,
         )
+        handovers = GaugeMetricFamily(
+            "dsfleet_camera_handovers",
+            "Cameras moving to another node whose old node's config is held until the new one runs them, by state "
+            "(waiting for the target, blocked: the target cannot take it)",
+            labels=["state"],
+        )
+        moving = {"waiting": 0, "blocked": 0}
+        for h in doc["handovers"]:
+            moving[h["state"]] = moving.get(h["state"], 0) + len(h["moves"])
+        for state, n in sorted(moving.items()):
+            handovers.add_metric([state], n)
+        yield handovers
         revs = GaugeMetricFamily("dsfleet_revisions", "Revisions stored, by verdict", labels=["verdict"])
         for verdict, n in sorted(store.revision_counts().items()):
             revs.add_metric([verdict], n)
@@ -142,6 +177,15 @@ class _FleetCollector(Collector):
         for (topic, reason), n in sorted(c.rejected.items()):
             rejected.add_metric([topic, reason], n)
         yield rejected
+        unauthenticated = CounterMetricFamily(
+            "dsfleet_unauthenticated_reports",
+            "Inbound reports and requests dropped for their signature (not the node's enrolled key, not an operator "
+            "key), by reason",
+            labels=["reason"],
+        )
+        for reason, n in sorted(c.unauthenticated.items()):
+            unauthenticated.add_metric([reason], n)
+        yield unauthenticated
         applies = CounterMetricFamily("dsfleet_applies", "Applies by outcome", labels=["outcome"])
         for outcome, n in sorted(c.applies.items()):
             applies.add_metric([outcome], n)

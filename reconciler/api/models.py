@@ -312,11 +312,71 @@ class CoordinatorView(_Body):
 
 
 class OutboxView(_Body):
-    depth: int = Field(description="outbox rows not published yet")
+    depth: int = Field(description="outbox rows waiting to be published (not those a camera handover holds)")
+    held: int = Field(description="node configs a camera handover holds back (see ``handovers``)")
     nodes: list[str] = Field(description="the nodes whose configs wait")
     oldestAt: Timestamp | None
     oldestAgeSeconds: float | None
     summary: str = Field(description='e.g. "2 configs waiting to be published: broker unreachable since …"')
+
+
+class HandoverMoveView(_Body):
+    camera: str
+    fromInstance: str = Field(description="the source node's instance that ran it")
+    toNode: str
+    toInstance: str
+
+
+class HandoverView(_Body):
+    """A source node's config held back in the outbox until the cameras it gives away run on their new nodes."""
+
+    node: str = Field(description="the source node (it keeps running the cameras meanwhile)")
+    state: Literal["waiting", "blocked", "done", "timed-out"] = Field(
+        description="waiting for the targets (released at the deadline at the latest); blocked: a target cannot "
+        "take a camera (kept until the manifests change or the target can); done, timed-out: decided, about to "
+        "be released"
+    )
+    reason: str
+    since: Timestamp
+    deadline: Timestamp = Field(description="when it is released if no target said anything")
+    summary: str = Field(
+        description='e.g. "camera lobby-2 moving to gpu-node-2/traffic-parking: waiting for gpu-node-2 to run it, '
+        'since …, released at … at the latest"'
+    )
+    moves: list[HandoverMoveView]
+
+
+class PendingKeyView(_Body):
+    """An agent's key that announced itself for a node without being enrolled for it."""
+
+    node: str
+    keyId: str = Field(description="the key's id (``dsfleet-agent key`` prints it on the host)")
+    hostname: str | None = Field(description="the hostname the agent gave (unverified)")
+    machineId: str | None = Field(description="the machine id the agent gave (unverified)")
+    firstSeen: Timestamp
+    lastSeen: Timestamp | None
+    approve: str = Field(
+        description='the command that enrolls it, e.g. "dsfleet nodes approve gpu-node-1 --key …"'
+    )
+
+
+class DroppedReportsView(_Body):
+    since: Timestamp | None = Field(description="when the coordinator that counted them started")
+    total: int
+    byReason: dict[str, int] = Field(
+        description="unsigned, unknown-key, bad-signature, pending-enrollment, revoked: how many of each"
+    )
+
+
+class EnrollmentView(_Body):
+    """Who may speak for the nodes: keys waiting for approval and reports dropped for their signature."""
+
+    pendingKeys: list[PendingKeyView]
+    droppedReports: DroppedReportsView = Field(
+        description="reports and bus requests the coordinator dropped since it started: not signed by the node's "
+        "enrolled key (or by an operator key)"
+    )
+    summary: str
 
 
 class StatusDocument(_Body):
@@ -327,12 +387,16 @@ class StatusDocument(_Body):
     fleet: str | None = Field(description="the fleet (store) id every AgentConfig carries")
     coordinator: CoordinatorView | None = Field(description="None: no coordinator ever ran on this store")
     outbox: OutboxView
+    handovers: list[HandoverView] = Field(
+        description="camera moves waiting for their targets, by source node"
+    )
     summary: StatusSummary
     nodes: list[NodeStatus]
     instances: list[InstanceStatus]
     revision: RevisionView | None = Field(description="the newest revision, accepted or rejected")
     pendingPlan: PendingPlan | None
     events: list[EventView] = Field(description="the newest events, newest first")
+    enrollment: EnrollmentView
 
 
 # -------------------------------------------------------------------------------------------------- inventory

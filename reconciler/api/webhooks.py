@@ -5,6 +5,11 @@
 - GitLab: ``X-Gitlab-Token: <the shared secret>`` (no HMAC; compared in constant time).
 
 Every comparison is constant-time; a missing or wrong signature is refused.
+
+A delivery is known by :func:`delivery_keys`: the forge's delivery id (``X-GitHub-Delivery``,
+``X-Gitea-Delivery``, ``X-Forgejo-Delivery``, GitLab's ``Idempotency-Key``; the same on a redelivery) and the
+SHA-256 of the body. The id is not signed (a replay could change it), the body is (a replay cannot), so a
+delivery seen under either key is a duplicate.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Verdict", "verify_push"]
+__all__ = ["DELIVERY_HEADERS", "Verdict", "delivery_keys", "verify_push"]
+
+DELIVERY_HEADERS = (
+    "x-github-delivery",
+    "x-gitea-delivery",
+    "x-forgejo-delivery",
+    "x-gogs-delivery",
+    "idempotency-key",
+)
+"""Where the forges put the id of a delivery (GitLab: ``Idempotency-Key``, kept across its retries)."""
 
 
 @dataclass(frozen=True)
@@ -47,3 +61,16 @@ def verify_push(headers: Mapping[str, str], body: bytes, secret: str) -> Verdict
     return Verdict(
         False, None, "no signature header (X-Hub-Signature-256, X-Gitea-Signature, X-Gitlab-Token)"
     )
+
+
+def delivery_keys(headers: Mapping[str, str], body: bytes) -> list[str]:
+    """``headers`` with lower-case names: ``delivery:<id>`` when the forge names the delivery, and always
+    ``sha256:<hex of the body>``."""
+    keys = []
+    for name in DELIVERY_HEADERS:
+        given = headers.get(name, "").strip()
+        if given:
+            keys.append(f"delivery:{given[:100]}")
+            break
+    keys.append("sha256:" + hashlib.sha256(body).hexdigest())
+    return keys

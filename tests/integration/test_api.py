@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dsfleet.plumbing.signing import Keyring, Verdict, load_signing_key
 from dsfleet.reconciler.store import Store
+from dsfleet.schemas.signatures import text_headers
 from dsfleet.schemas.wire import AgentInfo, AgentResponse, Refresh, Topic, UpdateConfig
 from tests.support.apiserver import TOKEN, WEBHOOK_SECRET, ServerProc
 from tests.support.brokers import Tansu, free_port
@@ -154,7 +156,9 @@ def test_read_endpoints(api: httpx.Client) -> None:
     assert api.get("/docs").status_code == 200
     page = api.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert "/api/v1/status" in page.text
+    assert '<script src="/static/dashboard.js"></script>' in page.text and "<script>" not in page.text
+    script = api.get("/static/dashboard.js")
+    assert script.status_code == 200 and "/api/v1/status" in script.text
 
 
 def test_no_secret_in_any_response(api: httpx.Client) -> None:
@@ -220,6 +224,19 @@ def test_apply_and_refresh_reach_the_broker(served: tuple[ServerProc, str], kafk
         got = [Refresh.model_validate_json(r.value or b"") for r in refreshes.records]
         by_id = {r.requestId: r.node for r in got}  # different keys: different partitions, any order
         assert by_id == {refreshed.json()["requestId"]: "gpu-node-2", everyone.json()["requestId"]: None}
+        # signed with the API's own key, made next to the store at its first start; the fleet is named
+        db = server.args[server.args.index("--db") + 1]
+        api_key = load_signing_key(Path(db.removeprefix("sqlite:///")).parent / "keys" / "api.key")
+        with Store.open(db, readonly=True) as reader:
+            fleet = reader.fleet_id()
+        assert fleet and message.fleet == fleet and all(r.fleet == fleet for r in got)
+        trusted = Keyring.of([api_key.public])
+        for record in [*updates.records, *refreshes.records]:
+            key = record.key.decode() if record.key is not None else None
+            headers = text_headers(record.headers)
+            assert trusted.check_record(key, record.value, headers).verdict is Verdict.OK
+            altered = trusted.check_record(key, (record.value or b"") + b" ", headers)
+            assert altered.verdict is Verdict.BAD_SIGNATURE
     finally:
         updates.close()
         refreshes.close()

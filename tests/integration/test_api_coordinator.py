@@ -81,7 +81,8 @@ def test_apply_refresh_and_metrics_in_the_coordinator(
     coordinator: ServerProc, kafka_broker: Tansu, topic_prefix: str
 ) -> None:
     commands = TopicReader(kafka_broker.bootstrap, topic_prefix, Topic.AGENT_COMMAND)
-    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1", heartbeat=30.0)
+    db = coordinator.args[coordinator.args.index("--db") + 1]
+    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1", heartbeat=30.0, db=db)
     try:
         with coordinator.client(TOKEN) as api:
             pending = wait_for(lambda: _status(api)["pendingPlan"], 20, "the pending plan of manual sync")

@@ -85,8 +85,11 @@ def test_dashboard_follows_the_fleet_and_refreshes(
         ],
         tmp_path / "coordinator.log",
     ).start()
-    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1", heartbeat=30.0)
-    logs = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", lambda _command: LOG_TEXT)
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", "gpu-node-1", heartbeat=30.0, db=db)
+    logs = LogAgent(
+        kafka_broker.bootstrap, topic_prefix, "gpu-node-1", lambda _command: LOG_TEXT, key=agent.key
+    )
     try:
         with server.client() as api:
             gate = wait_for(

@@ -225,11 +225,13 @@ def test_signed_webhooks_pull_and_apply(kafka_broker: Tansu, topic_prefix: str, 
             # Gitea's HMAC header and GitLab's token work too
             third = _edit(work, "gate-2/sub", "gate-2/main", "back to main")
             git("push", "--quiet", "origin", "main", cwd=work)
+            body = json.dumps({"ref": "refs/heads/main", "after": third}).encode()  # each push its own body
             resp = api.post(hook, content=body, headers={"X-Gitea-Signature": _sign(body)})
             assert resp.status_code == 202, resp.text
             wait_for(lambda: revision_of(third), 20, "the Gitea-triggered revision")
             fourth = _edit(work, "gate-2/main", "gate-2/sub", "sub again")
             git("push", "--quiet", "origin", "main", cwd=work)
+            body = json.dumps({"ref": "refs/heads/main", "after": fourth}).encode()
             resp = api.post(hook, content=body, headers={"X-Gitlab-Token": WEBHOOK_SECRET})
             assert resp.status_code == 202, resp.text
             wait_for(lambda: revision_of(fourth), 20, "the GitLab-triggered revision")

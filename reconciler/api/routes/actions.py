@@ -1,7 +1,9 @@
 """``POST /apply``, ``POST /refresh`` (bearer token) and ``POST /webhooks/git`` (a forge's signed push event).
 
 An apply runs in the coordinator of this process when there is one (the answer carries the revision), else it
-is an UpdateConfig request on the bus; a refresh is always a Refresh request on the bus."""
+is an UpdateConfig request on the bus; a refresh is always a Refresh request on the bus. A webhook delivery is
+applied once: one seen before (by its delivery id or its body, :func:`~dsfleet.reconciler.api.webhooks.
+delivery_keys`) is answered 200 and ignored; one that failed is forgotten, so the forge's retry applies it."""
 
 from __future__ import annotations
 
@@ -14,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
 
 from dsfleet.reconciler.api.context import ApiContext
 from dsfleet.reconciler.api.dependencies import Context, require_write
 from dsfleet.reconciler.api.errors import ApiError, error_responses
 from dsfleet.reconciler.api.models import Accepted, ApplyRequest, RefreshRequest
-from dsfleet.reconciler.api.webhooks import verify_push
-from dsfleet.schemas.errors import TemporaryError
+from dsfleet.reconciler.api.webhooks import delivery_keys, verify_push
+from dsfleet.schemas.errors import DsfleetError, TemporaryError
 from dsfleet.schemas.redaction import redact
 
 log = logging.getLogger("dsfleet.api")
@@ -36,6 +39,8 @@ token = [Depends(require_write)]
 writes = error_responses(
     {
         401: "missing or wrong bearer token, or writes are disabled (no API token configured)",
+        408: "the request body did not arrive in time",
+        413: "the request body is larger than the server takes ([api] max_body_bytes)",
         422: "malformed request",
         503: "no broker configured, or the broker is unreachable now",
     }
@@ -50,6 +55,15 @@ def _send(ctx: ApiContext, kind: str, key: str | None, value: bytes) -> None:
     except TemporaryError as exc:
         log.warning("request not sent kind=%s error=%s", kind, exc)
         raise ApiError(503, "the broker is unreachable now; try again") from None
+
+
+def _fleet(ctx: ApiContext) -> str | None:
+    """The id of the store's fleet, which a request names (and its signature covers): a coordinator of another
+    fleet ignores it. None while the store cannot say."""
+    try:
+        return ctx.store().fleet_id()
+    except DsfleetError:
+        return None
 
 
 def apply_now(ctx: ApiContext, requested_by: str, source: str) -> Accepted:
@@ -71,7 +85,10 @@ def apply_now(ctx: ApiContext, requested_by: str, source: str) -> Accepted:
         revision = result.applied.revision_id if result.applied is not None else result.rejected_revision
         return Accepted(requestId=request_id, revision=revision, detail=result.outcome.value)
     message = UpdateConfig(
-        sent_at=datetime.now(UTC).isoformat(), requestId=request_id, requestedBy=requested_by[:255]
+        sent_at=datetime.now(UTC).isoformat(),
+        requestId=request_id,
+        requestedBy=requested_by[:255],
+        fleet=_fleet(ctx),
     )
     _send(ctx, "update-config", request_id, encode(message))
     return Accepted(requestId=request_id, detail="UpdateConfig sent")
@@ -96,6 +113,7 @@ def post_refresh(ctx: Context, body: Annotated[RefreshRequest | None, Body()] = 
         requestId=request_id,
         requestedBy=(body.requestedBy if body else "") or "api",
         node=node,
+        fleet=_fleet(ctx),
     )
     _send(ctx, "refresh", node or request_id, encode(message))
     return Accepted(requestId=request_id, detail=f"Refresh sent to {node or 'every node'}")
@@ -105,18 +123,24 @@ def post_refresh(ctx: Context, body: Annotated[RefreshRequest | None, Body()] = 
     "/webhooks/git",
     status_code=202,
     response_model=Accepted,
-    responses=error_responses(
-        {
-            401: "webhooks are disabled, or the signature is bad or missing",
-            409: "git pull --ff-only failed (diverged history?)",
-            503: "no manifests directory, nothing that could apply, or git pull failed to run",
-        }
-    ),
+    responses={
+        200: {"model": Accepted, "description": "a delivery seen before: ignored"},
+        **error_responses(
+            {
+                401: "webhooks are disabled, or the signature is bad or missing",
+                408: "the request body did not arrive in time",
+                409: "git pull --ff-only failed (diverged history?)",
+                413: "the request body is larger than the server takes ([api] webhook_max_body_bytes)",
+                503: "no manifests directory, nothing that could apply, git pull failed to run, or the store "
+                "cannot record the delivery now",
+            }
+        ),
+    },
 )
-async def post_webhook(request: Request, ctx: Context) -> Accepted:
+async def post_webhook(request: Request, ctx: Context) -> Accepted | JSONResponse:
     """A GitHub, GitLab or Gitea push event: the signature is checked (HMAC-SHA256 with ``[api]
     webhook_secret``; GitLab's token), then ``git pull --ff-only`` runs in the manifests directory and the
-    result is applied."""
+    result is applied. A delivery seen before (its delivery id or the same body) is answered 200 and ignored."""
     body = await request.body()
     if not ctx.webhook_secret:
         raise ApiError(401, "webhooks are disabled: no [api] webhook_secret configured")
@@ -137,7 +161,36 @@ async def post_webhook(request: Request, ctx: Context) -> Accepted:
         return Accepted(requestId=uuid.uuid4().hex, detail="pong")
     import anyio.to_thread
 
-    return await anyio.to_thread.run_sync(pull_and_apply, ctx, verdict.forge or "git", _pushed_ref(body))
+    forge = verdict.forge or "git"
+    keys = delivery_keys({k.lower(): v for k, v in request.headers.items()}, body)
+    if not await anyio.to_thread.run_sync(_first_delivery, ctx, keys, forge):
+        log.info("webhook forge=%s: duplicate delivery ignored", forge)
+        duplicate = Accepted(requestId=uuid.uuid4().hex, detail="duplicate delivery, ignored")
+        return JSONResponse(duplicate.model_dump(mode="json"), status_code=200)
+    try:
+        return await anyio.to_thread.run_sync(pull_and_apply, ctx, forge, _pushed_ref(body))
+    except ApiError:
+        await anyio.to_thread.run_sync(_forget_delivery, ctx, keys)
+        raise
+
+
+def _first_delivery(ctx: ApiContext, keys: list[str], forge: str) -> bool:
+    """True when this delivery is new (and is now remembered); 503 when the store cannot say."""
+    try:
+        if ctx.store().empty_fallback:
+            raise ApiError(503, "no store yet: the coordinator has not run on it")
+        return ctx.record_delivery(keys, forge, datetime.now(UTC))
+    except DsfleetError as exc:
+        log.warning("webhook delivery not recorded error=%s", exc)
+        raise ApiError(503, "the store cannot record the delivery now; the forge may retry") from None
+
+
+def _forget_delivery(ctx: ApiContext, keys: list[str]) -> None:
+    """A delivery that failed is forgotten, so the forge's retry of it is not a duplicate."""
+    try:
+        ctx.forget_delivery(keys)
+    except DsfleetError as exc:
+        log.warning("webhook delivery not forgotten error=%s", exc)
 
 
 def _pushed_ref(body: bytes) -> str | None:

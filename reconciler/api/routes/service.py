@@ -1,12 +1,12 @@
-"""The service's own endpoints: ``/healthz`` (liveness), ``/metrics`` (Prometheus text, a read) and the
-dashboard at ``/``."""
+"""The service's own endpoints: ``/healthz`` (liveness), ``/metrics`` (Prometheus text, a read), the
+dashboard at ``/`` and the interactive docs at ``/docs`` (Swagger UI from the package)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response
 
-from dsfleet.reconciler.api.dashboard import page
+from dsfleet.reconciler.api.dashboard import DOCS_PAGE, page
 from dsfleet.reconciler.api.dependencies import Context, require_read
 from dsfleet.reconciler.api.metrics import metrics_text
 from dsfleet.reconciler.api.models import Healthz
@@ -36,3 +36,9 @@ def dashboard(ctx: Context) -> HTMLResponse:
     return HTMLResponse(
         page(apply=writes and (sends or ctx.coordinator is not None), refresh=writes and sends)
     )
+
+
+@router.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    """Swagger UI on this server's OpenAPI document, its script and styles served from the package."""
+    return HTMLResponse(DOCS_PAGE)
