@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from typing import ParamSpec, TypeVar
 
 from dsfleet.agent import filestore
+from dsfleet.agent.admission import ADMISSION_DENIED, admit, denial_message
 from dsfleet.agent.conditions import SECRET_MISSING, failure_reason, is_holding, record_failure
 from dsfleet.agent.containers import (
     RUNNING_STATES,
@@ -71,7 +73,17 @@ class ActingMixin(ReportingMixin):
 
     def _file_state(self, inst: InstanceConfig) -> FileState:
         """Compare the instance's files on disk with the desired ones; the file plan (secrets filled in once per
-        tick) is kept for :meth:`_write_files` to carry out."""
+        tick) is kept for :meth:`_write_files` to carry out. An instance this host's admission refuses is left
+        as it is (nothing read, written or resolved)."""
+        denials = admit(
+            inst,
+            self.settings.admission,
+            state_dir=os.path.abspath(self.state_dir),
+            realpath=os.path.realpath,
+        )
+        if denials:
+            self._file_plans.pop(inst.name, None)
+            return FileState(error=denial_message(denials), reason=ADMISSION_DENIED)
         try:
             plan, existing = filestore.instance_file_plan(self.state_dir, inst, self.secrets)
         except SecretError as exc:
@@ -346,19 +358,21 @@ class ActingMixin(ReportingMixin):
         return secret_env
 
     def _create(self, inst: InstanceConfig, generation: int | None, name: str) -> str:
-        """Files written, engine volume ensured, the container created (not started) under ``name``."""
+        """Files written, engine volume ensured, secret env files written (``<state-dir>/envsecrets/<name>/``,
+        the variables pointing at them), the container created (not started) under ``name``."""
         assert self.node is not None
         self._run("files", self._write_files, inst)
         volume = engine_volume_for(inst, self._volumes, self.node)
         self._run("volume", self.runtime.ensure_volume, volume, volume_labels(inst, self.node))
         secret_env = self._run("secrets", self._secret_env, inst)
+        secrets_dir = self._run("secrets", filestore.write_env_secrets, self.state_dir, inst.name, secret_env)
         nvidia = bool(self.runtime_info and self.runtime_info.nvidia)
         request = container_request(
             inst,
             self.node,
             generation,
             str(filestore.instance_dir(self.state_dir, inst.name)),
-            secret_env,
+            os.path.abspath(secrets_dir) if secret_env else None,
             nvidia=nvidia,
             name=name,
             engine_volume=volume,

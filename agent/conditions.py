@@ -17,15 +17,16 @@ and Flux with a failed reconcile:
   (:func:`failure_condition`).
 
 **Host-side problems** (:func:`files_condition`): files that cannot be rendered because a secret is missing
-(``SecretMissing``: ``cameras`` names the cameras whose credentials it is, from the instance's ``cameraSecrets``) or
-an instance directory that cannot be read (``FilesUnwritable``). The instance is left alone — it keeps running its
-last good files — and the condition lasts until the files can be rendered; they are looked at again on every
-heartbeat, so it has no retry date. The loop logs it at WARNING once per change.
+(``SecretMissing``: ``cameras`` names the cameras whose credentials it is, from the instance's ``cameraSecrets``),
+an instance directory that cannot be read (``FilesUnwritable``), or a config this host's admission settings refuse
+(``AdmissionDenied``, :mod:`dsfleet.agent.admission`). The instance is left alone — it keeps running its
+last good files and container — and the condition lasts until the files can be rendered (the config admitted);
+they are looked at again on every heartbeat, so it has no retry date. The loop logs it at WARNING once per change.
 
 Reasons (``InstanceCondition.reason``): :data:`IMAGE_NOT_FOUND`, :data:`CREATE_FAILED`, :data:`START_FAILED`,
-:data:`UNHEALTHY`, :data:`FILES_UNWRITABLE`, :data:`SECRET_MISSING`, :data:`ACTION_FAILED` (any other step), and
-:data:`PULLING` while an image is pulled for the instance; :func:`instance_conditions` gathers what an instance
-reports. Times: ``now`` (monotonic, for due dates) and ``wall`` (epoch seconds, for what is reported) are passed in.
+:data:`UNHEALTHY`, :data:`FILES_UNWRITABLE`, :data:`SECRET_MISSING`, :data:`ADMISSION_DENIED`,
+:data:`ACTION_FAILED` (any other step), and :data:`PULLING` while an image is pulled for the instance;
+:func:`instance_conditions` gathers what an instance reports. Times: ``now`` (monotonic, for due dates) and ``wall`` (epoch seconds, for what is reported) are passed in.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dsfleet.schemas.wire import InstanceCondition
 
 __all__ = [
     "ACTION_FAILED",
+    "ADMISSION_DENIED",
     "BASE_SECONDS",
     "CAP_SECONDS",
     "CREATE_FAILED",
@@ -68,6 +70,8 @@ UNHEALTHY = "Unhealthy"
 FILES_UNWRITABLE = "FilesUnwritable"
 SECRET_MISSING = "SecretMissing"
 ACTION_FAILED = "ActionFailed"
+ADMISSION_DENIED = "AdmissionDenied"
+"""The host's admission settings refuse the instance's config (:mod:`dsfleet.agent.admission`)."""
 PULLING = "Pulling"
 """Not a failure: the image is being pulled (reported while it lasts, with no retry date)."""
 
@@ -174,7 +178,10 @@ def files_condition(
     message = error
     if cameras:
         message += f"; camera{'s' if len(cameras) > 1 else ''} {', '.join(cameras)} cannot be added"
-    message += "; the instance keeps running its last good files"
+    if reason == ADMISSION_DENIED:
+        message += "; the instance keeps running its last good config"
+    else:
+        message += "; the instance keeps running its last good files"
     return InstanceCondition(reason=reason, message=message[:MAX_MESSAGE], cameras=cameras, since=since)
 
 

@@ -67,6 +67,7 @@ from enum import StrEnum
 from typing import Literal
 
 from dsfleet.agent.drift import Applied, DriftFinding, DriftKind, file_drift, stopped_by_hand
+from dsfleet.schemas.hostaccess import SECRET_FILE_SUFFIX, SECRETS_TARGET
 from dsfleet.schemas.labels import (
     LABEL_GENERATION,
     LABEL_IMAGE,
@@ -101,6 +102,7 @@ __all__ = [
     "next_name",
     "pick_container",
     "record_applied",
+    "secret_env_files",
     "volume_labels",
 ]
 
@@ -628,7 +630,8 @@ class MountRequest:
 
 @dataclass(frozen=True)
 class ContainerRequest:
-    """Everything the runtime needs to create one container. ``env`` may hold secret values: hidden from repr."""
+    """Everything the runtime needs to create one container. ``env`` holds no secret value (secret variables come
+    as files), but it is hidden from repr all the same: a literal value may still be sensitive."""
 
     name: str
     image: str
@@ -653,22 +656,33 @@ class ContainerRequest:
 _NS = 1_000_000_000
 
 
+def secret_env_files(inst: InstanceConfig) -> dict[str, str]:
+    """The variables that point a container at its secret env files: ``{"DB_PASSWORD_FILE":
+    "/run/secrets/DB_PASSWORD"}`` for ``envSecrets`` ``DB_PASSWORD``."""
+    return {var + SECRET_FILE_SUFFIX: f"{SECRETS_TARGET}/{var}" for var in sorted(inst.container.envSecrets)}
+
+
 def container_request(
     inst: InstanceConfig,
     node: str,
     generation: int | None,
     configs_dir: str,
-    secret_env: Mapping[str, str],
+    secrets_dir: str | None,
     *,
     nvidia: bool,
     name: str | None = None,
     engine_volume: str | None = None,
 ) -> ContainerRequest:
     """The container of ``inst``; ``configs_dir`` is the host directory of its rendered files (bind-mounted
-    read-only), ``secret_env`` the values of its ``envSecrets`` (already looked up). ``name``: the container's name
-    (default ``dsfleet-<instance>``; a replacement is created as :func:`next_name`); ``engine_volume``: the volume
-    the spec's ``engineVolume`` mount is pointed at (:func:`engine_volume_for`; default: the spec's own name)."""
+    read-only), ``secrets_dir`` the host directory of its secret env files (one per ``envSecrets`` variable,
+    written by the agent; bind-mounted read-only at ``/run/secrets``, each variable ``X`` becoming
+    ``X_FILE=/run/secrets/X``: no secret value is in the container's environment, so ``docker inspect`` shows
+    none). ``name``: the container's name (default ``dsfleet-<instance>``; a replacement is created as
+    :func:`next_name`); ``engine_volume``: the volume the spec's ``engineVolume`` mount is pointed at
+    (:func:`engine_volume_for`; default: the spec's own name)."""
     spec = inst.container
+    if spec.envSecrets and secrets_dir is None:
+        raise ValueError(f"instance {inst.name!r} has secret env variables: their directory is needed")
     mounts: list[MountRequest] = []
     for m in spec.mounts:
         if m.type == "configs":
@@ -677,6 +691,8 @@ def container_request(
             mounts.append(MountRequest("volume", engine_volume, m.target, m.readOnly))
         else:
             mounts.append(MountRequest(m.type, m.source, m.target, m.readOnly))
+    if spec.envSecrets and secrets_dir is not None:
+        mounts.append(MountRequest("bind", secrets_dir, SECRETS_TARGET, True))
     policy: dict[str, str | int] = {"Name": spec.restartPolicy.name}
     if spec.restartPolicy.name == "on-failure" and spec.restartPolicy.maximumRetryCount:
         policy["MaximumRetryCount"] = spec.restartPolicy.maximumRetryCount
@@ -694,7 +710,7 @@ def container_request(
         name=name or container_name(inst.name),
         image=spec.image,
         command=spec.command,
-        env={**spec.env, **secret_env},
+        env={**spec.env, **secret_env_files(inst)},
         labels=container_labels(inst, node, generation),
         mounts=tuple(mounts),
         restart_policy=policy,

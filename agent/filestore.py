@@ -9,6 +9,9 @@ Layout of ``<state-dir>``::
                                  (``dsfleet.agent.desiredconfigs.AppliedMark``), mode 0600
     node-name                    the name the coordinator gave this agent (when it has no --node-name)
     instances/<name>/<file>      an instance's rendered files, bind-mounted read-only at /workspace/configs
+    envsecrets/<name>/<VAR>      the values of an instance's secret env variables, one file each (0400, directories
+                                 0700), bind-mounted read-only at /run/secrets; the container gets VAR_FILE=
+                                 /run/secrets/VAR instead of the value (``dsfleet.agent.containers.container_request``)
     secrets/<ref>/{username,password}   the local secret store (``dsfleet.agent.secrets``), managed by the operator
 
 Decisions:
@@ -55,10 +58,12 @@ __all__ = [
     "DESIRED_FILE",
     "DESIRED_MODE",
     "DIR_MODE",
+    "ENV_SECRETS_DIR",
     "INSTANCES_DIR",
     "WriteResult",
     "apply_file_plan",
     "atomic_write",
+    "env_secrets_dir",
     "instance_dir",
     "instance_file_plan",
     "load_applied",
@@ -66,11 +71,13 @@ __all__ = [
     "load_desired",
     "load_node_name",
     "read_directory",
+    "remove_env_secrets",
     "remove_instance_dir",
     "save_applied",
     "save_binding",
     "save_desired",
     "save_node_name",
+    "write_env_secrets",
     "write_instance_files",
     "write_node_files",
 ]
@@ -82,6 +89,10 @@ NODE_NAME_FILE = "node-name"
 DESIRED_MODE = 0o600
 INSTANCES_DIR = "instances"
 DIR_MODE = 0o755
+ENV_SECRETS_DIR = "envsecrets"
+SECRET_DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o400
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _UNREADABLE_MODE = -1  # the mode reported for a symlink: never a desired mode, so it is replaced
 
@@ -256,8 +267,61 @@ def instance_file_plan(
     return plan_files(instance, existing, snapshot, modes=modes), tuple(sorted(existing))
 
 
+def env_secrets_dir(state_dir: str | os.PathLike[str], name: str) -> Path:
+    """``<state-dir>/envsecrets/<name>``: the instance's secret env files (``name`` a DNS label)."""
+    return Path(state_dir) / ENV_SECRETS_DIR / instance_dir(state_dir, name).name
+
+
+def write_env_secrets(state_dir: str | os.PathLike[str], name: str, values: Mapping[str, str]) -> Path:
+    """Make ``<state-dir>/envsecrets/<name>/`` hold exactly one file per variable of ``values`` (its value, mode
+    0400, the directories 0700), rewriting only what differs; stale files are removed (the directory too when
+    there is no variable). Returns the directory (bind-mounted read-only at ``/run/secrets``). Raises ``ConfigError`` for a variable name that is not one,
+    ``FileWriteError`` when it cannot write."""
+    for var in values:
+        if not _ENV_NAME_RE.fullmatch(var) or len(var) > 255:
+            raise ConfigError(f"instance {name!r}: secret env {var!r} is not a variable name")
+    directory = env_secrets_dir(state_dir, name)
+    if not values:
+        remove_env_secrets(state_dir, name)
+        return directory
+    try:
+        _ensure_dir(directory.parent, SECRET_DIR_MODE)
+        _ensure_dir(directory, SECRET_DIR_MODE)
+        existing, modes = read_directory(directory)
+        changed = False
+        for var, value in sorted(values.items()):
+            data = value.encode("utf-8")
+            if existing.get(var) != data or modes.get(var) != SECRET_FILE_MODE:
+                atomic_write(directory / var, data, SECRET_FILE_MODE, sync_dir=False)
+                changed = True
+        for stale in sorted(set(existing) - set(values)):
+            (directory / stale).unlink(missing_ok=True)
+            changed = True
+        if changed:
+            _fsync_dir(directory)
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or directory}: cannot write: {exc.strerror}") from None
+    return directory
+
+
+def remove_env_secrets(state_dir: str | os.PathLike[str], name: str) -> None:
+    """Remove ``<state-dir>/envsecrets/<name>/`` and its files; absent is fine."""
+    directory = env_secrets_dir(state_dir, name)
+    try:
+        for entry in list(os.scandir(directory)):
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+        directory.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise FileWriteError(f"{exc.filename or directory}: cannot remove: {exc.strerror}") from None
+
+
 def remove_instance_dir(state_dir: str | os.PathLike[str], name: str) -> None:
-    """Remove ``<state-dir>/instances/<name>/`` (an instance no longer desired); absent is fine."""
+    """Remove ``<state-dir>/instances/<name>/`` (an instance no longer desired) and its secret env files;
+    absent is fine."""
+    remove_env_secrets(state_dir, name)
     directory = instance_dir(state_dir, name)
     try:
         entries = list(os.scandir(directory))

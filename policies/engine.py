@@ -127,6 +127,11 @@ def effective_settings(fleet: Fleet) -> tuple[dict[str, EffectiveSetting], list[
             src = fleet.source("Policy", pname, "spec", shortcut)
             if pkey is None:
                 level = RuleSeverity.ERROR if value else RuleSeverity.OFF
+                if _RANK[level] < _RANK[REGISTRY[shortcut_rule].severity]:  # a secure default switched off
+                    message = (f"{shortcut}: false relaxes rule {shortcut_rule}, which needs a reason: write "
+                               f"spec.rules.{shortcut_rule}: {{severity: off, reason: ...}}")  # fmt: skip
+                    error("policy-reason-required", message, src)
+                    continue
                 remember(severity, shortcut_rule, level, src, f"rule {shortcut_rule} severity")
             else:
                 remember(params, (shortcut_rule, pkey), value, src, f"rule {shortcut_rule} parameter {pkey}")
@@ -151,9 +156,13 @@ def _subject(fleet: Fleet, documents: dict[tuple[str, int], tuple[str, str]], hi
     return fleet.instances.get(name) if kind == "DsInstance" else None
 
 
+_CATEGORY_ORDER = ("fleet", "security", "deepstream")
+
+
 def all_rules() -> list[Rule]:
-    """Every registered rule, fleet rules first."""
-    return sorted(REGISTRY.values(), key=lambda r: (r.category != "fleet", r.id))
+    """Every registered rule by category (fleet, security, DeepStream), then by id."""
+    order = {c: i for i, c in enumerate(_CATEGORY_ORDER)}
+    return sorted(REGISTRY.values(), key=lambda r: (order.get(r.category, len(order)), r.category, r.id))
 
 
 def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:

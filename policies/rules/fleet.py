@@ -1,4 +1,5 @@
-"""Fleet rules: names, references, placement, capacity, images, secrets."""
+"""Fleet rules: names, references, placement, capacity, images, secrets (what an instance may ask of its host:
+:mod:`dsfleet.policies.rules.security`)."""
 
 from __future__ import annotations
 
@@ -249,16 +250,6 @@ def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("forbid-privileged", OFF, "no instance runs privileged (Policy forbidPrivileged)")
-def forbid_privileged(ctx: Context) -> Iterator[Hit]:
-    for name, inst in ctx.instances:
-        if inst.spec.privileged:
-            yield Hit(
-                "spec.privileged: privileged containers are forbidden by policy",
-                ctx.fleet.source("DsInstance", name, "spec", "privileged"),
-            )
-
-
 @rule(
     "camera-url-credentials",
     E,
@@ -345,17 +336,22 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     "env-secret-literal",
     E,
     "an env variable whose name looks secret (*PASSWORD*, *TOKEN*, *SECRET*, *API_KEY*, ...) takes its value "
-    "from a secretRef",
+    "from a secretRef (a *_FILE variable may name a file by its absolute path)",
 )
 def env_secret_literal(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
         for key, value in sorted(inst.spec.env.items()):
-            if isinstance(value, str) and value and secret_env_name(key):
+            if isinstance(value, str) and value and secret_env_name(key) and not _file_reference(key, value):
                 yield Hit(
                     f"spec.env.{key}: a secret-looking variable with a literal value (not shown); move the "
                     "value to a secret and write {secretRef: NAME, key: KEY}",
                     ctx.fleet.source("DsInstance", name, "spec", "env", key),
                 )
+
+
+def _file_reference(key: str, value: str) -> bool:
+    """``DB_PASSWORD_FILE: /run/secrets/db``: a variable that names the file holding a secret, not the secret."""
+    return key.upper().endswith("_FILE") and value.startswith("/") and "\n" not in value
 
 
 @rule("camera-credentials-required", OFF, "RTSP cameras name their credentials by secretRef")

@@ -11,7 +11,8 @@
 # Environment: STUB_FPS (default 30.00; a space-separated list gives each source its own value, the last one
 # repeats), STUB_SOURCES (override the source count), STUB_CRASH_AFTER=N (after N seconds print an error and
 # exit STUB_CRASH_CODE, default 255), STUB_PERF_INTERVAL (seconds, default 1), STUB_SAY (a line printed to stderr
-# once at start, e.g. to see what the agent does with a credential in a log). SIGTERM: "Quitting", exit 0.
+# once at start, e.g. to see what the agent does with a credential in a log; or read from the file STUB_SAY_FILE
+# names, as a secret env variable reaches a container). SIGTERM: "Quitting", exit 0.
 CONF_DIR=/workspace/configs
 APP=""
 prev=""
@@ -68,6 +69,7 @@ else
 fi
 
 trap 'echo "Quitting"; echo "App run successful"; exit 0' TERM INT
+if [ -z "$STUB_SAY" ] && [ -n "$STUB_SAY_FILE" ]; then STUB_SAY="$(cat "$STUB_SAY_FILE")"; fi
 [ -n "$STUB_SAY" ] && echo "$STUB_SAY" >&2
 echo "** INFO: <bus_callback:301>: Pipeline ready"
 echo "** INFO: <bus_callback:287>: Pipeline running"

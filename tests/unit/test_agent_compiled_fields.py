@@ -30,8 +30,18 @@ def _compiled(path: Path) -> tuple[dict[str, NodeConfig], dict[str, InstanceConf
     return dict(got.configs), {i.name: i for c in got.configs.values() for i in c.instances}
 
 
-def test_the_example_fleet_keeps_its_hashes_and_gets_its_camera_secrets() -> None:
-    nodes, compiled = _compiled(ROOT / "manifests")
+def _without_later_settings(tmp_path: Path) -> Path:
+    """The example fleet without the settings it gained after these hashes were taken (the traffic instance's
+    ``networkMode: none``, a change of its container on purpose)."""
+    d = tmp_path / "m"
+    shutil.copytree(ROOT / "manifests", d)
+    p = d / "instances" / "traffic.yaml"
+    p.write_text("".join(line for line in p.read_text().splitlines(True) if "networkMode:" not in line))
+    return d
+
+
+def test_the_example_fleet_keeps_its_hashes_and_gets_its_camera_secrets(tmp_path: Path) -> None:
+    nodes, compiled = _compiled(_without_later_settings(tmp_path))
     assert {n: c.configHash for n, c in nodes.items()} == NODE_HASHES
     assert {name: i.specHash for name, i in compiled.items()} == SPEC_HASHES
     gate = compiled["ccm-gate"]

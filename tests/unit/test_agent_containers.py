@@ -9,6 +9,7 @@ import pytest
 from dsfleet.agent.containers import (
     ActionKind,
     FileState,
+    MountRequest,
     ObservedContainer,
     ObservedVolume,
     compute_plan,
@@ -25,6 +26,7 @@ from dsfleet.schemas.labels import LABEL_GENERATION, LABEL_SPEC_HASH, instance_l
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
     ContainerSpec,
+    EnvSecret,
     InstanceConfig,
     MountSpec,
     RenderedFile,
@@ -376,7 +378,7 @@ def test_record_adopts_a_running_container_of_the_desired_spec() -> None:
 
 
 def test_container_request_maps_the_spec() -> None:
-    req = container_request(A, NODE, 4, "/state/instances/cam", {"PASSWORD": "s3cret"}, nvidia=False)
+    req = container_request(A, NODE, 4, "/state/instances/cam", None, nvidia=False)
     assert req.name == "dsfleet-cam"
     assert (
         req.mounts[0].type == "bind"
@@ -387,7 +389,25 @@ def test_container_request_maps_the_spec() -> None:
     assert req.restart_policy == {"Name": "unless-stopped"}
     assert req.gpu_ids == ()
     assert req.labels[LABEL_SPEC_HASH] == A.specHash and req.labels[LABEL_GENERATION] == "4"
-    assert "s3cret" not in repr(req) and "s3cret" not in str(req.labels)
-    assert container_request(A, NODE, 4, "/x", {}, nvidia=True).gpu_ids == ("1",)
-    nxt = container_request(A, NODE, 4, "/x", {}, nvidia=False, name=next_name("cam"), engine_volume="v-1")
+    assert req.env == {"A": "1"} and len(req.mounts) == 2
+    assert container_request(A, NODE, 4, "/x", None, nvidia=True).gpu_ids == ("1",)
+    nxt = container_request(A, NODE, 4, "/x", None, nvidia=False, name=next_name("cam"), engine_volume="v-1")
     assert nxt.name == "dsfleet-cam.next" and nxt.mounts[1].source == "v-1"
+
+
+def test_secret_env_variables_reach_the_container_as_files_named_by_x_file() -> None:
+    spec = A.container.model_copy(
+        update={
+            "envSecrets": {"DB_PASSWORD": EnvSecret(secretRef="db"), "API_TOKEN": EnvSecret(secretRef="api")}
+        }
+    )
+    secret = A.model_copy(update={"container": spec})
+    req = container_request(secret, NODE, 4, "/state/instances/cam", "/state/envsecrets/cam", nvidia=False)
+    assert req.env == {
+        "A": "1",
+        "API_TOKEN_FILE": "/run/secrets/API_TOKEN",
+        "DB_PASSWORD_FILE": "/run/secrets/DB_PASSWORD",
+    }
+    assert req.mounts[-1] == MountRequest("bind", "/state/envsecrets/cam", "/run/secrets", True)
+    with pytest.raises(ValueError, match="secret env variables"):
+        container_request(secret, NODE, 4, "/state/instances/cam", None, nvidia=False)

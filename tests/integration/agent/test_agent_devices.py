@@ -20,7 +20,7 @@ def test_a_device_of_the_spec_is_passed_into_the_container(
     inst = stub_instance(names.instance("usb"), names.run_id)
     device = DeviceSpec(pathOnHost="/dev/null", pathInContainer="/dev/video7")
     inst = inst.model_copy(update={"container": inst.container.model_copy(update={"devices": (device,)})})
-    request = container_request(inst, names.node, 1, str(tmp_path), {}, nvidia=False,
+    request = container_request(inst, names.node, 1, str(tmp_path), None, nvidia=False,
                                 engine_volume=engine_volume_name(inst))  # fmt: skip
     assert request.devices == ("/dev/null:/dev/video7:rwm",)
     rt = DockerRuntime(pull=False)
@@ -32,6 +32,6 @@ def test_a_device_of_the_spec_is_passed_into_the_container(
     host = docker_client.api.inspect_container(cid)["HostConfig"]
     assert host["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/video7",
                                 "CgroupPermissions": "rwm"}]  # fmt: skip
-    plain = container_request(stub_instance(names.instance("plain"), names.run_id), names.node, 1, str(tmp_path), {},
+    plain = container_request(stub_instance(names.instance("plain"), names.run_id), names.node, 1, str(tmp_path), None,
                               nvidia=False)  # fmt: skip
     assert plain.devices == ()

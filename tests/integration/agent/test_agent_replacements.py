@@ -16,6 +16,7 @@ import pytest
 from dsfleet.agent.containers import container_request, engine_volume_name, next_name
 from dsfleet.agent.runtime import DockerRuntime
 from dsfleet.agent.testing import MemoryBus
+from dsfleet.plumbing.settings import AdmissionSettings
 from dsfleet.schemas.labels import LABEL_INSTANCE
 from dsfleet.schemas.nodeconfigs import InstanceConfig
 from dsfleet.schemas.wire import InstanceState, InstanceStatus
@@ -55,11 +56,15 @@ def _running_with_fps(agent: RunningAgent, name: str) -> InstanceStatus | None:
 
 
 def _start(
-    tmp_path: Path, names: Names, agents: list[RunningAgent], *instances: InstanceConfig
+    tmp_path: Path,
+    names: Names,
+    agents: list[RunningAgent],
+    *instances: InstanceConfig,
+    admission: AdmissionSettings | None = None,
 ) -> RunningAgent:
     bus = MemoryBus()
     bus.push_config(names.node, agent_config_bytes(names.node, 1, list(instances)))
-    agent = start_agent(tmp_path, names.node, bus=bus)
+    agent = start_agent(tmp_path, names.node, bus=bus, admission=admission)
     agents.append(agent)
     return agent
 
@@ -172,7 +177,8 @@ def test_a_container_that_cannot_start_gives_the_old_one_back(
     helper = f"dsfleet-{names.prefix}-netns"  # a stopped container: joining its network fails at start
     docker_client.api.create_container(STUB_IMAGE, name=helper, labels={RUN_LABEL: names.run_id})
     v1 = stub_instance(a, names.run_id)
-    agent = _start(tmp_path, names, agents, v1)
+    joins = AdmissionSettings(network_modes=("host", "none", "container:*"))  # this host lets it join one
+    agent = _start(tmp_path, names, agents, v1, admission=joins)
     wait_for("v1 running", _converged(agent, v1))
     old = _inspect(docker_client, f"dsfleet-{a}")
     assert old is not None
@@ -242,7 +248,7 @@ def test_an_agent_killed_in_the_middle_of_a_replacement_finishes_it(
             names.node,
             2,
             str(tmp_path.resolve() / "instances" / a),
-            {},
+            None,
             nvidia=False,
             name=next_name(a),
             engine_volume=engine_volume_name(v2),
