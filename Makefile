@@ -59,6 +59,7 @@ stub-image: $(SYSSTAMP)
 bench: $(STAMP)
 	$(BIN)/python -m compileall -q dsfleet benchmarks >/dev/null
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/signing.py
 	$(BIN)/python benchmarks/live.py
 
 clean:

@@ -5,7 +5,9 @@
 - ``AgentCommand``: the partitions of the node name, the machine id and ``*``, from the beginning (the loop
   ignores commands sent before the agent started: Tansu cannot seek to the end reliably).
 - ``AgentInfo`` / ``AgentResponse`` (and ``AgentLogs``, the replies to ``logs`` commands, on the AgentResponse
-  topic): produced to the partition of their key, named explicitly.
+  topic): produced to the partition of their key, named explicitly, signed by the agent's own key (``identity``:
+  the coordinator takes a node's reports only from the key enrolled for it). Records read keep their headers
+  (where the coordinator's signature travels); the loop checks them (:mod:`dsfleet.agent.trust`).
 
 A broker that is down is a state: partition counts are asked again (with a short timeout) every few seconds,
 records to send wait in the producer's queue. A broker that came back empty (Tansu's memory storage; a deleted
@@ -25,10 +27,21 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 
-from dsfleet.agent.ports import BusBatch
-from dsfleet.plumbing.kafka import Consumer, Producer
+from dsfleet.agent.ports import BusBatch, BusRecord
+from dsfleet.plumbing.kafka import Consumer, Producer, Record
+from dsfleet.plumbing.signing import SigningKey, sign_record
 from dsfleet.schemas.errors import TemporaryError
-from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse, Topic, encode, partition_for, topic_name
+from dsfleet.schemas.signatures import text_headers
+from dsfleet.schemas.wire import (
+    AgentInfo,
+    AgentLogs,
+    AgentResponse,
+    Topic,
+    encode,
+    partition_for,
+    signed_fields_of,
+    topic_name,
+)
 
 __all__ = ["KafkaBus"]
 
@@ -43,10 +56,17 @@ _CONSUMER_ONLY = frozenset(
 
 class KafkaBus:
     def __init__(
-        self, config: Mapping[str, str], *, prefix: str = "", client_id: str = "dsfleet-agent"
+        self,
+        config: Mapping[str, str],
+        *,
+        prefix: str = "",
+        client_id: str = "dsfleet-agent",
+        identity: SigningKey | None = None,
     ) -> None:
         """``config``: librdkafka settings (``bootstrap.servers``, security, …), e.g.
-        ``KafkaSettings.client_config()``; consumer-only keys are dropped for the producer."""
+        ``KafkaSettings.client_config()``; consumer-only keys are dropped for the producer. ``identity``: the
+        agent's own key, which signs what it sends (None: unsigned, which a coordinator drops)."""
+        self._identity = identity
         producer_config = {k: v for k, v in config.items() if k not in _CONSUMER_ONLY}
         self._producer = Producer(producer_config, client_id=client_id)
         self._consumer = Consumer(config, group_id=None, client_id=client_id)
@@ -62,7 +82,7 @@ class KafkaBus:
         self._assigned = False
         self._rereading = False
         self._reset = False
-        self._held: list[tuple[bytes | None, bytes | None]] = []
+        self._held: list[BusRecord] = []
         self._next_check = time.monotonic() + RECHECK_SECONDS
 
     def _count(self, topic: str) -> int | None:
@@ -157,8 +177,8 @@ class KafkaBus:
             time.sleep(min(timeout, 0.05))
             return BusBatch()
         records, eof = self._consumer.poll_batch(500, timeout)
-        configs = [(r.key, r.value) for r in records if r.topic == self._config_topic]
-        commands = [r.value for r in records if r.topic == self._command_topic]
+        configs = [_record(r) for r in records if r.topic == self._config_topic]
+        commands = [_record(r) for r in records if r.topic == self._command_topic]
         caught_up = self._config_partition is not None and (self._config_topic, self._config_partition) in eof
         if self._rereading:
             self._held += configs
@@ -169,23 +189,31 @@ class KafkaBus:
         reset, self._reset = self._reset, False
         return BusBatch(configs=configs, commands=commands, caught_up=caught_up, reset=reset)
 
-    def _send(self, topic: str, key: str, value: bytes) -> None:
+    def _send(self, topic: str, key: str, message: AgentInfo | AgentResponse | AgentLogs) -> None:
         count = self._count(topic)
         if count is None:
             raise TemporaryError(f"{topic}: partition count unknown (broker unreachable?)")
-        self._producer.send(topic, key, value, partition=partition_for(key, count))
+        value = encode(message)
+        headers = None
+        if self._identity is not None:
+            headers = sign_record(self._identity, signed_fields_of(message), key, value)
+        self._producer.send(topic, key, value, headers=headers, partition=partition_for(key, count))
         self._producer.poll(0)
 
     def publish_info(self, key: str, info: AgentInfo) -> None:
-        self._send(self._info_topic, key, encode(info))
+        self._send(self._info_topic, key, info)
 
     def publish_response(self, key: str, response: AgentResponse) -> None:
-        self._send(self._response_topic, key, encode(response))
+        self._send(self._response_topic, key, response)
 
     def publish_logs(self, key: str, logs: AgentLogs) -> None:
-        self._send(self._response_topic, key, encode(logs))
+        self._send(self._response_topic, key, logs)
 
     def close(self) -> None:
         self._consumer.close()
         self._producer.flush(2.0)
         self._producer.close(2.0)
+
+
+def _record(r: Record) -> BusRecord:
+    return BusRecord(r.key, r.value, text_headers(r.headers))

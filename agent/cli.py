@@ -21,11 +21,14 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsfleet.agent.errors import AgentError, PermanentError, SecretError
 from dsfleet.plumbing.logs import LEVELS, configure_logging
 from dsfleet.plumbing.settings import AgentSettings, KafkaSettings, load_settings
+
+if TYPE_CHECKING:
+    from dsfleet.agent.trust import Trust
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -43,6 +46,8 @@ Commands:
                 <state-dir>/desired.json, so it restarts without a broker), converge Docker containers
                 dsfleet-<instance> to it, heal drift, report AgentInfo and AgentResponse. SIGTERM stops the agent;
                 the containers keep running.
+  key           print this agent's public key and its id (made on first use as <state-dir>/agent.key), for
+                `dsfleet nodes approve NODE --key ID`
   materialize   write a node config's rendered files to <state-dir>/instances/<instance>/, with the
                 ${secret:<ref>} placeholders of camera URLs replaced by credentials from the local secret
                 store (${secret:<ref>:password} by a value kept whole, e.g. a broker connection string), and
@@ -58,7 +63,8 @@ exit codes: 0 ok; 1 invalid config (nothing written) or missing/unprotected secr
             written; desired.json is updated, the config itself being valid);
             2 usage, unknown instance, unreadable config file or unwritable state directory.
 examples:
-  dsfleet-agent run --bootstrap-servers 127.0.0.1:9092 --node-name gpu-01 --state-dir /var/lib/dsfleet
+  dsfleet-agent run --bootstrap-servers 127.0.0.1:9092 --node-name gpu-01 --state-dir /var/lib/dsfleet \
+      --trust-key ed25519:... --enroll-token dsfleet-enroll-...
   dsfleet-agent materialize --config node.json --state-dir /var/lib/dsfleet
   dsfleet-agent materialize --config node.json --state-dir /var/lib/dsfleet --instance ccm-gate
 """
@@ -80,6 +86,12 @@ RUN_DESCRIPTION = """\
 Run the agent until SIGTERM/SIGINT. It reads its own key of the AgentConfig topic without a consumer group (from
 the beginning of its partition; the last value wins), converges the containers dsfleet manages
 on this node, and reports. Without a reachable broker it converges from <state-dir>/desired.json.
+
+Trust: it believes only configs and commands signed by a coordinator key it is given (--trust-key, repeatable,
+or [agent] trusted_keys / trusted_keys_file; `dsfleet keys show` prints the coordinator's). Without one it refuses
+every config and says so. It signs its own reports with <state-dir>/agent.key (made on first start); the
+coordinator takes them once that key is enrolled: `dsfleet nodes approve NODE`, or at once with a one-time
+--enroll-token from `dsfleet nodes token create`.
 """
 
 
@@ -167,6 +179,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="bind the agent to this fleet (the store's id); default: the fleet of the first config it accepts",
     )
     r.add_argument(
+        "--trust-key",
+        action="append",
+        metavar="KEY",
+        help="a coordinator public key (ed25519:...) to believe; repeat it while a key rotates "
+        "(adds to [agent] trusted_keys)",
+    )
+    r.add_argument("--trusted-keys-file", type=Path, metavar="FILE", help="more coordinator keys, one a line")
+    r.add_argument(
+        "--enroll-token", metavar="TOKEN", help="a one-time enrollment token (`dsfleet nodes token create`)"
+    )
+    r.add_argument(
+        "--enroll-token-file", type=Path, metavar="FILE", help="read the enrollment token from FILE"
+    )
+    r.add_argument(
+        "--insecure-accept-unsigned",
+        action="store_true",
+        default=None,
+        help="accept unsigned configs and commands from anyone who can write to the broker (labs only)",
+    )
+    r.add_argument(
         "--image-pull",
         choices=["missing", "never"],
         help="pull an absent image when its registry answers (missing, the default), or never",
@@ -182,7 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-format", choices=("text", "json"), default="text", help="log line format (default: text)"
     )
     r.set_defaults(handler=cmd_run)
+
+    k = sub.add_parser(
+        "key",
+        help="print this agent's public key and id (made on first use)",
+        description="Print the agent's public key (ed25519:...) and its id; the key pair is made as "
+        "<state-dir>/agent.key (mode 0600) when there is none. The coordinator shows the same id for a pending "
+        "enrollment: approve it with `dsfleet nodes approve NODE --key ID`.",
+    )
+    k.add_argument("--state-dir", type=Path, metavar="DIR", help="state directory (default .dsfleet/agent)")
+    k.set_defaults(handler=cmd_key)
     return parser
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    from dsfleet.agent.identity import load_identity
+
+    settings = load_settings(overrides={"agent": {"state_dir": args.state_dir}}).agent
+    key, created = load_identity(settings.state_dir)
+    print(f"key id: {key.id}{' (made now)' if created else ''}")
+    print(f"public key: {key.public.text()}")
+    return EXIT_OK
 
 
 def _files(n: int) -> str:
@@ -230,11 +282,35 @@ def agent_settings(
                 "self_heal": args.self_heal,
                 "fleet_id": args.fleet_id,
                 "image_pull": args.image_pull,
+                "trusted_keys_file": args.trusted_keys_file,
+                "insecure_accept_unsigned": args.insecure_accept_unsigned,
+                "enroll_token": args.enroll_token,
+                "enroll_token_file": args.enroll_token_file,
             },
             "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic_prefix": args.topic_prefix},
         },
     )
-    return settings.agent, settings.kafka
+    agent = settings.agent
+    if args.trust_key:
+        agent = agent.model_copy(update={"trusted_keys": (*agent.trusted_keys, *args.trust_key)})
+    return agent, settings.kafka
+
+
+def agent_trust(settings: AgentSettings) -> tuple[Trust, str | None]:
+    """The keys the agent believes and its enrollment token, from its settings (files read here)."""
+    from dsfleet.agent.trust import Trust
+    from dsfleet.plumbing.signing import Keyring, load_public_keys
+
+    keys = load_public_keys(settings.trusted_keys, settings.trusted_keys_file, what="[agent] trusted_keys")
+    logs = load_public_keys(settings.log_request_keys, what="[agent] log_request_keys")
+    token = settings.enroll_token
+    if settings.enroll_token_file is not None:
+        try:
+            token = settings.enroll_token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise PermanentError(f"{settings.enroll_token_file}: cannot read: {exc.strerror}") from None
+    trust = Trust(Keyring.of(keys), Keyring.of(logs), accept_unsigned=settings.insecure_accept_unsigned)
+    return trust, token or None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -243,12 +319,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
     from dsfleet.agent.hostinfo import host_facts
+    from dsfleet.agent.identity import load_identity
     from dsfleet.agent.loop import Agent, LoopSettings
     from dsfleet.agent.runtime import DockerRuntime
     from dsfleet.agent.secrets import LocalSecretStore
 
     settings, kafka = agent_settings(args)
     configure_logging(args.log_level, args.log_format)
+    trust, token = agent_trust(settings)
+    identity, _created = load_identity(settings.state_dir)
     try:
         agent_version = version("dsfleet")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -261,6 +340,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         bus = KafkaBus(
             {"fetch.wait.max.ms": str(kafka.fetch_wait_max_ms), **kafka.client_config()},
             prefix=kafka.topic_prefix,
+            identity=identity,
         )
     else:
         logging.getLogger("dsfleet.agent").warning("no bootstrap servers: running from desired.json only")
@@ -272,11 +352,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             resync_seconds=settings.resync_seconds,
             self_heal=settings.self_heal,
             fleet_id=settings.fleet_id,
+            admission=settings.admission,
+            trust=trust,
+            enroll_token=token,
         ),
         runtime,
         bus,
         LocalSecretStore(settings.state_dir),
         host_facts(agent_version),
+        identity=identity,
     )
     stop = threading.Event()
 

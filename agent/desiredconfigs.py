@@ -22,8 +22,14 @@ every record after it (*live*), the newest record is judged against the mark:
 - the same generation with another config hash → refused, ``conflicting-config`` (two writers);
 - the same generation and hash → nothing to do; a higher one → accepted.
 
-A refused record changes nothing: the last good config keeps running. A tombstone is always accepted (the node
-was removed) and clears the generation of the mark (a node added again starts its generations anew).
+Before any of this, a record must be signed by a coordinator key the agent trusts (:mod:`dsfleet.agent.trust`:
+``unsigned``, ``unknown-key``, ``bad-signature``, ``no-trusted-key``, ``other-node``): the signature is what makes
+the generation mean something, since anyone who can produce to the broker can write any number.
+
+A refused record changes nothing: the last good config keeps running. A tombstone (the node was removed) is judged
+by the fleet and generation its signed headers carry (a replayed older tombstone is ``stale-generation``); once
+accepted its generation stays in the mark (the store never hands out a generation twice, even to a node added
+again, so a replay of a config from before the removal is refused too).
 
 Checks beyond the models: instance names are DNS labels (each names a directory), unique; and every instance's
 ``specHash``/``filesHash``/``configHash`` matches its content (a hand-edited or corrupted config is refused
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeAlias
@@ -42,6 +49,7 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from dsfleet.agent.errors import ConfigError
+from dsfleet.agent.trust import REJECT_BAD_SIGNATURE, REJECT_OTHER_NODE, Trust, fields_disagree
 from dsfleet.schemas.labels import HOST_ONLY, LABEL_INSTANCE, LABEL_MANAGED
 from dsfleet.schemas.nodeconfigs import (
     InstanceConfig,
@@ -51,6 +59,7 @@ from dsfleet.schemas.nodeconfigs import (
     node_hash,
     spec_hash,
 )
+from dsfleet.schemas.signatures import signed_fields
 from dsfleet.schemas.wire import (
     MAX_MESSAGE_BYTES,
     AgentConfig,
@@ -74,6 +83,7 @@ __all__ = [
     "config_problems",
     "empty_config",
     "judge_config",
+    "judge_tombstone",
     "mark_after",
     "parse_config",
     "select_instances",
@@ -169,26 +179,62 @@ def select_instances(config: DesiredConfig, name: str | None) -> tuple[InstanceC
 
 @dataclass(frozen=True)
 class Accepted:
-    """A good AgentConfig record of this node: its config, or None for a tombstone (no instances)."""
+    """A good AgentConfig record of this node: its config, or None for a tombstone (no instances) with the
+    generation and fleet its signed headers carry."""
 
     config: AgentConfig | None
+    generation: int | None = None
+    fleet: str | None = None
 
 
 def accept_record(
-    node: str, key: bytes | None, value: bytes | None, *, max_bytes: int = MAX_MESSAGE_BYTES
-) -> Accepted | Rejection | None:
+    node: str,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    trust: Trust | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> Accepted | Rejection | Refusal | None:
     """Judge one record of the AgentConfig partition the agent reads: None when it is another node's (the
-    partition is shared), ``Accepted`` for a valid config or tombstone of ``node``, a ``Rejection`` otherwise
-    (garbage, wrong schema, another node's name inside, inconsistent hashes, too large)."""
+    partition is shared), ``Accepted`` for a valid config or tombstone of ``node``, a ``Refusal`` when it is not
+    signed by a key of ``trust`` (:mod:`dsfleet.agent.trust`; None: signatures are not checked), a ``Rejection``
+    otherwise (garbage, wrong schema, inconsistent hashes, too large)."""
     if key is None or key != node.encode("utf-8"):
         return None
+    if value is not None and len(value) > max_bytes:
+        return Rejection(
+            Topic.AGENT_CONFIG.value, RejectReason.TOO_LARGE, f"{len(value)} bytes > limit {max_bytes}"
+        )
+    fields = signed_fields(headers or {})
+    if trust is not None:
+        fields, distrust = trust.check(node, value, headers or {})
+        if distrust is not None:
+            return Refusal(distrust.reason, distrust.generation, distrust.detail)
     decoded = decode(Topic.AGENT_CONFIG, key, value, max_bytes=max_bytes, require_key=True)
     if isinstance(decoded, Rejection):
+        if decoded.reason is RejectReason.KEY_MISMATCH:
+            return Refusal(
+                REJECT_OTHER_NODE, None, f"a record of node {node} whose message names another node"
+            )
         return decoded
     if isinstance(decoded, Tombstone):
-        return Accepted(None)
+        return Accepted(None, fields.generation if fields else None, fields.fleet if fields else None)
     message = decoded.message
     assert isinstance(message, AgentConfig)
+    disagree = fields_disagree(
+        fields if trust is not None else None,
+        schema=message.schema_,
+        fleet=message.fleet,
+        generation=message.generation,
+        issued=message.sent_at,
+    )
+    if disagree is not None:
+        return Refusal(
+            REJECT_BAD_SIGNATURE,
+            message.generation,
+            f"the signed headers and the payload disagree on the {disagree}",
+        )
     problems = config_problems(message)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -268,10 +314,44 @@ def judge_config(
     return Verdict.ACCEPT
 
 
-def mark_after(config: AgentConfig | None, mark: AppliedMark, bound: str | None) -> AppliedMark:
-    """The mark once ``config`` is accepted (None: a tombstone, which keeps the fleet and clears the rest)."""
+def judge_tombstone(accepted: Accepted, mark: AppliedMark, *, bound: str | None) -> Verdict | Refusal:
+    """Take a tombstone (the node was removed) or refuse it: another fleet's, or one older than the config the
+    agent runs, is refused like a config would be."""
+    if bound is not None and accepted.fleet is not None and accepted.fleet != bound:
+        return Refusal(
+            REJECT_FLEET,
+            accepted.generation,
+            f"a removal written by fleet {accepted.fleet}; this agent is bound to fleet {bound}",
+        )
+    if accepted.generation is None or mark.generation is None:
+        return Verdict.ACCEPT
+    if accepted.generation < mark.generation:
+        return Refusal(
+            REJECT_STALE,
+            accepted.generation,
+            f"a removal of generation {accepted.generation}, lower than generation {mark.generation} this agent runs",
+        )
+    if accepted.generation == mark.generation:
+        return (
+            Verdict.SAME
+            if mark.config_hash is None
+            else Refusal(
+                REJECT_CONFLICT,
+                accepted.generation,
+                f"a removal of generation {accepted.generation}, the generation of the config this agent runs "
+                "(two writers publish for this node?)",
+            )
+        )
+    return Verdict.ACCEPT
+
+
+def mark_after(
+    config: AgentConfig | None, mark: AppliedMark, bound: str | None, *, generation: int | None = None
+) -> AppliedMark:
+    """The mark once ``config`` is accepted (None: a tombstone of ``generation``, which keeps the fleet and that
+    generation, and clears the config hash)."""
     if config is None:
-        return AppliedMark(fleet=bound or mark.fleet)
+        return AppliedMark(fleet=bound or mark.fleet, generation=generation)
     return AppliedMark(
         fleet=bound or config.fleet or mark.fleet, generation=config.generation, config_hash=config.configHash
     )

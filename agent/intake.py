@@ -9,8 +9,13 @@ binding, refusals, and the agent's name (mixed into :class:`dsfleet.agent.loop.A
   once. Invalid records (:func:`dsfleet.agent.desiredconfigs.accept_record`) and refusals are logged (rate-limited)
   and counted; the live ones (and the newest at the partition's end) go into ``AgentResponse.rejections`` (the last
   :data:`REJECTIONS_KEPT`, cleared when a config is accepted).
+- **Trust**: a record is believed only when signed by a coordinator key of the agent's keyring
+  (:mod:`dsfleet.agent.trust`); a config record that is not is refused like an invalid one (reason ``unsigned``,
+  ``unknown-key``, ``bad-signature``, ``no-trusted-key``, ``other-node``), a command is ignored and counted (logged
+  rate-limited).
 - **Identity**: ``--node-name``, else the name kept in ``<state-dir>/node-name``, else the agent announces itself
-  keyed by its machine id (``node`` = None) and waits for the coordinator's ``assign-name`` command, then keeps it.
+  keyed by its machine id (``node`` = None) and waits for the coordinator's ``assign-name`` command, then keeps it;
+  an ``assign-name`` is obeyed only when it names this agent's own key (``keyId``: the key that asked).
   Commands sent before the agent started are ignored. ``logs`` commands are answered by
   :meth:`dsfleet.agent.reporting.ReportingMixin._answer_logs`.
 """
@@ -30,9 +35,10 @@ from dsfleet.agent.desiredconfigs import (
     accept_record,
     empty_config,
     judge_config,
+    judge_tombstone,
     mark_after,
 )
-from dsfleet.agent.ports import BusBatch
+from dsfleet.agent.ports import BusBatch, BusRecord
 from dsfleet.agent.reporting import ReportingMixin
 from dsfleet.schemas.errors import DsfleetError
 from dsfleet.schemas.wire import (
@@ -92,7 +98,7 @@ class IntakeMixin(ReportingMixin):
     def _set_desired(self, accepted: Accepted) -> None:
         assert self.node is not None
         config: DesiredConfig = accepted.config if accepted.config is not None else empty_config(self.node)
-        self.mark = mark_after(accepted.config, self.mark, self.bound_fleet)
+        self.mark = mark_after(accepted.config, self.mark, self.bound_fleet, generation=accepted.generation)
         self.rejections.clear()
         try:
             filestore.save_binding(self.state_dir, self.mark)
@@ -118,7 +124,11 @@ class IntakeMixin(ReportingMixin):
         """Judge a good record (the newest at the partition's end, or a live one) and make it desired."""
         config = accepted.config
         if config is None:
-            self._set_desired(accepted)
+            removal = judge_tombstone(accepted, self.mark, bound=self.bound_fleet)
+            if isinstance(removal, Refusal):
+                self._refuse(removal.reason, removal.generation, removal.detail)
+            else:
+                self._set_desired(accepted)
             return
         verdict = judge_config(config, self.mark, bound=self.bound_fleet, at_catch_up=at_catch_up)
         if isinstance(verdict, Refusal):
@@ -162,10 +172,10 @@ class IntakeMixin(ReportingMixin):
             self.caught_up = False
             self.pending = None
             self._pending_invalid = None
-        for key, value in batch.configs:
-            self._on_config(key, value)
-        for value in batch.commands:
-            self._on_command(value)
+        for record in batch.configs:
+            self._on_config(BusRecord(*record))
+        for command in batch.commands:
+            self._on_command(command)
         if batch.caught_up and not self.caught_up:
             self.caught_up = True
             log.info("caught up on AgentConfig node=%s", self.node)
@@ -175,13 +185,26 @@ class IntakeMixin(ReportingMixin):
             if self._pending_invalid is not None:
                 rejection, self._pending_invalid = self._pending_invalid, None
                 self.rejected -= 1  # counted when read
-                self._refuse(str(rejection.reason), None, str(rejection), verb="ignored")
+                if isinstance(rejection, Refusal):
+                    self._refuse(rejection.reason, rejection.generation, rejection.detail)
+                else:
+                    self._refuse(str(rejection.reason), None, str(rejection), verb="ignored")
 
-    def _on_config(self, key: bytes | None, value: bytes | None) -> None:
+    def _on_config(self, record: BusRecord) -> None:
         if self.node is None:
             return
-        verdict = accept_record(self.node, key, value)
+        verdict = accept_record(
+            self.node, record.key, record.value, headers=record.headers, trust=self.settings.trust
+        )
         if verdict is None:
+            return
+        if isinstance(verdict, Refusal):
+            if self.caught_up:
+                self._refuse(verdict.reason, verdict.generation, verdict.detail)
+            else:  # history, unless no good record follows it before the partition's end
+                self.rejected += 1
+                self._pending_invalid = verdict
+                self._log_rejection("refused", f"reason={verdict.reason}: {verdict.detail}")
             return
         if isinstance(verdict, Rejection):
             if self.caught_up:
@@ -197,8 +220,13 @@ class IntakeMixin(ReportingMixin):
             self.pending = verdict
             self._pending_invalid = None
 
-    def _on_command(self, value: bytes | None) -> None:
-        decoded = decode(Topic.AGENT_COMMAND, None, value)
+    def _on_command(self, record: BusRecord) -> None:
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        mine = {BROADCAST_KEY, self.node, self.host.machine_id, self.host.hostname} - {None}
+        if key not in mine:
+            return  # another agent's (the partitions are shared)
+        _fields, distrust = self.settings.trust.check(key, record.value, record.headers)
+        decoded = decode(Topic.AGENT_COMMAND, record.key, record.value)
         if not isinstance(decoded, Decoded):
             return
         cmd = decoded.message
@@ -209,13 +237,24 @@ class IntakeMixin(ReportingMixin):
             return
         if sent < self.started_at - 1.0:
             return  # older than this agent: a replay of the topic
-        mine = {BROADCAST_KEY, self.node, self.host.machine_id, self.host.hostname} - {None}
-        if cmd.target not in mine:
+        if cmd.target not in mine or cmd.target != key:
+            return
+        if distrust is not None and cmd.command is CommandKind.LOGS and self.settings.trust.log_requests:
+            distrust = self.settings.trust.check_log_request(key, record.value, record.headers)
+        if distrust is not None:
+            self._ignore_command(cmd.command.value, f"reason={distrust.reason}: {distrust.detail}")
             return
         if cmd.command is CommandKind.REFRESH:
             self._next_heartbeat = 0.0
         elif cmd.command is CommandKind.ASSIGN_NAME and cmd.node and self.node is None:
             if cmd.machineId not in (None, self.host.machine_id):
+                return
+            if cmd.keyId != self.identity.id and not (
+                cmd.keyId is None and self.settings.trust.accept_unsigned
+            ):
+                self._ignore_command(
+                    cmd.command.value, f"it names key {cmd.keyId}, not this agent's key {self.identity.id}"
+                )
                 return
             log.info("named by the coordinator node=%s", cmd.node)
             self.node = cmd.node
@@ -229,6 +268,30 @@ class IntakeMixin(ReportingMixin):
             log.error("the coordinator cannot name this agent: %s", cmd.reason)
         elif cmd.command is CommandKind.LOGS:
             self._answer_logs(cmd)
+
+    def _ignore_command(self, kind: str, why: str) -> None:
+        self.commands_refused += 1
+        now = self.clock.monotonic()
+        if now - self._last_command_log >= REJECT_LOG_SECONDS or self.commands_refused <= 3:
+            self._last_command_log = now
+            log.warning("ignored AgentCommand %s (%d so far): %s", kind, self.commands_refused, why)
+
+    def _log_trust(self) -> None:
+        """Say at start whom the agent believes (key ids only); loudly when nobody."""
+        trust = self.settings.trust
+        if trust.accept_unsigned:
+            log.warning(
+                "INSECURE: accepting unsigned configs and commands (--insecure-accept-unsigned): anyone who can "
+                "write to the broker controls this host"
+            )
+        elif not trust.keyring:
+            log.error(
+                "no trusted coordinator key: every config is refused until one is given (--trust-key KEY, "
+                "[agent] trusted_keys; `dsfleet keys show` prints the coordinator's)"
+            )
+        else:
+            log.info("trusting coordinator keys=%s", ",".join(sorted(trust.keyring.keys)))
+        log.info("agent key=%s public=%s", self.identity.id, self.identity.public.text())
 
     def _follow(self) -> None:
         if self.bus is None:

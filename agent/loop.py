@@ -27,6 +27,7 @@ from dsfleet.agent.intake import IntakeMixin
 from dsfleet.agent.loopstate import MANAGED_FILTER, HostFacts, LoopSettings, LoopState, SystemClock
 from dsfleet.agent.ports import AgentBus, Clock, ContainerRuntime
 from dsfleet.agent.reporting import ReportingMixin
+from dsfleet.plumbing.signing import SigningKey
 from dsfleet.schemas.errors import DsfleetError
 
 __all__ = ["Agent", "HostFacts", "LoopSettings", "SystemClock"]
@@ -43,13 +44,25 @@ class Agent(IntakeMixin, ActingMixin, ReportingMixin, LoopState):
         secrets: SecretStore,
         host: HostFacts,
         clock: Clock | None = None,
+        identity: SigningKey | None = None,
     ) -> None:
-        super().__init__(settings, runtime, bus, secrets, host, clock)
+        super().__init__(settings, runtime, bus, secrets, host, clock, identity)
         self._load_desired()
         self.mark = self._load_mark()
 
     def run(self, stop: threading.Event) -> None:
         log.info("agent starting node=%s state_dir=%s fleet=%s", self.node, self.state_dir, self.bound_fleet)
+        self._log_trust()
+        rules = self.settings.admission
+        log.info(
+            "admission images=%s privileged=%s bind_sources=%s devices=%s network_modes=%s ipc_modes=%s",
+            ",".join(rules.images) + (" (digests only)" if rules.require_digest else ""),
+            rules.privileged,
+            ",".join(rules.bind_sources) or "-",
+            ",".join(rules.devices) or "-",
+            ",".join(rules.network_modes),
+            ",".join(rules.ipc_modes),
+        )
         self._follow()
         while not stop.is_set():
             self.step()

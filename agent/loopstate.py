@@ -18,10 +18,14 @@ from dsfleet.agent.conditions import Failure
 from dsfleet.agent.configfiles import FilePlan
 from dsfleet.agent.containers import Finding, ObservedContainer, ObservedVolume
 from dsfleet.agent.credentials import SecretStore
-from dsfleet.agent.desiredconfigs import Accepted, AppliedMark, DesiredConfig
+from dsfleet.agent.desiredconfigs import Accepted, AppliedMark, DesiredConfig, Refusal
 from dsfleet.agent.drift import Applied
+from dsfleet.agent.identity import load_identity
 from dsfleet.agent.observations import LogDigest, RestartHistory
 from dsfleet.agent.ports import AgentBus, Clock, ContainerRuntime, RuntimeInfo
+from dsfleet.agent.trust import Trust
+from dsfleet.plumbing.settings import AdmissionSettings
+from dsfleet.plumbing.signing import SigningKey
 from dsfleet.schemas.labels import LABEL_MANAGED
 from dsfleet.schemas.wire import AgentResponse, ConfigRejection, Drift, Gpu, InstanceCondition, Rejection
 
@@ -68,6 +72,12 @@ class LoopSettings:
     stop_timeout: float = 10.0
     fleet_id: str | None = None
     """Bind the agent to this fleet (store id) up front; None: the fleet of the first config it accepts."""
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
+    """What this host lets a config run (``[agent.admission]``, :mod:`dsfleet.agent.admission`)."""
+    trust: Trust = field(default_factory=Trust)
+    """The coordinator keys whose configs and commands the agent believes (none: it refuses every config)."""
+    enroll_token: str | None = field(default=None, repr=False)
+    """A one-time enrollment token: its proof goes with every AgentInfo until the coordinator enrolls the key."""
 
 
 @dataclass
@@ -120,9 +130,12 @@ class LoopState:
         secrets: SecretStore,
         host: HostFacts,
         clock: Clock | None = None,
+        identity: SigningKey | None = None,
     ) -> None:
         self.settings = settings
         self.state_dir = settings.state_dir.resolve()
+        self.identity: SigningKey = identity or load_identity(self.state_dir)[0]
+        """The agent's own key (``<state-dir>/agent.key``): it signs the agent's reports."""
         self.runtime = runtime
         self.bus = bus
         self.secrets = secrets
@@ -132,7 +145,7 @@ class LoopState:
         self.node: str | None = settings.node or filestore.load_node_name(self.state_dir)
         self.desired: DesiredConfig | None = None
         self.pending: Accepted | None = None
-        self._pending_invalid: Rejection | None = None
+        self._pending_invalid: Rejection | Refusal | None = None
         self.caught_up = False
         self.applied: dict[str, Applied] = filestore.load_applied(self.state_dir)
         self._saved_applied = dict(self.applied)
@@ -140,6 +153,9 @@ class LoopState:
         self.rejected = 0
         """AgentConfig records of this node that were invalid or refused (logged rate-limited, never applied)."""
         self.rejections: list[ConfigRejection] = []
+        self.commands_refused = 0
+        """AgentCommand records for this agent that were not signed by a trusted key (or named another key)."""
+        self._last_command_log = -1e9
         self._rejected_reported = 0
         self.runtime_info: RuntimeInfo | None = None
         self.responses_sent = 0

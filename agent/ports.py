@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
 from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse
 
-__all__ = ["AgentBus", "BusBatch", "Clock", "ContainerRuntime", "LogChunk", "RuntimeInfo"]
+__all__ = ["AgentBus", "BusBatch", "BusRecord", "Clock", "ContainerRuntime", "LogChunk", "RuntimeInfo"]
 
 
 class Clock(Protocol):
@@ -99,13 +100,22 @@ class ContainerRuntime(Protocol):
     def close(self) -> None: ...
 
 
+class BusRecord(NamedTuple):
+    """One record as read: key, value (None: a tombstone) and headers as text (the signature travels there)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class BusBatch:
     """What one poll of the bus brought: records of the agent's own AgentConfig key (raw, in order), commands,
-    and whether the config partition was read to its end (caught up) in this poll."""
+    and whether the config partition was read to its end (caught up) in this poll. A record may be given as a
+    ``(key, value)`` pair (no headers)."""
 
-    configs: Sequence[tuple[bytes | None, bytes | None]] = ()
-    commands: Sequence[bytes | None] = ()
+    configs: Sequence[BusRecord | tuple[bytes | None, bytes | None]] = ()
+    commands: Sequence[BusRecord] = ()
     caught_up: bool = False
     reset: bool = False
     """The partitions are being read again from the beginning (broker back after a loss): catch up again."""

@@ -39,6 +39,7 @@ from dsfleet.agent.observations import (
     instance_status,
     observe_restarts,
 )
+from dsfleet.plumbing.signing import enrollment_proof
 from dsfleet.schemas.errors import DsfleetError
 from dsfleet.schemas.nodeconfigs import InstanceConfig
 from dsfleet.schemas.redaction import redact
@@ -318,7 +319,15 @@ class ReportingMixin(LoopState):
             observedGeneration=self.observed_generation,
             configHash=self.desired.configHash if self.desired is not None else None,
             fleet=self.bound_fleet,
+            publicKey=self.identity.public.text(),
+            enrollProof=self._enroll_proof(),
         )
+
+    def _enroll_proof(self) -> str | None:
+        token = self.settings.enroll_token
+        if not token:
+            return None
+        return enrollment_proof(token, self.identity.public.text())
 
     def _announce(self) -> None:
         if self.bus is None:

@@ -11,6 +11,7 @@ helpers and the hollow-agent benchmark all fake the ports the same way:
   ``pullable`` (what a pull brings), ``fail_create`` and ``fail_start`` (images whose containers cannot be
   created or started). Given the agent's clock, start times and log lines carry its time.
 - :class:`MemoryBus` (:class:`dsfleet.agent.ports.AgentBus`): config records and commands pushed by the test are
+  signed by the coordinator key the bus plays (:meth:`MemoryBus.trust` is what the agent must believe) and
   delivered by the next poll, at the partition's end (caught up); batches can also be scripted one poll at a
   time; the agent's AgentInfo, AgentResponse and AgentLogs messages are collected.
 - :class:`ManualClock` (:class:`dsfleet.agent.ports.Clock`): time moves only when the test moves it.
@@ -22,6 +23,7 @@ Docker, Kafka, files or the real clock, and nothing imports a test framework.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +33,10 @@ from typing import TYPE_CHECKING
 from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
 from dsfleet.agent.credentials import Credential, MemorySecretStore
 from dsfleet.agent.errors import ImageNotFoundError, NameConflictError, PermanentError
-from dsfleet.agent.ports import BusBatch, LogChunk, RuntimeInfo
+from dsfleet.agent.ports import BusBatch, BusRecord, LogChunk, RuntimeInfo
+from dsfleet.agent.trust import Trust
+from dsfleet.plumbing.signing import Keyring, SigningKey, generate_key, sign_record
+from dsfleet.schemas.signatures import SignedFields
 from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ __all__ = [
     "MemoryBus",
     "MemoryRuntime",
     "MemorySecretStore",
+    "signed_record",
 ]
 
 _RUNNING = frozenset({"running", "restarting"})
@@ -334,11 +340,17 @@ class MemoryBus:
     before the partition's end, or a ``reset``): they come first, one per poll, exactly as given. A poll with
     nothing to deliver waits up to its timeout for a push. The agent's messages land in ``infos`` and
     ``responses`` (replies to ``logs`` commands in ``logs``); ``followed`` records each :meth:`follow`.
+
+    ``signer``: the coordinator's key the test plays (by default a key made for this bus; ``unsigned=True``:
+    none). What is pushed is signed by it (:func:`signed_record`), as the coordinator signs what it writes; give
+    the agent :meth:`trust` (its public key) to believe it. :meth:`config_record` and :meth:`command_record` sign
+    records the same way for scripted batches (a bare ``(key, value)`` pair is unsigned).
     """
 
-    def __init__(self) -> None:
-        self.configs: list[tuple[bytes | None, bytes | None]] = []
-        self.commands: list[bytes | None] = []
+    def __init__(self, signer: SigningKey | None = None, *, unsigned: bool = False) -> None:
+        self.signer: SigningKey | None = None if unsigned else (signer or generate_key())
+        self.configs: list[BusRecord] = []
+        self.commands: list[BusRecord] = []
         self.infos: list[AgentInfo] = []
         self.responses: list[AgentResponse] = []
         self.logs: list[AgentLogs] = []
@@ -352,15 +364,32 @@ class MemoryBus:
 
     # -- what a test does
 
-    def push_config(self, key: str, value: bytes | None) -> None:
-        """An AgentConfig record of ``key`` (``None``: a tombstone)."""
-        with self._lock:
-            self.configs.append((key.encode(), value))
-        self._pushed.set()
+    def trust(self) -> Trust:
+        """What an agent believes when it trusts this bus's coordinator key (nobody, for an unsigned bus)."""
+        return Trust(Keyring.of([self.signer.public] if self.signer is not None else []))
+
+    def config_record(self, key: str, value: bytes | None, *, generation: int | None = None) -> BusRecord:
+        """An AgentConfig record of ``key`` signed by :attr:`signer` (``None``: a tombstone, of ``generation``)."""
+        return signed_record(self.signer, key, value, generation=generation)
+
+    def command_record(self, value: bytes | None) -> BusRecord:
+        """An AgentCommand record signed by :attr:`signer`, keyed by its ``target``."""
+        target = _json_field(value, "target")
+        return signed_record(self.signer, target if isinstance(target, str) else None, value)
+
+    def push_config(self, key: str, value: bytes | None, *, generation: int | None = None) -> None:
+        """An AgentConfig record of ``key`` (``None``: a tombstone, of ``generation``)."""
+        self.push_record(self.config_record(key, value, generation=generation))
 
     def push_command(self, value: bytes | None) -> None:
+        """An AgentCommand record (keyed by its ``target``)."""
+        self.push_record(self.command_record(value), command=True)
+
+    def push_record(self, record: BusRecord, *, command: bool = False) -> None:
+        """A record exactly as given (e.g. forged, replayed or signed by another key): an AgentConfig record, or
+        an AgentCommand one with ``command``."""
         with self._lock:
-            self.commands.append(value)
+            (self.commands if command else self.configs).append(record)
         self._pushed.set()
 
     def enqueue(self, *batches: BusBatch) -> None:
@@ -410,6 +439,35 @@ class MemoryBus:
             self._config_cursor = len(self.configs)
             self._command_cursor = len(self.commands)
             return BusBatch(configs=configs, commands=commands, caught_up=True)
+
+
+def _json_field(value: bytes | None, name: str) -> object:
+    try:
+        data = json.loads(value) if value is not None else None
+    except ValueError:
+        return None
+    return data.get(name) if isinstance(data, dict) else None
+
+
+def signed_record(
+    signer: SigningKey | None, key: str | None, value: bytes | None, *, generation: int | None = None
+) -> BusRecord:
+    """A record as the coordinator writes it: signed by ``signer`` (None: unsigned) over the signed fields its
+    JSON value carries (schema, issue time, fleet, generation; a tombstone: ``generation``)."""
+    raw_key = key.encode() if key is not None else None
+    if signer is None:
+        return BusRecord(raw_key, value)
+    schema = _json_field(value, "schema")
+    sent_at = _json_field(value, "sent_at")
+    fleet = _json_field(value, "fleet")
+    gen = _json_field(value, "generation")
+    fields = SignedFields(
+        schema=schema if isinstance(schema, str) else "dsfleet.agent-config/v1",
+        issued=sent_at if isinstance(sent_at, str) else "2026-01-01T00:00:00+00:00",
+        fleet=fleet if isinstance(fleet, str) else None,
+        generation=gen if isinstance(gen, int) and not isinstance(gen, bool) else generation,
+    )
+    return BusRecord(raw_key, value, sign_record(signer, fields, key, value))
 
 
 # -- clock ---------------------------------------------------------------------------------------------------

@@ -9,6 +9,11 @@ caught up when its partition reached its end; partition counts are read again ev
 went down and answers again the producer is renewed, every partition is read again from the beginning and each agent
 gets only the last record of its key at the partition's end (``reset``).
 
+Keys are set up as an operator does (:mod:`tests.support.keys`): the coordinator's signing key made before it
+starts, every hollow agent trusting it (it checks the signature of every AgentConfig it takes) and signing its
+reports with a key of its own enrolled for its node (the coordinator checks every report): the figures include
+signing and verifying.
+
 Measured, for each N (``BENCH_HOLLOW=100,250,1000``):
 
 * **initial convergence**: coordinator started → every node's observed generation in the store equals its
@@ -40,12 +45,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dsfleet.agent.identity import load_identity
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
-from dsfleet.agent.ports import BusBatch
+from dsfleet.agent.ports import BusBatch, BusRecord
 from dsfleet.agent.testing import Credential, MemoryRuntime, MemorySecretStore
+from dsfleet.agent.trust import Trust
 from dsfleet.plumbing.kafka import Consumer, Producer, client_config
+from dsfleet.plumbing.signing import Keyring, SigningKey, sign_record
 from dsfleet.reconciler.store import Store
 from dsfleet.schemas.errors import TemporaryError
+from dsfleet.schemas.signatures import text_headers
 from dsfleet.schemas.wire import (
     AgentConfig,
     AgentInfo,
@@ -54,9 +63,11 @@ from dsfleet.schemas.wire import (
     Topic,
     encode,
     partition_for,
+    signed_fields_of,
     topic_name,
 )
 from tests.support.brokers import Tansu
+from tests.support.keys import coordinator_key, enroll_all
 from tests.support.livefleet import CoordinatorProc
 
 RECHECK_SECONDS = 3.0
@@ -72,12 +83,14 @@ def pct(values: Sequence[float], q: float) -> float:
 class HollowBus:
     """One agent's view of the :class:`Mux` (the :class:`dsfleet.agent.ports.AgentBus` port)."""
 
-    def __init__(self, mux: Mux, node: str) -> None:
+    def __init__(self, mux: Mux, node: str, identity: SigningKey) -> None:
         self.mux = mux
         self.node = node
+        self.identity = identity
+        """The agent's own key: it signs what the agent sends, as :class:`dsfleet.agent.bus.KafkaBus` does."""
         self.key = node.encode()
         self.partition: int | None = None
-        self.queue: list[tuple[bytes | None, bytes | None]] = []
+        self.queue: list[BusRecord] = []
         self.eof = False
         self.rereading = False
         self.reset = False
@@ -100,16 +113,20 @@ class HollowBus:
         reset, self.reset = self.reset, False
         return BusBatch(configs=configs, caught_up=caught_up, reset=reset)
 
+    def _send(self, topic: Topic, key: str, message: AgentInfo | AgentResponse | AgentLogs) -> None:
+        value = encode(message)
+        self.mux.send(topic, key, value, sign_record(self.identity, signed_fields_of(message), key, value))
+
     def publish_info(self, key: str, info: AgentInfo) -> None:
-        self.mux.send(Topic.AGENT_INFO, key, encode(info))
+        self._send(Topic.AGENT_INFO, key, info)
 
     def publish_response(self, key: str, response: AgentResponse) -> None:
-        self.mux.send(Topic.AGENT_RESPONSE, key, encode(response))
+        self._send(Topic.AGENT_RESPONSE, key, response)
         self.sent.append((time.time(), time.perf_counter()))
         del self.sent[:-50]
 
     def publish_logs(self, key: str, logs: AgentLogs) -> None:
-        self.mux.send(Topic.AGENT_RESPONSE, key, encode(logs))
+        self._send(Topic.AGENT_RESPONSE, key, logs)
 
     def close(self) -> None:
         pass
@@ -180,7 +197,7 @@ class Mux:
             bus = self.buses.get(r.key or b"")
             if bus is None:
                 continue
-            bus.queue.append((r.key, r.value))
+            bus.queue.append(BusRecord(r.key, r.value, text_headers(r.headers)))
             gen = None
             if r.value is not None:
                 with contextlib.suppress(ValueError):
@@ -191,7 +208,7 @@ class Mux:
                 if bus.partition == p:
                     bus.eof = True
 
-    def send(self, topic: Topic, key: str, value: bytes) -> None:
+    def send(self, topic: Topic, key: str, value: bytes, headers: Mapping[str, str]) -> None:
         name = topic_name(topic, self.prefix)
         count = self.counts.get(name)
         if count is None:
@@ -203,7 +220,7 @@ class Mux:
             if not count:
                 raise TemporaryError(f"{name}: partition count unknown")
             self.counts[name] = count
-        self.producer.send(name, key, value, partition=partition_for(key, count))
+        self.producer.send(name, key, value, headers=headers, partition=partition_for(key, count))
 
 
 def _rss_cpu(pid: int) -> tuple[float, float, float]:
@@ -293,6 +310,10 @@ def run(n: int, edits: int = 10) -> dict[str, Any]:
         fleet_dir, db, broker.bootstrap, prefix, tmp / "coordinator.log", extra=["--resync-grace", "10"]
     )
     coord.args[coord.args.index("--partitions") + 1] = str(PARTITIONS)
+    signing = coordinator_key(db)  # where the coordinator looks for it: next to the store
+    trust = Trust(Keyring.of([signing.public]))
+    identities = {node: load_identity(tmp / "agents" / node)[0] for node in nodes}
+    enroll_all(db, identities, by="benchmark")
     out: dict[str, Any] = {"n": n, "instances": 2 * n, "heartbeat_s": HEARTBEAT}
     fleet: Fleet | None = None
     try:
@@ -304,7 +325,7 @@ def run(n: int, edits: int = 10) -> dict[str, Any]:
         mux = Mux(broker.bootstrap, prefix)
         refs = {m for f in fleet_dir.rglob("*.yaml") for m in re.findall(r"secretRef: (\S+)", f.read_text())}
         secrets = MemorySecretStore({ref: Credential("viewer", "x") for ref in refs})
-        buses = [HollowBus(mux, node) for node in nodes]
+        buses = [HollowBus(mux, node, identities[node]) for node in nodes]
         agents = [
             Agent(
                 LoopSettings(
@@ -313,11 +334,13 @@ def run(n: int, edits: int = 10) -> dict[str, Any]:
                     heartbeat_seconds=HEARTBEAT,
                     resync_seconds=60,
                     poll_seconds=0.0,
+                    trust=trust,
                 ),
                 MemoryRuntime(),
                 bus,
                 secrets,
                 HostFacts(hostname=node, machine_id=None),
+                identity=identities[node],
             )
             for node, bus in zip(nodes, buses, strict=True)
         ]

@@ -40,12 +40,14 @@ import docker  # noqa: E402
 
 from benchmarks import hollow  # noqa: E402
 from dsfleet.plumbing.kafka import Producer, client_config  # noqa: E402
+from dsfleet.plumbing.signing import generate_key  # noqa: E402
 from dsfleet.reconciler.store import Store  # noqa: E402
 from dsfleet.schemas.labels import LABEL_SPEC_HASH  # noqa: E402
 from dsfleet.schemas.wire import AgentConfig, AgentResponse, Topic, encode, partition_for, topic_name  # noqa: E402
 from tests.support.brokers import Tansu  # noqa: E402
 from tests.support.dockerengine import build_stub_image, ensure_engine  # noqa: E402
 from tests.support.fleetstack import Stack  # noqa: E402
+from tests.support.keys import enroll_all, sign_message  # noqa: E402
 from tests.support.livefleet import CoordinatorProc, TopicReader  # noqa: E402
 
 FAST = {"fetch.wait.max.ms": "10"}
@@ -183,6 +185,9 @@ def ingest_rate(n: int = 1000, instances: int = 20, seconds: float = 10.0) -> di
     broker = Tansu().start()
     prefix = "ing."
     db = f"sqlite:///{tmp / 'state.db'}"
+    # every report signed by its node's enrolled key, as agents sign theirs (the coordinator checks each one)
+    keys = {name: generate_key() for name in names}
+    enroll_all(db, keys, by="benchmark")
     coord = CoordinatorProc(fleet, db, broker.bootstrap, prefix, tmp / "coordinator.log").start()
     out: dict[str, Any] = {"agents": n, "instances_each": instances}
     try:
@@ -192,24 +197,22 @@ def ingest_rate(n: int = 1000, instances: int = 20, seconds: float = 10.0) -> di
         count = producer.partitions(topic) or 3
         from datetime import UTC, datetime
 
-        def response(i: int, seq: int) -> bytes:
-            return encode(
-                AgentResponse.model_validate(
-                    {
-                        "sent_at": datetime.now(UTC).isoformat(),
-                        "node": names[i],
-                        "observedGeneration": seq,
-                        "instances": [
-                            {
-                                "name": f"{names[i]}-{k}",
-                                "state": "running",
-                                "generation": seq,
-                                "restarts": 0,
-                            }
-                            for k in range(instances)
-                        ],
-                    }
-                )
+        def response(i: int, seq: int) -> AgentResponse:
+            return AgentResponse.model_validate(
+                {
+                    "sent_at": datetime.now(UTC).isoformat(),
+                    "node": names[i],
+                    "observedGeneration": seq,
+                    "instances": [
+                        {
+                            "name": f"{names[i]}-{k}",
+                            "state": "running",
+                            "generation": seq,
+                            "restarts": 0,
+                        }
+                        for k in range(instances)
+                    ],
+                }
             )
 
         total = 0
@@ -218,10 +221,12 @@ def ingest_rate(n: int = 1000, instances: int = 20, seconds: float = 10.0) -> di
         while time.perf_counter() - t0 < seconds:
             seq += 1
             for i in range(n):
+                message = response(i, seq)
                 producer.send(
                     topic,
                     names[i],
-                    response(i, seq),
+                    encode(message),
+                    headers=sign_message(keys[names[i]], message, names[i]),
                     partition=partition_for(names[i], count),
                 )
                 total += 1

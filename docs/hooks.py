@@ -523,23 +523,35 @@ def settings_reference() -> str:
         "variables < command-line flags. An unknown section or key is an error naming the file, line and the "
         "nearest valid name. See [Settings](../cli/settings.md) for examples.\n\n",
     ]
+    from pydantic import BaseModel
+
+    sections: list[tuple[str, type[BaseModel], str]] = []
     for section, field in Settings.model_fields.items():
         model = field.annotation
-        assert isinstance(model, type)
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        sections.append((section, model, f"DSFLEET_{section.upper()}_"))
+    while sections:
+        section, model, env = sections.pop(0)
         docs = attribute_docs(source, model.__name__)
-        out.append(f"## [{section}] {{#{section}}}\n\n")
+        level, anchor = ("###", section.replace(".", "-")) if "." in section else ("##", section)
+        out.append(f"{level} [{section}] {{#{anchor}}}\n\n")
         if model.__doc__ and not model.__doc__.startswith(model.__name__ + "("):
             out.append(rst_to_md(" ".join(model.__doc__.split())) + "\n\n")
         rows = []
+        nested: list[tuple[str, type[BaseModel], str]] = []
         for key, info in model.model_fields.items():
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+                # a table of its own ([agent.admission]), its variables nested with "__"
+                nested.append((f"{section}.{key}", info.annotation, f"{env.rstrip('_')}__{key.upper()}__"))
+                continue
             default = info.get_default(call_default_factory=True)
             shown = "" if default is None else code(str(default))
             kind = type_text(info.annotation)
             rows.append(
-                [code(key), code(kind), shown, code(f"DSFLEET_{section.upper()}_{key.upper()}"),
-                 escape(docs.get(key, ""))]
-            )  # fmt: skip
+                [code(key), code(kind), shown, code(f"{env}{key.upper()}"), escape(docs.get(key, ""))]
+            )
         out.append(table(["key", "type", "default", "environment", "meaning"], rows) + "\n")
+        sections[:0] = nested
     return "".join(out)
 
 

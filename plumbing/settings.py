@@ -19,15 +19,24 @@ file so it never sits in the settings file (:meth:`KafkaSettings.client_config`)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from dsfleet.schemas.errors import PermanentError
 
@@ -35,6 +44,7 @@ __all__ = [
     "DEFAULT_DB_URL",
     "DEFAULT_FILE",
     "ENV_PREFIX",
+    "AdmissionSettings",
     "AgentSettings",
     "ApiSettings",
     "CoordinatorSettings",
@@ -70,11 +80,72 @@ class CoordinatorSettings(_Section):
     retire_after_seconds: float = Field(600.0, gt=0)
     """A node removed from the manifests is forgotten once its agent reports its instances gone, or this long after
     its removal when the agent never does (``dsfleet nodes forget NAME``: at once)."""
+    handover_timeout_seconds: float = Field(300.0, gt=0)
+    """A camera moved to another node leaves its old node once the new one runs it, or this long after the change
+    when the new node does not say (down, silent); never while the new node says it cannot take it."""
     max_file_bytes: int = Field(16 * 1024 * 1024, ge=1)
     max_depth: int = Field(64, ge=1)
     max_aliases: int = Field(100, ge=1)
     http: str | None = None
     """HOST:PORT of the HTTP API, None: no API."""
+    events_max_age_days: float = Field(7.0, gt=0)
+    """Events older than this are deleted (once a minute)."""
+    events_max_rows: int = Field(100_000, ge=100)
+    """At most this many events are kept (the newest)."""
+    signing_key: Path | None = None
+    """The coordinator's private key, which signs every record it writes (``dsfleet keys init``); None:
+    ``keys/coordinator.key`` next to the SQLite store (``./.dsfleet/keys/coordinator.key`` for PostgreSQL)."""
+    operator_keys: tuple[str, ...] = ()
+    """Public keys (``ed25519:<base64>``) whose UpdateConfig and Refresh requests on the bus are obeyed: a
+    ``dsfleet serve`` of its own process (``dsfleet keys show --api``), an operator's. A comma-separated list in
+    the environment."""
+    operator_keys_file: Path | None = None
+    """A file of more such keys, one a line (``#`` comments)."""
+
+    @field_validator("operator_keys", mode="before")
+    @classmethod
+    def _operator_keys_list(cls, value: object) -> object:
+        return _key_list(value)
+
+
+class AdmissionSettings(_Section):
+    """``[agent.admission]``: what this host lets a desired config run, whoever signed it (the host's own
+    settings, never the repository's). A config that asks for more is refused for that instance as a whole: its
+    last good container keeps running and the instance reports ``AdmissionDenied`` with the rule it broke
+    (:mod:`dsfleet.agent.admission`, docs/operating/agent.md). Whatever these say, a bind of ``/``, of a
+    container engine's socket or of the agent's state directory is always refused."""
+
+    images: tuple[str, ...] = ("*",)
+    """Image references allowed (globs, ``nvcr.io/nvidia/deepstream:*``, ``registry.local/*``,
+    ``*@sha256:<digest>``); matched against the reference as written and as Docker completes it
+    (``docker.io/library/…:latest``). Default: any image."""
+    require_digest: bool = False
+    """Only images pinned by digest (``…@sha256:…``)."""
+    privileged: bool = False
+    """Whether a container may run privileged."""
+    bind_sources: tuple[str, ...] = ()
+    """Host paths (absolute; each with everything under it) that bind mounts may use: model and media
+    directories. Default: none (the agent's own configs and secrets mounts need no entry)."""
+    devices: tuple[str, ...] = ()
+    """Host devices a container may be given (globs: ``/dev/video*`` for USB cameras). GPUs come through the
+    NVIDIA device request and need no entry. Default: none."""
+    security_opt: tuple[str, ...] = ("no-new-privileges*", "apparmor=*", "apparmor:*", "label=*", "label:*")
+    """Security options allowed (globs). The unconfined forms (``seccomp=unconfined``, ``apparmor=unconfined``,
+    ``label=disable``, ``systempaths=unconfined``) are admitted only when listed word for word; a custom seccomp
+    profile only when listed."""
+    network_modes: tuple[str, ...] = ("host", "bridge", "none")
+    """Network modes allowed (globs; ``container:*`` joins another container's namespace). ``host`` is allowed
+    by default: DeepStream apps publish to brokers on the host's loopback and serve RTSP out and REST on host
+    ports; remove it on hosts whose instances need none of that."""
+    ipc_modes: tuple[str, ...] = ("private", "shareable", "none")
+    """IPC modes allowed (an unset mode is Docker's default). Default: never ``host``."""
+
+    @model_validator(mode="after")
+    def _absolute_sources(self) -> AdmissionSettings:
+        for path in self.bind_sources:
+            if not path.startswith("/"):
+                raise ValueError(f"bind_sources: {path!r} is not an absolute path")
+        return self
 
 
 class AgentSettings(_Section):
@@ -91,6 +162,34 @@ class AgentSettings(_Section):
     """Bind the agent to this fleet (the store's id) up front; None: the fleet of the first config it accepts."""
     image_pull: Literal["missing", "never"] = "missing"
     """``missing``: pull an absent image when its registry answers; ``never``: an absent image is ``ImageNotFound``."""
+    admission: AdmissionSettings = AdmissionSettings()
+    """``[agent.admission]``: what this host lets a config run."""
+    trusted_keys: tuple[str, ...] = ()
+    """The coordinator's public keys (``ed25519:<base64>``, ``dsfleet keys show``) this agent believes; several at
+    once while the coordinator's key rotates. None given: every config is refused. A comma-separated list in the
+    environment."""
+    trusted_keys_file: Path | None = None
+    """A file of more such keys, one a line (``#`` comments)."""
+    log_request_keys: tuple[str, ...] = ()
+    """Keys that may ask for instance logs and nothing else (a ``dsfleet serve`` run as its own process)."""
+    insecure_accept_unsigned: bool = False
+    """Accept unsigned configs and commands from anyone who can write to the broker. For labs only."""
+    enroll_token: str | None = Field(None, repr=False)
+    """A one-time enrollment token (``dsfleet nodes token create``): the coordinator enrolls this agent's key on
+    its first announce. Without one, an operator approves the key (``dsfleet nodes approve NAME``)."""
+    enroll_token_file: Path | None = None
+
+    @field_validator("trusted_keys", "log_request_keys", mode="before")
+    @classmethod
+    def _keys_list(cls, value: object) -> object:
+        return _key_list(value)
+
+
+def _key_list(value: object) -> object:
+    """Public keys given as one string (the environment): separated by commas or white space."""
+    if isinstance(value, str):
+        return tuple(part for part in value.replace(",", " ").split() if part)
+    return value
 
 
 class KafkaSettings(BaseModel):
@@ -140,10 +239,35 @@ class KafkaSettings(BaseModel):
 class ApiSettings(_Section):
     token: str | None = Field(None, repr=False)
     token_file: Path | None = None
-    read_requires_token: bool = False
+    read_requires_token: bool | Literal["auto"] = "auto"
+    """``auto``: reads need the token unless the API listens on loopback only."""
     webhook_secret: str | None = Field(None, repr=False)
     """The shared secret of git push webhooks (GitHub/Gitea HMAC key, GitLab token)."""
     webhook_secret_file: Path | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+    """Names the ``Host`` header may carry (``*``: any); None: the bound address, ``localhost``, ``127.0.0.1`` and
+    ``::1`` on loopback, any beyond it. A comma-separated list in the environment."""
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """A larger request body is answered 413 before it is read."""
+    webhook_max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    """A connection that has not sent a request's headers this long after it opened (or after its last answer)
+    is closed."""
+    body_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    """A request whose body has not arrived this long after its headers is answered 408."""
+    keep_alive_seconds: int = Field(5, ge=1, le=300)
+    max_connections: int = Field(1000, ge=8)
+    """Open connections at most (and at most half the process's file descriptors): past it, the oldest connection
+    that has not sent a request is closed."""
+    max_requests: int = Field(64, ge=1)
+    """Requests handled at once; more are answered 503 with ``Retry-After``."""
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
 
 class Settings(BaseModel):
@@ -316,7 +440,7 @@ def _nested_environment(nested: Mapping[str, str]) -> dict[str, Any]:
         __base__=BaseSettings,
         **{name: (model, model()) for name, model in Settings.SECTIONS.items()},
     )
-    lowered = {k.lower(): v for k, v in nested.items()}
+    lowered = {k.lower(): _json_list(k, v) for k, v in nested.items()}
 
     class MappingEnvSource(EnvSettingsSource):
         def _load_env_vars(self) -> Mapping[str, str | None]:
@@ -324,6 +448,33 @@ def _nested_environment(nested: Mapping[str, str]) -> dict[str, Any]:
 
     source = MappingEnvSource(shape, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
     return dict(source())
+
+
+def _json_list(name: str, value: str) -> str:
+    """A list setting given as ``a,b`` in a nested variable, as the JSON list pydantic-settings
+    reads there (``["a","b"]`` is kept as it is)."""
+    if value.lstrip().startswith("["):
+        return value
+    parts = name.lower()[len(ENV_PREFIX) :].split("__")
+    model: Any = Settings.SECTIONS.get(parts[0])
+    field = None
+    for part in parts[1:]:
+        field = (
+            model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        )
+        if field is None:
+            return value
+        model = field.annotation
+    if field is None or not _is_list(field.annotation):
+        return value
+    return json.dumps([p.strip() for p in value.split(",") if p.strip()])
+
+
+def _is_list(annotation: Any) -> bool:
+    """A tuple or list, or one of them or None."""
+    return get_origin(annotation) in (tuple, list) or any(
+        get_origin(a) in (tuple, list) for a in get_args(annotation)
+    )
 
 
 def _from_environment(
@@ -378,6 +529,8 @@ _MESSAGES = {
     "bool_type": "must be true or false",
     "string_type": "must be a string",
     "path_type": "must be a path",
+    "extra_forbidden": "unknown key",
+    "tuple_type": "must be a list",
 }
 
 
@@ -413,7 +566,8 @@ def _validation_error(
     for error in err.errors(include_input=False, include_url=False):
         loc = [str(part) for part in error["loc"]]
         section = loc[0] if loc else ""
-        key = loc[1] if len(loc) > 1 else ""
+        named = [part for part in loc[1:3] if not part.isdigit()] if section == "agent" else loc[1:2]
+        key = ".".join(named)  # a nested table's key: [agent.admission] → "admission.images"
         what = origin.get((section, key), "file")
         reason = _describe(error, section, key)
         text = f"[{section}] {key}: {reason}" if key else f"[{section}]: {reason}"

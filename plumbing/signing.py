@@ -4,14 +4,24 @@ Private keys are PEM (PKCS #8) files of mode 0600 — a key file readable by oth
 one — written atomically and never overwritten. Public keys are written as ``ed25519:<base64 of the 32 raw
 bytes>`` (one line, fit for a settings file or an environment variable) and named by their id
 (:func:`dsfleet.schemas.signatures.key_id`). A :class:`Keyring` holds the public keys a side trusts (several at
-once: that is how keys rotate) and says why a signature is not accepted.
+once: that is how keys rotate) and says why a signature is not accepted; :func:`sign_record` and
+:meth:`Keyring.check_record` sign and check a whole Kafka record (its key, payload and the signed fields its
+headers carry, :class:`dsfleet.schemas.signatures.SignedFields`).
+
+**Enrollment tokens** (:func:`new_enrollment_token`): an operator gives an agent a one-time token; the agent proves
+it holds one by signing its own public key with an Ed25519 key derived from the token (:func:`enrollment_proof`).
+The coordinator's store keeps only that derived key's public half (:func:`token_public`), so whoever reads the
+store can check a proof but cannot make one (an HMAC keyed by the token, or by a hash of it, could be made by anyone
+holding what the verifier holds).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
+import secrets
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,19 +33,27 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from dsfleet.schemas.errors import PermanentError
-from dsfleet.schemas.signatures import HEADER_KEY, HEADER_SIGNATURE, key_id
+from dsfleet.schemas.signatures import HEADER_KEY, HEADER_SIGNATURE, SignedFields, key_id, signed_fields
 
 __all__ = [
     "KEY_MODE",
     "KeyFileError",
     "Keyring",
     "PublicKey",
+    "RecordCheck",
     "SigningKey",
     "Verdict",
+    "check_enrollment_proof",
+    "enrollment_proof",
     "generate_key",
     "load_or_create_key",
+    "load_public_keys",
     "load_signing_key",
+    "new_enrollment_token",
+    "proof_token_id",
     "save_signing_key",
+    "sign_record",
+    "token_public",
 ]
 
 KEY_MODE = 0o600
@@ -162,11 +180,62 @@ def load_or_create_key(path: str | os.PathLike[str]) -> tuple[SigningKey, bool]:
         return load_signing_key(path), False
 
 
+def load_public_keys(
+    texts: Iterable[str], file: str | os.PathLike[str] | None = None, *, what: str = "a key"
+) -> tuple[PublicKey, ...]:
+    """The public keys given as texts, and those of ``file`` (one a line; ``#`` starts a comment), without
+    duplicates. ``what`` names the setting in errors (``[agent] trusted_keys``)."""
+    found: dict[str, PublicKey] = {}
+    for n, text in enumerate(texts, 1):
+        try:
+            key = PublicKey.from_text(text)
+        except KeyFileError as exc:
+            raise KeyFileError(f"{what} #{n}: {exc}") from None
+        found.setdefault(key.id, key)
+    if file is not None:
+        source = Path(file)
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise KeyFileError(f"{source}: cannot read: {exc.strerror}") from None
+        for number, line in enumerate(lines, 1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            try:
+                key = PublicKey.from_text(text)
+            except KeyFileError as exc:
+                raise KeyFileError(f"{source}:{number}: error: {exc}") from None
+            found.setdefault(key.id, key)
+    return tuple(found.values())
+
+
 class Verdict(StrEnum):
     OK = "ok"
     UNSIGNED = "unsigned"
     UNKNOWN_KEY = "unknown-key"
     BAD_SIGNATURE = "bad-signature"
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """What :meth:`Keyring.check_record` found: the verdict, the key id the record names, and the signed fields
+    (None when the headers lack them)."""
+
+    verdict: Verdict
+    key_id: str | None
+    fields: SignedFields | None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+
+def sign_record(
+    key: SigningKey, fields: SignedFields, record_key: str | None, payload: bytes | None
+) -> dict[str, str]:
+    """The headers of a signed record: the signed fields, the signature and the signing key's id."""
+    return {**fields.headers(), **key.headers(fields.data(record_key, payload))}
 
 
 @dataclass(frozen=True)
@@ -195,3 +264,72 @@ class Keyring:
         except (binascii.Error, ValueError):
             return Verdict.BAD_SIGNATURE, kid
         return (Verdict.OK if key.verify(raw, data) else Verdict.BAD_SIGNATURE), kid
+
+    def check_record(
+        self, record_key: str | None, payload: bytes | None, headers: Mapping[str, str]
+    ) -> RecordCheck:
+        """Whether a record (its key, payload and headers) is signed by a trusted key; the payload is not parsed."""
+        fields = signed_fields(headers)
+        if fields is None:
+            verdict, kid = self.check(headers, b"")
+            if verdict is Verdict.OK or verdict is Verdict.BAD_SIGNATURE:
+                verdict = Verdict.BAD_SIGNATURE  # a signature whose signed fields are missing covers nothing
+            return RecordCheck(verdict, kid, None)
+        verdict, kid = self.check(headers, fields.data(record_key, payload))
+        return RecordCheck(verdict, kid, fields)
+
+
+# --------------------------------------------------------------------------------------------------- enrollment
+
+_TOKEN_PREFIX = "dsfleet-enroll-"
+_TOKEN_DOMAIN = b"dsfleet-enroll-token/v1\n"
+_PROOF_DOMAIN = b"dsfleet-enroll-proof/v1\n"
+TOKEN_ID_CHARS = 16
+"""A proof names its token by the first hex digits of the token's public key."""
+
+
+def new_enrollment_token() -> str:
+    """A new one-time enrollment token (shown once to the operator, never stored)."""
+    return _TOKEN_PREFIX + secrets.token_urlsafe(24)
+
+
+def _token_key(token: str) -> Ed25519PrivateKey:
+    seed = hashlib.sha256(_TOKEN_DOMAIN + token.strip().encode("utf-8")).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def token_public(token: str) -> str:
+    """What the store keeps of a token: the hex of the public half of the key derived from it (64 digits)."""
+    raw = (
+        _token_key(token)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    return raw.hex()
+
+
+def enrollment_proof(token: str, public_key_text: str) -> str:
+    """An agent's proof that it holds ``token``, bound to its public key: ``<token id>.<base64 signature>``."""
+    signature = _token_key(token).sign(_PROOF_DOMAIN + public_key_text.encode("utf-8"))
+    return f"{token_public(token)[:TOKEN_ID_CHARS]}.{base64.b64encode(signature).decode('ascii')}"
+
+
+def proof_token_id(proof: str) -> str | None:
+    """The token id a proof names (None: not a proof)."""
+    head, dot, _ = proof.partition(".")
+    if not dot or len(head) != TOKEN_ID_CHARS or any(c not in "0123456789abcdef" for c in head):
+        return None
+    return head
+
+
+def check_enrollment_proof(stored_public: str, public_key_text: str, proof: str) -> bool:
+    """Whether ``proof`` was made with the token whose stored public half is ``stored_public`` for this key."""
+    head, _, signature = proof.partition(".")
+    if not stored_public.startswith(head) or len(head) != TOKEN_ID_CHARS:
+        return False
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        public = PublicKey(bytes.fromhex(stored_public))
+    except (binascii.Error, ValueError):
+        return False
+    return public.verify(raw, _PROOF_DOMAIN + public_key_text.encode("utf-8"))

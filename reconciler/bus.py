@@ -4,17 +4,25 @@ coordinator knows what the compacted topic holds for every node.
 
 Partition counts come from the broker's metadata and are refreshed whenever topics are (re)created: the agent
 computes ``partition_for(node, partitions)`` from the same metadata.
+
+With a ``signer`` (the coordinator's key, or a ``dsfleet serve`` process's own), every record sent without a
+signature is signed on its way out: the outbox rows a ``dsfleet apply`` wrote without the key, the requests and
+commands of the API. Rows the coordinator wrote carry their signature already and go out as stored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from dsfleet.plumbing.kafka import Admin, Consumer, Delivery, Producer, Record, topic_specs
+from dsfleet.plumbing.signing import SigningKey, sign_record
 from dsfleet.schemas.errors import TemporaryError
-from dsfleet.schemas.wire import MAX_MESSAGE_BYTES, Topic, partition_for, topic_name
+from dsfleet.schemas.signatures import HEADER_SIGNATURE, SignedFields, signed_fields
+from dsfleet.schemas.wire import MAX_MESSAGE_BYTES, Topic, partition_for, schema_of, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +42,9 @@ class BusSettings:
 
 
 class CoordinatorBus:
-    def __init__(self, settings: BusSettings, *, read: bool = True) -> None:
+    def __init__(self, settings: BusSettings, *, read: bool = True, signer: SigningKey | None = None) -> None:
         self.settings = settings
+        self.signer = signer
         self._config = {"bootstrap.servers": settings.bootstrap_servers, **settings.client}
         self.producer = Producer(self._config, client_id="dsfleet-coordinator")
         self._partitions: dict[str, int] = {}
@@ -119,8 +128,12 @@ class CoordinatorBus:
         headers: Mapping[str, str] | None = None,
         on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
-        """Send one record; keyed records go to ``partition_for(key)`` of the topic's current partition count."""
+        """Send one record; keyed records go to ``partition_for(key)`` of the topic's current partition count.
+        A record without a signature is signed here when the bus has a ``signer``."""
         partition = partition_for(key, self.partitions(topic)) if key is not None else 0
+        if self.signer is not None and HEADER_SIGNATURE not in (headers or {}):
+            fields = signed_fields(headers or {}) or _fields_of(topic, value)
+            headers = {**(headers or {}), **sign_record(self.signer, fields, key, value)}
         self.producer.send(
             self.topic(topic), key, value, headers=headers, partition=partition, on_delivery=on_delivery
         )
@@ -164,3 +177,22 @@ class CoordinatorBus:
 
     def delete_topics(self, topics: Sequence[Topic]) -> None:  # for tests and `topics delete`
         Admin(self._config).delete_topics([self.topic(t) for t in topics])
+
+
+def _fields_of(topic: Topic, value: bytes | None) -> SignedFields:
+    """The signed fields of a message the bus sends unsigned: read from its JSON (``schema``, ``sent_at``,
+    ``fleet``, ``generation``), else the topic's schema and now."""
+    data: object = None
+    if value is not None:
+        try:
+            data = json.loads(value)
+        except ValueError:
+            data = None
+    body = data if isinstance(data, dict) else {}
+    schema, sent, fleet, generation = (body.get(k) for k in ("schema", "sent_at", "fleet", "generation"))
+    return SignedFields(
+        schema=schema if isinstance(schema, str) else schema_of(topic),
+        issued=sent if isinstance(sent, str) else datetime.now(UTC).isoformat(),
+        fleet=fleet if isinstance(fleet, str) else None,
+        generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
+    )

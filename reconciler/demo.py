@@ -3,7 +3,9 @@
 It installs what is missing (as root on Debian: ``docker.io``, ``busybox-static``), starts ``dockerd`` with the
 safe flags when none answers, builds the stand-in DeepStream image, starts an embedded Tansu broker on a free
 loopback port (unless ``--bootstrap-servers`` names one), the coordinator on a copy of ``manifests/`` (images
-pointed at the stub) and one ``dsfleet-agent run`` per node of the manifests, then shows, step by step with how
+pointed at the stub) and one ``dsfleet-agent run`` per node of the manifests — keys set up as an operator does:
+the coordinator's signing key made up front (``dsfleet keys init``), every agent trusting it (``--trust-key``), every
+agent's own key enrolled for its node (``dsfleet nodes approve``) — then shows, step by step with how
 long each took: containers coming up and the status table, a live edit (one camera moved between instances)
 converging, a container killed by hand healed, and a bad commit rejected while the fleet keeps running.
 
@@ -27,11 +29,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from dsfleet.schemas.errors import ExitCode
 from dsfleet.schemas.findings import plural
 from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH
+
+if TYPE_CHECKING:
+    from dsfleet.plumbing.signing import SigningKey
 
 __all__ = ["add_parser", "cmd_demo"]
 
@@ -40,6 +45,8 @@ STUB_IMAGE = "dsfleet/deepstream-stub:latest"
 ORIGINAL_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
 DOCKERD_FLAGS = ("--bridge=none", "--iptables=false", "--ip6tables=false")
 STEP_TIMEOUT = 60.0
+AGENT_KEY_FILE = "agent.key"
+"""The agent's own key in its state directory (the agent makes it there on its first start when absent)."""
 T = TypeVar("T")
 
 
@@ -255,6 +262,27 @@ def start_broker(started: Started, workdir: Path) -> str:
 # --- the fleet ------------------------------------------------------------------------------------------------------
 
 
+def set_up_keys(db: str, state_dirs: Sequence[Path], nodes: Sequence[str]) -> SigningKey:
+    """What an operator does before the first start: the coordinator's signing key made where the coordinator
+    looks for it (next to the store), and each agent's key made in its state directory and enrolled for its node
+    (``dsfleet nodes approve``). The coordinator's key, which every agent is given."""
+    from datetime import UTC, datetime
+
+    from dsfleet.plumbing.settings import CoordinatorSettings
+    from dsfleet.plumbing.signing import load_or_create_key
+    from dsfleet.reconciler.cli.keys import coordinator_keys
+    from dsfleet.reconciler.store import Store
+
+    key, _made = coordinator_keys(CoordinatorSettings(db=db))
+    with Store.open(db) as store:
+        for node, state in zip(nodes, state_dirs, strict=True):
+            agent, _ = load_or_create_key(state / AGENT_KEY_FILE)
+            store.enroll_key(
+                node, agent.id, by="dsfleet demo", at=datetime.now(UTC), public_key=agent.public.text()
+            )
+    return key
+
+
 def write_fleet(src: Path, dest: Path) -> None:
     """A copy of the manifests with the stub image (allowed by the fleet policy)."""
     if dest.exists():
@@ -458,6 +486,11 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
 
     say.step(f"1. Start the coordinator and one agent per node ({', '.join(nodes)}); containers come up")
     t0 = time.monotonic()
+    trust = set_up_keys(fleet.db, [workdir / "agents" / node for node in nodes], nodes)
+    say.line(
+        f"coordinator key {trust.id} made (every agent is given --trust-key); "
+        f"{plural(len(nodes), 'agent key')} enrolled for their nodes"
+    )
     py = sys.executable
     fast = ["-X", "fetch.wait.max.ms=10"]
     started.spawn(
@@ -505,6 +538,8 @@ def run_demo(args: argparse.Namespace, say: Say, started: Started) -> int:
                 "1",
                 "--resync-seconds",
                 "10",
+                "--trust-key",
+                trust.public.text(),
             ],
             workdir / f"agent-{node}.log",
             # the stand-in image is built on this machine: the demo's agents never reach for a registry

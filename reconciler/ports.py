@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         Inventory,
         NewRevision,
         NodeChange,
+        NodeStatusRow,
         ObservedRow,
         OutboxRow,
         RetiringNode,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         StoredInventory,
         StoredNodeConfig,
     )
+    from dsfleet.reconciler.store.nodekeys import EnrollmentTokenRow, KeySighting, NodeKeyRow
     from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, OnlineTransition, TransitionLike
     from dsfleet.reconciler.store.outbox import OutboxRecord
     from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic
@@ -50,6 +52,7 @@ class StorePort(Protocol):
         encode: Encoder,
         *,
         inventory_base: tuple[int, Inventory] | None = None,
+        holds: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> AppliedRevision: ...
 
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int: ...
@@ -85,6 +88,12 @@ class StorePort(Protocol):
 
     def outbox_depth(self) -> int: ...
 
+    def held_outbox(self) -> list[OutboxRow]: ...
+
+    def release_outbox(self, ids: Sequence[int]) -> int: ...
+
+    def update_hold(self, row_id: int, state: str, reason: str) -> bool: ...
+
     # inventory, observed state, events
     def inventory(self) -> StoredInventory: ...
 
@@ -96,11 +105,17 @@ class StorePort(Protocol):
 
     def observed(self, node: str | None = None) -> list[ObservedRow]: ...
 
+    def observed_details(self, node: str | None = None) -> list[dict[str, Any]]: ...
+
+    def node_statuses(self) -> list[NodeStatusRow]: ...
+
     def record_event(
         self, at: datetime, kind: str, message: str, *, node: str | None = None, instance: str | None = None
     ) -> int: ...
 
     def record_events(self, at: datetime, kind: str, messages: Sequence[tuple[str, str]]) -> None: ...
+
+    def prune_events(self, older_than: datetime, keep: int, *, batch: int = 20_000) -> int: ...
 
     def enqueue(self, records: Sequence[OutboxRecord], now: datetime) -> list[int]: ...
 
@@ -119,12 +134,23 @@ class StorePort(Protocol):
 
     def set_sync_state(self, key: str, value: Any, at: datetime) -> None: ...
 
+    def sync_state(self, key: str) -> Any: ...
+
     # nodes the manifests no longer declare; the coordinator's heartbeat
     def retiring_nodes(self) -> list[RetiringNode]: ...
 
     def retire_node(self, node: str, at: datetime, reason: str) -> bool: ...
 
     def write_heartbeat(self, beat: CoordinatorBeat) -> None: ...
+
+    # agents' keys (who may speak for which node)
+    def node_keys(self, node: str | None = None) -> list[NodeKeyRow]: ...
+
+    def enrollment_tokens(self, *, at: datetime | None = None) -> list[EnrollmentTokenRow]: ...
+
+    def note_key_sightings(self, sightings: Sequence[KeySighting], at: datetime) -> int: ...
+
+    def redeem_enrollment_token(self, token_id: int, sighting: KeySighting, at: datetime) -> bool: ...
 
 
 class BusPort(Protocol):

@@ -19,6 +19,7 @@ from dsfleet.reconciler.planning.conditions import (
     Condition,
     Connection,
     CoordinatorFacts,
+    HeldChange,
     InstanceDesired,
     InstanceObserved,
     InstanceView,
@@ -32,6 +33,7 @@ from dsfleet.reconciler.planning.conditions import (
     derive_nodes,
     redact,
 )
+from dsfleet.reconciler.planning.handovers import HandoverState, Hold, describe_hold
 from dsfleet.schemas.findings import Finding
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
         AppliedRevision,
         CoordinatorBeat,
         EventRecord,
+        HeldConfig,
         InstanceRow,
         NodeRow,
         NodeStatusRow,
@@ -52,6 +55,7 @@ __all__ = [
     "PUBLISHED_WINDOW",
     "STATUS_SCHEMA",
     "apply_json",
+    "enrollment_json",
     "event_json",
     "finding_json",
     "history_json",
@@ -238,12 +242,14 @@ def status_document(
         "fleet": snapshot.fleet_id,
         "coordinator": _coordinator_json(snapshot.coordinator, fleet.coordinator, now),
         "outbox": _outbox_json(snapshot, fleet.coordinator, now),
+        "handovers": [_handover_json(h, hold) for h, hold in _holds(snapshot.held)],
         "summary": _summary_json(nodes, instances, snapshot.drift_events),
         "nodes": nodes,
         "instances": instances,
         "revision": revision_view(last) if last is not None else None,
         "pendingPlan": dict(snapshot.pending_plan) if snapshot.pending_plan is not None else None,
         "events": [event_json(e) for e in snapshot.events],
+        "enrollment": enrollment_json(snapshot),
     }
 
 
@@ -283,6 +289,7 @@ def _derive(
     coordinator = _coordinator_facts(snapshot.coordinator, now)
     statuses = {s.node: s for s in snapshot.node_statuses}
     heads = snapshot.node_heads
+    holds = {h.node: hold for h, hold in _holds(snapshot.held)}
     inventory_nodes = {n.name: n for n in snapshot.nodes}
     facts = {
         name: _facts(s, now, coordinator, misses, retiring=name not in inventory_nodes and name not in heads)
@@ -296,6 +303,11 @@ def _derive(
             published_at=snapshot.published.get(name),
             stored_at=at,
             pending_since=wait.since if (wait := snapshot.outbox.get(name)) is not None else None,
+            held=(
+                HeldChange(hold.state is HandoverState.BLOCKED, describe_hold(hold))
+                if (hold := holds.get(name)) is not None
+                else None
+            ),
         )
         for name, (gen, hash_, at) in heads.items()
     }
@@ -547,12 +559,89 @@ def _outbox_json(
         else:
             why = "being published"
         summary = f"{what}: {why}"
+    held = len({h.node for h in snapshot.held})
+    if held:
+        summary += f"; {held} config{'s' if held != 1 else ''} held back by a camera handover"
     return {
         "depth": rows,
+        "held": len({h.node for h in snapshot.held}),
         "nodes": sorted(waits),
         "oldestAt": _iso(oldest),
         "oldestAgeSeconds": round((now - oldest).total_seconds(), 3) if oldest else None,
         "summary": summary,
+    }
+
+
+def _holds(held: Sequence[HeldConfig]) -> list[tuple[HeldConfig, Hold]]:
+    """The readable holds, the newest per node."""
+    newest: dict[str, tuple[HeldConfig, Hold]] = {}
+    for h in held:
+        hold = Hold.from_json(h.hold)
+        if hold is not None:
+            newest[h.node] = (h, hold)
+    return [newest[node] for node in sorted(newest)]
+
+
+def _handover_json(h: HeldConfig, hold: Hold) -> dict[str, Any]:
+    """A source node's config held back until its cameras run on their new nodes."""
+    return {
+        "node": h.node,
+        "state": hold.state.value,
+        "reason": redact(hold.reason),
+        "since": hold.since.isoformat(),
+        "deadline": hold.deadline.isoformat(),
+        "summary": redact(describe_hold(hold)),
+        "moves": [
+            {
+                "camera": m.camera,
+                "fromInstance": m.source_instance,
+                "toNode": m.target_node,
+                "toInstance": m.target_instance,
+            }
+            for m in hold.moves
+        ],
+    }
+
+
+def enrollment_json(snapshot: StatusSnapshot) -> dict[str, Any]:
+    """Agents' keys waiting for approval (each with the command that approves it) and the reports the coordinator
+    dropped for their signature since it started, by reason."""
+    pending = [
+        {
+            "node": k.node,
+            "keyId": k.key_id,
+            "hostname": redact(k.hostname) if k.hostname is not None else None,
+            "machineId": redact(k.machine_id) if k.machine_id is not None else None,
+            "firstSeen": k.first_seen.isoformat(),
+            "lastSeen": _iso(k.last_seen),
+            "approve": f"dsfleet nodes approve {k.node} --key {k.key_id}",
+        }
+        for k in sorted(snapshot.pending_keys, key=lambda k: (k.node, k.first_seen, k.key_id))
+    ]
+    kept = snapshot.unauthenticated or {}
+    raw = kept.get("counts")
+    counts = (
+        {str(r): int(n) for r, n in sorted(raw.items()) if isinstance(n, int) and n > 0}
+        if isinstance(raw, Mapping)
+        else {}
+    )
+    since = _parse(kept.get("since"))
+    total = sum(counts.values())
+    parts = []
+    if pending:
+        keys = "key" if len(pending) == 1 else "keys"
+        parts.append(f"{len(pending)} agent {keys} waiting for approval (dsfleet nodes list)")
+    if total:
+        why = ", ".join(f"{reason} {n}" for reason, n in counts.items())
+        parts.append(
+            f"{total} report{'s' if total != 1 else ''} dropped for their signature"
+            + (f" since {since.isoformat()}" if since is not None else "")
+            + f" ({why})"
+        )
+    return {
+        "pendingKeys": pending,
+        "droppedReports": {"since": _iso(since), "total": total, "byReason": counts},
+        "summary": "; ".join(parts) or "no keys waiting for approval, no reports dropped",
     }
 
 

@@ -5,7 +5,9 @@ an agent for its own ``AgentInfo``, ``AgentResponse`` and ``AgentLogs``, the API
 ``UpdateConfig`` and ``Refresh``. The signature covers a domain-separated line naming the record's schema, the
 fleet, the record's key (the target or sending node), the generation and the issue time, followed by the exact
 payload bytes (which carry the same fields: the verifier checks both agree). The signature and the signing key's
-id travel in two Kafka headers, so the payload stays the plain JSON message.
+id travel in two Kafka headers, so the payload stays the plain JSON message; the other fields of the line travel in
+headers too (:class:`SignedFields`), so a verifier checks a record before it parses its payload, and a tombstone
+(no payload) is signed like any other record.
 
 Signing and verifying themselves (Ed25519, ``cryptography``) live in :mod:`dsfleet.plumbing.signing`.
 """
@@ -14,12 +16,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 
 HEADER_SIGNATURE: Final = "dsfleet-signature"
 """Base64 of the Ed25519 signature."""
 HEADER_KEY: Final = "dsfleet-key"
 """The id of the signing key (:func:`key_id`)."""
+HEADER_SCHEMA: Final = "schema"
+"""The record's schema (``dsfleet.agent-config/v1``, …): a signature made for one kind never passes for another."""
+HEADER_FLEET: Final = "fleet"
+HEADER_GENERATION: Final = "generation"
+HEADER_ISSUED: Final = "issued"
+"""When the signer issued the record (ISO 8601, UTC)."""
 DOMAIN: Final = "dsfleet-signed/v1"
 
 
@@ -36,3 +46,63 @@ def signed_bytes(
 def key_id(public_key: bytes) -> str:
     """A public key's id: the first 16 hex digits of the SHA-256 of its 32 raw bytes."""
     return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SignedFields:
+    """The fields of a record's signed line besides its key and payload, as its headers carry them."""
+
+    schema: str
+    issued: str
+    fleet: str | None = None
+    generation: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        out = {HEADER_SCHEMA: self.schema, HEADER_ISSUED: self.issued}
+        if self.fleet:
+            out[HEADER_FLEET] = self.fleet
+        if self.generation:
+            out[HEADER_GENERATION] = str(self.generation)
+        return out
+
+    def data(self, key: str | None, payload: bytes | None) -> bytes:
+        """The bytes signed for a record of ``key`` carrying ``payload`` (None: a tombstone, signed as empty)."""
+        return signed_bytes(
+            schema=self.schema,
+            fleet=self.fleet,
+            key=key,
+            generation=self.generation,
+            issued=self.issued,
+            payload=payload or b"",
+        )
+
+
+def signed_fields(headers: Mapping[str, str]) -> SignedFields | None:
+    """The signed fields a record's headers carry; None when the schema or issue time is missing or the
+    generation is not a positive integer."""
+    schema, issued = headers.get(HEADER_SCHEMA), headers.get(HEADER_ISSUED)
+    if not schema or not issued:
+        return None
+    text = headers.get(HEADER_GENERATION)
+    generation = None
+    if text:
+        if not text.isdigit() or len(text) > 12:
+            return None
+        generation = int(text)
+    return SignedFields(
+        schema=schema, issued=issued, fleet=headers.get(HEADER_FLEET) or None, generation=generation
+    )
+
+
+def text_headers(headers: Mapping[str, bytes | str | None]) -> dict[str, str]:
+    """Kafka headers (bytes) as text; a header that is not UTF-8 is left out (it cannot be one of ours)."""
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if isinstance(value, str):
+            out[name] = value
+        elif value is not None:
+            try:
+                out[name] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    return out

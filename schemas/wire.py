@@ -23,6 +23,7 @@ tools and Kafka Streams agree with both.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
@@ -30,6 +31,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig
+from dsfleet.schemas.signatures import SignedFields
 
 MAX_MESSAGE_BYTES = 1_000_000
 """Apache Kafka's default ``max.message.bytes``; ``[kafka] max_message_bytes`` may change it
@@ -155,6 +157,12 @@ class AgentInfo(_Message):
     configHash: str | None = Field(None, max_length=64)
     fleet: str | None = Field(None, max_length=64)
     """The fleet (store) id the agent is bound to (None: it has accepted no config yet)."""
+    publicKey: str | None = Field(None, max_length=64)
+    """The agent's own public key (``ed25519:<base64>``); the record is signed by it. The coordinator takes reports
+    of a node only from the key enrolled for it."""
+    enrollProof: str | None = Field(None, max_length=256)
+    """Proof that the agent holds a one-time enrollment token, bound to ``publicKey``
+    (:func:`dsfleet.plumbing.signing.enrollment_proof`)."""
 
 
 class CommandKind(StrEnum):
@@ -183,6 +191,9 @@ class AgentCommand(_Message):
     instance: str | None = Field(None, max_length=63)
     tail: int | None = Field(None, ge=1, le=10_000)
     since: str | None = Field(None, max_length=64)
+    keyId: str | None = Field(None, max_length=16)
+    """``assign-name``: the id of the key of the agent that asked to be named; any other agent ignores it."""
+    fleet: str | None = Field(None, max_length=64)
 
 
 class AgentConfig(_Message):
@@ -316,6 +327,8 @@ class UpdateConfig(_Message):
     requestedBy: str = Field("", max_length=255)
     revision: int | None = None
     """Apply this stored revision's plan; None: the pending one (or re-read the directory)."""
+    fleet: str | None = Field(None, max_length=64)
+    """The fleet the request is for; a coordinator of another fleet ignores it."""
 
 
 class Refresh(_Message):
@@ -325,6 +338,8 @@ class Refresh(_Message):
     requestId: str = Field(max_length=64)
     requestedBy: str = Field("", max_length=255)
     node: str | None = Field(None, max_length=63)
+    fleet: str | None = Field(None, max_length=64)
+    """The fleet the request is for; a coordinator of another fleet ignores it."""
 
 
 MESSAGE_TYPES: dict[Topic, type[_Message]] = {
@@ -353,6 +368,23 @@ def encode(message: _Message) -> bytes:
     return message.model_dump_json(by_alias=True).encode("utf-8")
 
 
+Signer = Callable[[SignedFields, str | None, bytes | None], dict[str, str]]
+"""``sign(fields, record key, payload)`` → the headers of the signed record
+(:func:`dsfleet.plumbing.signing.sign_record` with a key)."""
+
+
+def signed_fields_of(message: _Message) -> SignedFields:
+    """The fields of a message that its record's signature covers besides the key and the payload."""
+    schema = getattr(message, "schema_", "")
+    generation = getattr(message, "generation", None)
+    return SignedFields(
+        schema=schema,
+        issued=message.sent_at,
+        fleet=getattr(message, "fleet", None),
+        generation=generation if isinstance(generation, int) else None,
+    )
+
+
 def agent_config_record(
     node: str,
     generation: int,
@@ -361,13 +393,16 @@ def agent_config_record(
     prefix: str = "",
     *,
     fleet: str | None = None,
+    sign: Signer | None = None,
 ) -> tuple[str, str, bytes | None, dict[str, str]]:
     """The ``AgentConfig`` record (topic, key, value, headers) of one node's stored config; None → tombstone.
-    ``fleet``: the id of the fleet (store) that writes it."""
+    ``fleet``: the id of the fleet (store) that writes it; ``sign``: signs the record (its headers then carry the
+    signature: docs/security/wire.md)."""
     topic = topic_name(Topic.AGENT_CONFIG, prefix)
-    headers = {"schema": schema_of(Topic.AGENT_CONFIG), "generation": str(generation)}
+    fields = SignedFields(schema_of(Topic.AGENT_CONFIG), sent_at, fleet, generation)
+    headers = fields.headers()
     if payload is None:
-        return topic, node, None, headers
+        return topic, node, None, sign(fields, node, None) if sign is not None else headers
     config = NodeConfig.model_validate(payload)
     message = AgentConfig(
         sent_at=sent_at,
@@ -378,7 +413,8 @@ def agent_config_record(
         prune=config.prune,
         fleet=fleet,
     )
-    return topic, node, encode(message), headers
+    value = encode(message)
+    return topic, node, value, sign(fields, node, value) if sign is not None else headers
 
 
 # ---------------------------------------------------------------------------------------------------------------

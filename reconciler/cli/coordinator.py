@@ -82,26 +82,10 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="a librdkafka client setting passed through (security.protocol=SASL_SSL, sasl.mechanism=…)",
     )
-    _add_http(p, required=False)
-    p.set_defaults(handler=cmd_coordinator)
+    from dsfleet.reconciler.cli.serve import add_http_options
 
-    s = sub.add_parser(
-        "serve",
-        help="serve the HTTP API and dashboard without a coordinator (read-only views, dry runs, requests)",
-        description="Serve /api/v1/ (status, nodes, cameras, instances, revisions, diff), /metrics and the "
-        "dashboard from the store; POST apply and refresh are sent to a running coordinator over Kafka "
-        "(UpdateConfig, Refresh). Stops on SIGTERM/SIGINT.",
-        epilog="exit: 0 stopped by a signal, 2 usage error, unusable store or address",
-    )
-    s.add_argument("--manifests", required=True, metavar="DIR", help="the manifests directory (for diff)")
-    s.add_argument("--db", metavar="URL", help="store URL (default: settings)")
-    s.add_argument(
-        "--bootstrap-servers", metavar="HOST:PORT", help="Kafka (none: POST apply/refresh answer 503)"
-    )
-    s.add_argument("--topic-prefix", metavar="PREFIX", default=None, help="prefix of the six topic names")
-    s.add_argument("-X", dest="kafka_option", action="append", metavar="KEY=VALUE", help="librdkafka setting")
-    _add_http(s, required=True)
-    s.set_defaults(handler=cmd_serve, partitions=None, replication_factor=None)
+    add_http_options(p, required=False)
+    p.set_defaults(handler=cmd_coordinator)
 
     t = sub.add_parser(
         "topics", help="manage the Kafka topics", description="Manage dsfleet's six Kafka topics."
@@ -130,118 +114,6 @@ def add_parser(sub: Any) -> None:
     c.set_defaults(handler=cmd_topics_create)
 
 
-def _add_http(p: argparse.ArgumentParser, *, required: bool) -> None:
-    p.add_argument(
-        "--http",
-        required=required,
-        metavar="HOST:PORT",
-        help="serve the HTTP API, /metrics and the dashboard here (e.g. 127.0.0.1:8080; default: [coordinator] "
-        "http; beyond loopback only with a token)",
-    )
-    p.add_argument(
-        "--token-file",
-        metavar="FILE",
-        help="the API bearer token, read from FILE (default: [api] token / token_file, DSFLEET_API_TOKEN)",
-    )
-
-
-def _read_secret(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise DsfleetError(
-            f"{path}: error: {what}: cannot read ({exc.strerror or type(exc).__name__})"
-        ) from None
-
-
-def _start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = None) -> Any:
-    """The API server of this process (None without --http / [coordinator] http)."""
-    settings = settings_of(args)
-    where = args.http or settings.coordinator.http
-    if not where:
-        return None
-    from dsfleet.reconciler.api.context import ApiContext
-    from dsfleet.reconciler.api.server import ApiServer, parse_listen
-    from dsfleet.reconciler.loading.yamlfiles import loader_limits
-
-    api = settings.api
-    token = api.token
-    token_file = Path(args.token_file) if args.token_file else api.token_file
-    if token_file is not None:
-        token = _read_secret(token_file, "API token file")
-    secret = api.webhook_secret
-    if api.webhook_secret_file is not None:
-        secret = _read_secret(api.webhook_secret_file, "webhook secret file")
-    send = _request_sender(args)
-    ctx = ApiContext(
-        db=settings.coordinator.db,
-        manifests=manifests,
-        token=token or None,
-        read_requires_token=api.read_requires_token,
-        webhook_secret=secret or None,
-        limits=loader_limits(settings.coordinator),
-        coordinator=coordinator,
-        send=send,
-        logs=_log_source(args, send, coordinator),
-    )
-    return ApiServer(ctx, parse_listen(where)).start()
-
-
-def _log_source(args: argparse.Namespace, send: Any, coordinator: Any) -> Any:
-    """How the API fetches instance logs: the commands go out through ``send``; the replies are read by the
-    coordinator of this process, or else by a reader of the API's own (None without a broker)."""
-    if send is None:
-        return None
-    from dsfleet.reconciler.coordinator.logreplies import LogFetcher
-
-    if coordinator is not None and coordinator.bus is not None:
-        return LogFetcher(send, coordinator.log_replies)
-    kafka = _kafka(args)
-    config = {"bootstrap.servers": _bootstrap(args) or "", **_kafka_client(args)}
-    return LogFetcher.reading(send, config, kafka.topic_prefix, kafka.max_message_bytes)
-
-
-def _request_sender(args: argparse.Namespace) -> Any:
-    """UpdateConfig/Refresh (and the API's ``logs`` commands) through a send-only bus (None without a broker)."""
-    servers = _bootstrap(args)
-    if servers is None:
-        return None
-    from dsfleet.reconciler.bus import BusSettings, CoordinatorBus
-    from dsfleet.schemas.errors import TemporaryError
-    from dsfleet.schemas.wire import Topic
-
-    kafka = _kafka(args)
-    bus = CoordinatorBus(
-        BusSettings(
-            bootstrap_servers=servers,
-            client=_kafka_client(args),
-            topic_prefix=kafka.topic_prefix,
-            partitions=kafka.partitions,
-            replication_factor=kafka.replication_factor,
-            max_message_bytes=kafka.max_message_bytes,
-        ),
-        read=False,
-    )
-    lock = threading.Lock()
-    topics = {
-        "update-config": Topic.UPDATE_CONFIG,
-        "refresh": Topic.REFRESH,
-        "agent-command": Topic.AGENT_COMMAND,
-    }
-
-    def send(kind: str, key: str | None, value: bytes) -> None:
-        with lock:
-            try:
-                bus.send(topics[kind], key, value)
-            except TemporaryError:
-                bus.ensure_topics(timeout=5.0)
-                bus.send(topics[kind], key, value)
-            if bus.flush(5.0):
-                raise TemporaryError("the broker did not acknowledge the request within 5 s")
-
-    return send
-
-
 def _stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT (logged), for a long-running command's loop."""
     stop = threading.Event()
@@ -253,25 +125,6 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    manifests = Path(args.manifests)
-    if not manifests.is_dir():
-        print(f"dsfleet serve: error: {manifests}: no such directory", file=sys.stderr)
-        return ExitCode.ERROR
-    stop = _stop_on_signals()
-    try:
-        server = _start_api(args, manifests)
-    except DsfleetError as exc:
-        print(f"dsfleet serve: error: {exc}", file=sys.stderr)
-        return ExitCode.ERROR
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        log.info("http api stopped")
-    return ExitCode.OK
 
 
 def _kafka(args: argparse.Namespace) -> KafkaSettings:
@@ -350,12 +203,34 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         watch_debounce_ms=conf.debounce_ms,
         fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
         retire_after=timedelta(seconds=conf.retire_after_seconds),
+        handover_timeout=timedelta(seconds=conf.handover_timeout_seconds),
         broker=servers,
+        events_max_age=timedelta(days=conf.events_max_age_days),
+        events_max_rows=conf.events_max_rows,
     )
-    stop = _stop_on_signals()
+    from dsfleet.reconciler.cli.keys import coordinator_keys, operator_keys, signing_key_path
     from dsfleet.reconciler.cli.plan import ensure_parent
 
     ensure_parent(conf.db)
+    try:
+        signing_key, made = coordinator_keys(conf)
+        if args.http or conf.http:  # the API of this process signs its requests: made before they are trusted
+            from dsfleet.reconciler.cli.serve import api_signing_key
+
+            api_signing_key(conf)
+        operator_keys(conf)  # a bad key file stops the start here; later reads keep the last good keys
+    except DsfleetError as exc:
+        print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    if made:
+        log.warning(
+            "made the coordinator's signing key path=%s key=%s: give every agent --trust-key %s",
+            signing_key_path(conf),
+            signing_key.id,
+            signing_key.public.text(),
+        )
+    log.info("signing with key=%s public=%s", signing_key.id, signing_key.public.text())
+    stop = _stop_on_signals()
     try:
         store = Store.open(conf.db)
     except DsfleetError as exc:
@@ -380,9 +255,13 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 )
             else:
                 log.warning("no broker configured: revisions are stored, nothing is published")
-            coordinator = Coordinator(options, store, bus)
+            coordinator = Coordinator(
+                options, store, bus, signing_key=signing_key, operator_keys=lambda: operator_keys(conf)
+            )
             watcher = Watcher(manifests, step_ms=options.watch_step_ms, debounce_ms=options.watch_debounce_ms)
-            api = _start_api(args, manifests, coordinator)
+            from dsfleet.reconciler.cli.serve import start_api
+
+            api = start_api(args, manifests, coordinator)
             watcher.start()
             log.info(
                 "coordinator started manifests=%s store=%s broker=%s sync=%s fleet=%s",

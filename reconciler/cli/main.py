@@ -17,10 +17,12 @@ from dsfleet.reconciler.cli import coordinator as cli_live
 from dsfleet.reconciler.cli import db as cli_db
 from dsfleet.reconciler.cli import hooks as cli_hooks
 from dsfleet.reconciler.cli import imports as cli_import
+from dsfleet.reconciler.cli import keys as cli_keys
 from dsfleet.reconciler.cli import legacy as cli_legacy
 from dsfleet.reconciler.cli import logs as cli_logs
 from dsfleet.reconciler.cli import nodes as cli_nodes
 from dsfleet.reconciler.cli import plan as cli_plan
+from dsfleet.reconciler.cli import serve as cli_serve
 from dsfleet.reconciler.cli import status as cli_status
 from dsfleet.reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
 from dsfleet.schemas.errors import DsfleetError, ExitCode
@@ -115,10 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     cli_import.add_parser(sub)
     cli_legacy.add_parser(sub)
     cli_live.add_parser(sub)
+    cli_serve.add_parser(sub)
     cli_broker.add_parser(sub)
     cli_db.add_parser(sub)
     cli_status.add_parser(sub)
     cli_nodes.add_parser(sub)
+    cli_keys.add_parser(sub)
     cli_logs.add_parser(sub)
     cli_hooks.add_parser(sub)
     from dsfleet.reconciler import demo

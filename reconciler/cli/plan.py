@@ -21,7 +21,7 @@ from dsfleet.reconciler.cli.options import (
     store_problem,
 )
 from dsfleet.reconciler.views import apply_json, finding_json, history_json, records_json
-from dsfleet.schemas.errors import ExitCode
+from dsfleet.schemas.errors import DsfleetError, ExitCode
 from dsfleet.schemas.findings import plural
 
 PATHS_HELP = "manifest files or directories (*.yaml, *.yml; several are read as one set)"
@@ -260,6 +260,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
     empty = first.loaded.ok and no_manifests("apply", args.paths, first.loaded, error=not args.allow_empty)
     if empty and not args.allow_empty:
         return ExitCode.ERROR
+    from dsfleet.reconciler.cli.keys import coordinator_keys, signer_of, signing_key_path
+
+    try:
+        key, made = coordinator_keys(settings.coordinator)
+    except DsfleetError as exc:
+        print(f"dsfleet apply: error: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+    if made:
+        print(
+            f"dsfleet apply: made the coordinator's signing key {signing_key_path(settings.coordinator)}: "
+            f"give every agent --trust-key {key.public.text()}",
+            file=sys.stderr,
+        )
     with created_store("apply", url), Store.open(url) as store:
         result = apply_manifests(
             list(args.paths),
@@ -270,6 +283,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             limits=limits,
             caches=caches,
             skip_unchanged=True,
+            sign=signer_of(key),
         )
         newest = store.revisions(limit=1) if result.outcome is Outcome.UNCHANGED else []
     return _report_apply(args, result, newest[0] if newest else None)

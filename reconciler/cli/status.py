@@ -1,5 +1,6 @@
 """``dsfleet status``: the fleet at a glance from the store (whether the coordinator runs and reaches its broker,
-what waits in the outbox, nodes, instances with sync and health, the last revision, the pending plan of manual
+what waits in the outbox, the camera handovers under way, agents' keys waiting for approval and reports dropped for
+their signature, nodes, instances with sync and health, the last revision, the pending plan of manual
 sync). The document is :func:`dsfleet.reconciler.views.status_document`
 (``dsfleet.status/v1``) of the store's :meth:`~dsfleet.reconciler.store.Store.status_snapshot`; this module only
 prints it: ``rich`` tables on a terminal, plain columns otherwise, JSON with ``-o json``; ``--watch`` refreshes in
@@ -26,7 +27,8 @@ def add_parser(sub: Any) -> None:
         "status",
         help="show nodes, instances (sync, health, state), the last revision and the pending plan",
         description="Read the store and show whether the coordinator runs (its heartbeat) and reaches its broker, "
-        "what waits in the outbox, every node (online/offline/unknown, retiring, last seen, agent version, "
+        "what waits in the outbox, agents' keys waiting for approval (with the command that approves each) and "
+        "reports dropped for their signature, every node (online/offline/unknown, retiring, last seen, agent version, "
         "desired vs observed generation) and every instance (sync Synced/OutOfSync/Progressing, health Healthy/"
         "Degraded/Failed/Unknown, state, restarts, unhealed drift, fresh FPS, reason), the last revision "
         "(commit, author, accepted or rejected with its errors) and, in manual sync, the pending plan. JSON: the "
@@ -150,6 +152,27 @@ def _pending_lines(doc: dict[str, Any]) -> list[str]:
     return [f"pending plan (manual sync): {pending.get('text', '')}"]
 
 
+def _enrollment_lines(doc: dict[str, Any]) -> list[str]:
+    """Keys waiting for approval, one line each with the command that approves it, and the dropped reports."""
+    e = doc.get("enrollment")
+    if not e:
+        return []
+    lines = [
+        f"key waiting for approval: node {k['node']}, key {k['keyId']}, hostname {k['hostname'] or '-'}, "
+        f"first seen {k['firstSeen']}: approve with {k['approve']}"
+        for k in e["pendingKeys"]
+    ]
+    dropped = e["droppedReports"]
+    if dropped["total"]:
+        why = ", ".join(f"{reason} {n}" for reason, n in dropped["byReason"].items())
+        since = f" since {dropped['since']}" if dropped["since"] else ""
+        lines.append(
+            f"reports dropped for their signature{since}: {dropped['total']} ({why}); `dsfleet nodes list` shows "
+            "the keys"
+        )
+    return lines
+
+
 def _summary_line(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     sync = ", ".join(f"{v} {k}" for k, v in s["instances"]["sync"].items()) or "none"
@@ -183,7 +206,9 @@ def _fleet_lines(doc: dict[str, Any]) -> list[str]:
     outbox = doc["outbox"]
     if outbox["depth"]:
         lines.append(outbox["summary"])
-    return lines
+    for h in doc.get("handovers") or ():
+        lines.append(f"handover {h['state']} on {h['node']}: {h['summary']}")
+    return lines + _enrollment_lines(doc)
 
 
 def status_text(doc: dict[str, Any]) -> str:

@@ -6,6 +6,10 @@ and AgentResponse of each node matter (they are full states, not deltas), so a b
 most one row per node: the store writes it in one transaction. Replies to ``logs`` commands (AgentLogs, on the
 AgentResponse topic beside the responses) are not node states: they are kept apart, every one, for whoever waits
 for them by request id (:mod:`dsfleet.reconciler.coordinator.logreplies`).
+
+With a :class:`~dsfleet.reconciler.coordinator.authentication.Gate`, every record is first checked for its
+signature (a node's reports by its enrolled key, requests by an operator key); what fails is dropped before it is
+parsed further or coalesced, and counted by reason in ``unauthenticated``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, TypeVar
 
+from dsfleet.reconciler.coordinator.authentication import Gate, Redemption
+from dsfleet.reconciler.store.nodekeys import KeySighting
 from dsfleet.schemas.wire import (
     AgentInfo,
     AgentLogs,
@@ -39,6 +46,8 @@ class Inbound:
     topic: str
     key: bytes | None
     value: bytes | None
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """The record's headers as text (its signature travels there)."""
 
 
 @dataclass
@@ -54,6 +63,12 @@ class Batch:
     """Replies to ``logs`` commands, in the order read."""
     rejected: list[Rejection] = field(default_factory=list)
     consumed: Counter[str] = field(default_factory=Counter)
+    unauthenticated: Counter[str] = field(default_factory=Counter)
+    """Records dropped by the gate, by reason (``unsigned``, ``unknown-key``, …)."""
+    sightings: list[KeySighting] = field(default_factory=list)
+    """Keys that announced themselves for a node without being enrolled for it (pending enrollments)."""
+    redemptions: list[Redemption] = field(default_factory=list)
+    """Enrollment tokens presented with a valid proof."""
 
     @property
     def empty(self) -> bool:
@@ -78,9 +93,11 @@ def read_batch(
     prefix: str,
     known_nodes: Mapping[str, object] | None = None,
     max_bytes: int,
+    gate: Gate | None = None,
 ) -> Batch:
     """Decode and coalesce one batch. ``known_nodes``: the fleet's nodes; a named agent or response for a node the
-    manifests do not declare is rejected (``unknown-node``) rather than stored."""
+    manifests do not declare is rejected (``unknown-node``) rather than stored. ``gate``: admits records by their
+    signatures first (None: every record is taken)."""
     batch = Batch()
     for record in records:
         topic = topic_of(record.topic, prefix)
@@ -88,13 +105,28 @@ def read_batch(
             batch.rejected.append(Rejection(record.topic, RejectReason.UNKNOWN_TOPIC, "not a dsfleet topic"))
             continue
         batch.consumed[topic.value] += 1
-        got = decode(
-            topic,
-            record.key,
-            record.value,
-            topic_label=record.topic,
-            max_bytes=max_bytes,
-            require_key=topic is Topic.AGENT_RESPONSE,
+        admitted = gate.admit(topic, record.key, record.value, record.headers) if gate is not None else None
+        if admitted is not None and not admitted.accepted:
+            if isinstance(admitted.decoded, Rejection):
+                batch.rejected.append(admitted.decoded)
+            elif admitted.reason is not None:
+                batch.unauthenticated[admitted.reason] += 1
+            if admitted.sighting is not None:
+                batch.sightings.append(admitted.sighting)
+            if admitted.redemption is not None:
+                batch.redemptions.append(admitted.redemption)
+            continue
+        got = (
+            admitted.decoded
+            if admitted is not None and admitted.decoded is not None
+            else decode(
+                topic,
+                record.key,
+                record.value,
+                topic_label=record.topic,
+                max_bytes=max_bytes,
+                require_key=topic is Topic.AGENT_RESPONSE,
+            )
         )
         if isinstance(got, Rejection):
             batch.rejected.append(got)

@@ -4,8 +4,9 @@ Every tick (tens of milliseconds) it: applies the manifests when the watcher saw
 manual sync); publishes pending outbox rows; reads a batch of inbound records and ingests it in one transaction
 per kind; answers unnamed agents and refresh requests; reads the AgentConfig topic back (noting records it did
 not write); and once a second marks silent nodes offline, re-publishes the configs of nodes that need it, retires
-nodes the manifests no longer declare and writes its heartbeat to the store (decisions in ``liveness``,
-``identities``, ``resyncs`` and ``retirements``). A broker that is down is a state: watching, validating and
+nodes the manifests no longer declare, decides the camera handovers whose source configs the outbox holds back
+and writes its heartbeat to the store (decisions in ``liveness``, ``identities``, ``resyncs``, ``retirements`` and
+``planning.handovers``). A broker that is down is a state: watching, validating and
 storing go on, the outbox grows, nobody is marked offline, the heartbeat says since when the broker is unreachable,
 and everything is sent when the broker is back (topics are re-created when missing).
 """
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from dsfleet.plumbing.signing import PublicKey, SigningKey, sign_record
 from dsfleet.reconciler.applying import (
     ApplyResult,
     Caches,
@@ -34,7 +36,8 @@ from dsfleet.reconciler.applying import (
     apply_manifests,
     plan_manifests,
 )
-from dsfleet.reconciler.coordinator import identities, liveness, resyncs, retirements
+from dsfleet.reconciler.coordinator import handovers, identities, liveness, resyncs, retirements, rotation
+from dsfleet.reconciler.coordinator.enrollments import Enrollments
 from dsfleet.reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
 from dsfleet.reconciler.coordinator.logreplies import LogReplies
 from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
@@ -46,18 +49,23 @@ from dsfleet.reconciler.store import CoordinatorBeat, NewRevision, StoredNodeCon
 from dsfleet.reconciler.store.snapshots import PENDING_PLAN
 from dsfleet.schemas.errors import DsfleetError, TemporaryError
 from dsfleet.schemas.findings import plural
+from dsfleet.schemas.signatures import SignedFields, text_headers
 from dsfleet.schemas.wire import (
     BROADCAST_KEY,
     AgentCommand,
     AgentConfig,
     CommandKind,
     Decoded,
+    Refresh,
     Rejection,
+    Signer,
     Topic,
+    UpdateConfig,
     agent_config_record,
     decode,
     encode,
     partition_for,
+    signed_fields_of,
 )
 
 log = logging.getLogger("dsfleet.coordinator")
@@ -65,6 +73,8 @@ log = logging.getLogger("dsfleet.coordinator")
 LISTEN_TIMEOUT_SECONDS = 10.0
 """After the broker is reached, how long the coordinator waits for a first inbound record before it counts
 heartbeats as missed anyway (a fleet whose agents are all down sends none)."""
+PRUNE_BATCH = 20_000
+"""Events deleted by one statement at most."""
 FAULT_AFTER_STORE = "after-store"
 """``DSFLEET_FAULT_POINT=after-store``: the process kills itself (SIGKILL) right after a revision is stored and
 before anything is published — for crash tests."""
@@ -97,6 +107,14 @@ class CoordinatorOptions:
     """A node removed from the manifests whose agent never reports its instances gone is retired after this."""
     broker: str | None = None
     """The bootstrap servers, as the heartbeat names them (None: no broker configured)."""
+    handover_timeout: timedelta = timedelta(seconds=300)
+    """A camera moved to another node leaves its old node once the new one runs it, or this long after the change
+    (``[coordinator] handover_timeout_seconds``)."""
+    events_max_age: timedelta = timedelta(days=7)
+    """Events older than this are deleted (checked once a minute)."""
+    events_max_rows: int = 100_000
+    """At most this many events are kept (the newest)."""
+    events_prune_seconds: float = 60.0
 
 
 @dataclass
@@ -113,6 +131,8 @@ class Counters:
     foreign_configs: int = 0
     """AgentConfig records read back that this coordinator did not write."""
     retired: int = 0
+    unauthenticated: Counter[str] = field(default_factory=Counter)
+    """Inbound records dropped for their signature, by reason (``dsfleet_unauthenticated_reports_total``)."""
 
 
 class _RateLimitedLog:
@@ -147,8 +167,15 @@ class Coordinator:
         *,
         clock: Clock | None = None,
         source: str = "watch",
+        signing_key: SigningKey | None = None,
+        operator_keys: Sequence[PublicKey] | Callable[[], Sequence[PublicKey]] = (),
     ) -> None:
         self.options = options
+        self.signing_key = signing_key
+        """Signs every record this coordinator writes (None: unsigned, which agents refuse)."""
+        self.enrollments = Enrollments(store, operator_keys, max_bytes=options.max_message_bytes)
+        """Agents' keys: the gate every inbound record passes (:mod:`dsfleet.reconciler.coordinator.authentication`)."""
+        self._requests_seen: dict[str, datetime] = {}
         self.store = store
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -190,6 +217,7 @@ class Coordinator:
         self._broker_error: str | None = None
         self._next_beat = 0.0
         self._next_retire_check = 0.0
+        self._next_prune = 0.0
         self._foreign_seen: set[tuple[str, int, str | None]] = set()
         self._foreign_logged: set[str | None] = set()
         self.last_foreign: str | None = None
@@ -200,6 +228,8 @@ class Coordinator:
         self._applied_at: dict[str, tuple[int, float]] = {}
         self.log_replies = LogReplies()
         """Who waits for which ``logs`` reply (the HTTP API of this process)."""
+        self.handovers = handovers.Handovers(store)
+        """The source configs held back until their cameras run on their new nodes."""
         self.last_apply: ApplyResult | None = None
 
     # ---------------------------------------------------------------------------------------------- start/stop
@@ -213,6 +243,35 @@ class Coordinator:
             if live.last_seen is not None:
                 self._last_seen[name] = live.last_seen
         self._refresh_configs(force=True)
+        self.handovers.read()
+        self.enrollments.read(self.clock.now())
+        if self.signing_key is not None:
+            self._resign_after_rotation()
+
+    def _resign_after_rotation(self) -> None:
+        """Every node's config again, signed by this coordinator's key, when it last signed with another."""
+        assert self.signing_key is not None
+        now = self.clock.now()
+        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet, sign=self._signer)
+        try:
+            nodes = rotation.resign_configs(
+                self.store,
+                self.signing_key.id,
+                self._configs,
+                lambda c: encode(c.node, c.generation, c.payload),
+                now,
+            )
+        except DsfleetError as exc:
+            log.warning(
+                "configs not re-signed after a key change error=%s; tried again at the next start", exc
+            )
+            return
+        if nodes:
+            log.info(
+                "signing key=%s is new: %d node configs re-published signed by it",
+                self.signing_key.id,
+                len(nodes),
+            )
 
     def _connect(self) -> None:
         """Create missing topics and start reading; a broker that is down is retried at the next check."""
@@ -294,6 +353,17 @@ class Coordinator:
             self.publisher.forget_in_flight()
         self._last_published.clear()
 
+    # ---------------------------------------------------------------------------------------------- signing
+
+    def _sign(self, fields: SignedFields, key: str | None, payload: bytes | None) -> dict[str, str]:
+        assert self.signing_key is not None
+        return sign_record(self.signing_key, fields, key, payload)
+
+    @property
+    def _signer(self) -> Signer | None:
+        """Signs the records this coordinator writes (None: it has no key)."""
+        return self._sign if self.signing_key is not None else None
+
     # ---------------------------------------------------------------------------------------------- applying
 
     def _revision(self, source: str) -> NewRevision:
@@ -336,6 +406,8 @@ class Coordinator:
             limits=self.options.limits,
             skip_unchanged=True,
             desired=planned.desired if planned is not None else None,  # read and compiled once
+            sign=self._signer,
+            handover_timeout=self.options.handover_timeout,
         )
         self.last_apply = result
         self.counters.applies[result.outcome.value] += 1
@@ -356,6 +428,13 @@ class Coordinator:
             self.store.set_sync_state(PENDING_PLAN, None, self.clock.now())
             mono = self.clock.monotonic()
             self._applied_at.update({n: (g, mono) for n, g in applied.generations.items()})
+            for node in result.unordered:
+                log.warning(
+                    "camera moves wait on each other in a cycle; node=%s config not held (cameras swapped)",
+                    node,
+                )
+            if result.holds or self.handovers.held:
+                self.handovers.read()
             # the configs the anti-entropy compares with are read again in the next second's pass (their revision
             # changed), after this tick has published the outbox: reading them here would delay the publish
         elif result.outcome is Outcome.REJECTED:
@@ -406,7 +485,7 @@ class Coordinator:
         records = self.bus.poll_inbound(500, poll_timeout) if self._reading else []
         self._heard(bool(records))
         if records:
-            self._ingest([Inbound(r.topic, r.key, r.value) for r in records])
+            self._ingest([Inbound(r.topic, r.key, r.value, text_headers(r.headers)) for r in records])
         if self._reading:
             self._read_back()
         self._maybe_every_second()
@@ -419,14 +498,19 @@ class Coordinator:
 
     def _ingest(self, records: Sequence[Inbound]) -> None:
         now = self.clock.now()
+        known = self._known_names()
         batch = read_batch(
             records,
             prefix=self.options.topic_prefix,
-            known_nodes=self._known_names(),
+            known_nodes=known,
             max_bytes=self.options.max_message_bytes,
+            gate=self.enrollments.gate(now, known),
         )
         self.counters.consumed.update(batch.consumed)
         mono = self.clock.monotonic()
+        if batch.unauthenticated or batch.sightings or batch.redemptions:
+            self.counters.unauthenticated.update(batch.unauthenticated)
+            self.enrollments.settle(batch.unauthenticated, batch.sightings, batch.redemptions, now, mono)
         for rej in batch.rejected:
             self.counters.rejected[(rej.topic, rej.reason.value)] += 1
             self._drops.rejected(rej, mono)
@@ -460,21 +544,39 @@ class Coordinator:
                     del self._applied_at[name]
                     self.counters.convergence_seconds.append(self.clock.monotonic() - applied_at[1])
                     del self.counters.convergence_seconds[:-1000]
+            if self.handovers.held and not self.handovers.targets.isdisjoint(batch.responses):
+                self._decide_handovers(now)  # a target reported: its handover may be done now
         for reply in batch.logs:
             self.log_replies.deliver(reply)
         if batch.unnamed:
             self._name_agents(batch, now)
         for request in batch.refreshes:
-            if self._recent(sent_at(request), now):
+            if self._fresh_request(request, now):
                 self._send_command(
                     CommandKind.REFRESH, request.node or BROADCAST_KEY, request_id=request.requestId
                 )
-        if any(self._recent(sent_at(u), now) for u in batch.updates):
+        if [u for u in batch.updates if self._fresh_request(u, now)]:
             log.info("UpdateConfig received: applying the manifests now")
             try:
                 self.sync_directory(force_apply=True, source="api")
             except DsfleetError as exc:
                 log.error("apply failed error=%s", exc)
+
+    def _fresh_request(self, request: UpdateConfig | Refresh, now: datetime) -> bool:
+        """A signed request is obeyed once: recent, for this fleet (or none named), and its id not seen before (a
+        replayed record is ignored)."""
+        if not self._recent(sent_at(request), now):
+            return False
+        if request.fleet is not None and request.fleet != self.fleet:
+            log.warning("request ignored requestId=%s: for fleet %s", request.requestId, request.fleet)
+            return False
+        if request.requestId in self._requests_seen:
+            log.warning("request ignored requestId=%s: seen already (a replay)", request.requestId)
+            return False
+        horizon = now - 2 * self.options.request_max_age
+        self._requests_seen = {r: t for r, t in self._requests_seen.items() if t >= horizon}
+        self._requests_seen[request.requestId] = now
+        return True
 
     def _note_generation(self, node: str, generation: int | None) -> None:
         """Remember a generation reported above the stored one (checked against the store's counter before
@@ -515,6 +617,7 @@ class Coordinator:
                 machine_id=info.machineId,
                 hostname=info.hostname,
                 reason=naming.reason,
+                key_id=_key_id(info.publicKey),
             )
 
     def _send_command(
@@ -527,6 +630,7 @@ class Coordinator:
         hostname: str | None = None,
         reason: str = "",
         request_id: str | None = None,
+        key_id: str | None = None,
     ) -> None:
         assert self.bus is not None
         command = AgentCommand(
@@ -538,9 +642,13 @@ class Coordinator:
             hostname=hostname,
             reason=reason,
             requestId=request_id or uuid.uuid4().hex,
+            keyId=key_id,
+            fleet=self.fleet,
         )
+        value = encode(command)
+        headers = self._sign(signed_fields_of(command), target, value) if self.signing_key else None
         try:
-            self.bus.send(Topic.AGENT_COMMAND, target, encode(command))
+            self.bus.send(Topic.AGENT_COMMAND, target, value, headers=headers)
             self.counters.commands[kind.value] += 1
         except TemporaryError as exc:
             log.warning("command not sent command=%s target=%s error=%s", kind, target, exc)
@@ -603,9 +711,18 @@ class Coordinator:
         now = self.clock.now()
         mono = self.clock.monotonic()
         self._refresh_configs()
+        try:
+            self.enrollments.read(now)  # an operator approves or revokes from another process
+        except DsfleetError as exc:
+            log.warning("reading agents' keys failed error=%s; the last ones read are used", exc)
+        if self.handovers.held:
+            self.handovers.read()
+            self._decide_handovers(now)
         if mono >= self._next_retire_check:
             self._next_retire_check = mono + 5.0
             self._retire(now)
+        if mono >= self._next_prune:
+            self._prune_events(now, mono)
         if self._bus_ready and self.bus is not None and self.bus.broker_was_down:
             # the client lost every broker: check now, before silent nodes are taken for offline ones
             self._last_topics_check = -1e9
@@ -685,6 +802,7 @@ class Coordinator:
                     now.isoformat(),
                     self.options.topic_prefix,
                     fleet=self.fleet,
+                    sign=self._signer,
                 )
             )
             self._last_published[decision.node] = now
@@ -706,12 +824,31 @@ class Coordinator:
         if (records or events) and self.publisher is not None:
             self.publisher.pump()
 
+    def _decide_handovers(self, now: datetime) -> None:
+        """Decide the held source configs from their targets' latest reports; send the ones released."""
+        self._refresh_configs()
+        try:
+            released = self.handovers.decide(now, self._configs, self._connection)
+        except DsfleetError as exc:
+            log.warning("handover decisions failed error=%s; tried again in 1 s", exc)
+            return
+        if released and self.publisher is not None and self._bus_ready:
+            self.publisher.pump()
+
+    def _connection(self, node: str) -> tuple[bool, str]:
+        """Whether a node is heard, and the words for it when not."""
+        if self.bus is not None and not self._listening:
+            return False, "unknown: not heard since the broker was reached"
+        if self._online.get(node, False):
+            return True, "online"
+        return False, "offline" if node in self._last_seen else "never heard"
+
     def _reissue(
         self, node: str, stored: StoredNodeConfig, now: datetime, events: list[tuple[str, str]]
     ) -> None:
         """A node reported a generation above the stored one: its config again, above that generation."""
         reported = self._ahead.pop(node)
-        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet)
+        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet, sign=self._signer)
         again = self.store.reissue_config(node, reported, encode, now)
         if again is None:
             log.warning(
@@ -760,10 +897,26 @@ class Coordinator:
             for name in [n for n in table if n not in keep]:
                 del table[name]
 
+    def _prune_events(self, now: datetime, mono: float) -> None:
+        """One bounded DELETE of the events past their age or count; again within a second while a full batch
+        went (a flood is caught up with), else in a minute."""
+        try:
+            deleted = self.store.prune_events(
+                now - self.options.events_max_age, self.options.events_max_rows, batch=PRUNE_BATCH
+            )
+        except DsfleetError as exc:
+            log.warning("events not pruned error=%s", exc)
+            deleted = 0
+        full = deleted >= PRUNE_BATCH
+        self._next_prune = mono + (1.0 if full else self.options.events_prune_seconds)
+        if deleted:
+            log.info("events pruned deleted=%d more_due=%s", deleted, full)
+
     def _beat(self, now: datetime) -> None:
         """Write the heartbeat (who runs, the broker's reachability, foreign configs seen) to the store."""
         self._next_beat = self.clock.monotonic() + self.options.heartbeat_seconds
         try:
+            self.enrollments.write_counts(now, self._started_at)
             self.store.write_heartbeat(self._heartbeat_of(now))
         except DsfleetError as exc:
             log.warning("heartbeat not written error=%s", exc)
@@ -820,3 +973,13 @@ class Coordinator:
             self.publisher.pump()
         if left:
             log.warning("stopped with %d records undelivered; they stay pending in the outbox", left)
+
+
+def _key_id(public_key: str | None) -> str | None:
+    """The id of a public key announced as text (None: none, or not a key)."""
+    if not public_key:
+        return None
+    try:
+        return PublicKey.from_text(public_key).id
+    except DsfleetError:
+        return None

@@ -51,9 +51,10 @@ if TYPE_CHECKING:
     from dsfleet.reconciler.store.coordinators import CoordinatorBeat
     from dsfleet.reconciler.store.database import BUSY_TIMEOUT_MS, default_url
     from dsfleet.reconciler.store.migrations import SchemaState, head_revision
+    from dsfleet.reconciler.store.nodekeys import EnrollmentTokenRow, KeySighting, NodeKeyRow
     from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, NodeStatusRow, RetiringNode
     from dsfleet.reconciler.store.observed import EventRecord, ObservedRow
-    from dsfleet.reconciler.store.snapshots import ObservedDetail, OutboxWait, StatusSnapshot
+    from dsfleet.reconciler.store.snapshots import HeldConfig, ObservedDetail, OutboxWait, StatusSnapshot
     from dsfleet.reconciler.store.stores import Store
 
 __all__ = [
@@ -63,15 +64,19 @@ __all__ = [
     "CameraRow",
     "CoordinatorBeat",
     "Encoder",
+    "EnrollmentTokenRow",
     "EventRecord",
+    "HeldConfig",
     "InstanceRow",
     "Inventory",
+    "KeySighting",
     "KnownNodeRow",
     "LegacyAgent",
     "LegacyCamera",
     "LegacyDsInstance",
     "NewRevision",
     "NodeChange",
+    "NodeKeyRow",
     "NodeLive",
     "NodeRow",
     "NodeStatusRow",
@@ -99,12 +104,16 @@ _LAZY = {
     "default_url": "database",
     "SchemaState": "migrations",
     "head_revision": "migrations",
+    "EnrollmentTokenRow": "nodekeys",
+    "KeySighting": "nodekeys",
+    "NodeKeyRow": "nodekeys",
     "KnownNodeRow": "nodestates",
     "NodeLive": "nodestates",
     "NodeStatusRow": "nodestates",
     "RetiringNode": "nodestates",
     "EventRecord": "observed",
     "ObservedRow": "observed",
+    "HeldConfig": "snapshots",
     "ObservedDetail": "snapshots",
     "OutboxWait": "snapshots",
     "StatusSnapshot": "snapshots",

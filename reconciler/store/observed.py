@@ -119,6 +119,22 @@ class ObservedMixin(StoreBase):
                 ],
             )
 
+    def prune_events(self, older_than: datetime, keep: int, *, batch: int = 20_000) -> int:
+        """Delete the events older than ``older_than`` and all but the newest ``keep`` (by id), oldest first and
+        at most ``batch`` in one statement; returns how many went (``batch``: more may be due)."""
+        with self._write() as conn:
+            newest = conn.execute(sa.select(sa.func.max(EVENTS.c.id))).scalar()
+            if newest is None:
+                return 0
+            due = sa.or_(EVENTS.c.at < _to_utc(older_than), EVENTS.c.id <= int(newest) - keep)
+            victims = sa.select(EVENTS.c.id).where(due).order_by(EVENTS.c.id).limit(batch)
+            result = conn.execute(EVENTS.delete().where(EVENTS.c.id.in_(victims.scalar_subquery())))
+            return int(result.rowcount)
+
+    def event_count(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(EVENTS)).scalar() or 0)
+
     def events(self, limit: int = 100) -> list[EventRecord]:
         """The newest ``limit`` events, newest first."""
         with self._read() as conn:

@@ -1,7 +1,7 @@
 """One consistent read of everything the status document shows (``dsfleet status``, the HTTP API, ``/metrics``):
 node status, the latest config of each node, the inventory, the last revision, the observed instances, the
 pending plan of manual sync, the newest events, the coordinator's heartbeat, the fleet id, what waits in the outbox
-and what was published lately, all from **one** read transaction, so a status never mixes two states of the
+(and what a camera handover holds back there) and what was published lately, all from **one** read transaction, so a status never mixes two states of the
 store. The document itself is built from the snapshot by a pure function
 (:func:`dsfleet.reconciler.views.status_document`).
 """
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from dsfleet.reconciler.store.coordinators import CoordinatorBeat, CoordinatorMixin
+from dsfleet.reconciler.store.nodekeys import PENDING, KeysMixin, NodeKeyRow
 from dsfleet.reconciler.store.nodestates import LiveMixin, NodeStatusRow
 from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin
 from dsfleet.reconciler.store.outbox import OutboxMixin
@@ -34,6 +35,8 @@ from dsfleet.reconciler.store.values import (
 __all__ = [
     "DRIFT_EVENT",
     "PENDING_PLAN",
+    "UNAUTHENTICATED_REPORTS",
+    "HeldConfig",
     "NodeHead",
     "ObservedDetail",
     "OutboxWait",
@@ -43,6 +46,10 @@ __all__ = [
 
 PENDING_PLAN: Final = "pending_plan"
 """The sync-state key under which the coordinator keeps the pending plan of manual sync."""
+
+UNAUTHENTICATED_REPORTS: Final = "unauthenticated_reports"
+"""The sync-state key under which the coordinator keeps how many reports it dropped for their signature, by
+reason, since it started (``{"since": ISO time, "counts": {reason: n}}``)."""
 
 DRIFT_EVENT: Final = "drift"
 """The event kind of one drift an agent reported (counted as ``driftEvents`` / ``dsfleet_drift_events_total``)."""
@@ -57,6 +64,17 @@ class OutboxWait:
 
     rows: int
     since: datetime
+
+
+@dataclass(frozen=True)
+class HeldConfig:
+    """A node's config held back in the outbox by a camera handover: its row, since when it is stored, and its
+    hold (JSON: ``moves``, ``since``, ``deadline``, ``state``, ``reason``)."""
+
+    outbox_id: int
+    node: str
+    created_at: datetime
+    hold: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -104,13 +122,19 @@ class StatusSnapshot:
     """The coordinator's last heartbeat (None: none ever ran on this store)."""
     fleet_id: str | None = None
     outbox: Mapping[str, OutboxWait] = field(default_factory=dict)
-    """What waits in the outbox, by key (node)."""
+    """What waits in the outbox to be published, by key (node); held rows are not counted here (``held``)."""
+    held: tuple[HeldConfig, ...] = ()
+    """The configs a camera handover holds back in the outbox, oldest first."""
     published: Mapping[str, datetime] = field(default_factory=dict)
     """When each node's newest config was published, for those published since the snapshot's ``since``."""
     removed: Mapping[str, datetime] = field(default_factory=dict)
     """Nodes whose newest config is a removal (a tombstone), with when it was stored."""
     drift_events: int = 0
     """How many drifts agents have reported in all (healed or not)."""
+    pending_keys: tuple[NodeKeyRow, ...] = ()
+    """Agents' keys waiting for an operator's approval (``dsfleet nodes approve``), by node."""
+    unauthenticated: Mapping[str, Any] | None = None
+    """Reports the coordinator dropped for their signature (:data:`UNAUTHENTICATED_REPORTS`); None: none kept."""
 
 
 _OBSERVED = sa.select(
@@ -155,8 +179,13 @@ def _observed_detail(row: RowMapping) -> ObservedDetail:
 
 _PENDING = (
     sa.select(OUTBOX.c.key, sa.func.count(), sa.func.min(OUTBOX.c.created_at))
-    .where(OUTBOX.c.published_at.is_(None))
+    .where(OUTBOX.c.published_at.is_(None), OUTBOX.c.held.is_(False))
     .group_by(OUTBOX.c.key)
+)
+_HELD = (
+    sa.select(OUTBOX.c.id, OUTBOX.c.key, OUTBOX.c.created_at, OUTBOX.c.hold)
+    .where(OUTBOX.c.published_at.is_(None), OUTBOX.c.held.is_(True))
+    .order_by(OUTBOX.c.id)
 )
 
 
@@ -177,7 +206,7 @@ def _removed() -> sa.Select[Any]:
     )
 
 
-class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, CoordinatorMixin):
+class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, CoordinatorMixin, KeysMixin):
     """:meth:`status_snapshot`."""
 
     def status_snapshot(self, *, events: int = 20, since: datetime | None = None) -> StatusSnapshot:
@@ -201,6 +230,10 @@ class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, Coor
                     str(key): OutboxWait(int(n), _from_db_required(oldest))
                     for key, n, oldest in conn.execute(_PENDING).all()
                 },
+                held=tuple(
+                    HeldConfig(int(i), str(key), _from_db_required(at), dict(hold or {}))
+                    for i, key, at, hold in conn.execute(_HELD).all()
+                ),
                 published=self._published_since(since) if since is not None else {},
                 removed={str(n): _from_db_required(t) for n, t in conn.execute(_removed()).all()},
                 drift_events=int(
@@ -209,6 +242,8 @@ class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, Coor
                     ).scalar()
                     or 0
                 ),
+                pending_keys=tuple(k for k in self.node_keys() if k.state == PENDING),
+                unauthenticated=self.sync_state(UNAUTHENTICATED_REPORTS),
             )
 
     def _published_since(self, since: datetime) -> dict[str, datetime]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dsfleet.reconciler.store.coordinators import CoordinatorMixin
 from dsfleet.reconciler.store.database import StoreBase
+from dsfleet.reconciler.store.deliveries import DeliveriesMixin
 from dsfleet.reconciler.store.legacyviews import LegacyViewsMixin
+from dsfleet.reconciler.store.nodekeys import KeysMixin
 from dsfleet.reconciler.store.nodestates import LiveMixin
 from dsfleet.reconciler.store.observed import ObservedMixin
 from dsfleet.reconciler.store.outbox import OutboxMixin
@@ -20,6 +22,8 @@ class Store(
     LiveMixin,
     CoordinatorMixin,
     LegacyViewsMixin,
+    KeysMixin,
+    DeliveriesMixin,
     StoreBase,
 ):
     """The coordinator's database. Create with :meth:`open`; close with :meth:`close` (or ``with``)."""

@@ -134,6 +134,11 @@ class OutboxRow:
     created_at: datetime
     published_at: datetime | None
     attempts: int
+    held: bool = False
+    """Held back until a camera handover is decided (``hold`` says what it waits for): not sent meanwhile."""
+    hold: Mapping[str, Any] | None = None
+    """What a held row waits for (JSON: ``moves``, ``since``, ``deadline``, ``state``, ``reason``); kept after its
+    release."""
 
 
 @dataclass(frozen=True)

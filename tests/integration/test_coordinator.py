@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dsfleet.plumbing.kafka import Admin, Producer, Record, client_config
+from dsfleet.plumbing.signing import generate_key
 from dsfleet.reconciler.store import Store
 from dsfleet.schemas.wire import (
     AgentCommand,
@@ -22,6 +23,7 @@ from dsfleet.schemas.wire import (
     topic_name,
 )
 from tests.support.brokers import Tansu
+from tests.support.keys import coordinator_env, sign_message
 from tests.support.livefleet import (
     ROOT,
     CoordinatorProc,
@@ -171,7 +173,11 @@ def test_editor_temp_files_and_half_written_files_apply_nothing_broken(
 def test_manual_sync_waits_for_update_config(
     kafka_broker: Tansu, topic_prefix: str, fleet: Path, db: str, tmp_path: Path
 ) -> None:
-    coord = _coordinator(fleet, db, kafka_broker, topic_prefix, tmp_path, extra=["--sync", "manual"]).start()
+    operator = generate_key()
+    env = coordinator_env(tmp_path / "keys" / "coordinator.key", operators=[operator])
+    coord = _coordinator(
+        fleet, db, kafka_broker, topic_prefix, tmp_path, extra=["--sync", "manual"], env=env
+    ).start()
     reader = TopicReader(kafka_broker.bootstrap, topic_prefix, Topic.AGENT_CONFIG)
     try:
         coord.wait_log(r"manual sync: plan stored, not applied")
@@ -182,10 +188,12 @@ def test_manual_sync_waits_for_update_config(
         with Store.open(db, readonly=True) as store:
             assert store.sync_state("pending_plan")["summary"]["nodes_to_add"] == 2
         producer = Producer(client_config(kafka_broker.bootstrap))
+        update = UpdateConfig(sent_at=now_iso(), requestId="r1", requestedBy="test")
         producer.send(
             topic_name(Topic.UPDATE_CONFIG, topic_prefix),
             None,
-            encode(UpdateConfig(sent_at=now_iso(), requestId="r1", requestedBy="test")),
+            encode(update),
+            headers=sign_message(operator, update, None),  # an operator's key the coordinator obeys
             partition=0,
         )
         assert producer.flush(5) == 0
@@ -241,6 +249,9 @@ def test_one_coordinator_per_store(
 def test_agents_named_heartbeats_offline_and_resync(
     kafka_broker: Tansu, topic_prefix: str, fleet: Path, db: str, tmp_path: Path
 ) -> None:
+    # gpu-node-2's key is enrolled before the coordinator starts (the unnamed agents' keys are not: an unnamed
+    # agent's self-signed announce is answered all the same)
+    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-2", "gpu-node-2", heartbeat=0.5, db=db)
     coord = _coordinator(
         fleet, db, kafka_broker, topic_prefix, tmp_path, extra=["--resync-grace", "1"]
     ).start()
@@ -248,7 +259,6 @@ def test_agents_named_heartbeats_offline_and_resync(
     configs = TopicReader(kafka_broker.bootstrap, topic_prefix, Topic.AGENT_CONFIG)
     unnamed = FakeAgent(kafka_broker.bootstrap, topic_prefix, None, "gpu-node-1")
     stranger = FakeAgent(kafka_broker.bootstrap, topic_prefix, None, "nobody-knows-me")
-    agent = FakeAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-2", "gpu-node-2", heartbeat=0.5)
     try:
         configs.wait(lambda rs: len(rs) >= 2, 30, "first configs")
         # named by hostname; an unknown agent is told why
@@ -362,7 +372,8 @@ def test_malformed_messages_on_every_topic_are_dropped(
             producer.send(topic_name(topic, topic_prefix), key, bad[i % len(bad)], partition=0)
         assert producer.flush(30) == 0
         coord.wait_log(r"message dropped topic=.*AgentInfo", timeout=30)
-        coord.wait_log(r"message dropped topic=.*AgentResponse", timeout=30)
+        # unsigned reports are dropped before they are parsed (an AgentInfo is read: it may be an announce)
+        coord.wait_log(r"report dropped reason=unsigned", timeout=30)
         assert coord.proc is not None and coord.proc.poll() is None
         gate = fleet / "cameras" / "gate.yaml"
         gate.write_text(gate.read_text().replace("gate-2/main", "gate-2/sub"))

@@ -44,7 +44,7 @@ def _configs_until(bus: KafkaBus, want: bytes, timeout: float) -> list[bytes | N
 
     def check() -> bool:
         batch = bus.poll(0.05)
-        seen.extend(v for k, v in batch.configs if k == NODE.encode())
+        seen.extend(r.value for r in batch.configs if r.key == NODE.encode())
         return want in seen
 
     wait_for(check, timeout, f"config {want!r}", interval=0)

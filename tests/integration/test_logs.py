@@ -24,15 +24,19 @@ import docker
 import httpx
 import pytest
 
+from dsfleet.plumbing.signing import generate_key
 from dsfleet.reconciler.cli.main import main
 from dsfleet.schemas.wire import AgentCommand
 from tests.support.apiserver import ServerProc
 from tests.support.brokers import Tansu, free_port
 from tests.support.fleetstack import Stack
+from tests.support.keys import enroll
 from tests.support.livefleet import ROOT, CoordinatorProc, copy_fleet, stop_process, wait_for
 from tests.support.logagents import LogAgent
 
 SECRET = "hunter2-Canary"
+NODE_KEY = generate_key()
+"""The key of the stand-in agent of gpu-node-1 (enrolled in each test's store before its coordinator starts)."""
 LINES = (
     "2026-01-01T12:00:00.000000001Z starting pipeline",
     f"2026-01-01T12:00:01.5Z connecting rtsp://admin:{SECRET}@10.0.0.5/main",
@@ -94,9 +98,11 @@ def fleet(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def coordinator(fleet: Path, kafka_broker: Tansu, topic_prefix: str, tmp_path: Path) -> Iterator[ServerProc]:
-    server = _coordinator(
-        fleet, f"sqlite:///{tmp_path / 'state.db'}", kafka_broker, topic_prefix, tmp_path / "c.log"
-    ).start()
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    enroll(
+        db, "gpu-node-1", NODE_KEY
+    )  # the stand-in agent's key, enrolled before the coordinator reads the keys
+    server = _coordinator(fleet, db, kafka_broker, topic_prefix, tmp_path / "c.log").start()
     try:
         with server.client() as api:
             wait_for(
@@ -117,7 +123,7 @@ def _whole(_command: AgentCommand) -> str:
 def test_the_log_comes_from_the_node_redacted_and_the_cli_prints_it(
     coordinator: ServerProc, kafka_broker: Tansu, topic_prefix: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    agent = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", _whole)
+    agent = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", _whole, key=NODE_KEY)
     try:
         with coordinator.client() as api:
             asked = datetime.now(UTC)
@@ -190,7 +196,7 @@ def test_serve_reads_the_replies_itself(
         ],
         tmp_path / "serve.log",
     ).start()
-    agent = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", _whole)
+    agent = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", _whole, key=NODE_KEY)
     try:
         with serve.client() as api:
             for _ in range(2):  # the reader starts on the first request and serves the next ones
@@ -224,7 +230,7 @@ def test_follow_prints_each_new_line_once_until_ctrl_c(
             return "\n".join(line for at, line in written if at >= since.replace(microsecond=0))
         return "\n".join(line for at, line in written if since is None or at > since)
 
-    agent = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", growing)
+    agent = LogAgent(kafka_broker.bootstrap, topic_prefix, "gpu-node-1", growing, key=NODE_KEY)
     out, err = tmp_path / "follow.out", tmp_path / "follow.err"
     with out.open("wb") as fh, err.open("wb") as fe:
         proc = subprocess.Popen(

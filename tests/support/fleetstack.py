@@ -1,6 +1,8 @@
 """The whole loop on one machine for tests: the example fleet renamed to a unique prefix (so its containers and
 nodes never meet another run's), images pointed at the stub, canary camera passwords in each agent's secret
-store, the coordinator and one ``dsfleet-agent run`` per node as subprocesses (stopped by their PID), and checks of
+store, keys set up as an operator would (the coordinator's signing key made up front next to the store, each agent
+trusting it, each agent's own key made in its state directory and enrolled for its node), the coordinator and one
+``dsfleet-agent run`` per node as subprocesses (stopped by their PID), and checks of
 the invariants every fault must keep: converged to the last accepted revision, no revision lost, unmanaged
 containers untouched, no secret in any log, message or table.
 """
@@ -8,6 +10,7 @@ containers untouched, no secret in any log, message or table.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -25,10 +28,16 @@ from dsfleet.schemas.labels import LABEL_NODE, LABEL_SPEC_HASH
 from dsfleet.schemas.wire import AgentConfig, Topic
 from tests.support.dockerengine import RUN_LABEL, STUB_IMAGE
 from tests.support.kafkafleet import AgentProcess, agent_args
+from tests.support.keys import coordinator_key, coordinator_key_path, enroll_agent
 from tests.support.livefleet import ROOT, CoordinatorProc, TopicReader, wait_for
 
-SECRET_REFS = [f"gate-{i}" for i in range(1, 5)] + [f"lobby-{i}" for i in range(1, 5)]
+SECRET_REFS = [f"gate-{i}" for i in range(1, 5)] + [f"lobby-{i}" for i in range(1, 5)] + ["stub-say"]
+"""Secrets planted in each agent's store: the cameras' credentials, and ``stub-say``, a secret env variable of the
+gate instance (``STUB_SAY``: it reaches the container as the file ``STUB_SAY_FILE`` names, and the stub prints it
+once at start, as a careless app would log a credential)."""
+ENV_SECRET = "  restartPolicy: OnFailure\n  env:\n    STUB_SAY: {secretRef: stub-say}\n"
 ORIGINAL_IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
+HANDOVER_TIMEOUT = "DSFLEET_COORDINATOR__HANDOVER_TIMEOUT_SECONDS"
 
 
 def fleet_names(prefix: str) -> dict[str, str]:
@@ -51,6 +60,8 @@ def write_fleet(dest: Path, prefix: str, image: str = STUB_IMAGE) -> Path:
         for old, new in names.items():
             text = re.sub(rf"\b{re.escape(old)}\b", new, text)
         text = text.replace(ORIGINAL_IMAGE, image)
+        if path.name == "ccm.yaml":  # the gate instance (the first document) gets a secret env variable
+            text = text.replace("  restartPolicy: OnFailure\n", ENV_SECRET, 1)
         text = text.replace(
             "    - nvcr.io/nvidia/deepstream:7.*", f"    - nvcr.io/nvidia/deepstream:7.*\n    - {image}"
         )
@@ -82,15 +93,25 @@ class Stack:
     accepted_edits: int = 0
     baseline: dict[str, str] = field(default_factory=dict)
     """node → config hash of the fleet as written at start (:meth:`mark_baseline`, :meth:`restore_baseline`)."""
+    coordinator_env: dict[str, str] = field(default_factory=lambda: {HANDOVER_TIMEOUT: "3"})
+    """Settings of every coordinator the stack starts. Both nodes share one Docker engine here, so an instance
+    moved between them (and back, by :meth:`restore_baseline`) keeps its container name taken until the old node
+    removes its container, while the coordinator holds that removal until the new node runs the instance's cameras
+    (an ordered camera move): a short handover timeout lets it go. On two hosts the new node runs them first."""
 
     def __post_init__(self) -> None:
         self.names = fleet_names(self.prefix.strip(".").replace(".", "-"))
         self.manifests = write_fleet(self.root / "manifests", self.prefix.strip("."), self.image)
         self._pristine = {p: p.read_text() for p in sorted(self.manifests.rglob("*")) if p.is_file()}
         self.db = f"sqlite:///{self.root / 'state.db'}"
+        self._coordinator_settings: dict[str, str] = {}
         self.nodes = [self.names["gpu-node-1"], self.names["gpu-node-2"]]
+        self.key_path = coordinator_key_path(self.db)
+        self.key = coordinator_key(self.db)
+        """The coordinator's signing key (where ``dsfleet coordinator`` and ``dsfleet apply`` look for it)."""
         for node in self.nodes:
             plant_secrets(self.state_dir(node), self.canary)
+            enroll_agent(self.db, node, self.state_dir(node))
 
     # -- processes ----------------------------------------------------------------------------------------------
 
@@ -98,6 +119,7 @@ class Stack:
         return self.root / "agents" / node
 
     def start_coordinator(self, env: dict[str, str] | None = None) -> CoordinatorProc:
+        self._coordinator_settings = {**self.coordinator_env, **(env or {})}
         self.coordinator = CoordinatorProc(
             self.manifests,
             self.db,
@@ -105,12 +127,12 @@ class Stack:
             self.prefix,
             self.root / "coordinator.log",
             extra=["--resync-grace", "3"],
-            env={"PYTHONUNBUFFERED": "1", **(env or {})},
+            env={"PYTHONUNBUFFERED": "1", **self._coordinator_settings},
         ).start()
         return self.coordinator
 
     def start_agent(self, node: str) -> AgentProcess:
-        args = agent_args(self.bootstrap, self.prefix, self.state_dir(node), node)
+        args = agent_args(self.bootstrap, self.prefix, self.state_dir(node), node, trust=[self.key])
         agent = AgentProcess(args, self.root / f"agent-{node}.log").start()
         self.agents[node] = agent
         return agent
@@ -127,12 +149,13 @@ class Stack:
         self.baseline = {node: str(cfg["configHash"]) for node, cfg in self.desired().items()}
 
     def restore_baseline(self, timeout: float = 60.0) -> None:
-        """Bring the stack back to the baseline: the coordinator (without fault injection) and every agent
-        running, the manifests as written at start, their configs stored and converged. Edits are counted anew
+        """Bring the stack back to the baseline: the coordinator (without fault injection or other settings) and
+        every agent running, the manifests as written at start, their configs stored and converged. Edits are counted anew
         from here (:meth:`check_invariants`)."""
         assert self.baseline, "mark_baseline() first"
         c = self.coordinator
-        if c is None or c.proc is None or c.proc.poll() is not None or "DSFLEET_FAULT_POINT" in c.env:
+        special = self._coordinator_settings != self.coordinator_env  # a fault injected, another setting
+        if c is None or c.proc is None or c.proc.poll() is not None or special:
             if c is not None:
                 c.kill()
             self.start_coordinator()
@@ -314,9 +337,40 @@ class Stack:
             assert c.status == "running"
             assert c.attrs["State"]["StartedAt"] == self._unmanaged_started
         self.assert_no_secret()
+        self.assert_secret_files()
+
+    def assert_secret_files(self) -> None:
+        """Every secret of a running instance is in a file only its owner can read: rendered files that carry
+        one 0600, secret env files 0400 in a 0700 directory, mounted read-only at ``/run/secrets`` and named by
+        ``X_FILE`` in the container's environment."""
+        for node, cfg in self.desired().items():
+            state = self.state_dir(node)
+            for inst in cfg["instances"]:
+                name = inst["name"]
+                for f in inst["files"]:
+                    mode = (state / "instances" / name / f["path"]).stat().st_mode & 0o777
+                    assert mode == (0o600 if f.get("secrets") else 0o644), (name, f["path"], oct(mode))
+                env_secrets = sorted(inst["container"].get("envSecrets") or {})
+                c = self.client.api.inspect_container(f"dsfleet-{name}")
+                mounts = {m["Destination"]: m for m in c["Mounts"]}
+                if not env_secrets:
+                    assert "/run/secrets" not in mounts and not (state / "envsecrets" / name).exists(), name
+                    continue
+                directory = state / "envsecrets" / name
+                assert directory.stat().st_mode & 0o777 == 0o700, name
+                assert sorted(p.name for p in directory.iterdir()) == env_secrets, name
+                assert all((directory / v).stat().st_mode & 0o777 == 0o400 for v in env_secrets), name
+                assert mounts["/run/secrets"]["Source"] == str(directory) and not mounts["/run/secrets"]["RW"]
+                env = set(c["Config"]["Env"] or ())
+                assert all(f"{v}_FILE=/run/secrets/{v}" in env for v in env_secrets), name
+                assert not [e for e in env if e.split("=", 1)[0] in env_secrets], name
 
     def assert_no_secret(self) -> None:
         needle = self.canary.encode()
+        for node in self.nodes:  # what Docker shows of every managed container: environment, labels, mounts
+            for c in self.client.api.containers(all=True, filters={"label": f"{LABEL_NODE}={node}"}):
+                shown = json.dumps(self.client.api.inspect_container(c["Id"])).encode()
+                assert needle not in shown, f"a secret in docker inspect of {c['Names']}"
         for path in self.root.glob("*.log"):
             assert needle not in path.read_bytes(), f"a secret in {path.name}"
         db_path = Path(self.db.removeprefix("sqlite:///"))

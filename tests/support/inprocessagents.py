@@ -15,6 +15,9 @@ from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
 from dsfleet.agent.runtime import DockerRuntime
 from dsfleet.agent.secrets import LocalSecretStore
 from dsfleet.agent.testing import ManualClock, MemoryBus, MemoryRuntime, MemorySecretStore
+from dsfleet.agent.trust import Trust
+from dsfleet.plumbing.settings import AdmissionSettings
+from dsfleet.plumbing.signing import SigningKey
 from dsfleet.schemas.labels import instance_labels
 from dsfleet.schemas.nodeconfigs import (
     CONFIGS_DIR,
@@ -77,8 +80,12 @@ def start_agent(
     bus: MemoryBus | None = None,
     heartbeat_seconds: float = 1.0,
     fleet_id: str | None = None,
+    admission: AdmissionSettings | None = None,
+    trust: Trust | None = None,
 ) -> RunningAgent:
-    """An agent on the real engine (it never pulls: only loopback is a network target in tests)."""
+    """An agent on the real engine (it never pulls: only loopback is a network target in tests); ``admission``:
+    its ``[agent.admission]`` settings (default: the defaults); ``trust``: the coordinator keys it believes
+    (default: the key of ``bus``, which signs what the test pushes)."""
     runtime = DockerRuntime(pull=False)
     bus = bus or MemoryBus()
     agent = Agent(
@@ -91,6 +98,8 @@ def start_agent(
             poll_seconds=0.05,
             stop_timeout=2.0,
             fleet_id=fleet_id,
+            admission=admission or AdmissionSettings(),
+            trust=trust if trust is not None else bus.trust(),
         ),
         runtime,
         bus,
@@ -117,19 +126,24 @@ def fake_instance(
     strategy: UpdateStrategy = "CreateBeforeStop",
     health: bool = False,
     camera_secrets: Mapping[str, str] | None = None,
+    privileged: bool = False,
+    binds: Sequence[MountSpec] = (),
 ) -> InstanceConfig:
-    """An instance for the fakes; with ``camera_secrets`` its file carries a placeholder per secret ref."""
+    """An instance for the fakes (its hashes made for its content, as the coordinator makes them); with
+    ``camera_secrets`` its file carries a placeholder per secret ref; ``binds``: mounts besides its own."""
     spec = ContainerSpec(
         image=image,
         env={"LEVEL": env},
         mounts=(
             MountSpec(type="configs", target=CONFIGS_DIR),
             MountSpec(type="volume", source=f"{name}_engine", target="/workspace/build", readOnly=False),
+            *binds,
         ),
         engineVolume=f"{name}_engine",
         labels=instance_labels(name),
         restartPolicy=RestartPolicySpec(name="unless-stopped"),
         healthCheck=HealthCheck(test=("CMD", "true")) if health else None,
+        privileged=privileged,
     )
     refs = tuple(sorted(set((camera_secrets or {}).values())))
     content = files + "".join(f"\nuri=rtsp://${{secret:{ref}}}@10.0.0.1/{ref}" for ref in refs)
@@ -212,20 +226,30 @@ def fake_agent(
     fleet_id: str | None = None,
     heartbeat_seconds: float = 5.0,
     log_lines: Sequence[str] = (),
+    admission: AdmissionSettings | None = None,
+    coordinator: SigningKey | None = None,
+    trust: Trust | None = None,
+    node: str | None = FAKE_NODE,
 ) -> FakeAgent:
-    """A followed agent of node :data:`FAKE_NODE` on the fakes (one clock for the runtime and the agent)."""
+    """A followed agent of ``node`` (None: unnamed, it waits for ``assign-name``) on the fakes (one clock for the
+    runtime and the agent).
+
+    What the test pushes is signed by ``coordinator`` (default: a key made for this agent's bus), and the agent
+    believes ``trust`` (default: that key alone), as an agent installed with the coordinator's public key does."""
     clock = clock or ManualClock()
     runtime = runtime or MemoryRuntime(clock=clock, log_lines=log_lines)
     runtime.clock = clock
-    bus = MemoryBus()
+    bus = MemoryBus(coordinator)
     store = MemorySecretStore(dict(secrets or {}))
     agent = Agent(
         LoopSettings(
             state_dir=state_dir,
-            node=FAKE_NODE,
+            node=node,
             poll_seconds=0,
             heartbeat_seconds=heartbeat_seconds,
             fleet_id=fleet_id,
+            admission=admission or AdmissionSettings(),
+            trust=trust if trust is not None else bus.trust(),
         ),
         runtime,
         bus,

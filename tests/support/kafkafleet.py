@@ -1,5 +1,5 @@
-"""Test helper: a coordinator stand-in on a real broker (publishes AgentConfig/AgentCommand, reads AgentInfo and
-AgentResponse) and ``dsfleet-agent run`` subprocesses, stopped by their PID."""
+"""Test helper: a coordinator stand-in on a real broker (publishes AgentConfig/AgentCommand signed by its key, reads
+AgentInfo and AgentResponse) and ``dsfleet-agent run`` subprocesses that trust that key, stopped by their PID."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dsfleet.plumbing.kafka import Admin, Consumer, Producer, client_config
+from dsfleet.plumbing.signing import PublicKey, SigningKey, generate_key
+from dsfleet.schemas.signatures import SignedFields
 from dsfleet.schemas.wire import (
     AgentCommand,
     AgentInfo,
@@ -24,12 +28,17 @@ from dsfleet.schemas.wire import (
     decode,
     encode,
     partition_for,
+    schema_of,
     topic_name,
 )
 from tests.support.dockerengine import ROOT
+from tests.support.keys import sign_message, sign_value, trust_args
 
 PARTITIONS = 4
 FAST = {"fetch.wait.max.ms": "10", "linger.ms": "0"}
+STANDIN_KEY = generate_key()
+"""The stand-in coordinator's signing key (one for the session: a test may start a second stand-in, as a
+coordinator restarted with its key); :func:`agent_args` makes agents trust it unless told otherwise."""
 
 
 @dataclass
@@ -38,6 +47,7 @@ class Coordinator:
     prefix: str
     responses: dict[str, AgentResponse] = field(default_factory=dict)
     infos: list[AgentInfo] = field(default_factory=list)
+    key: SigningKey = STANDIN_KEY
 
     def __post_init__(self) -> None:
         self.config = client_config(self.bootstrap, FAST)
@@ -48,34 +58,62 @@ class Coordinator:
     def topic(self, t: Topic) -> str:
         return topic_name(t, self.prefix)
 
+    def _sign(self, node: str, value: bytes | None) -> dict[str, str]:
+        """Headers of an AgentConfig record signed by :attr:`key`: its signed fields read from the payload when it
+        is a JSON object, else (a tombstone, garbage) the schema and the time now."""
+        try:
+            return sign_value(self.key, node, value)
+        except (ValueError, TypeError, AttributeError, RecursionError):
+            fields = SignedFields(schema_of(Topic.AGENT_CONFIG), datetime.now(UTC).isoformat())
+            return sign_value(self.key, node, value, fields=fields)
+
     def publish_config(self, node: str, value: bytes | None) -> None:
         self.producer.send(
-            self.topic(Topic.AGENT_CONFIG), node, value, partition=partition_for(node, PARTITIONS)
+            self.topic(Topic.AGENT_CONFIG),
+            node,
+            value,
+            headers=self._sign(node, value),
+            partition=partition_for(node, PARTITIONS),
         )
         self.producer.flush(10)
 
     def publish_raw(self, node: str, values: list[bytes]) -> None:
+        """Records as given (malformed ones too), each signed: what they test is the agent's parsing."""
         topic = self.topic(Topic.AGENT_CONFIG)
         p = partition_for(node, PARTITIONS)
         for v in values:
-            self.producer.send(topic, node, v, partition=p)
+            self.producer.send(topic, node, v, headers=self._sign(node, v), partition=p)
             self.producer.poll(0)
         self.producer.flush(30)
 
     def command(
-        self, target: str, kind: CommandKind, node: str | None = None, machine_id: str | None = None
+        self,
+        target: str,
+        kind: CommandKind,
+        node: str | None = None,
+        machine_id: str | None = None,
+        key_id: str | None = None,
     ) -> None:
-        from datetime import UTC, datetime
-
+        """A signed AgentCommand; an ``assign-name`` names the key of the agent that asked (``key_id``, else the
+        key the last AgentInfo of ``machine_id`` announced), as the coordinator does."""
+        if kind is CommandKind.ASSIGN_NAME and key_id is None:
+            self.read()
+            asked = [i for i in self.infos if i.machineId == machine_id and i.publicKey]
+            key_id = PublicKey.from_text(asked[-1].publicKey or "").id if asked else None
         cmd = AgentCommand(
             sent_at=datetime.now(UTC).isoformat(),
             command=kind,
             target=target,
             node=node,
             machineId=machine_id,
+            keyId=key_id,
         )
         self.producer.send(
-            self.topic(Topic.AGENT_COMMAND), target, encode(cmd), partition=partition_for(target, PARTITIONS)
+            self.topic(Topic.AGENT_COMMAND),
+            target,
+            encode(cmd),
+            headers=sign_message(self.key, cmd, target),
+            partition=partition_for(target, PARTITIONS),
         )
         self.producer.flush(10)
 
@@ -156,8 +194,16 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def agent_args(bootstrap: str, prefix: str, state_dir: Path, node: str | None) -> list[str]:
+def agent_args(
+    bootstrap: str,
+    prefix: str,
+    state_dir: Path,
+    node: str | None,
+    trust: Sequence[SigningKey] | None = None,
+) -> list[str]:
+    """``dsfleet-agent run`` flags; ``trust``: the coordinator keys it believes (None: the stand-in's)."""
     args = [
+        *trust_args(*(trust if trust is not None else (STANDIN_KEY,))),
         "--bootstrap-servers",
         bootstrap,
         "--topic-prefix",

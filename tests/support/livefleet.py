@@ -1,5 +1,6 @@
 """Helpers for tests (and benchmarks) of the live loop: a coordinator as a subprocess, a reader of a topic, and a
-fake agent that speaks the wire protocol. Every wait polls with a deadline."""
+fake agent that speaks the wire protocol, signing what it sends with a key of its own (enrolled for its node when
+given the store: :mod:`tests.support.keys`). Every wait polls with a deadline."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from typing import Any, TypeVar
 
 from dsfleet.plumbing.kafka import Consumer, Producer, Record, client_config
 from dsfleet.plumbing.settings import load_settings
+from dsfleet.plumbing.signing import SigningKey, generate_key
 from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic, encode, partition_for, topic_name
+from tests.support.keys import enroll, sign_message
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -174,25 +177,40 @@ class TopicReader:
 
 
 class FakeAgent:
-    """Speaks the agent's side of the wire (AgentInfo, AgentResponse) without Docker."""
+    """Speaks the agent's side of the wire (AgentInfo, AgentResponse) without Docker, signed by a key of its own
+    (``key``; made now when not given) that its AgentInfo announces. ``db``: the store its key is enrolled in for
+    ``node`` (else the coordinator keeps its announces as a pending enrollment and drops its reports)."""
 
     def __init__(
-        self, bootstrap: str, prefix: str, node: str | None, hostname: str, heartbeat: float = 0.5
+        self,
+        bootstrap: str,
+        prefix: str,
+        node: str | None,
+        hostname: str,
+        heartbeat: float = 0.5,
+        *,
+        db: str | None = None,
+        key: SigningKey | None = None,
     ) -> None:
         self.config = kafka_client_config(bootstrap)
         self.prefix = prefix
         self.node = node
         self.hostname = hostname
         self.heartbeat = heartbeat
+        self.key = key or generate_key()
+        if db is not None and node is not None:
+            enroll(db, node, self.key)
         self.producer = Producer(self.config, client_id=f"fake-{hostname}")
 
-    def _send(self, topic: Topic, key: str, value: bytes) -> None:
+    def _send(self, topic: Topic, key: str, message: AgentInfo | AgentResponse) -> None:
         name = topic_name(topic, self.prefix)
         count = self.producer.partitions(name) or 1
-        self.producer.send(name, key, value, partition=partition_for(key, count))
+        headers = sign_message(self.key, message, key)
+        self.producer.send(name, key, encode(message), headers=headers, partition=partition_for(key, count))
         self.producer.flush(5)
 
     def announce(self, generation: int | None = None, machine_id: str | None = None, **kw: Any) -> None:
+        kw.setdefault("publicKey", self.key.public.text())
         info = AgentInfo(
             sent_at=now_iso(),
             node=self.node,
@@ -203,7 +221,7 @@ class FakeAgent:
             agentVersion="test",
             **kw,
         )
-        self._send(Topic.AGENT_INFO, self.node or machine_id or self.hostname, encode(info))
+        self._send(Topic.AGENT_INFO, self.node or machine_id or self.hostname, info)
 
     def respond(self, generation: int | None, instances: Sequence[dict[str, Any]] = ()) -> None:
         assert self.node is not None
@@ -215,7 +233,7 @@ class FakeAgent:
                 "instances": list(instances),
             }
         )
-        self._send(Topic.AGENT_RESPONSE, self.node, encode(resp))
+        self._send(Topic.AGENT_RESPONSE, self.node, resp)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,5 +1,6 @@
 """A stand-in agent for tests of instance logs: it answers ``logs`` commands (AgentCommand) for one node on the
-real broker with an AgentLogs reply, like the agent does, with whatever text the test gives it."""
+real broker with an AgentLogs reply signed by a key of its own (enrolled for the node when given the store), like
+the agent does, with whatever text the test gives it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from dsfleet.plumbing.kafka import Consumer, Producer, client_config
+from dsfleet.plumbing.signing import SigningKey, generate_key
 from dsfleet.schemas.wire import (
     AgentCommand,
     AgentLogs,
@@ -19,17 +21,32 @@ from dsfleet.schemas.wire import (
     partition_for,
     topic_name,
 )
+from tests.support.keys import enroll, sign_message
 from tests.support.livefleet import wait_for
 
 __all__ = ["LogAgent"]
 
 
 class LogAgent:
-    """Answers ``logs`` commands for one node on the real broker; ``text(command)`` makes each reply's text."""
+    """Answers ``logs`` commands for one node on the real broker; ``text(command)`` makes each reply's text. Its
+    replies are signed by ``key`` (made now when not given), enrolled for ``node`` in ``db`` when given (else the
+    coordinator drops them)."""
 
-    def __init__(self, bootstrap: str, prefix: str, node: str, text: Callable[[AgentCommand], str]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        prefix: str,
+        node: str,
+        text: Callable[[AgentCommand], str],
+        *,
+        db: str | None = None,
+        key: SigningKey | None = None,
+    ) -> None:
         self.config = client_config(bootstrap, {"fetch.wait.max.ms": "10"})
         self.prefix, self.node, self.text = prefix, node, text
+        self.key = key or generate_key()
+        if db is not None:
+            enroll(db, node, self.key)
         self.commands: list[AgentCommand] = []
         self.producer = Producer(self.config, client_id=f"log-agent-{node}")
         self._stop = threading.Event()
@@ -66,7 +83,13 @@ class LogAgent:
         )
         name = topic_name(Topic.AGENT_RESPONSE, self.prefix)
         count = self.producer.partitions(name) or 1
-        self.producer.send(name, self.node, encode(reply), partition=partition_for(self.node, count))
+        self.producer.send(
+            name,
+            self.node,
+            encode(reply),
+            headers=sign_message(self.key, reply, self.node),
+            partition=partition_for(self.node, count),
+        )
         self.producer.flush(5)
 
     def close(self) -> None:

@@ -16,8 +16,6 @@ from tests.support.inprocessagents import FakeAgent, fake_agent
 from tests.support.inprocessagents import config_record as config
 from tests.support.inprocessagents import fake_instance as inst
 
-KEY = NODE.encode()
-
 
 def generation(r: FakeAgent) -> int | None:
     return getattr(r.agent.desired, "generation", None)
@@ -73,8 +71,13 @@ def test_another_fleets_config_is_ignored_and_the_bound_fleet_is_reported(tmp_pa
 def test_records_read_while_catching_up_are_history(tmp_path: Path) -> None:
     r = fake_agent(tmp_path)
     r.bus.enqueue(
-        BusBatch(configs=[(KEY, config(3, inst(env="3"))), (KEY, config(1, inst(env="1")))]),
-        BusBatch(configs=[(KEY, config(4, inst(env="4")))], caught_up=True),
+        BusBatch(
+            configs=[
+                r.bus.config_record(NODE, config(3, inst(env="3"))),
+                r.bus.config_record(NODE, config(1, inst(env="1"))),
+            ]
+        ),
+        BusBatch(configs=[r.bus.config_record(NODE, config(4, inst(env="4")))], caught_up=True),
     )
     r.agent.step()
     assert r.agent.desired is None  # not caught up yet: nothing taken
@@ -84,7 +87,12 @@ def test_records_read_while_catching_up_are_history(tmp_path: Path) -> None:
 
 def test_an_invalid_newest_record_at_catch_up_is_reported_the_older_good_one_taken(tmp_path: Path) -> None:
     r = fake_agent(tmp_path)
-    r.bus.enqueue(BusBatch(configs=[(KEY, config(2, inst())), (KEY, b"{garbage")], caught_up=True))
+    r.bus.enqueue(
+        BusBatch(
+            configs=[r.bus.config_record(NODE, config(2, inst())), r.bus.config_record(NODE, b"{garbage")],
+            caught_up=True,
+        )
+    )
     r.settle()
     assert generation(r) == 2
     assert [x.reason for x in r.agent.response().rejections] == ["not-json"]
@@ -115,7 +123,8 @@ def test_a_re_announce_of_the_same_config_is_no_refusal(tmp_path: Path) -> None:
     r.settle()
     calls = list(r.runtime.calls)
     r.bus.enqueue(
-        BusBatch(reset=True), BusBatch(configs=[(KEY, config(2, inst(), fleet="fleet-a"))], caught_up=True)
+        BusBatch(reset=True),
+        BusBatch(configs=[r.bus.config_record(NODE, config(2, inst(), fleet="fleet-a"))], caught_up=True),
     )
     r.settle()
     assert r.agent.response().rejections == () and generation(r) == 4 and r.runtime.calls == calls

@@ -54,7 +54,14 @@ def config(generation: int, *instances: InstanceConfig) -> bytes:
 def make(tmp_path: Path, node: str | None = NODE) -> tuple[Agent, MemoryRuntime, MemoryBus, ManualClock]:
     rt, bus, clock = MemoryRuntime(), MemoryBus(), ManualClock()
     agent = Agent(
-        LoopSettings(state_dir=tmp_path, node=node, heartbeat_seconds=5, resync_seconds=30, poll_seconds=0),
+        LoopSettings(
+            state_dir=tmp_path,
+            node=node,
+            heartbeat_seconds=5,
+            resync_seconds=30,
+            poll_seconds=0,
+            trust=bus.trust(),
+        ),
         rt,
         bus,
         MemorySecretStore(),
@@ -67,10 +74,14 @@ def make(tmp_path: Path, node: str | None = NODE) -> tuple[Agent, MemoryRuntime,
 
 def test_catching_up_applies_only_the_last_config(tmp_path: Path) -> None:
     agent, rt, bus, _ = make(tmp_path)
-    key = NODE.encode()
     bus.enqueue(
-        BusBatch(configs=[(key, config(1, inst("a"))), (key, config(2, inst("b")))]),
-        BusBatch(configs=[(key, config(3, inst("c")))], caught_up=True),
+        BusBatch(
+            configs=[
+                bus.config_record(NODE, config(1, inst("a"))),
+                bus.config_record(NODE, config(2, inst("b"))),
+            ]
+        ),
+        BusBatch(configs=[bus.config_record(NODE, config(3, inst("c")))], caught_up=True),
     )
     agent.step()
     assert rt.calls == []  # not caught up yet: nothing desired (no desired.json)
@@ -82,10 +93,13 @@ def test_catching_up_applies_only_the_last_config(tmp_path: Path) -> None:
 
 def test_rejected_records_are_counted_and_ignored(tmp_path: Path) -> None:
     agent, rt, bus, _ = make(tmp_path)
-    key = NODE.encode()
     good = config(1, inst("a"))
     bus.enqueue(
-        BusBatch(configs=[(key, b"garbage")] * 50 + [(b"other-node", good), (key, good)], caught_up=True)
+        BusBatch(
+            configs=[bus.config_record(NODE, b"garbage")] * 50
+            + [bus.config_record("other-node", good), bus.config_record(NODE, good)],
+            caught_up=True,
+        )
     )
     agent.step()
     assert agent.rejected == 50
@@ -112,9 +126,17 @@ def test_naming_commands_and_old_commands(tmp_path: Path) -> None:
     )
     now = datetime.fromtimestamp(clock.time(), UTC).isoformat()
     new = AgentCommand(
-        sent_at=now, command=CommandKind.ASSIGN_NAME, target="a" * 32, node="gpu-09", machineId="a" * 32
+        sent_at=now,
+        command=CommandKind.ASSIGN_NAME,
+        target="a" * 32,
+        node="gpu-09",
+        machineId="a" * 32,
+        keyId=agent.identity.id,  # the key of the agent that asked to be named
     )
-    bus.enqueue(BusBatch(commands=[encode(old)]), BusBatch(commands=[encode(new)]))
+    bus.enqueue(
+        BusBatch(commands=[bus.command_record(encode(old))]),
+        BusBatch(commands=[bus.command_record(encode(new))]),
+    )
     agent.step()
     assert agent.node is None
     agent.step()

@@ -206,7 +206,7 @@ def test_an_agent_that_died_in_the_middle_of_a_replacement_finishes_it(
     new = inst(image="ds:7.1")
     # what the dead agent did of the replacement
     nid = runtime.create(
-        container_request(new, NODE, 2, str(tmp_path), {}, nvidia=False, name=next_name("a"))
+        container_request(new, NODE, 2, str(tmp_path), None, nvidia=False, name=next_name("a"))
     )
     if died_after in ("stop", "start", "remove"):
         runtime.stop(old)

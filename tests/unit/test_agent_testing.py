@@ -1,10 +1,12 @@
 """``dsfleet.agent.testing``: the shipped fakes behave like the ports they stand for, and the loop runs on them
 (converges, then stays put; heals a container stopped by hand; reports FPS from log lines; leaves a foreign
-container alone). The module imports nothing but the agent side and the standard library."""
+container alone); the bus signs what it delivers with the coordinator key it plays. The module imports nothing but
+the agent side, the shared signing module and the standard library (no test framework, Docker or Kafka client)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from dsfleet.agent import testing
 from dsfleet.agent.containers import ObservedContainer, container_request, engine_volume_name
 from dsfleet.agent.errors import NameConflictError, PermanentError
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
-from dsfleet.agent.ports import BusBatch
+from dsfleet.agent.ports import BusBatch, BusRecord
 from dsfleet.agent.testing import ManualClock, MemoryBus, MemoryRuntime, MemorySecretStore
 from dsfleet.schemas.labels import LABEL_MANAGED, instance_labels
 from dsfleet.schemas.nodeconfigs import (
@@ -27,6 +29,7 @@ from dsfleet.schemas.nodeconfigs import (
     build_instance,
     build_node,
 )
+from dsfleet.schemas.signatures import HEADER_KEY
 from dsfleet.schemas.wire import AgentConfig, InstanceState, encode
 
 NODE = "gpu-01"
@@ -63,7 +66,7 @@ def agent_on_fakes(
     tmp_path: Path, runtime: MemoryRuntime, bus: MemoryBus, clock: ManualClock | None = None
 ) -> Agent:
     agent = Agent(
-        LoopSettings(state_dir=tmp_path, node=NODE, poll_seconds=0),
+        LoopSettings(state_dir=tmp_path, node=NODE, poll_seconds=0, trust=bus.trust()),
         runtime,
         bus,
         MemorySecretStore(),
@@ -98,8 +101,17 @@ def test_the_module_imports_only_the_agent_side_and_the_standard_library() -> No
         if m.split(".")[0] not in sys.stdlib_module_names
         and m != "__future__"
         and not m.startswith(("dsfleet.agent.", "dsfleet.schemas."))
+        and m != "dsfleet.plumbing.signing"  # the signing both sides share (Ed25519, ``cryptography``)
     }
     assert outside == set()
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, dsfleet.agent.testing; print(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    roots = {m.split(".")[0] for m in loaded}
+    assert not roots & {"pytest", "_pytest", "hypothesis", "docker", "confluent_kafka", "sqlalchemy"}
 
 
 def test_the_loop_converges_on_the_fakes_then_stays_put(tmp_path: Path) -> None:
@@ -165,11 +177,11 @@ def test_the_runtime_lists_filters_and_refuses_like_the_docker_adapter() -> None
         "f00"
     ]
     with pytest.raises(NameConflictError):
-        runtime.create(container_request(inst("a"), NODE, 1, "/configs", {}, nvidia=False))
+        runtime.create(container_request(inst("a"), NODE, 1, "/configs", None, nvidia=False))
     with pytest.raises(PermanentError):
         runtime.start("nope")
     runtime.remove("nope")  # already gone: not an error
-    cid = runtime.create(container_request(inst("b"), NODE, 1, "/configs", {}, nvidia=False))
+    cid = runtime.create(container_request(inst("b"), NODE, 1, "/configs", None, nvidia=False))
     assert (
         runtime.containers[cid].state == "created"
         and runtime.containers[cid].restart_policy == "unless-stopped"
@@ -185,14 +197,36 @@ def test_the_runtime_lists_filters_and_refuses_like_the_docker_adapter() -> None
 def test_the_bus_replays_after_follow_and_delivers_scripted_batches_first() -> None:
     bus = MemoryBus()
     bus.push_config(NODE, b"one")
-    assert list(bus.poll(0).configs) == [(NODE.encode(), b"one")]
+    assert [(r[0], r[1]) for r in bus.poll(0).configs] == [(NODE.encode(), b"one")]
     assert bus.poll(0) == BusBatch(caught_up=True)  # nothing new
     bus.enqueue(BusBatch(configs=[(b"k", b"held")]))
     bus.push_config(NODE, b"two")
     assert bus.poll(0) == BusBatch(configs=[(b"k", b"held")])
-    assert [v for _, v in bus.poll(0).configs] == [b"two"]
+    assert [r[1] for r in bus.poll(0).configs] == [b"two"]
     bus.follow(NODE, [NODE])
-    assert [v for _, v in bus.poll(0).configs] == [b"one", b"two"]  # read again from the beginning
+    assert [r[1] for r in bus.poll(0).configs] == [b"one", b"two"]  # read again from the beginning
+
+
+def test_the_bus_signs_what_is_pushed_with_the_coordinator_key_it_plays() -> None:
+    bus, other = MemoryBus(), MemoryBus()
+    value = config(3, inst("a"))
+    bus.push_config(NODE, value)
+    bus.push_command(b'{"target": "gpu-01", "sent_at": "2026-01-01T00:00:00+00:00"}')
+    batch = bus.poll(0)
+    (record,), (command,) = batch.configs, batch.commands
+    assert bus.signer is not None and isinstance(record, BusRecord)
+    assert record.headers[HEADER_KEY] == bus.signer.id and set(bus.trust().keyring.keys) == {bus.signer.id}
+    fields, distrust = bus.trust().check(NODE, value, record.headers)
+    assert distrust is None and fields is not None and fields.generation == 3
+    assert bus.trust().check(NODE, command.value, command.headers)[1] is None
+    assert command.key == NODE.encode()
+    refused = other.trust().check(NODE, value, record.headers)[1]  # another coordinator's key
+    assert refused is not None and refused.reason == "unknown-key"
+    plain = MemoryBus(unsigned=True)
+    plain.push_config(NODE, value)
+    (unsigned,) = plain.poll(0).configs
+    assert isinstance(unsigned, BusRecord) and dict(unsigned.headers) == {}
+    assert not plain.trust().keyring
 
 
 def test_the_clock_moves_only_when_told() -> None:

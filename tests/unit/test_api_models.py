@@ -116,10 +116,11 @@ def test_openapi_documents_models_and_error_statuses() -> None:
         "/ValidationErrorResponse"
     )
     apply = paths["/api/v1/apply"]["post"]
-    assert set(apply["responses"]) == {"202", "401", "422", "503"}
+    assert set(apply["responses"]) == {"202", "401", "408", "413", "422", "503"}
     assert apply["security"] == [{"token": []}]
     assert "WWW-Authenticate" in apply["responses"]["401"]["headers"]
-    assert set(paths["/api/v1/webhooks/git"]["post"]["responses"]) == {"202", "401", "409", "503"}
+    hook = paths["/api/v1/webhooks/git"]["post"]["responses"]
+    assert set(hook) == {"200", "202", "401", "408", "409", "413", "503"}  # 200: a duplicate delivery
     for path, operations in paths.items():
         for method, operation in operations.items():
             ok = operation["responses"].get("200") or operation["responses"]["202"]

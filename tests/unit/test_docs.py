@@ -178,6 +178,8 @@ def test_the_manifest_reference_has_every_kind_and_every_spec_field() -> None:
 
 
 def test_the_settings_reference_has_every_key_of_every_section() -> None:
+    from pydantic import BaseModel
+
     from dsfleet.plumbing.settings import Settings
 
     text = HOOKS.settings_reference()
@@ -185,7 +187,15 @@ def test_the_settings_reference_has_every_key_of_every_section() -> None:
         assert f"## [{section}]" in text
         model = field.annotation
         assert isinstance(model, type)
-        for key in model.model_fields:  # type: ignore[attr-defined]
+        for key, info in model.model_fields.items():  # type: ignore[attr-defined]
+            nested = info.annotation
+            if isinstance(nested, type) and issubclass(nested, BaseModel):  # a table of its own
+                assert f"### [{section}.{key}]" in text, (section, key)
+                prefix = f"DSFLEET_{section.upper()}__{key.upper()}__"
+                for sub in nested.model_fields:
+                    assert f"`{prefix}{sub.upper()}`" in text, (section, key, sub)
+                assert f"`DSFLEET_{section.upper()}_{key.upper()}`" not in text, (section, key)
+                continue
             assert f"`DSFLEET_{section.upper()}_{key.upper()}`" in text, (section, key)
 
 

@@ -57,6 +57,7 @@ class MemoryStore:
         encode: Encoder,
         *,
         inventory_base: tuple[int, Inventory] | None = None,
+        holds: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> AppliedRevision:
         self.revisions.append((rev, True))
         rid = len(self.revisions)

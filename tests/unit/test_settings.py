@@ -152,3 +152,26 @@ def test_kafka_client_config_needs_a_broker_and_a_readable_password_file(tmp_pat
         KafkaSettings(bootstrap_servers="b:1", sasl_password_file=tmp_path / "nope").client_config()
     with pytest.raises(ValueError, match="librdkafka keys contain a dot"):
         KafkaSettings.model_validate({"bootstrap_server": "x"})
+
+
+def test_list_settings_take_commas_in_both_environment_forms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``a,b`` in a nested (``__``) variable as in a flat one, JSON lists still read; scalars untouched."""
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(
+        environ={
+            "DSFLEET_COORDINATOR__OPERATOR_KEYS": "ed25519:AAAA, ed25519:BBBB",
+            "DSFLEET_AGENT__TRUSTED_KEYS": '["ed25519:CCCC"]',
+            "DSFLEET_AGENT__ADMISSION__IMAGES": "registry.local/*,nvcr.io/nvidia/deepstream:*",
+            "DSFLEET_API__ALLOWED_HOSTS": "fleet.example",
+            "DSFLEET_AGENT__RESYNC_SECONDS": "7",
+            "DSFLEET_AGENT_LOG_REQUEST_KEYS": "ed25519:DDDD,ed25519:EEEE",
+        }
+    )
+    assert settings.coordinator.operator_keys == ("ed25519:AAAA", "ed25519:BBBB")
+    assert settings.agent.trusted_keys == ("ed25519:CCCC",)
+    assert settings.agent.admission.images == ("registry.local/*", "nvcr.io/nvidia/deepstream:*")
+    assert settings.api.allowed_hosts == ("fleet.example",)
+    assert settings.agent.resync_seconds == 7.0
+    assert settings.agent.log_request_keys == ("ed25519:DDDD", "ed25519:EEEE")

@@ -108,6 +108,7 @@ def test_status_document_of_a_hand_made_snapshot() -> None:
     assert coordinator["foreignConfigs"]["count"] == 1
     assert doc["outbox"] == {
         "depth": 1,
+        "held": 0,
         "nodes": ["gpu-2"],
         "oldestAt": "2026-03-01T11:59:30+00:00",
         "oldestAgeSeconds": 30.0,
