@@ -24,6 +24,7 @@ from typing import ParamSpec, TypeVar
 from dsfleet.agent import filestore
 from dsfleet.agent.admission import ADMISSION_DENIED, admit, denial_message
 from dsfleet.agent.conditions import SECRET_MISSING, failure_reason, is_holding, record_failure
+from dsfleet.agent.containerrequests import container_request
 from dsfleet.agent.containers import (
     RUNNING_STATES,
     ActionKind,
@@ -32,7 +33,6 @@ from dsfleet.agent.containers import (
     ObservedContainer,
     Plan,
     container_name,
-    container_request,
     engine_volume_for,
     next_name,
     volume_labels,

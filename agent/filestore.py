@@ -11,7 +11,7 @@ Layout of ``<state-dir>``::
     instances/<name>/<file>      an instance's rendered files, bind-mounted read-only at /workspace/configs
     envsecrets/<name>/<VAR>      the values of an instance's secret env variables, one file each (0400, directories
                                  0700), bind-mounted read-only at /run/secrets; the container gets VAR_FILE=
-                                 /run/secrets/VAR instead of the value (``dsfleet.agent.containers.container_request``)
+                                 /run/secrets/VAR instead of the value (``dsfleet.agent.containerrequests.container_request``)
     secrets/<ref>/{username,password}   the local secret store (``dsfleet.agent.secrets``), managed by the operator
 
 Decisions:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
-from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.agent.containerrequests import ContainerRequest
+from dsfleet.agent.containers import ObservedContainer, ObservedVolume
 from dsfleet.schemas.wire import AgentInfo, AgentLogs, AgentResponse
 
 __all__ = ["AgentBus", "BusBatch", "BusRecord", "Clock", "ContainerRuntime", "LogChunk", "RuntimeInfo"]

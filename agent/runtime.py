@@ -33,7 +33,8 @@ import requests.exceptions
 from docker.types import DeviceRequest, Mount
 from docker.utils import parse_repository_tag
 
-from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.agent.containerrequests import ContainerRequest
+from dsfleet.agent.containers import ObservedContainer, ObservedVolume
 from dsfleet.agent.errors import ImageNotFoundError, NameConflictError, PermanentError, TemporaryError
 from dsfleet.agent.ports import LogChunk, RuntimeInfo
 

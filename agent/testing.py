@@ -30,7 +30,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from dsfleet.agent.containers import ContainerRequest, ObservedContainer, ObservedVolume
+from dsfleet.agent.containerrequests import ContainerRequest
+from dsfleet.agent.containers import ObservedContainer, ObservedVolume
 from dsfleet.agent.credentials import Credential, MemorySecretStore
 from dsfleet.agent.errors import ImageNotFoundError, NameConflictError, PermanentError
 from dsfleet.agent.ports import BusBatch, BusRecord, LogChunk, RuntimeInfo

@@ -6,15 +6,14 @@ from dataclasses import replace
 
 import pytest
 
+from dsfleet.agent.containerrequests import MountRequest, container_request
 from dsfleet.agent.containers import (
     ActionKind,
     FileState,
-    MountRequest,
     ObservedContainer,
     ObservedVolume,
     compute_plan,
     container_labels,
-    container_request,
     engine_volume_for,
     engine_volume_name,
     next_name,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dsfleet.agent.containers import container_request, engine_volume_name, next_name
+from dsfleet.agent.containerrequests import container_request
+from dsfleet.agent.containers import engine_volume_name, next_name
 from dsfleet.agent.testing import ManualClock, MemoryRuntime
 from tests.support.inprocessagents import FAKE_NODE as NODE
 from tests.support.inprocessagents import FakeAgent, fake_agent

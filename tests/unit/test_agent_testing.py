@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from dsfleet.agent import testing
-from dsfleet.agent.containers import ObservedContainer, container_request, engine_volume_name
+from dsfleet.agent.containerrequests import container_request
+from dsfleet.agent.containers import ObservedContainer, engine_volume_name
 from dsfleet.agent.errors import NameConflictError, PermanentError
 from dsfleet.agent.loop import Agent, HostFacts, LoopSettings
 from dsfleet.agent.ports import BusBatch, BusRecord

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import docker
 
-from dsfleet.agent.containers import container_request, engine_volume_name
+from dsfleet.agent.containerrequests import container_request
+from dsfleet.agent.containers import engine_volume_name
 from dsfleet.agent.runtime import DockerRuntime
 from dsfleet.schemas.nodeconfigs import DeviceSpec
 from tests.support.dockerengine import RUN_LABEL, stub_instance

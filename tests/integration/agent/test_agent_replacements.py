@@ -13,7 +13,8 @@ from typing import Any
 import docker
 import pytest
 
-from dsfleet.agent.containers import container_request, engine_volume_name, next_name
+from dsfleet.agent.containerrequests import container_request
+from dsfleet.agent.containers import engine_volume_name, next_name
 from dsfleet.agent.runtime import DockerRuntime
 from dsfleet.agent.testing import MemoryBus
 from dsfleet.plumbing.settings import AdmissionSettings
