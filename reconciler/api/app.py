@@ -23,7 +23,7 @@ from dsfleet.reconciler.api.dependencies import require_read, require_read_token
 from dsfleet.reconciler.api.errors import error_responses, install_error_handlers
 from dsfleet.reconciler.api.gates import API_PREFIX
 from dsfleet.reconciler.api.middleware import HttpGuard
-from dsfleet.reconciler.api.routes import actions, inventory, logs, revisions, service, status
+from dsfleet.reconciler.api.routes import actions, inventory, logs, manifests, revisions, service, status
 
 __all__ = ["API_VERSION", "STATIC_DIR", "create_app"]
 
@@ -51,6 +51,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     for router in (status.router, inventory.router, logs.router, revisions.router):
         app.include_router(router, prefix=PREFIX, dependencies=reads, responses=documented)
     app.include_router(actions.router, prefix=PREFIX)
+    app.include_router(manifests.router, prefix=PREFIX, dependencies=reads, responses=documented)
+    manifests.install_edit_errors(app)
     app.include_router(service.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(HttpGuard, ctx=ctx)

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from dsfleet.reconciler.api.context import ApiContext
 from dsfleet.reconciler.api.errors import ApiError
 from dsfleet.reconciler.api.gates import Access, refusal
+from dsfleet.reconciler.api.roles import Identity, identify, required_role
 from dsfleet.reconciler.views import PUBLISHED_WINDOW, status_document
 from dsfleet.schemas.errors import DsfleetError
 
@@ -26,6 +27,7 @@ __all__ = [
     "Context",
     "FleetStatus",
     "api_context",
+    "caller",
     "read_status",
     "require_read",
     "require_read_token",
@@ -56,9 +58,20 @@ def _check(access: Access, request: Request, ctx: ApiContext) -> None:
         token=ctx.token,
         read_requires_token=ctx.read_requires_token,
         authorization=request.headers.get("authorization"),
+        tokens=ctx.tokens,
+        needed=required_role(request.method, request.url.path),
     )
     if refused is not None:
         raise ApiError(*refused)
+
+
+def caller(request: Request, ctx: ApiContext) -> Identity:
+    """Who sent this write (its token's name and role); 401 without a known token (the gate refused it
+    already: this re-checks)."""
+    who = identify(request.headers.get("authorization"), ctx.token, ctx.tokens)
+    if who is None:
+        raise ApiError(401, "missing or wrong bearer token (Authorization: Bearer …)")
+    return who
 
 
 async def require_read(request: Request, ctx: Context) -> None:

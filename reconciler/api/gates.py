@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from dsfleet.reconciler.api.roles import Identity, Role, TokenEntry, identify
+
 __all__ = [
     "API_PREFIX",
     "CONTENT_SECURITY_POLICY",
@@ -34,6 +36,7 @@ __all__ = [
     "host_name",
     "reads_need_token",
     "refusal",
+    "role_refused",
     "security_headers",
     "token_matches",
 ]
@@ -153,6 +156,12 @@ def token_matches(expected: str | None, header: str | None) -> bool:
 READ_REFUSED: Final = "this server requires a bearer token for reads (Authorization: Bearer …)"
 WRITES_DISABLED: Final = "writes are disabled: the server has no API token configured"
 WRITE_REFUSED: Final = "missing or wrong bearer token (Authorization: Bearer …)"
+
+
+def role_refused(who: Identity, needed: Role) -> str:
+    return f"the token of {who.name!r} has the role {who.role.label}; this needs {needed.label}"
+
+
 WEBHOOKS_DISABLED: Final = "webhooks are disabled: no [api] webhook_secret configured"
 NO_SIGNATURE: Final = (
     "bad or missing webhook signature (no signature header: X-Hub-Signature-256, X-Gitea-Signature, "
@@ -168,18 +177,24 @@ def refusal(
     authorization: str | None,
     webhook_secret: str | None = None,
     signed: bool = False,
+    tokens: tuple[TokenEntry, ...] = (),
+    needed: Role = Role.OPERATOR,
 ) -> tuple[int, str] | None:
     """The status and message that refuse this request before its body is read, or None. ``signed``: the
-    request carries one of the forges' signature headers."""
+    request carries one of the forges' signature headers; ``tokens``: the ``[api] tokens_file`` entries;
+    ``needed``: the role the request needs (:func:`~dsfleet.reconciler.api.roles.required_role`)."""
     if access is Access.READ:
-        if read_requires_token and not token_matches(token, authorization):
+        if read_requires_token and identify(authorization, token, tokens) is None:
             return 401, READ_REFUSED
         return None
     if access is Access.WRITE:
-        if not token:
+        if not token and not tokens:
             return 401, WRITES_DISABLED
-        if not token_matches(token, authorization):
+        who = identify(authorization, token, tokens)
+        if who is None:
             return 401, WRITE_REFUSED
+        if who.role < needed:
+            return 403, role_refused(who, needed)
         return None
     if access is Access.WEBHOOK:
         if not webhook_secret:

@@ -31,6 +31,7 @@ from dsfleet.reconciler.api.gates import (
     refusal,
     security_headers,
 )
+from dsfleet.reconciler.api.roles import required_role
 
 log = logging.getLogger("dsfleet.api")
 
@@ -113,6 +114,8 @@ class HttpGuard:
             authorization=headers.get("authorization"),
             webhook_secret=ctx.webhook_secret,
             signed=any(name in headers for name in SIGNATURE_HEADERS),
+            tokens=ctx.tokens,
+            needed=required_role(method, path),
         )
         if refused is not None:
             await self._refuse(scope, send, "token", refused[0], refused[1], close=has_body)
