@@ -183,6 +183,14 @@ def stored_configs(
     return dict(sorted(out.items()))
 
 
+def configs_at(store: StorePort, revision: int) -> dict[str, NodeConfig]:
+    """Every node's config as of ``revision`` (what ``history diff`` and a rollback compare)."""
+    return {
+        name: NodeConfig.model_validate(c.payload)
+        for name, c in store.latest_node_configs(at_revision=revision).items()
+    }
+
+
 def apply_manifests(
     paths: Sequence[str | os.PathLike[str]],
     store: StorePort,
@@ -299,11 +307,14 @@ def plan_manifests(
     *,
     caches: Caches | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    desired: DesiredState | None = None,
 ) -> PlanResult:
-    """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory)."""
-    desired = desired_state(
-        paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
-    )
+    """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory);
+    ``desired``: the desired state of ``paths`` when the caller has just computed it."""
+    if desired is None:
+        desired = desired_state(
+            paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+        )
     if desired.configs is None:
         return PlanResult(desired, None)
     return PlanResult(desired, compute_plan(desired.configs, stored_configs(store, desired.configs)))

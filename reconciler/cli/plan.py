@@ -138,9 +138,17 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "history",
         help="list stored revisions",
-        description="Revisions, newest first: id, time, source, git commit (-dirty: uncommitted changes), "
-        'accepted or rejected, nodes changed. JSON: {"schema": "dsfleet.history/v1", "revisions": [...]}.',
-        epilog="exit: 0 listed, 2 no store at --db or error",
+        description="Revisions, newest first: id, time, source (rollback: a `dsfleet rollback`), git commit "
+        "(-dirty: uncommitted changes), accepted or rejected, nodes changed; then the rollback pins set and "
+        'lifted. JSON: {"schema": "dsfleet.history/v1", "revisions": [...], "pins": [...]}. '
+        "`history diff A B` prints what changed from revision A to revision B, as `dsfleet diff` does.",
+        epilog="exit: 0 listed (diff: no change), 1 diff: changes, 2 no store at --db or error",
+    )
+    p.add_argument(
+        "diff",
+        nargs="*",
+        metavar="diff A B",
+        help="compare two stored revisions (their node configs, file by file)",
     )
     add_db(p)
     p.add_argument(
@@ -574,25 +582,47 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.limit < 0:
         print("dsfleet history: error: -n/--limit must be 0 (all) or more", file=sys.stderr)
         return ExitCode.ERROR
+    if args.diff:
+        words = list(args.diff)
+        if len(words) != 3 or words[0] != "diff" or not all(w.isdigit() for w in words[1:]):
+            print(
+                "dsfleet history: error: usage: dsfleet history diff A B (two revision ids)", file=sys.stderr
+            )
+            return ExitCode.ERROR
+        from dsfleet.reconciler.cli.rollback import cmd_history_diff
+
+        return cmd_history_diff(args, int(words[1]), int(words[2]))
     url = settings_of(args).coordinator.db
     if store_problem(args.command, url, must_exist=True):
         return ExitCode.ERROR
     with Store.open(url, readonly=True) as store:
         revisions = store.revisions(limit=args.limit or 2**31 - 1)  # 0: all
+        pins = store.pin_events(limit=args.limit or 2**31 - 1)
     if args.output == "json":
-        _json({"schema": "dsfleet.history/v1", "revisions": history_json(revisions)})
+        _json(
+            {
+                "schema": "dsfleet.history/v1",
+                "revisions": history_json(revisions),
+                "pins": [{"at": at.isoformat(), "kind": kind, "message": m} for at, kind, m in pins],
+            }
+        )
         return ExitCode.OK
     if not revisions:
         print("no revisions yet")
         return ExitCode.OK
     width = max(12, *(len(_commit(r.git_commit)) for r in revisions))
-    print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<7}  {'COMMIT':<{width}}  {'STATUS':<8}  NODES CHANGED")
+    print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<8}  {'COMMIT':<{width}}  {'STATUS':<8}  NODES CHANGED")
     for r in revisions:
         status = "accepted" if r.accepted else "rejected"
         when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         extra = f"  ({plural(len(r.errors), 'error')})" if not r.accepted else ""
         print(
-            f"{r.id:>5}  {when:<19}  {r.source:<7}  {_commit(r.git_commit):<{width}}  {status:<8}  "
+            f"{r.id:>5}  {when:<19}  {r.source:<8}  {_commit(r.git_commit):<{width}}  {status:<8}  "
             f"{r.nodes_changed}{extra}"
+            + (f"  {r.git_message}" if r.source == "rollback" and r.git_message else "")
         )
+    if pins:
+        from dsfleet.reconciler.cli.rollback import history_pins_text
+
+        sys.stdout.write(history_pins_text(pins))
     return ExitCode.OK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,15 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from dsfleet.reconciler.store.database import _inserted_id
 from dsfleet.reconciler.store.inventory import InventoryMixin
-from dsfleet.reconciler.store.schema import NODE_CONFIGS, NODE_GENERATIONS, OUTBOX, REVISIONS
+from dsfleet.reconciler.store.schema import (
+    EVENTS,
+    INSTANCES,
+    NODE_CONFIGS,
+    NODE_GENERATIONS,
+    OUTBOX,
+    REVISIONS,
+    SYNC_STATE,
+)
 from dsfleet.reconciler.store.values import (
     AppliedRevision,
     Encoder,
@@ -31,6 +39,10 @@ MAX_GENERATION = 2**31 - 1
 """Generations are 32-bit integers in the store (PostgreSQL's ``integer``): a report above is never followed."""
 IN_LIST_CHUNK = 500
 """Names per ``IN (...)`` list (well under SQLite's and PostgreSQL's bind-parameter limits)."""
+ROLLBACK_PIN = "rollback_pin"
+"""The sync-state key of a rollback's pin (:class:`dsfleet.reconciler.planning.pins.Pin` as JSON; None: none)."""
+PINNED_EVENT = "pinned"
+UNPINNED_EVENT = "unpinned"
 
 
 class RevisionsMixin(InventoryMixin):
@@ -128,6 +140,111 @@ class RevisionsMixin(InventoryMixin):
         json.dumps(errors_json)  # fail before the transaction when a finding is not JSON-ready
         with self._write() as conn:
             return self._insert_revision(conn, rev, accepted=False, errors=errors_json, changed=0)
+
+    def store_rollback(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        encode: Encoder,
+        pin: Callable[[int], Mapping[str, Any]],
+        message: str,
+    ) -> AppliedRevision:
+        """Store a rollback in one transaction: the revision (source ``rollback``), the restored node configs
+        under new generations with their outbox rows, the instances' hashes the restored configs carry, the pin
+        (``pin(revision id)``, under :data:`ROLLBACK_PIN`) and a ``pinned`` event. A coordinator running on the
+        store picks it all up at its next read: the outbox rows go out, the pin holds its automatic sync."""
+        created_at = _to_utc(rev.created_at)
+        generations: dict[str, int] = {}
+        outbox_ids: list[int] = []
+        with self._write() as conn:
+            revision_id = self._insert_revision(conn, rev, accepted=True, errors=[], changed=len(changes))
+            for change in changes:
+                generation = self._next_generation(conn, change.node)
+                generations[change.node] = generation
+                payload = dict(change.payload) if change.payload is not None else None
+                conn.execute(
+                    NODE_CONFIGS.insert().values(
+                        node=change.node,
+                        generation=generation,
+                        config_hash=change.config_hash,
+                        payload=canonical_json(payload) if payload is not None else None,
+                        revision_id=revision_id,
+                        deleted=payload is None,
+                    )
+                )
+                topic, key, value, headers = encode(change.node, generation, payload)
+                if isinstance(value, str):
+                    value = value.encode("utf-8")
+                result = conn.execute(
+                    OUTBOX.insert().values(
+                        topic=topic,
+                        key=key,
+                        value=value,
+                        headers={str(k): str(v) for k, v in headers.items()},
+                        created_at=created_at,
+                        published_at=None,
+                        attempts=0,
+                        held=False,
+                        hold=None,
+                    )
+                )
+                outbox_ids.append(_inserted_id(result))
+                for instance in (payload or {}).get("instances", ()):
+                    conn.execute(
+                        INSTANCES.update()
+                        .where(INSTANCES.c.name == instance["name"])
+                        .values(
+                            config_hash=instance.get("configHash"),
+                            spec_hash=instance.get("specHash"),
+                            files_hash=instance.get("filesHash"),
+                            image=(instance.get("container") or {}).get("image"),
+                            paused=bool(instance.get("paused", False)),
+                        )
+                    )
+            self._put_sync_state(conn, ROLLBACK_PIN, dict(pin(revision_id)), created_at)
+            conn.execute(
+                EVENTS.insert().values(
+                    at=created_at, kind=PINNED_EVENT, message=message[:1000], node=None, instance=None
+                )
+            )
+        return AppliedRevision(revision_id, generations, tuple(outbox_ids))
+
+    def clear_pin(self, at: datetime, message: str) -> bool:
+        """Remove the rollback pin and record an ``unpinned`` event, in one transaction; False: none was set."""
+        with self._write() as conn:
+            current = conn.execute(
+                sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == ROLLBACK_PIN)
+            ).scalar()
+            if current is None:
+                return False
+            self._put_sync_state(conn, ROLLBACK_PIN, None, _to_utc(at))
+            conn.execute(
+                EVENTS.insert().values(
+                    at=_to_utc(at), kind=UNPINNED_EVENT, message=message[:1000], node=None, instance=None
+                )
+            )
+            return True
+
+    def pin_events(self, limit: int = 50) -> list[tuple[datetime, str, str]]:
+        """The newest ``pinned``/``unpinned`` events, newest first: (time, kind, message)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(EVENTS.c.at, EVENTS.c.kind, EVENTS.c.message)
+                .where(EVENTS.c.kind.in_((PINNED_EVENT, UNPINNED_EVENT)))
+                .order_by(EVENTS.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [(_from_db_required(at), str(kind), str(message)) for at, kind, message in rows]
+
+    @staticmethod
+    def _put_sync_state(conn: Connection, key: str, value: Any, at: datetime) -> None:
+        exists = conn.execute(sa.select(SYNC_STATE.c.key).where(SYNC_STATE.c.key == key)).first()
+        if exists:
+            conn.execute(
+                SYNC_STATE.update().where(SYNC_STATE.c.key == key).values(value=value, updated_at=at)
+            )
+        else:
+            conn.execute(SYNC_STATE.insert().values(key=key, value=value, updated_at=at))
 
     @staticmethod
     def _insert_revision(

@@ -12,7 +12,7 @@ from dsfleet.schemas.placeholders import url_has_credentials
 
 # --------------------------------------------------------------------------------------------------- values
 
-SOURCES: Final = frozenset({"watch", "cli", "api", "webhook"})
+SOURCES: Final = frozenset({"watch", "cli", "api", "webhook", "rollback"})
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``GET /revisions``, ``GET /revisions/{id}`` and ``GET /diff`` (what applying the manifests would change)."""
+"""``GET /revisions``, ``GET /revisions/{id}``, ``GET /revisions/{a}/diff/{b}`` (what changed from one revision to
+another) and ``GET /diff`` (what applying the manifests would change)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from fastapi import APIRouter, Path, Query
 from dsfleet.reconciler.api.context import ApiContext
 from dsfleet.reconciler.api.dependencies import Context
 from dsfleet.reconciler.api.errors import ApiError, error_responses
-from dsfleet.reconciler.api.models import DiffDocument, InvalidDiffDocument, RevisionView
+from dsfleet.reconciler.api.models import (
+    DiffDocument,
+    InvalidDiffDocument,
+    RevisionDiffDocument,
+    RevisionView,
+)
 from dsfleet.reconciler.views import revision_view
 
 __all__ = ["diff_json", "router"]
@@ -33,6 +39,35 @@ def get_revision(ctx: Context, revision_id: Annotated[int, Path(ge=1, le=2**62)]
     if rec is None:
         raise ApiError(404, f"revision {revision_id} not found")
     return revision_view(rec)
+
+
+@router.get(
+    "/revisions/{a}/diff/{b}",
+    response_model=RevisionDiffDocument,
+    responses=error_responses({404: "no such accepted revision", 422: "not a revision id"}),
+)
+def get_revision_diff(
+    ctx: Context,
+    a: Annotated[int, Path(ge=1, le=2**62)],
+    b: Annotated[int, Path(ge=1, le=2**62)],
+) -> dict[str, Any]:
+    """What changed from revision ``a`` to revision ``b``: their node configs compared as ``dsfleet diff`` does
+    (``dsfleet history diff A B``)."""
+    return revision_diff_json(ctx, a, b)
+
+
+def revision_diff_json(ctx: ApiContext, a: int, b: int) -> dict[str, Any]:
+    from dsfleet.reconciler.applying import configs_at
+    from dsfleet.reconciler.planning.plans import compute_plan
+    from dsfleet.reconciler.planning.reports import plan_json
+
+    store = ctx.store()
+    for rid in (a, b):
+        rec = store.revision(rid)
+        if rec is None or not rec.accepted:
+            raise ApiError(404, f"no accepted revision {rid} (a rejected one stored no configs)")
+    plan = compute_plan(configs_at(store, b), configs_at(store, a))
+    return {**plan_json(plan), "fromRevision": a, "toRevision": b}
 
 
 @router.get(
