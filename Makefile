@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python -m compileall -q dsfleet benchmarks >/dev/null
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/signing.py
+	$(BIN)/python benchmarks/hotcameras.py
 	$(BIN)/python benchmarks/live.py
 
 clean:

@@ -41,6 +41,7 @@ from dsfleet.agent.drift import Applied
 from dsfleet.agent.errors import FileWriteError, ImageNotFoundError, NameConflictError, SecretError
 from dsfleet.agent.loopstate import ImagePull, first_line
 from dsfleet.agent.reporting import ReportingMixin
+from dsfleet.agent.streamsync import HotCamerasMixin
 from dsfleet.schemas.errors import DsfleetError
 from dsfleet.schemas.labels import LABEL_INSTANCE, LABEL_NODE
 from dsfleet.schemas.nodeconfigs import InstanceConfig
@@ -68,7 +69,7 @@ class _StepFailed(Exception):
         self.error = error
 
 
-class ActingMixin(ReportingMixin):
+class ActingMixin(HotCamerasMixin, ReportingMixin):
     # -- files and holding, before planning -------------------------------------------------------------------
 
     def _file_state(self, inst: InstanceConfig) -> FileState:
@@ -455,6 +456,10 @@ class ActingMixin(ReportingMixin):
         assert action.container_id is not None
         cid = action.container_id
         if kind is ActionKind.RESTART:
+            if self._apply_hot(inst, cid, self._file_plans.get(name)):  # only cameras changed: no restart
+                self._file_plans.pop(name, None)
+                self.applied[name] = self._applied_now(inst, cid, generation)
+                return _Outcome.DONE
             self._run("files", self._write_files, inst)
             self._run("restart", self.runtime.restart, cid, stop_timeout)
             self.applied[name] = self._applied_now(inst, cid, generation)

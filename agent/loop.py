@@ -27,6 +27,7 @@ from dsfleet.agent.intake import IntakeMixin
 from dsfleet.agent.loopstate import MANAGED_FILTER, HostFacts, LoopSettings, LoopState, SystemClock
 from dsfleet.agent.ports import AgentBus, Clock, ContainerRuntime
 from dsfleet.agent.reporting import ReportingMixin
+from dsfleet.agent.streamsync import CAMERA_POLL_SECONDS
 from dsfleet.plumbing.signing import SigningKey
 from dsfleet.schemas.errors import DsfleetError
 
@@ -46,6 +47,8 @@ class Agent(IntakeMixin, ActingMixin, ReportingMixin, LoopState):
         clock: Clock | None = None,
         identity: SigningKey | None = None,
     ) -> None:
+        self._hot = {}
+        self._next_camera_poll = 0.0
         super().__init__(settings, runtime, bus, secrets, host, clock, identity)
         self._load_desired()
         self.mark = self._load_mark()
@@ -93,6 +96,9 @@ class Agent(IntakeMixin, ActingMixin, ReportingMixin, LoopState):
             self.reconcile(refresh=resync, read_all_logs=heartbeat)
             if resync:
                 self._next_resync = now + self.settings.resync_seconds
+        if self.node is not None and now >= self._next_camera_poll:
+            self._next_camera_poll = now + CAMERA_POLL_SECONDS
+            self._poll_cameras()
         if heartbeat:
             self._next_heartbeat = now + self.settings.heartbeat_seconds
             self._note_rejected_since_heartbeat()

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from dsfleet.agent.containers import RUNNING_STATES, ObservedContainer
 from dsfleet.agent.drift import SIGNAL_EXIT_CODES
 from dsfleet.schemas.nodeconfigs import InstanceConfig, instance_hash
-from dsfleet.schemas.wire import Drift, InstanceCondition, InstanceState, InstanceStatus
+from dsfleet.schemas.wire import CameraStatus, Drift, InstanceCondition, InstanceState, InstanceStatus
 
 __all__ = [
     "BACKOFF_RESTARTS",
@@ -290,6 +290,7 @@ def instance_status(
     conditions: Sequence[InstanceCondition] = (),
     now: float | None = None,
     read_period: float = 5.0,
+    cameras: Sequence[CameraStatus] = (),
 ) -> InstanceStatus:
     """The reported status of one instance. ``files_hash`` is the one applied (recorded), ``spec_hash`` the
     container's label, ``config_hash`` the config hash of what runs (:func:`applied_config_hash`); ``error`` a
@@ -324,4 +325,5 @@ def instance_status(
         fpsAt=datetime.fromtimestamp(fps_at, UTC).isoformat() if fps_at is not None else None,
         startedAt=container.started_at if container else None,
         conditions=tuple(conditions)[:20],
+        cameras=tuple(cameras)[:1024],
     )

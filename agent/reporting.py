@@ -49,6 +49,7 @@ from dsfleet.schemas.wire import (
     AgentInfo,
     AgentLogs,
     AgentResponse,
+    CameraStatus,
     Drift,
     InstanceCondition,
     InstanceStatus,
@@ -61,6 +62,10 @@ DRIFT_KEPT = 10
 
 
 class ReportingMixin(LoopState):
+    def _camera_statuses(self, name: str) -> tuple[CameraStatus, ...]:
+        """Per-camera status of a REST instance (:class:`dsfleet.agent.streamsync.HotCamerasMixin`)."""
+        return ()
+
     # -- drift bookkeeping ----------------------------------------------------------------------------------
 
     def _note_drift(self, findings: Sequence[DriftFinding]) -> None:
@@ -205,6 +210,7 @@ class ReportingMixin(LoopState):
                     conditions=self._conditions(inst),
                     now=wall,
                     read_period=self.settings.heartbeat_seconds,
+                    cameras=self._camera_statuses(inst.name),
                 )
             )
         return tuple(result)

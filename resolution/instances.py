@@ -4,7 +4,8 @@ Pure. Both the policies (engine-name checks run after ``batch-size: auto`` is re
 so what is validated is exactly what is rendered. Problems found while resolving are returned as data.
 
 Derived values (docs/architecture/decisions/0011-batch-size-auto.md, 0012-gpu-ids.md):
-* ``batch-size: auto`` = number of the instance's cameras (0 cameras → 1) for streammux, primary GIEs and the
+* ``batch-size: auto`` = number of the instance's cameras (0 cameras → 1; with nvmultiurisrcbin its
+  ``max-batch-size``: :func:`dsfleet.resolution.tensorrt.batch_streams`) for streammux, primary GIEs and the
   first value of a preprocess ``network-input-shape``; ``auto`` on a secondary is an error.
 * every rendered ``gpu-id`` is 0: the container sees only the instance's GPU.
 * ``ccm`` layout: secondary batches default to 12 (MOT) and 32 (face); the align file's ``network-input-shape``
@@ -27,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dsfleet.resolution.tensorrt import MODEL_KEYS, engine_file, is_engine_template
+from dsfleet.resolution.tensorrt import MODEL_KEYS, batch_streams, engine_file, is_engine_template
 from dsfleet.schemas.deepstream import (
     CcmAlignProperties,
     GieFormat,
@@ -230,6 +231,8 @@ def resolve_instance(
     profile = fleet.profiles.get(spec.profile) if spec.profile else None
     version = deepstream_version(profile, image)
     streammux: StreammuxSettings = spec.app.streammux
+    source_list = spec.app.source_list if isinstance(spec, DeepstreamAppInstanceSpec) else None
+    n = batch_streams(n, source_list.values_by_key() if source_list is not None else None)
     mux_batch = int(resolve_batch(streammux.batch_size, n))
     memo_key = None
     if (

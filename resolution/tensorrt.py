@@ -5,6 +5,10 @@ model (``$CWD/model_b…`` with ``engine-create-func-name``), where the precisio
 without a calibration file builds FP16). A ``model-engine-file`` that names anything else makes every start
 rebuild. ``model-engine-file: auto`` renders that name; a template renders ``{batch}``, ``{gpu}`` (always 0: the
 container sees one GPU) and ``{precision}``.
+
+``batch-size: auto`` is the number of streams the pipeline batches (:func:`batch_streams`): the camera count, or,
+with nvmultiurisrcbin (``[source-list] use-nvmultiurisrcbin``), its ``max-batch-size``: cameras added and removed
+through DeepStream's REST API then keep the engine (and its name) instead of rebuilding it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dsfleet.schemas.deepstream import AUTO
+from dsfleet.schemas.streamapi import max_batch_size
 
 PRECISIONS = {0: "fp32", 1: "int8", 2: "fp16", 3: "best"}
 MODEL_KEYS = ("onnx-file", "tlt-encoded-model", "uff-file", "model-file")
@@ -69,3 +74,10 @@ def engine_file(value: str, props: Mapping[str, Any]) -> str | None:
         if isinstance(model, str) and model:
             return model + suffix
     return None
+
+
+def batch_streams(cameras: int, source_list: Mapping[str, Any] | None) -> int:
+    """What ``batch-size: auto`` resolves to: ``max-batch-size`` for nvmultiurisrcbin (``source_list``: the
+    instance's ``[source-list]`` settings), else the number of cameras (at least 1)."""
+    limit = max_batch_size(source_list) if source_list is not None else None
+    return limit if limit is not None else max(cameras, 1)

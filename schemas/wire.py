@@ -251,6 +251,38 @@ class InstanceCondition(BaseModel):
     """When the agent tries again (exponential backoff with jitter); None: on the next change."""
 
 
+class CameraState(StrEnum):
+    """A camera's state in an instance that adds and removes streams through DeepStream's REST API."""
+
+    STREAMING = "streaming"
+    """DeepStream lists it among its streams (and, where it reports them, its frames advance)."""
+    ADDED = "added"
+    """Asked for (``stream/add`` answered success) and not listed by DeepStream yet."""
+    FAILED = "failed"
+    """DeepStream refused it or dropped it by itself (``reason`` says why); re-added with backoff."""
+    REMOVED = "removed"
+    """Taken out on purpose (no longer desired); reported once, then gone."""
+
+
+class CameraStatus(BaseModel):
+    """One camera of an instance as DeepStream itself reports it (its REST API)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(max_length=63)
+    """The Camera's name (``camera_name`` / ``camera_id`` in DeepStream's stream list)."""
+    state: CameraState
+    reason: str | None = Field(None, max_length=500)
+    """Why ``failed`` (DeepStream's own words, redacted), or what the agent is doing about it."""
+    sourceId: int | None = None
+    """DeepStream's source id of the stream."""
+    fps: float | None = None
+    frameNumber: int | None = None
+    latencyMs: float | None = None
+    since: str | None = None
+    """When the camera entered this state."""
+
+
 class InstanceStatus(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -273,6 +305,9 @@ class InstanceStatus(BaseModel):
     """When the FPS values were printed."""
     startedAt: str | None = None
     conditions: tuple[InstanceCondition, ...] = Field((), max_length=20)
+    cameras: tuple[CameraStatus, ...] = Field((), max_length=1024)
+    """Per camera, from DeepStream's REST API (instances with ``[source-list] use-nvmultiurisrcbin=1`` and an
+    ``http-port``); empty for the others."""
 
 
 class ConfigRejection(BaseModel):

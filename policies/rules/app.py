@@ -174,12 +174,6 @@ def app_source_list(ctx: Context) -> Iterator[Hit]:
                 f"{plural(len(cameras), 'camera')}",
                 at("source-list", "sensor-name-list"),
             )
-        limit = settings.get("max-batch-size")
-        if multi and isinstance(limit, int) and limit < len(cameras):
-            yield Hit(
-                f"instance {name!r}: source-list max-batch-size {limit} is less than its {plural(len(cameras), 'camera')}",
-                at("source-list", "max-batch-size"),
-            )
         port = settings.get("http-port")
         if isinstance(port, str) and not (port.isdigit() and 1 <= int(port) <= 65535):
             yield Hit(

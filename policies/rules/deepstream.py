@@ -21,7 +21,8 @@ from dsfleet.resolution.instances import (
 )
 from dsfleet.schemas.deepstream import PROPERTY_TABLES, GieFormat, ValueKind, spec_for
 from dsfleet.schemas.findings import Note, SourceRef, plural
-from dsfleet.schemas.manifests import GieRole, RuleSeverity
+from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, GieRole, RuleSeverity
+from dsfleet.schemas.streamapi import max_batch_size
 
 E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
 ENGINE_RE = re.compile(r"_b(?P<batch>\d+)_(?P<dev>gpu|dla)(?P<id>\d+)_(?P<prec>fp32|int8|fp16|best)\.engine$")
@@ -438,12 +439,23 @@ def streammux_size(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("streammux-batch", W, "streammux batch = number of cameras = primary batch-size", category="deepstream")
+@rule("streammux-batch", W, "streammux batch = number of cameras (max-batch-size with nvmultiurisrcbin) = primary "
+      "batch-size", category="deepstream")  # fmt: skip
 def streammux_batch(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         n = len(res.cameras)
         mux = res.streammux_batch
-        if n and mux != n:
+        spec = res.instance.spec
+        source_list = spec.app.source_list if isinstance(spec, DeepstreamAppInstanceSpec) else None
+        limit = max_batch_size(source_list.values_by_key()) if source_list is not None else None
+        if limit is not None and mux != limit:
+            yield Hit(
+                f"instance {res.name!r}: streammux batch-size {mux} but source-list max-batch-size {limit} "
+                "(nvmultiurisrcbin batches up to max-batch-size streams)",
+                ctx.fleet.source("DsInstance", res.name, "spec", "app", "streammux"),
+                instance=res.name,
+            )
+        elif limit is None and n and mux != n:
             yield Hit(
                 f"instance {res.name!r}: streammux batch-size {mux} but {plural(n, 'camera')}",
                 ctx.fleet.source("DsInstance", res.name, "spec", "app", "streammux"),

@@ -1,8 +1,8 @@
 """Plan = desired node configs vs the last applied ones (pure): what changes, node → instance → file.
 
 Per node ``create``/``update``/``delete``/``unchanged``; per instance the same plus the kind of change
-(``recreate`` when the container spec changed, ``restart`` when only files changed, ``stop``/``start`` when only
-``paused`` changed, ``settings`` when only how the agent treats it changed — ``selfHeal``, ``updateStrategy`` —
+(``recreate`` when the container spec changed, ``restart`` when only files changed, ``hot`` when only the cameras
+of an instance with DeepStream's stream REST API changed, ``stop``/``start`` when only ``paused`` changed, ``settings`` when only how the agent treats it changed — ``selfHeal``, ``updateStrategy`` —
 which touches no container); per file a unified diff; container spec changes as structured field changes (deepdiff);
 per updated instance the GIEs whose TensorRT engine is rebuilt (:mod:`dsfleet.reconciler.planning.rebuilds`).
 """
@@ -18,6 +18,7 @@ from typing import Any
 from dsfleet.reconciler.planning.rebuilds import EngineRebuild, engine_rebuilds
 from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig, RenderedFile
 from dsfleet.schemas.placeholders import secret_env_name
+from dsfleet.schemas.streamapi import same_but_cameras, stream_api
 
 
 class Action(StrEnum):
@@ -34,6 +35,10 @@ class ChangeKind(StrEnum):
     START = "start"
     SETTINGS = "settings"
     """Only the agent's settings of the instance changed (``selfHeal``, ``updateStrategy``): no restart."""
+    HOT = "hot"
+    """Only the cameras of an instance with DeepStream's stream REST API changed (within ``max-batch-size``):
+    the files are rewritten and the streams added/removed in the running pipeline, no restart
+    (:func:`hot_swappable`)."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,38 @@ def _setting_changes(old: InstanceConfig, new: InstanceConfig) -> tuple[FieldCha
     return tuple(FieldChange(path, "changed", a, b) for path, a, b in pairs if a != b)
 
 
+def hot_swappable(old: tuple[RenderedFile, ...], new: tuple[RenderedFile, ...]) -> bool:
+    """``new`` differs from ``old`` only in the cameras of a ``[source-list]`` served by nvmultiurisrcbin's REST
+    API (same port, same ``max-batch-size``, at most that many cameras): the streams change in the running
+    pipeline. Any other difference (another file or key, the port, the limit) needs a restart."""
+    before = {f.path: f for f in old}
+    after = {f.path: f for f in new}
+    if set(before) != set(after):
+        return False
+    hot = False
+    for path, a in before.items():
+        b = after[path]
+        if a.content == b.content:
+            continue
+        old_api, new_api = stream_api(a.content), stream_api(b.content)
+        if (
+            old_api is None
+            or new_api is None
+            or (old_api.port, old_api.max_batch_size) != (new_api.port, new_api.max_batch_size)
+            or len(new_api.sources) > new_api.max_batch_size
+            or not same_but_cameras(a.content, b.content)
+        ):
+            return False
+        hot = True
+    return hot
+
+
+def _hot(old: InstanceConfig, new: InstanceConfig) -> bool:
+    """Only the cameras changed, on an instance that takes them through its REST API (the container stays)."""
+    same_settings = (old.paused, old.selfHeal, old.strategy) == (new.paused, new.selfHeal, new.strategy)
+    return same_settings and not new.paused and hot_swappable(old.files, new.files)
+
+
 def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> InstanceChange:
     if old is None and new is not None:
         return InstanceChange(
@@ -268,7 +305,7 @@ def diff_instance(old: InstanceConfig | None, new: InstanceConfig | None) -> Ins
     if old.specHash != new.specHash:
         kind = ChangeKind.RECREATE
     elif old.filesHash != new.filesHash:
-        kind = ChangeKind.RESTART
+        kind = ChangeKind.HOT if _hot(old, new) else ChangeKind.RESTART
     elif old.paused != new.paused:
         kind = ChangeKind.STOP if new.paused else ChangeKind.START
     else:

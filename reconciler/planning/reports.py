@@ -3,7 +3,7 @@
 JSON schema ``dsfleet.diff/v1`` (documented in docs/cli/index.md):
 ``{"schema", "changed": bool, "summary": {nodes_to_add, nodes_to_change, nodes_to_remove, instances_to_create,
 instances_to_delete, instances_to_restart, instances_to_recreate, instances_to_stop, instances_to_start,
-instances_settings_changed},
+instances_settings_changed, instances_hot},
 "nodes": [{"name", "action", "old_hash", "new_hash", "instances": [{"name", "action", "kind", "old_hash",
 "new_hash", "fields": [{"path", "action", "old", "new"}], "files": [{"path", "action", "diff"}],
 "engineRebuilds": [{"gie", "reasons", "downtime"}]}]}], "engineRebuilds": [{"node", "instance", "gie", "reasons",
@@ -43,6 +43,7 @@ def summary(plan: Plan) -> dict[str, int]:
         "instances_to_stop": plan.count_instances(kind=ChangeKind.STOP),
         "instances_to_start": plan.count_instances(kind=ChangeKind.START),
         "instances_settings_changed": plan.count_instances(kind=ChangeKind.SETTINGS),
+        "instances_hot": plan.count_instances(kind=ChangeKind.HOT),
     }
 
 
@@ -61,6 +62,7 @@ def summary_line(plan: Plan) -> str:
         f"{s['instances_settings_changed']} with new settings only"
         if s["instances_settings_changed"]
         else "",
+        f"{s['instances_hot']} with cameras changed live (no restart)" if s["instances_hot"] else "",
     ]
     extras = [e for e in extras if e]
     return line + (", " + ", ".join(extras) if extras else "") + "."
@@ -104,7 +106,10 @@ def _paint(text: str, action: Action, color: bool) -> str:
     return f"{_COLOR[action]}{text}{_RESET}" if color and _COLOR[action] else text
 
 
-_KIND_TEXT = {ChangeKind.SETTINGS: "settings only (no restart)"}
+_KIND_TEXT = {
+    ChangeKind.SETTINGS: "settings only (no restart)",
+    ChangeKind.HOT: "hot (cameras added/removed through the REST API; no restart)",
+}
 
 
 def _instance_lines(inst: InstanceChange, color: bool, bodies: bool = True, files: bool = True) -> list[str]:

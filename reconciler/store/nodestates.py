@@ -309,6 +309,7 @@ class LiveMixin(StoreBase):
                             "started_at": _parse(inst.startedAt),
                             "conditions": [c.model_dump(mode="json") for c in inst.conditions],
                             "fps_at": _parse(inst.fpsAt),
+                            "cameras": [c.model_dump(mode="json", exclude_none=True) for c in inst.cameras],
                         }
                     )
             if rows:

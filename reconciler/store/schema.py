@@ -149,9 +149,10 @@ OBSERVED: Final = sa.Table(
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("conditions", sa.JSON),
     sa.Column("fps_at", sa.DateTime(timezone=True)),
+    sa.Column("cameras", sa.JSON),
 )
 """What agents report per instance (``conditions``: the agent's problems with it, ``fps_at``: when its FPS were
-printed)."""
+printed, ``cameras``: per camera of an instance served by DeepStream's stream REST API, ``CameraStatus`` as JSON)."""
 
 EVENTS: Final = sa.Table(
     "events",

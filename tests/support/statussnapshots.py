@@ -119,6 +119,22 @@ def example_snapshot() -> StatusSnapshot:
                 container_id="c1",
                 updated_at=NOW - timedelta(seconds=1),
                 fps_at=NOW - timedelta(seconds=3),
+                cameras=(
+                    {
+                        "name": "gate-b",
+                        "state": "failed",
+                        "reason": f"Could not open rtsp://u:{SECRET}@cam/2",
+                    },
+                    {
+                        "name": "gate-a",
+                        "state": "streaming",
+                        "sourceId": 0,
+                        "fps": 25.0,
+                        "frameNumber": 1200,
+                        "latencyMs": 41.5,
+                        "since": "2026-12-07T10:00:00Z",
+                    },
+                ),
             ),
             ObservedDetail(
                 "gpu-1",

@@ -188,7 +188,6 @@ def test_a_consistent_source_list_has_no_findings() -> None:
         ({"source-list": {}, "sources": {"latency": 100}}, None, "set these keys in source-attr-all"),
         ({"source-list": {}}, "http://10.0.0.1/a.mp4", "only rtsp:// and file://"),
         ({"source-list": {"sensor-name-list": ["one"]}}, None, "1 name for 2 cameras"),
-        ({"source-list": {"use-nvmultiurisrcbin": True, "max-batch-size": 1}}, None, "less than its 2 cameras"),
         ({"source-list": {"use-nvmultiurisrcbin": True, "http-port": "http"}}, None, "port number"),
     ],
 )  # fmt: skip
@@ -340,3 +339,10 @@ def test_secret_refs_are_not_accepted_where_dsfleet_cannot_fill_them() -> None:
     inst["spec"]["app"]["sinks"] = [{**BROKER_SINK, "topic": {"secretRef": "iot-hub"}}]
     with pytest.raises(ValueError, match="must be a string"):
         ANY_MANIFEST.validate_python(inst)
+
+
+def test_more_cameras_than_max_batch_size_is_a_stream_batch_limit_error() -> None:
+    """Reported once, by the streams rule (at the camera list), not again by the source-list checks."""
+    rules = _listed_rules({"source-list": {"use-nvmultiurisrcbin": True, "max-batch-size": 1}})
+    assert "app-source-list" not in rules, rules
+    assert len(rules.get("stream-batch-limit", [])) == 1, rules

@@ -69,7 +69,7 @@ store of a release this dsfleet does not know."""
 ALEMBIC_MARKER: Final = 100
 """The ``schema_version`` row the baseline adds: pre-Alembic releases read it as "too new for me"."""
 VERSION_TABLE: Final = "alembic_version"
-HEAD: Final = "0004"
+HEAD: Final = "0005"
 """The newest revision in ``versions/`` (a test checks it against Alembic's own reading of the scripts). Known
 without loading Alembic and the scripts, which is most of the cost of opening a store that is up to date (every
 read-only command); Alembic is imported only to migrate, or for a store at another revision."""
