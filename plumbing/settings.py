@@ -80,6 +80,9 @@ class CoordinatorSettings(_Section):
     retire_after_seconds: float = Field(600.0, gt=0)
     """A node removed from the manifests is forgotten once its agent reports its instances gone, or this long after
     its removal when the agent never does (``dsfleet nodes forget NAME``: at once)."""
+    directory_resync_seconds: float = Field(30.0, gt=0)
+    """The manifests directory is read again this often even without a file event (a missed event, a commit that
+    changed no file, a rollback pin to re-check)."""
     handover_timeout_seconds: float = Field(300.0, gt=0)
     """A camera moved to another node leaves its old node once the new one runs it, or this long after the change
     when the new node does not say (down, silent); never while the new node says it cannot take it."""
@@ -239,6 +242,13 @@ class KafkaSettings(BaseModel):
 class ApiSettings(_Section):
     token: str | None = Field(None, repr=False)
     token_file: Path | None = None
+    tokens_file: Path | None = None
+    """More API tokens, with names and roles: ``name:role:sha256`` lines (role viewer, operator or admin; the
+    token's sha256 in hex). The ``token`` above is an admin named ``admin``."""
+    edits_push_remote: str | None = None
+    """Push each commit of an API edit to this git remote (a configured remote's name); None: no push."""
+    edits_push_branch: str | None = None
+    """The branch pushed to (default: the manifests' current branch)."""
     read_requires_token: bool | Literal["auto"] = "auto"
     """``auto``: reads need the token unless the API listens on loopback only."""
     webhook_secret: str | None = Field(None, repr=False)
@@ -261,6 +271,9 @@ class ApiSettings(_Section):
     that has not sent a request is closed."""
     max_requests: int = Field(64, ge=1)
     """Requests handled at once; more are answered 503 with ``Retry-After``."""
+    camera_metrics: bool = True
+    """``/metrics`` has per-camera series (``dsfleet_camera_up``, ``dsfleet_camera_fps``, …: one series per camera
+    of each instance served by DeepStream's stream REST API); false for very large fleets."""
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from dsfleet.reconciler.planning.conditions import (
     redact,
 )
 from dsfleet.reconciler.planning.handovers import HandoverState, Hold, describe_hold
+from dsfleet.reconciler.planning.pins import Pin, unpin_condition
 from dsfleet.schemas.findings import Finding
 
 if TYPE_CHECKING:
@@ -248,8 +249,82 @@ def status_document(
         "instances": instances,
         "revision": revision_view(last) if last is not None else None,
         "pendingPlan": dict(snapshot.pending_plan) if snapshot.pending_plan is not None else None,
+        "pin": pin_view(snapshot.pin),
         "events": [event_json(e) for e in snapshot.events],
         "enrollment": enrollment_json(snapshot),
+        "cameras": cameras_json(snapshot.observed, fleet.nodes),
+    }
+
+
+CAMERAS_SCHEMA = "dsfleet.cameras/v1"
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def cameras_json(observed: Iterable[ObservedDetail], nodes: Mapping[str, NodeView]) -> list[dict[str, Any]]:
+    """Per camera of the instances served by DeepStream's stream REST API, as their agents last reported them (by
+    node, instance, camera). ``nodeOnline`` false: the values are the last ones the node sent before it went
+    silent. Reasons have credentials removed."""
+    out: list[dict[str, Any]] = []
+    for row in observed:
+        node = nodes.get(row.node)
+        for c in sorted(row.cameras, key=lambda c: str(c.get("name") or "")):
+            frame = c.get("frameNumber")
+            source = c.get("sourceId")
+            out.append(
+                {
+                    "node": row.node,
+                    "instance": row.instance,
+                    "camera": str(c.get("name") or ""),
+                    "state": str(c.get("state") or ""),
+                    "reason": redact(c.get("reason")) if c.get("reason") else None,
+                    "sourceId": source if isinstance(source, int) and not isinstance(source, bool) else None,
+                    "fps": _number(c.get("fps")),
+                    "frameNumber": frame if isinstance(frame, int) and not isinstance(frame, bool) else None,
+                    "latencyMs": _number(c.get("latencyMs")),
+                    "since": c.get("since") if isinstance(c.get("since"), str) else None,
+                    "nodeOnline": bool(node and node.online),
+                    "updatedAt": _iso(row.updated_at),
+                }
+            )
+    return out
+
+
+def cameras_document(status: Mapping[str, Any]) -> dict[str, Any]:
+    """``dsfleet.cameras/v1`` (``GET /api/v1/status/cameras``): the cameras of a status document, with counts by
+    state."""
+    cameras = list(status.get("cameras") or ())
+    return {
+        "schema": CAMERAS_SCHEMA,
+        "generatedAt": status.get("generatedAt"),
+        "states": _count(str(c["state"]) for c in cameras),
+        "cameras": cameras,
+    }
+
+
+def pin_view(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The status document's ``pin``: the rollback pin that holds automatic sync (None: not pinned)."""
+    pin = Pin.from_json(data)
+    if pin is None:
+        return None
+    scope = f"node {pin.node}" if pin.node else "the fleet"
+    unpin = unpin_condition(pin)
+    return {
+        "revision": pin.revision,
+        "rollbackRevision": pin.rollback_revision,
+        "fromRevision": pin.from_revision,
+        "node": pin.node,
+        "commit": pin.source.commit,
+        "manifestsHash": pin.source.manifests_hash,
+        "since": pin.since.isoformat(),
+        "by": pin.by,
+        "unpinWhen": unpin,
+        "summary": (
+            f"PINNED: {scope} rolled back to revision {pin.revision} (from revision {pin.from_revision}) by "
+            f"{pin.by} since {pin.since.isoformat()}; automatic sync is held until {unpin}"
+        ),
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dsfleet.reconciler.api.gates import Gate, token_matches
+from dsfleet.reconciler.api.roles import TokenEntry
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
@@ -67,6 +68,14 @@ class ApiContext:
     """Fetches instance logs from their nodes; None: no broker configured (the logs route answers 503)."""
     gate: Gate = field(default_factory=Gate)
     http: HttpStats = field(default_factory=HttpStats)
+    camera_metrics: bool = True
+    """``/metrics`` has one series per camera (``[api] camera-metrics``)."""
+    tokens: tuple[TokenEntry, ...] = ()
+    """More tokens, each with a name and role (``[api] tokens_file``); the ``token`` above is an admin."""
+    edits_push: tuple[str, str] | None = None
+    """``(remote, branch)`` each edit's commit is pushed to (``[api] edits_push_remote`` / ``_branch``)."""
+    edits_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held by an edit from reading the manifests to committing them: edits are applied one at a time."""
     _store: Store | None = field(default=None, repr=False)
     _writer: Store | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -93,6 +102,16 @@ class ApiContext:
                 self._writer = Store.open(self.db, migrate=False)
             writer = self._writer
         return writer.record_delivery(keys, source, now, keep=DELIVERY_RETENTION)
+
+    def record_event(self, at: datetime, kind: str, message: str) -> None:
+        """Append an event (who changed what, from the API) through the store opened for writes."""
+        from dsfleet.reconciler.store import Store
+
+        with self._lock:
+            if self._writer is None:
+                self._writer = Store.open(self.db, migrate=False)
+            writer = self._writer
+        writer.record_event(at, kind, message)
 
     def forget_delivery(self, keys: Sequence[str]) -> None:
         """Forget a delivery :meth:`record_delivery` remembered (it failed: the forge's retry should apply)."""

@@ -51,6 +51,9 @@ PAGE = """<!doctype html>
  <section><h2>Instances</h2><table><thead><tr><th>Instance</th><th>Node</th><th>Sync</th><th>Health</th>
   <th>State</th><th>Gen desired/observed</th><th>Restarts</th><th>FPS per camera</th><th>Drift</th>
   <th>Reason</th><th>Log</th></tr></thead><tbody id="instances"></tbody></table></section>
+ <section id="cameras-box" hidden><h2>Cameras (stream REST API)</h2><table><thead><tr><th>Node</th>
+  <th>Instance</th><th>Camera</th><th>State</th><th>Reason</th><th>FPS</th><th>Frame</th><th>Latency</th></tr>
+  </thead><tbody id="cameras"></tbody></table></section>
  <section id="logs" hidden><div class="bar"><h2>Log of <span id="log-name"></span></h2>
   <span id="log-info" class="muted"></span>
   <label>lines <select id="log-tail"><option>100</option><option selected>200</option><option>1000</option>

@@ -6,13 +6,14 @@ serve`` shows them too), from the same status document ``dsfleet status`` prints
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 from dsfleet.reconciler.views import PUBLISHED_WINDOW, status_document
+from dsfleet.schemas.wire import CameraState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -25,6 +26,7 @@ __all__ = ["metrics_text"]
 
 SYNCS = ("Synced", "OutOfSync", "Progressing")
 HEALTHS = ("Healthy", "Degraded", "Failed", "Unknown")
+CAMERA_STATES = tuple(state.value for state in CameraState)
 
 
 class _FleetCollector(Collector):
@@ -153,10 +155,61 @@ class _FleetCollector(Collector):
         for state, n in sorted(moving.items()):
             handovers.add_metric([state], n)
         yield handovers
+        yield from self._camera_metrics(doc["cameras"])
+        pin = doc.get("pin")
+        pinned = GaugeMetricFamily(
+            "dsfleet_sync_pinned",
+            "1 while a rollback's pin holds automatic sync (label: the revision rolled back to), else 0",
+            labels=["revision"],
+        )
+        pinned.add_metric([str(pin["revision"]) if pin else ""], 1 if pin else 0)
+        yield pinned
         revs = GaugeMetricFamily("dsfleet_revisions", "Revisions stored, by verdict", labels=["verdict"])
         for verdict, n in sorted(store.revision_counts().items()):
             revs.add_metric([verdict], n)
         yield revs
+
+    def _camera_metrics(self, cameras: list[dict[str, Any]]) -> Iterator[Metric]:
+        """Cameras of instances served by DeepStream's stream REST API: a count by state always; one series per
+        camera (``[api] camera-metrics``, on by default) for up, fps and latency."""
+        states = GaugeMetricFamily(
+            "dsfleet_cameras",
+            "Cameras of instances served by DeepStream's stream REST API, by state (streaming, added, failed, "
+            "removed)",
+            labels=["state"],
+        )
+        counts = dict.fromkeys(CAMERA_STATES, 0)
+        for c in cameras:
+            counts[c["state"]] = counts.get(c["state"], 0) + 1
+        for state, n in sorted(counts.items()):
+            states.add_metric([state], n)
+        yield states
+        if not self.ctx.camera_metrics:
+            return
+        labels = ["node", "instance", "camera"]
+        up = GaugeMetricFamily(
+            "dsfleet_camera_up",
+            "1 while DeepStream streams the camera (state streaming) and its node reports, else 0",
+            labels=labels,
+        )
+        fps = GaugeMetricFamily(
+            "dsfleet_camera_fps", "Frames per second DeepStream reports for the camera", labels=labels
+        )
+        latency = GaugeMetricFamily(
+            "dsfleet_camera_latency_ms",
+            "Latency DeepStream reports for the camera, in milliseconds",
+            labels=labels,
+        )
+        for c in cameras:
+            key = [c["node"], c["instance"], c["camera"]]
+            up.add_metric(key, 1 if c["state"] == "streaming" and c["nodeOnline"] else 0)
+            if c["fps"] is not None:
+                fps.add_metric(key, c["fps"])
+            if c["latencyMs"] is not None:
+                latency.add_metric(key, c["latencyMs"])
+        yield up
+        yield fps
+        yield latency
 
     def _coordinator_metrics(self) -> Iterator[Metric]:
         coordinator = self.ctx.coordinator

@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dsfleet.reconciler.planning.conditions import Connection, Health, Sync
 from dsfleet.reconciler.planning.plans import Action, ChangeKind
+from dsfleet.schemas.wire import CameraState
 
 __all__ = [
     "Accepted",
     "ApplyRequest",
+    "CameraStatusView",
     "CameraView",
+    "CamerasDocument",
     "DiffDocument",
     "ErrorResponse",
     "EventView",
@@ -128,7 +131,7 @@ class FindingView(_Body):
 class RevisionView(_Body):
     id: int
     createdAt: Timestamp
-    source: str = Field(description="watch, cli, api or webhook")
+    source: str = Field(description="watch, cli, api, webhook or rollback")
     commit: str | None
     author: str | None
     subject: str | None = Field(description="the first line of the commit message")
@@ -280,6 +283,21 @@ class PendingPlan(_Body):
     text: str
 
 
+class PinView(_Body):
+    """A rollback's pin: automatic sync is held while the manifests source points at what was rolled back from."""
+
+    revision: int = Field(description="the revision whose configs were restored")
+    rollbackRevision: int = Field(description="the revision the rollback stored (source rollback)")
+    fromRevision: int | None = Field(description="the revision rolled back from")
+    node: str | None = Field(description="the one node rolled back (None: the fleet)")
+    commit: str | None = Field(description="the pinned git commit of the manifests source (None: not git)")
+    manifestsHash: str = Field(description="the pinned manifests hash (what keeps a plain directory pinned)")
+    since: Timestamp
+    by: str = Field(description="who rolled back (user@host)")
+    unpinWhen: str = Field(description="what lifts the pin")
+    summary: str
+
+
 class BrokerView(_Body):
     configured: bool
     reachable: bool | None
@@ -379,6 +397,35 @@ class EnrollmentView(_Body):
     summary: str
 
 
+class CameraStatusView(_Body):
+    """A camera of an instance served by DeepStream's stream REST API, as its agent last reported it."""
+
+    node: str
+    instance: str
+    camera: str = Field(description="the Camera's name")
+    state: CameraState = Field(
+        description="streaming (DeepStream lists it), added (asked for, not listed yet), failed (refused or "
+        "dropped by DeepStream; re-added with backoff), removed (taken out on purpose)"
+    )
+    reason: str | None = Field(description="why failed, in DeepStream's words (credentials removed)")
+    sourceId: int | None = Field(description="DeepStream's source id of the stream")
+    fps: float | None
+    frameNumber: int | None
+    latencyMs: float | None
+    since: str | None = Field(description="when the camera entered this state")
+    nodeOnline: bool = Field(description="false: the last values its node sent before it went silent")
+    updatedAt: Timestamp | None = Field(description="when the node reported them")
+
+
+class CamerasDocument(_Body):
+    """``dsfleet.cameras/v1`` (``GET /api/v1/status/cameras``; also in ``dsfleet status -o json`` as ``cameras``)."""
+
+    schema_: Literal["dsfleet.cameras/v1"] = Field(alias="schema")
+    generatedAt: Timestamp
+    states: dict[str, int] = Field(description="how many cameras are in each state")
+    cameras: list[CameraStatusView]
+
+
 class StatusDocument(_Body):
     """``dsfleet.status/v1``: the fleet at a glance (also ``dsfleet status -o json``)."""
 
@@ -395,8 +442,14 @@ class StatusDocument(_Body):
     instances: list[InstanceStatus]
     revision: RevisionView | None = Field(description="the newest revision, accepted or rejected")
     pendingPlan: PendingPlan | None
+    pin: PinView | None = Field(
+        description="None: not pinned; else automatic sync is held (dsfleet rollback)"
+    )
     events: list[EventView] = Field(description="the newest events, newest first")
     enrollment: EnrollmentView
+    cameras: list[CameraStatusView] = Field(
+        description="per camera of the instances served by DeepStream's stream REST API (GET /cameras)"
+    )
 
 
 # -------------------------------------------------------------------------------------------------- inventory
@@ -533,6 +586,19 @@ class DiffDocument(_Body):
     engineRebuilds: list[PlacedEngineRebuild]
     valid: Literal[True]
     findings: list[FindingView] = Field(description="warnings")
+
+
+class RevisionDiffDocument(_Body):
+    """What changed from one stored revision to another (``dsfleet history diff A B -o json``), as ``diff``
+    shows a plan."""
+
+    schema_: Literal["dsfleet.diff/v1"] = Field(alias="schema")
+    changed: bool
+    summary: dict[str, int]
+    nodes: list[NodeChangeView]
+    engineRebuilds: list[PlacedEngineRebuild]
+    fromRevision: int
+    toRevision: int
 
 
 class InvalidDiffDocument(_Body):

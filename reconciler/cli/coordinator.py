@@ -204,6 +204,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
         fault_point=os.environ.get("DSFLEET_FAULT_POINT") or None,
         retire_after=timedelta(seconds=conf.retire_after_seconds),
         handover_timeout=timedelta(seconds=conf.handover_timeout_seconds),
+        directory_resync_seconds=conf.directory_resync_seconds,
         broker=servers,
         events_max_age=timedelta(days=conf.events_max_age_days),
         events_max_rows=conf.events_max_rows,

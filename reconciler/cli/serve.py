@@ -86,6 +86,20 @@ def _read_secret(path: Path, what: str) -> str:
         ) from None
 
 
+def _read_tokens(path: Path) -> tuple[Any, ...]:
+    """The entries of ``[api] tokens_file`` (``name:role:sha256`` lines)."""
+    from dsfleet.reconciler.api.roles import TokensFileError, parse_tokens
+
+    try:
+        return parse_tokens(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        raise DsfleetError(
+            f"{path}: error: tokens file: cannot read ({exc.strerror or type(exc).__name__})"
+        ) from None
+    except TokensFileError as exc:
+        raise DsfleetError(f"error: {exc}") from None
+
+
 def start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = None) -> Any:
     """The API server of this process, listening (None without --http / [coordinator] http)."""
     settings = settings_of(args)
@@ -119,6 +133,7 @@ def start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = None
     secret = api.webhook_secret
     if api.webhook_secret_file is not None:
         secret = _read_secret(api.webhook_secret_file, "webhook secret file")
+    tokens = _read_tokens(api.tokens_file) if api.tokens_file is not None else ()
     send = _request_sender(args, _signers(settings.coordinator, coordinator)) if _bootstrap(args) else None
     ctx = ApiContext(
         db=settings.coordinator.db,
@@ -131,6 +146,9 @@ def start_api(args: argparse.Namespace, manifests: Path, coordinator: Any = None
         send=send,
         logs=_log_source(args, send, coordinator),
         gate=gate,
+        tokens=tokens,
+        camera_metrics=api.camera_metrics,
+        edits_push=(api.edits_push_remote, api.edits_push_branch or "") if api.edits_push_remote else None,
     )
     return ApiServer(ctx, listen, limits).start()
 

@@ -19,7 +19,7 @@ from dsfleet.reconciler.cli.options import add_db, add_output, settings_of, stor
 from dsfleet.schemas.errors import ExitCode
 from dsfleet.schemas.findings import plural
 
-__all__ = ["add_parser", "cmd_status", "status_text"]
+__all__ = ["add_parser", "cameras_text", "cmd_status", "status_text"]
 
 
 def add_parser(sub: Any) -> None:
@@ -37,6 +37,12 @@ def add_parser(sub: Any) -> None:
     )
     add_db(p)
     add_output(p)
+    p.add_argument(
+        "--cameras",
+        action="store_true",
+        help="show each camera of the instances served by DeepStream's stream REST API instead (node, instance, "
+        "camera, state, reason, fps, frame, latency); JSON: the dsfleet.cameras/v1 document",
+    )
     p.add_argument("--watch", action="store_true", help="refresh every --interval seconds until Ctrl-C")
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help="refresh period (default 1 s)")
     p.set_defaults(handler=cmd_status)
@@ -152,6 +158,12 @@ def _pending_lines(doc: dict[str, Any]) -> list[str]:
     return [f"pending plan (manual sync): {pending.get('text', '')}"]
 
 
+def _pin_lines(doc: dict[str, Any]) -> list[str]:
+    """The rollback pin, first and loud: automatic sync is held."""
+    pin = doc.get("pin")
+    return [pin["summary"]] if pin else []
+
+
 def _enrollment_lines(doc: dict[str, Any]) -> list[str]:
     """Keys waiting for approval, one line each with the command that approves it, and the dropped reports."""
     e = doc.get("enrollment")
@@ -208,7 +220,52 @@ def _fleet_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(outbox["summary"])
     for h in doc.get("handovers") or ():
         lines.append(f"handover {h['state']} on {h['node']}: {h['summary']}")
-    return lines + _enrollment_lines(doc)
+    return _pin_lines(doc) + lines + _enrollment_lines(doc)
+
+
+CAMERA_COLUMNS = ("NODE", "INSTANCE", "CAMERA", "STATE", "REASON", "FPS", "FRAME", "LATENCY")
+
+
+def _number(value: Any, unit: str = "") -> str:
+    return "-" if value is None else f"{value:g}{unit}"
+
+
+def cameras_text(doc: dict[str, Any]) -> str:
+    """``status --cameras`` as plain columns (a ``dsfleet.cameras/v1`` document in); a stale row (its node went
+    silent) says so in its state."""
+    rows = [
+        [
+            c["node"],
+            c["instance"],
+            c["camera"],
+            c["state"] + ("" if c["nodeOnline"] else " (node offline)"),
+            _cell(c["reason"]),
+            _number(c["fps"]),
+            _number(c["frameNumber"]),
+            _number(c["latencyMs"], " ms"),
+        ]
+        for c in doc["cameras"]
+    ]
+    if not rows:
+        return "No camera reported: no instance is served by DeepStream's stream REST API.\n"
+    states = ", ".join(f"{n} {state}" for state, n in sorted(doc["states"].items()))
+    return "\n".join([*_table(CAMERA_COLUMNS, rows), "", f"{plural(len(rows), 'camera')}: {states}"]) + "\n"
+
+
+def _cameras(db: str, args: argparse.Namespace) -> int:
+    from dsfleet.reconciler.views import cameras_document
+
+    stop = threading.Event()
+    while True:
+        doc = cameras_document(read_status(db))
+        if args.output == "json":
+            sys.stdout.write(json.dumps(doc, indent=None if args.watch else 2) + "\n")
+        else:
+            sys.stdout.write("\x1b[H\x1b[2J" if args.watch and sys.stdout.isatty() else "")
+            sys.stdout.write(cameras_text(doc))
+        sys.stdout.flush()
+        if not args.watch or stop.wait(max(0.1, args.interval)):
+            return ExitCode.OK
 
 
 def status_text(doc: dict[str, Any]) -> str:
@@ -263,6 +320,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = settings_of(args).coordinator.db
     if store_problem("status", db, must_exist=True):
         return ExitCode.ERROR
+    if args.cameras:
+        return _cameras(db, args)
     interactive = sys.stdout.isatty() and args.output == "text"
     if not args.watch:
         doc = read_status(db)

@@ -9,6 +9,9 @@ and writes its heartbeat to the store (decisions in ``liveness``, ``identities``
 ``planning.handovers``). A broker that is down is a state: watching, validating and
 storing go on, the outbox grows, nobody is marked offline, the heartbeat says since when the broker is unreachable,
 and everything is sent when the broker is back (topics are re-created when missing).
+
+Its state lives in :mod:`~dsfleet.reconciler.coordinator.loopstate`, what it reads from the bus in
+:mod:`~dsfleet.reconciler.coordinator.inbound`.
 """
 
 from __future__ import annotations
@@ -19,218 +22,50 @@ import signal
 import socket
 import threading
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Literal
+from collections.abc import Callable
+from datetime import datetime
 
-from dsfleet.plumbing.signing import PublicKey, SigningKey, sign_record
 from dsfleet.reconciler.applying import (
     ApplyResult,
-    Caches,
     Outcome,
     agent_config_encoder,
     apply_manifests,
     plan_manifests,
 )
-from dsfleet.reconciler.coordinator import handovers, identities, liveness, resyncs, retirements, rotation
-from dsfleet.reconciler.coordinator.enrollments import Enrollments
-from dsfleet.reconciler.coordinator.ingest import Batch, Inbound, read_batch, sent_at
-from dsfleet.reconciler.coordinator.logreplies import LogReplies
-from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
+from dsfleet.reconciler.compiling.desired import DesiredState, desired_state
+from dsfleet.reconciler.coordinator import liveness, resyncs, retirements, rotation
+from dsfleet.reconciler.coordinator.inbound import InboundMixin
+from dsfleet.reconciler.coordinator.ingest import Inbound
+from dsfleet.reconciler.coordinator.loopstate import (
+    FAULT_AFTER_STORE,
+    LISTEN_TIMEOUT_SECONDS,
+    PRUNE_BATCH,
+    CoordinatorOptions,
+    Counters,
+)
 from dsfleet.reconciler.loading.gitinfo import git_info
-from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
+from dsfleet.reconciler.planning.pins import Pin, SourceState, pin_holds, unpin_condition
 from dsfleet.reconciler.planning.reports import summary, summary_line
-from dsfleet.reconciler.ports import BusPort, Clock, StorePort, SystemClock
 from dsfleet.reconciler.store import CoordinatorBeat, NewRevision, StoredNodeConfig
-from dsfleet.reconciler.store.snapshots import PENDING_PLAN
+from dsfleet.reconciler.store.snapshots import PENDING_PLAN, ROLLBACK_PIN
 from dsfleet.schemas.errors import DsfleetError, TemporaryError
 from dsfleet.schemas.findings import plural
-from dsfleet.schemas.signatures import SignedFields, text_headers
+from dsfleet.schemas.signatures import text_headers
 from dsfleet.schemas.wire import (
-    BROADCAST_KEY,
-    AgentCommand,
-    AgentConfig,
-    CommandKind,
-    Decoded,
-    Refresh,
-    Rejection,
-    Signer,
     Topic,
-    UpdateConfig,
     agent_config_record,
-    decode,
-    encode,
     partition_for,
-    signed_fields_of,
 )
+
+__all__ = ["Coordinator", "CoordinatorOptions", "Counters"]
 
 log = logging.getLogger("dsfleet.coordinator")
 
-LISTEN_TIMEOUT_SECONDS = 10.0
-"""After the broker is reached, how long the coordinator waits for a first inbound record before it counts
-heartbeats as missed anyway (a fleet whose agents are all down sends none)."""
-PRUNE_BATCH = 20_000
-"""Events deleted by one statement at most."""
-FAULT_AFTER_STORE = "after-store"
-"""``DSFLEET_FAULT_POINT=after-store``: the process kills itself (SIGKILL) right after a revision is stored and
-before anything is published — for crash tests."""
 
-
-@dataclass(frozen=True)
-class CoordinatorOptions:
-    manifests: Path
-    sync: Literal["auto", "manual"] | None = None
-    """None: the fleet's ``Policy.spec.sync.mode`` decides (default auto); a flag or setting overrides it."""
-    topic_prefix: str = ""
-    limits: Limits = DEFAULT_LIMITS
-    heartbeat_misses: int = 3
-    timing: resyncs.Timing = field(default_factory=resyncs.Timing)
-    max_message_bytes: int = 1_000_000
-    watch_step_ms: int = 50
-    watch_debounce_ms: int = 300
-    topics_check_seconds: float = 2.0
-    request_max_age: timedelta = timedelta(minutes=2)
-    """UpdateConfig/Refresh/unnamed AgentInfo records older than this (read back after a restart) are ignored."""
-    fault_point: str | None = None
-    stuck_after_seconds: float = 15.0
-    """A record without delivery report for this long (broker reachable) means a wedged producer: replace it."""
-    directory_resync_seconds: float = 30.0
-    """The manifests directory is read again this often even without a file event (like Flux's interval)."""
-    heartbeat_seconds: float = 2.0
-    """How often the coordinator writes its heartbeat to the store (``status`` calls it not running after five
-    missed ones)."""
-    retire_after: timedelta = retirements.DEFAULT_RETIRE_AFTER
-    """A node removed from the manifests whose agent never reports its instances gone is retired after this."""
-    broker: str | None = None
-    """The bootstrap servers, as the heartbeat names them (None: no broker configured)."""
-    handover_timeout: timedelta = timedelta(seconds=300)
-    """A camera moved to another node leaves its old node once the new one runs it, or this long after the change
-    (``[coordinator] handover_timeout_seconds``)."""
-    events_max_age: timedelta = timedelta(days=7)
-    """Events older than this are deleted (checked once a minute)."""
-    events_max_rows: int = 100_000
-    """At most this many events are kept (the newest)."""
-    events_prune_seconds: float = 60.0
-
-
-@dataclass
-class Counters:
-    consumed: Counter[str] = field(default_factory=Counter)
-    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
-    applies: Counter[str] = field(default_factory=Counter)
-    resyncs: Counter[str] = field(default_factory=Counter)
-    commands: Counter[str] = field(default_factory=Counter)
-    apply_seconds: float = 0.0
-    """Total time spent applying (with ``applies``: the mean apply duration)."""
-    convergence_seconds: list[float] = field(default_factory=list)
-    """Revision stored → the node's agent reports its generation, per node (newest last, bounded)."""
-    foreign_configs: int = 0
-    """AgentConfig records read back that this coordinator did not write."""
-    retired: int = 0
-    unauthenticated: Counter[str] = field(default_factory=Counter)
-    """Inbound records dropped for their signature, by reason (``dsfleet_unauthenticated_reports_total``)."""
-
-
-class _RateLimitedLog:
-    """One log line per (topic, reason) per interval, with how many were dropped since the last line."""
-
-    def __init__(self, interval: float = 10.0) -> None:
-        self.interval = interval
-        self._last: dict[tuple[str, str], float] = {}
-        self._since: Counter[tuple[str, str]] = Counter()
-
-    def rejected(self, rej: Rejection, now: float) -> None:
-        key = (rej.topic, rej.reason.value)
-        self._since[key] += 1
-        if now - self._last.get(key, -1e9) >= self.interval:
-            log.warning(
-                "message dropped topic=%s reason=%s count=%d detail=%s",
-                rej.topic,
-                rej.reason,
-                self._since[key],
-                rej.detail,
-            )
-            self._last[key] = now
-            self._since[key] = 0
-
-
-class Coordinator:
-    def __init__(
-        self,
-        options: CoordinatorOptions,
-        store: StorePort,
-        bus: BusPort | None,
-        *,
-        clock: Clock | None = None,
-        source: str = "watch",
-        signing_key: SigningKey | None = None,
-        operator_keys: Sequence[PublicKey] | Callable[[], Sequence[PublicKey]] = (),
-    ) -> None:
-        self.options = options
-        self.signing_key = signing_key
-        """Signs every record this coordinator writes (None: unsigned, which agents refuse)."""
-        self.enrollments = Enrollments(store, operator_keys, max_bytes=options.max_message_bytes)
-        """Agents' keys: the gate every inbound record passes (:mod:`dsfleet.reconciler.coordinator.authentication`)."""
-        self._requests_seen: dict[str, datetime] = {}
-        self.store = store
-        self.bus = bus
-        self.clock = clock or SystemClock()
-        self.source = source
-        self.caches = Caches()
-        self.counters = Counters()
-        self.publisher = (
-            OutboxPublisher(store, bus, prefix=options.topic_prefix, clock=self.clock.now) if bus else None
-        )
-        self.view = resyncs.TopicView.empty()
-        self._configs: dict[str, StoredNodeConfig] = {}
-        self._configs_revision: int | None = -1
-        self._behind: dict[str, datetime] = {}
-        self._last_published: dict[str, datetime] = {}
-        self._attempts: dict[str, int] = {}
-        self._observed: dict[str, int | None] = {}
-        self._online: dict[str, bool] = {}
-        self._heartbeat: dict[str, float] = {}
-        self._last_seen: dict[str, datetime] = {}
-        self._last_second = 0.0
-        self._next_directory_sync = float("inf")
-        self._last_topics_check = -1e9
-        self._bus_ready = False
-        self._reading = False
-        self._drops = _RateLimitedLog()
-        self._started_at = self.clock.now()
-        self.fleet = store.fleet_id()
-        """The fleet id every AgentConfig of this coordinator carries."""
-        self._observed_hash: dict[str, str | None] = {}
-        self._ahead: dict[str, int] = {}
-        self._retiring: set[str] = set()
-        self._heard_since = self._started_at
-        """Since when nodes could be heard: the start, then the broker's last return (offline grace)."""
-        self._listening = False
-        """Inbound records arrive (again) since the broker was last reached: until then nobody is marked offline."""
-        self._listen_deadline = 0.0
-        self._broker_reachable: bool | None = None if bus is None else False
-        self._broker_since: datetime | None = None
-        self._broker_error: str | None = None
-        self._next_beat = 0.0
-        self._next_retire_check = 0.0
-        self._next_prune = 0.0
-        self._foreign_seen: set[tuple[str, int, str | None]] = set()
-        self._foreign_logged: set[str | None] = set()
-        self.last_foreign: str | None = None
-        self.pending_plan: dict[str, object] | None = None
-        self.apply_requested = threading.Event()
-        self.apply_source = "api"
-        """The revision source of a requested apply (the HTTP API sets ``api`` or ``webhook``)."""
-        self._applied_at: dict[str, tuple[int, float]] = {}
-        self.log_replies = LogReplies()
-        """Who waits for which ``logs`` reply (the HTTP API of this process)."""
-        self.handovers = handovers.Handovers(store)
-        """The source configs held back until their cameras run on their new nodes."""
-        self.last_apply: ApplyResult | None = None
+class Coordinator(InboundMixin):
+    """The coordinator's loop: applies the manifests, publishes the outbox, reads the bus
+    (:class:`~dsfleet.reconciler.coordinator.inbound.InboundMixin`), and once a second does the periodic work; its
+    state is :class:`~dsfleet.reconciler.coordinator.loopstate.LoopState`'s."""
 
     # ---------------------------------------------------------------------------------------------- start/stop
 
@@ -353,17 +188,6 @@ class Coordinator:
             self.publisher.forget_in_flight()
         self._last_published.clear()
 
-    # ---------------------------------------------------------------------------------------------- signing
-
-    def _sign(self, fields: SignedFields, key: str | None, payload: bytes | None) -> dict[str, str]:
-        assert self.signing_key is not None
-        return sign_record(self.signing_key, fields, key, payload)
-
-    @property
-    def _signer(self) -> Signer | None:
-        """Signs the records this coordinator writes (None: it has no key)."""
-        return self._sign if self.signing_key is not None else None
-
     # ---------------------------------------------------------------------------------------------- applying
 
     def _revision(self, source: str) -> NewRevision:
@@ -378,12 +202,20 @@ class Coordinator:
         )
 
     def sync_directory(self, *, force_apply: bool = False, source: str | None = None) -> ApplyResult | None:
-        """Apply the watched directory (auto sync, or on request), or store only its plan (manual sync)."""
+        """Apply the watched directory (auto sync, or on request), or store only its plan (manual sync); held
+        while a rollback's pin holds (the source still points at what was rolled back from)."""
         started = time.perf_counter()
         paths = [self.options.manifests]
         planned = None
+        revision = self._revision(source or self.source)
+        held = self._held_by_pin(revision)
+        if held is False:
+            return None
+        desired = held if isinstance(held, DesiredState) else None
         if not force_apply and self.options.sync != "auto":
-            planned = plan_manifests(paths, self.store, caches=self.caches, limits=self.options.limits)
+            planned = plan_manifests(
+                paths, self.store, caches=self.caches, limits=self.options.limits, desired=desired
+            )
             mode = self.options.sync or (planned.desired.sync.mode if planned.plan else "auto")
             if mode == "manual" and planned.plan is not None:
                 self.pending_plan = (
@@ -400,12 +232,12 @@ class Coordinator:
         result = apply_manifests(
             paths,
             self.store,
-            self._revision(source or self.source),
+            revision,
             caches=self.caches,
             topic_prefix=self.options.topic_prefix,
             limits=self.options.limits,
             skip_unchanged=True,
-            desired=planned.desired if planned is not None else None,  # read and compiled once
+            desired=planned.desired if planned is not None else desired,  # read and compiled once
             sign=self._signer,
             handover_timeout=self.options.handover_timeout,
         )
@@ -454,11 +286,38 @@ class Coordinator:
             log.error("apply refused: it would remove every instance of the fleet (see --allow-prune-all)")
         return result
 
-    def _refresh_configs(self, *, force: bool = False) -> None:
-        rid = self.store.last_accepted_revision_id()
-        if force or rid != self._configs_revision:
-            self._configs = self.store.latest_node_configs()
-            self._configs_revision = rid
+    def _held_by_pin(self, revision: NewRevision) -> DesiredState | bool:
+        """False when a rollback's pin holds automatic sync (the source still points at what was rolled back
+        from); otherwise the desired state read to decide it (True: no pin, nothing read). A pin the source
+        has moved past is lifted here (an ``unpinned`` event)."""
+        pin = Pin.from_json(self.store.sync_state(ROLLBACK_PIN))
+        if pin is None:
+            self._pin_logged = None
+            return True
+        desired = desired_state(
+            [self.options.manifests], self.caches.manifests, self.caches.compiled, limits=self.options.limits
+        )
+        where = SourceState(revision.git_commit, desired.loaded.digest)
+        if pin_holds(pin, where):
+            if self._pin_logged != pin.rollback_revision:
+                self._pin_logged = pin.rollback_revision
+                log.warning(
+                    "auto sync held by a rollback pin revision=%d pinned_commit=%s pinned_hash=%s; lifted by %s",
+                    pin.revision,
+                    pin.source.commit or "-",
+                    pin.source.manifests_hash[:12],
+                    unpin_condition(pin),
+                )
+            else:
+                log.info("auto sync still held by a rollback pin revision=%d", pin.revision)
+            return False
+        moved = f"commit {where.commit}" if where.commit else f"manifests hash {where.manifests_hash[:12]}"
+        self.store.clear_pin(
+            self.clock.now(), f"the manifests source moved past the pin of revision {pin.revision} ({moved})"
+        )
+        self._pin_logged = None
+        log.info("rollback pin lifted revision=%d source=%s; auto sync resumes", pin.revision, moved)
+        return desired
 
     # ---------------------------------------------------------------------------------------------- one tick
 
@@ -495,217 +354,6 @@ class Coordinator:
         if now_m - self._last_second >= 1.0:
             self._last_second = now_m
             self._every_second()
-
-    def _ingest(self, records: Sequence[Inbound]) -> None:
-        now = self.clock.now()
-        known = self._known_names()
-        batch = read_batch(
-            records,
-            prefix=self.options.topic_prefix,
-            known_nodes=known,
-            max_bytes=self.options.max_message_bytes,
-            gate=self.enrollments.gate(now, known),
-        )
-        self.counters.consumed.update(batch.consumed)
-        mono = self.clock.monotonic()
-        if batch.unauthenticated or batch.sightings or batch.redemptions:
-            self.counters.unauthenticated.update(batch.unauthenticated)
-            self.enrollments.settle(batch.unauthenticated, batch.sightings, batch.redemptions, now, mono)
-        for rej in batch.rejected:
-            self.counters.rejected[(rej.topic, rej.reason.value)] += 1
-            self._drops.rejected(rej, mono)
-        if batch.infos:
-            fresh = {
-                n: liveness.is_fresh(
-                    sent_at(i) or now, now, i.heartbeatSeconds, self.options.heartbeat_misses
-                )
-                for n, i in batch.infos.items()
-            }
-            transitions = self.store.record_agent_infos(batch.infos, fresh, now)
-            for t in transitions:
-                log.info("node %s node=%s reason=%s", "online" if t.online else "offline", t.node, t.reason)
-            for name, info in batch.infos.items():
-                if fresh[name]:
-                    self._online[name] = True
-                    self._last_seen[name] = now
-                    self._heartbeat[name] = info.heartbeatSeconds
-                if info.observedGeneration is not None or fresh[name]:
-                    self._observed[name] = info.observedGeneration
-                    self._observed_hash[name] = info.configHash
-                    self._note_generation(name, info.observedGeneration)
-        if batch.responses:
-            self.store.record_agent_responses(batch.responses, now)
-            for name, resp in batch.responses.items():
-                self._observed[name] = resp.observedGeneration
-                self._observed_hash[name] = resp.configHash
-                self._note_generation(name, resp.observedGeneration)
-                applied_at = self._applied_at.get(name)
-                if applied_at and (resp.observedGeneration or 0) >= applied_at[0]:
-                    del self._applied_at[name]
-                    self.counters.convergence_seconds.append(self.clock.monotonic() - applied_at[1])
-                    del self.counters.convergence_seconds[:-1000]
-            if self.handovers.held and not self.handovers.targets.isdisjoint(batch.responses):
-                self._decide_handovers(now)  # a target reported: its handover may be done now
-        for reply in batch.logs:
-            self.log_replies.deliver(reply)
-        if batch.unnamed:
-            self._name_agents(batch, now)
-        for request in batch.refreshes:
-            if self._fresh_request(request, now):
-                self._send_command(
-                    CommandKind.REFRESH, request.node or BROADCAST_KEY, request_id=request.requestId
-                )
-        if [u for u in batch.updates if self._fresh_request(u, now)]:
-            log.info("UpdateConfig received: applying the manifests now")
-            try:
-                self.sync_directory(force_apply=True, source="api")
-            except DsfleetError as exc:
-                log.error("apply failed error=%s", exc)
-
-    def _fresh_request(self, request: UpdateConfig | Refresh, now: datetime) -> bool:
-        """A signed request is obeyed once: recent, for this fleet (or none named), and its id not seen before (a
-        replayed record is ignored)."""
-        if not self._recent(sent_at(request), now):
-            return False
-        if request.fleet is not None and request.fleet != self.fleet:
-            log.warning("request ignored requestId=%s: for fleet %s", request.requestId, request.fleet)
-            return False
-        if request.requestId in self._requests_seen:
-            log.warning("request ignored requestId=%s: seen already (a replay)", request.requestId)
-            return False
-        horizon = now - 2 * self.options.request_max_age
-        self._requests_seen = {r: t for r, t in self._requests_seen.items() if t >= horizon}
-        self._requests_seen[request.requestId] = now
-        return True
-
-    def _note_generation(self, node: str, generation: int | None) -> None:
-        """Remember a generation reported above the stored one (checked against the store's counter before
-        anything is done: the configs read here may lag behind an apply of this very tick)."""
-        stored = self._configs.get(node)
-        if generation is not None and stored is not None and generation > stored.generation:
-            self._ahead[node] = max(generation, self._ahead.get(node, 0))
-
-    def _recent(self, when: datetime | None, now: datetime) -> bool:
-        return (
-            when is not None
-            and now - when <= self.options.request_max_age
-            and when >= self._started_at - self.options.request_max_age
-        )
-
-    def _known_names(self) -> dict[str, object]:
-        """The nodes whose agents are listened to: those the manifests declare, and those being retired (their
-        agents report their instances gone)."""
-        known: dict[str, object] = {n.name: n for n in self.store.known_nodes()}
-        for name in self._retiring:
-            known.setdefault(name, name)
-        return known
-
-    def _name_agents(self, batch: Batch, now: datetime) -> None:
-        known = [identities.KnownNode(n.name, n.hostname, n.node_id) for n in self.store.known_nodes()]
-        for ident, info in batch.unnamed.items():
-            if not self._recent(sent_at(info), now):
-                continue
-            naming = identities.name_agent(info.machineId, info.hostname, known)
-            kind = CommandKind.ASSIGN_NAME if naming.node else CommandKind.REJECT
-            log.info(
-                "agent naming hostname=%s node=%s reason=%s", info.hostname, naming.node or "-", naming.reason
-            )
-            self._send_command(
-                kind,
-                ident,
-                node=naming.node,
-                machine_id=info.machineId,
-                hostname=info.hostname,
-                reason=naming.reason,
-                key_id=_key_id(info.publicKey),
-            )
-
-    def _send_command(
-        self,
-        kind: CommandKind,
-        target: str,
-        *,
-        node: str | None = None,
-        machine_id: str | None = None,
-        hostname: str | None = None,
-        reason: str = "",
-        request_id: str | None = None,
-        key_id: str | None = None,
-    ) -> None:
-        assert self.bus is not None
-        command = AgentCommand(
-            sent_at=self.clock.now().isoformat(),
-            command=kind,
-            target=target,
-            node=node,
-            machineId=machine_id,
-            hostname=hostname,
-            reason=reason,
-            requestId=request_id or uuid.uuid4().hex,
-            keyId=key_id,
-            fleet=self.fleet,
-        )
-        value = encode(command)
-        headers = self._sign(signed_fields_of(command), target, value) if self.signing_key else None
-        try:
-            self.bus.send(Topic.AGENT_COMMAND, target, value, headers=headers)
-            self.counters.commands[kind.value] += 1
-        except TemporaryError as exc:
-            log.warning("command not sent command=%s target=%s error=%s", kind, target, exc)
-
-    def _read_back(self) -> None:
-        assert self.bus is not None
-        records, ends = self.bus.poll_observer()
-        configs: list[AgentConfig] = []
-        for r in records:
-            key = r.key.decode("utf-8", "replace") if r.key else None
-            if key is None:
-                continue
-            got = decode(Topic.AGENT_CONFIG, key, r.value, max_bytes=self.options.max_message_bytes * 4)
-            generation = getattr(getattr(got, "message", None), "generation", None)
-            if self.view.record(r.partition, r.offset, key, generation):
-                log.warning(
-                    "AgentConfig partition=%d was truncated (broker data lost); repairing", r.partition
-                )
-            if isinstance(got, Decoded) and isinstance(got.message, AgentConfig):
-                configs.append(got.message)
-        if configs:
-            self._check_writers(configs)
-        for partition, end in ends.items():
-            if self.view.end_of_partition(partition, end):
-                log.warning("AgentConfig partition=%d was truncated (broker data lost); repairing", partition)
-
-    def _check_writers(self, configs: Sequence[AgentConfig]) -> None:
-        """Note AgentConfig records this coordinator did not write: another fleet's id, or (without an id) a
-        generation and hash its store never handed out. Each is counted once; an error is logged once per writer."""
-        unknown = [c for c in configs if c.fleet is None or c.fleet == self.fleet]
-        held = self.store.config_hashes([(c.node, c.generation) for c in unknown]) if unknown else {}
-        for c in configs:
-            if c.fleet is not None and c.fleet != self.fleet:
-                what = f"AgentConfig of node {c.node} generation {c.generation} written by another fleet ({c.fleet})"
-            elif held.get((c.node, c.generation), "") != c.configHash:
-                what = (
-                    f"AgentConfig of node {c.node} generation {c.generation} that this store never wrote "
-                    f"(config hash {c.configHash[:12]})"
-                )
-            else:
-                continue
-            key = (c.node, c.generation, c.fleet)
-            if key in self._foreign_seen:
-                continue
-            self._foreign_seen.add(key)
-            self.counters.foreign_configs += 1
-            self.last_foreign = what
-            self._next_beat = 0.0
-            if c.fleet not in self._foreign_logged:
-                self._foreign_logged.add(c.fleet)
-                log.error(
-                    "another writer on this broker: %s; another coordinator (another store) publishes to these "
-                    "topics: stop it, or give it another --topic-prefix",
-                    what,
-                )
-            if len(self._foreign_seen) > 100_000:
-                self._foreign_seen.clear()
 
     def _every_second(self) -> None:
         now = self.clock.now()
@@ -973,13 +621,3 @@ class Coordinator:
             self.publisher.pump()
         if left:
             log.warning("stopped with %d records undelivered; they stay pending in the outbox", left)
-
-
-def _key_id(public_key: str | None) -> str | None:
-    """The id of a public key announced as text (None: none, or not a key)."""
-    if not public_key:
-        return None
-    try:
-        return PublicKey.from_text(public_key).id
-    except DsfleetError:
-        return None

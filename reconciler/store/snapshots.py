@@ -21,7 +21,7 @@ from dsfleet.reconciler.store.nodekeys import PENDING, KeysMixin, NodeKeyRow
 from dsfleet.reconciler.store.nodestates import LiveMixin, NodeStatusRow
 from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin
 from dsfleet.reconciler.store.outbox import OutboxMixin
-from dsfleet.reconciler.store.revisions import RevisionsMixin
+from dsfleet.reconciler.store.revisions import ROLLBACK_PIN, RevisionsMixin
 from dsfleet.reconciler.store.schema import EVENTS, NODE_CONFIGS, OBSERVED, OUTBOX, REVISIONS
 from dsfleet.reconciler.store.values import (
     InstanceRow,
@@ -35,6 +35,7 @@ from dsfleet.reconciler.store.values import (
 __all__ = [
     "DRIFT_EVENT",
     "PENDING_PLAN",
+    "ROLLBACK_PIN",
     "UNAUTHENTICATED_REPORTS",
     "HeldConfig",
     "NodeHead",
@@ -100,6 +101,9 @@ class ObservedDetail:
     ``nextRetryAt``)."""
     fps_at: datetime | None = None
     """When the FPS values were printed (None: the agent did not say; the report's time counts)."""
+    cameras: tuple[Mapping[str, Any], ...] = ()
+    """Per camera of an instance served by DeepStream's stream REST API: ``CameraStatus`` as JSON (``name``,
+    ``state``, ``reason``, ``sourceId``, ``fps``, ``frameNumber``, ``latencyMs``, ``since``)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class StatusSnapshot:
     """Agents' keys waiting for an operator's approval (``dsfleet nodes approve``), by node."""
     unauthenticated: Mapping[str, Any] | None = None
     """Reports the coordinator dropped for their signature (:data:`UNAUTHENTICATED_REPORTS`); None: none kept."""
+    pin: Mapping[str, Any] | None = None
+    """The rollback pin that holds automatic sync (:data:`ROLLBACK_PIN`, JSON); None: not pinned."""
 
 
 _OBSERVED = sa.select(
@@ -153,6 +159,7 @@ _OBSERVED = sa.select(
     OBSERVED.c.updated_at,
     OBSERVED.c.conditions,
     OBSERVED.c.fps_at,
+    OBSERVED.c.cameras,
 ).order_by(OBSERVED.c.node, OBSERVED.c.instance)
 """The observed columns status shows, by node then instance."""
 
@@ -174,6 +181,7 @@ def _observed_detail(row: RowMapping) -> ObservedDetail:
         updated_at=_from_db(row["updated_at"]),
         conditions=tuple(dict(c) for c in row["conditions"] or ()),
         fps_at=_from_db(row["fps_at"]),
+        cameras=tuple(dict(c) for c in row["cameras"] or ()),
     )
 
 
@@ -244,6 +252,7 @@ class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, Coor
                 ),
                 pending_keys=tuple(k for k in self.node_keys() if k.state == PENDING),
                 unauthenticated=self.sync_state(UNAUTHENTICATED_REPORTS),
+                pin=self.sync_state(ROLLBACK_PIN),
             )
 
     def _published_since(self, since: datetime) -> dict[str, datetime]:

@@ -1,4 +1,5 @@
-"""``GET /status`` (the ``dsfleet.status/v1`` document) and ``GET /events``."""
+"""``GET /status`` (the ``dsfleet.status/v1`` document), ``GET /cameras`` (``dsfleet.cameras/v1``) and
+``GET /events``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from dsfleet.reconciler.api.dependencies import Context, read_status
 from dsfleet.reconciler.api.errors import error_responses
-from dsfleet.reconciler.api.models import EventView, StatusDocument
-from dsfleet.reconciler.views import event_json
+from dsfleet.reconciler.api.models import CamerasDocument, EventView, StatusDocument
+from dsfleet.reconciler.views import cameras_document, event_json
 
 __all__ = ["router"]
 
@@ -20,6 +21,13 @@ router = APIRouter(tags=["status"], responses=error_responses({503: "the store c
 def get_status(ctx: Context) -> dict[str, Any]:
     """The ``dsfleet.status/v1`` document: nodes, instances (sync, health), last revision, pending plan."""
     return read_status(ctx).document
+
+
+@router.get("/status/cameras", response_model=CamerasDocument)
+def get_cameras(ctx: Context) -> dict[str, Any]:
+    """Per camera of the instances served by DeepStream's stream REST API: state (streaming, added, failed,
+    removed), reason, fps, frame number and latency, as their agents last reported them."""
+    return cameras_document(read_status(ctx).document)
 
 
 @router.get("/events", response_model=list[EventView], responses=error_responses({422: "malformed request"}))

@@ -64,6 +64,7 @@ function render(doc) {
       `record(s) this coordinator did not write; last: ${c.foreignConfigs.last}`]);
   }
   if (doc.outbox && doc.outbox.depth) lines.push(["OutOfSync", doc.outbox.summary]);
+  if (doc.pin) lines.unshift(["Failed pinned", doc.pin.summary]);
   for (const h of doc.handovers || [])
     lines.push([h.state === "blocked" ? "OutOfSync" : "Progressing", `handover ${h.state} on ${h.node}: ${h.summary}`]);
   $("fleet").innerHTML = lines.map(([k, t]) => `<div class="${k}" data-fleet="${k}">${esc(t)}</div>`).join("");
@@ -99,6 +100,13 @@ function render(doc) {
       `<td class="reason">${esc(i.reason)}</td><td><button class="logs" type="button">log</button></td></tr>`;
   }
   $("instances").innerHTML = html;
+  const cams = (doc.cameras || []).filter((c) => matches(`${c.node} ${c.instance} ${c.camera} ${c.state}`, q));
+  $("cameras-box").hidden = !(doc.cameras || []).length;
+  $("cameras").innerHTML = cams.map((c) => `<tr data-camera="${esc(c.instance)}/${esc(c.camera)}">` +
+    `<td>${esc(c.node)}</td><td>${esc(c.instance)}</td><td>${esc(c.camera)}</td>` +
+    `<td class="cam-${esc(c.state)}">${esc(c.state)}${c.nodeOnline ? "" : " (node offline)"}</td>` +
+    `<td class="reason">${esc(c.reason)}</td><td>${esc(c.fps)}</td><td>${esc(c.frameNumber)}</td>` +
+    `<td>${c.latencyMs == null ? "-" : esc(c.latencyMs) + " ms"}</td></tr>`).join("");
 }
 async function tick() {
   if (busy) return; busy = true;
