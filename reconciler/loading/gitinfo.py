@@ -31,7 +31,7 @@ def git_info(path: str | Path) -> GitInfo | None:
             return None
         commit, author, message = ([*out.stdout.splitlines(), "", "", ""])[:3]
         status = subprocess.run(
-            ["git", "-C", str(directory), "status", "--porcelain", "--", "."],
+            ["git", "--no-optional-locks", "-C", str(directory), "status", "--porcelain", "--", "."],
             capture_output=True,
             text=True,
             timeout=10,

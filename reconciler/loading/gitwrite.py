@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 EDIT_TRAILER: Final = "Dsfleet-Edit: api"
+LOCK_WAIT = 3.0
+"""How long a git command waits for another git process's index lock."""
 TIMEOUT: Final = 60.0
 
 
@@ -45,19 +48,26 @@ class Commit:
 
 
 def _git(directory: Path, *args: str, check: bool = True, timeout: float = TIMEOUT) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(directory), *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise TemporaryError(f"git {args[0]} took longer than {timeout:.0f}s") from exc
-    except OSError as exc:
-        raise GitWriteError(f"git cannot run: {exc.strerror or exc}") from exc
+    """Run git; a command that meets another git process's index lock (``index.lock``: the watcher's ``git
+    status``, a webhook's pull) is tried again for up to :data:`LOCK_WAIT` seconds."""
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(directory), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TemporaryError(f"git {args[0]} took longer than {timeout:.0f}s") from exc
+        except OSError as exc:
+            raise GitWriteError(f"git cannot run: {exc.strerror or exc}") from exc
+        if done.returncode == 0 or "index.lock" not in done.stderr or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     if check and done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         raise GitWriteError(f"git {args[0]} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
@@ -82,7 +92,7 @@ def head_commit(directory: Path) -> str | None:
 
 def is_dirty(directory: Path) -> bool:
     """Uncommitted changes under ``directory`` (untracked files included)."""
-    return bool(_git(directory, "status", "--porcelain", "--", ".").strip())
+    return bool(_git(directory, "--no-optional-locks", "status", "--porcelain", "--", ".").strip())
 
 
 def commit_files(directory: Path, paths: Sequence[Path], message: str, author: str, email: str) -> str:
