@@ -4,7 +4,11 @@ updates the DOM in place: nodes, instances grouped by node with a filter box (FP
 (``/api/v1/instances/{name}/logs``, shown as text, never as HTML), and Apply / Refresh buttons that ask for the
 API token (kept in the tab's sessionStorage only). The buttons are left out when the server cannot take them: no
 API token configured (writes disabled), or nothing to send them to. Rendering is one ``innerHTML`` per table per
-second, so 250 nodes and 1,000 instances stay responsive.
+second, so 250 nodes and 1,000 instances stay responsive. With Apply come the edit panels (calls of the
+``/api/v1/manifests`` routes with the same token): a camera form (the URL without credentials and a secretRef;
+the secret itself goes to the node's host-side secret store, never through the page), adding a camera to an
+instance or removing it, and the pending changes (``/api/v1/pending``) with Apply and Discard; a refused edit's
+findings are shown under the field their path names, a 412 as "changed meanwhile: reload".
 
 The script and the styles are files of the package (``static/dashboard.js``, ``static/dashboard.css``) served
 under ``/static/``: the page has nothing inline, so the Content-Security-Policy allows the server's own files only
@@ -17,8 +21,9 @@ __all__ = ["DOCS_PAGE", "PAGE", "page"]
 
 
 def page(*, apply: bool, refresh: bool) -> str:
-    """The page with the Apply / Refresh buttons only where the server can take them."""
-    shown = {"__APPLY__": apply, "__REFRESH__": refresh}
+    """The page with the Apply / Refresh buttons only where the server can take them; the pending panel and the
+    edit forms go with Apply (they need a token, and edits wait for an Apply)."""
+    shown = {"__APPLY__": apply, "__REFRESH__": refresh, "__EDIT__": apply}
     text = PAGE
     for mark, on in shown.items():
         text = text.replace(mark, "" if on else " hidden")
@@ -51,6 +56,41 @@ PAGE = """<!doctype html>
  <section><h2>Instances</h2><table><thead><tr><th>Instance</th><th>Node</th><th>Sync</th><th>Health</th>
   <th>State</th><th>Gen desired/observed</th><th>Restarts</th><th>FPS per camera</th><th>Drift</th>
   <th>Reason</th><th>Log</th></tr></thead><tbody id="instances"></tbody></table></section>
+ <section id="pending-box"__EDIT__><div class="bar"><h2>Pending changes</h2>
+  <button id="pending-reload" type="button">Reload</button><button id="pending-apply" type="button">Apply</button>
+  <button id="pending-discard" type="button">Discard</button><span id="pending-msg" class="muted"></span></div>
+  <div id="pending-commits" class="muted"></div><table><thead><tr><th>Node</th><th>Instance</th><th>Change</th>
+  <th>Files</th><th>Engine rebuilds</th></tr></thead><tbody id="pending-rows"></tbody></table></section>
+ <section id="edit-box"__EDIT__><h2>Edit</h2><div class="forms">
+  <form id="camera-form" autocomplete="off"><h3>Camera</h3>
+   <label>name <input id="cam-name" name="name" list="camera-names" required
+    pattern="[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"><span class="err" data-for="cam-name"></span></label>
+   <button id="cam-load" type="button">Load</button>
+   <label>camera id <input id="cam-id" name="cameraId" required><span class="err" data-for="cam-id"></span></label>
+   <label>URL <input id="cam-url" name="url" required placeholder="rtsp://host:554/path (no user or password)">
+    <span class="err" data-for="cam-url"></span></label>
+   <label>zone <input id="cam-zone" name="zone" placeholder="gate"><span class="err" data-for="cam-zone"></span></label>
+   <label>secretRef <input id="cam-secret" name="secretRef" placeholder="the camera's name">
+    <span class="err" data-for="cam-secret"></span></label>
+   <p class="help">The URL carries no user or password, and the credentials are never sent here: put them in the
+    host-side secret store of the node that runs the camera's instance (<code>secrets/&lt;secretRef&gt;/</code>
+    under the agent's state directory); the agent hands them to the container as files. This form only names the
+    secret.</p>
+   <div class="actions"><button id="cam-save" type="submit">Save</button>
+    <button id="cam-delete" type="button">Delete</button><button id="cam-new" type="button">New</button>
+    <span id="cam-version" class="muted"></span></div><div class="err" data-for="camera-form"></div></form>
+  <form id="assign-form" autocomplete="off"><h3>Cameras of an instance</h3>
+   <label>instance <input id="as-instance" name="instance" list="instance-names" required>
+    <span class="err" data-for="as-instance"></span></label>
+   <label>camera <input id="as-camera" name="camera" list="camera-names" required>
+    <span class="err" data-for="as-camera"></span></label>
+   <div class="actions"><button id="as-add" type="submit">Add to instance</button>
+    <button id="as-remove" type="button">Remove from instance</button></div>
+   <div>in the manifests: <span id="as-listed" class="muted">-</span></div>
+   <div>applied: <span id="as-applied" class="muted">-</span></div>
+   <div class="err" data-for="assign-form"></div></form>
+ </div><datalist id="camera-names"></datalist><datalist id="instance-names"></datalist>
+ <div id="edit-msg" class="muted"></div></section>
  <section id="cameras-box" hidden><h2>Cameras (stream REST API)</h2><table><thead><tr><th>Node</th>
   <th>Instance</th><th>Camera</th><th>State</th><th>Reason</th><th>FPS</th><th>Frame</th><th>Latency</th></tr>
   </thead><tbody id="cameras"></tbody></table></section>

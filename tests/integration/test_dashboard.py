@@ -2,14 +2,16 @@
 coordinator with a (fake) agent on a real broker: an instance's state change shows within 3 s, FPS are one line
 per camera with its name, Refresh with a token is accepted, an instance's log opens in a panel as text (redacted,
 never HTML), and a screenshot is saved next to the test's files. A second test loads a synthetic fleet of
-250 nodes and 1,000 instances and checks that rendering and filtering stay fast. Apply and Refresh are left out
-where the server cannot take them (no token; no coordinator nor broker)."""
+250 nodes and 1,000 instances and checks that rendering and filtering stay fast. Apply and Refresh (and with them the
+edit panels) are left out where the server cannot take them (no token; no coordinator nor broker). The edit
+panels create a camera, add it to an instance, show the pending plan and apply it, against a git work tree."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from dsfleet.reconciler.api.roles import token_digest
 from tests.support.apiserver import TOKEN, ServerProc
 from tests.support.brokers import Tansu
 from tests.support.livefleet import FakeAgent, copy_fleet, wait_for
@@ -297,6 +300,134 @@ def test_without_a_token_the_dashboard_offers_no_writes(
         page.wait_for_function("() => document.body.dataset.updated !== undefined", timeout=15_000)
         assert page.locator("#apply").is_hidden() and page.locator("#refresh").is_hidden()
         assert page.locator("#msg").text_content() == "read-only"
+        assert page.locator("#edit-box").is_hidden() and page.locator("#pending-box").is_hidden()
+        page.close()
+    finally:
+        assert server.stop() == 0
+
+
+OPERATOR = "operator-token-0123456789"
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30, check=True
+    )
+    return done.stdout
+
+
+def test_dashboard_edits_a_camera_then_applies(
+    browser: Any, kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The edit forms against a coordinator in manual sync whose manifests are a git work tree: a camera created
+    through the form and added to an instance shows in the pending panel; Apply puts it in the instance's applied
+    cameras; the commits carry the token's name; a duplicate camera id is shown at its field with the text
+    ``validate`` prints, and nothing is written."""
+    repo = copy_fleet(tmp_path / "manifests")
+    _git(repo, "init", "--quiet", "--initial-branch", "main")
+    _git(repo, "add", "--all")
+    _git(repo, "-c", "user.name=seed", "-c", "user.email=seed@example.invalid", "commit", "-qm", "seed")
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"alice:operator:{token_digest(OPERATOR)}\n")
+    server = ServerProc(
+        [
+            "coordinator",
+            "--manifests",
+            str(repo),
+            "--db",
+            f"sqlite:///{tmp_path / 'state.db'}",
+            "--bootstrap-servers",
+            kafka_broker.bootstrap,
+            "-X",
+            "fetch.wait.max.ms=10",
+            "--topic-prefix",
+            topic_prefix,
+            "--partitions",
+            "3",
+            "--sync",
+            "manual",
+        ],
+        tmp_path / "coordinator.log",
+        env={"DSFLEET_API_TOKENS_FILE": str(tokens)},
+    ).start()
+    try:
+        with server.client(TOKEN) as api:
+            wait_for(lambda: api.get("/api/v1/status").json().get("pendingPlan"), 30, "the pending plan")
+            assert api.post("/api/v1/apply").status_code == 202
+        seed = _git(repo, "rev-parse", "HEAD").strip()
+
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("dialog", lambda dialog: dialog.accept(OPERATOR))
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "() => document.getElementById('pending-box').dataset.loaded !== undefined", timeout=15_000
+        )
+        assert page.locator("#pending-rows tr").count() == 0, "nothing pending after the first apply"
+        assert "secrets/<secretRef>/" in (page.locator("#camera-form .help").text_content() or "")
+
+        page.fill("#cam-name", "yard-1")
+        page.fill("#cam-id", "99")
+        page.fill("#cam-url", "rtsp://127.0.0.1:8554/yard-1/main")
+        page.fill("#cam-zone", "yard")
+        page.fill("#cam-secret", "yard-1")
+        page.click("#cam-save")
+        page.wait_for_function(
+            "() => document.getElementById('camera-form').dataset.status === '201'", timeout=10_000
+        )
+        assert "cameras/yard.yaml" in (page.locator("#edit-msg").text_content() or "")
+
+        page.fill("#as-instance", "ccm-lobby")
+        page.dispatch_event("#as-instance", "change")
+        page.fill("#as-camera", "yard-1")
+        page.click("#as-add")
+        page.wait_for_function(
+            "() => document.getElementById('assign-form').dataset.status === '200'", timeout=10_000
+        )
+        page.wait_for_function(
+            "() => document.getElementById('as-listed').textContent.includes('yard-1')", timeout=5_000
+        )
+        row = page.locator('#pending-rows tr[data-pending$="/ccm-lobby"]')
+        row.wait_for(timeout=10_000)
+        assert (row.locator("td.kind").text_content() or "") in ("hot", "restart", "recreate")
+        assert page.locator("#pending-commits [data-commit]").count() == 2
+        assert "yard-1" not in (page.locator("#as-applied").text_content() or "")
+
+        page.click("#pending-apply")
+        page.wait_for_function(
+            "() => document.getElementById('msg').dataset.status === '202'", timeout=10_000
+        )
+        page.wait_for_function(
+            "() => document.getElementById('as-applied').textContent.split(', ').includes('yard-1')",
+            timeout=10_000,
+        )
+        page.wait_for_function(
+            "() => document.querySelectorAll('#pending-rows tr').length === 0"
+            " && document.querySelectorAll('#pending-commits [data-commit]').length === 0",
+            timeout=10_000,
+        )
+        log = _git(repo, "log", "--format=%an|%s", f"{seed}..HEAD").splitlines()
+        assert log == [
+            "alice|Add camera yard-1 to DsInstance ccm-lobby (by alice from the API)",
+            "alice|Create Camera yard-1 (by alice from the API)",
+        ], log
+
+        head = _git(repo, "rev-parse", "HEAD")
+        page.click("#cam-new")
+        page.fill("#cam-name", "yard-2")
+        page.fill("#cam-id", "99")
+        page.fill("#cam-url", "rtsp://127.0.0.1:8554/yard-2/main")
+        page.fill("#cam-zone", "yard")
+        page.click("#cam-save")
+        page.wait_for_function(
+            "() => document.getElementById('camera-form').dataset.status === '422'", timeout=10_000
+        )
+        at_field = page.locator('#camera-form .err[data-for="cam-id"]').text_content() or ""
+        assert "unique-camera-id" in at_field and "spec.cameraId: camera 'yard-2' reuses" in at_field, (
+            at_field
+        )
+        assert page.locator('#camera-form .err[data-for="cam-url"]').text_content() == ""
+        assert _git(repo, "rev-parse", "HEAD") == head and _git(repo, "status", "--porcelain") == ""
+        page.screenshot(path=str(tmp_path / "dashboard-edits.png"), full_page=True)
         page.close()
     finally:
         assert server.stop() == 0

@@ -24,6 +24,7 @@ async function loadSources(revision) {
     const next = {};
     for (const i of await res.json()) if (i.sources && i.sources.length) next[i.name] = i.sources;
     sources = next; if (last) render(last);
+    if (typeof showApplied === "function" && editing) { showApplied(); loadPending(); }
   } catch (e) { sourcesOf = undefined; }
 }
 async function showLog(name) {
@@ -125,15 +126,31 @@ async function tick() {
   } catch (e) { $("summary").textContent = "coordinator unreachable"; }
   finally { busy = false; }
 }
-async function post(path) {
+function token() {
   let t = sessionStorage.getItem("dsfleet-token");
-  if (!t) { t = window.prompt("API token"); if (!t) return; sessionStorage.setItem("dsfleet-token", t); }
-  const res = await fetch(path, {method: "POST", headers: {Authorization: "Bearer " + t, "Content-Type": "application/json"}, body: "{}"});
-  let body = {}; try { body = await res.json(); } catch (e) {}
+  if (!t) { t = window.prompt("API token"); if (t) sessionStorage.setItem("dsfleet-token", t); }
+  return t;
+}
+// One write: the token asked once per tab; the answer's JSON (or {}) with its status.
+async function call(method, path, body, headers) {
+  const t = token(); if (!t) return null;
+  const res = await fetch(path, {method, headers: {Authorization: "Bearer " + t, "Content-Type": "application/json",
+    ...(headers || {})}, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store"}).catch(() => null);
+  if (!res) return {status: 0, ok: false, body: {error: {message: "coordinator unreachable"}}, etag: null};
+  let data = {}; try { data = await res.json(); } catch (e) {}
   if (res.status === 401) sessionStorage.removeItem("dsfleet-token");
-  $("msg").textContent = res.ok ? `${path.split("/").pop()}: accepted (${body.detail || body.requestId})`
-    : `${path.split("/").pop()}: ${res.status} ${(body.error && body.error.message) || ""}`;
-  $("msg").dataset.status = String(res.status);
+  return {status: res.status, ok: res.ok, body: data, etag: res.headers.get("ETag")};
+}
+function failure(r) {
+  if (r.status === 412) return "changed meanwhile: reload";
+  return `${r.status} ${(r.body.error && r.body.error.message) || ""}`;
+}
+async function post(path) {
+  const r = await call("POST", path, {}); if (!r) return;
+  const what = path.split("/").pop();
+  $("msg").textContent = r.ok ? `${what}: accepted (${r.body.detail || r.body.requestId || "ok"})` : `${what}: ${failure(r)}`;
+  $("msg").dataset.status = String(r.status);
+  if (r.ok) loadPending();
 }
 $("apply").addEventListener("click", () => post("/api/v1/apply"));
 $("refresh").addEventListener("click", () => post("/api/v1/refresh"));
@@ -145,4 +162,175 @@ $("log-tail").addEventListener("change", () => logName && showLog(logName));
 $("log-close").addEventListener("click", () => { logName = null; $("logs").hidden = true; });
 $("filter").addEventListener("input", () => last && render(last));
 $("group").addEventListener("change", () => last && render(last));
+// ---- edits: the pending plan, a camera form, the cameras of an instance (shown with Apply only) ----
+const editing = !$("edit-box").hidden;
+let pendingBusy = false, camLoaded = null, asLoaded = null;
+const CAMERA_FIELDS = {"metadata.name": "cam-name", "metadata.labels": "cam-zone", "spec.cameraId": "cam-id",
+  "spec.url": "cam-url", "spec.credentials": "cam-secret", "kind": "cam-name", "apiVersion": "cam-name"};
+const ASSIGN_FIELDS = {"spec.cameras": "as-camera", "camera": "as-camera", "metadata.name": "as-instance",
+  "spec.node": "as-instance"};
+const enc = encodeURIComponent;
+async function read(path) {
+  const res = await fetch(path, {headers: auth(), cache: "no-store"}).catch(() => null);
+  if (!res) return {status: 0, ok: false, body: {}, etag: null};
+  let body = {}; try { body = await res.json(); } catch (e) {}
+  return {status: res.status, ok: res.ok, body, etag: res.headers.get("ETag")};
+}
+function fieldOf(path, fields) {
+  let best = null;
+  for (const k of Object.keys(fields)) if ((path === k || path.startsWith(k + ".")) && (!best || k.length > best.length)) best = k;
+  return best ? fields[best] : null;
+}
+function clearErrors(form) { for (const e of $(form).querySelectorAll(".err")) e.textContent = ""; }
+function errorAt(form, id, text) {
+  const at = $(form).querySelector(`.err[data-for="${id || form}"]`) || $(form).querySelector(`.err[data-for="${form}"]`);
+  at.textContent = at.textContent ? at.textContent + "\n" + text : text;
+}
+// A refused write, shown where it belongs: a 422's findings (the text `dsfleet validate` prints) and request
+// errors at their field, 412 as "changed meanwhile", the rest under the form.
+function showRefusal(form, fields, r, nameField) {
+  clearErrors(form);
+  const e = r.body.error || {};
+  if (r.status === 422) {
+    for (const f of e.findings || []) errorAt(form, fieldOf(f.message.split(":")[0], fields), f.text || f.message);
+    for (const f of e.fields || []) errorAt(form, fieldOf((f.loc || []).slice(1).join("."), fields), f.message);
+    if (!(e.findings || []).length && !(e.fields || []).length) errorAt(form, null, e.message || "refused");
+  } else if (r.status === 412) errorAt(form, null, "changed meanwhile: reload");
+  else if (r.status === 409 || r.status === 404) errorAt(form, nameField, e.message || String(r.status));
+  else errorAt(form, null, failure(r));
+  $(form).dataset.status = String(r.status);
+}
+function done(form, text, r) {
+  clearErrors(form); $(form).dataset.status = String(r.status);
+  $("edit-msg").textContent = text + (r.body.commit ? ` · commit ${r.body.commit.slice(0, 12)}` : "") +
+    ((r.body.warnings || []).length ? " · " + r.body.warnings.join("; ") : "");
+  loadNames(); loadPending();
+}
+async function loadNames() {
+  for (const [kind, list] of [["Camera", "camera-names"], ["DsInstance", "instance-names"]]) {
+    const r = await read("/api/v1/manifests/" + kind);
+    if (r.ok) $(list).innerHTML = r.body.items.map((i) => `<option value="${esc(i.name)}">`).join("");
+  }
+}
+function planRows(plan) {
+  const rows = [];
+  for (const n of plan.nodes || []) {
+    if (n.action === "unchanged") continue;
+    const node = `${esc(n.name)} <span class="muted">${esc(n.action)}</span>`;
+    if (!(n.instances || []).some((x) => x.action !== "unchanged")) rows.push(`<tr data-pending="${esc(n.name)}/"><td>${node}</td><td>-</td><td>-</td><td>-</td><td>-</td></tr>`);
+    for (const i of (n.instances || []).filter((x) => x.action !== "unchanged")) {
+      const files = (i.files || []).filter((f) => f.action !== "unchanged").map((f) => `${f.path} (${f.action})`).join("\n");
+      const rebuilds = (i.engineRebuilds || []).map((b) => `${b.gie}: ${(b.reasons || []).join(", ")}`).join("\n");
+      rows.push(`<tr data-pending="${esc(n.name)}/${esc(i.name)}"><td>${node}</td>` +
+        `<td>${esc(i.name)} <span class="muted">${esc(i.action)}</span></td><td class="kind ${esc(i.kind)}">${esc(i.kind || "-")}</td>` +
+        `<td class="files">${esc(files || "-")}</td><td class="files">${esc(rebuilds || "-")}</td></tr>`);
+    }
+  }
+  return rows.join("");
+}
+async function loadPending() {
+  if (!editing || pendingBusy) return; pendingBusy = true;
+  try {
+    const r = await read("/api/v1/pending");
+    if (!r.ok) { $("pending-msg").textContent = "pending: " + failure(r); return; }
+    const p = r.body, commits = p.commits || [];
+    $("pending-commits").innerHTML = commits.map((c) => `<div data-commit="${esc(c.sha)}"><code>${esc(c.sha.slice(0, 12))}</code> ` +
+      `${esc(c.subject)} · ${esc(c.author)}${c.byApi ? "" : " (not from the API)"}</div>`).join("");
+    if (!p.valid) {
+      $("pending-msg").textContent = "the manifests do not validate: Apply would be refused";
+      $("pending-rows").innerHTML = (p.findings || []).filter((f) => f.severity === "error").slice(0, 20)
+        .map((f) => `<tr><td colspan="5" class="rejected files">${esc(f.text)}</td></tr>`).join("");
+    } else {
+      const s = p.plan.summary || {};
+      $("pending-msg").textContent = p.plan.changed
+        ? Object.entries(s).filter(([, v]) => v).map(([k, v]) => `${v} ${k.replace(/_/g, " ")}`).join(" · ")
+        : "no changes: the stored fleet matches the manifests";
+      $("pending-rows").innerHTML = planRows(p.plan);
+    }
+    $("pending-box").dataset.loaded = String(Date.now());
+  } finally { pendingBusy = false; }
+}
+function fillCamera(o) {
+  const m = o.metadata || {}, sp = o.spec || {};
+  $("cam-name").value = m.name || ""; $("cam-id").value = sp.cameraId ?? ""; $("cam-url").value = sp.url || "";
+  $("cam-zone").value = (m.labels || {}).zone || ""; $("cam-secret").value = (sp.credentials || {}).secretRef || "";
+}
+async function loadCamera() {
+  const name = $("cam-name").value.trim(); if (!name) return;
+  const r = await read("/api/v1/manifests/Camera/" + enc(name));
+  if (!r.ok) { camLoaded = null; $("cam-version").textContent = ""; showRefusal("camera-form", CAMERA_FIELDS, r, "cam-name"); return; }
+  clearErrors("camera-form");
+  camLoaded = {name, etag: r.etag, object: r.body.object, file: r.body.file};
+  fillCamera(r.body.object); $("cam-version").textContent = `${r.body.file} · version ${r.body.version.slice(0, 12)}`;
+}
+async function saveCamera(ev) {
+  ev.preventDefault();
+  const name = $("cam-name").value.trim(), loaded = camLoaded && camLoaded.name === name;
+  const o = loaded ? structuredClone(camLoaded.object) : {apiVersion: "dsfleet/v1", kind: "Camera", metadata: {name}, spec: {}};
+  o.metadata = o.metadata || {}; o.spec = o.spec || {};
+  const zone = $("cam-zone").value.trim(), secret = $("cam-secret").value.trim();
+  if (zone) o.metadata.labels = {...(o.metadata.labels || {}), zone};
+  else if (o.metadata.labels) { delete o.metadata.labels.zone; if (!Object.keys(o.metadata.labels).length) delete o.metadata.labels; }
+  o.spec.cameraId = $("cam-id").value.trim(); o.spec.url = $("cam-url").value.trim();
+  if (secret) o.spec.credentials = {...(o.spec.credentials || {}), secretRef: secret}; else delete o.spec.credentials;
+  const r = loaded
+    ? await call("PUT", "/api/v1/manifests/Camera/" + enc(name), o, camLoaded.etag ? {"If-Match": camLoaded.etag} : {})
+    : await call("POST", "/api/v1/manifests/Camera", o);
+  if (!r) return;
+  if (!r.ok) { showRefusal("camera-form", CAMERA_FIELDS, r, "cam-name"); return; }
+  camLoaded = {name, etag: r.etag, object: o, file: r.body.file};
+  $("cam-version").textContent = `${r.body.file} · version ${(r.body.version || "").slice(0, 12)}`;
+  done("camera-form", `Camera ${name} ${r.body.action} in ${r.body.file}`, r);
+}
+async function deleteCamera() {
+  const name = $("cam-name").value.trim(); if (!name || !window.confirm(`Delete camera ${name}?`)) return;
+  const etag = camLoaded && camLoaded.name === name ? camLoaded.etag : null;
+  const r = await call("DELETE", "/api/v1/manifests/Camera/" + enc(name), undefined, etag ? {"If-Match": etag} : {});
+  if (!r) return;
+  if (!r.ok) { showRefusal("camera-form", CAMERA_FIELDS, r, "cam-name"); return; }
+  camLoaded = null; fillCamera({}); $("cam-version").textContent = "";
+  done("camera-form", `Camera ${name} deleted from ${r.body.file}`, r);
+}
+function showApplied() {
+  const name = $("as-instance").value.trim();
+  $("as-applied").textContent = name && sources[name] ? sources[name].join(", ") : "-";
+}
+async function loadInstance() {
+  const name = $("as-instance").value.trim(); showApplied();
+  if (!name) { asLoaded = null; $("as-listed").textContent = "-"; return; }
+  const r = await read("/api/v1/manifests/DsInstance/" + enc(name));
+  if (name !== $("as-instance").value.trim()) return;
+  asLoaded = r.ok ? {name, etag: r.etag} : null;
+  $("as-listed").textContent = r.ok ? ((r.body.object.spec || {}).cameras || []).join(", ") || "none" : "-";
+}
+async function assign(add) {
+  const name = $("as-instance").value.trim(), camera = $("as-camera").value.trim();
+  if (!name || !camera) { clearErrors("assign-form"); errorAt("assign-form", name ? "as-camera" : "as-instance", "required"); return; }
+  const etag = asLoaded && asLoaded.name === name ? {"If-Match": asLoaded.etag} : {};
+  const base = `/api/v1/manifests/DsInstance/${enc(name)}/cameras`;
+  const r = add ? await call("POST", base, {camera}, etag) : await call("DELETE", `${base}/${enc(camera)}`, undefined, etag);
+  if (!r) return;
+  if (!r.ok) { showRefusal("assign-form", ASSIGN_FIELDS, r, r.status === 404 && !add ? "as-camera" : "as-instance"); return; }
+  asLoaded = {name, etag: r.etag};
+  done("assign-form", `${camera} ${add ? "added to" : "removed from"} ${name}`, r);
+  loadInstance();
+}
+if (editing) {
+  $("pending-reload").addEventListener("click", () => { loadPending(); loadNames(); });
+  $("pending-apply").addEventListener("click", () => post("/api/v1/apply"));
+  $("pending-discard").addEventListener("click", async () => {
+    const r = await call("POST", "/api/v1/pending/discard", {}); if (!r) return;
+    $("pending-msg").textContent = r.ok ? `discarded ${plural(r.body.discarded.length, "commit")}` : "discard: " + failure(r);
+    $("pending-box").dataset.status = String(r.status);
+    if (r.ok) { loadPending(); loadNames(); }
+  });
+  $("cam-load").addEventListener("click", loadCamera);
+  $("camera-form").addEventListener("submit", saveCamera);
+  $("cam-delete").addEventListener("click", deleteCamera);
+  $("cam-new").addEventListener("click", () => { camLoaded = null; fillCamera({}); clearErrors("camera-form"); $("cam-version").textContent = ""; });
+  $("as-instance").addEventListener("change", loadInstance);
+  $("assign-form").addEventListener("submit", (ev) => { ev.preventDefault(); assign(true); });
+  $("as-remove").addEventListener("click", () => assign(false));
+  loadNames(); loadPending(); setInterval(loadPending, 10000);
+}
 tick(); setInterval(tick, 1000);
