@@ -9,6 +9,10 @@ Ordered camera moves (:mod:`dsfleet.reconciler.planning.handovers`): when the ca
 (the coordinator, which decides the holds afterwards), the config of a node that gives a camera to another node
 is stored *held* in the outbox, and goes out once the target runs the camera (or at the timeout). Without one
 (``dsfleet apply``, which publishes itself and does not stay to decide) nothing is held.
+
+Rollback pins (:mod:`dsfleet.reconciler.planning.pins`): the pin is read before planning and again inside the
+revision's own write transaction (:func:`dsfleet.reconciler.planning.pins.apply_held` decides); when it holds the
+manifests being stored, or a rollback was stored while this apply planned, nothing is stored (``HELD_BY_PIN``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dsfleet.reconciler.loading.gitinfo import git_info
 from dsfleet.reconciler.loading.manifestsets import ManifestCache
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from dsfleet.reconciler.planning.handovers import Hold, camera_moves, carry_moves, unordered_sources
+from dsfleet.reconciler.planning.pins import Pin, SourceState, apply_held
 from dsfleet.reconciler.planning.plans import Plan, compute_plan, removes_every_instance
 from dsfleet.reconciler.ports import StorePort
 from dsfleet.reconciler.store import (
@@ -38,6 +43,7 @@ from dsfleet.reconciler.store import (
     NodeChange,
     NodeRow,
 )
+from dsfleet.reconciler.store.revisions import ROLLBACK_PIN, HeldByPin
 from dsfleet.reconciler.views import finding_json
 from dsfleet.schemas.manifests import Camera
 from dsfleet.schemas.nodeconfigs import NodeConfig
@@ -65,6 +71,8 @@ class Outcome(StrEnum):
     REFUSED_PRUNE_ALL = "refused-prune-all"
     UNCHANGED = "unchanged"
     """The manifests are byte-for-byte those of the newest revision: nothing is recorded (long-running callers)."""
+    HELD_BY_PIN = "held-by-pin"
+    """A rollback's pin, read inside the revision's write transaction, held it: nothing is recorded."""
 
 
 @dataclass
@@ -78,6 +86,8 @@ class ApplyResult:
     """The source nodes whose configs were stored held (ordered camera moves), with what they wait for."""
     unordered: tuple[str, ...] = ()
     """Source nodes of camera moves that wait on each other in a cycle: their configs went out at once."""
+    pin: Pin | None = None
+    """``HELD_BY_PIN``: the pin that held the apply."""
 
 
 @dataclass
@@ -226,6 +236,7 @@ def apply_manifests(
     if desired.configs is None:
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
         return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
+    seen = Pin.from_json(store.sync_state(ROLLBACK_PIN))  # read before the configs the plan is made against
     current = stored if stored is not None else stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, current)
     if removes_every_instance(plan, desired.configs, current) and not allow_prune_all:
@@ -248,6 +259,7 @@ def apply_manifests(
             store, current, desired.configs, changes, revision.created_at, handover_timeout
         )
     rows = inventory(desired, caches)
+    source = SourceState(revision.git_commit, revision.manifests_hash)
     applied = store.apply_revision(
         revision,
         changes,
@@ -255,7 +267,12 @@ def apply_manifests(
         agent_config_encoder(revision.created_at, topic_prefix, store.fleet_id(), sign=sign),
         inventory_base=caches.inventory if caches else None,
         holds={node: hold.to_json() for node, hold in holds.items()},
+        unless_pinned=lambda pin: apply_held(
+            Pin.from_json(pin), source, seen.rollback_revision if seen is not None else None
+        ),
     )
+    if isinstance(applied, HeldByPin):
+        return ApplyResult(Outcome.HELD_BY_PIN, desired, plan=plan, pin=Pin.from_json(applied.pin))
     if caches is not None:
         caches.inventory = (applied.revision_id, rows)
     return ApplyResult(

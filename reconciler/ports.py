@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 if TYPE_CHECKING:
     from dsfleet.plumbing.kafka import Delivery, Record
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from dsfleet.reconciler.store.nodekeys import EnrollmentTokenRow, KeySighting, NodeKeyRow
     from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, OnlineTransition, TransitionLike
     from dsfleet.reconciler.store.outbox import OutboxRecord
+    from dsfleet.reconciler.store.revisions import HeldByPin, PinGuard
     from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic
 
 __all__ = ["BusPort", "Clock", "StorePort", "SystemClock"]
@@ -44,6 +45,7 @@ class StorePort(Protocol):
     """The store as the apply path (``dsfleet.reconciler.applying``) and the coordinator use it."""
 
     # revisions and node configs
+    @overload
     def apply_revision(
         self,
         rev: NewRevision,
@@ -53,7 +55,21 @@ class StorePort(Protocol):
         *,
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
+        unless_pinned: None = None,
     ) -> AppliedRevision: ...
+
+    @overload
+    def apply_revision(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        inventory: Inventory | None,
+        encode: Encoder,
+        *,
+        inventory_base: tuple[int, Inventory] | None = None,
+        holds: Mapping[str, Mapping[str, Any]] | None = None,
+        unless_pinned: PinGuard,
+    ) -> AppliedRevision | HeldByPin: ...
 
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int: ...
 

@@ -57,7 +57,8 @@ def add_parser(sub: Any) -> None:
         "Prints each changed instance's action and how many of its files change (--stat: which files; --diff: "
         "their diffs), then the summary.",
         epilog="exit: 0 applied (or no changes), 1 rejected or refused, 2 error (also: no manifests found, or a "
-        "coordinator runs on the store: it is the fleet's one writer)",
+        "coordinator runs on the store: it is the fleet's one writer, or a rollback's pin holds these "
+        "manifests: `dsfleet unpin` first)",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     add_manifest_options(p)
@@ -327,6 +328,21 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
             file=sys.stderr,
         )
         return ExitCode.FAILED
+    if result.outcome is Outcome.HELD_BY_PIN:
+        from dsfleet.reconciler.planning.pins import unpin_condition
+
+        if as_json:
+            _json({"schema": "dsfleet.apply/v1", "outcome": "held-by-pin", "revision": None, "accepted": False,
+                   "findings": findings})  # fmt: skip
+        pin = result.pin
+        print(
+            f"dsfleet apply: error: held by the rollback pin of revision {pin.revision} (rolled back by "
+            f"{pin.by}): storing these manifests would undo it; nothing stored. Lifted by {unpin_condition(pin)}"
+            if pin is not None
+            else "dsfleet apply: error: held by a rollback pin; nothing stored",
+            file=sys.stderr,
+        )
+        return ExitCode.ERROR
     if loaded.warnings:
         print_findings(loaded.warnings, roots=args.paths)
     if result.outcome is Outcome.REFUSED_PRUNE_ALL:

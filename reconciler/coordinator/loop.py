@@ -284,6 +284,14 @@ class Coordinator(InboundMixin):
                 log.warning("  %s: %s: %s [%s]", where, finding.severity.value, finding.message, finding.rule)
         elif result.outcome is Outcome.REFUSED_PRUNE_ALL:
             log.error("apply refused: it would remove every instance of the fleet (see --allow-prune-all)")
+        elif result.outcome is Outcome.HELD_BY_PIN and result.pin is not None:
+            log.warning(
+                "apply held by the rollback pin of revision %d (stored meanwhile); nothing stored "
+                "rollback_revision=%d",
+                result.pin.revision,
+                result.pin.rollback_revision,
+            )
+            self._next_directory_sync = self.clock.monotonic()  # plan again now, with the pin read anew
         return result
 
     def _held_by_pin(self, revision: NewRevision) -> DesiredState | bool:

@@ -17,6 +17,7 @@ __all__ = [
     "DIRTY",
     "Pin",
     "SourceState",
+    "apply_held",
     "changed_configs",
     "pin_holds",
     "unpin_condition",
@@ -99,6 +100,21 @@ def pin_holds(pin: Pin, source: SourceState) -> bool:
             return source.manifests_hash == pinned.manifests_hash
         return True
     return source.manifests_hash == pinned.manifests_hash
+
+
+def apply_held(pin: Pin | None, source: SourceState, seen: int | None) -> bool:
+    """Whether an apply about to store the manifests source at ``source`` must store nothing, decided on the pin
+    read inside the apply's own write transaction (``pin``; None: none is set). ``seen``: the rollback revision of
+    the pin the caller read before it planned (None: none was set then).
+
+    Held when the pin holds that source state (:func:`pin_holds`: storing it would undo the rollback), and
+    whenever the pin is not the one the caller read: a rollback was stored after the caller planned, so its plan
+    was made against configs the rollback has since replaced (the caller plans again and reads the pin anew)."""
+    if pin is None:
+        return False
+    if seen is None or pin.rollback_revision != seen:
+        return True
+    return pin_holds(pin, source)
 
 
 def unpin_condition(pin: Pin) -> str:

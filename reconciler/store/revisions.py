@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
@@ -43,10 +44,55 @@ ROLLBACK_PIN = "rollback_pin"
 """The sync-state key of a rollback's pin (:class:`dsfleet.reconciler.planning.pins.Pin` as JSON; None: none)."""
 PINNED_EVENT = "pinned"
 UNPINNED_EVENT = "unpinned"
+PG_PIN_LOCK: Final = 0x647366_70696E  # "dsf" "pin"
+"""PostgreSQL's transaction-level advisory lock that orders the writes of the pin and the applies that read it
+(SQLite's writers are serialized by ``BEGIN IMMEDIATE`` already)."""
+
+PinGuard = Callable[[Mapping[str, Any]], bool]
+"""Given the rollback pin (JSON) read inside an apply's transaction: True when the apply must store nothing."""
+
+
+@dataclass(frozen=True)
+class HeldByPin:
+    """What :meth:`RevisionsMixin.apply_revision` returns when a rollback pin held it: nothing was stored."""
+
+    pin: Mapping[str, Any]
+    """The pin (JSON, :data:`ROLLBACK_PIN`) read inside the apply's transaction."""
+
+
+def _lock_pin(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PG_PIN_LOCK)))
 
 
 class RevisionsMixin(InventoryMixin):
     # ---- revisions
+
+    @overload
+    def apply_revision(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        inventory: Inventory | None,
+        encode: Encoder,
+        *,
+        inventory_base: tuple[int, Inventory] | None = None,
+        holds: Mapping[str, Mapping[str, Any]] | None = None,
+        unless_pinned: None = None,
+    ) -> AppliedRevision: ...
+
+    @overload
+    def apply_revision(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        inventory: Inventory | None,
+        encode: Encoder,
+        *,
+        inventory_base: tuple[int, Inventory] | None = None,
+        holds: Mapping[str, Mapping[str, Any]] | None = None,
+        unless_pinned: PinGuard,
+    ) -> AppliedRevision | HeldByPin: ...
 
     def apply_revision(
         self,
@@ -57,7 +103,8 @@ class RevisionsMixin(InventoryMixin):
         *,
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
-    ) -> AppliedRevision:
+        unless_pinned: PinGuard | None = None,
+    ) -> AppliedRevision | HeldByPin:
         """Store an accepted revision, its node config changes, their outbox messages and the inventory.
 
         One transaction: if anything fails (``encode`` raising included) nothing is stored. Each changed node
@@ -67,6 +114,9 @@ class RevisionsMixin(InventoryMixin):
         still the last accepted one, only the rows that differ from it are written, without reading the tables.
         ``holds``: node → hold (JSON-ready): that node's outbox row is written held (an ordered camera handover).
         A node's new row settles its older rows still held (they will never be sent: a newer config exists).
+        ``unless_pinned``: the rollback pin (:data:`ROLLBACK_PIN`) is read first inside this transaction, after
+        every write of a pin that committed before it (a rollback stored while the caller planned included); when
+        one is set and ``unless_pinned(pin)`` says so, nothing is stored and :class:`HeldByPin` is returned.
         """
         seen: set[str] = set()
         for change in changes:
@@ -78,6 +128,13 @@ class RevisionsMixin(InventoryMixin):
         generations: dict[str, int] = {}
         outbox_ids: list[int] = []
         with self._write() as conn:
+            if unless_pinned is not None:
+                _lock_pin(conn)
+                pin = conn.execute(
+                    sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == ROLLBACK_PIN)
+                ).scalar()
+                if pin is not None and unless_pinned(pin):
+                    return HeldByPin(dict(pin))
             revision_id = self._insert_revision(conn, rev, accepted=True, errors=[], changed=len(changes))
             for change in changes:
                 generation = self._next_generation(conn, change.node)
@@ -152,11 +209,13 @@ class RevisionsMixin(InventoryMixin):
         """Store a rollback in one transaction: the revision (source ``rollback``), the restored node configs
         under new generations with their outbox rows, the instances' hashes the restored configs carry, the pin
         (``pin(revision id)``, under :data:`ROLLBACK_PIN`) and a ``pinned`` event. A coordinator running on the
-        store picks it all up at its next read: the outbox rows go out, the pin holds its automatic sync."""
+        store picks it all up at its next read: the outbox rows go out, the pin holds its automatic sync, and an
+        apply it has planned meanwhile reads the pin inside its own transaction and stores nothing."""
         created_at = _to_utc(rev.created_at)
         generations: dict[str, int] = {}
         outbox_ids: list[int] = []
         with self._write() as conn:
+            _lock_pin(conn)
             revision_id = self._insert_revision(conn, rev, accepted=True, errors=[], changed=len(changes))
             for change in changes:
                 generation = self._next_generation(conn, change.node)
@@ -212,6 +271,7 @@ class RevisionsMixin(InventoryMixin):
     def clear_pin(self, at: datetime, message: str) -> bool:
         """Remove the rollback pin and record an ``unpinned`` event, in one transaction; False: none was set."""
         with self._write() as conn:
+            _lock_pin(conn)
             current = conn.execute(
                 sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == ROLLBACK_PIN)
             ).scalar()

@@ -6,7 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dsfleet.reconciler.planning.pins import Pin, SourceState, changed_configs, pin_holds, unpin_condition
+from dsfleet.reconciler.planning.pins import (
+    Pin,
+    SourceState,
+    apply_held,
+    changed_configs,
+    pin_holds,
+    unpin_condition,
+)
 from dsfleet.reconciler.views import pin_view
 
 NOW = datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
@@ -47,6 +54,25 @@ def test_pin_holds_while_the_source_points_at_what_was_rolled_back_from(
 ) -> None:
     pin = _pin(pinned[0], pinned[1])
     assert pin_holds(pin, SourceState(*now)) is held
+
+
+@pytest.mark.parametrize(
+    ("pinned", "seen", "source", "held"),
+    [
+        (False, None, "c1", False),  # no pin inside the transaction
+        (False, 5, "c1", False),  # the pin the caller read was lifted meanwhile
+        (True, None, "c1", True),  # a rollback stored after the caller planned, of the state being stored
+        (True, None, "c2", True),  # ... and of another one: the plan was made against replaced configs
+        (True, 4, "c2", True),  # a newer rollback than the one the caller read
+        (True, 5, "c1", True),  # the pin the caller read holds the state being stored
+        (True, 5, "c2", False),  # the pin the caller read, the source moved past it
+    ],
+)
+def test_apply_held_inside_the_transaction_by_the_pin_it_reads(
+    pinned: bool, seen: int | None, source: str, held: bool
+) -> None:
+    pin = _pin("c1") if pinned else None
+    assert apply_held(pin, SourceState(source, "a" * 64), seen) is held
 
 
 def test_pin_round_trips_through_json_and_malformed_values_read_as_no_pin() -> None:

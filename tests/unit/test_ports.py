@@ -36,6 +36,9 @@ class MemoryStore:
     def fleet_id(self) -> str | None:
         return "fleet-1"
 
+    def sync_state(self, key: str) -> Any:
+        return None
+
     def latest_node_configs(self, at_revision: int | None = None) -> dict[str, StoredNodeConfig]:
         return dict(self.configs)
 
@@ -58,6 +61,7 @@ class MemoryStore:
         *,
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
+        unless_pinned: Any = None,
     ) -> AppliedRevision:
         self.revisions.append((rev, True))
         rid = len(self.revisions)
