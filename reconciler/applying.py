@@ -43,7 +43,7 @@ from dsfleet.reconciler.store import (
     NodeChange,
     NodeRow,
 )
-from dsfleet.reconciler.store.revisions import ROLLBACK_PIN, HeldByPin
+from dsfleet.reconciler.store.values import ROLLBACK_PIN, HeldByPin
 from dsfleet.reconciler.views import finding_json
 from dsfleet.schemas.manifests import Camera
 from dsfleet.schemas.nodeconfigs import NodeConfig

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from dsfleet.reconciler.store.nodekeys import EnrollmentTokenRow, KeySighting, NodeKeyRow
     from dsfleet.reconciler.store.nodestates import KnownNodeRow, NodeLive, OnlineTransition, TransitionLike
     from dsfleet.reconciler.store.outbox import OutboxRecord
-    from dsfleet.reconciler.store.revisions import HeldByPin, PinGuard
+    from dsfleet.reconciler.store.revisions import PinGuard
+    from dsfleet.reconciler.store.values import HeldByPin
     from dsfleet.schemas.wire import AgentInfo, AgentResponse, Topic
 
 __all__ = ["BusPort", "Clock", "StorePort", "SystemClock"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, overload
 
@@ -23,8 +22,10 @@ from dsfleet.reconciler.store.schema import (
     SYNC_STATE,
 )
 from dsfleet.reconciler.store.values import (
+    ROLLBACK_PIN,
     AppliedRevision,
     Encoder,
+    HeldByPin,
     Inventory,
     NewRevision,
     NodeChange,
@@ -40,8 +41,6 @@ MAX_GENERATION = 2**31 - 1
 """Generations are 32-bit integers in the store (PostgreSQL's ``integer``): a report above is never followed."""
 IN_LIST_CHUNK = 500
 """Names per ``IN (...)`` list (well under SQLite's and PostgreSQL's bind-parameter limits)."""
-ROLLBACK_PIN = "rollback_pin"
-"""The sync-state key of a rollback's pin (:class:`dsfleet.reconciler.planning.pins.Pin` as JSON; None: none)."""
 PINNED_EVENT = "pinned"
 UNPINNED_EVENT = "unpinned"
 PG_PIN_LOCK: Final = 0x647366_70696E  # "dsf" "pin"
@@ -50,14 +49,6 @@ PG_PIN_LOCK: Final = 0x647366_70696E  # "dsf" "pin"
 
 PinGuard = Callable[[Mapping[str, Any]], bool]
 """Given the rollback pin (JSON) read inside an apply's transaction: True when the apply must store nothing."""
-
-
-@dataclass(frozen=True)
-class HeldByPin:
-    """What :meth:`RevisionsMixin.apply_revision` returns when a rollback pin held it: nothing was stored."""
-
-    pin: Mapping[str, Any]
-    """The pin (JSON, :data:`ROLLBACK_PIN`) read inside the apply's transaction."""
 
 
 def _lock_pin(conn: Connection) -> None:

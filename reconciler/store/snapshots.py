@@ -21,9 +21,10 @@ from dsfleet.reconciler.store.nodekeys import PENDING, KeysMixin, NodeKeyRow
 from dsfleet.reconciler.store.nodestates import LiveMixin, NodeStatusRow
 from dsfleet.reconciler.store.observed import EventRecord, ObservedMixin
 from dsfleet.reconciler.store.outbox import OutboxMixin
-from dsfleet.reconciler.store.revisions import ROLLBACK_PIN, RevisionsMixin
+from dsfleet.reconciler.store.revisions import RevisionsMixin
 from dsfleet.reconciler.store.schema import EVENTS, NODE_CONFIGS, OBSERVED, OUTBOX, REVISIONS
 from dsfleet.reconciler.store.values import (
+    ROLLBACK_PIN,
     InstanceRow,
     NodeRow,
     RevisionRecord,

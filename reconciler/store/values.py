@@ -229,3 +229,15 @@ class StoredInventory:
                     "only (use credentials.secretRef)"
                 )
         return cls(nodes, cameras, instances)
+
+
+ROLLBACK_PIN = "rollback_pin"
+"""The sync-state key of a rollback's pin (:class:`dsfleet.reconciler.planning.pins.Pin` as JSON; None: none)."""
+
+
+@dataclass(frozen=True)
+class HeldByPin:
+    """What :meth:`dsfleet.reconciler.store.revisions.RevisionsMixin.apply_revision` returns when a rollback pin held it: nothing was stored."""
+
+    pin: Mapping[str, Any]
+    """The pin (JSON, :data:`ROLLBACK_PIN`) read inside the apply's transaction."""

@@ -22,7 +22,8 @@ import sqlalchemy as sa
 from dsfleet.reconciler.applying import Outcome, apply_manifests
 from dsfleet.reconciler.planning.pins import Pin, SourceState, apply_held
 from dsfleet.reconciler.store import AppliedRevision, Encoder, Inventory, NewRevision, NodeChange, Store
-from dsfleet.reconciler.store.revisions import ROLLBACK_PIN, HeldByPin, PinGuard
+from dsfleet.reconciler.store.revisions import PinGuard
+from dsfleet.reconciler.store.values import ROLLBACK_PIN, HeldByPin
 from dsfleet.schemas.hashing import canonical_hash
 from tests.support.keys import coordinator_env
 from tests.support.livefleet import ROOT, copy_fleet
