@@ -7,7 +7,8 @@ API token configured (writes disabled), or nothing to send them to. Rendering is
 second, so 250 nodes and 1,000 instances stay responsive. With Apply come the edit panels (calls of the
 ``/api/v1/manifests`` routes with the same token): a camera form (the URL without credentials and a secretRef;
 the secret itself goes to the node's host-side secret store, never through the page), adding a camera to an
-instance or removing it, and the pending changes (``/api/v1/pending``) with Apply and Discard; a refused edit's
+instance, removing it or moving it to another instance (one commit), a new instance from a node and a profile
+(or its deletion), and the pending changes (``/api/v1/pending``) with Apply and Discard; a refused edit's
 findings are shown under the field their path names, a 412 as "changed meanwhile: reload".
 
 The script and the styles are files of the package (``static/dashboard.js``, ``static/dashboard.css``) served
@@ -86,9 +87,31 @@ PAGE = """<!doctype html>
     <span class="err" data-for="as-camera"></span></label>
    <div class="actions"><button id="as-add" type="submit">Add to instance</button>
     <button id="as-remove" type="button">Remove from instance</button></div>
+   <label>to instance <input id="as-to" name="to" list="instance-names">
+    <span class="err" data-for="as-to"></span></label>
+   <div class="actions"><button id="as-move" type="button">Move to instance</button>
+    <span class="muted">takes the camera from the instance above and adds it to this one, in one commit</span></div>
    <div>in the manifests: <span id="as-listed" class="muted">-</span></div>
    <div>applied: <span id="as-applied" class="muted">-</span></div>
    <div class="err" data-for="assign-form"></div></form>
+  <form id="instance-form" autocomplete="off"><h3>New instance</h3>
+   <label>name <input id="in-name" name="name" required pattern="[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?">
+    <span class="err" data-for="in-name"></span></label>
+   <label>node <select id="in-node" name="node" required></select><span class="err" data-for="in-node"></span></label>
+   <label>profile <select id="in-profile" name="profile" required></select>
+    <span class="err" data-for="in-profile"></span></label>
+   <label>layout <select id="in-layout" name="layout"><option>deepstream-app</option><option>ccm</option></select>
+    <span class="err" data-for="in-layout"></span></label>
+   <label>image <input id="in-image" name="image" placeholder="the node's image">
+    <span class="err" data-for="in-image"></span></label>
+   <label>muxer <input id="in-width" name="width" type="number" min="1" value="1920" class="num"> x
+    <input id="in-height" name="height" type="number" min="1" value="1080" class="num">
+    <span class="err" data-for="in-width"></span></label>
+   <label>cameras <input id="in-cameras" name="cameras" placeholder="cam-1, cam-2 (optional)">
+    <span class="err" data-for="in-cameras"></span></label>
+   <div class="actions"><button id="in-create" type="submit">Create</button>
+    <button id="in-delete" type="button">Delete</button><span id="in-version" class="muted"></span></div>
+   <div class="err" data-for="instance-form"></div></form>
  </div><datalist id="camera-names"></datalist><datalist id="instance-names"></datalist>
  <div id="edit-msg" class="muted"></div></section>
  <section id="cameras-box" hidden><h2>Cameras (stream REST API)</h2><table><thead><tr><th>Node</th>

@@ -267,6 +267,55 @@ def test_stale_update_is_412_and_viewer_is_403(edits: Edits) -> None:
         assert policy.status_code == 403 and "admin" in policy.json()["error"]["message"]
 
 
+def test_move_camera_is_one_commit_or_nothing(edits: Edits) -> None:
+    instance = {
+        "kind": "DsInstance",
+        "metadata": {"name": "lobby-b"},
+        "spec": {
+            "node": "gpu-node-2",
+            "layout": "deepstream-app",
+            "profile": "traffic",
+            "app": {"streammux": {"width": 1920, "height": 1080}},
+        },
+    }
+    with edits.client() as api:
+        created = api.post("/api/v1/manifests/DsInstance", json=instance)
+        assert created.status_code == 201, created.text
+        assert created.json()["file"] == "instances/gpu-node-2.yaml"
+        source = api.get("/api/v1/manifests/DsInstance/ccm-lobby")
+        head = _git(edits.repo, "rev-parse", "HEAD")
+        stale = api.post(
+            "/api/v1/manifests/DsInstance/lobby-b/cameras/move",
+            json={"camera": "lobby-4", "fromInstance": "ccm-lobby", "fromVersion": '"0000"'},
+            headers={"If-Match": created.headers["etag"]},
+        )
+        assert stale.status_code == 412 and stale.json()["error"]["version"] == source.json()["version"]
+        absent = api.post(
+            "/api/v1/manifests/DsInstance/lobby-b/cameras/move",
+            json={"camera": "gate-1", "fromInstance": "ccm-lobby"},
+        )
+        assert absent.status_code == 404 and "does not list camera 'gate-1'" in absent.text
+        assert _git(edits.repo, "rev-parse", "HEAD") == head
+        assert _git(edits.repo, "status", "--porcelain") == ""
+        moved = api.post(
+            "/api/v1/manifests/DsInstance/lobby-b/cameras/move",
+            json={"camera": "lobby-4", "fromInstance": "ccm-lobby", "fromVersion": source.headers["etag"]},
+            headers={"If-Match": created.headers["etag"]},
+        )
+        assert moved.status_code == 200, moved.text
+        assert moved.json()["file"] == "instances/gpu-node-2.yaml"
+        lobby = api.get("/api/v1/manifests/DsInstance/ccm-lobby").json()["object"]["spec"]["cameras"]
+        target = api.get("/api/v1/manifests/DsInstance/lobby-b").json()["object"]["spec"]["cameras"]
+        assert "lobby-4" not in lobby and target == ["lobby-4"], (lobby, target)
+    log = _git(edits.repo, "log", "--format=%an|%s", "-2").splitlines()
+    assert log == [
+        "alice|Move camera lobby-4 from ccm-lobby to lobby-b (by alice from the API)",
+        "alice|Create DsInstance lobby-b (by alice from the API)",
+    ], log
+    files = _git(edits.repo, "show", "--format=", "--name-only", "HEAD").split()
+    assert sorted(files) == ["instances/ccm.yaml", "instances/gpu-node-2.yaml"], files
+
+
 def test_discard_drops_only_the_apis_edits(edits: Edits) -> None:
     with edits.client() as api:
         before = api.get("/api/v1/pending").json()

@@ -4,7 +4,8 @@ per camera with its name, Refresh with a token is accepted, an instance's log op
 never HTML), and a screenshot is saved next to the test's files. A second test loads a synthetic fleet of
 250 nodes and 1,000 instances and checks that rendering and filtering stay fast. Apply and Refresh (and with them the
 edit panels) are left out where the server cannot take them (no token; no coordinator nor broker). The edit
-panels create a camera, add it to an instance, show the pending plan and apply it, against a git work tree."""
+panels create a camera, add it to an instance, show the pending plan and apply it, against a git work tree; they
+create an instance on a node from a profile and move a camera into it in one commit."""
 
 from __future__ import annotations
 
@@ -316,13 +317,11 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
-def test_dashboard_edits_a_camera_then_applies(
-    browser: Any, kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
-) -> None:
-    """The edit forms against a coordinator in manual sync whose manifests are a git work tree: a camera created
-    through the form and added to an instance shows in the pending panel; Apply puts it in the instance's applied
-    cameras; the commits carry the token's name; a duplicate camera id is shown at its field with the text
-    ``validate`` prints, and nothing is written."""
+def _edits_coordinator(
+    kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
+) -> tuple[ServerProc, Path, str]:
+    """A coordinator in manual sync on a git work tree of the example fleet, applied once; alice's token is
+    OPERATOR. Returns the server, the work tree and the applied commit."""
     repo = copy_fleet(tmp_path / "manifests")
     _git(repo, "init", "--quiet", "--initial-branch", "main")
     _git(repo, "add", "--all")
@@ -354,8 +353,21 @@ def test_dashboard_edits_a_camera_then_applies(
         with server.client(TOKEN) as api:
             wait_for(lambda: api.get("/api/v1/status").json().get("pendingPlan"), 30, "the pending plan")
             assert api.post("/api/v1/apply").status_code == 202
-        seed = _git(repo, "rev-parse", "HEAD").strip()
+    except BaseException:
+        server.stop()
+        raise
+    return server, repo, _git(repo, "rev-parse", "HEAD").strip()
 
+
+def test_dashboard_edits_a_camera_then_applies(
+    browser: Any, kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The edit forms against a coordinator in manual sync whose manifests are a git work tree: a camera created
+    through the form and added to an instance shows in the pending panel; Apply puts it in the instance's applied
+    cameras; the commits carry the token's name; a duplicate camera id is shown at its field with the text
+    ``validate`` prints, and nothing is written."""
+    server, repo, seed = _edits_coordinator(kafka_broker, topic_prefix, tmp_path)
+    try:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("dialog", lambda dialog: dialog.accept(OPERATOR))
         page.goto(server.url + "/")
@@ -428,6 +440,79 @@ def test_dashboard_edits_a_camera_then_applies(
         assert page.locator('#camera-form .err[data-for="cam-url"]').text_content() == ""
         assert _git(repo, "rev-parse", "HEAD") == head and _git(repo, "status", "--porcelain") == ""
         page.screenshot(path=str(tmp_path / "dashboard-edits.png"), full_page=True)
+        page.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_dashboard_creates_an_instance_and_moves_a_camera(
+    browser: Any, kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The instance form creates an instance on a node from a profile (a refused one shows the rules' finding at
+    its field, and nothing is written); a camera moves into it in one commit; the pending panel shows both
+    instances; Apply, and the new instance is in the status; the commits carry the token's name."""
+    server, repo, seed = _edits_coordinator(kafka_broker, topic_prefix, tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("dialog", lambda dialog: dialog.accept(OPERATOR))
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "() => [...document.getElementById('in-node').options].some((o) => o.value === 'gpu-node-2')"
+            " && [...document.getElementById('in-profile').options].some((o) => o.value === 'traffic')",
+            timeout=15_000,
+        )
+        page.fill("#in-name", "lobby-b")
+        page.select_option("#in-node", "gpu-node-2")
+        page.select_option("#in-profile", "traffic")
+        page.select_option("#in-layout", "deepstream-app")
+        page.fill("#in-cameras", "no-such-camera")
+        page.click("#in-create")
+        page.wait_for_function(
+            "() => document.getElementById('instance-form').dataset.status === '422'", timeout=10_000
+        )
+        at_field = page.locator('#instance-form .err[data-for="in-cameras"]').text_content() or ""
+        assert "no-such-camera" in at_field, at_field
+        assert _git(repo, "rev-parse", "HEAD").strip() == seed and _git(repo, "status", "--porcelain") == ""
+
+        page.fill("#in-cameras", "")
+        page.click("#in-create")
+        page.wait_for_function(
+            "() => document.getElementById('instance-form').dataset.status === '201'", timeout=10_000
+        )
+        assert "instances/gpu-node-2.yaml" in (page.locator("#edit-msg").text_content() or "")
+
+        page.fill("#as-instance", "ccm-lobby")
+        page.dispatch_event("#as-instance", "change")
+        page.wait_for_function(
+            "() => document.getElementById('as-listed').textContent.includes('lobby-4')", timeout=5_000
+        )
+        page.fill("#as-camera", "lobby-4")
+        page.fill("#as-to", "lobby-b")
+        page.dispatch_event("#as-to", "change")
+        page.click("#as-move")
+        page.wait_for_function(
+            "() => document.getElementById('assign-form').dataset.status === '200'", timeout=10_000
+        )
+        page.wait_for_function(
+            "() => !document.getElementById('as-listed').textContent.includes('lobby-4')", timeout=5_000
+        )
+        page.locator('#pending-rows tr[data-pending="gpu-node-2/lobby-b"]').wait_for(timeout=10_000)
+        page.locator('#pending-rows tr[data-pending="gpu-node-1/ccm-lobby"]').wait_for(timeout=10_000)
+        assert page.locator("#pending-commits [data-commit]").count() == 2
+        assert page.locator('#instances tr[data-instance="lobby-b"]').count() == 0, "not applied yet"
+
+        page.click("#pending-apply")
+        page.locator('#instances tr[data-instance="lobby-b"]').wait_for(timeout=10_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('#pending-rows tr').length === 0", timeout=10_000
+        )
+        log = _git(repo, "log", "--format=%an|%s", f"{seed}..HEAD").splitlines()
+        assert log == [
+            "alice|Move camera lobby-4 from ccm-lobby to lobby-b (by alice from the API)",
+            "alice|Create DsInstance lobby-b (by alice from the API)",
+        ], log
+        moved = _git(repo, "show", "--format=", "--name-only", "HEAD").split()
+        assert sorted(moved) == ["instances/ccm.yaml", "instances/gpu-node-2.yaml"], moved
         page.close()
     finally:
         assert server.stop() == 0

@@ -1,6 +1,7 @@
 """Edits of the manifests: ``GET/PUT/DELETE /manifests/{kind}/{name}``, ``POST /manifests/{kind}``, cameras
-assigned to an instance (``POST /manifests/DsInstance/{name}/cameras``, ``DELETE …/cameras/{camera}``), the
-pending changes (``GET /pending``) and ``POST /pending/discard``.
+assigned to an instance (``POST /manifests/DsInstance/{name}/cameras``, ``DELETE …/cameras/{camera}``) or
+moved to it from another in one commit (``POST …/cameras/move``), the pending changes (``GET /pending``) and
+``POST /pending/discard``.
 
 An edit becomes a change of a manifest file, never a second source of truth: the whole manifest set with the
 edit applied is judged in memory by the loader, schemas and rules of ``dsfleet validate`` (an edit that adds an
@@ -80,6 +81,16 @@ class ManifestBody(_Model):
 
 class CameraAssignment(_Model):
     camera: str = Field(min_length=1, max_length=63, description="the Camera's metadata.name")
+
+
+class CameraMove(_Model):
+    """A camera taken from one instance's ``spec.cameras`` and added to another's, in one commit."""
+
+    camera: str = Field(min_length=1, max_length=63, description="the Camera's metadata.name")
+    fromInstance: str = Field(min_length=1, max_length=63, description="the DsInstance that lists it now")
+    fromVersion: str | None = Field(
+        None, description="that instance's version as read (its If-Match); a stale one is refused with 412"
+    )
 
 
 class ManifestObject(_Model):
@@ -293,6 +304,9 @@ def _write(path: Path, text: str) -> None:
 Change = Callable[[_Set], tuple[str, str]]
 """Given the set, the file to change and its new text."""
 
+Changes = Callable[[_Set], tuple[str, dict[str, str]]]
+"""Given the set, the file of the object named and the new text of every file the edit changes."""
+
 
 def _edit(
     ctx: ApiContext,
@@ -303,36 +317,71 @@ def _edit(
     change: Change,
     describe: str,
 ) -> EditResult:
+    def one(manifests: _Set) -> tuple[str, dict[str, str]]:
+        file, text = change(manifests)
+        return file, {file: text}
+
+    return _edit_files(ctx, who, action, kind, name, one, describe)
+
+
+def _edit_files(
+    ctx: ApiContext,
+    who: Identity,
+    action: Literal["created", "updated", "deleted"],
+    kind: str,
+    name: str,
+    change: Changes,
+    describe: str,
+) -> EditResult:
+    """Judge the set with the changed files, write them, commit them together (one commit)."""
     from dsfleet.reconciler.loading import gitwrite
 
     with ctx.edits_lock:
         manifests = _read_set(ctx)
-        file, text = change(manifests)
+        file, texts = change(manifests)
         before = check_files(manifests.files, ctx.limits)
-        edited = {**manifests.files, file: text.encode("utf-8")}
-        if not text:
-            edited.pop(file)
+        edited = dict(manifests.files)
+        for changed, text in texts.items():
+            if text:
+                edited[changed] = text.encode("utf-8")
+            else:
+                edited.pop(changed, None)
         after = check_files(edited, ctx.limits)
         errors = new_errors(before, after)
         present = (kind, name) in after.fleet.sources
         if not errors and present != (action != "deleted"):
-            errors = [f for f in after.errors if f.source and f.source.file == file] or errors
+            errors = [f for f in after.errors if f.source and f.source.file in texts] or errors
             if not errors:
                 raise ApiError(422, f"{kind} {name}: the edit does not give a valid {kind} named {name}")
         if errors:
             log.info("edit refused by=%s kind=%s name=%s errors=%d", who.name, kind, name, len(errors))
             raise _refused(errors)
-        path = manifests.root / file
-        _write(path, text)
+
+        def restore() -> None:
+            for changed in texts:
+                _write(
+                    manifests.root / changed, manifests.text(changed) if changed in manifests.files else ""
+                )
+
+        try:
+            for changed, text in texts.items():
+                _write(manifests.root / changed, text)
+        except OSError:
+            restore()
+            raise
         commit, pushed = None, False
         if gitwrite.work_tree(manifests.root) is not None:
             message = f"{describe} (by {who.name} from the API)"
             try:
                 commit = gitwrite.commit_files(
-                    manifests.root, [Path(file)], message, who.name, f"{who.name}@dsfleet.invalid"
+                    manifests.root,
+                    [Path(changed) for changed in texts],
+                    message,
+                    who.name,
+                    f"{who.name}@dsfleet.invalid",
                 )
             except DsfleetError as exc:
-                _write(path, manifests.text(file) if file in manifests.files else "")
+                restore()
                 log.warning("edit not committed kind=%s name=%s error=%s", kind, name, exc)
                 raise ApiError(409, f"git refused the commit ({exc}); nothing was changed") from None
             if ctx.edits_push is not None:
@@ -343,9 +392,11 @@ def _edit(
                 except DsfleetError as exc:
                     log.warning("edit not pushed commit=%s remote=%s error=%s", commit[:12], remote, exc)
         version = None
+        text = texts.get(file, "")
         doc = find_object(text, kind, name) if text else None
         if doc is not None and action != "deleted":
             version = object_version(doc.body)
+    files = ", ".join(sorted(texts))
     log.info(
         "edit %s by=%s role=%s kind=%s name=%s file=%s commit=%s",
         action,
@@ -353,15 +404,15 @@ def _edit(
         who.role.label,
         kind,
         name,
-        file,
+        files,
         (commit or "-")[:12],
     )
     _event(
         ctx,
-        f"{describe} by {who.name} ({who.role.label}) in {file}"
+        f"{describe} by {who.name} ({who.role.label}) in {files}"
         + (f", commit {commit[:12]}" if commit else ""),
     )
-    warnings = [_finding_out(f).text for f in after.warnings if f.source and f.source.file == file]
+    warnings = [_finding_out(f).text for f in after.warnings if f.source and f.source.file in texts]
     return EditResult(
         action=action,
         kind=kind,
@@ -548,6 +599,66 @@ def unassign_camera(
 ) -> JSONResponse:
     """Remove a camera from an instance's ``spec.cameras``."""
     return _instance_cameras(request, ctx, name, camera, False, if_match)
+
+
+def _with_cameras(
+    manifests: _Set, name: str, version: str | None, edit: Callable[[list[Any]], list[Any]]
+) -> tuple[str, str]:
+    """(file, new text) of the DsInstance ``name`` with ``spec.cameras`` edited; 404 if absent, 412 if stale."""
+    found = _locate(manifests, "DsInstance", name)
+    if found is None:
+        raise ApiError(404, f"no DsInstance named {name!r}")
+    file, current = found
+    _check_version(version, object_version(current))
+    doc = find_object(manifests.text(file), "DsInstance", name)
+    assert doc is not None
+    data = dict(doc.data)
+    spec = dict(data.get("spec") or {})
+    spec["cameras"] = edit(list(spec.get("cameras") or []))
+    data["spec"] = spec
+    return file, replace_object(manifests.text(file), "DsInstance", name, data)
+
+
+@router.post(
+    "/manifests/DsInstance/{name}/cameras/move",
+    response_model=EditResult,
+    responses=writes,
+    dependencies=token,
+)
+def move_camera(
+    request: Request,
+    ctx: Context,
+    name: str,
+    body: Annotated[CameraMove, Body()],
+    if_match: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    """Move a camera to this instance from the one that lists it (``fromInstance``): both ``spec.cameras``
+    change in one commit, judged together, so the move is all or nothing. ``If-Match`` is this instance's
+    version, ``fromVersion`` the other's. The answer's version is this instance's."""
+    who = caller(request, ctx)
+    camera, source = body.camera, body.fromInstance
+    if source == name:
+        raise ApiError(422, f"fromInstance: the camera is moved to {name!r}, not from it")
+
+    def take(cameras: list[Any]) -> list[Any]:
+        if camera not in cameras:
+            raise ApiError(404, f"DsInstance {source!r} does not list camera {camera!r}")
+        return [c for c in cameras if c != camera]
+
+    def give(cameras: list[Any]) -> list[Any]:
+        return cameras if camera in cameras else [*cameras, camera]
+
+    def change(manifests: _Set) -> tuple[str, dict[str, str]]:
+        from_file, from_text = _with_cameras(manifests, source, body.fromVersion, take)
+        to_file = _locate(manifests, "DsInstance", name)
+        if to_file is None:
+            raise ApiError(404, f"no DsInstance named {name!r}")
+        staged = _Set(manifests.root, {**manifests.files, from_file: from_text.encode("utf-8")})
+        file, text = _with_cameras(staged, name, if_match, give)
+        return file, {from_file: from_text, file: text}
+
+    describe = f"Move camera {camera} from {source} to {name}"
+    return _answer(_edit_files(ctx, who, "updated", "DsInstance", name, change, describe))
 
 
 @router.get("/pending", response_model=Pending, responses=reads, response_model_by_alias=True)

@@ -168,7 +168,11 @@ let pendingBusy = false, camLoaded = null, asLoaded = null;
 const CAMERA_FIELDS = {"metadata.name": "cam-name", "metadata.labels": "cam-zone", "spec.cameraId": "cam-id",
   "spec.url": "cam-url", "spec.credentials": "cam-secret", "kind": "cam-name", "apiVersion": "cam-name"};
 const ASSIGN_FIELDS = {"spec.cameras": "as-camera", "camera": "as-camera", "metadata.name": "as-instance",
-  "spec.node": "as-instance"};
+  "spec.node": "as-instance", "fromInstance": "as-instance"};
+const INSTANCE_FIELDS = {"metadata.name": "in-name", "spec.node": "in-node", "spec.gpu": "in-node",
+  "spec.profile": "in-profile", "spec.layout": "in-layout", "spec.app": "in-layout", "spec.image": "in-image",
+  "spec.app.streammux": "in-width", "spec.cameras": "in-cameras", "spec.cameraSelector": "in-cameras",
+  "kind": "in-name", "apiVersion": "in-name"};
 const enc = encodeURIComponent;
 async function read(path) {
   const res = await fetch(path, {headers: auth(), cache: "no-store"}).catch(() => null);
@@ -178,7 +182,7 @@ async function read(path) {
 }
 function fieldOf(path, fields) {
   let best = null;
-  for (const k of Object.keys(fields)) if ((path === k || path.startsWith(k + ".")) && (!best || k.length > best.length)) best = k;
+  for (const k of Object.keys(fields)) if ((path === k || path.startsWith(k + ".") || path.startsWith(k + "[")) && (!best || k.length > best.length)) best = k;
   return best ? fields[best] : null;
 }
 function clearErrors(form) { for (const e of $(form).querySelectorAll(".err")) e.textContent = ""; }
@@ -206,11 +210,20 @@ function done(form, text, r) {
     ((r.body.warnings || []).length ? " · " + r.body.warnings.join("; ") : "");
   loadNames(); loadPending();
 }
+function fillSelect(id, names) {
+  const sel = $(id), was = sel.value;
+  sel.innerHTML = names.map((n) => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
+  if (names.includes(was)) sel.value = was;
+}
 async function loadNames() {
   for (const [kind, list] of [["Camera", "camera-names"], ["DsInstance", "instance-names"]]) {
     const r = await read("/api/v1/manifests/" + kind);
     if (r.ok) $(list).innerHTML = r.body.items.map((i) => `<option value="${esc(i.name)}">`).join("");
   }
+  const profiles = await read("/api/v1/manifests/InferenceProfile");
+  if (profiles.ok) fillSelect("in-profile", profiles.body.items.map((i) => i.name));
+  const nodes = await read("/api/v1/nodes");
+  if (nodes.ok) fillSelect("in-node", nodes.body.map((n) => n.name).sort());
 }
 function planRows(plan) {
   const rows = [];
@@ -315,6 +328,65 @@ async function assign(add) {
   done("assign-form", `${camera} ${add ? "added to" : "removed from"} ${name}`, r);
   loadInstance();
 }
+// Moving a camera: one call (the server changes both instances in one commit, or neither): If-Match is the
+// target's version as read, fromVersion the source's (read when the instance above was chosen).
+let toLoaded = null;
+async function loadTarget() {
+  const name = $("as-to").value.trim();
+  const r = name ? await read("/api/v1/manifests/DsInstance/" + enc(name)) : null;
+  if (name !== $("as-to").value.trim()) return null;
+  toLoaded = r && r.ok ? {name, etag: r.etag} : null;
+  return toLoaded;
+}
+async function moveCamera() {
+  const from = $("as-instance").value.trim(), camera = $("as-camera").value.trim(), to = $("as-to").value.trim();
+  clearErrors("assign-form");
+  if (!from || !camera || !to) { errorAt("assign-form", !from ? "as-instance" : !camera ? "as-camera" : "as-to", "required"); return; }
+  const target = toLoaded && toLoaded.name === to ? toLoaded : await loadTarget();
+  const body = {camera, fromInstance: from};
+  if (asLoaded && asLoaded.name === from && asLoaded.etag) body.fromVersion = asLoaded.etag;
+  const r = await call("POST", `/api/v1/manifests/DsInstance/${enc(to)}/cameras/move`, body,
+    target && target.etag ? {"If-Match": target.etag} : {});
+  if (!r) return;
+  if (!r.ok) {
+    const at = r.status === 404 && /does not list/.test((r.body.error || {}).message || "") ? "as-camera"
+      : r.status === 404 ? "as-to" : "as-instance";
+    showRefusal("assign-form", {...ASSIGN_FIELDS, "spec.cameras": "as-to"}, r, at); return;
+  }
+  toLoaded = {name: to, etag: r.etag};
+  done("assign-form", `${camera} moved from ${from} to ${to}`, r);
+  loadInstance();
+}
+// A new instance: what a deepstream-app instance needs to validate (node, profile, layout, the muxer's size),
+// the image and cameras optional; the rules' findings under the field they name.
+let inLoaded = null;
+async function createInstance(ev) {
+  ev.preventDefault();
+  const name = $("in-name").value.trim(), image = $("in-image").value.trim();
+  const cameras = $("in-cameras").value.split(",").map((c) => c.trim()).filter((c) => c);
+  const spec = {node: $("in-node").value, layout: $("in-layout").value, profile: $("in-profile").value,
+    app: {streammux: {width: Number($("in-width").value), height: Number($("in-height").value)}}};
+  if (image) spec.image = image;
+  if (cameras.length) spec.cameras = cameras;
+  const r = await call("POST", "/api/v1/manifests/DsInstance",
+    {apiVersion: "dsfleet/v1", kind: "DsInstance", metadata: {name}, spec});
+  if (!r) return;
+  if (!r.ok) { showRefusal("instance-form", INSTANCE_FIELDS, r, "in-name"); return; }
+  inLoaded = {name, etag: r.etag};
+  $("in-version").textContent = `${r.body.file} · version ${(r.body.version || "").slice(0, 12)}`;
+  done("instance-form", `DsInstance ${name} created in ${r.body.file}`, r);
+}
+async function deleteInstance() {
+  const name = $("in-name").value.trim();
+  if (!name) { clearErrors("instance-form"); errorAt("instance-form", "in-name", "required"); return; }
+  if (!window.confirm(`Delete instance ${name}?`)) return;
+  const etag = inLoaded && inLoaded.name === name ? inLoaded.etag : null;
+  const r = await call("DELETE", "/api/v1/manifests/DsInstance/" + enc(name), undefined, etag ? {"If-Match": etag} : {});
+  if (!r) return;
+  if (!r.ok) { showRefusal("instance-form", INSTANCE_FIELDS, r, "in-name"); return; }
+  inLoaded = null; $("in-version").textContent = "";
+  done("instance-form", `DsInstance ${name} deleted from ${r.body.file}`, r);
+}
 if (editing) {
   $("pending-reload").addEventListener("click", () => { loadPending(); loadNames(); });
   $("pending-apply").addEventListener("click", () => post("/api/v1/apply"));
@@ -331,6 +403,10 @@ if (editing) {
   $("as-instance").addEventListener("change", loadInstance);
   $("assign-form").addEventListener("submit", (ev) => { ev.preventDefault(); assign(true); });
   $("as-remove").addEventListener("click", () => assign(false));
+  $("as-to").addEventListener("change", loadTarget);
+  $("as-move").addEventListener("click", moveCamera);
+  $("instance-form").addEventListener("submit", createInstance);
+  $("in-delete").addEventListener("click", deleteInstance);
   loadNames(); loadPending(); setInterval(loadPending, 10000);
 }
 tick(); setInterval(tick, 1000);
