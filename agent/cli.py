@@ -324,6 +324,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dsfleet.agent.runtime import DockerRuntime
     from dsfleet.agent.secrets import LocalSecretStore
 
+    # a SIGTERM that arrives while the agent is still starting stops it cleanly too (handlers before any log line)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     settings, kafka = agent_settings(args)
     configure_logging(args.log_level, args.log_format)
     trust, token = agent_trust(settings)
@@ -362,13 +370,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         host_facts(agent_version),
         identity=identity,
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         agent.run(stop)
     finally:

@@ -212,6 +212,7 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     from dsfleet.reconciler.cli.keys import coordinator_keys, operator_keys, signing_key_path
     from dsfleet.reconciler.cli.plan import ensure_parent
 
+    stop = _stop_on_signals()  # before the first log line: a SIGTERM while starting is a clean stop too
     ensure_parent(conf.db)
     try:
         signing_key, made = coordinator_keys(conf)
@@ -231,7 +232,6 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
             signing_key.public.text(),
         )
     log.info("signing with key=%s public=%s", signing_key.id, signing_key.public.text())
-    stop = _stop_on_signals()
     try:
         store = Store.open(conf.db)
     except DsfleetError as exc:
