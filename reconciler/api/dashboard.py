@@ -7,8 +7,9 @@ API token configured (writes disabled), or nothing to send them to. Rendering is
 second, so 250 nodes and 1,000 instances stay responsive. With Apply come the edit panels (calls of the
 ``/api/v1/manifests`` routes with the same token): a camera form (the URL without credentials and a secretRef;
 the secret itself goes to the node's host-side secret store, never through the page), adding a camera to an
-instance, removing it or moving it to another instance (one commit), a new instance from a node and a profile
-(or its deletion), and the pending changes (``/api/v1/pending``) with Apply and Discard; a refused edit's
+instance, removing it or moving it to another instance (one commit), a new instance from a node and a profile,
+an instance's edit form (loaded with its version: node, profile, layout, image, muxer size, cameras, paused) or
+its deletion, and the pending changes (``/api/v1/pending``) with Apply and Discard; a refused edit's
 findings are shown under the field their path names, a 412 as "changed meanwhile: reload".
 
 The script and the styles are files of the package (``static/dashboard.js``, ``static/dashboard.css``) served
@@ -94,9 +95,10 @@ PAGE = """<!doctype html>
    <div>in the manifests: <span id="as-listed" class="muted">-</span></div>
    <div>applied: <span id="as-applied" class="muted">-</span></div>
    <div class="err" data-for="assign-form"></div></form>
-  <form id="instance-form" autocomplete="off"><h3>New instance</h3>
-   <label>name <input id="in-name" name="name" required pattern="[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?">
-    <span class="err" data-for="in-name"></span></label>
+  <form id="instance-form" autocomplete="off"><h3 id="in-title">New instance</h3>
+   <label>name <input id="in-name" name="name" list="instance-names" required
+    pattern="[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"><span class="err" data-for="in-name"></span></label>
+   <button id="in-load" type="button">Load</button>
    <label>node <select id="in-node" name="node" required></select><span class="err" data-for="in-node"></span></label>
    <label>profile <select id="in-profile" name="profile" required></select>
     <span class="err" data-for="in-profile"></span></label>
@@ -109,8 +111,13 @@ PAGE = """<!doctype html>
     <span class="err" data-for="in-width"></span></label>
    <label>cameras <input id="in-cameras" name="cameras" placeholder="cam-1, cam-2 (optional)">
     <span class="err" data-for="in-cameras"></span></label>
+   <label><input id="in-paused" name="paused" type="checkbox"> paused (the container stopped and kept stopped)
+    <span class="err" data-for="in-paused"></span></label>
+   <p class="help">Load reads an instance as in its file (with its version); Save then changes only what this form
+    shows, and is refused if the instance changed meanwhile (reload and edit again).</p>
    <div class="actions"><button id="in-create" type="submit">Create</button>
-    <button id="in-delete" type="button">Delete</button><span id="in-version" class="muted"></span></div>
+    <button id="in-delete" type="button">Delete</button><button id="in-new" type="button">New</button>
+    <span id="in-version" class="muted"></span></div>
    <div class="err" data-for="instance-form"></div></form>
  </div><datalist id="camera-names"></datalist><datalist id="instance-names"></datalist>
  <div id="edit-msg" class="muted"></div></section>

@@ -11,6 +11,8 @@ Getters: integer, double, boolean, string, integer_list, double_list, string_lis
 maps a ``dsfleet.schemas.deepstream.ValueKind``). A failing getter gives ``glibcheck.GetterError``. Skips when
 ``/usr/bin/python3`` (or ``$DSFLEET_GLIB_PYTHON``) cannot import GLib through ``gi``; fails instead when CI=true.
 
+``browser`` (per test, from ``browsers.py``): headless Chromium driven by Playwright, for the dashboard's tests.
+
 ``samples_dir`` (session): the shared DeepStream sample configs (``../shared/deepstream/samples`` next to the
 repository, or ``$DSFLEET_SHARED_DIR/deepstream/samples``); same skip/fail rule.
 """
@@ -25,6 +27,7 @@ import docker
 import pytest
 
 from tests.support.brokers import Tansu, broker_binary
+from tests.support.browsers import browser  # noqa: F401  (headless Chromium for the dashboard's tests)
 from tests.support.dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine
 from tests.support.glibcheck import GlibChecker, glib_available, glib_python
 from tests.support.pg import pg_server, pg_url  # noqa: F401  (fixtures for every integration test)

@@ -172,7 +172,7 @@ const ASSIGN_FIELDS = {"spec.cameras": "as-camera", "camera": "as-camera", "meta
 const INSTANCE_FIELDS = {"metadata.name": "in-name", "spec.node": "in-node", "spec.gpu": "in-node",
   "spec.profile": "in-profile", "spec.layout": "in-layout", "spec.app": "in-layout", "spec.image": "in-image",
   "spec.app.streammux": "in-width", "spec.cameras": "in-cameras", "spec.cameraSelector": "in-cameras",
-  "kind": "in-name", "apiVersion": "in-name"};
+  "spec.paused": "in-paused", "kind": "in-name", "apiVersion": "in-name"};
 const enc = encodeURIComponent;
 async function read(path) {
   const res = await fetch(path, {headers: auth(), cache: "no-store"}).catch(() => null);
@@ -210,20 +210,32 @@ function done(form, text, r) {
     ((r.body.warnings || []).length ? " · " + r.body.warnings.join("; ") : "");
   loadNames(); loadPending();
 }
+// The names the forms offer (datalists of cameras and instances, selects of profiles and nodes): read together,
+// and a list is rewritten only when its names changed (a fleet of 1,000 instances and 4,000 cameras re-reads
+// them after every edit).
+const shownNames = {};
+function sameNames(id, names) {
+  const key = names.join("\n");
+  if (shownNames[id] === key) return true;
+  shownNames[id] = key; return false;
+}
 function fillSelect(id, names) {
+  if (sameNames(id, names)) return;
   const sel = $(id), was = sel.value;
   sel.innerHTML = names.map((n) => `<option value="${esc(n)}">${esc(n)}</option>`).join("");
   if (names.includes(was)) sel.value = was;
 }
+function fillList(id, names) {
+  if (!sameNames(id, names)) $(id).innerHTML = names.map((n) => `<option value="${esc(n)}">`).join("");
+}
 async function loadNames() {
-  for (const [kind, list] of [["Camera", "camera-names"], ["DsInstance", "instance-names"]]) {
-    const r = await read("/api/v1/manifests/" + kind);
-    if (r.ok) $(list).innerHTML = r.body.items.map((i) => `<option value="${esc(i.name)}">`).join("");
-  }
-  const profiles = await read("/api/v1/manifests/InferenceProfile");
+  const [cameras, instances, profiles, nodes] = await Promise.all(["/api/v1/manifests/Camera",
+    "/api/v1/manifests/DsInstance", "/api/v1/manifests/InferenceProfile", "/api/v1/nodes"].map(read));
+  if (cameras.ok) fillList("camera-names", cameras.body.items.map((i) => i.name));
+  if (instances.ok) fillList("instance-names", instances.body.items.map((i) => i.name));
   if (profiles.ok) fillSelect("in-profile", profiles.body.items.map((i) => i.name));
-  const nodes = await read("/api/v1/nodes");
   if (nodes.ok) fillSelect("in-node", nodes.body.map((n) => n.name).sort());
+  $("edit-box").dataset.names = String(Date.now());
 }
 function planRows(plan) {
   const rows = [];
@@ -357,24 +369,77 @@ async function moveCamera() {
   done("assign-form", `${camera} moved from ${from} to ${to}`, r);
   loadInstance();
 }
-// A new instance: what a deepstream-app instance needs to validate (node, profile, layout, the muxer's size),
-// the image and cameras optional; the rules' findings under the field they name.
+// The instance form: a new instance (what a deepstream-app instance needs to validate: node, profile, layout, the
+// muxer's size; the image and cameras optional), or, once loaded (GET with its ETag), an edit of the object as
+// read where only the fields shown here change (PUT with If-Match: 412 if it changed meanwhile). The rules'
+// findings are shown under the field they name.
 let inLoaded = null;
+function instanceMode() {
+  const editing = inLoaded && inLoaded.name === $("in-name").value.trim();
+  $("in-title").textContent = editing ? `Instance ${inLoaded.name}` : "New instance";
+  $("in-create").textContent = editing ? "Save" : "Create";
+  if (!editing) $("in-version").textContent = "";
+}
+function choose(id, value) {
+  const sel = $(id);
+  if (value && ![...sel.options].some((o) => o.value === value)) sel.insertAdjacentHTML("beforeend", `<option value="${esc(value)}">${esc(value)}</option>`);
+  if (value) sel.value = value;
+}
+function fillInstance(o) {
+  const sp = o.spec || {}, mux = (sp.app || {}).streammux || {};
+  choose("in-node", sp.node); choose("in-profile", sp.profile); choose("in-layout", sp.layout);
+  $("in-image").value = sp.image || "";
+  $("in-width").value = mux.width ?? ""; $("in-height").value = mux.height ?? "";
+  $("in-cameras").value = (sp.cameras || []).join(", ");
+  const labels = Object.entries((sp.cameraSelector || {}).matchLabels || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+  $("in-cameras").placeholder = sp.cameraSelector ? `selected by labels: ${labels || "(expressions)"}` : "cam-1, cam-2 (optional)";
+  $("in-paused").checked = sp.paused === true;
+}
+async function loadInstanceForm() {
+  const name = $("in-name").value.trim();
+  clearErrors("instance-form");
+  if (!name) { errorAt("instance-form", "in-name", "required"); return; }
+  const r = await read("/api/v1/manifests/DsInstance/" + enc(name));
+  if (name !== $("in-name").value.trim()) return;
+  $("instance-form").dataset.loaded = r.ok ? name : "";
+  if (!r.ok) { inLoaded = null; instanceMode(); showRefusal("instance-form", INSTANCE_FIELDS, r, "in-name"); return; }
+  inLoaded = {name, etag: r.etag, object: r.body.object, file: r.body.file};
+  fillInstance(r.body.object); instanceMode();
+  $("in-version").textContent = `${r.body.file} · version ${r.body.version.slice(0, 12)}`;
+}
+function instanceObject(name, loaded) {
+  const o = loaded ? structuredClone(inLoaded.object) : {apiVersion: "dsfleet/v1", kind: "DsInstance", metadata: {name}, spec: {}};
+  o.metadata = o.metadata || {}; o.spec = o.spec || {};
+  const sp = o.spec, image = $("in-image").value.trim();
+  const cameras = $("in-cameras").value.split(",").map((c) => c.trim()).filter((c) => c);
+  const width = $("in-width").value.trim(), height = $("in-height").value.trim();
+  sp.node = $("in-node").value; sp.layout = $("in-layout").value; sp.profile = $("in-profile").value;
+  if (width || height || !loaded) {
+    sp.app = sp.app || {}; sp.app.streammux = sp.app.streammux || {};
+    if (width) sp.app.streammux.width = Number(width); else delete sp.app.streammux.width;
+    if (height) sp.app.streammux.height = Number(height); else delete sp.app.streammux.height;
+  }
+  if (image) sp.image = image; else delete sp.image;
+  if (cameras.length || Array.isArray(sp.cameras)) sp.cameras = cameras;
+  if ($("in-paused").checked) sp.paused = true; else if ("paused" in sp) sp.paused = false;
+  return o;
+}
 async function createInstance(ev) {
   ev.preventDefault();
-  const name = $("in-name").value.trim(), image = $("in-image").value.trim();
-  const cameras = $("in-cameras").value.split(",").map((c) => c.trim()).filter((c) => c);
-  const spec = {node: $("in-node").value, layout: $("in-layout").value, profile: $("in-profile").value,
-    app: {streammux: {width: Number($("in-width").value), height: Number($("in-height").value)}}};
-  if (image) spec.image = image;
-  if (cameras.length) spec.cameras = cameras;
-  const r = await call("POST", "/api/v1/manifests/DsInstance",
-    {apiVersion: "dsfleet/v1", kind: "DsInstance", metadata: {name}, spec});
+  const name = $("in-name").value.trim(), loaded = inLoaded && inLoaded.name === name;
+  const o = instanceObject(name, loaded);
+  const r = loaded
+    ? await call("PUT", "/api/v1/manifests/DsInstance/" + enc(name), o, inLoaded.etag ? {"If-Match": inLoaded.etag} : {})
+    : await call("POST", "/api/v1/manifests/DsInstance", o);
   if (!r) return;
-  if (!r.ok) { showRefusal("instance-form", INSTANCE_FIELDS, r, "in-name"); return; }
-  inLoaded = {name, etag: r.etag};
+  if (!r.ok) {
+    showRefusal("instance-form", INSTANCE_FIELDS, r, "in-name");
+    if (r.status === 412) $("in-version").textContent = `changed meanwhile: now version ${((r.body.error || {}).version || "?").slice(0, 12)}`;
+    return;
+  }
+  inLoaded = {name, etag: r.etag, object: o, file: r.body.file}; instanceMode();
   $("in-version").textContent = `${r.body.file} · version ${(r.body.version || "").slice(0, 12)}`;
-  done("instance-form", `DsInstance ${name} created in ${r.body.file}`, r);
+  done("instance-form", `DsInstance ${name} ${loaded ? r.body.action : "created"} in ${r.body.file}`, r);
 }
 async function deleteInstance() {
   const name = $("in-name").value.trim();
@@ -384,7 +449,7 @@ async function deleteInstance() {
   const r = await call("DELETE", "/api/v1/manifests/DsInstance/" + enc(name), undefined, etag ? {"If-Match": etag} : {});
   if (!r) return;
   if (!r.ok) { showRefusal("instance-form", INSTANCE_FIELDS, r, "in-name"); return; }
-  inLoaded = null; $("in-version").textContent = "";
+  inLoaded = null; instanceMode();
   done("instance-form", `DsInstance ${name} deleted from ${r.body.file}`, r);
 }
 if (editing) {
@@ -407,6 +472,12 @@ if (editing) {
   $("as-move").addEventListener("click", moveCamera);
   $("instance-form").addEventListener("submit", createInstance);
   $("in-delete").addEventListener("click", deleteInstance);
+  $("in-load").addEventListener("click", loadInstanceForm);
+  $("in-name").addEventListener("input", instanceMode);
+  $("in-new").addEventListener("click", () => {
+    inLoaded = null; $("in-name").value = ""; fillInstance({spec: {layout: "deepstream-app", app: {streammux: {width: 1920, height: 1080}}}});
+    clearErrors("instance-form"); instanceMode();
+  });
   loadNames(); loadPending(); setInterval(loadPending, 10000);
 }
 tick(); setInterval(tick, 1000);
