@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.manifests import DsInstance
+from dsfleet.schemas.rollouts import RolloutStrategy
 
 
 @dataclass(frozen=True)
@@ -48,3 +49,14 @@ def fleet_sync(fleet: Fleet) -> FleetSync:
 def instance_self_heal(sync: FleetSync, instance: DsInstance) -> bool:
     override = instance.spec.sync.selfHeal if instance.spec.sync is not None else None
     return sync.self_heal if override is None else override
+
+
+def rollout_policies(fleet: Fleet) -> list[str]:
+    """The Policy documents that set ``spec.rollout``, by name (more than one is an error: ``rollout-policy-conflict``)."""
+    return [name for name in sorted(fleet.policies) if fleet.policies[name].spec.rollout is not None]
+
+
+def fleet_rollout(fleet: Fleet) -> RolloutStrategy | None:
+    """The fleet's rollout strategy (the first Policy by name that sets one; None: every change goes out at once)."""
+    names = rollout_policies(fleet)
+    return fleet.policies[names[0]].spec.rollout if names else None

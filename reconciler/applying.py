@@ -33,7 +33,9 @@ from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from dsfleet.reconciler.planning.handovers import Hold, camera_moves, carry_moves, unordered_sources
 from dsfleet.reconciler.planning.pins import Pin, SourceState, apply_held
 from dsfleet.reconciler.planning.plans import Plan, compute_plan, removes_every_instance
+from dsfleet.reconciler.planning.rollouts import Rollout
 from dsfleet.reconciler.ports import StorePort
+from dsfleet.reconciler.staging import StagedRollout, stage_rollout
 from dsfleet.reconciler.store import (
     AppliedRevision,
     CameraRow,
@@ -88,6 +90,8 @@ class ApplyResult:
     """Source nodes of camera moves that wait on each other in a cycle: their configs went out at once."""
     pin: Pin | None = None
     """``HELD_BY_PIN``: the pin that held the apply."""
+    rollout: Rollout | None = None
+    """The rollout the revision started (its governed changes go out wave by wave), as stored."""
 
 
 @dataclass
@@ -215,6 +219,7 @@ def apply_manifests(
     desired: DesiredState | None = None,
     handover_timeout: timedelta | None = None,
     sign: Signer | None = None,
+    rollouts: bool = False,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
@@ -223,7 +228,8 @@ def apply_manifests(
     ``desired``: the desired state of ``paths`` when the caller has just computed it (a plan made first).
     ``handover_timeout``: hold the configs of nodes that give cameras to other nodes (released by the caller
     once the targets run them, or this long after the apply); None: hold nothing. ``sign``: signs the outbox
-    rows (the coordinator's key)."""
+    rows (the coordinator's key). ``rollouts``: run the fleet's ``Policy.spec.rollout`` (the coordinator, which
+    releases the held nodes wave by wave afterwards); False: every change goes out at once."""
     if desired is None:
         desired = desired_state(
             paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
@@ -258,6 +264,10 @@ def apply_manifests(
         holds, unordered = _holds(
             store, current, desired.configs, changes, revision.created_at, handover_timeout
         )
+    staged: StagedRollout | None = None
+    if rollouts and changes:
+        staged = stage_rollout(store, plan, current, desired, revision)
+        holds = {n: h for n, h in holds.items() if n not in staged.holds}  # their wave decides those nodes
     rows = inventory(desired, caches)
     source = SourceState(revision.git_commit, revision.manifests_hash)
     applied = store.apply_revision(
@@ -266,10 +276,11 @@ def apply_manifests(
         rows,
         agent_config_encoder(revision.created_at, topic_prefix, store.fleet_id(), sign=sign),
         inventory_base=caches.inventory if caches else None,
-        holds={node: hold.to_json() for node, hold in holds.items()},
+        holds={**{node: hold.to_json() for node, hold in holds.items()}, **(staged.holds if staged else {})},
         unless_pinned=lambda pin: apply_held(
             Pin.from_json(pin), source, seen.rollback_revision if seen is not None else None
         ),
+        states=staged.states if staged is not None else None,
     )
     if isinstance(applied, HeldByPin):
         return ApplyResult(Outcome.HELD_BY_PIN, desired, plan=plan, pin=Pin.from_json(applied.pin))
@@ -282,6 +293,7 @@ def apply_manifests(
         applied=applied,
         holds=holds,
         unordered=tuple(sorted(unordered)),
+        rollout=staged.started(applied.revision_id) if staged is not None else None,
     )
 
 

@@ -57,6 +57,7 @@ class StorePort(Protocol):
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
         unless_pinned: None = None,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
     ) -> AppliedRevision: ...
 
     @overload
@@ -70,11 +71,25 @@ class StorePort(Protocol):
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
         unless_pinned: PinGuard,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
     ) -> AppliedRevision | HeldByPin: ...
 
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int: ...
 
+    def store_rollback(
+        self,
+        rev: NewRevision,
+        changes: Sequence[NodeChange],
+        encode: Encoder,
+        pin: Callable[[int], Mapping[str, Any]],
+        message: str,
+        *,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
+    ) -> AppliedRevision: ...
+
     def last_accepted_revision(self) -> RevisionRecord | None: ...
+
+    def revision(self, revision_id: int) -> RevisionRecord | None: ...
 
     def revisions(self, limit: int = 50) -> list[RevisionRecord]: ...
 

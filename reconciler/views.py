@@ -34,7 +34,7 @@ from dsfleet.reconciler.planning.conditions import (
     redact,
 )
 from dsfleet.reconciler.planning.handovers import HandoverState, Hold, describe_hold
-from dsfleet.reconciler.planning.pins import Pin, unpin_condition
+from dsfleet.reconciler.syncviews import pin_view, rollout_view, rollout_waits
 from dsfleet.schemas.findings import Finding
 
 if TYPE_CHECKING:
@@ -250,6 +250,7 @@ def status_document(
         "revision": revision_view(last) if last is not None else None,
         "pendingPlan": dict(snapshot.pending_plan) if snapshot.pending_plan is not None else None,
         "pin": pin_view(snapshot.pin),
+        "rollout": rollout_view(snapshot.rollout),
         "events": [event_json(e) for e in snapshot.events],
         "enrollment": enrollment_json(snapshot),
         "cameras": cameras_json(snapshot.observed, fleet.nodes),
@@ -304,30 +305,6 @@ def cameras_document(status: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def pin_view(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The status document's ``pin``: the rollback pin that holds automatic sync (None: not pinned)."""
-    pin = Pin.from_json(data)
-    if pin is None:
-        return None
-    scope = f"node {pin.node}" if pin.node else "the fleet"
-    unpin = unpin_condition(pin)
-    return {
-        "revision": pin.revision,
-        "rollbackRevision": pin.rollback_revision,
-        "fromRevision": pin.from_revision,
-        "node": pin.node,
-        "commit": pin.source.commit,
-        "manifestsHash": pin.source.manifests_hash,
-        "since": pin.since.isoformat(),
-        "by": pin.by,
-        "unpinWhen": unpin,
-        "summary": (
-            f"PINNED: {scope} rolled back to revision {pin.revision} (from revision {pin.from_revision}) by "
-            f"{pin.by} since {pin.since.isoformat()}; automatic sync is held until {unpin}"
-        ),
-    }
-
-
 @dataclass(frozen=True)
 class _Fleet:
     """A snapshot indexed by name, with the derived view of every node and instance."""
@@ -365,6 +342,7 @@ def _derive(
     statuses = {s.node: s for s in snapshot.node_statuses}
     heads = snapshot.node_heads
     holds = {h.node: hold for h, hold in _holds(snapshot.held)}
+    waiting = rollout_waits(snapshot.rollout, snapshot.held)
     inventory_nodes = {n.name: n for n in snapshot.nodes}
     facts = {
         name: _facts(s, now, coordinator, misses, retiring=name not in inventory_nodes and name not in heads)
@@ -381,7 +359,7 @@ def _derive(
             held=(
                 HeldChange(hold.state is HandoverState.BLOCKED, describe_hold(hold))
                 if (hold := holds.get(name)) is not None
-                else None
+                else waiting.get(name)
             ),
         )
         for name, (gen, hash_, at) in heads.items()

@@ -47,6 +47,7 @@ from dsfleet.schemas.deepstream import (
     PreprocessProperties,
 )
 from dsfleet.schemas.nodeconfigs import DEFAULT_STRATEGY, HealthCheck, UpdateStrategy
+from dsfleet.schemas.rollouts import RolloutStrategy
 
 LABEL_KEY_RE = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -719,6 +720,7 @@ class PolicySpec(FrozenModel):
     maxCamerasPerInstance: Annotated[StrictInt, Field(ge=1)] | None = None
     requireCredentialsBySecretRef: StrictBool | None = None
     forbidPrivileged: StrictBool | None = None
+    rollout: RolloutStrategy | None = Field(None, description="waves gated on health (docs: rollouts)")
 
 
 class Policy(_Manifest):

@@ -23,7 +23,16 @@ from dsfleet.reconciler.api.dependencies import require_read, require_read_token
 from dsfleet.reconciler.api.errors import error_responses, install_error_handlers
 from dsfleet.reconciler.api.gates import API_PREFIX
 from dsfleet.reconciler.api.middleware import HttpGuard
-from dsfleet.reconciler.api.routes import actions, inventory, logs, manifests, revisions, service, status
+from dsfleet.reconciler.api.routes import (
+    actions,
+    inventory,
+    logs,
+    manifests,
+    revisions,
+    rollouts,
+    service,
+    status,
+)
 
 __all__ = ["API_VERSION", "STATIC_DIR", "create_app"]
 
@@ -48,7 +57,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if ctx.read_requires_token
         else {}
     )
-    for router in (status.router, inventory.router, logs.router, revisions.router):
+    for router in (status.router, inventory.router, logs.router, revisions.router, rollouts.router):
         app.include_router(router, prefix=PREFIX, dependencies=reads, responses=documented)
     app.include_router(actions.router, prefix=PREFIX)
     app.include_router(manifests.router, prefix=PREFIX, dependencies=reads, responses=documented)

@@ -113,6 +113,17 @@ class ApiContext:
             writer = self._writer
         writer.record_event(at, kind, message)
 
+    def request_rollout(self, request: dict[str, Any], at: datetime) -> None:
+        """Leave an operator's rollout command for the coordinator (it reads it within a second)."""
+        from dsfleet.reconciler.store import Store
+        from dsfleet.reconciler.store.values import ROLLOUT_REQUEST
+
+        with self._lock:
+            if self._writer is None:
+                self._writer = Store.open(self.db, migrate=False)
+            writer = self._writer
+        writer.set_sync_state(ROLLOUT_REQUEST, request, at)
+
     def forget_delivery(self, keys: Sequence[str]) -> None:
         """Forget a delivery :meth:`record_delivery` remembered (it failed: the forge's retry should apply)."""
         with self._lock:

@@ -164,6 +164,21 @@ class _FleetCollector(Collector):
         )
         pinned.add_metric([str(pin["revision"]) if pin else ""], 1 if pin else 0)
         yield pinned
+        rollout = doc.get("rollout")
+        rolling = GaugeMetricFamily(
+            "dsfleet_rollout_nodes",
+            "Nodes of the newest rollout by their state in it (labels: its revision, its state)",
+            labels=["revision", "rollout_state", "node_state"],
+        )
+        if rollout:
+            by_state: dict[str, int] = {}
+            for node in rollout["nodes"]:
+                by_state[node["state"]] = by_state.get(node["state"], 0) + 1
+            for state in ("pending", "released", "soaking", "passed", "failed", "cordoned"):
+                rolling.add_metric(
+                    [str(rollout["revision"]), rollout["state"], state], by_state.get(state, 0)
+                )
+        yield rolling
         revs = GaugeMetricFamily("dsfleet_revisions", "Revisions stored, by verdict", labels=["verdict"])
         for verdict, n in sorted(store.revision_counts().items()):
             revs.add_metric([verdict], n)

@@ -298,6 +298,54 @@ class PinView(_Body):
     summary: str
 
 
+class RolloutNodeView(_Body):
+    node: str
+    wave: int = Field(description="index into waves")
+    instances: list[str] = Field(description="its instances the rollout governs")
+    state: Literal["pending", "released", "soaking", "passed", "failed", "cordoned"]
+    reason: str = Field(description="why it is in that state (what its gate reads)")
+    releasedAt: Timestamp | None
+    healthySince: Timestamp | None
+
+
+class RolloutView(_Body):
+    """The newest rollout (``Policy.spec.rollout``): its waves, each node's progress and why it waits."""
+
+    revision: int = Field(description="the revision rolled out")
+    fromRevision: int | None = Field(description="the last good revision (where an abort returns)")
+    waves: list[str]
+    nodes: list[RolloutNodeView]
+    since: Timestamp
+    wave: int = Field(description="the current wave (index into waves; len(waves) once every wave is done)")
+    state: Literal[
+        "progressing", "paused", "waiting-promote", "succeeded", "aborting", "aborted", "superseded"
+    ]
+    reason: str
+    commit: str | None = Field(description="the git commit of the revision (what an abort's pin holds)")
+    manifestsHash: str
+    updated: Timestamp | None
+    finished: Timestamp | None
+    by: str = Field(description="who promoted, paused, resumed or aborted it last")
+    governs: list[str] = Field(description="the kinds of instance change it governs")
+    gate: dict[str, Any] = Field(description="the health gate: soakSeconds, deadlineSeconds, …")
+    summary: str
+
+
+class RolloutDocument(RolloutView):
+    """``GET /api/v1/rollout``."""
+
+    schema_: Literal["dsfleet.rollout/v1"] = Field(alias="schema")
+
+
+class RolloutRequested(_Body):
+    """``POST /api/v1/rollout/{action}``: the request the coordinator takes within a second."""
+
+    revision: int = Field(description="the revision whose rollout it is for")
+    action: Literal["promote", "pause", "resume", "abort"]
+    by: str
+    state: Literal["requested"]
+
+
 class BrokerView(_Body):
     configured: bool
     reachable: bool | None
@@ -445,6 +493,7 @@ class StatusDocument(_Body):
     pin: PinView | None = Field(
         description="None: not pinned; else automatic sync is held (dsfleet rollback)"
     )
+    rollout: RolloutView | None = Field(description="the newest rollout (None: none yet)")
     events: list[EventView] = Field(description="the newest events, newest first")
     enrollment: EnrollmentView
     cameras: list[CameraStatusView] = Field(

@@ -23,6 +23,7 @@ from dsfleet.reconciler.cli import logs as cli_logs
 from dsfleet.reconciler.cli import nodes as cli_nodes
 from dsfleet.reconciler.cli import plan as cli_plan
 from dsfleet.reconciler.cli import rollback as cli_rollback
+from dsfleet.reconciler.cli import rollouts as cli_rollouts
 from dsfleet.reconciler.cli import serve as cli_serve
 from dsfleet.reconciler.cli import status as cli_status
 from dsfleet.reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_logs.add_parser(sub)
     cli_hooks.add_parser(sub)
     cli_rollback.add_parser(sub)
+    cli_rollouts.add_parser(sub)
     from dsfleet.reconciler import demo
 
     demo.add_parser(sub)

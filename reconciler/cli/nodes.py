@@ -208,6 +208,9 @@ def add_parser(sub: Any) -> None:
     add_db(p)
     add_output(p)
     p.set_defaults(handler=cmd_nodes_list)
+    from dsfleet.reconciler.cli.rollouts import add_node_parsers
+
+    add_node_parsers(nsub)
 
     p = nsub.add_parser(
         "approve",

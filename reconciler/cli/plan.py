@@ -614,12 +614,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     with Store.open(url, readonly=True) as store:
         revisions = store.revisions(limit=args.limit or 2**31 - 1)  # 0: all
         pins = store.pin_events(limit=args.limit or 2**31 - 1)
+        from dsfleet.reconciler.cli.rollouts import rollouts_by_revision
+
+        rollouts = rollouts_by_revision(store)
     if args.output == "json":
         _json(
             {
                 "schema": "dsfleet.history/v1",
                 "revisions": history_json(revisions),
                 "pins": [{"at": at.isoformat(), "kind": kind, "message": m} for at, kind, m in pins],
+                "rollouts": list(rollouts.values()),
             }
         )
         return ExitCode.OK
@@ -630,12 +634,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     print(f"{'ID':>5}  {'TIME (UTC)':<19}  {'SOURCE':<8}  {'COMMIT':<{width}}  {'STATUS':<8}  NODES CHANGED")
     for r in revisions:
         status = "accepted" if r.accepted else "rejected"
+        rollout = rollouts.get(r.id)
+        if rollout is not None and rollout["state"] == "aborted":
+            status = "failed"  # its rollout was aborted: the fleet went back to the revision before it
         when = r.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         extra = f"  ({plural(len(r.errors), 'error')})" if not r.accepted else ""
         print(
             f"{r.id:>5}  {when:<19}  {r.source:<8}  {_commit(r.git_commit):<{width}}  {status:<8}  "
             f"{r.nodes_changed}{extra}"
             + (f"  {r.git_message}" if r.source == "rollback" and r.git_message else "")
+            + (f"  rollout {rollout['state']}: {rollout['reason']}" if rollout is not None else "")
         )
     if pins:
         from dsfleet.reconciler.cli.rollback import history_pins_text

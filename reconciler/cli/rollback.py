@@ -75,8 +75,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from dsfleet.reconciler.applying import agent_config_encoder
     from dsfleet.reconciler.cli.keys import coordinator_keys, signer_of
     from dsfleet.reconciler.cli.waiting import publish_after_apply, topic_prefix_of
-    from dsfleet.reconciler.planning.pins import Pin, SourceState, changed_configs, unpin_condition
-    from dsfleet.reconciler.store import NewRevision, NodeChange, Store
+    from dsfleet.reconciler.planning.pins import Pin, SourceState, unpin_condition
+    from dsfleet.reconciler.rollbacks import RollbackRequest, roll_back
+    from dsfleet.reconciler.store import Store
 
     settings = settings_of(args)
     url = settings.coordinator.db
@@ -105,65 +106,41 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             what = "no revision" if target is None else "a rejected revision (it stored no configs):"
             print(f"dsfleet rollback: error: {what} {target_id}", file=sys.stderr)
             return ExitCode.ERROR
-        wanted = store.latest_node_configs(at_revision=target.id)
-        now_configs = store.latest_node_configs()
-        if args.node is not None and args.node not in wanted and args.node not in now_configs:
+        if (
+            args.node is not None
+            and args.node not in store.latest_node_configs(at_revision=target.id)
+            and args.node not in store.latest_node_configs()
+        ):
             print(
                 f"dsfleet rollback: error: no node {args.node!r} in revision {target.id} or now",
                 file=sys.stderr,
             )
             return ExitCode.ERROR
-        restore, remove = changed_configs(
-            {n: c.config_hash for n, c in wanted.items()},
-            {n: c.config_hash for n, c in now_configs.items()},
-            node=args.node,
-        )
-        if not restore and not remove:
-            print(
-                f"dsfleet rollback: nothing to do: the configs{' of ' + args.node if args.node else ''} are "
-                f"already those of revision {target.id}",
-                file=sys.stderr,
-            )
-            return ExitCode.FAILED
         source_rev = next((r for r in store.revisions(limit=2**31 - 1) if r.source != "rollback"), current)
-        changes = [
-            NodeChange(node=n, config_hash=wanted[n].config_hash, payload=wanted[n].payload)
-            for n in sorted(restore)
-        ] + [NodeChange(node=n, config_hash=None, payload=None) for n in sorted(remove)]
         try:
             key, _made = coordinator_keys(settings.coordinator)
         except DsfleetError as exc:
             print(f"dsfleet rollback: error: {exc}", file=sys.stderr)
             return ExitCode.ERROR
         scope = f"node {args.node}" if args.node else "the fleet"
-        message = f"rollback of {scope} to revision {target.id} (from revision {current.id}) by {who}"
-        rev = NewRevision(
-            source="rollback",
-            created_at=now,
-            manifests_hash=target.manifests_hash,
-            git_commit=target.git_commit,
-            git_author=who,
-            git_message=f"rollback of {scope} to revision {target.id} (from revision {current.id})",
+        request = RollbackRequest(
+            target=target,
+            current=current.id,
+            source=SourceState(source_rev.git_commit, source_rev.manifests_hash),
+            by=who,
+            node=args.node,
         )
-
-        def pin_of(rollback_id: int) -> dict[str, Any]:
-            return Pin(
-                revision=target.id,
-                rollback_revision=rollback_id,
-                from_revision=current.id,
-                source=SourceState(source_rev.git_commit, source_rev.manifests_hash),
-                since=now,
-                by=who,
-                node=args.node,
-            ).to_json()
-
-        applied = store.store_rollback(
-            rev,
-            changes,
-            agent_config_encoder(now, topic_prefix_of(args, settings), store.fleet_id(), sign=signer_of(key)),
-            pin_of,
-            message,
+        encode = agent_config_encoder(
+            now, topic_prefix_of(args, settings), store.fleet_id(), sign=signer_of(key)
         )
+        applied = roll_back(store, request, now, encode)
+        if applied is None:
+            print(
+                f"dsfleet rollback: nothing to do: the configs{' of ' + args.node if args.node else ''} are "
+                f"already those of revision {target.id}",
+                file=sys.stderr,
+            )
+            return ExitCode.FAILED
         pin = Pin.from_json(store.sync_state("rollback_pin"))
     assert pin is not None
     if args.output == "json":

@@ -164,6 +164,14 @@ def _pin_lines(doc: dict[str, Any]) -> list[str]:
     return [pin["summary"]] if pin else []
 
 
+def _rollout_lines(doc: dict[str, Any]) -> list[str]:
+    """The rollout, when one runs or the last one was aborted (a succeeded one is in `dsfleet rollout status`)."""
+    rollout = doc.get("rollout")
+    if not rollout or rollout["state"] in ("succeeded", "superseded"):
+        return []
+    return [rollout["summary"]]
+
+
 def _enrollment_lines(doc: dict[str, Any]) -> list[str]:
     """Keys waiting for approval, one line each with the command that approves it, and the dropped reports."""
     e = doc.get("enrollment")
@@ -220,7 +228,7 @@ def _fleet_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(outbox["summary"])
     for h in doc.get("handovers") or ():
         lines.append(f"handover {h['state']} on {h['node']}: {h['summary']}")
-    return _pin_lines(doc) + lines + _enrollment_lines(doc)
+    return _pin_lines(doc) + _rollout_lines(doc) + lines + _enrollment_lines(doc)
 
 
 CAMERA_COLUMNS = ("NODE", "INSTANCE", "CAMERA", "STATE", "REASON", "FPS", "FRAME", "LATENCY")

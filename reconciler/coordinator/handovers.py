@@ -22,6 +22,7 @@ from dsfleet.reconciler.planning.handovers import (
     handover_decision,
     refresh_moves,
 )
+from dsfleet.reconciler.planning.rollouts import is_rollout_hold
 from dsfleet.reconciler.ports import StorePort
 from dsfleet.reconciler.store import NodeStatusRow, StoredNodeConfig
 from dsfleet.schemas.errors import DsfleetError
@@ -94,6 +95,8 @@ class Handovers:
         newest: dict[str, tuple[int, Hold]] = {}
         stray: list[int] = []
         for row in self.store.held_outbox():
+            if is_rollout_hold(row.hold):  # a rollout's wave decides it (coordinator/rollouts.py)
+                continue
             hold = Hold.from_json(row.hold)
             if hold is None:
                 stray.append(row.id)

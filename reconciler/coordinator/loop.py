@@ -240,6 +240,7 @@ class Coordinator(InboundMixin):
             desired=planned.desired if planned is not None else desired,  # read and compiled once
             sign=self._signer,
             handover_timeout=self.options.handover_timeout,
+            rollouts=True,
         )
         self.last_apply = result
         self.counters.applies[result.outcome.value] += 1
@@ -265,6 +266,14 @@ class Coordinator(InboundMixin):
                     "camera moves wait on each other in a cycle; node=%s config not held (cameras swapped)",
                     node,
                 )
+            if result.rollout is not None:
+                waiting = sum(1 for p in result.rollout.nodes if p.released_at is None)
+                message = (
+                    f"revision {applied.revision_id}: rollout started over {len(result.rollout.waves)} waves "
+                    f"({len(result.rollout.nodes)} nodes, {waiting} held until their wave)"
+                )
+                log.info("rollout %s", message)
+                self.store.record_event(self.clock.now(), "rollout", message)
             if result.holds or self.handovers.held:
                 self.handovers.read()
             # the configs the anti-entropy compares with are read again in the next second's pass (their revision
@@ -374,6 +383,7 @@ class Coordinator(InboundMixin):
         if self.handovers.held:
             self.handovers.read()
             self._decide_handovers(now)
+        self._decide_rollouts(now)
         if mono >= self._next_retire_check:
             self._next_retire_check = mono + 5.0
             self._retire(now)
@@ -487,6 +497,17 @@ class Coordinator(InboundMixin):
             released = self.handovers.decide(now, self._configs, self._connection)
         except DsfleetError as exc:
             log.warning("handover decisions failed error=%s; tried again in 1 s", exc)
+            return
+        if released and self.publisher is not None and self._bus_ready:
+            self.publisher.pump()
+
+    def _decide_rollouts(self, now: datetime) -> None:
+        """Read the running rollout's gates; release the next nodes, or abort and roll back."""
+        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet, sign=self._signer)
+        try:
+            released = self.rollouts.tick(now, self._configs, lambda n: self._connection(n)[0], encode)
+        except DsfleetError as exc:
+            log.warning("rollout decisions failed error=%s; tried again in 1 s", exc)
             return
         if released and self.publisher is not None and self._bus_ready:
             self.publisher.pump()

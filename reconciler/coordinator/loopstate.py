@@ -22,6 +22,7 @@ from dsfleet.reconciler.coordinator import handovers, resyncs, retirements
 from dsfleet.reconciler.coordinator.enrollments import Enrollments
 from dsfleet.reconciler.coordinator.logreplies import LogReplies
 from dsfleet.reconciler.coordinator.publishing import OutboxPublisher
+from dsfleet.reconciler.coordinator.rollouts import Rollouts
 from dsfleet.reconciler.loading.yamlfiles import DEFAULT_LIMITS, Limits
 from dsfleet.reconciler.ports import BusPort, Clock, StorePort, SystemClock
 from dsfleet.reconciler.store import StoredNodeConfig
@@ -195,6 +196,8 @@ class LoopState:
         """Who waits for which ``logs`` reply (the HTTP API of this process)."""
         self.handovers = handovers.Handovers(store)
         """The source configs held back until their cameras run on their new nodes."""
+        self.rollouts = Rollouts(store)
+        """The configs of the nodes a rollout has not released yet."""
         self.last_apply: ApplyResult | None = None
         self._pin_logged: int | None = None
         """The rollback revision whose pin was last logged as holding (one line per pin)."""

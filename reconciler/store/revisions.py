@@ -70,6 +70,7 @@ class RevisionsMixin(InventoryMixin):
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
         unless_pinned: None = None,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
     ) -> AppliedRevision: ...
 
     @overload
@@ -83,6 +84,7 @@ class RevisionsMixin(InventoryMixin):
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
         unless_pinned: PinGuard,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
     ) -> AppliedRevision | HeldByPin: ...
 
     def apply_revision(
@@ -95,6 +97,7 @@ class RevisionsMixin(InventoryMixin):
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
         unless_pinned: PinGuard | None = None,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
     ) -> AppliedRevision | HeldByPin:
         """Store an accepted revision, its node config changes, their outbox messages and the inventory.
 
@@ -108,6 +111,7 @@ class RevisionsMixin(InventoryMixin):
         ``unless_pinned``: the rollback pin (:data:`ROLLBACK_PIN`) is read first inside this transaction, after
         every write of a pin that committed before it (a rollback stored while the caller planned included); when
         one is set and ``unless_pinned(pin)`` says so, nothing is stored and :class:`HeldByPin` is returned.
+        ``states``: sync-state key → ``value(revision id)``, written in the same transaction (a rollout's state).
         """
         seen: set[str] = set()
         for change in changes:
@@ -180,6 +184,8 @@ class RevisionsMixin(InventoryMixin):
                     if last == inventory_base[0]:
                         base = StoredInventory.of(inventory_base[1])
                 self._replace_inventory(conn, rows, base)
+            for key, make in (states or {}).items():
+                self._put_sync_state(conn, key, make(revision_id), created_at)
         return AppliedRevision(revision_id, generations, tuple(outbox_ids))
 
     def record_rejected(self, rev: NewRevision, errors: Sequence[Mapping[str, Any]]) -> int:
@@ -196,6 +202,8 @@ class RevisionsMixin(InventoryMixin):
         encode: Encoder,
         pin: Callable[[int], Mapping[str, Any]],
         message: str,
+        *,
+        states: Mapping[str, Callable[[int], Any]] | None = None,
     ) -> AppliedRevision:
         """Store a rollback in one transaction: the revision (source ``rollback``), the restored node configs
         under new generations with their outbox rows, the instances' hashes the restored configs carry, the pin
@@ -252,6 +260,9 @@ class RevisionsMixin(InventoryMixin):
                         )
                     )
             self._put_sync_state(conn, ROLLBACK_PIN, dict(pin(revision_id)), created_at)
+            # an aborted rollout's state, with the rollback it ended in
+            for key, make in (states or {}).items():
+                self._put_sync_state(conn, key, make(revision_id), created_at)
             conn.execute(
                 EVENTS.insert().values(
                     at=created_at, kind=PINNED_EVENT, message=message[:1000], node=None, instance=None

@@ -25,6 +25,7 @@ from dsfleet.reconciler.store.revisions import RevisionsMixin
 from dsfleet.reconciler.store.schema import EVENTS, NODE_CONFIGS, OBSERVED, OUTBOX, REVISIONS
 from dsfleet.reconciler.store.values import (
     ROLLBACK_PIN,
+    ROLLOUT,
     InstanceRow,
     NodeRow,
     RevisionRecord,
@@ -142,6 +143,8 @@ class StatusSnapshot:
     """Reports the coordinator dropped for their signature (:data:`UNAUTHENTICATED_REPORTS`); None: none kept."""
     pin: Mapping[str, Any] | None = None
     """The rollback pin that holds automatic sync (:data:`ROLLBACK_PIN`, JSON); None: not pinned."""
+    rollout: Mapping[str, Any] | None = None
+    """The newest rollout (:data:`ROLLOUT`, JSON); None: none yet."""
 
 
 _OBSERVED = sa.select(
@@ -254,6 +257,7 @@ class SnapshotsMixin(RevisionsMixin, OutboxMixin, ObservedMixin, LiveMixin, Coor
                 pending_keys=tuple(k for k in self.node_keys() if k.state == PENDING),
                 unauthenticated=self.sync_state(UNAUTHENTICATED_REPORTS),
                 pin=self.sync_state(ROLLBACK_PIN),
+                rollout=self.sync_state(ROLLOUT),
             )
 
     def _published_since(self, since: datetime) -> dict[str, datetime]:

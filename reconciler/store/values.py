@@ -241,3 +241,13 @@ class HeldByPin:
 
     pin: Mapping[str, Any]
     """The pin (JSON, :data:`ROLLBACK_PIN`) read inside the apply's transaction."""
+
+
+ROLLOUT = "rollout"
+"""The sync-state key of the newest rollout (:class:`dsfleet.reconciler.planning.rollouts.Rollout` as JSON)."""
+ROLLOUT_HISTORY = "rollout_history"
+"""The sync-state key of the finished rollouts, newest first (a list of summaries, at most 50)."""
+ROLLOUT_REQUEST = "rollout_request"
+"""The sync-state key of an operator's rollout command waiting for the coordinator (promote, pause, ...)."""
+CORDONED = "cordoned"
+"""The sync-state key of the cordoned nodes: node → {by, since, reason}."""

@@ -310,3 +310,47 @@ def test_token_file_and_loopback_rule(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
     assert json.dumps(TOKEN) not in server.text() and "from-a-file" not in server.text()
+
+
+def test_rollout_read_and_commands(api: httpx.Client, served: tuple[ServerProc, str]) -> None:
+    """``GET /rollout``: 404 before any rollout, then the stored one with its one-line summary; ``POST
+    /rollout/{action}`` leaves the request for the coordinator (202), refuses an unknown action (422) and an
+    action when none runs (409)."""
+    from dsfleet.reconciler.planning.rollouts import start_rollout
+    from dsfleet.reconciler.store.values import ROLLOUT, ROLLOUT_REQUEST
+    from dsfleet.schemas.rollouts import RolloutStrategy
+
+    server = served[0]
+    db = server.args[server.args.index("--db") + 1]
+    assert "no rollout yet" in _error(api.get("/api/v1/rollout"), 404)
+    admin = server.client(TOKEN)
+    assert "no rollout is running" in _error(admin.post("/api/v1/rollout/abort"), 409)
+    now = datetime.now(UTC)
+    strategy = RolloutStrategy.model_validate({"waves": [{"nodes": 1}, {}]})
+    rollout = start_rollout(
+        5, 4, strategy, {"gpu-node-1": ("ccm-gate",), "gpu-node-2": ("traffic-parking",)}, {}, now
+    )
+    with Store.open(db) as store:
+        store.set_sync_state(ROLLOUT, rollout.to_json(), now)
+    try:
+        got = api.get("/api/v1/rollout").json()
+        assert (
+            got["schema"] == "dsfleet.rollout/v1"
+            and got["revision"] == 5
+            and got["waves"] == ["wave-1", "wave-2"]
+        )
+        assert got["summary"].startswith("ROLLOUT of revision 5 progressing, wave wave-1 (0/2 nodes passed)")
+        assert "fpsBefore" not in got["nodes"][0] and got["governs"] == ["recreate"]
+        _error(admin.post("/api/v1/rollout/explode"), 422)
+        assert api.post("/api/v1/rollout/abort").status_code == 401  # no token
+        answer = admin.post("/api/v1/rollout/abort")
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["revision"] == 5
+        with Store.open(db, readonly=True) as store:
+            request = store.sync_state(ROLLOUT_REQUEST)
+        assert request["action"] == "abort" and request["revision"] == 5 and "from the API" in request["by"]
+    finally:
+        admin.close()
+        with Store.open(db) as store:
+            store.set_sync_state(ROLLOUT, None, now)
+            store.set_sync_state(ROLLOUT_REQUEST, None, now)

@@ -62,7 +62,9 @@ class MemoryStore:
         inventory_base: tuple[int, Inventory] | None = None,
         holds: Mapping[str, Mapping[str, Any]] | None = None,
         unless_pinned: Any = None,
+        states: Mapping[str, Any] | None = None,
     ) -> AppliedRevision:
+        assert not states, "no rollout without a strategy"
         self.revisions.append((rev, True))
         rid = len(self.revisions)
         generations = {}

@@ -65,6 +65,15 @@ function render(doc) {
       `record(s) this coordinator did not write; last: ${c.foreignConfigs.last}`]);
   }
   if (doc.outbox && doc.outbox.depth) lines.push(["OutOfSync", doc.outbox.summary]);
+  const ro = doc.rollout;
+  if (ro && ro.state !== "succeeded" && ro.state !== "superseded") {
+    const kind = ro.state === "aborted" || ro.state === "aborting" ? "Failed" : "Progressing";
+    const waves = ro.waves.map((w, i) => {
+      const nodes = ro.nodes.filter((n) => n.wave === i), passed = nodes.filter((n) => n.state === "passed").length;
+      return `${w} ${passed}/${nodes.length}`;
+    }).join(" · ");
+    lines.unshift([kind + " rollout", `${ro.summary} [${waves}]`]);
+  }
   if (doc.pin) lines.unshift(["Failed pinned", doc.pin.summary]);
   for (const h of doc.handovers || [])
     lines.push([h.state === "blocked" ? "OutOfSync" : "Progressing", `handover ${h.state} on ${h.node}: ${h.summary}`]);

@@ -1,0 +1,366 @@
+"""Progressive rollouts, live: six nodes, waves [1 node, 50 %, the rest], each wave gated on the health of the
+instances it changed — against a real broker (Tansu), the real Docker engine (the stand-in image), the real
+SQLite store, git, and the coordinator and six agents as subprocesses.
+
+- a good change (a recreate of every instance) rolls through every wave, each wave released only after the one
+  before passed its gate for the soak time (the release times prove the order); ``dsfleet rollout status``
+  shows it;
+- a bad change (the stand-in crash-loops: ``STUB_CRASH_AFTER``) is stopped in wave 1: the changed node returns to
+  the good config automatically within the gate deadline + 10 s, the other five never receive it, the rollout is
+  aborted with the reason, and auto sync stays pinned while the bad commit is HEAD (past two re-reads of the
+  source); a new commit unpins and applies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from dsfleet.reconciler.cli.status import read_status
+from dsfleet.reconciler.planning.rollouts import NodeState, Rollout, RolloutState
+from dsfleet.reconciler.store import Store
+from dsfleet.reconciler.store.values import ROLLBACK_PIN, ROLLOUT
+from dsfleet.schemas.labels import LABEL_NODE
+from tests.support.brokers import Tansu
+from tests.support.kafkafleet import AgentProcess, agent_args
+from tests.support.keys import coordinator_key, enroll_agent
+from tests.support.livefleet import ROOT, CoordinatorProc, wait_for
+
+SOAK, DEADLINE = 2, 20
+NODES = 6
+
+
+def _fleet(root: Path, p: str, image: str) -> None:
+    docs = []
+    for i in range(1, NODES + 1):
+        docs.append(
+            f"""apiVersion: dsfleet/v1
+kind: Node
+metadata:
+  name: {p}-n{i}
+  labels:
+    site: s{(i - 1) // 3}
+spec:
+  capacity: 4
+  gpus: [0]
+  image: {image}
+---
+apiVersion: dsfleet/v1
+kind: Camera
+metadata:
+  name: {p}-c{i}
+  labels:
+    zone: {p}-z{i}
+spec:
+  cameraId: "{i}"
+  url: file:///opt/nvidia/deepstream/deepstream/samples/streams/sample_1080p_h264.mp4
+  encoding: h264
+  width: 1920
+  height: 1080
+---
+apiVersion: dsfleet/v1
+kind: DsInstance
+metadata:
+  name: {p}-t{i}
+spec:
+  node: {p}-n{i}
+  layout: deepstream-app
+  networkMode: none
+  cameraSelector:
+    matchLabels:
+      zone: {p}-z{i}
+  profile: traffic
+  env:
+    BUILD: v1
+  app:
+    application:
+      enable-perf-measurement: true
+      perf-measurement-interval-sec: 1
+    streammux:
+      width: 1920
+      height: 1080
+      live-source: false
+    sinks:
+      - type: 1
+        sync: 0
+    file-loop: true
+"""
+        )
+    (root / "fleet.yaml").write_text("---\n".join(docs))
+    shutil.copy(ROOT / "manifests" / "profiles" / "traffic.yaml", root / "traffic.yaml")
+    (root / "policy.yaml").write_text(
+        f"""# the fleet's policy: images allowed, and how recreates roll out
+apiVersion: dsfleet/v1
+kind: Policy
+metadata:
+  name: fleet
+spec:
+  allowedImages:
+    - {image}
+  rollout:
+    governs: [recreate]
+    waves:
+      - name: canary
+        nodes: 1
+      - name: half
+        nodes: "50%"
+      - name: rest
+    maxUnavailable: 3
+    gate:
+      soakSeconds: {SOAK}
+      deadlineSeconds: {DEADLINE}
+    abort:
+      failures: 1
+"""
+    )
+
+
+def _git(work: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=ops", "-c", "user.email=ops@example.invalid", *args],
+        cwd=work,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+
+
+@dataclass
+class Fleet:
+    root: Path
+    prefix: str
+    bootstrap: str
+    client: docker.DockerClient
+    image: str
+    coordinator: CoordinatorProc | None = None
+    agents: list[AgentProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.manifests = self.root / "manifests"
+        self.manifests.mkdir()
+        _fleet(self.manifests, self.prefix, self.image)
+        _git(self.manifests, "init", "-q", "-b", "main")
+        self.commit("the fleet")
+        self.db = f"sqlite:///{self.root / 'state.db'}"
+        self.key = coordinator_key(self.db)
+        self.nodes = [f"{self.prefix}-n{i}" for i in range(1, NODES + 1)]
+
+    def commit(self, message: str, old: str = "", new: str = "") -> str:
+        if old:
+            path = self.manifests / "fleet.yaml"
+            path.write_text(path.read_text().replace(old, new))
+        _git(self.manifests, "add", "-A")
+        _git(self.manifests, "commit", "-qm", message)
+        return _git(self.manifests, "rev-parse", "HEAD")
+
+    def start(self) -> None:
+        self.coordinator = CoordinatorProc(
+            self.manifests,
+            self.db,
+            self.bootstrap,
+            self.prefix,
+            self.root / "coordinator.log",
+            extra=["--resync-grace", "3"],
+            env={"PYTHONUNBUFFERED": "1", "DSFLEET_COORDINATOR__DIRECTORY_RESYNC_SECONDS": "1"},
+        ).start()
+        for node in self.nodes:
+            state = self.root / "agents" / node
+            enroll_agent(self.db, node, state)
+            args = agent_args(self.bootstrap, self.prefix, state, node, trust=[self.key])
+            self.agents.append(AgentProcess(args, self.root / f"agent-{node}.log").start())
+
+    def stop(self) -> None:
+        for agent in self.agents:
+            agent.terminate(15)
+        if self.coordinator is not None:
+            with contextlib.suppress(AssertionError):
+                self.coordinator.stop()
+        api = self.client.api
+        for node in self.nodes:
+            for c in api.containers(all=True, filters={"label": f"{LABEL_NODE}={node}"}):
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_container(c["Id"], force=True)
+            for vol in (api.volumes(filters={"label": f"{LABEL_NODE}={node}"}) or {}).get("Volumes") or []:
+                with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                    api.remove_volume(vol["Name"], force=True)
+
+    def rollout(self) -> Rollout | None:
+        with Store.open(self.db, readonly=True) as s:
+            return Rollout.from_json(s.sync_state(ROLLOUT))
+
+    def running(self) -> dict[str, str | None]:
+        """node → the BUILD env value of its instance's running container (None: none running)."""
+        out: dict[str, str | None] = {}
+        for i, node in enumerate(self.nodes, 1):
+            try:
+                c = self.client.containers.get(f"dsfleet-{self.prefix}-t{i}")
+            except docker.errors.NotFound:
+                out[node] = None
+                continue
+            env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"] or [] if "=" in e)
+            out[node] = env.get("BUILD") if c.status == "running" else None
+        return out
+
+    def converged_on(self, build: str) -> bool:
+        if set(self.running().values()) != {build}:
+            return False
+        with Store.open(self.db, readonly=True) as s:
+            configs = s.latest_node_configs()
+            observed = {r["node"]: r for r in s.observed_details()}
+        return all(
+            (row := observed.get(n)) is not None
+            and row["state"] == "running"
+            and row["config_hash"] == configs[n].payload["instances"][0]["configHash"]
+            for n in self.nodes
+        )
+
+    def tails(self) -> str:
+        assert self.coordinator is not None
+        return self.coordinator.text()[-6000:]
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    kafka_broker: Tansu,
+    docker_client: docker.DockerClient,
+    stub_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Fleet]:
+    f = Fleet(
+        tmp_path_factory.mktemp("rollouts"),
+        f"r{uuid.uuid4().hex[:6]}",
+        kafka_broker.bootstrap,
+        docker_client,
+        stub_image,
+    )
+    try:
+        f.start()
+        wait_for(lambda: f.converged_on("v1"), 90, "the six nodes running v1", interval=0.3)
+        yield f
+    finally:
+        f.stop()
+
+
+def _cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dsfleet.reconciler.cli", *args, "--db", fleet.db],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_a_good_change_rolls_through_every_wave_in_order(fleet: Fleet) -> None:
+    fleet.commit("BUILD v2", "BUILD: v1", "BUILD: v2")
+
+    def held_in_status() -> str | None:
+        doc = read_status(fleet.db)
+        rollout = doc.get("rollout") or {}
+        reasons = [
+            n["reason"] for n in doc["nodes"] if "held by the rollout of revision" in (n["reason"] or "")
+        ]
+        return rollout.get("summary") if rollout.get("state") == "progressing" and len(reasons) == 5 else None
+
+    summary = wait_for(held_in_status, 30, "five nodes held by the rollout in status", interval=0.1)
+    assert summary.startswith("ROLLOUT of revision 2 progressing, wave canary"), summary
+    done = wait_for(
+        lambda: (
+            (r := fleet.rollout()) is not None
+            and r.state in (RolloutState.SUCCEEDED, RolloutState.ABORTED)
+            and r
+        ),
+        150,
+        "the rollout to end",
+        interval=0.5,
+    )
+    assert done.state is RolloutState.SUCCEEDED, f"{done.reason}\n{fleet.tails()}"
+    assert done.waves == ("canary", "half", "rest")
+    by_wave: dict[int, list[Any]] = {}
+    for p in done.nodes:
+        assert p.state is NodeState.PASSED and p.released_at is not None and p.healthy_since is not None, p
+        by_wave.setdefault(p.wave, []).append(p)
+    assert [len(by_wave[w]) for w in range(3)] == [1, 3, 2]
+    for wave in (1, 2):
+        before = by_wave[wave - 1]
+        passed = max(p.healthy_since for p in before) + timedelta(seconds=SOAK)
+        first = min(p.released_at for p in by_wave[wave])
+        assert first >= passed, f"wave {wave} released at {first}, before wave {wave - 1} passed at {passed}"
+    wait_for(lambda: fleet.converged_on("v2"), 30, "every node on v2")
+    shown = _cli(fleet, "rollout", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "SUCCEEDED" in shown.stdout and "wave canary: 1 node" in shown.stdout, shown.stdout
+
+
+def test_a_crash_looping_change_stops_in_wave_one_and_rolls_back_pinned(fleet: Fleet) -> None:
+    wait_for(lambda: fleet.converged_on("v2"), 60, "every node on v2")
+    started = time.monotonic()
+    bad = fleet.commit("BUILD v3, crash-looping", "BUILD: v2", "BUILD: v3\n    STUB_CRASH_AFTER: '1'")
+    seen: set[str] = set()
+
+    def ended() -> Rollout | None:
+        for node, build in fleet.running().items():
+            if build == "v3":
+                seen.add(node)
+        r = fleet.rollout()
+        return r if r is not None and r.state is RolloutState.ABORTED and r.revision > 0 else None
+
+    aborted = wait_for(ended, DEADLINE + 60, "the rollout aborted", interval=0.2)
+    assert "failed" in aborted.reason, aborted.reason
+    canary = [p for p in aborted.nodes if p.wave == 0]
+    assert len(canary) == 1 and canary[0].state is NodeState.FAILED, canary
+    assert all(p.released_at is None for p in aborted.nodes if p.wave > 0), aborted.nodes
+
+    # the canary is back on v2 within the gate deadline + 10 s of the commit; the other five never ran v3
+    def back() -> bool:
+        ended()
+        return fleet.converged_on("v2")
+
+    wait_for(back, DEADLINE + 10, "the canary back on v2", interval=0.2)
+    assert time.monotonic() - started < DEADLINE + 10, "the canary took longer than the deadline + 10 s"
+    assert seen <= {canary[0].node}, f"v3 reached {sorted(seen)}"
+    with Store.open(fleet.db, readonly=True) as s:
+        pin = s.sync_state(ROLLBACK_PIN)
+        revisions = s.revisions(limit=5)
+        events = [e.message for e in s.events(limit=200) if e.kind == "rollout"]
+    assert pin is not None and pin["commit"] == bad, pin
+    assert revisions[0].source == "rollback" and "aborted" in (revisions[0].git_message or "")
+    assert any("failed" in m and "crash loop" in m for m in events), events
+    text = _cli(fleet, "status").stdout.splitlines()
+    assert text[0].startswith("PINNED: the fleet rolled back to revision 2"), text[:3]
+    assert text[1].startswith("ROLLOUT of revision 3 ABORTED"), text[:3]
+    history = _cli(fleet, "history").stdout.splitlines()
+    row = next(line for line in history if line.split()[:1] == ["3"])
+    assert " failed " in row and "rollout aborted: 1 of 1 released nodes failed" in row, history
+    # held while the bad commit is HEAD: past two re-reads of the source (every second), nothing is applied
+    newest = revisions[0].id
+    with Store.open(fleet.db, readonly=True) as s:
+        wait_for(
+            lambda: (
+                fleet.coordinator is not None and fleet.coordinator.text().count("auto sync still held") >= 2
+            ),
+            30,
+            "two re-reads held by the pin",
+        )
+        assert s.revisions(limit=1)[0].id == newest
+    assert fleet.converged_on("v2")
+    # a new commit moves past the pin: it applies (and rolls out again)
+    fleet.commit("BUILD v4", "BUILD: v3\n    STUB_CRASH_AFTER: '1'", "BUILD: v4")
+    wait_for(lambda: fleet.converged_on("v4"), 120, "every node on v4", interval=0.5)
+    with Store.open(fleet.db, readonly=True) as s:
+        assert s.sync_state(ROLLBACK_PIN) is None
