@@ -34,6 +34,7 @@ from dsfleet.reconciler.planning.conditions import (
     redact,
 )
 from dsfleet.reconciler.planning.handovers import HandoverState, Hold, describe_hold
+from dsfleet.reconciler.planning.rollouts import is_rollout_hold
 from dsfleet.reconciler.syncviews import pin_view, rollout_view, rollout_waits
 from dsfleet.schemas.findings import Finding
 
@@ -612,9 +613,14 @@ def _outbox_json(
         else:
             why = "being published"
         summary = f"{what}: {why}"
-    held = len({h.node for h in snapshot.held})
+    waves = {h.node for h in snapshot.held if is_rollout_hold(h.hold)}
+    held = len({h.node for h in snapshot.held} - waves)
     if held:
         summary += f"; {held} config{'s' if held != 1 else ''} held back by a camera handover"
+    if waves:
+        summary += (
+            f"; {len(waves)} config{'s' if len(waves) != 1 else ''} held back by a rollout until their wave"
+        )
     return {
         "depth": rows,
         "held": len({h.node for h in snapshot.held}),

@@ -357,6 +357,14 @@ def _report_apply(args: argparse.Namespace, result: Any, newest: Any) -> int:
         return ExitCode.FAILED
     plan, applied = result.plan, result.applied
     assert plan is not None and applied is not None
+    from dsfleet.policies.syncs import fleet_rollout
+
+    if fleet_rollout(result.desired.loaded.fleet) is not None and not plan.empty:
+        print(
+            "dsfleet apply: note: Policy spec.rollout is run by a coordinator (it reads the gates); stored here, "
+            "every change goes out at once",
+            file=sys.stderr,
+        )
     if as_json:
         _json(apply_json(applied, summary(plan), findings))
         return ExitCode.OK

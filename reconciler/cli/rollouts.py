@@ -39,7 +39,11 @@ def add_parser(sub: Any) -> None:
         help="the newest rollout: waves, per-node progress, why it waits",
         epilog="exit: 0 shown (or succeeded with --watch), 1 no rollout (or it ended aborted with --watch), 2 error",
     )
-    p.add_argument("--watch", action="store_true", help="print again on every change until the rollout ends")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="print again on every change until the rollout ends (waits for one when there is none yet)",
+    )
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="--watch: stop after S seconds")
     add_db(p)
     add_output(p)
@@ -154,7 +158,9 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
         while True:
             value = store.sync_state(ROLLOUT)
             rollout = Rollout.from_json(value)
-            if value != last:
+            if rollout is None and args.watch:
+                pass  # --watch waits for the first rollout
+            elif value != last:
                 last = value
                 if rollout is None:
                     print("no rollout: every revision so far went out at once", file=sys.stderr)
@@ -165,7 +171,7 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
                 else:
                     sys.stdout.write(rollout_text(rollout))
                 sys.stdout.flush()
-            if rollout is None or not args.watch or rollout.state in FINISHED:
+            if not args.watch or (rollout is not None and rollout.state in FINISHED):
                 if args.watch and rollout is not None and rollout.state is not RolloutState.SUCCEEDED:
                     return ExitCode.FAILED
                 return ExitCode.OK

@@ -477,6 +477,7 @@ def step(
             state, reason = RolloutState.ABORTING, f"aborted by {who}"
         elif what is Command.PAUSE and state is RolloutState.PROGRESSING:
             state, reason = RolloutState.PAUSED, f"paused by {who}"
+            events.append((None, reason))
         elif what in (Command.RESUME, Command.PROMOTE) and state in (
             RolloutState.PAUSED,
             RolloutState.WAITING_PROMOTE,
@@ -484,6 +485,8 @@ def step(
             if what is Command.PROMOTE and state is RolloutState.WAITING_PROMOTE:
                 events.append((None, f"promoted by {who}: wave {rollout.waves[rollout.wave]} starts"))
             state, reason = RolloutState.PROGRESSING, f"{what.value}d by {who}"
+            if what is Command.RESUME:
+                events.append((None, reason))
         if state is RolloutState.ABORTING:
             events.append((None, reason))
     # gates

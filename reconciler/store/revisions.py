@@ -132,47 +132,11 @@ class RevisionsMixin(InventoryMixin):
                     return HeldByPin(dict(pin))
             revision_id = self._insert_revision(conn, rev, accepted=True, errors=[], changed=len(changes))
             for change in changes:
-                generation = self._next_generation(conn, change.node)
+                generation, outbox_id = self._store_change(
+                    conn, change, revision_id, created_at, encode, (holds or {}).get(change.node)
+                )
                 generations[change.node] = generation
-                payload = dict(change.payload) if change.payload is not None else None
-                conn.execute(
-                    NODE_CONFIGS.insert().values(
-                        node=change.node,
-                        generation=generation,
-                        config_hash=change.config_hash,
-                        payload=canonical_json(payload) if payload is not None else None,
-                        revision_id=revision_id,
-                        deleted=payload is None,
-                    )
-                )
-                topic, key, value, headers = encode(change.node, generation, payload)
-                if isinstance(value, str):
-                    value = value.encode("utf-8")
-                conn.execute(
-                    OUTBOX.update()
-                    .where(
-                        OUTBOX.c.topic == topic,
-                        OUTBOX.c.key == key,
-                        OUTBOX.c.held.is_(True),
-                        OUTBOX.c.published_at.is_(None),
-                    )
-                    .values(published_at=created_at)
-                )
-                hold = (holds or {}).get(change.node)
-                result = conn.execute(
-                    OUTBOX.insert().values(
-                        topic=topic,
-                        key=key,
-                        value=value,
-                        headers={str(k): str(v) for k, v in headers.items()},
-                        created_at=created_at,
-                        published_at=None,
-                        attempts=0,
-                        held=hold is not None,
-                        hold=dict(hold) if hold is not None else None,
-                    )
-                )
-                outbox_ids.append(_inserted_id(result))
+                outbox_ids.append(outbox_id)
             if rows is not None:
                 base = None
                 if inventory_base is not None:
@@ -217,37 +181,12 @@ class RevisionsMixin(InventoryMixin):
             _lock_pin(conn)
             revision_id = self._insert_revision(conn, rev, accepted=True, errors=[], changed=len(changes))
             for change in changes:
-                generation = self._next_generation(conn, change.node)
+                generation, outbox_id = self._store_change(
+                    conn, change, revision_id, created_at, encode, None
+                )
                 generations[change.node] = generation
-                payload = dict(change.payload) if change.payload is not None else None
-                conn.execute(
-                    NODE_CONFIGS.insert().values(
-                        node=change.node,
-                        generation=generation,
-                        config_hash=change.config_hash,
-                        payload=canonical_json(payload) if payload is not None else None,
-                        revision_id=revision_id,
-                        deleted=payload is None,
-                    )
-                )
-                topic, key, value, headers = encode(change.node, generation, payload)
-                if isinstance(value, str):
-                    value = value.encode("utf-8")
-                result = conn.execute(
-                    OUTBOX.insert().values(
-                        topic=topic,
-                        key=key,
-                        value=value,
-                        headers={str(k): str(v) for k, v in headers.items()},
-                        created_at=created_at,
-                        published_at=None,
-                        attempts=0,
-                        held=False,
-                        hold=None,
-                    )
-                )
-                outbox_ids.append(_inserted_id(result))
-                for instance in (payload or {}).get("instances", ()):
+                outbox_ids.append(outbox_id)
+                for instance in (change.payload or {}).get("instances", ()):
                     conn.execute(
                         INSTANCES.update()
                         .where(INSTANCES.c.name == instance["name"])
@@ -297,6 +236,57 @@ class RevisionsMixin(InventoryMixin):
                 .limit(limit)
             ).all()
         return [(_from_db_required(at), str(kind), str(message)) for at, kind, message in rows]
+
+    def _store_change(
+        self,
+        conn: Connection,
+        change: NodeChange,
+        revision_id: int,
+        created_at: datetime,
+        encode: Encoder,
+        hold: Mapping[str, Any] | None,
+    ) -> tuple[int, int]:
+        """One node's config under its next generation and its outbox row (held when ``hold`` is given); the
+        node's older rows still held are settled (a newer config exists). Returns (generation, outbox id)."""
+        generation = self._next_generation(conn, change.node)
+        payload = dict(change.payload) if change.payload is not None else None
+        conn.execute(
+            NODE_CONFIGS.insert().values(
+                node=change.node,
+                generation=generation,
+                config_hash=change.config_hash,
+                payload=canonical_json(payload) if payload is not None else None,
+                revision_id=revision_id,
+                deleted=payload is None,
+            )
+        )
+        topic, key, value, headers = encode(change.node, generation, payload)
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        conn.execute(
+            OUTBOX.update()
+            .where(
+                OUTBOX.c.topic == topic,
+                OUTBOX.c.key == key,
+                OUTBOX.c.held.is_(True),
+                OUTBOX.c.published_at.is_(None),
+            )
+            .values(published_at=created_at)
+        )
+        result = conn.execute(
+            OUTBOX.insert().values(
+                topic=topic,
+                key=key,
+                value=value,
+                headers={str(k): str(v) for k, v in headers.items()},
+                created_at=created_at,
+                published_at=None,
+                attempts=0,
+                held=hold is not None,
+                hold=dict(hold) if hold is not None else None,
+            )
+        )
+        return generation, _inserted_id(result)
 
     @staticmethod
     def _put_sync_state(conn: Connection, key: str, value: Any, at: datetime) -> None:

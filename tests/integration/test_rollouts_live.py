@@ -8,7 +8,11 @@ SQLite store, git, and the coordinator and six agents as subprocesses.
 - a bad change (the stand-in crash-loops: ``STUB_CRASH_AFTER``) is stopped in wave 1: the changed node returns to
   the good config automatically within the gate deadline + 10 s, the other five never receive it, the rollout is
   aborted with the reason, and auto sync stays pinned while the bad commit is HEAD (past two re-reads of the
-  source); a new commit unpins and applies.
+  source); a new commit unpins and applies;
+- a cordoned node is left out of a rollout and gets the change once uncordoned;
+- ``dsfleet rollout pause`` and ``abort`` reach the running coordinator through the store.
+
+The scenarios run in order on one fleet (each starts from the build the one before left running).
 """
 
 from __future__ import annotations
@@ -267,6 +271,21 @@ def _cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_good_change_rolls_through_every_wave_in_order(fleet: Fleet) -> None:
+    # --watch before any rollout: it waits for one, prints it on every change, exits 0 when it succeeded
+    watch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dsfleet.reconciler.cli",
+            *("rollout", "status", "--watch", "--timeout", "150"),
+            "--db",
+            fleet.db,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     fleet.commit("BUILD v2", "BUILD: v1", "BUILD: v2")
 
     def held_in_status() -> str | None:
@@ -275,7 +294,9 @@ def test_a_good_change_rolls_through_every_wave_in_order(fleet: Fleet) -> None:
         reasons = [
             n["reason"] for n in doc["nodes"] if "held by the rollout of revision" in (n["reason"] or "")
         ]
-        return rollout.get("summary") if rollout.get("state") == "progressing" and len(reasons) == 5 else None
+        held = "5 configs held back by a rollout until their wave" in doc["outbox"]["summary"]
+        progressing = rollout.get("state") == "progressing" and rollout.get("revision") == 2
+        return rollout.get("summary") if progressing and len(reasons) == 5 and held else None
 
     summary = wait_for(held_in_status, 30, "five nodes held by the rollout in status", interval=0.1)
     assert summary.startswith("ROLLOUT of revision 2 progressing, wave canary"), summary
@@ -302,6 +323,9 @@ def test_a_good_change_rolls_through_every_wave_in_order(fleet: Fleet) -> None:
         first = min(p.released_at for p in by_wave[wave])
         assert first >= passed, f"wave {wave} released at {first}, before wave {wave - 1} passed at {passed}"
     wait_for(lambda: fleet.converged_on("v2"), 30, "every node on v2")
+    out, err = watch.communicate(timeout=60)
+    assert watch.returncode == 0, err
+    assert out.count("rollout of revision 2") >= 3 and "SUCCEEDED" in out, out  # printed on every change
     shown = _cli(fleet, "rollout", "status")
     assert shown.returncode == 0, shown.stderr
     assert "SUCCEEDED" in shown.stdout and "wave canary: 1 node" in shown.stdout, shown.stdout
@@ -364,3 +388,70 @@ def test_a_crash_looping_change_stops_in_wave_one_and_rolls_back_pinned(fleet: F
     wait_for(lambda: fleet.converged_on("v4"), 120, "every node on v4", interval=0.5)
     with Store.open(fleet.db, readonly=True) as s:
         assert s.sync_state(ROLLBACK_PIN) is None
+
+
+def test_a_cordoned_node_is_left_out_until_uncordoned(fleet: Fleet) -> None:
+    wait_for(lambda: fleet.converged_on("v4"), 120, "every node on v4", interval=0.5)
+    last = fleet.nodes[-1]
+    before = fleet.rollout()
+    assert before is not None
+    done = _cli(fleet, "nodes", "cordon", last, "--reason", "disk swap")
+    assert done.returncode == 0 and "cordoned" in done.stdout, done.stderr
+    fleet.commit("BUILD v5", "BUILD: v4", "BUILD: v5")
+    finished = wait_for(
+        lambda: (
+            (r := fleet.rollout()) is not None
+            and r.revision > before.revision
+            and r.state is RolloutState.SUCCEEDED
+            and r
+        ),
+        120,
+        "the rollout of v5 done without the cordoned node",
+        interval=0.5,
+    )
+    progress = finished.progress(last)
+    assert progress is not None and progress.state is NodeState.CORDONED, progress
+    running = fleet.running()
+    assert running[last] == "v4" and {b for n, b in running.items() if n != last} == {"v5"}, running
+    doc = read_status(fleet.db)
+    reason = next(n["reason"] for n in doc["nodes"] if n["name"] == last)
+    assert "cordoned" in reason, reason
+    done = _cli(fleet, "nodes", "uncordon", last)
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: fleet.converged_on("v5"), 60, "the uncordoned node on v5", interval=0.3)
+
+
+def test_pause_then_abort_by_command_returns_the_changed_node(fleet: Fleet) -> None:
+    """The commands, through the store to the running coordinator: pause holds the next wave, abort rolls the
+    changed node back and pins; the next commit lifts the pin and rolls out again."""
+    wait_for(lambda: fleet.converged_on("v5"), 120, "every node on v5", interval=0.5)
+    policy = fleet.manifests / "policy.yaml"
+    policy.write_text(policy.read_text().replace(f"soakSeconds: {SOAK}", "soakSeconds: 60"))
+    before = fleet.rollout()
+    assert before is not None
+    fleet.commit("BUILD v6, a long soak", "BUILD: v5", "BUILD: v6")
+    wait_for(
+        lambda: (r := fleet.rollout()) is not None and r.revision > before.revision and r.released and r,
+        30,
+        "the v6 canary released",
+        interval=0.2,
+    )
+    paused = _cli(fleet, "rollout", "pause")
+    assert paused.returncode == 0, paused.stderr
+    r = wait_for(
+        lambda: (r := fleet.rollout()) is not None and r.state is RolloutState.PAUSED and r, 15, "paused"
+    )
+    assert r.reason.startswith("paused by ") and len(r.released) == 1
+    aborted = _cli(fleet, "rollout", "abort")
+    assert aborted.returncode == 0, aborted.stderr
+    r = wait_for(
+        lambda: (r := fleet.rollout()) is not None and r.state is RolloutState.ABORTED and r, 15, "aborted"
+    )
+    assert r.reason.startswith("aborted by "), r.reason
+    wait_for(lambda: fleet.converged_on("v5"), 60, "the canary back on v5", interval=0.3)
+    again = _cli(fleet, "rollout", "promote")
+    assert again.returncode == 1 and "no rollout is running" in again.stderr
+    # the next commit (a short soak again) moves past the pin: v6 rolls out again, gated as before
+    policy.write_text(policy.read_text().replace("soakSeconds: 60", f"soakSeconds: {SOAK}"))
+    fleet.commit("a short soak again")
+    wait_for(lambda: fleet.converged_on("v6"), 120, "every node on v6 after the unpin", interval=0.5)
