@@ -83,6 +83,9 @@ class CoordinatorSettings(_Section):
     directory_resync_seconds: float = Field(30.0, gt=0)
     """The manifests directory is read again this often even without a file event (a missed event, a commit that
     changed no file, a rollback pin to re-check)."""
+    standby: bool = False
+    """Wait for the store's coordinator lock instead of failing when another coordinator holds it, and take over
+    when that one stops or dies (a standby: docs/deploying/ha.md)."""
     handover_timeout_seconds: float = Field(300.0, gt=0)
     """A camera moved to another node leaves its old node once the new one runs it, or this long after the change
     when the new node does not say (down, silent); never while the new node says it cannot take it."""

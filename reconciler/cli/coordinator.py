@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,13 @@ def add_parser(sub: Any) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="a librdkafka client setting passed through (security.protocol=SASL_SSL, sasl.mechanism=…)",
+    )
+    p.add_argument(
+        "--standby",
+        action="store_true",
+        default=None,
+        help="when another coordinator holds the store, wait and take over when it stops or dies "
+        "([coordinator] standby)",
     )
     from dsfleet.reconciler.cli.serve import add_http_options
 
@@ -237,8 +245,24 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
     except DsfleetError as exc:
         print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR
+    from dsfleet.reconciler.store.locks import Standby, StandbyStopped
+
+    standby = None
+    if args.standby or conf.standby:
+
+        def waiting(holder: str) -> None:
+            log.warning(
+                "standby: %s holds the store %s; taking over when it stops or dies", holder, store.where
+            )
+
+        standby = Standby(stop, waiting)
+    waited = time.monotonic()
     try:
-        with store, store.coordinator_lock():
+        with store, store.coordinator_lock(standby):
+            if standby is not None:
+                log.info(
+                    "standby: the store's lock is ours after %.1f s: starting", time.monotonic() - waited
+                )
             bus = None
             if servers is not None:
                 bus = CoordinatorBus(
@@ -280,6 +304,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 watcher.stop()
                 coordinator.close()
                 log.info("coordinator stopped")
+    except StandbyStopped:
+        log.info("stopped on standby (never took over)")
     except DsfleetError as exc:
         print(f"dsfleet coordinator: error: {exc}", file=sys.stderr)
         return ExitCode.ERROR

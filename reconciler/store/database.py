@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -22,6 +22,9 @@ from sqlalchemy.pool import StaticPool
 
 from dsfleet.reconciler.store.errors import PermanentStoreError, _translate
 from dsfleet.reconciler.store.migrations import SchemaState, inspect_schema, upgrade
+
+if TYPE_CHECKING:
+    from dsfleet.reconciler.store.locks import Standby
 
 BUSY_TIMEOUT_MS: Final = 5000
 _WRITE: Final = "dsfleet_write"
@@ -111,11 +114,12 @@ class StoreBase:
         self._empty = empty
         self._path = path
 
-    def coordinator_lock(self) -> AbstractContextManager[None]:
-        """Held by the running coordinator; a second one on the same store gets a PermanentError."""
+    def coordinator_lock(self, standby: Standby | None = None) -> AbstractContextManager[None]:
+        """Held by the running coordinator; a second one on the same store gets a PermanentError, or with
+        ``standby`` waits for it (:class:`~dsfleet.reconciler.store.locks.Standby`)."""
         from dsfleet.reconciler.store.locks import coordinator_lock
 
-        return coordinator_lock(self._engine, self._path, self._where)
+        return coordinator_lock(self._engine, self._path, self._where, standby)
 
     # ---- opening, migrating
 

@@ -2,8 +2,10 @@
 
 SQLite: ``flock`` on ``<database>.coordinator.lock`` beside the file (released by the kernel when the process
 dies, even by SIGKILL); the database's real path is used, so a symlink to the store file takes the same lock.
-PostgreSQL: a session-level advisory lock on a connection kept open. In-memory stores
-are private to one process and need none. A second coordinator gets a :class:`PermanentError` naming the store.
+PostgreSQL: a session-level advisory lock on a connection kept open (released by the server when the process's
+connection ends, SIGKILL included). In-memory stores are private to one process and need none. A second
+coordinator gets a :class:`PermanentError` naming the store — or, as a **standby** (:class:`Standby`), waits for
+the lock and takes over when the holder stops or dies.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,16 +26,44 @@ from dsfleet.schemas.errors import PermanentError
 PG_COORDINATOR_LOCK = 0x647366_6C6F636B  # "dsf" "lock"
 
 
+class StandbyStopped(PermanentError):
+    """A standby was asked to stop before it got the lock."""
+
+
+@dataclass(frozen=True)
+class Standby:
+    """Wait for the lock instead of failing: tried every ``poll`` seconds until ``stop`` is set;
+    ``waiting(holder)`` is called once, when the lock is first found held (``holder``: who holds it, as known)."""
+
+    stop: threading.Event
+    waiting: Callable[[str], None]
+    poll: float = 0.5
+
+    def wait(self, holder: str, first: bool) -> None:
+        if first:
+            self.waiting(holder)
+        if self.stop.wait(self.poll):
+            raise StandbyStopped("stopped on standby, before taking over")
+
+
 @contextlib.contextmanager
-def coordinator_lock(engine: Engine, path: Path | None, where: str) -> Iterator[None]:
+def coordinator_lock(
+    engine: Engine, path: Path | None, where: str, standby: Standby | None = None
+) -> Iterator[None]:
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(PG_COORDINATOR_LOCK))).scalar()
-            conn.commit()
-            if not got:
-                raise PermanentError(
-                    f"{where}: another coordinator is running on this store (advisory lock held)"
-                )
+            tries = 0
+            while True:
+                got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(PG_COORDINATOR_LOCK))).scalar()
+                conn.commit()
+                if got:
+                    break
+                if standby is None:
+                    raise PermanentError(
+                        f"{where}: another coordinator is running on this store (advisory lock held)"
+                    )
+                standby.wait("another coordinator (advisory lock held)", tries == 0)
+                tries += 1
             try:
                 yield
             finally:
@@ -46,13 +78,20 @@ def coordinator_lock(engine: Engine, path: Path | None, where: str) -> Iterator[
     lock_path = real.with_name(real.name + ".coordinator.lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
-            raise PermanentError(
-                f"{where}: another coordinator is running on this store (pid {holder} holds {lock_path.name})"
-            ) from None
+        tries = 0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                if standby is None:
+                    raise PermanentError(
+                        f"{where}: another coordinator is running on this store (pid {holder} holds "
+                        f"{lock_path.name})"
+                    ) from None
+            standby.wait(f"pid {holder} (holds {lock_path.name})", tries == 0)
+            tries += 1
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -1,0 +1,105 @@
+"""A standby coordinator (``dsfleet coordinator --standby``), live: a second coordinator on the same store waits
+for the store's coordinator lock instead of failing; when the leader is SIGKILLed, the lock goes with it (the
+kernel drops SQLite's ``flock``, PostgreSQL ends the session and its advisory lock) and the standby takes over:
+it applies the edit made meanwhile as one revision and publishes it — on SQLite and on PostgreSQL, against the
+real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dsfleet.plumbing.kafka import Record
+from dsfleet.reconciler.store import Store
+from dsfleet.schemas.wire import AgentConfig, Topic, decode
+from tests.support.brokers import Tansu
+from tests.support.keys import coordinator_env
+from tests.support.livefleet import CoordinatorProc, TopicReader, copy_fleet
+
+TAKEOVER_BOUND = 10.0
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def pair(
+    db: str, kafka_broker: Tansu, tmp_path: Path
+) -> Iterator[tuple[CoordinatorProc, CoordinatorProc, str]]:
+    manifests = copy_fleet(tmp_path / "manifests")
+    prefix = f"sb{uuid.uuid4().hex[:8]}."
+    env = {**coordinator_env(tmp_path / "coordinator.key"), "PYTHONUNBUFFERED": "1"}
+    leader = CoordinatorProc(
+        manifests, db, kafka_broker.bootstrap, prefix, tmp_path / "a.log", env=env
+    ).start()
+    standby = CoordinatorProc(
+        manifests, db, kafka_broker.bootstrap, prefix, tmp_path / "b.log", extra=["--standby"], env=env
+    )
+    try:
+        leader.wait_log(r"coordinator started", 30)
+        standby.start()
+        yield leader, standby, prefix
+    finally:
+        for proc in (standby, leader):
+            if proc.proc is not None and proc.proc.poll() is None:
+                assert proc.stop() == 0, proc.text()[-2000:]
+
+
+def _generations(records: list[Record]) -> dict[str, int]:
+    """Node → the highest generation of its AgentConfig records read."""
+    out: dict[str, int] = {}
+    for r in records:
+        decoded = decode(Topic.AGENT_CONFIG, r.key, r.value)
+        msg = getattr(decoded, "message", None)
+        if isinstance(msg, AgentConfig):
+            out[msg.node] = max(out.get(msg.node, 0), msg.generation)
+    return out
+
+
+def test_the_standby_takes_over_when_the_leader_dies(
+    pair: tuple[CoordinatorProc, CoordinatorProc, str], db: str, kafka_broker: Tansu, tmp_path: Path
+) -> None:
+    leader, standby, prefix = pair
+    standby.wait_log(r"standby: .* holds the store", 30)
+    assert "coordinator started" not in standby.text()
+    reader = TopicReader(kafka_broker.bootstrap, prefix, Topic.AGENT_CONFIG)
+    try:
+        reader.wait(
+            lambda rs: _generations(rs) == {"gpu-node-1": 1, "gpu-node-2": 1}, 30, "revision 1 published"
+        )
+        leader.kill()
+        killed = time.monotonic()
+        traffic = tmp_path / "manifests" / "instances" / "traffic.yaml"
+        traffic.write_text(
+            traffic.read_text().replace(
+                "perf-measurement-interval-sec: 5", "perf-measurement-interval-sec: 3"
+            )
+        )
+        standby.wait_log(r"standby: the store's lock is ours after", TAKEOVER_BOUND)
+        reader.wait(lambda rs: _generations(rs).get("gpu-node-2") == 2, TAKEOVER_BOUND, "the edit published")
+        took = time.monotonic() - killed
+        assert took < TAKEOVER_BOUND, took
+    finally:
+        reader.close()
+    with Store.open(db, readonly=True) as store:
+        revisions = store.revisions(limit=10)
+    assert [(r.id, r.accepted) for r in reversed(revisions)] == [(1, True), (2, True)], revisions
+    assert _generations(reader.records) == {"gpu-node-1": 1, "gpu-node-2": 2}
+
+
+def test_a_standby_stopped_before_taking_over_exits_cleanly(
+    pair: tuple[CoordinatorProc, CoordinatorProc, str],
+) -> None:
+    leader, standby, _prefix = pair
+    standby.wait_log(r"standby: .* holds the store", 30)
+    assert standby.stop() == 0
+    assert "stopped on standby (never took over)" in standby.text()
+    assert leader.proc is not None and leader.proc.poll() is None, "the leader runs on"

@@ -1,0 +1,54 @@
+"""The store's coordinator lock in one process (SQLite's ``flock`` is per open file): a second holder fails at
+once, a standby waits and gets it as soon as the first lets go, and a standby told to stop gives up cleanly."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from dsfleet.reconciler.store import Store
+from dsfleet.reconciler.store.locks import Standby, StandbyStopped
+from dsfleet.schemas.errors import PermanentError
+
+
+def test_a_standby_gets_the_lock_when_the_holder_lets_go(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with Store.open(url) as first, Store.open(url) as second, Store.open(url) as third:
+        holding = first.coordinator_lock()
+        holding.__enter__()
+        with (
+            pytest.raises(PermanentError, match="another coordinator is running on this store"),
+            third.coordinator_lock(),
+        ):
+            pass
+        seen: list[str] = []
+        waiting = threading.Event()
+        got = threading.Event()
+
+        def standby() -> None:
+            def note(holder: str) -> None:
+                seen.append(holder)
+                waiting.set()
+
+            with second.coordinator_lock(Standby(threading.Event(), note, poll=0.05)):
+                got.set()
+
+        thread = threading.Thread(target=standby)
+        thread.start()
+        assert waiting.wait(10), "the standby never found the lock held"
+        assert not got.is_set()
+        holding.__exit__(None, None, None)
+        assert got.wait(10), "the standby never took the lock"
+        thread.join(10)
+        assert len(seen) == 1 and "holds state.db.coordinator.lock" in seen[0], seen
+
+
+def test_a_standby_asked_to_stop_gives_up(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    stop = threading.Event()
+    with Store.open(url) as first, Store.open(url) as second, first.coordinator_lock():
+        stop.set()
+        with pytest.raises(StandbyStopped), second.coordinator_lock(Standby(stop, lambda _holder: None)):
+            pass
