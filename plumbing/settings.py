@@ -86,6 +86,9 @@ class CoordinatorSettings(_Section):
     standby: bool = False
     """Wait for the store's coordinator lock instead of failing when another coordinator holds it, and take over
     when that one stops or dies (a standby: docs/deploying/ha.md)."""
+    takeover_after_seconds: float = Field(30.0, gt=0)
+    """A standby on PostgreSQL takes over from a running coordinator whose heartbeat is this old (hung): it ends
+    that one's database sessions, and the leadership fence refuses its later writes."""
     handover_timeout_seconds: float = Field(300.0, gt=0)
     """A camera moved to another node leaves its old node once the new one runs it, or this long after the change
     when the new node does not say (down, silent); never while the new node says it cannot take it."""

@@ -45,6 +45,11 @@ __all__ = ["BusPort", "Clock", "StorePort", "SystemClock"]
 class StorePort(Protocol):
     """The store as the apply path (``dsfleet.reconciler.applying``) and the coordinator use it."""
 
+    deposed: str | None
+    """Set once a write found another coordinator's leadership epoch: the coordinator stops."""
+
+    def still_leader(self) -> bool: ...
+
     # revisions and node configs
     @overload
     def apply_revision(

@@ -6,10 +6,11 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -255,7 +256,26 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 "standby: %s holds the store %s; taking over when it stops or dies", holder, store.where
             )
 
-        standby = Standby(stop, waiting)
+        def hung() -> str | None:
+            beat = store.coordinator_heartbeat()
+            if beat is None or beat.stopped_at is not None:
+                return None
+            now = datetime.now(UTC)
+            age = (now - beat.seen_at).total_seconds()
+            if age <= conf.takeover_after_seconds:
+                return None
+            claim = store.leadership() or {}
+            since = datetime.fromisoformat(claim["since"]) if claim.get("since") else None
+            if since is not None and (now - since).total_seconds() <= conf.takeover_after_seconds:
+                return (
+                    None  # a leader that has just started (its first heartbeat comes after its first apply)
+                )
+            return f"the coordinator pid {beat.pid} on {beat.host} wrote no heartbeat for {age:.0f} s"
+
+        def took_over(why: str, sessions: int) -> None:
+            log.warning("standby: taking over: %s; its %d database sessions ended", why, sessions)
+
+        standby = Standby(stop, waiting, hung=hung, took_over=took_over)
     waited = time.monotonic()
     try:
         with store, store.coordinator_lock(standby):
@@ -263,6 +283,8 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 log.info(
                     "standby: the store's lock is ours after %.1f s: starting", time.monotonic() - waited
                 )
+            epoch = store.claim_leadership(f"{socket.gethostname()} pid {os.getpid()}", datetime.now(UTC))
+            log.info("leadership epoch=%d: writes of an earlier leader are refused from now on", epoch)
             bus = None
             if servers is not None:
                 bus = CoordinatorBus(
@@ -304,6 +326,9 @@ def cmd_coordinator(args: argparse.Namespace) -> int:
                 watcher.stop()
                 coordinator.close()
                 log.info("coordinator stopped")
+            if store.deposed is not None:
+                print(f"dsfleet coordinator: error: deposed: {store.deposed}", file=sys.stderr)
+                return ExitCode.ERROR
     except StandbyStopped:
         log.info("stopped on standby (never took over)")
     except DsfleetError as exc:

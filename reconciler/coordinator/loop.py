@@ -633,6 +633,12 @@ class Coordinator(InboundMixin):
         self._beat(self.clock.now())  # after the first apply: a heartbeat says that one is done
         while not stop.is_set():
             self.tick(changed=changed() if changed else False)
+            if self.store.deposed is not None:
+                log.error(
+                    "deposed: %s; this coordinator stops (it writes and publishes nothing more)",
+                    self.store.deposed,
+                )
+                return
             if self.bus is None:
                 stop.wait(0.05)
 

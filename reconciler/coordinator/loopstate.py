@@ -149,7 +149,11 @@ class LoopState:
         self.caches = Caches()
         self.counters = Counters()
         self.publisher = (
-            OutboxPublisher(store, bus, prefix=options.topic_prefix, clock=self.clock.now) if bus else None
+            OutboxPublisher(
+                store, bus, prefix=options.topic_prefix, clock=self.clock.now, fence=store.still_leader
+            )
+            if bus
+            else None
         )
         self.view = resyncs.TopicView.empty()
         self._configs: dict[str, StoredNodeConfig] = {}

@@ -88,9 +88,12 @@ class OutboxPublisher:
         clock: Callable[[], datetime],
         batch: int = 200,
         retry_after: timedelta = timedelta(seconds=1),
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
+        self.fence = fence
+        """Asked before anything is sent: False when this coordinator no longer leads (nothing is sent)."""
         self.prefix = prefix
         self.clock = clock
         self.batch = batch
@@ -170,6 +173,8 @@ class OutboxPublisher:
             busy = {i for group in self._in_flight.values() for i in group}
         candidates = [r for r in rows if r.id not in busy]
         self.pending_keys = {r.key for r in rows}
+        if candidates and self.fence is not None and not self.fence():
+            return 0  # deposed: another coordinator publishes these
         newest: dict[tuple[str, str], list[OutboxRecord]] = {}
         for candidate in candidates:
             newest.setdefault((candidate.topic, candidate.key), []).append(candidate)

@@ -6,10 +6,12 @@ observed state, the older system's views) build on; :class:`dsfleet.reconciler.s
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Self
 from urllib.parse import quote
@@ -20,12 +22,16 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-from dsfleet.reconciler.store.errors import PermanentStoreError, _translate
+from dsfleet.reconciler.store.errors import Deposed, PermanentStoreError, _translate
 from dsfleet.reconciler.store.migrations import SchemaState, inspect_schema, upgrade
+from dsfleet.reconciler.store.schema import SYNC_STATE
 
 if TYPE_CHECKING:
     from dsfleet.reconciler.store.locks import Standby
 
+APPLICATION_NAME: Final = "dsfleet"
+LEADERSHIP: Final = "leadership"
+"""The sync-state key of the coordinator leadership: ``{epoch, holder, since}`` of the latest claim."""
 BUSY_TIMEOUT_MS: Final = 5000
 _WRITE: Final = "dsfleet_write"
 _PG_MIGRATION_LOCK: Final = 0x64736663  # "dsfc": serializes concurrent migrations on PostgreSQL
@@ -113,6 +119,10 @@ class StoreBase:
         self._where = where
         self._empty = empty
         self._path = path
+        self._epoch: int | None = None
+        """The leadership epoch this store's coordinator claimed (:meth:`claim_leadership`); None: no fence."""
+        self.deposed: str | None = None
+        """Set when a write found another coordinator's epoch: this one must stop (it no longer leads)."""
 
     def coordinator_lock(self, standby: Standby | None = None) -> AbstractContextManager[None]:
         """Held by the running coordinator; a second one on the same store gets a PermanentError, or with
@@ -187,6 +197,10 @@ class StoreBase:
         connect_args: dict[str, Any] = {}
         if readonly and url.get_backend_name() == "postgresql":
             connect_args["options"] = "-c default_transaction_read_only=on"
+        elif url.get_backend_name() == "postgresql" and "application_name" not in url.query:
+            # every session of this process is named after it: a standby that takes over from a hung coordinator
+            # ends all of that one's sessions (its open transactions and the locks they hold), not only the lock's
+            connect_args["application_name"] = f"{APPLICATION_NAME}-{os.getpid()}"
         engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         return cls(engine, readonly=readonly, where=where)
 
@@ -274,9 +288,76 @@ class StoreBase:
             with self._engine.connect() as conn:
                 conn.execution_options(**{_WRITE: True})
                 with conn.begin():
+                    if self._epoch is not None:
+                        self._fence(conn, self._epoch)
                     yield conn
         except sa_exc.SQLAlchemyError as err:
             raise _translate(err) from err
+
+    def _fence(self, conn: Connection, epoch: int) -> None:
+        """Refuse the write (:class:`Deposed`) when another coordinator claimed the leadership since this one did.
+        PostgreSQL: the leadership row is read FOR SHARE, so a takeover's claim waits for this transaction and this
+        one for a claim under way: every write is ordered before or after a takeover, never across it."""
+        query = sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == LEADERSHIP)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True)
+        value = conn.execute(query).scalar()
+        current = value.get("epoch") if isinstance(value, dict) else None
+        if current != epoch:
+            holder = value.get("holder") if isinstance(value, dict) else None
+            self.deposed = f"epoch {current} ({holder or 'unknown'}) took over from epoch {epoch}"
+            raise Deposed(f"{self._where}: not the leader any more: {self.deposed}")
+
+    def claim_leadership(self, holder: str, now: datetime) -> int:
+        """Become the store's leader (call while holding the coordinator lock): the leadership epoch goes up by one
+        and every later write of this store is fenced by it (:meth:`_fence`). Returns the new epoch."""
+        self._require_writable()
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                query = sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == LEADERSHIP)
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update()
+                value = conn.execute(query).scalar()
+                epoch = int(value.get("epoch") or 0) + 1 if isinstance(value, dict) else 1
+                claim = {"epoch": epoch, "holder": holder, "since": now.isoformat()}
+                if (
+                    value is None
+                    and not conn.execute(
+                        sa.select(SYNC_STATE.c.key).where(SYNC_STATE.c.key == LEADERSHIP)
+                    ).first()
+                ):
+                    conn.execute(SYNC_STATE.insert().values(key=LEADERSHIP, value=claim, updated_at=now))
+                else:
+                    conn.execute(
+                        SYNC_STATE.update()
+                        .where(SYNC_STATE.c.key == LEADERSHIP)
+                        .values(value=claim, updated_at=now)
+                    )
+        except sa_exc.SQLAlchemyError as err:
+            raise _translate(err) from err
+        self._epoch = epoch
+        self.deposed = None
+        return epoch
+
+    def leadership(self) -> dict[str, Any] | None:
+        """The latest leadership claim (``epoch``, ``holder``, ``since``); None: no coordinator claimed one yet."""
+        with self._read() as conn:
+            value = conn.execute(sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == LEADERSHIP)).scalar()
+        return dict(value) if isinstance(value, dict) else None
+
+    def still_leader(self) -> bool:
+        """Whether this store's claim of the leadership still stands (True when it never claimed one): a read, for
+        the publisher to check before it sends (a deposed coordinator resumed from a pause sends nothing)."""
+        if self._epoch is None:
+            return True
+        with self._read() as conn:
+            value = conn.execute(sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == LEADERSHIP)).scalar()
+        current = value.get("epoch") if isinstance(value, dict) else None
+        if current != self._epoch:
+            holder = value.get("holder") if isinstance(value, dict) else None
+            self.deposed = f"epoch {current} ({holder or 'unknown'}) took over from epoch {self._epoch}"
+            return False
+        return True
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

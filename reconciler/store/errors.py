@@ -22,6 +22,10 @@ class PermanentStoreError(StoreError, PermanentError):
     """Schema too new, not a dsfleet database, constraint violated, bad URL: retrying will not help."""
 
 
+class Deposed(PermanentStoreError):
+    """Another coordinator claimed the store's leadership: this one's writes are refused, it must stop."""
+
+
 _TEMPORARY_SQLSTATE_PREFIXES: Final = ("08", "40", "53", "57P")
 
 

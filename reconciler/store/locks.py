@@ -33,11 +33,16 @@ class StandbyStopped(PermanentError):
 @dataclass(frozen=True)
 class Standby:
     """Wait for the lock instead of failing: tried every ``poll`` seconds until ``stop`` is set;
-    ``waiting(holder)`` is called once, when the lock is first found held (``holder``: who holds it, as known)."""
+    ``waiting(holder)`` is called once, when the lock is first found held (``holder``: who holds it, as known).
+    ``hung()`` (PostgreSQL only): why the holder counts as hung (its heartbeat too old), or None; a hung holder's
+    sessions are ended (``pg_terminate_backend``: it loses the lock and every transaction it had open) and the
+    lock taken — its later writes are refused by the leadership fence, ``took_over(why, sessions)`` says so."""
 
     stop: threading.Event
     waiting: Callable[[str], None]
     poll: float = 0.5
+    hung: Callable[[], str | None] | None = None
+    took_over: Callable[[str, int], None] | None = None
 
     def wait(self, holder: str, first: bool) -> None:
         if first:
@@ -62,6 +67,12 @@ def coordinator_lock(
                     raise PermanentError(
                         f"{where}: another coordinator is running on this store (advisory lock held)"
                     )
+                why = standby.hung() if standby.hung is not None else None
+                if why is not None:
+                    ended = _end_holder(conn)
+                    if standby.took_over is not None:
+                        standby.took_over(why, ended)
+                    continue
                 standby.wait("another coordinator (advisory lock held)", tries == 0)
                 tries += 1
             try:
@@ -97,3 +108,30 @@ def coordinator_lock(
         yield
     finally:
         os.close(fd)
+
+
+def _end_holder(conn: sa.Connection) -> int:
+    """End every session of the process holding the coordinator lock of this database (its sessions share one
+    ``application_name``: :data:`~dsfleet.reconciler.store.database.APPLICATION_NAME`-pid); how many ended."""
+    holder = conn.execute(
+        sa.text(
+            "SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :hi AND l.objid = :lo AND l.objsubid = 1 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        {"hi": PG_COORDINATOR_LOCK >> 32, "lo": PG_COORDINATOR_LOCK & 0xFFFFFFFF},
+    ).first()
+    conn.commit()
+    if holder is None:
+        return 0
+    pid, name = holder
+    if name:
+        query = sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        ended = sum(1 for (ok,) in conn.execute(query, {"name": name}) if ok)
+    else:
+        ended = 1 if conn.execute(sa.select(sa.func.pg_terminate_backend(pid))).scalar() else 0
+    conn.commit()
+    return ended

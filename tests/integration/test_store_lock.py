@@ -52,3 +52,29 @@ def test_a_standby_asked_to_stop_gives_up(tmp_path: Path) -> None:
         stop.set()
         with pytest.raises(StandbyStopped), second.coordinator_lock(Standby(stop, lambda _holder: None)):
             pass
+
+
+def test_the_leadership_fence_refuses_a_deposed_coordinators_writes(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dsfleet.reconciler.store.errors import Deposed
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    now = datetime.now(UTC)
+    with Store.open(url) as old, Store.open(url) as new, Store.open(url) as cli:
+        assert old.claim_leadership("host-a pid 1", now) == 1
+        old.set_sync_state("probe", 1, now)  # its own epoch: written
+        assert old.still_leader()
+        assert new.claim_leadership("host-b pid 2", now) == 2
+        with pytest.raises(Deposed, match=r"epoch 2 \(host-b pid 2\) took over from epoch 1"):
+            old.set_sync_state("probe", 2, now)
+        assert old.deposed is not None and not old.still_leader()
+        new.set_sync_state("probe", 3, now)
+        cli.set_sync_state(
+            "probe", 4, now
+        )  # a store that claimed nothing is not fenced (dsfleet rollback, …)
+        assert cli.sync_state("probe") == 4 and cli.leadership() == {
+            "epoch": 2,
+            "holder": "host-b pid 2",
+            "since": now.isoformat(),
+        }

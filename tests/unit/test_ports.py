@@ -27,6 +27,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 class MemoryStore:
     """Just what ``apply_manifests`` calls, kept in dicts."""
 
+    deposed = None
+
     def __init__(self) -> None:
         self.revisions: list[tuple[NewRevision, bool]] = []
         self.configs: dict[str, StoredNodeConfig] = {}
