@@ -199,7 +199,24 @@ def _big_status(nodes: int = 250, per_node: int = 4) -> dict[str, Any]:
         "revision": None,
         "pendingPlan": None,
         "events": [],
+        "rollout": _rollout(node_rows),
     }
+
+
+def _rollout(node_rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A rollout of every node, its first wave (one node) released: what the status document carries."""
+    from datetime import UTC, datetime
+
+    from dsfleet.reconciler.planning.rollouts import start_rollout, step
+    from dsfleet.reconciler.syncviews import rollout_view
+    from dsfleet.schemas.rollouts import RolloutStrategy
+
+    strategy = RolloutStrategy.model_validate(
+        {"waves": [{"name": "canary", "nodes": 1}, {"nodes": "50%"}, {}]}
+    )
+    nodes = {str(n["name"]): ("ds",) for n in node_rows}
+    started = step(start_rollout(8, 7, strategy, nodes, {}, datetime.now(UTC)), {}, datetime.now(UTC)).rollout
+    return rollout_view(started.to_json())
 
 
 def test_dashboard_at_250_nodes_and_1000_instances(browser: Any, tmp_path: Path) -> None:
@@ -223,6 +240,11 @@ def test_dashboard_at_250_nodes_and_1000_instances(browser: Any, tmp_path: Path)
         assert page.locator("#apply").is_hidden() and page.locator("#refresh").is_hidden()
         assert page.locator("#msg").text_content() == "read-only"
         assert page.locator("tr.group").count() == 250
+        rollout = page.locator('#fleet [data-fleet="Progressing rollout"]').text_content() or ""
+        assert rollout.startswith("ROLLOUT of revision 8 progressing, wave canary (0/250 nodes passed)"), (
+            rollout
+        )
+        assert rollout.endswith("[canary 0/1 · wave-2 0/125 · wave-3 0/124]"), rollout
         render_ms = page.evaluate(
             """() => { const t0 = performance.now();
                        document.getElementById('filter').dispatchEvent(new Event('input'));
