@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import sys
 import threading
 import urllib.error
@@ -263,6 +264,10 @@ def _follow(
     it is over."""
     stop = threading.Event()
     problem: str | None = None
+    # Ctrl-C ends it, also when it was started with SIGINT ignored (in the background of a non-interactive shell,
+    # where Python installs no KeyboardInterrupt handler); SIGTERM too
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     try:
         while not stop.wait(args.interval):
             now: str | None = None
