@@ -2,9 +2,9 @@
 instances it changed — against a real broker (Tansu), the real Docker engine (the stand-in image), the real
 SQLite store, git, and the coordinator and six agents as subprocesses.
 
-- a good change (a recreate of every instance) rolls through every wave, each wave released only after the one
-  before passed its gate for the soak time (the release times prove the order); ``dsfleet rollout status``
-  shows it;
+- a good change (a new tag of the stand-in image on every node: a recreate of every instance) rolls through every
+  wave, each wave released only after the one before passed its gate for the soak time (the release times prove
+  the order); ``dsfleet rollout status`` shows it;
 - a bad change (the stand-in crash-loops: ``STUB_CRASH_AFTER``) is stopped in wave 1: the changed node returns to
   the good config automatically within the gate deadline + 10 s, the other five never receive it, the rollout is
   aborted with the reason, and auto sync stays pinned while the bad commit is HEAD (past two re-reads of the
@@ -114,6 +114,7 @@ metadata:
 spec:
   allowedImages:
     - {image}
+    - {image.rsplit(":", 1)[0]}:rollout-*
   rollout:
     governs: [recreate]
     waves:
@@ -163,10 +164,12 @@ class Fleet:
         self.key = coordinator_key(self.db)
         self.nodes = [f"{self.prefix}-n{i}" for i in range(1, NODES + 1)]
 
-    def commit(self, message: str, old: str = "", new: str = "") -> str:
+    def commit(self, message: str, old: str = "", new: str = "", *, images: str | None = None) -> str:
+        path = self.manifests / "fleet.yaml"
         if old:
-            path = self.manifests / "fleet.yaml"
             path.write_text(path.read_text().replace(old, new))
+        if images:
+            path.write_text(path.read_text().replace(f"  image: {self.image}\n", f"  image: {images}\n"))
         _git(self.manifests, "add", "-A")
         _git(self.manifests, "commit", "-qm", message)
         return _git(self.manifests, "rev-parse", "HEAD")
@@ -251,12 +254,17 @@ def fleet(
         docker_client,
         stub_image,
     )
+    # the second tag of the stand-in image a good image change rolls out (removed at the end: only the tag)
+    repository = stub_image.rsplit(":", 1)[0]
+    docker_client.images.get(stub_image).tag(repository, tag=f"rollout-{f.prefix}")
     try:
         f.start()
         wait_for(lambda: f.converged_on("v1"), 90, "the six nodes running v1", interval=0.3)
         yield f
     finally:
         f.stop()
+        with contextlib.suppress(docker.errors.APIError):
+            docker_client.images.remove(f"{repository}:rollout-{f.prefix}", noprune=True)
 
 
 def _cli(fleet: Fleet, *args: str) -> subprocess.CompletedProcess[str]:
@@ -286,7 +294,9 @@ def test_a_good_change_rolls_through_every_wave_in_order(fleet: Fleet) -> None:
         text=True,
         cwd=ROOT,
     )
-    fleet.commit("BUILD v2", "BUILD: v1", "BUILD: v2")
+    # a new image (and a new build label) for every node: each instance is recreated, so the rollout governs it
+    tagged = f"{fleet.image.rsplit(':', 1)[0]}:rollout-{fleet.prefix}"
+    fleet.commit("image rollout-*, BUILD v2", "BUILD: v1", "BUILD: v2", images=tagged)
 
     def held_in_status() -> str | None:
         doc = read_status(fleet.db)
@@ -323,6 +333,11 @@ def test_a_good_change_rolls_through_every_wave_in_order(fleet: Fleet) -> None:
         first = min(p.released_at for p in by_wave[wave])
         assert first >= passed, f"wave {wave} released at {first}, before wave {wave - 1} passed at {passed}"
     wait_for(lambda: fleet.converged_on("v2"), 30, "every node on v2")
+    images = {
+        fleet.client.containers.get(f"dsfleet-{fleet.prefix}-t{i}").attrs["Config"]["Image"]
+        for i in range(1, 7)
+    }
+    assert images == {tagged}, images
     out, err = watch.communicate(timeout=60)
     assert watch.returncode == 0, err
     assert out.count("rollout of revision 2") >= 3 and "SUCCEEDED" in out, out  # printed on every change
