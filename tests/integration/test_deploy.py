@@ -28,7 +28,24 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def test_there_are_compose_files_for_both_sides() -> None:
-    assert {p.parent.name for p in COMPOSE_FILES} == {"agent", "coordinator"}
+    assert {p.parent.name for p in COMPOSE_FILES} == {"agent", "coordinator", "ha"}
+
+
+def test_the_ha_compose_runs_two_standby_coordinators_on_one_postgresql_store() -> None:
+    services = _load(DEPLOY / "ha" / "compose.yaml")["services"]
+    coordinators = [s for name, s in services.items() if name.startswith("coordinator-")]
+    assert len(coordinators) == 2
+    for service in coordinators:
+        env = service["environment"]
+        assert env["DSFLEET_COORDINATOR_STANDBY"] == "true"
+        assert (
+            env["DSFLEET_COORDINATOR_DB"].startswith("postgresql+psycopg://")
+            and "@postgres/" in env["DSFLEET_COORDINATOR_DB"]
+        )
+        assert env["DSFLEET_COORDINATOR_SIGNING_KEY"] == "/var/lib/dsfleet/keys/coordinator.key"
+        assert "dsfleet-keys:/var/lib/dsfleet" in service["volumes"]  # one key, shared
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert coordinators[0] == coordinators[1], "the two are the same service twice"
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.parent.name)
