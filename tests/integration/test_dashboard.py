@@ -115,9 +115,7 @@ def test_dashboard_follows_the_fleet_and_refreshes(
 
         page.once("dialog", lambda dialog: dialog.accept(TOKEN))
         page.click("#refresh")
-        page.wait_for_function(
-            "() => document.getElementById('msg').dataset.status === '202'", timeout=10_000
-        )
+        _answered(page, "msg", 202)
         assert "refresh: accepted" in (page.locator("#msg").text_content() or "")
 
         page.click('tr[data-instance="ccm-gate"] button.logs')
@@ -302,6 +300,24 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout
 
 
+def _answered(page: Any, form: str, status: int) -> None:
+    """Wait until ``form``'s last request was answered with ``status`` (the page notes it on the form)."""
+    page.wait_for_function(
+        f"() => document.getElementById('{form}').dataset.status === '{status}'", timeout=10_000
+    )
+
+
+def _refused_at_cameras(page: Any, repo: Path, head: str) -> None:
+    """Submit the instance form with an unknown camera: the rules' finding is shown at the cameras field, and
+    nothing is written (HEAD still ``head``, the work tree clean)."""
+    page.fill("#in-cameras", "no-such-camera")
+    page.click("#in-create")
+    _answered(page, "instance-form", 422)
+    at_field = page.locator('#instance-form .err[data-for="in-cameras"]').text_content() or ""
+    assert "no-such-camera" in at_field, at_field
+    assert _git(repo, "rev-parse", "HEAD").strip() == head and _git(repo, "status", "--porcelain") == ""
+
+
 def _edits_coordinator(
     kafka_broker: Tansu, topic_prefix: str, tmp_path: Path
 ) -> tuple[ServerProc, Path, str]:
@@ -368,18 +384,14 @@ def test_dashboard_edits_a_camera_then_applies(
         page.fill("#cam-zone", "yard")
         page.fill("#cam-secret", "yard-1")
         page.click("#cam-save")
-        page.wait_for_function(
-            "() => document.getElementById('camera-form').dataset.status === '201'", timeout=10_000
-        )
+        _answered(page, "camera-form", 201)
         assert "cameras/yard.yaml" in (page.locator("#edit-msg").text_content() or "")
 
         page.fill("#as-instance", "ccm-lobby")
         page.dispatch_event("#as-instance", "change")
         page.fill("#as-camera", "yard-1")
         page.click("#as-add")
-        page.wait_for_function(
-            "() => document.getElementById('assign-form').dataset.status === '200'", timeout=10_000
-        )
+        _answered(page, "assign-form", 200)
         page.wait_for_function(
             "() => document.getElementById('as-listed').textContent.includes('yard-1')", timeout=5_000
         )
@@ -390,9 +402,7 @@ def test_dashboard_edits_a_camera_then_applies(
         assert "yard-1" not in (page.locator("#as-applied").text_content() or "")
 
         page.click("#pending-apply")
-        page.wait_for_function(
-            "() => document.getElementById('msg').dataset.status === '202'", timeout=10_000
-        )
+        _answered(page, "msg", 202)
         page.wait_for_function(
             "() => document.getElementById('as-applied').textContent.split(', ').includes('yard-1')",
             timeout=10_000,
@@ -415,9 +425,7 @@ def test_dashboard_edits_a_camera_then_applies(
         page.fill("#cam-url", "rtsp://127.0.0.1:8554/yard-2/main")
         page.fill("#cam-zone", "yard")
         page.click("#cam-save")
-        page.wait_for_function(
-            "() => document.getElementById('camera-form').dataset.status === '422'", timeout=10_000
-        )
+        _answered(page, "camera-form", 422)
         at_field = page.locator('#camera-form .err[data-for="cam-id"]').text_content() or ""
         assert "unique-camera-id" in at_field and "spec.cameraId: camera 'yard-2' reuses" in at_field, (
             at_field
@@ -450,20 +458,11 @@ def test_dashboard_creates_an_instance_and_moves_a_camera(
         page.select_option("#in-node", "gpu-node-2")
         page.select_option("#in-profile", "traffic")
         page.select_option("#in-layout", "deepstream-app")
-        page.fill("#in-cameras", "no-such-camera")
-        page.click("#in-create")
-        page.wait_for_function(
-            "() => document.getElementById('instance-form').dataset.status === '422'", timeout=10_000
-        )
-        at_field = page.locator('#instance-form .err[data-for="in-cameras"]').text_content() or ""
-        assert "no-such-camera" in at_field, at_field
-        assert _git(repo, "rev-parse", "HEAD").strip() == seed and _git(repo, "status", "--porcelain") == ""
+        _refused_at_cameras(page, repo, seed)
 
         page.fill("#in-cameras", "")
         page.click("#in-create")
-        page.wait_for_function(
-            "() => document.getElementById('instance-form').dataset.status === '201'", timeout=10_000
-        )
+        _answered(page, "instance-form", 201)
         assert "instances/gpu-node-2.yaml" in (page.locator("#edit-msg").text_content() or "")
 
         page.fill("#as-instance", "ccm-lobby")
@@ -475,9 +474,7 @@ def test_dashboard_creates_an_instance_and_moves_a_camera(
         page.fill("#as-to", "lobby-b")
         page.dispatch_event("#as-to", "change")
         page.click("#as-move")
-        page.wait_for_function(
-            "() => document.getElementById('assign-form').dataset.status === '200'", timeout=10_000
-        )
+        _answered(page, "assign-form", 200)
         page.wait_for_function(
             "() => !document.getElementById('as-listed').textContent.includes('lobby-4')", timeout=5_000
         )
@@ -537,22 +534,13 @@ def test_dashboard_edits_an_instance_and_refuses_a_stale_edit(
         assert "instances/traffic.yaml" in (page.locator("#in-version").text_content() or "")
 
         # a finding of the rules at its field, nothing written
-        page.fill("#in-cameras", "no-such-camera")
-        page.click("#in-create")
-        page.wait_for_function(
-            "() => document.getElementById('instance-form').dataset.status === '422'", timeout=10_000
-        )
-        at_field = page.locator('#instance-form .err[data-for="in-cameras"]').text_content() or ""
-        assert "no-such-camera" in at_field, at_field
-        assert _git(repo, "rev-parse", "HEAD").strip() == seed and _git(repo, "status", "--porcelain") == ""
+        _refused_at_cameras(page, repo, seed)
 
         # one field changed: one commit, one line of the file, the pending panel shows the instance
         page.fill("#in-cameras", "")
         page.check("#in-paused")
         page.click("#in-create")
-        page.wait_for_function(
-            "() => document.getElementById('instance-form').dataset.status === '200'", timeout=10_000
-        )
+        _answered(page, "instance-form", 200)
         assert "DsInstance traffic-parking updated in instances/traffic.yaml" in (
             page.locator("#edit-msg").text_content() or ""
         )
@@ -587,9 +575,7 @@ def test_dashboard_edits_an_instance_and_refuses_a_stale_edit(
         head = _git(repo, "rev-parse", "HEAD")
         page.uncheck("#in-paused")
         page.click("#in-create")
-        page.wait_for_function(
-            "() => document.getElementById('instance-form').dataset.status === '412'", timeout=10_000
-        )
+        _answered(page, "instance-form", 412)
         assert "changed meanwhile: reload" in (
             page.locator('#instance-form .err[data-for="instance-form"]').text_content() or ""
         )
@@ -601,9 +587,7 @@ def test_dashboard_edits_an_instance_and_refuses_a_stale_edit(
         page.wait_for_function("() => document.getElementById('in-paused').checked", timeout=10_000)
         page.uncheck("#in-paused")
         page.click("#in-create")
-        page.wait_for_function(
-            "() => document.getElementById('instance-form').dataset.status === '200'", timeout=10_000
-        )
+        _answered(page, "instance-form", 200)
         final = (repo / "instances" / "traffic.yaml").read_text()
         assert "paused: false" in final and "perf-measurement-interval-sec: 2" in final
         page.wait_for_function(

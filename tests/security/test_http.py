@@ -288,7 +288,7 @@ def test_every_answer_carries_the_security_headers(coordinator: Coordinator) -> 
 
 
 def test_the_docs_page_loads_only_the_servers_own_files(coordinator: Coordinator) -> None:
-    from tests.security.browsers import chromium
+    from tests.support.browsers import chromium
 
     requests: list[str] = []
     problems: list[str] = []

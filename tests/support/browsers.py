@@ -1,11 +1,12 @@
-"""Headless Chromium for the dashboard's tests: Debian's ``chromium`` driven by Playwright. The ``browser``
-fixture (import it into a test module) launches one browser per test and closes it after; a missing Playwright or
-Chromium is skipped locally and a failure under CI=true."""
+"""Headless Chromium for the dashboard's and the security tests: Debian's ``chromium`` driven by Playwright.
+:func:`chromium` is one browser for a block, the ``browser`` fixture one per test; a missing Playwright or Chromium
+is skipped locally and a failure under CI=true."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ ARGS = [
 ]
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the block (skipped locally when Playwright or Chromium is missing, failed in CI)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -39,3 +41,9 @@ def browser() -> Iterator[Any]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    with chromium() as b:
+        yield b
