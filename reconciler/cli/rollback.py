@@ -63,7 +63,8 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_unpin)
 
 
-def _who() -> str:
+def operator_name() -> str:
+    """``user@host`` of who runs this command (what rollbacks, pins and rollout commands record)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -84,7 +85,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if store_problem("rollback", url, must_exist=True):
         return ExitCode.ERROR
     now = datetime.now(UTC)
-    who = _who()
+    who = operator_name()
     with Store.open(url) as store:
         current = store.last_accepted_revision()
         if current is None:
@@ -178,7 +179,7 @@ def cmd_unpin(args: argparse.Namespace) -> int:
         pin = Pin.from_json(store.sync_state("rollback_pin"))
         done = store.clear_pin(
             datetime.now(UTC),
-            f"unpinned by hand by {_who()}"
+            f"unpinned by hand by {operator_name()}"
             + (f" (the pin of revision {pin.revision})" if pin is not None else ""),
         )
     if not done:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dsfleet.reconciler.cli.options import add_db, add_output, settings_of, store_problem
+from dsfleet.reconciler.cli.rollback import operator_name
 from dsfleet.schemas.errors import ExitCode
 
 ACTIONS = {
@@ -73,12 +74,6 @@ def add_node_parsers(nsub: Any) -> None:
     p.set_defaults(handler=cmd_cordon, cordon=False, reason="")
 
 
-def _who() -> str:
-    from dsfleet.reconciler.cli.rollback import _who as who
-
-    return who()
-
-
 def cmd_rollout_action(args: argparse.Namespace) -> int:
     from dsfleet.reconciler.planning.rollouts import FINISHED, Rollout
     from dsfleet.reconciler.store import Store
@@ -95,7 +90,7 @@ def cmd_rollout_action(args: argparse.Namespace) -> int:
             )
             print(f"dsfleet rollout {args.action}: error: no rollout is running{state}", file=sys.stderr)
             return ExitCode.FAILED
-        who = _who()
+        who = operator_name()
         request = {
             "action": args.action,
             "by": who,
@@ -191,13 +186,16 @@ def cmd_cordon(args: argparse.Namespace) -> int:
     with Store.open(url) as store:
         cordoned = dict(store.sync_state(CORDONED) or {})
         if args.cordon:
-            cordoned[args.name] = {"by": _who(), "since": now.isoformat(), "reason": args.reason}
+            cordoned[args.name] = {"by": operator_name(), "since": now.isoformat(), "reason": args.reason}
         elif cordoned.pop(args.name, None) is None:
             print(f"dsfleet nodes uncordon: node {args.name} is not cordoned", file=sys.stderr)
             return ExitCode.FAILED
         store.set_sync_state(CORDONED, cordoned, now)
         store.record_event(
-            now, "cordon", f"{'cordoned' if args.cordon else 'uncordoned'} by {_who()}", node=args.name
+            now,
+            "cordon",
+            f"{'cordoned' if args.cordon else 'uncordoned'} by {operator_name()}",
+            node=args.name,
         )
     print(f"node {args.name} {'cordoned: rollouts leave it out' if args.cordon else 'uncordoned'}")
     return ExitCode.OK

@@ -445,26 +445,15 @@ def _instance_cameras(
 ) -> JSONResponse:
     who = caller(request, ctx)
 
+    def edited(cameras: list[Any]) -> list[Any]:
+        if add:
+            return cameras if camera in cameras else [*cameras, camera]
+        if camera not in cameras:
+            raise ApiError(404, f"DsInstance {name!r} does not list camera {camera!r}")
+        return [c for c in cameras if c != camera]
+
     def change(manifests: _Set) -> tuple[str, str]:
-        found = _locate(manifests, "DsInstance", name)
-        if found is None:
-            raise ApiError(404, f"no DsInstance named {name!r}")
-        file, current = found
-        _check_version(if_match, object_version(current))
-        doc = find_object(manifests.text(file), "DsInstance", name)
-        assert doc is not None
-        data = dict(doc.data)
-        spec = dict(data.get("spec") or {})
-        cameras = list(spec.get("cameras") or [])
-        if add and camera not in cameras:
-            cameras.append(camera)
-        elif not add:
-            if camera not in cameras:
-                raise ApiError(404, f"DsInstance {name!r} does not list camera {camera!r}")
-            cameras.remove(camera)
-        spec["cameras"] = cameras
-        data["spec"] = spec
-        return file, replace_object(manifests.text(file), "DsInstance", name, data)
+        return _with_cameras(manifests, name, if_match, edited)
 
     verb = f"Add camera {camera} to" if add else f"Remove camera {camera} from"
     return _answer(_edit(ctx, who, "updated", "DsInstance", name, change, f"{verb} DsInstance {name}"))
