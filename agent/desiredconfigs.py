@@ -7,7 +7,8 @@ NodeConfig; both are validated by the pydantic models of ``dsfleet.schemas.nodec
 
 **Which record becomes desired** (:func:`judge_config`; Kubernetes' ``resourceVersion`` and Argo CD's refusal to
 sync from another app's source play the same role). The agent keeps in ``<state-dir>/binding.json`` the fleet it is
-bound to and the generation and config hash of the config it last accepted (:class:`AppliedMark`). Reading its
+bound to, the generation and config hash of the config it last accepted and the highest leadership epoch it has
+accepted a record of (:class:`AppliedMark`). Reading its
 AgentConfig partition from the beginning (at start, or again after a broker loss), every record before the
 partition's end is *history*: only the newest good one is kept, none is refused. At the partition's end, and for
 every record after it (*live*), the newest record is judged against the mark:
@@ -15,12 +16,18 @@ every record after it (*live*), the newest record is judged against the mark:
 - of another fleet than the one the agent is bound to (``--fleet-id``/``[agent] fleet_id``, else the fleet of the
   first config it accepted) → refused, ``other-fleet`` (a record without fleet id, from an older coordinator, is
   not judged by fleet and binds nothing);
+- a leadership epoch (the signed ``epoch`` header: the epoch of the coordinator that stored the record; absent: 0)
+  lower than the highest the agent has accepted → refused, ``stale-epoch``: a deposed coordinator's late record
+  (paused past its fencing check) is refused even when its generation would pass. The epoch is an additional check:
+  a higher epoch does not excuse a stale generation or a conflicting config. The memory is the bound fleet's: an
+  agent rebound to another fleet (``--fleet-id``) starts it anew at 0, as it does its generations (two stores count
+  their epochs apart); an unbound agent takes the epoch of the first config it accepts;
 - a generation lower than the mark → refused, ``stale-generation`` (at the partition's end this means the store
   that publishes is older than what the agent runs: restored from a backup; the refusal says so, and the
   coordinator answers with a generation above the mark) — unless its config hash is the one applied: a
   re-announce of the same config (after a broker loss) changes nothing and is no refusal;
 - the same generation with another config hash → refused, ``conflicting-config`` (two writers);
-- the same generation and hash → nothing to do; a higher one → accepted.
+- the same generation and hash → nothing to do (a higher epoch is still remembered); a higher one → accepted.
 
 Before any of this, a record must be signed by a coordinator key the agent trusts (:mod:`dsfleet.agent.trust`:
 ``unsigned``, ``unknown-key``, ``bad-signature``, ``no-trusted-key``, ``other-node``): the signature is what makes
@@ -74,6 +81,7 @@ __all__ = [
     "REJECT_CONFLICT",
     "REJECT_FLEET",
     "REJECT_STALE",
+    "REJECT_STALE_EPOCH",
     "Accepted",
     "AppliedMark",
     "DesiredConfig",
@@ -180,11 +188,12 @@ def select_instances(config: DesiredConfig, name: str | None) -> tuple[InstanceC
 @dataclass(frozen=True)
 class Accepted:
     """A good AgentConfig record of this node: its config, or None for a tombstone (no instances) with the
-    generation and fleet its signed headers carry."""
+    generation and fleet its signed headers carry; ``epoch``: the leadership epoch its headers carry (0: none)."""
 
     config: AgentConfig | None
     generation: int | None = None
     fleet: str | None = None
+    epoch: int = 0
 
 
 def accept_record(
@@ -211,6 +220,7 @@ def accept_record(
         fields, distrust = trust.check(node, value, headers or {})
         if distrust is not None:
             return Refusal(distrust.reason, distrust.generation, distrust.detail)
+    epoch = (fields.epoch or 0) if fields is not None else 0
     decoded = decode(Topic.AGENT_CONFIG, key, value, max_bytes=max_bytes, require_key=True)
     if isinstance(decoded, Rejection):
         if decoded.reason is RejectReason.KEY_MISMATCH:
@@ -219,7 +229,7 @@ def accept_record(
             )
         return decoded
     if isinstance(decoded, Tombstone):
-        return Accepted(None, fields.generation if fields else None, fields.fleet if fields else None)
+        return Accepted(None, fields.generation if fields else None, fields.fleet if fields else None, epoch)
     message = decoded.message
     assert isinstance(message, AgentConfig)
     disagree = fields_disagree(
@@ -239,7 +249,7 @@ def accept_record(
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         return Rejection(Topic.AGENT_CONFIG.value, RejectReason.INVALID, problems[0] + more)
-    return Accepted(message)
+    return Accepted(message, epoch=epoch)
 
 
 def empty_config(node: str) -> NodeConfig:
@@ -250,16 +260,19 @@ def empty_config(node: str) -> NodeConfig:
 REJECT_STALE = "stale-generation"
 REJECT_CONFLICT = "conflicting-config"
 REJECT_FLEET = "other-fleet"
+REJECT_STALE_EPOCH = "stale-epoch"
 
 
 @dataclass(frozen=True)
 class AppliedMark:
     """What the agent last accepted (kept in ``<state-dir>/binding.json``): the fleet it is bound to, the
-    generation and config hash of the config it runs."""
+    generation and config hash of the config it runs, and the highest leadership epoch of that fleet it accepted a
+    record of (0: none)."""
 
     fleet: str | None = None
     generation: int | None = None
     config_hash: str | None = None
+    epoch: int = 0
 
 
 class Verdict(StrEnum):
@@ -277,11 +290,37 @@ class Refusal:
     detail: str
 
 
+def _stale_epoch(
+    epoch: int, generation: int | None, mark: AppliedMark, what: str, at_catch_up: bool
+) -> Refusal | None:
+    """The refusal of a record of leadership ``epoch`` below the highest the agent accepted (None: not below)."""
+    if epoch >= mark.epoch:
+        return None
+    carried = f"epoch {epoch}" if epoch else "no epoch (read as 0)"
+    detail = (
+        f"{what} stored by the coordinator of leadership {carried}, lower than epoch {mark.epoch} this agent "
+        "accepted: a deposed coordinator's late record"
+    )
+    if at_catch_up:
+        detail += (
+            "; it is the newest record of this node on the broker, so the store that publishes has an older "
+            f"leadership than this agent saw (restored from a backup?): it must be led at an epoch of {mark.epoch} "
+            "or more"
+        )
+    return Refusal(REJECT_STALE_EPOCH, generation, detail)
+
+
 def judge_config(
-    config: AgentConfig, mark: AppliedMark, *, bound: str | None, at_catch_up: bool = False
+    config: AgentConfig,
+    mark: AppliedMark,
+    *,
+    bound: str | None,
+    at_catch_up: bool = False,
+    epoch: int = 0,
 ) -> Verdict | Refusal:
     """Take ``config`` (a valid record of this node, newest at the partition's end or live) or refuse it; see the
-    module docstring. ``bound``: the fleet the agent is bound to (settings first, else the mark's)."""
+    module docstring. ``bound``: the fleet the agent is bound to (settings first, else the mark's); ``epoch``: the
+    leadership epoch the record's signed headers carry (0: none)."""
     if bound is not None and config.fleet is not None and config.fleet != bound:
         return Refusal(
             REJECT_FLEET,
@@ -289,6 +328,9 @@ def judge_config(
             f"written by fleet {config.fleet}; this agent is bound to fleet {bound} "
             "(another coordinator publishes to this broker; --fleet-id rebinds the agent)",
         )
+    stale = _stale_epoch(epoch, config.generation, mark, f"generation {config.generation}", at_catch_up)
+    if stale is not None:
+        return stale
     if mark.generation is None:
         return Verdict.ACCEPT
     if config.generation < mark.generation:
@@ -314,15 +356,20 @@ def judge_config(
     return Verdict.ACCEPT
 
 
-def judge_tombstone(accepted: Accepted, mark: AppliedMark, *, bound: str | None) -> Verdict | Refusal:
-    """Take a tombstone (the node was removed) or refuse it: another fleet's, or one older than the config the
-    agent runs, is refused like a config would be."""
+def judge_tombstone(
+    accepted: Accepted, mark: AppliedMark, *, bound: str | None, at_catch_up: bool = False
+) -> Verdict | Refusal:
+    """Take a tombstone (the node was removed) or refuse it: another fleet's, one of a lower leadership epoch, or
+    one older than the config the agent runs, is refused like a config would be."""
     if bound is not None and accepted.fleet is not None and accepted.fleet != bound:
         return Refusal(
             REJECT_FLEET,
             accepted.generation,
             f"a removal written by fleet {accepted.fleet}; this agent is bound to fleet {bound}",
         )
+    stale = _stale_epoch(accepted.epoch, accepted.generation, mark, "a removal", at_catch_up)
+    if stale is not None:
+        return stale
     if accepted.generation is None or mark.generation is None:
         return Verdict.ACCEPT
     if accepted.generation < mark.generation:
@@ -346,12 +393,18 @@ def judge_tombstone(accepted: Accepted, mark: AppliedMark, *, bound: str | None)
 
 
 def mark_after(
-    config: AgentConfig | None, mark: AppliedMark, bound: str | None, *, generation: int | None = None
+    config: AgentConfig | None,
+    mark: AppliedMark,
+    bound: str | None,
+    *,
+    generation: int | None = None,
+    epoch: int = 0,
 ) -> AppliedMark:
-    """The mark once ``config`` is accepted (None: a tombstone of ``generation``, which keeps the fleet and that
-    generation, and clears the config hash)."""
+    """The mark once ``config`` of leadership ``epoch`` is accepted (None: a tombstone of ``generation``, which
+    keeps the fleet and that generation, and clears the config hash). The epoch kept is the higher of the mark's and
+    the record's while the fleet stays; the record's when the record binds the agent to another fleet."""
+    fleet = (bound or mark.fleet) if config is None else (bound or config.fleet or mark.fleet)
+    kept = max(mark.epoch, epoch) if fleet == mark.fleet else epoch
     if config is None:
-        return AppliedMark(fleet=bound or mark.fleet, generation=generation)
-    return AppliedMark(
-        fleet=bound or config.fleet or mark.fleet, generation=config.generation, config_hash=config.configHash
-    )
+        return AppliedMark(fleet=fleet, generation=generation, epoch=kept)
+    return AppliedMark(fleet=fleet, generation=config.generation, config_hash=config.configHash, epoch=kept)

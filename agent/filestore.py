@@ -5,7 +5,8 @@ Layout of ``<state-dir>``::
     desired.json                 last desired config received (the fail-static copy), mode 0600
     applied.json                 per instance: container id, spec hash (= its config-hash label) and the files
                                  hash the agent last (re)started it with (``dsfleet.agent.drift.Applied``), mode 0600
-    binding.json                 the fleet the agent is bound to, the generation and config hash it last accepted
+    binding.json                 the fleet the agent is bound to, the generation and config hash it last accepted,
+                                 the highest leadership epoch it accepted
                                  (``dsfleet.agent.desiredconfigs.AppliedMark``), mode 0600
     node-name                    the name the coordinator gave this agent (when it has no --node-name)
     instances/<name>/<file>      an instance's rendered files, bind-mounted read-only at /workspace/configs
@@ -387,9 +388,15 @@ def load_applied(state_dir: str | os.PathLike[str]) -> dict[str, Applied]:
 
 
 def save_binding(state_dir: str | os.PathLike[str], mark: AppliedMark) -> None:
-    """Keep the fleet binding and the last accepted generation as ``<state-dir>/binding.json`` (atomic, 0600)."""
+    """Keep the fleet binding, the last accepted generation and the highest accepted leadership epoch as
+    ``<state-dir>/binding.json`` (atomic, 0600)."""
     path = Path(state_dir) / BINDING_FILE
-    body = {"fleet": mark.fleet, "generation": mark.generation, "configHash": mark.config_hash}
+    body = {
+        "fleet": mark.fleet,
+        "generation": mark.generation,
+        "configHash": mark.config_hash,
+        "epoch": mark.epoch,
+    }
     try:
         _ensure_dir(path.parent)
         atomic_write(path, (json.dumps(body, indent=2) + "\n").encode("utf-8"), DESIRED_MODE)
@@ -398,7 +405,8 @@ def save_binding(state_dir: str | os.PathLike[str], mark: AppliedMark) -> None:
 
 
 def load_binding(state_dir: str | os.PathLike[str]) -> AppliedMark | None:
-    """The mark kept by :func:`save_binding`; None when absent or unreadable."""
+    """The mark kept by :func:`save_binding`; None when absent or unreadable (a file of an earlier release,
+    without ``epoch``, reads as epoch 0)."""
     path = Path(state_dir) / BINDING_FILE
     try:
         body: Any = json.loads(path.read_bytes())
@@ -407,10 +415,12 @@ def load_binding(state_dir: str | os.PathLike[str]) -> AppliedMark | None:
     if not isinstance(body, dict):
         return None
     fleet, generation, config_hash = body.get("fleet"), body.get("generation"), body.get("configHash")
+    epoch = body.get("epoch")
     return AppliedMark(
         fleet=str(fleet) if isinstance(fleet, str) and fleet else None,
         generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None,
         config_hash=str(config_hash) if isinstance(config_hash, str) and config_hash else None,
+        epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0 else 0,
     )
 
 

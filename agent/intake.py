@@ -4,7 +4,7 @@ binding, refusals, and the agent's name (mixed into :class:`dsfleet.agent.loop.A
 - **Desired state**: the last good ``AgentConfig`` of the agent's own key. At start it is ``<state-dir>/desired.json``
   (fail static: without a broker the agent converges from it). Records read while catching up on the partition
   are history: only the newest good one is remembered; at the partition's end it is judged
-  (:func:`dsfleet.agent.desiredconfigs.judge_config`: fleet, generation and config hash against
+  (:func:`dsfleet.agent.desiredconfigs.judge_config`: fleet, leadership epoch, generation and config hash against
   ``<state-dir>/binding.json``) and becomes desired unless refused; after that each record is judged and applied at
   once. Invalid records (:func:`dsfleet.agent.desiredconfigs.accept_record`) and refusals are logged (rate-limited)
   and counted; the live ones (and the newest at the partition's end) go into ``AgentResponse.rejections`` (the last
@@ -23,6 +23,7 @@ binding, refusals, and the agent's name (mixed into :class:`dsfleet.agent.loop.A
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from dsfleet.agent import filestore
@@ -90,7 +91,7 @@ class IntakeMixin(ReportingMixin):
             )
             mark = AppliedMark(fleet=wanted)
         elif wanted is not None:
-            mark = AppliedMark(wanted, mark.generation, mark.config_hash)
+            mark = replace(mark, fleet=wanted)
         return mark
 
     # -- accepting and refusing records -----------------------------------------------------------------------
@@ -98,12 +99,15 @@ class IntakeMixin(ReportingMixin):
     def _set_desired(self, accepted: Accepted) -> None:
         assert self.node is not None
         config: DesiredConfig = accepted.config if accepted.config is not None else empty_config(self.node)
-        self.mark = mark_after(accepted.config, self.mark, self.bound_fleet, generation=accepted.generation)
+        self.mark = mark_after(
+            accepted.config,
+            self.mark,
+            self.bound_fleet,
+            generation=accepted.generation,
+            epoch=accepted.epoch,
+        )
         self.rejections.clear()
-        try:
-            filestore.save_binding(self.state_dir, self.mark)
-        except DsfleetError as exc:
-            log.error("cannot keep binding.json: %s", exc)
+        self._keep_mark()
         if self.desired is not None and self.desired == config:
             return
         self.desired = config
@@ -120,23 +124,35 @@ class IntakeMixin(ReportingMixin):
         except DsfleetError as exc:
             log.error("cannot keep desired.json: %s", exc)
 
+    def _keep_mark(self) -> None:
+        try:
+            filestore.save_binding(self.state_dir, self.mark)
+        except DsfleetError as exc:
+            log.error("cannot keep binding.json: %s", exc)
+
     def _take(self, accepted: Accepted, *, at_catch_up: bool) -> None:
         """Judge a good record (the newest at the partition's end, or a live one) and make it desired."""
         config = accepted.config
         if config is None:
-            removal = judge_tombstone(accepted, self.mark, bound=self.bound_fleet)
+            removal = judge_tombstone(accepted, self.mark, bound=self.bound_fleet, at_catch_up=at_catch_up)
             if isinstance(removal, Refusal):
                 self._refuse(removal.reason, removal.generation, removal.detail)
             else:
                 self._set_desired(accepted)
             return
-        verdict = judge_config(config, self.mark, bound=self.bound_fleet, at_catch_up=at_catch_up)
+        verdict = judge_config(
+            config, self.mark, bound=self.bound_fleet, at_catch_up=at_catch_up, epoch=accepted.epoch
+        )
         if isinstance(verdict, Refusal):
             self._refuse(verdict.reason, verdict.generation, verdict.detail)
             return
         if verdict is Verdict.SAME:
             if self.desired is None or self.desired.configHash != config.configHash:
                 self._set_desired(accepted)
+            elif accepted.epoch > self.mark.epoch:  # the same config from a newer leader: remember its epoch
+                self.mark = replace(self.mark, epoch=accepted.epoch)
+                self._keep_mark()
+                log.info("leadership epoch=%d node=%s", accepted.epoch, self.node)
             return
         self._set_desired(accepted)
 

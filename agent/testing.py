@@ -369,18 +369,23 @@ class MemoryBus:
         """What an agent believes when it trusts this bus's coordinator key (nobody, for an unsigned bus)."""
         return Trust(Keyring.of([self.signer.public] if self.signer is not None else []))
 
-    def config_record(self, key: str, value: bytes | None, *, generation: int | None = None) -> BusRecord:
-        """An AgentConfig record of ``key`` signed by :attr:`signer` (``None``: a tombstone, of ``generation``)."""
-        return signed_record(self.signer, key, value, generation=generation)
+    def config_record(
+        self, key: str, value: bytes | None, *, generation: int | None = None, epoch: int = 0
+    ) -> BusRecord:
+        """An AgentConfig record of ``key`` signed by :attr:`signer` (``None``: a tombstone, of ``generation``),
+        stored by the coordinator of leadership ``epoch`` (0: none)."""
+        return signed_record(self.signer, key, value, generation=generation, epoch=epoch)
 
     def command_record(self, value: bytes | None) -> BusRecord:
         """An AgentCommand record signed by :attr:`signer`, keyed by its ``target``."""
         target = _json_field(value, "target")
         return signed_record(self.signer, target if isinstance(target, str) else None, value)
 
-    def push_config(self, key: str, value: bytes | None, *, generation: int | None = None) -> None:
-        """An AgentConfig record of ``key`` (``None``: a tombstone, of ``generation``)."""
-        self.push_record(self.config_record(key, value, generation=generation))
+    def push_config(
+        self, key: str, value: bytes | None, *, generation: int | None = None, epoch: int = 0
+    ) -> None:
+        """An AgentConfig record of ``key`` (``None``: a tombstone, of ``generation``) of leadership ``epoch``."""
+        self.push_record(self.config_record(key, value, generation=generation, epoch=epoch))
 
     def push_command(self, value: bytes | None) -> None:
         """An AgentCommand record (keyed by its ``target``)."""
@@ -451,10 +456,15 @@ def _json_field(value: bytes | None, name: str) -> object:
 
 
 def signed_record(
-    signer: SigningKey | None, key: str | None, value: bytes | None, *, generation: int | None = None
+    signer: SigningKey | None,
+    key: str | None,
+    value: bytes | None,
+    *,
+    generation: int | None = None,
+    epoch: int = 0,
 ) -> BusRecord:
-    """A record as the coordinator writes it: signed by ``signer`` (None: unsigned) over the signed fields its
-    JSON value carries (schema, issue time, fleet, generation; a tombstone: ``generation``)."""
+    """A record as the coordinator writes it: signed by ``signer`` (None: unsigned, no headers) over the signed fields its JSON value carries (schema, issue time, fleet, generation; a tombstone:
+    ``generation``) and the leadership ``epoch`` (0: none)."""
     raw_key = key.encode() if key is not None else None
     if signer is None:
         return BusRecord(raw_key, value)
@@ -467,6 +477,7 @@ def signed_record(
         issued=sent_at if isinstance(sent_at, str) else "2026-01-01T00:00:00+00:00",
         fleet=fleet if isinstance(fleet, str) else None,
         generation=gen if isinstance(gen, int) and not isinstance(gen, bool) else generation,
+        epoch=epoch or None,
     )
     return BusRecord(raw_key, value, sign_record(signer, fields, key, value))
 

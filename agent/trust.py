@@ -3,16 +3,17 @@
 Every ``AgentConfig`` and ``AgentCommand`` record the agent acts on must be signed by a key of its keyring (the
 coordinator's public keys, given at install: ``[agent] trusted_keys``, ``--trust-key``, or ``trusted_keys_file``;
 several at once while the coordinator's key rotates). The signature covers the record's schema, fleet, key (the
-node), generation, issue time and exact payload bytes (:mod:`dsfleet.schemas.signatures`), and is checked before
-the payload is parsed; the signed fields the headers carry must then agree with the payload. A record that fails is
-refused with one of the reasons below and the last good config keeps running:
+node), generation, issue time, leadership epoch and exact payload bytes (:mod:`dsfleet.schemas.signatures`), and is
+checked before the payload is parsed; the signed fields the headers carry must then agree with the payload. A record
+that fails is refused with one of the reasons below and the last good config keeps running:
 
 - ``unsigned``: no signature; ``unknown-key``: signed by a key this agent does not trust; ``bad-signature``: the
   signature does not match the record (tampered, or replayed under another key, generation or time) or the signed
   fields disagree with the payload; ``no-trusted-key``: the agent was given no coordinator key at all (it trusts
   nobody rather than the first comer); ``other-node``: the message names another node than the record's key.
 
-Stale generations and other fleets are judged next, by :func:`dsfleet.agent.desiredconfigs.judge_config`.
+Other fleets, stale leadership epochs and stale generations are judged next, by
+:func:`dsfleet.agent.desiredconfigs.judge_config`.
 ``accept_unsigned`` (``--insecure-accept-unsigned``, for labs only) skips these checks.
 
 ``logs`` commands may also come from :attr:`Trust.log_requests` (a ``dsfleet serve`` of its own process, whose key

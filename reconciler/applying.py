@@ -106,13 +106,18 @@ class Caches:
 
 
 def agent_config_encoder(
-    now: datetime, topic_prefix: str = "", fleet: str | None = None, *, sign: Signer | None = None
+    now: datetime,
+    topic_prefix: str = "",
+    fleet: str | None = None,
+    *,
+    sign: Signer | None = None,
+    epoch: int = 0,
 ) -> Callable[[str, int, dict[str, Any] | None], tuple[str, str, bytes | None, dict[str, str]]]:
     """``encode(node, generation, payload)`` → the AgentConfig outbox row (a tombstone when payload is None),
-    carrying the id of the fleet that writes it, signed by ``sign`` (the coordinator's key; None: the row is
-    signed when it is published)."""
+    carrying the id of the fleet that writes it and the writer's leadership ``epoch``, signed by ``sign`` (the
+    coordinator's key; None: the row is signed when it is published)."""
     return lambda node, generation, payload: agent_config_record(
-        node, generation, payload, now.isoformat(), topic_prefix, fleet=fleet, sign=sign
+        node, generation, payload, now.isoformat(), topic_prefix, fleet=fleet, sign=sign, epoch=epoch
     )
 
 
@@ -274,7 +279,9 @@ def apply_manifests(
         revision,
         changes,
         rows,
-        agent_config_encoder(revision.created_at, topic_prefix, store.fleet_id(), sign=sign),
+        agent_config_encoder(
+            revision.created_at, topic_prefix, store.fleet_id(), sign=sign, epoch=store.writer_epoch()
+        ),
         inventory_base=caches.inventory if caches else None,
         holds={**{node: hold.to_json() for node, hold in holds.items()}, **(staged.holds if staged else {})},
         unless_pinned=lambda pin: apply_held(

@@ -50,6 +50,10 @@ class StorePort(Protocol):
 
     def still_leader(self) -> bool: ...
 
+    def writer_epoch(self) -> int:
+        """The leadership epoch the AgentConfig records written through this store carry (0: none claimed)."""
+        ...
+
     # revisions and node configs
     @overload
     def apply_revision(

@@ -316,7 +316,7 @@ class ConfigRejection(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     reason: str = Field(max_length=64)
-    """``stale-generation``, ``other-fleet``, ``invalid``, ``conflicting-config``, …"""
+    """``stale-generation``, ``stale-epoch``, ``other-fleet``, ``invalid``, ``conflicting-config``, …"""
     generation: int | None = None
     detail: str = Field("", max_length=1000)
     at: str
@@ -429,12 +429,14 @@ def agent_config_record(
     *,
     fleet: str | None = None,
     sign: Signer | None = None,
+    epoch: int = 0,
 ) -> tuple[str, str, bytes | None, dict[str, str]]:
     """The ``AgentConfig`` record (topic, key, value, headers) of one node's stored config; None → tombstone.
-    ``fleet``: the id of the fleet (store) that writes it; ``sign``: signs the record (its headers then carry the
-    signature: docs/security/wire.md)."""
+    ``fleet``: the id of the fleet (store) that writes it; ``epoch``: the leadership epoch of the coordinator that
+    stores it (a signed header, not in the payload; 0: none, the header is left out); ``sign``: signs the record
+    (its headers then carry the signature: docs/security/wire.md)."""
     topic = topic_name(Topic.AGENT_CONFIG, prefix)
-    fields = SignedFields(schema_of(Topic.AGENT_CONFIG), sent_at, fleet, generation)
+    fields = SignedFields(schema_of(Topic.AGENT_CONFIG), sent_at, fleet, generation, epoch or None)
     headers = fields.headers()
     if payload is None:
         return topic, node, None, sign(fields, node, None) if sign is not None else headers

@@ -132,7 +132,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             node=args.node,
         )
         encode = agent_config_encoder(
-            now, topic_prefix_of(args, settings), store.fleet_id(), sign=signer_of(key)
+            now,
+            topic_prefix_of(args, settings),
+            store.fleet_id(),
+            sign=signer_of(key),
+            epoch=store.writer_epoch(),
         )
         applied = roll_back(store, request, now, encode)
         if applied is None:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from dsfleet.reconciler.applying import (
     ApplyResult,
@@ -83,11 +84,19 @@ class Coordinator(InboundMixin):
         if self.signing_key is not None:
             self._resign_after_rotation()
 
+    def _encoder(
+        self, now: datetime
+    ) -> Callable[[str, int, dict[str, Any] | None], tuple[str, str, bytes | None, dict[str, str]]]:
+        """Encodes the AgentConfig rows this coordinator stores: its fleet, its leadership epoch, its key."""
+        return agent_config_encoder(
+            now, self.options.topic_prefix, self.fleet, sign=self._signer, epoch=self.store.writer_epoch()
+        )
+
     def _resign_after_rotation(self) -> None:
         """Every node's config again, signed by this coordinator's key, when it last signed with another."""
         assert self.signing_key is not None
         now = self.clock.now()
-        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet, sign=self._signer)
+        encode = self._encoder(now)
         try:
             nodes = rotation.resign_configs(
                 self.store,
@@ -469,6 +478,7 @@ class Coordinator(InboundMixin):
                     self.options.topic_prefix,
                     fleet=self.fleet,
                     sign=self._signer,
+                    epoch=self.store.writer_epoch(),
                 )
             )
             self._last_published[decision.node] = now
@@ -503,7 +513,7 @@ class Coordinator(InboundMixin):
 
     def _decide_rollouts(self, now: datetime) -> None:
         """Read the running rollout's gates; release the next nodes, or abort and roll back."""
-        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet, sign=self._signer)
+        encode = self._encoder(now)
         try:
             released = self.rollouts.tick(now, self._configs, lambda n: self._connection(n)[0], encode)
         except DsfleetError as exc:
@@ -525,7 +535,7 @@ class Coordinator(InboundMixin):
     ) -> None:
         """A node reported a generation above the stored one: its config again, above that generation."""
         reported = self._ahead.pop(node)
-        encode = agent_config_encoder(now, self.options.topic_prefix, self.fleet, sign=self._signer)
+        encode = self._encoder(now)
         again = self.store.reissue_config(node, reported, encode, now)
         if again is None:
             log.warning(

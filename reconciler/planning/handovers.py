@@ -52,8 +52,9 @@ __all__ = [
 
 NON_BLOCKING_REASONS = frozenset({"Pulling"})
 """Conditions of a target instance that say "not yet", not "cannot": the image is being pulled."""
-REFUSAL_IGNORED = frozenset({"stale-generation", "other-fleet"})
-"""Refused configs that say nothing of the target's current one (an old generation, another fleet's record)."""
+REFUSAL_IGNORED = frozenset({"stale-generation", "other-fleet", "stale-epoch"})
+"""Refused configs that say nothing of the target's current one (an old generation, another fleet's record, a
+deposed coordinator's late record)."""
 
 
 class HandoverState(StrEnum):

@@ -345,6 +345,15 @@ class StoreBase:
             value = conn.execute(sa.select(SYNC_STATE.c.value).where(SYNC_STATE.c.key == LEADERSHIP)).scalar()
         return dict(value) if isinstance(value, dict) else None
 
+    def writer_epoch(self) -> int:
+        """The leadership epoch the AgentConfig records this store writes carry: the one this process claimed, else
+        (``dsfleet apply``/``rollback`` without a coordinator) the store's current one; 0 when none was claimed."""
+        if self._epoch is not None:
+            return self._epoch
+        claim = self.leadership() or {}
+        epoch = claim.get("epoch")
+        return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) and epoch > 0 else 0
+
     def still_leader(self) -> bool:
         """Whether this store's claim of the leadership still stands (True when it never claimed one): a read, for
         the publisher to check before it sends (a deposed coordinator resumed from a pause sends nothing)."""

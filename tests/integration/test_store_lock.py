@@ -78,3 +78,45 @@ def test_the_leadership_fence_refuses_a_deposed_coordinators_writes(tmp_path: Pa
             "holder": "host-b pid 2",
             "since": now.isoformat(),
         }
+
+
+def test_the_configs_a_store_writes_carry_its_writers_leadership_epoch(tmp_path: Path) -> None:
+    """A coordinator stamps the epoch it claimed on every AgentConfig row it stores, a writer that claimed nothing
+    (``dsfleet apply``) the store's current one, and a store no coordinator ever led none (read as 0)."""
+    import re
+    import shutil
+    from datetime import UTC, datetime, timedelta
+
+    from dsfleet.reconciler.applying import apply_manifests
+    from dsfleet.reconciler.store import NewRevision
+    from tests.support.livefleet import ROOT
+
+    manifests = tmp_path / "manifests"
+    shutil.copytree(ROOT / "manifests", manifests)
+    ccm = manifests / "instances" / "ccm.yaml"
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+
+    def apply(store: Store, threshold: str) -> set[str | None]:
+        ccm.write_text(
+            re.sub(
+                r"motConfidenceThreshold: [0-9.]+", f"motConfidenceThreshold: {threshold}", ccm.read_text()
+            )
+        )
+        result = apply_manifests(
+            [manifests], store, NewRevision(source="cli", created_at=now, manifests_hash="")
+        )
+        assert result.applied is not None, result.outcome
+        rows = store.pending_outbox()
+        store.mark_published([r.id for r in rows], now)
+        assert rows
+        return {r.headers.get("epoch") for r in rows}
+
+    with Store.open(url) as cli, Store.open(url) as old, Store.open(url) as leader:
+        assert cli.writer_epoch() == 0
+        assert apply(cli, "0.6") == {None}
+        assert old.claim_leadership("host-a pid 1", now) == 1
+        assert leader.claim_leadership("host-b pid 2", now + timedelta(seconds=1)) == 2
+        assert (leader.writer_epoch(), cli.writer_epoch()) == (2, 2)
+        assert apply(leader, "0.45") == {"2"}
+        assert apply(cli, "0.5") == {"2"}

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -321,6 +322,46 @@ def test_a_config_for_another_node_or_fleet_is_refused(stack: Stack) -> None:
     assert_untouched(stack, n1, before, desired["configHash"])
     assert container(stack.client, stack.names["traffic-parking"]).labels  # still on n2 only
     assert set(containers_of(stack, n1)) == {stack.names["ccm-gate"], stack.names["ccm-lobby"]}
+
+
+def test_a_deposed_leaders_late_record_is_refused_by_its_epoch(stack: Stack) -> None:
+    """Every config the coordinator stores carries its leadership epoch, signed; a record of a lower epoch (a
+    deposed coordinator's, sent late: signed by the same key, a generation ahead, valid in every other way) is
+    refused once the agent has taken one of the current epoch. Without the epoch on the wire it was taken."""
+    node = stack.nodes[0]
+    old = stack.desired()[node]
+    stack.edit("instances/ccm.yaml", "motConfidenceThreshold: 0.6", "motConfidenceThreshold: 0.55")
+    wait_for(lambda: stack.desired()[node]["configHash"] != old["configHash"], 20, "the edit stored", 0.1)
+    stack.wait_converged(DEADLINE)
+    current = stack.desired()[node]
+    with stack.store() as store:
+        epoch = int((store.leadership() or {})["epoch"])
+    records = config_records(
+        stack,
+        node,
+        lambda rs: any(
+            AgentConfig.model_validate_json(r.value).configHash == current["configHash"] for r in rs
+        ),
+    )
+    taken = next(
+        r for r in records if AgentConfig.model_validate_json(r.value).configHash == current["configHash"]
+    )
+    assert text_headers(taken.headers).get("epoch") == str(epoch)  # stamped by the leader, on the wire
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    before = containers_of(stack, node)
+
+    late = attacker_config(stack, node, int(current["generation"]) + 5)
+    value = encode(late)
+    fields = replace(signed_fields_of(late), epoch=epoch - 1 or None)  # 0 under the first leader: no header
+    publish(stack, Topic.AGENT_CONFIG, node, value, sign_record(stack.key, fields, node, value))
+    doc = wait_status(
+        stack,
+        lambda d: bool(rejected_since(d, node, "stale-epoch", since)),
+        "the late record refused by epoch",
+    )
+    (refused,) = rejected_since(doc, node, "stale-epoch", since)
+    assert refused["generation"] == int(current["generation"]) + 5 and f"epoch {epoch}" in refused["detail"]
+    assert_untouched(stack, node, before, current["configHash"])
 
 
 # --- reports: only the node's enrolled key ----------------------------------------------------------------------

@@ -11,10 +11,13 @@ from dsfleet.agent.desiredconfigs import (
     REJECT_CONFLICT,
     REJECT_FLEET,
     REJECT_STALE,
+    REJECT_STALE_EPOCH,
+    Accepted,
     AppliedMark,
     Refusal,
     Verdict,
     judge_config,
+    judge_tombstone,
     mark_after,
     parse_config,
     select_instances,
@@ -219,3 +222,57 @@ def test_the_mark_after_accepting_binds_the_fleet_and_a_tombstone_clears_the_gen
     assert mark == AppliedMark("fleet-b", 7, _config(7, fleet="fleet-b").configHash)
     assert mark_after(_config(8, fleet=None), mark, "fleet-b").fleet == "fleet-b"
     assert mark_after(None, mark, "fleet-b") == AppliedMark("fleet-b")
+
+
+# -- the leadership epoch: a record of a lower epoch than the highest accepted is a deposed coordinator's ---------
+
+LED = AppliedMark("fleet-a", 5, _config(5).configHash, epoch=3)
+
+
+@pytest.mark.parametrize(
+    ("config", "epoch", "mark", "expected"),
+    [
+        (_config(6, files="v2"), 3, LED, Verdict.ACCEPT),  # the same leader
+        (_config(6, files="v2"), 4, LED, Verdict.ACCEPT),  # a newer leader
+        (_config(6, files="v2"), 2, LED, REJECT_STALE_EPOCH),  # the deposed one, its generation would pass
+        (_config(6, files="v2"), 0, LED, REJECT_STALE_EPOCH),  # no epoch header after one was seen
+        (_config(5), 2, LED, REJECT_STALE_EPOCH),  # even the config it runs, from a deposed leader
+        (_config(5), 4, LED, Verdict.SAME),
+        (_config(4, files="v0"), 4, LED, REJECT_STALE),  # a newer epoch does not excuse an older generation
+        (_config(5, files="v9"), 4, LED, REJECT_CONFLICT),
+        (_config(9, fleet="fleet-b"), 1, LED, REJECT_FLEET),  # another fleet's epochs are not compared
+        (_config(1), 0, AppliedMark(), Verdict.ACCEPT),  # no epoch seen yet: none needed
+        (_config(6, files="v2"), 0, AppliedMark("fleet-a", 5, _config(5).configHash), Verdict.ACCEPT),
+    ],
+)
+def test_judge_config_by_epoch(config: AgentConfig, epoch: int, mark: AppliedMark, expected: object) -> None:
+    verdict = judge_config(config, mark, bound="fleet-a", epoch=epoch)
+    assert (verdict.reason if isinstance(verdict, Refusal) else verdict) == expected
+
+
+def test_a_stale_epoch_names_both_epochs_and_at_catch_up_the_store() -> None:
+    live = judge_config(_config(6, files="v2"), LED, bound="fleet-a", epoch=2)
+    assert isinstance(live, Refusal) and live.generation == 6
+    assert "epoch 2" in live.detail and "epoch 3" in live.detail and "backup" not in live.detail
+    missing = judge_config(_config(6, files="v2"), LED, bound="fleet-a", epoch=0)
+    assert isinstance(missing, Refusal) and "no epoch" in missing.detail
+    newest = judge_config(_config(6, files="v2"), LED, bound="fleet-a", epoch=2, at_catch_up=True)
+    assert isinstance(newest, Refusal) and "restored from a backup" in newest.detail
+
+
+@pytest.mark.parametrize(
+    ("epoch", "expected"), [(2, REJECT_STALE_EPOCH), (3, Verdict.ACCEPT), (0, REJECT_STALE_EPOCH)]
+)
+def test_a_removal_is_judged_by_epoch_too(epoch: int, expected: object) -> None:
+    verdict = judge_tombstone(Accepted(None, 6, "fleet-a", epoch), LED, bound="fleet-a")
+    assert (verdict.reason if isinstance(verdict, Refusal) else verdict) == expected
+
+
+def test_the_mark_keeps_the_highest_epoch_of_its_fleet_and_starts_anew_with_another() -> None:
+    raised = mark_after(_config(6, files="v2"), LED, "fleet-a", epoch=4)
+    assert (raised.generation, raised.epoch) == (6, 4)
+    assert mark_after(_config(7, files="v3"), raised, "fleet-a", epoch=0).epoch == 4  # never lowered
+    assert mark_after(None, raised, "fleet-a", generation=8, epoch=4) == AppliedMark("fleet-a", 8, None, 4)
+    # an unbound agent takes the epoch of the config that binds it, whatever it held before
+    bound = mark_after(_config(1, fleet="fleet-b"), AppliedMark(epoch=9), None, epoch=2)
+    assert (bound.fleet, bound.epoch) == ("fleet-b", 2)

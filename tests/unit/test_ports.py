@@ -34,9 +34,13 @@ class MemoryStore:
         self.configs: dict[str, StoredNodeConfig] = {}
         self.generations: dict[str, int] = {}
         self.outbox: list[tuple[str, str, bytes | str | None]] = []
+        self.headers: list[Mapping[str, str]] = []
 
     def fleet_id(self) -> str | None:
         return "fleet-1"
+
+    def writer_epoch(self) -> int:
+        return 3
 
     def sync_state(self, key: str) -> Any:
         return None
@@ -81,8 +85,9 @@ class MemoryStore:
                 self.configs[change.node] = StoredNodeConfig(
                     change.node, generation, change.config_hash, payload, rid
                 )
-            topic, key, value, _headers = encode(change.node, generation, dict(change.payload or {}) or None)
+            topic, key, value, headers = encode(change.node, generation, dict(change.payload or {}) or None)
             self.outbox.append((topic, key, value))
+            self.headers.append(headers)
         return AppliedRevision(
             rid, generations, tuple(range(len(self.outbox) - len(changes), len(self.outbox)))
         )
@@ -98,6 +103,8 @@ def test_the_apply_path_runs_on_an_in_memory_store() -> None:
     assert sorted(key for _topic, key, _value in store.outbox) == ["gpu-node-1", "gpu-node-2"]
     # every AgentConfig carries the id of the fleet (store) that wrote it
     assert all(AgentConfig.model_validate_json(value).fleet == "fleet-1" for _t, _k, value in store.outbox)
+    # and the leadership epoch of its writer
+    assert [h.get("epoch") for h in store.headers] == ["3", "3"]
     again = apply_manifests([MANIFESTS], store, revision)
     assert again.plan is not None and not again.plan.changed  # planning against what was stored: no change
     assert again.applied is not None and again.applied.generations == {}
