@@ -9,11 +9,13 @@ severity) needs a ``reason``; some rules (secrets) cannot be relaxed at all. A s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from dsfleet.policies.registry import REGISTRY, Context, Hit, Rule, load_rules
+from dsfleet.policies.registry import INSTANCE, REGISTRY, Context, Hit, Rule, load_rules
 from dsfleet.resolution.instances import GieMemo, ResolvedInstance, all_profile_values, resolve_instance
 from dsfleet.schemas.findings import Finding, Note, Severity, SourceRef
 from dsfleet.schemas.fleet import Fleet
@@ -173,27 +175,172 @@ def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
     }
 
 
-def evaluate(fleet: Fleet, resolved: dict[str, ResolvedInstance] | None = None) -> list[Finding]:
-    """Every enabled rule over the fleet → findings (unsorted; the loader adds locations and sorts)."""
+Kept = tuple[tuple[Hit, str | None], ...]
+"""An instance's hits of one rule, each with the name of the instance it is about for rule scoping (``match``):
+the instance itself when the hit points into its document or names it, else none (a hit in its profile)."""
+
+
+@dataclass
+class HitMemo:
+    """The hits of the instance-scoped rules (:data:`dsfleet.policies.registry.INSTANCE`), per instance, kept
+    between evaluations by a long-running caller (the coordinator): an evaluation told which instances may have
+    changed checks only those (see :func:`evaluate`)."""
+
+    hits: dict[str, dict[str, Kept]] = field(default_factory=dict)
+    """Instance → rule → its hits (rules without hits left out)."""
+    by_rule: dict[str, set[str]] = field(default_factory=dict)
+    """Rule → the instances with hits of it."""
+    findings: dict[int, tuple[Hit, Severity, Finding]] = field(default_factory=dict)
+    """The finding each kept hit gave last time, by the hit's id (the hit is kept with it, so the id is not reused
+    meanwhile), with its severity: the same hit at the same severity is the same finding."""
+    digest: str = ""
+    """What every kept hit also depends on: the enabled instance-scoped rules and every rule's parameters."""
+    checked: int = 0
+    """Instances checked by the last evaluation (the rest were kept)."""
+    refer_by_name: set[str] = field(default_factory=set)
+    """Instances with a reference to a document that is not there: their hits name the nearest names of the whole
+    fleet, so they are checked again every time."""
+
+    def clear(self) -> None:
+        self.hits.clear()
+        self.by_rule.clear()
+        self.findings.clear()
+        self.refer_by_name.clear()
+
+    def put(self, name: str, found: dict[str, Kept]) -> None:
+        old = self.hits.pop(name, None)
+        if old is not None:
+            for rule_id, pairs in old.items():
+                self.by_rule[rule_id].discard(name)
+                for hit, _subject in pairs:
+                    self.findings.pop(id(hit), None)
+        if found:
+            self.hits[name] = found
+            for rule_id in found:
+                self.by_rule.setdefault(rule_id, set()).add(name)
+        if BY_NAME.intersection(found):
+            self.refer_by_name.add(name)
+        else:
+            self.refer_by_name.discard(name)
+
+
+BY_NAME = frozenset({"instance-camera-exists", "instance-node-exists", "instance-profile-exists"})
+"""Instance-scoped rules whose hits (a missing reference, with the nearest names) read every document's name."""
+
+
+def _memo_digest(settings: dict[str, EffectiveSetting]) -> str:
+    enabled = [rid for rid, known in REGISTRY.items() if known.scope == INSTANCE and settings[rid].enabled]
+    params = {rid: s.params for rid, s in sorted(settings.items())}
+    return json.dumps([enabled, params], sort_keys=True, default=repr)
+
+
+def _instance_hits(ctx: Context, names: Iterable[str], rules: list[Rule], memo: HitMemo) -> None:
+    """Check the instance-scoped ``rules`` on each of ``names`` alone; keep their hits in ``memo``."""
+    for name in names:
+        one = Context(ctx.fleet, {name: ctx.resolved[name]}, ctx.params, per_instance=True)
+        one._dumped = ctx._dumped  # profiles' dumped settings are shared by the instances that use them
+        own = ctx.fleet.sources.get(("DsInstance", name))
+        found: dict[str, Kept] = {}
+        for known in rules:
+            pairs = tuple((hit, _subject_of(hit, name, own)) for hit in known.check(one))
+            if pairs:
+                found[known.id] = pairs
+        memo.put(name, found)
+
+
+def _subject_of(hit: Hit, name: str, own: SourceRef | None) -> str | None:
+    """What :func:`_subject` finds for a hit of instance ``name`` (whose document is at ``own``)."""
+    if hit.instance is not None:
+        return hit.instance
+    if hit.source is None or own is None:
+        return None
+    return name if (hit.source.file, hit.source.document) == (own.file, own.document) else None
+
+
+def _finding(rule_id: str, hit: Hit, level: RuleSeverity) -> Finding | None:
+    if level is RuleSeverity.OFF:
+        return None
+    sev = Severity.ERROR if level is RuleSeverity.ERROR else Severity.WARNING
+    return Finding(severity=sev, rule=rule_id, message=hit.message, source=hit.source, notes=hit.notes)
+
+
+def evaluate(
+    fleet: Fleet,
+    resolved: dict[str, ResolvedInstance] | None = None,
+    memo: HitMemo | None = None,
+    changed: Collection[str] | None = None,
+) -> list[Finding]:
+    """Every enabled rule over the fleet → findings (unsorted; the loader adds locations and sorts).
+
+    With ``memo``, the instance-scoped rules are checked one instance at a time and their hits kept there; when
+    ``changed`` is given as well (and the rules' settings are those of the memo), only the instances it names
+    (and those the memo does not know) are checked again: the caller vouches that nothing an unnamed instance's
+    hits depend on changed (:data:`dsfleet.policies.registry.INSTANCE`). Either way the findings are those of
+    checking every rule over the whole fleet, in the same order."""
     settings, findings = effective_settings(fleet)
     ctx = Context(
         fleet=fleet,
         resolved=resolved if resolved is not None else resolve_all(fleet),
         params={rid: s.params for rid, s in settings.items()},
     )
-    documents = {(ref.file, ref.document): key for key, ref in fleet.sources.items()}
+    if memo is not None:
+        scoped = [r for r in REGISTRY.values() if r.scope == INSTANCE and settings[r.id].enabled]
+        digest = _memo_digest(settings)
+        if digest != memo.digest or changed is None:
+            memo.clear()
+            memo.digest = digest
+            todo: Collection[str] = ctx.resolved
+        else:
+            for gone in [n for n in memo.hits if n not in ctx.resolved]:
+                memo.put(gone, {})
+            todo = {n for n in changed if n in ctx.resolved}
+        _instance_hits(ctx, sorted(todo), scoped, memo)
+        memo.checked = len(todo)
+    rest = Context(fleet, {}, ctx.params)
+    documents: dict[tuple[str, int], tuple[str, str]] | None = None
     for rule_id, known in REGISTRY.items():
         setting = settings[rule_id]
         if not setting.enabled:
             continue
-        for hit in known.check(ctx):
+        if memo is not None and known.scope == INSTANCE:
+            findings.extend(_kept_findings(memo, fleet, rule_id, setting, known.once))
+            hits: Iterable[Hit] = known.check(rest)  # what it checks besides the instances
+        else:
+            hits = known.check(ctx)
+        for hit in hits:
             level = setting.severity
             if setting.scoped:
+                if documents is None:
+                    documents = {(ref.file, ref.document): key for key, ref in fleet.sources.items()}
                 level = setting.severity_for(_subject(fleet, documents, hit))
-            if level is RuleSeverity.OFF:
-                continue
-            sev = Severity.ERROR if level is RuleSeverity.ERROR else Severity.WARNING
-            findings.append(
-                Finding(severity=sev, rule=rule_id, message=hit.message, source=hit.source, notes=hit.notes)
-            )
+            finding = _finding(rule_id, hit, level)
+            if finding is not None:
+                findings.append(finding)
     return findings
+
+
+def _kept_findings(
+    memo: HitMemo, fleet: Fleet, rule_id: str, setting: EffectiveSetting, once: bool
+) -> Iterator[Finding]:
+    """An instance-scoped rule's findings from its kept hits, as one check over the fleet yields them: each
+    instance's, by instance name (a ``once`` rule's repeats left out)."""
+    seen: set[tuple[str, SourceRef | None]] = set()
+    cache = memo.findings
+    for name in sorted(memo.by_rule.get(rule_id, ())):
+        for hit, subject in memo.hits[name][rule_id]:
+            if once:
+                if (hit.message, hit.source) in seen:
+                    continue
+                seen.add((hit.message, hit.source))
+            level = setting.severity
+            if setting.scoped:
+                level = setting.severity_for(fleet.instances.get(subject) if subject is not None else None)
+            sev = Severity.ERROR if level is RuleSeverity.ERROR else Severity.WARNING
+            known = cache.get(id(hit))
+            if known is not None and known[0] is hit and known[1] is sev and level is not RuleSeverity.OFF:
+                yield known[2]
+                continue
+            finding = _finding(rule_id, hit, level)
+            if finding is not None:
+                cache[id(hit)] = (hit, sev, finding)
+                yield finding

@@ -19,7 +19,28 @@ from dsfleet.schemas.findings import Note, SourceRef
 from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, DsInstance, RuleSeverity
 
-__all__ = ["REGISTRY", "Check", "Context", "Hit", "Rule", "did_you_mean", "load_rules", "rule"]
+__all__ = [
+    "FLEET",
+    "INSTANCE",
+    "REGISTRY",
+    "Check",
+    "Context",
+    "Hit",
+    "Rule",
+    "did_you_mean",
+    "load_rules",
+    "rule",
+]
+
+INSTANCE = "instance"
+"""The scope of a rule whose hits about an instance depend only on that instance and what it names (its node,
+cameras, profile, image; its documents' places; the rules' parameters), never on other instances: the engine
+checks such a rule one instance at a time and keeps each instance's hits until one of those inputs changes
+(:func:`dsfleet.policies.engine.evaluate`). Such a rule walks the instances only through :attr:`Context.instances`,
+:attr:`Context.resolved_instances`, :attr:`Context.apps` or :attr:`Context.resolved`; what it checks besides them
+(documents of other kinds) it checks only when :attr:`Context.per_instance` is false."""
+FLEET = "fleet"
+"""The scope of every other rule: checked over the whole fleet on every evaluation."""
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -56,6 +77,9 @@ class Context:
     fleet: Fleet
     resolved: dict[str, ResolvedInstance]
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_instance: bool = False
+    """True when ``resolved`` holds one instance whose instance-scoped hits are wanted (see :data:`INSTANCE`): such
+    a rule then leaves out what is not about that instance."""
     _dumped: dict[int, tuple[DeepStreamKeys, dict[str, Any]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -68,8 +92,8 @@ class Context:
 
     @cached_property
     def instances(self) -> list[tuple[str, DsInstance]]:
-        """The fleet's instances by name."""
-        return sorted(self.fleet.instances.items())
+        """The fleet's instances by name (those of :attr:`resolved`: every instance, or the one checked)."""
+        return [(name, self.fleet.instances[name]) for name in sorted(self.resolved)]
 
     @cached_property
     def resolved_instances(self) -> list[tuple[str, ResolvedInstance]]:
@@ -105,6 +129,11 @@ class Rule:
     params: Mapping[str, Any] = field(default_factory=dict)
     relaxable: bool = True
     category: str = "fleet"
+    scope: str = FLEET
+    """:data:`INSTANCE` or :data:`FLEET`."""
+    once: bool = False
+    """An instance-scoped rule that reports a finding several instances share (a profile's) once: the engine
+    drops a hit equal in message and place to one already reported."""
 
 
 REGISTRY: dict[str, Rule] = {}
@@ -118,11 +147,17 @@ def rule(
     params: Mapping[str, Any] | None = None,
     relaxable: bool = True,
     category: str = "fleet",
+    scope: str = FLEET,
+    once: bool = False,
 ) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         if rule_id in REGISTRY:
             raise ValueError(f"rule {rule_id} registered twice")
-        REGISTRY[rule_id] = Rule(rule_id, severity, description, fn, dict(params or {}), relaxable, category)
+        if scope not in (INSTANCE, FLEET) or (once and scope != INSTANCE):
+            raise ValueError(f"rule {rule_id}: scope {scope!r}, once={once}")
+        REGISTRY[rule_id] = Rule(
+            rule_id, severity, description, fn, dict(params or {}), relaxable, category, scope, once
+        )
         return fn
 
     return register

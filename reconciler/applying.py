@@ -47,8 +47,9 @@ from dsfleet.reconciler.store import (
 )
 from dsfleet.reconciler.store.values import ROLLBACK_PIN, HeldByPin
 from dsfleet.reconciler.views import finding_json
-from dsfleet.schemas.manifests import Camera
-from dsfleet.schemas.nodeconfigs import NodeConfig
+from dsfleet.resolution.instances import ResolvedInstance
+from dsfleet.schemas.manifests import Camera, Node
+from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig
 from dsfleet.schemas.wire import Signer, agent_config_record
 
 
@@ -103,6 +104,10 @@ class Caches:
     inventory: tuple[int, Inventory] | None = None
     """The inventory the last revision applied from here stored, with that revision's id."""
     camera_rows: dict[tuple[int, str | None], tuple[Camera, CameraRow]] = field(default_factory=dict)
+    node_rows: dict[str, tuple[Node, NodeRow]] = field(default_factory=dict)
+    instance_rows: dict[str, tuple[ResolvedInstance, InstanceConfig | None, InstanceRow]] = field(
+        default_factory=dict
+    )
 
 
 def agent_config_encoder(
@@ -137,54 +142,80 @@ def _camera_row(camera: Camera, owner: str | None) -> CameraRow:
     )
 
 
+def _node_row(node: Node) -> NodeRow:
+    return NodeRow(
+        name=node.name,
+        hostname=node.hostname,
+        node_id=node.spec.nodeId,
+        labels=dict(node.metadata.labels),
+        capacity=node.spec.capacity,
+        gpus=tuple(node.spec.gpus),
+    )
+
+
+def _instance_row(name: str, res: ResolvedInstance, comp: InstanceConfig | None) -> InstanceRow:
+    spec = res.instance.spec
+    return InstanceRow(
+        name=name,
+        node=spec.node,
+        gpu=spec.gpu,
+        image=res.image,
+        layout=spec.layout,
+        app_type=getattr(spec.app, "appType", None),
+        profile=spec.profile,
+        paused=spec.paused,
+        camera_count=len(res.cameras),
+        spec_hash=comp.specHash if comp else None,
+        files_hash=comp.filesHash if comp else None,
+        config_hash=comp.configHash if comp else None,
+    )
+
+
 def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
-    """The nodes, cameras and instances of a desired state, as the store's rows (never a credential)."""
+    """The nodes, cameras and instances of a desired state, as the store's rows (never a credential). With
+    ``caches``, a row whose inputs are the very objects of the last call is that call's row (the store then
+    compares it by identity: :meth:`dsfleet.reconciler.store.inventory.InventoryMixin._replace_inventory`)."""
     fleet = desired.fleet
     owner_of = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
     compiled = {i.name: i for c in (desired.configs or {}).values() for i in c.instances}
-    nodes = [
-        NodeRow(
-            name=n.name,
-            hostname=n.hostname,
-            node_id=n.spec.nodeId,
-            labels=dict(n.metadata.labels),
-            capacity=n.spec.capacity,
-            gpus=tuple(n.spec.gpus),
+    if caches is None:
+        return Inventory(
+            nodes=[_node_row(n) for n in fleet.nodes.values()],
+            cameras=[_camera_row(c, owner_of.get(c.name)) for c in fleet.cameras.values()],
+            instances=[
+                _instance_row(name, res, compiled.get(name)) for name, res in desired.resolved.items()
+            ],
         )
-        for n in fleet.nodes.values()
-    ]
+    nodes = []
+    node_rows = caches.node_rows
+    for n in fleet.nodes.values():
+        known = node_rows.get(n.name)
+        if known is None or known[0] is not n:
+            known = node_rows[n.name] = (n, _node_row(n))
+        nodes.append(known[1])
     cameras = []
+    camera_rows = caches.camera_rows
     for c in fleet.cameras.values():
         owner = owner_of.get(c.name)
-        if caches is None:
-            cameras.append(_camera_row(c, owner))
-            continue
-        hit = caches.camera_rows.get((id(c), owner))
+        hit = camera_rows.get((id(c), owner))
         if hit is None or hit[0] is not c:
-            hit = caches.camera_rows[(id(c), owner)] = (c, _camera_row(c, owner))
+            hit = camera_rows[(id(c), owner)] = (c, _camera_row(c, owner))
         cameras.append(hit[1])
-    if caches is not None and len(caches.camera_rows) > 2 * len(fleet.cameras) + 1000:
-        caches.camera_rows.clear()
     instances = []
+    instance_rows = caches.instance_rows
     for name, res in desired.resolved.items():
-        spec = res.instance.spec
         comp = compiled.get(name)
-        instances.append(
-            InstanceRow(
-                name=name,
-                node=spec.node,
-                gpu=spec.gpu,
-                image=res.image,
-                layout=spec.layout,
-                app_type=getattr(spec.app, "appType", None),
-                profile=spec.profile,
-                paused=spec.paused,
-                camera_count=len(res.cameras),
-                spec_hash=comp.specHash if comp else None,
-                files_hash=comp.filesHash if comp else None,
-                config_hash=comp.configHash if comp else None,
-            )
-        )
+        row = instance_rows.get(name)
+        if row is None or row[0] is not res or row[1] is not comp:
+            row = instance_rows[name] = (res, comp, _instance_row(name, res, comp))
+        instances.append(row[2])
+    for table, live in (
+        (camera_rows, fleet.cameras),
+        (node_rows, fleet.nodes),
+        (instance_rows, desired.resolved),
+    ):
+        if len(table) > 2 * len(live) + 1000:
+            table.clear()  # rows of documents long gone
     return Inventory(nodes=nodes, cameras=cameras, instances=instances)
 
 

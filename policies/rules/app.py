@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import Context, Hit, did_you_mean, rule
+from dsfleet.policies.registry import INSTANCE, Context, Hit, did_you_mean, rule
 from dsfleet.schemas.deepstream import GieFormat
 from dsfleet.schemas.findings import plural
 from dsfleet.schemas.manifests import DEVICE_CAMERAS, RuleSeverity
@@ -16,7 +16,7 @@ E, W = RuleSeverity.ERROR, RuleSeverity.WARNING
 
 
 @rule("app-extra-groups", W, "deepstream-app groups dsfleet does not know are written verbatim",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def app_extra_groups(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         for group in spec.app.extraGroups:
@@ -27,7 +27,7 @@ def app_extra_groups(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("sink-needs-display", W, "EGL (2) and overlay (5) sinks need a display the container does not have",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def sink_needs_display(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         for i, sink in enumerate(spec.app.sinks):
@@ -58,7 +58,7 @@ def _needs_connection(proto_lib: object, values: dict[str, Any]) -> bool:
 
 
 @rule("sink-broker-settings", E, "a message-broker sink (type 6) names its adapter, its converter config and "
-      "the connection the adapter needs", category="deepstream")  # fmt: skip
+      "the connection the adapter needs", category="deepstream", scope=INSTANCE)  # fmt: skip
 def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         for i, sink in enumerate(spec.app.sinks):
@@ -82,7 +82,7 @@ def sink_broker_settings(ctx: Context) -> Iterator[Hit]:
 
 @rule("broker-credentials", E, "broker connection strings carry no credentials (take the whole string from a "
       "secret with {secretRef}, or use msg-broker-config from a secret mount)", relaxable=False,
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def broker_credentials(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         places: list[tuple[str, tuple[str | int, ...], object]] = []
@@ -119,7 +119,7 @@ cameras are listed as ``usb:N`` / ``csi:N``."""
 
 
 @rule("app-source-list", E, "[source-list] settings are consistent: cameras it can open, no per-camera "
-      "[sourceN] beside nvmultiurisrcbin, REST settings only with nvmultiurisrcbin", category="deepstream")  # fmt: skip
+      "[sourceN] beside nvmultiurisrcbin, REST settings only with nvmultiurisrcbin", category="deepstream", scope=INSTANCE)  # fmt: skip
 def app_source_list(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         app = spec.app
@@ -183,7 +183,7 @@ def app_source_list(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("app-source-list-ignored", W, "[source-list]/[source-attr-all] settings deepstream-app would ignore",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def app_source_list_ignored(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         app = spec.app
@@ -210,7 +210,7 @@ def app_source_list_ignored(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("app-gie-settings", E, "app.gies names GIEs of the instance's profile, with keys their group reads",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def app_gie_settings(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         if not spec.app.gies or name not in ctx.resolved:
@@ -244,7 +244,7 @@ def app_gie_settings(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("perf-measurement", W, "deepstream-app instances print **PERF lines, which the agent reports as FPS",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def perf_measurement(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         if not spec.app.application.enable_perf_measurement:
@@ -260,6 +260,7 @@ def perf_measurement(ctx: Context) -> Iterator[Hit]:
     E,
     "the ccm app opens URL cameras only (no usb or csi cameras)",
     category="deepstream",
+    scope=INSTANCE,
 )
 def camera_kind_layout(ctx: Context) -> Iterator[Hit]:
     for name, res in ctx.resolved_instances:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import Context, Hit, rule
+from dsfleet.policies.registry import INSTANCE, Context, Hit, rule
 from dsfleet.resolution.files import APP_CONFIG, dangling_paths
 from dsfleet.resolution.instances import (
     CCM_ALIGN,
@@ -88,30 +88,56 @@ def _problems(ctx: Context, rule_id: str) -> Iterator[Hit]:
             yield Hit(p.message, src)
 
 
-@rule("override-unknown-gie", E, "instance overrides name GIEs of its profile", category="deepstream")
+@rule(
+    "override-unknown-gie",
+    E,
+    "instance overrides name GIEs of its profile",
+    category="deepstream",
+    scope=INSTANCE,
+    once=True,
+)
 def override_unknown_gie(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "override-unknown-gie")
 
 
 @rule(
-    "override-invalid", E, "instance overrides are valid keys and values for the GIE", category="deepstream"
+    "override-invalid",
+    E,
+    "instance overrides are valid keys and values for the GIE",
+    category="deepstream",
+    scope=INSTANCE,
+    once=True,
 )
 def override_invalid(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "override-invalid")
 
 
-@rule("batch-auto-secondary", E, "batch-size: auto only on primary GIEs", category="deepstream")
+@rule(
+    "batch-auto-secondary",
+    E,
+    "batch-size: auto only on primary GIEs",
+    category="deepstream",
+    scope=INSTANCE,
+    once=True,
+)
 def batch_auto_secondary(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "batch-auto-secondary")
 
 
-@rule("ccm-derived", E, "values the ccm layout derives can be derived", category="deepstream")
+@rule(
+    "ccm-derived",
+    E,
+    "values the ccm layout derives can be derived",
+    category="deepstream",
+    scope=INSTANCE,
+    once=True,
+)
 def ccm_derived(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "ccm-derived")
 
 
 @rule("engine-auto-no-model", E, "model-engine-file: auto has a model file to name the engine after",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE, once=True)  # fmt: skip
 def engine_auto_no_model(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "engine-auto-no-model")
 
@@ -122,6 +148,7 @@ def engine_auto_no_model(ctx: Context) -> Iterator[Hit]:
     E,
     "a ccm instance's profile provides the five files the ccm app reads",
     category="deepstream",
+    scope=INSTANCE,
 )
 def ccm_layout_files(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -149,7 +176,11 @@ def ccm_layout_files(ctx: Context) -> Iterator[Hit]:
 
 
 @rule(
-    "layout-gie-format", E, "deepstream-app runs nvinfer and nvdspreprocess GIEs only", category="deepstream"
+    "layout-gie-format",
+    E,
+    "deepstream-app runs nvinfer and nvdspreprocess GIEs only",
+    category="deepstream",
+    scope=INSTANCE,
 )
 def layout_gie_format(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -169,7 +200,13 @@ def layout_gie_format(ctx: Context) -> Iterator[Hit]:
 
 
 # ---------------------------------------------------------------------------------------- gie ids
-@rule("gie-unique-id", E, "gie-unique-id is unique among an instance's GIEs", category="deepstream")
+@rule(
+    "gie-unique-id",
+    E,
+    "gie-unique-id is unique among an instance's GIEs",
+    category="deepstream",
+    scope=INSTANCE,
+)
 def gie_unique_id(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         first: dict[Any, EffectiveGie] = {}
@@ -197,6 +234,7 @@ def gie_unique_id(ctx: Context) -> Iterator[Hit]:
     E,
     "a secondary operates on the gie-unique-id of an existing detector",
     category="deepstream",
+    scope=INSTANCE,
 )
 def operate_on_gie_id(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -225,6 +263,7 @@ def operate_on_gie_id(ctx: Context) -> Iterator[Hit]:
     E,
     "process-mode matches the GIE's role (1 primary, 2 secondary)",
     category="deepstream",
+    scope=INSTANCE,
 )
 def process_mode_role(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -239,7 +278,7 @@ def process_mode_role(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("gpu-id", E, "rendered gpu-id is 0: the container sees only its own GPU (set spec.gpu instead)",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def gpu_id(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in res.gies:
@@ -253,7 +292,13 @@ def gpu_id(ctx: Context) -> Iterator[Hit]:
 
 
 # ---------------------------------------------------------------------------------------- class attrs / detectors
-@rule("class-attrs-range", E, "[class-attrs-N] needs N < num-detected-classes", category="deepstream")
+@rule(
+    "class-attrs-range",
+    E,
+    "[class-attrs-N] needs N < num-detected-classes",
+    category="deepstream",
+    scope=INSTANCE,
+)
 def class_attrs_range(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in _nvinfer(res):
@@ -272,6 +317,7 @@ def class_attrs_range(ctx: Context) -> Iterator[Hit]:
     W,
     "class attributes only apply to detectors (network-type 0 or 3)",
     category="deepstream",
+    scope=INSTANCE,
 )
 def class_attrs_ignored(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -283,7 +329,9 @@ def class_attrs_ignored(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("detector-num-classes", W, "a detector sets num-detected-classes", category="deepstream")
+@rule(
+    "detector-num-classes", W, "a detector sets num-detected-classes", category="deepstream", scope=INSTANCE
+)
 def detector_num_classes(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in _nvinfer(res):
@@ -303,6 +351,7 @@ def detector_num_classes(ctx: Context) -> Iterator[Hit]:
     W,
     "detectors set cluster-mode (absent/0 silently becomes NMS)",
     category="deepstream",
+    scope=INSTANCE,
 )
 def cluster_mode_explicit(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -314,7 +363,13 @@ def cluster_mode_explicit(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("instance-seg-cluster-mode", E, "instance segmentation needs cluster-mode 4", category="deepstream")
+@rule(
+    "instance-seg-cluster-mode",
+    E,
+    "instance segmentation needs cluster-mode 4",
+    category="deepstream",
+    scope=INSTANCE,
+)
 def instance_seg_cluster_mode(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in _nvinfer(res):
@@ -331,6 +386,7 @@ def instance_seg_cluster_mode(ctx: Context) -> Iterator[Hit]:
     E,
     "custom parser/engine function names need custom-lib-path",
     category="deepstream",
+    scope=INSTANCE,
 )
 def custom_lib_required(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -346,7 +402,11 @@ def custom_lib_required(ctx: Context) -> Iterator[Hit]:
 
 
 @rule(
-    "symmetric-padding", W, "symmetric-padding only works with maintain-aspect-ratio", category="deepstream"
+    "symmetric-padding",
+    W,
+    "symmetric-padding only works with maintain-aspect-ratio",
+    category="deepstream",
+    scope=INSTANCE,
 )
 def symmetric_padding(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -364,6 +424,7 @@ def symmetric_padding(ctx: Context) -> Iterator[Hit]:
     W,
     "network-type 100 without output-tensor-meta gives no output",
     category="deepstream",
+    scope=INSTANCE,
 )
 def raw_output_tensor_meta(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -376,7 +437,13 @@ def raw_output_tensor_meta(ctx: Context) -> Iterator[Hit]:
 
 
 # ---------------------------------------------------------------------------------------- engines / precision
-@rule("int8-calibration", W, "INT8 needs int8-calib-file (or a prebuilt INT8 engine)", category="deepstream")
+@rule(
+    "int8-calibration",
+    W,
+    "INT8 needs int8-calib-file (or a prebuilt INT8 engine)",
+    category="deepstream",
+    scope=INSTANCE,
+)
 def int8_calibration(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in _nvinfer(res):
@@ -394,7 +461,7 @@ def int8_calibration(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("engine-name", W, "model-engine-file's _b<batch>_gpu<id>_<precision> matches the settings",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def engine_name(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in _nvinfer(res):
@@ -427,7 +494,7 @@ def engine_name(ctx: Context) -> Iterator[Hit]:
 
 
 # ---------------------------------------------------------------------------------------- streammux
-@rule("streammux-size", E, "streammux width and height are set", category="deepstream")
+@rule("streammux-size", E, "streammux width and height are set", category="deepstream", scope=INSTANCE)
 def streammux_size(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         mux = res.instance.spec.app.streammux
@@ -440,7 +507,7 @@ def streammux_size(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("streammux-batch", W, "streammux batch = number of cameras (max-batch-size with nvmultiurisrcbin) = primary "
-      "batch-size", category="deepstream")  # fmt: skip
+      "batch-size", category="deepstream", scope=INSTANCE)  # fmt: skip
 def streammux_batch(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         n = len(res.cameras)
@@ -503,7 +570,13 @@ def deprecated_key(ctx: Context) -> Iterator[Hit]:
                     )
 
 
-@rule("version-gated-key", E, "keys newer than the instance's DeepStream version", category="deepstream")
+@rule(
+    "version-gated-key",
+    E,
+    "keys newer than the instance's DeepStream version",
+    category="deepstream",
+    scope=INSTANCE,
+)
 def version_gated_key(ctx: Context) -> Iterator[Hit]:
     gated = {
         fmt: {k: spec for k, spec in table.items() if spec.since or spec.choices_since}
@@ -578,6 +651,7 @@ def _string_pitfall(value: str) -> str | None:
     E,
     "nvdspreprocess files set every mandatory [property] key",
     category="deepstream",
+    scope=INSTANCE,
 )
 def preprocess_mandatory(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
@@ -593,7 +667,7 @@ def preprocess_mandatory(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("preprocess-targets", W, "nvdspreprocess prepares tensors for GIEs that read them (input-tensor-from-meta)",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def preprocess_targets(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         for gie in res.gies:
@@ -615,7 +689,7 @@ def preprocess_targets(ctx: Context) -> Iterator[Hit]:
 
 # ---------------------------------------------------------------------------------------- rendered files and paths
 @rule("relative-path", W, "a relative path names a file dsfleet renders (or a mounted directory): DeepStream "
-      "resolves it against /workspace/configs", category="deepstream")  # fmt: skip
+      "resolves it against /workspace/configs", category="deepstream", scope=INSTANCE)  # fmt: skip
 def relative_path(ctx: Context) -> Iterator[Hit]:
     seen: set[tuple[str, str, tuple[str | int, ...]]] = set()
     for res in _resolved(ctx):
@@ -632,7 +706,13 @@ def relative_path(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("files-names", E, "the files an instance renders have distinct names", category="deepstream")
+@rule(
+    "files-names",
+    E,
+    "the files an instance renders have distinct names",
+    category="deepstream",
+    scope=INSTANCE,
+)
 def files_names(ctx: Context) -> Iterator[Hit]:
     for res in _resolved(ctx):
         spec = res.instance.spec

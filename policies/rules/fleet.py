@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import Context, Hit, did_you_mean, rule
+from dsfleet.policies.registry import INSTANCE, Context, Hit, did_you_mean, rule
 from dsfleet.resolution.instances import image_allowed
 from dsfleet.schemas.findings import INVALID_TARGET, Note, SourceRef, plural
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity, broker_connection_path
@@ -51,7 +51,7 @@ def _order(ctx: Context, kind: str, name: str) -> tuple[str, int, str]:
     return (src.file, src.document, name) if src else ("", 0, name)
 
 
-@rule("instance-camera-exists", E, "every camera an instance names is defined")
+@rule("instance-camera-exists", E, "every camera an instance names is defined", scope=INSTANCE)
 def instance_camera_exists(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
         for i, cam in enumerate(inst.spec.cameras):
@@ -120,7 +120,7 @@ def _camera_ref(ctx: Context, instance: str, camera: str) -> SourceRef | None:
     return ctx.fleet.source("DsInstance", instance, "spec", "cameraSelector")
 
 
-@rule("instance-node-exists", E, "an instance's node is defined")
+@rule("instance-node-exists", E, "an instance's node is defined", scope=INSTANCE)
 def instance_node_exists(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
         node = inst.spec.node
@@ -132,7 +132,7 @@ def instance_node_exists(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("instance-unplaced", W, "an instance without a node is defined but runs nowhere")
+@rule("instance-unplaced", W, "an instance without a node is defined but runs nowhere", scope=INSTANCE)
 def instance_unplaced(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
         if inst.spec.node is None:
@@ -142,7 +142,7 @@ def instance_unplaced(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("instance-gpu-exists", E, "an instance's gpu is one of its node's gpus")
+@rule("instance-gpu-exists", E, "an instance's gpu is one of its node's gpus", scope=INSTANCE)
 def instance_gpu_exists(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
         node = ctx.fleet.nodes.get(inst.spec.node or "")
@@ -170,7 +170,7 @@ def node_capacity(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("instance-profile-exists", E, "an instance's profile is defined")
+@rule("instance-profile-exists", E, "an instance's profile is defined", scope=INSTANCE)
 def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
         if inst.spec.profile is not None and inst.spec.profile not in ctx.fleet.profiles:
@@ -186,7 +186,12 @@ def instance_profile_exists(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("instance-no-cameras", W, "an instance with no cameras runs with batch size 1 and does nothing")
+@rule(
+    "instance-no-cameras",
+    W,
+    "an instance with no cameras runs with batch size 1 and does nothing",
+    scope=INSTANCE,
+)
 def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
     for name, res in ctx.resolved_instances:
         if not res.cameras and not _depends_on_invalid(ctx, name):
@@ -196,7 +201,9 @@ def instance_no_cameras(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("instance-image-missing", E, "every instance has an image (its own or its node's default)")
+@rule(
+    "instance-image-missing", E, "every instance has an image (its own or its node's default)", scope=INSTANCE
+)
 def instance_image_missing(ctx: Context) -> Iterator[Hit]:
     for name, res in ctx.resolved_instances:
         node = res.instance.spec.node
@@ -216,6 +223,7 @@ def instance_image_missing(ctx: Context) -> Iterator[Hit]:
     OFF,
     "instance images match one of the allowed patterns (Policy allowedImages)",
     params={"patterns": []},
+    scope=INSTANCE,
 )
 def allowed_images(ctx: Context) -> Iterator[Hit]:
     patterns = tuple(ctx.param("allowed-images", "patterns", []) or [])
@@ -237,6 +245,7 @@ def allowed_images(ctx: Context) -> Iterator[Hit]:
     OFF,
     "an instance has at most this many cameras (Policy maxCamerasPerInstance)",
     params={"max": None},
+    scope=INSTANCE,
 )
 def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
     limit = ctx.param("max-cameras-per-instance", "max")
@@ -337,6 +346,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     E,
     "an env variable whose name looks secret (*PASSWORD*, *TOKEN*, *SECRET*, *API_KEY*, ...) takes its value "
     "from a secretRef (a *_FILE variable may name a file by its absolute path)",
+    scope=INSTANCE,
 )
 def env_secret_literal(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:

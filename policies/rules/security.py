@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import Context, Hit, rule
+from dsfleet.policies.registry import INSTANCE, Context, Hit, rule
 from dsfleet.schemas.hostaccess import (
     SECRET_FILE_SUFFIX,
     SECRETS_TARGET,
@@ -47,6 +47,7 @@ def _binds(ctx: Context) -> Iterator[tuple[str, int, str, bool]]:
     "no instance runs privileged (Policy forbidPrivileged; agents refuse it too unless their [agent.admission] "
     "privileged allows it)",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def forbid_privileged(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
@@ -64,6 +65,7 @@ def forbid_privileged(ctx: Context) -> Iterator[Hit]:
     "no bind mount of the host's root or of a container engine's socket or state (docker.sock, /var/lib/docker, "
     "/run/containerd, or a directory above one): agents refuse them whatever their settings",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def host_mount_forbidden(ctx: Context) -> Iterator[Hit]:
     for name, i, source, _read_only in _binds(ctx):
@@ -83,6 +85,7 @@ def host_mount_forbidden(ctx: Context) -> Iterator[Hit]:
     "agents refuse any bind outside their [agent.admission] bind_sources",
     params={"paths": list(SENSITIVE_PATHS)},
     category=SECURITY,
+    scope=INSTANCE,
 )
 def host_mount_sensitive(ctx: Context) -> Iterator[Hit]:
     paths = [normal_path(str(p)) for p in ctx.param("host-mount-sensitive", "paths", SENSITIVE_PATHS) or ()]
@@ -109,6 +112,7 @@ def host_mount_sensitive(ctx: Context) -> Iterator[Hit]:
     "no security option switches a confinement off (seccomp=unconfined, apparmor=unconfined, label=disable, "
     "systempaths=unconfined, no-new-privileges=false)",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def security_opt_unconfined(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
@@ -127,6 +131,7 @@ def security_opt_unconfined(ctx: Context) -> Iterator[Hit]:
     "ipc: host shares the host's IPC namespace (agents refuse it unless their [agent.admission] ipc_modes allows "
     "it)",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def host_ipc(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
@@ -144,6 +149,7 @@ def host_ipc(ctx: Context) -> Iterator[Hit]:
     "networkMode host (the default) gives the container the host's network: every port and loopback service of "
     "the host; choose bridge or none where the app needs neither",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def host_network(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
@@ -163,6 +169,7 @@ def host_network(ctx: Context) -> Iterator[Hit]:
     "cameras that pass a host device into the container (a USB camera's /dev/videoN, a CSI camera's Argus socket); "
     "the node's agent must allow it ([agent.admission] devices / bind_sources)",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def host_devices(ctx: Context) -> Iterator[Hit]:
     for name, res in ctx.resolved_instances:
@@ -212,6 +219,7 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     "credentials.secretRef, its {secretRef: …} values); one written by hand anywhere else is refused",
     relaxable=False,
     category=SECURITY,
+    scope=INSTANCE,
 )
 def secret_scope(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
@@ -225,6 +233,8 @@ def secret_scope(ctx: Context) -> Iterator[Hit]:
                 "writes the placeholder where it belongs",
                 ctx.fleet.source("DsInstance", name, "spec", *path),
             )
+    if ctx.per_instance:
+        return  # the profiles are checked with the fleet (the rule's instance part is kept per instance)
     for name, prof in sorted(ctx.fleet.profiles.items()):
         dumped = prof.spec.model_dump(mode="json", by_alias=True)
         if "${secret:" not in str(dumped):
@@ -243,6 +253,7 @@ def secret_scope(ctx: Context) -> Iterator[Hit]:
     "a secret env variable X reaches the container as the file named by X_FILE (/run/secrets/X): X_FILE is not "
     "set as well, and no mount of the instance covers /run/secrets",
     category=SECURITY,
+    scope=INSTANCE,
 )
 def env_secret_file(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:

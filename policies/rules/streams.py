@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import Context, Hit, rule
+from dsfleet.policies.registry import INSTANCE, Context, Hit, rule
 from dsfleet.schemas.findings import SourceRef, plural
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity
 from dsfleet.schemas.streamapi import max_batch_size, rest_port
@@ -41,7 +41,7 @@ def _limit_at(ctx: Context, name: str, settings: dict[str, Any]) -> SourceRef | 
 
 
 @rule("stream-batch-limit", E, "an nvmultiurisrcbin instance has at most max-batch-size cameras (DeepStream "
-      "refuses a stream past it)", relaxable=False, category="deepstream")  # fmt: skip
+      "refuses a stream past it)", relaxable=False, category="deepstream", scope=INSTANCE)  # fmt: skip
 def stream_batch_limit(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         settings = _settings(spec)
@@ -61,7 +61,7 @@ def stream_batch_limit(ctx: Context) -> Iterator[Hit]:
 
 @rule("stream-batch-headroom", W, "an instance served by the stream REST API leaves room in max-batch-size for "
       "the cameras the Policy wants to add without a restart", params={"cameras": 1},
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=INSTANCE)  # fmt: skip
 def stream_batch_headroom(ctx: Context) -> Iterator[Hit]:
     wanted = ctx.param("stream-batch-headroom", "cameras", 1)
     if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted <= 0:
@@ -107,7 +107,7 @@ def stream_api_port(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("stream-api-exposed", W, "the stream REST API (no authentication) is not reachable beyond the host",
-      category="security")  # fmt: skip
+      category="security", scope=INSTANCE)  # fmt: skip
 def stream_api_exposed(ctx: Context) -> Iterator[Hit]:
     for name, spec in ctx.apps:
         settings = _settings(spec)

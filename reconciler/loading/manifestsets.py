@@ -8,6 +8,7 @@ re-reads only what changed.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,17 +127,70 @@ def _ignore_rules(
     rules.append(("" if base == "." else base + "/", compile_patterns(lines)))
 
 
+RACY_NS = 2_000_000_000
+"""A file or directory changed this recently may change again within the same tick of the file system's clock
+without its mtime moving, so its stat vouches for nothing yet (git's "racy" entries): it is looked at again next
+time."""
+UNTRUSTED = (-1, -1, -1)
+
+
+def _stat_key(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def _trusted(key: tuple[int, int, int] | None, now_ns: int) -> tuple[int, int, int] | None:
+    return UNTRUSTED if key is not None and now_ns - key[0] < RACY_NS else key
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """What :func:`discover` found, and what it read to find it: every directory it listed and every
+    ``.dsfleetignore`` it read, with their (mtime, inode, size) then. As long as none of those changed, the same
+    walk finds the same files (a directory's mtime changes whenever a name in it is added, removed or renamed)."""
+
+    key: tuple[Any, ...]
+    files: tuple[ManifestFile, ...]
+    findings: tuple[Finding, ...]
+    read: tuple[tuple[str, tuple[int, int, int] | None], ...]
+
+    def still_valid(self, key: tuple[Any, ...]) -> bool:
+        return key == self.key and all(_stat_key(path) == stat for path, stat in self.read)
+
+
 def discover(
-    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str] = ()
+    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str] = (), cache: ManifestCache | None = None
 ) -> tuple[list[ManifestFile], list[Finding]]:
     """Every ``*.yaml``/``*.yml`` under ``paths`` (sorted; dot-directories skipped; symlinks leaving a root refused;
-    files matched by a ``.dsfleetignore`` (gitignore syntax) or an ``exclude`` pattern left out)."""
+    files matched by a ``.dsfleetignore`` (gitignore syntax) or an ``exclude`` pattern left out). With ``cache``,
+    the last walk's result is taken when no directory it listed changed (one ``stat`` per directory)."""
+    key = (tuple(os.fspath(p) for p in paths), tuple(exclude), os.getcwd())
+    last = cache.discovered if cache is not None else None
+    if last is not None and last.still_valid(key):
+        return list(last.files), list(last.findings)
+    read: list[str] = []
+    files, findings = _discover(paths, exclude, read)
+    if cache is not None:
+        now = time.time_ns()
+        stats = tuple((path, _trusted(_stat_key(path), now)) for path in read)
+        cache.discovered = Discovered(key, tuple(files), tuple(findings), stats)
+    return files, findings
+
+
+def _discover(
+    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str], read: list[str]
+) -> tuple[list[ManifestFile], list[Finding]]:
+    """:func:`discover`'s walk; ``read`` gets every directory listed and ignore file read."""
     excluded = compile_patterns(exclude)
     files: list[ManifestFile] = []
     findings: list[Finding] = []
     seen: set[Path] = set()
     for raw in paths:
         root = Path(raw)
+        read.append(str(root))  # the root itself: a path that appears, or a file given that is replaced
         if not root.exists():
             findings.append(_file_finding(str(root), "manifest-path", "no such file or directory"))
             continue
@@ -149,8 +203,10 @@ def discover(
         real_root = root.resolve()
         rules: list[tuple[str, tuple[Pattern, ...]]] = []
         for dirpath, dirnames, filenames, links in _walk(str(root)):
+            read.append(dirpath)
             here = Path(dirpath)
             if IGNORE_FILE in filenames:
+                read.append(os.path.join(dirpath, IGNORE_FILE))
                 _ignore_rules(root, here, rules, findings)
             scoped = [*rules, ("", excluded)]
             prefix = here.relative_to(root).as_posix()
@@ -376,6 +432,10 @@ class ManifestCache:
         self._entries: dict[tuple[str, str], ParsedFile] = {}
         self._stats: dict[str, tuple[tuple[int, int, int], ParsedFile]] = {}
         self._max = max_entries
+        self.discovered: Discovered | None = None
+        """The last walk of :func:`discover` through this cache."""
+        self.located: dict[int, tuple[Finding, Finding]] = {}
+        """The findings the last :func:`locate_findings` through this cache located (see there)."""
 
     def get(self, display: str, digest: str) -> ParsedFile | None:
         return self._entries.get((display, digest))
@@ -393,6 +453,9 @@ class ManifestCache:
         return None
 
     def remember_stat(self, display: str, stat: os.stat_result, parsed: ParsedFile) -> None:
+        if time.time_ns() - stat.st_mtime_ns < RACY_NS:  # too fresh to vouch for its content (see RACY_NS)
+            self._stats.pop(display, None)
+            return
         self._stats[display] = ((stat.st_size, stat.st_mtime_ns, stat.st_ino), parsed)
 
 
@@ -520,11 +583,15 @@ def locate_findings(
     findings: Iterable[Finding],
     texts: dict[str, str],
     memo: Mapping[str, dict[tuple[int, tuple[PathItem, ...], bool], tuple[int, int]]] | None = None,
+    located: dict[int, tuple[Finding, Finding]] | None = None,
 ) -> list[Finding]:
     """Fill in line/column from the YAML text for findings that only have a source path; sort them.
 
     Locating parses the file again with the round-trip loader (slow); ``memo`` (per file, kept with an unchanged
-    file's parse) remembers what was found, so the same warnings on unchanged files cost nothing next time."""
+    file's parse) remembers what was found, so the same warnings on unchanged files cost nothing next time.
+    ``located`` (kept by a long-running caller) maps a finding object given again to its located copy: a finding
+    is given again only while the documents it was found in are unchanged (an unchanged file's parse findings, a
+    kept rule hit's finding: :class:`dsfleet.policies.engine.HitMemo`), so its place is too."""
     locators: dict[str, Locator] = {}
 
     def resolve(source: SourceRef | None, key: bool) -> Location | None:
@@ -547,14 +614,27 @@ def locate_findings(
         return Location(file=source.file, line=line, column=col)
 
     out: list[Finding] = []
+    fresh: dict[int, tuple[Finding, Finding]] = {}
     for f in findings:
+        if located is not None:
+            known = located.get(id(f))
+            if known is not None and known[0] is f:
+                fresh[id(f)] = known
+                out.append(known[1])
+                continue
         key = f.rule in KEY_RULES
         location = f.location or resolve(f.source, key)
         notes = tuple(
             n if n.location is not None else n.model_copy(update={"location": resolve(n.source, key)})
             for n in f.notes
         )
-        out.append(f.model_copy(update={"location": location, "notes": notes}))
+        copy = f.model_copy(update={"location": location, "notes": notes})
+        out.append(copy)
+        if located is not None:
+            fresh[id(f)] = (f, copy)
+    if located is not None:  # what this call located, and nothing else (the rest may be gone)
+        located.clear()
+        located.update(fresh)
     out.sort(key=lambda f: (is_consequence(f), *f.sort_key()))
     return out
 
@@ -565,8 +645,9 @@ def load_manifests(
     cache: ManifestCache | None = None,
     run_policies: bool = True,
 ) -> LoadedManifests:
-    """Discover, parse, validate, check policies and locate every finding."""
-    files, findings = discover(paths, limits.exclude)
+    """Discover, parse, validate, check policies and locate every finding (``run_policies=False``: neither checked
+    nor located; the caller checks the rules and locates everything at once)."""
+    files, findings = discover(paths, limits.exclude, cache)
     parsed, read_findings = read_files(files, limits, cache)
     findings.extend(read_findings)
     for _display_name, pf in parsed:
@@ -585,7 +666,7 @@ def load_manifests(
     )
     return LoadedManifests(
         fleet=fleet,
-        findings=locate_findings(findings, texts, memo),
+        findings=locate_findings(findings, texts, memo) if run_policies else findings,
         files=[display for display, _ in parsed],
         digest=digest,
         texts=texts,

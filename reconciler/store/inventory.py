@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -12,6 +13,44 @@ from sqlalchemy.engine import Connection
 from dsfleet.reconciler.store.database import StoreBase
 from dsfleet.reconciler.store.schema import CAMERAS, INSTANCES, NODES
 from dsfleet.reconciler.store.values import CameraRow, InstanceRow, NodeRow, StoredInventory, _to_utc
+
+Row = TypeVar("Row", NodeRow, InstanceRow, CameraRow)
+
+
+@dataclass
+class _Delta(Generic[Row]):
+    added: list[Row]
+    updated: list[Row]
+    gone: list[str]
+
+
+def _delta(want: Sequence[Row], have: Sequence[Row]) -> _Delta[Row]:
+    """Rows of ``want`` not in ``have`` (by name), rows that differ from their namesake, names only in ``have``."""
+    by_name = {row.name: row for row in have}
+    added: list[Row] = []
+    updated: list[Row] = []
+    for row in want:
+        old = by_name.pop(row.name, None)
+        if old is None:
+            added.append(row)
+        elif old is not row and old != row:
+            updated.append(row)
+    return _Delta(added, updated, list(by_name))
+
+
+def _write(
+    conn: Connection,
+    table: sa.Table,
+    delta: _Delta[Row],
+    columns: Callable[[Row], dict[str, Any]],
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    if delta.added:
+        conn.execute(
+            table.insert(), [{"name": r.name, **(defaults or {}), **columns(r)} for r in delta.added]
+        )
+    for row in delta.updated:
+        conn.execute(table.update().where(table.c.name == row.name).values(**columns(row)))
 
 
 class InventoryMixin(StoreBase):
@@ -61,58 +100,63 @@ class InventoryMixin(StoreBase):
         return gone if defer_deletes else []
 
     @staticmethod
-    def _inventory_tables(rows: StoredInventory) -> dict[str, dict[str, dict[str, Any]]]:
+    def _node_columns(n: NodeRow) -> dict[str, Any]:
+        return {
+            "node_id": n.node_id,
+            "hostname": n.hostname or n.name,
+            "labels": dict(n.labels),
+            "capacity": n.capacity,
+            "gpus": list(n.gpus),
+            "deleted": False,
+        }
+
+    @staticmethod
+    def _instance_columns(i: InstanceRow) -> dict[str, Any]:
+        return {
+            "node": i.node,
+            "gpu": i.gpu,
+            "image": i.image,
+            "layout": i.layout,
+            "app_type": i.app_type,
+            "profile": i.profile,
+            "paused": i.paused,
+            "camera_count": i.camera_count,
+            "spec_hash": i.spec_hash,
+            "files_hash": i.files_hash,
+            "config_hash": i.config_hash,
+        }
+
+    @staticmethod
+    def _camera_columns(c: CameraRow) -> dict[str, Any]:
+        return {
+            "camera_id": c.camera_id,
+            "url": c.url,
+            "secret_ref": c.secret_ref,
+            "encoding": c.encoding,
+            "type": c.type,
+            "width": c.width,
+            "height": c.height,
+            "labels": dict(c.labels),
+            "instance": c.instance,
+        }
+
+    @classmethod
+    def _inventory_tables(cls, rows: StoredInventory) -> dict[str, dict[str, dict[str, Any]]]:
         """Inventory rows as the columns each table stores, by row name."""
         return {
-            "nodes": {
-                n.name: {
-                    "node_id": n.node_id,
-                    "hostname": n.hostname or n.name,
-                    "labels": dict(n.labels),
-                    "capacity": n.capacity,
-                    "gpus": list(n.gpus),
-                    "deleted": False,
-                }
-                for n in rows.nodes
-            },
-            "instances": {
-                i.name: {
-                    "node": i.node,
-                    "gpu": i.gpu,
-                    "image": i.image,
-                    "layout": i.layout,
-                    "app_type": i.app_type,
-                    "profile": i.profile,
-                    "paused": i.paused,
-                    "camera_count": i.camera_count,
-                    "spec_hash": i.spec_hash,
-                    "files_hash": i.files_hash,
-                    "config_hash": i.config_hash,
-                }
-                for i in rows.instances
-            },
-            "cameras": {
-                c.name: {
-                    "camera_id": c.camera_id,
-                    "url": c.url,
-                    "secret_ref": c.secret_ref,
-                    "encoding": c.encoding,
-                    "type": c.type,
-                    "width": c.width,
-                    "height": c.height,
-                    "labels": dict(c.labels),
-                    "instance": c.instance,
-                }
-                for c in rows.cameras
-            },
+            "nodes": {n.name: cls._node_columns(n) for n in rows.nodes},
+            "instances": {i.name: cls._instance_columns(i) for i in rows.instances},
+            "cameras": {c.name: cls._camera_columns(c) for c in rows.cameras},
         }
 
     @classmethod
     def _replace_inventory(
         cls, conn: Connection, rows: StoredInventory, base: StoredInventory | None = None
     ) -> None:
+        if base is not None:
+            cls._replace_inventory_delta(conn, rows, base)
+            return
         want = cls._inventory_tables(rows)
-        have = cls._inventory_tables(base) if base is not None else None
         cls._sync_table(  # always read: soft-deleted nodes stay in the table, unlike in any inventory
             conn,
             NODES,
@@ -121,16 +165,37 @@ class InventoryMixin(StoreBase):
             insert_defaults={"online": False},
         )
         # cameras refer to instances: add instances first, drop the old ones only after the cameras moved
-        stale_instances = cls._sync_table(
-            conn,
-            INSTANCES,
-            want["instances"],
-            current=have["instances"] if have else None,
-            defer_deletes=True,
-        )
-        cls._sync_table(conn, CAMERAS, want["cameras"], current=have["cameras"] if have else None)
+        stale_instances = cls._sync_table(conn, INSTANCES, want["instances"], defer_deletes=True)
+        cls._sync_table(conn, CAMERAS, want["cameras"])
         if stale_instances:
             conn.execute(INSTANCES.delete().where(INSTANCES.c.name.in_(stale_instances)))
+
+    @classmethod
+    def _replace_inventory_delta(cls, conn: Connection, rows: StoredInventory, base: StoredInventory) -> None:
+        """:meth:`_replace_inventory` when the tables hold ``base`` (the inventory the last accepted revision
+        stored): only the rows that differ from it are turned into columns and written, the rest are compared as
+        objects (the caller keeps unchanged rows as the very same objects, so most compare by identity)."""
+        nodes = _delta(rows.nodes, base.nodes)
+        instances = _delta(rows.instances, base.instances)
+        cameras = _delta(rows.cameras, base.cameras)
+        if nodes.added:  # a node deleted earlier is still in the table (soft-deleted): it comes back
+            names = [n.name for n in nodes.added]
+            back = set(conn.execute(sa.select(NODES.c.name).where(NODES.c.name.in_(names))).scalars())
+            nodes.updated.extend(n for n in nodes.added if n.name in back)
+            nodes.added = [n for n in nodes.added if n.name not in back]
+        if nodes.gone:
+            conn.execute(
+                NODES.update()
+                .where(NODES.c.name.in_(nodes.gone), NODES.c.deleted.is_(False))
+                .values(deleted=True)
+            )
+        _write(conn, NODES, nodes, cls._node_columns, {"online": False})
+        _write(conn, INSTANCES, instances, cls._instance_columns)
+        _write(conn, CAMERAS, cameras, cls._camera_columns)
+        if cameras.gone:
+            conn.execute(CAMERAS.delete().where(CAMERAS.c.name.in_(cameras.gone)))
+        if instances.gone:  # after the cameras that referred to them moved or went
+            conn.execute(INSTANCES.delete().where(INSTANCES.c.name.in_(instances.gone)))
 
     # ---- inventory
 

@@ -118,7 +118,9 @@ class RevisionsMixin(InventoryMixin):
             if change.node in seen:
                 raise ValueError(f"node {change.node} changed twice in one revision")
             seen.add(change.node)
-        rows = StoredInventory.of(inventory) if inventory is not None else None
+        # the base was checked when it was stored; its rows given again are the same objects
+        known = StoredInventory.of(inventory_base[1], trusted=True) if inventory_base is not None else None
+        rows = StoredInventory.of(inventory, checked=known) if inventory is not None else None
         created_at = _to_utc(rev.created_at)
         generations: dict[str, int] = {}
         outbox_ids: list[int] = []
@@ -146,7 +148,7 @@ class RevisionsMixin(InventoryMixin):
                         )
                     ).scalar()
                     if last == inventory_base[0]:
-                        base = StoredInventory.of(inventory_base[1])
+                        base = known
                 self._replace_inventory(conn, rows, base)
             for key, make in (states or {}).items():
                 self._put_sync_state(conn, key, make(revision_id), created_at)

@@ -217,13 +217,18 @@ class StoredInventory:
     instances: tuple[InstanceRow, ...] = ()
 
     @classmethod
-    def of(cls, inventory: Inventory) -> StoredInventory:
-        """Coerce mapping rows to dataclasses; refuse a camera URL that carries credentials."""
+    def of(
+        cls, inventory: Inventory, checked: StoredInventory | None = None, *, trusted: bool = False
+    ) -> StoredInventory:
+        """Coerce mapping rows to dataclasses; refuse a camera URL that carries credentials (``checked``: an
+        inventory already checked so, whose very camera rows are not checked again; ``trusted``: check none, the
+        inventory was checked when it was stored)."""
         nodes = tuple(_coerce(NodeRow, r) for r in inventory.nodes)
         cameras = tuple(_coerce(CameraRow, r) for r in inventory.cameras)
         instances = tuple(_coerce(InstanceRow, r) for r in inventory.instances)
-        for camera in cameras:
-            if url_has_credentials(camera.url):
+        known = {id(c) for c in checked.cameras} if checked is not None else set()
+        for camera in () if trusted else cameras:
+            if id(camera) not in known and url_has_credentials(camera.url):
                 raise PermanentStoreError(
                     f"camera {camera.name}: url carries credentials; the store keeps credentials-free URLs "
                     "only (use credentials.secretRef)"
