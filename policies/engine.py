@@ -10,12 +10,22 @@ severity) needs a ``reason``; some rules (secrets) cannot be relaxed at all. A s
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from typing import Any
 
-from dsfleet.policies.registry import INSTANCE, REGISTRY, Context, Hit, Rule, load_rules
+from dsfleet.policies.registry import (
+    FLEET,
+    INSTANCE,
+    PARTITIONED,
+    REGISTRY,
+    Context,
+    Hit,
+    Part,
+    Rule,
+    load_rules,
+)
 from dsfleet.resolution.instances import GieMemo, ResolvedInstance, all_profile_values, resolve_instance
 from dsfleet.schemas.findings import Finding, Note, Severity, SourceRef
 from dsfleet.schemas.fleet import Fleet
@@ -175,6 +185,27 @@ def resolve_all(fleet: Fleet) -> dict[str, ResolvedInstance]:
     }
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the last evaluation through a :class:`HitMemo`: the instances whose resolution or
+    instance-scoped inputs may differ, and per kind the names of the documents that are not the very objects of
+    the last fleet (added, changed or removed)."""
+
+    instances: frozenset[str]
+    documents: Mapping[str, frozenset[str]]
+
+
+@dataclass
+class PartMemo:
+    """One :data:`dsfleet.policies.registry.PARTITIONED` rule's parts: which documents are in which part, and each
+    part's hits (parts without hits left out)."""
+
+    of: dict[tuple[str, str], tuple[Part, ...]] = field(default_factory=dict)
+    """(kind, name) → the parts the document is in."""
+    members: dict[Part, set[tuple[str, str]]] = field(default_factory=dict)
+    hits: dict[Part, tuple[Hit, ...]] = field(default_factory=dict)
+
+
 Kept = tuple[tuple[Hit, str | None], ...]
 """An instance's hits of one rule, each with the name of the instance it is about for rule scoping (``match``):
 the instance itself when the hit points into its document or names it, else none (a hit in its profile)."""
@@ -194,18 +225,22 @@ class HitMemo:
     """The finding each kept hit gave last time, by the hit's id (the hit is kept with it, so the id is not reused
     meanwhile), with its severity: the same hit at the same severity is the same finding."""
     digest: str = ""
-    """What every kept hit also depends on: the enabled instance-scoped rules and every rule's parameters."""
+    """What every kept hit also depends on: the enabled instance-scoped and partitioned rules and every rule's
+    parameters."""
     checked: int = 0
     """Instances checked by the last evaluation (the rest were kept)."""
     refer_by_name: set[str] = field(default_factory=set)
     """Instances with a reference to a document that is not there: their hits name the nearest names of the whole
     fleet, so they are checked again every time."""
+    parts: dict[str, PartMemo] = field(default_factory=dict)
+    """Per :data:`dsfleet.policies.registry.PARTITIONED` rule, its parts and their hits."""
 
     def clear(self) -> None:
         self.hits.clear()
         self.by_rule.clear()
         self.findings.clear()
         self.refer_by_name.clear()
+        self.parts.clear()
 
     def put(self, name: str, found: dict[str, Kept]) -> None:
         old = self.hits.pop(name, None)
@@ -229,7 +264,7 @@ BY_NAME = frozenset({"instance-camera-exists", "instance-node-exists", "instance
 
 
 def _memo_digest(settings: dict[str, EffectiveSetting]) -> str:
-    enabled = [rid for rid, known in REGISTRY.items() if known.scope == INSTANCE and settings[rid].enabled]
+    enabled = [rid for rid, known in REGISTRY.items() if known.scope != FLEET and settings[rid].enabled]
     params = {rid: s.params for rid, s in sorted(settings.items())}
     return json.dumps([enabled, params], sort_keys=True, default=repr)
 
@@ -268,15 +303,17 @@ def evaluate(
     fleet: Fleet,
     resolved: dict[str, ResolvedInstance] | None = None,
     memo: HitMemo | None = None,
-    changed: Collection[str] | None = None,
+    changes: Changes | None = None,
 ) -> list[Finding]:
     """Every enabled rule over the fleet → findings (unsorted; the loader adds locations and sorts).
 
-    With ``memo``, the instance-scoped rules are checked one instance at a time and their hits kept there; when
-    ``changed`` is given as well (and the rules' settings are those of the memo), only the instances it names
-    (and those the memo does not know) are checked again: the caller vouches that nothing an unnamed instance's
-    hits depend on changed (:data:`dsfleet.policies.registry.INSTANCE`). Either way the findings are those of
-    checking every rule over the whole fleet, in the same order."""
+    With ``memo``, the instance-scoped rules are checked one instance at a time, the partitioned rules one part
+    at a time, and their hits kept there; when ``changes`` is given as well (and the rules' settings are those of
+    the memo), only the instances it names and the parts its documents were or are in are checked again: the
+    caller vouches that nothing else changed (:data:`dsfleet.policies.registry.INSTANCE`,
+    :data:`dsfleet.policies.registry.PARTITIONED`). Either way the findings are those of checking every rule over
+    the whole fleet (a partitioned rule's findings in the order of its parts; the loader sorts them all)."""
+    changed = changes.instances if changes is not None else None
     settings, findings = effective_settings(fleet)
     ctx = Context(
         fleet=fleet,
@@ -296,6 +333,9 @@ def evaluate(
             todo = {n for n in changed if n in ctx.resolved}
         _instance_hits(ctx, sorted(todo), scoped, memo)
         memo.checked = len(todo)
+        for known in REGISTRY.values():
+            if known.scope == PARTITIONED and settings[known.id].enabled:
+                _part_hits(ctx, known, memo.parts.setdefault(known.id, PartMemo()), changes)
     rest = Context(fleet, {}, ctx.params)
     documents: dict[tuple[str, int], tuple[str, str]] | None = None
     for rule_id, known in REGISTRY.items():
@@ -305,6 +345,9 @@ def evaluate(
         if memo is not None and known.scope == INSTANCE:
             findings.extend(_kept_findings(memo, fleet, rule_id, setting, known.once))
             hits: Iterable[Hit] = known.check(rest)  # what it checks besides the instances
+        elif memo is not None and known.scope == PARTITIONED:
+            part_memo = memo.parts[rule_id]
+            hits = [hit for part in sorted(part_memo.hits, key=repr) for hit in part_memo.hits[part]]
         else:
             hits = known.check(ctx)
         for hit in hits:
@@ -319,19 +362,88 @@ def evaluate(
     return findings
 
 
+def _part_hits(ctx: Context, known: Rule, memo: PartMemo, changes: Changes | None) -> None:
+    """Bring ``memo`` up to date: the parts the changed documents were or are in, checked again (all of them
+    when ``changes`` is None or the memo is new)."""
+    assert known.partitions is not None
+    partitions = known.partitions
+    fleet = ctx.fleet
+    tables: dict[str, Mapping[str, Any]] = {
+        "Camera": fleet.cameras,
+        "Node": fleet.nodes,
+        "InferenceProfile": fleet.profiles,
+        "DsInstance": ctx.resolved,
+    }
+    if changes is None or (not memo.of and not memo.members):
+        memo.of.clear()
+        memo.members.clear()
+        memo.hits.clear()
+        todo: dict[str, Collection[str]] = {kind: tables[kind].keys() for kind in partitions.kinds}
+    else:
+        todo = {kind: changes.documents.get(kind, frozenset()) for kind in partitions.kinds}
+        if "DsInstance" in todo:
+            todo["DsInstance"] = {*todo["DsInstance"], *changes.instances}
+    touched: set[Part] = set()
+    for kind, names in todo.items():
+        table = tables[kind]
+        for name in names:
+            key = (kind, name)
+            for part in memo.of.pop(key, ()):
+                touched.add(part)
+                members = memo.members.get(part)
+                if members is not None:
+                    members.discard(key)
+            doc = table.get(name)
+            if doc is None:
+                continue
+            parts = tuple(partitions.of(kind, name, doc))
+            memo.of[key] = parts
+            for part in parts:
+                touched.add(part)
+                memo.members.setdefault(part, set()).add(key)
+    for part in touched:
+        members = memo.members.get(part)
+        if not members:
+            memo.members.pop(part, None)
+            memo.hits.pop(part, None)
+            continue
+        view: dict[str, set[str]] = {}
+        for kind, name in members:
+            view.setdefault(kind, set()).add(name)
+        instances = view.pop("DsInstance", set())
+        one = Context(
+            fleet,
+            {name: ctx.resolved[name] for name in instances},
+            ctx.params,
+            view={kind: frozenset(names) for kind, names in view.items()},
+            part=part,
+        )
+        one._dumped = ctx._dumped
+        hits = tuple(known.check(one))
+        if hits:
+            memo.hits[part] = hits
+        else:
+            memo.hits.pop(part, None)
+
+
 def _kept_findings(
-    memo: HitMemo, fleet: Fleet, rule_id: str, setting: EffectiveSetting, once: bool
+    memo: HitMemo,
+    fleet: Fleet,
+    rule_id: str,
+    setting: EffectiveSetting,
+    once: Callable[[Hit], Hashable] | None,
 ) -> Iterator[Finding]:
     """An instance-scoped rule's findings from its kept hits, as one check over the fleet yields them: each
     instance's, by instance name (a ``once`` rule's repeats left out)."""
-    seen: set[tuple[str, SourceRef | None]] = set()
+    seen: set[Hashable] = set()
     cache = memo.findings
     for name in sorted(memo.by_rule.get(rule_id, ())):
         for hit, subject in memo.hits[name][rule_id]:
-            if once:
-                if (hit.message, hit.source) in seen:
+            if once is not None:
+                same = once(hit)
+                if same in seen:
                     continue
-                seen.add((hit.message, hit.source))
+                seen.add(same)
             level = setting.severity
             if setting.scoped:
                 level = setting.severity_for(fleet.instances.get(subject) if subject is not None else None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,19 +17,32 @@ from dsfleet.resolution.instances import ResolvedInstance
 from dsfleet.schemas.deepstream import DeepStreamKeys
 from dsfleet.schemas.findings import Note, SourceRef
 from dsfleet.schemas.fleet import Fleet
-from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, DsInstance, RuleSeverity
+from dsfleet.schemas.manifests import (
+    Camera,
+    DeepstreamAppInstanceSpec,
+    DsInstance,
+    InferenceProfile,
+    Node,
+    RuleSeverity,
+)
 
 __all__ = [
     "FLEET",
     "INSTANCE",
+    "PARTITIONED",
     "REGISTRY",
     "Check",
     "Context",
     "Hit",
+    "Part",
+    "Partitions",
     "Rule",
     "did_you_mean",
+    "each_document",
     "load_rules",
     "rule",
+    "same_finding",
+    "same_place",
 ]
 
 INSTANCE = "instance"
@@ -39,8 +52,31 @@ checks such a rule one instance at a time and keeps each instance's hits until o
 (:func:`dsfleet.policies.engine.evaluate`). Such a rule walks the instances only through :attr:`Context.instances`,
 :attr:`Context.resolved_instances`, :attr:`Context.apps` or :attr:`Context.resolved`; what it checks besides them
 (documents of other kinds) it checks only when :attr:`Context.per_instance` is false."""
+PARTITIONED = "partitioned"
+"""The scope of a rule over several documents whose inputs split into independent parts (:class:`Partitions`):
+cameras by ``cameraId``, the instances on one node, one camera's users. The engine keeps each part's hits and
+checks again only the parts a change touched. Such a rule walks documents only through :attr:`Context.cameras`,
+:attr:`Context.nodes`, :attr:`Context.profiles` and the instance views (restricted to one part), and keeps to
+:attr:`Context.part` where a document belongs to several parts."""
 FLEET = "fleet"
 """The scope of every other rule: checked over the whole fleet on every evaluation."""
+
+Part = Hashable
+"""The key of one part of a :data:`PARTITIONED` rule's inputs."""
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """How a :data:`PARTITIONED` rule's inputs split: ``of(kind, name, document)`` → the parts a document of one
+    of ``kinds`` belongs to, read from that document alone (an instance is given resolved: its cameras)."""
+
+    kinds: frozenset[str]
+    of: Callable[[str, str, Any], Iterable[Part]]
+
+
+def each_document(kinds: Iterable[str]) -> Partitions:
+    """Every document of ``kinds`` its own part (a rule whose hits about a document depend on it alone)."""
+    return Partitions(frozenset(kinds), lambda kind, name, _doc: ((kind, name),))
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
@@ -80,6 +116,10 @@ class Context:
     per_instance: bool = False
     """True when ``resolved`` holds one instance whose instance-scoped hits are wanted (see :data:`INSTANCE`): such
     a rule then leaves out what is not about that instance."""
+    view: Mapping[str, frozenset[str]] | None = None
+    """Kind → the names of the documents of one part of a :data:`PARTITIONED` rule (None: every document)."""
+    part: Part | None = None
+    """The part being checked (see :data:`PARTITIONED`)."""
     _dumped: dict[int, tuple[DeepStreamKeys, dict[str, Any]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -94,6 +134,26 @@ class Context:
     def instances(self) -> list[tuple[str, DsInstance]]:
         """The fleet's instances by name (those of :attr:`resolved`: every instance, or the one checked)."""
         return [(name, self.fleet.instances[name]) for name in sorted(self.resolved)]
+
+    def _documents(self, kind: str, table: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        if self.view is None:
+            return sorted(table.items())
+        return [(name, table[name]) for name in sorted(self.view.get(kind, ())) if name in table]
+
+    @cached_property
+    def cameras(self) -> list[tuple[str, Camera]]:
+        """The fleet's cameras by name (those of the part checked: :attr:`view`)."""
+        return self._documents("Camera", self.fleet.cameras)
+
+    @cached_property
+    def nodes(self) -> list[tuple[str, Node]]:
+        """The fleet's nodes by name (those of the part checked: :attr:`view`)."""
+        return self._documents("Node", self.fleet.nodes)
+
+    @cached_property
+    def profiles(self) -> list[tuple[str, InferenceProfile]]:
+        """The fleet's inference profiles by name (those of the part checked: :attr:`view`)."""
+        return self._documents("InferenceProfile", self.fleet.profiles)
 
     @cached_property
     def resolved_instances(self) -> list[tuple[str, ResolvedInstance]]:
@@ -120,6 +180,16 @@ class Context:
 Check = Callable[[Context], Iterable[Hit]]
 
 
+def same_finding(hit: Hit) -> Hashable:
+    """Two hits are one finding when message and place are the same (a profile's problem, found per instance)."""
+    return (hit.message, hit.source)
+
+
+def same_place(hit: Hit) -> Hashable:
+    """Two hits are one finding when they point at the same place (the first instance's message is kept)."""
+    return hit.source
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
@@ -130,10 +200,13 @@ class Rule:
     relaxable: bool = True
     category: str = "fleet"
     scope: str = FLEET
-    """:data:`INSTANCE` or :data:`FLEET`."""
-    once: bool = False
+    """:data:`INSTANCE`, :data:`PARTITIONED` or :data:`FLEET`."""
+    partitions: Partitions | None = None
+    """How a :data:`PARTITIONED` rule's inputs split."""
+    once: Callable[[Hit], Hashable] | None = None
     """An instance-scoped rule that reports a finding several instances share (a profile's) once: the engine
-    drops a hit equal in message and place to one already reported."""
+    drops a hit whose ``once(hit)`` equals that of one already reported (:func:`same_finding`,
+    :func:`same_place`), as the rule does over the whole fleet."""
 
 
 REGISTRY: dict[str, Rule] = {}
@@ -148,15 +221,29 @@ def rule(
     relaxable: bool = True,
     category: str = "fleet",
     scope: str = FLEET,
-    once: bool = False,
+    once: Callable[[Hit], Hashable] | None = None,
+    partitions: Partitions | None = None,
 ) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         if rule_id in REGISTRY:
             raise ValueError(f"rule {rule_id} registered twice")
-        if scope not in (INSTANCE, FLEET) or (once and scope != INSTANCE):
-            raise ValueError(f"rule {rule_id}: scope {scope!r}, once={once}")
+        if (
+            scope not in (INSTANCE, PARTITIONED, FLEET)
+            or (once is not None and scope != INSTANCE)
+            or ((partitions is None) != (scope != PARTITIONED))
+        ):
+            raise ValueError(f"rule {rule_id}: scope {scope!r}, once={once}, partitions={partitions}")
         REGISTRY[rule_id] = Rule(
-            rule_id, severity, description, fn, dict(params or {}), relaxable, category, scope, once
+            rule_id,
+            severity,
+            description,
+            fn,
+            dict(params or {}),
+            relaxable,
+            category,
+            scope=scope,
+            partitions=partitions,
+            once=once,
         )
         return fn
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from dsfleet.policies.engine import Changes
 from dsfleet.reconciler.compiling.desired import CompileCache, DesiredState, desired_state
 from dsfleet.reconciler.loading.gitinfo import git_info
 from dsfleet.reconciler.loading.manifestsets import ManifestCache
@@ -48,6 +50,7 @@ from dsfleet.reconciler.store import (
 from dsfleet.reconciler.store.values import ROLLBACK_PIN, HeldByPin
 from dsfleet.reconciler.views import finding_json
 from dsfleet.resolution.instances import ResolvedInstance
+from dsfleet.schemas.fleet import Fleet
 from dsfleet.schemas.manifests import Camera, Node
 from dsfleet.schemas.nodeconfigs import InstanceConfig, NodeConfig
 from dsfleet.schemas.wire import Signer, agent_config_record
@@ -103,11 +106,8 @@ class Caches:
     compiled: CompileCache = field(default_factory=CompileCache)
     inventory: tuple[int, Inventory] | None = None
     """The inventory the last revision applied from here stored, with that revision's id."""
-    camera_rows: dict[tuple[int, str | None], tuple[Camera, CameraRow]] = field(default_factory=dict)
-    node_rows: dict[str, tuple[Node, NodeRow]] = field(default_factory=dict)
-    instance_rows: dict[str, tuple[ResolvedInstance, InstanceConfig | None, InstanceRow]] = field(
-        default_factory=dict
-    )
+    rows: InventoryRows | None = None
+    """The inventory rows the last apply made (see :func:`inventory`)."""
 
 
 def agent_config_encoder(
@@ -171,52 +171,112 @@ def _instance_row(name: str, res: ResolvedInstance, comp: InstanceConfig | None)
     )
 
 
+@dataclass
+class InventoryRows:
+    """The rows :func:`inventory` made last, by name, for the fleet they were made for."""
+
+    fleet: Fleet
+    nodes: dict[str, NodeRow]
+    cameras: dict[str, CameraRow]
+    instances: dict[str, InstanceRow]
+    users: dict[str, set[str]]
+    """Camera → the instances whose resolution names it (the row's owner is the last of them by name)."""
+    cameras_of: dict[str, tuple[str, ...]]
+    """Instance → the cameras its resolution names."""
+    compiled: bool
+    """Whether the desired state was compiled (valid): the instances' rows carry their configs' hashes then."""
+
+
 def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     """The nodes, cameras and instances of a desired state, as the store's rows (never a credential). With
-    ``caches``, a row whose inputs are the very objects of the last call is that call's row (the store then
-    compares it by identity: :meth:`dsfleet.reconciler.store.inventory.InventoryMixin._replace_inventory`)."""
-    fleet = desired.fleet
-    owner_of = {cam: name for name, res in desired.resolved.items() for cam in res.cameras}
-    compiled = {i.name: i for c in (desired.configs or {}).values() for i in c.instances}
-    if caches is None:
-        return Inventory(
-            nodes=[_node_row(n) for n in fleet.nodes.values()],
-            cameras=[_camera_row(c, owner_of.get(c.name)) for c in fleet.cameras.values()],
-            instances=[
-                _instance_row(name, res, compiled.get(name)) for name, res in desired.resolved.items()
-            ],
-        )
-    nodes = []
-    node_rows = caches.node_rows
-    for n in fleet.nodes.values():
-        known = node_rows.get(n.name)
-        if known is None or known[0] is not n:
-            known = node_rows[n.name] = (n, _node_row(n))
-        nodes.append(known[1])
-    cameras = []
-    camera_rows = caches.camera_rows
-    for c in fleet.cameras.values():
-        owner = owner_of.get(c.name)
-        hit = camera_rows.get((id(c), owner))
-        if hit is None or hit[0] is not c:
-            hit = camera_rows[(id(c), owner)] = (c, _camera_row(c, owner))
-        cameras.append(hit[1])
-    instances = []
-    instance_rows = caches.instance_rows
-    for name, res in desired.resolved.items():
-        comp = compiled.get(name)
-        row = instance_rows.get(name)
-        if row is None or row[0] is not res or row[1] is not comp:
-            row = instance_rows[name] = (res, comp, _instance_row(name, res, comp))
-        instances.append(row[2])
-    for table, live in (
-        (camera_rows, fleet.cameras),
-        (node_rows, fleet.nodes),
-        (instance_rows, desired.resolved),
+    ``caches`` and a desired state that knows what changed since the fleet of the last call, only the rows of
+    what changed are made again; the others are that call's very objects (the store compares them by identity:
+    :meth:`dsfleet.reconciler.store.inventory.InventoryMixin._replace_inventory`)."""
+    last = caches.rows if caches is not None else None
+    if caches is not None:
+        caches.rows = None  # the delta updates the last rows' index in place: they are not kept on a failure
+    if (
+        last is not None
+        and desired.changes is not None
+        and desired.since is last.fleet
+        and last.compiled == (desired.configs is not None)
     ):
-        if len(table) > 2 * len(live) + 1000:
-            table.clear()  # rows of documents long gone
-    return Inventory(nodes=nodes, cameras=cameras, instances=instances)
+        rows = _rows_delta(desired, last, desired.changes)
+    else:
+        rows = _rows(desired)
+    if caches is not None:
+        caches.rows = rows
+    return Inventory(
+        nodes=list(rows.nodes.values()),
+        cameras=list(rows.cameras.values()),
+        instances=list(rows.instances.values()),
+    )
+
+
+def _compiled(desired: DesiredState, name: str) -> InstanceConfig | None:
+    res = desired.resolved.get(name)
+    node = res.instance.spec.node if res is not None else None
+    config = desired.configs.get(node) if desired.configs is not None and node is not None else None
+    return next((i for i in config.instances if i.name == name), None) if config is not None else None
+
+
+def _rows(desired: DesiredState) -> InventoryRows:
+    fleet = desired.fleet
+    users: dict[str, set[str]] = {}
+    for name, res in desired.resolved.items():
+        for cam in res.cameras:
+            users.setdefault(cam, set()).add(name)
+    compiled = {i.name: i for c in (desired.configs or {}).values() for i in c.instances}
+    return InventoryRows(
+        fleet=fleet,
+        nodes={n.name: _node_row(n) for n in fleet.nodes.values()},
+        cameras={c.name: _camera_row(c, _owner(users, c.name)) for c in fleet.cameras.values()},
+        instances={
+            name: _instance_row(name, res, compiled.get(name)) for name, res in desired.resolved.items()
+        },
+        users=users,
+        cameras_of={name: res.cameras for name, res in desired.resolved.items()},
+        compiled=desired.configs is not None,
+    )
+
+
+def _owner(users: Mapping[str, set[str]], camera: str) -> str | None:
+    names = users.get(camera)
+    return max(names) if names else None  # the last by name, as a pass over the instances in order finds
+
+
+def _rows_delta(desired: DesiredState, last: InventoryRows, changes: Changes) -> InventoryRows:
+    fleet = desired.fleet
+    nodes, cameras, instances = dict(last.nodes), dict(last.cameras), dict(last.instances)
+    users, cameras_of = last.users, last.cameras_of  # updated in place (see inventory)
+    for name in changes.documents.get("Node", ()):
+        node = fleet.nodes.get(name)
+        if node is None:
+            nodes.pop(name, None)
+        else:
+            nodes[name] = _node_row(node)
+    touched = set(changes.documents.get("Camera", ()))
+    for name in {*changes.instances, *changes.documents.get("DsInstance", ())}:
+        before = cameras_of.pop(name, ())
+        res = desired.resolved.get(name)
+        for cam in before:
+            users.get(cam, set()).discard(name)
+        if res is None:
+            instances.pop(name, None)
+        else:
+            cameras_of[name] = res.cameras
+            for cam in res.cameras:
+                users.setdefault(cam, set()).add(name)
+            instances[name] = _instance_row(name, res, _compiled(desired, name))
+        touched.update(before)
+        touched.update(res.cameras if res is not None else ())
+    for name in touched:
+        camera = fleet.cameras.get(name)
+        if camera is None:
+            cameras.pop(name, None)
+        else:
+            cameras[name] = _camera_row(camera, _owner(users, name))
+    return InventoryRows(fleet, nodes, cameras, instances, users, cameras_of, desired.configs is not None)
 
 
 def stored_configs(
@@ -256,6 +316,7 @@ def apply_manifests(
     handover_timeout: timedelta | None = None,
     sign: Signer | None = None,
     rollouts: bool = False,
+    hint: AbstractSet[str] | None = None,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
@@ -265,10 +326,16 @@ def apply_manifests(
     ``handover_timeout``: hold the configs of nodes that give cameras to other nodes (released by the caller
     once the targets run them, or this long after the apply); None: hold nothing. ``sign``: signs the outbox
     rows (the coordinator's key). ``rollouts``: run the fleet's ``Policy.spec.rollout`` (the coordinator, which
-    releases the held nodes wave by wave afterwards); False: every change goes out at once."""
+    releases the held nodes wave by wave afterwards); False: every change goes out at once. ``hint``: the real
+    paths a file watcher saw change since the last read through ``caches`` (see
+    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`)."""
     if desired is None:
         desired = desired_state(
-            paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+            paths,
+            caches.manifests if caches else None,
+            caches.compiled if caches else None,
+            limits=limits,
+            hint=hint,
         )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
     if skip_unchanged:
@@ -375,12 +442,18 @@ def plan_manifests(
     caches: Caches | None = None,
     limits: Limits = DEFAULT_LIMITS,
     desired: DesiredState | None = None,
+    hint: AbstractSet[str] | None = None,
 ) -> PlanResult:
     """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory);
-    ``desired``: the desired state of ``paths`` when the caller has just computed it."""
+    ``desired``: the desired state of ``paths`` when the caller has just computed it; ``hint``: as for
+    :func:`apply_manifests`."""
     if desired is None:
         desired = desired_state(
-            paths, caches.manifests if caches else None, caches.compiled if caches else None, limits=limits
+            paths,
+            caches.manifests if caches else None,
+            caches.compiled if caches else None,
+            limits=limits,
+            hint=hint,
         )
     if desired.configs is None:
         return PlanResult(desired, None)

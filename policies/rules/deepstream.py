@@ -10,7 +10,16 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import INSTANCE, Context, Hit, rule
+from dsfleet.policies.registry import (
+    INSTANCE,
+    PARTITIONED,
+    Context,
+    Hit,
+    each_document,
+    rule,
+    same_finding,
+    same_place,
+)
 from dsfleet.resolution.files import APP_CONFIG, dangling_paths
 from dsfleet.resolution.instances import (
     CCM_ALIGN,
@@ -94,7 +103,7 @@ def _problems(ctx: Context, rule_id: str) -> Iterator[Hit]:
     "instance overrides name GIEs of its profile",
     category="deepstream",
     scope=INSTANCE,
-    once=True,
+    once=same_finding,
 )
 def override_unknown_gie(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "override-unknown-gie")
@@ -106,7 +115,7 @@ def override_unknown_gie(ctx: Context) -> Iterator[Hit]:
     "instance overrides are valid keys and values for the GIE",
     category="deepstream",
     scope=INSTANCE,
-    once=True,
+    once=same_finding,
 )
 def override_invalid(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "override-invalid")
@@ -118,7 +127,7 @@ def override_invalid(ctx: Context) -> Iterator[Hit]:
     "batch-size: auto only on primary GIEs",
     category="deepstream",
     scope=INSTANCE,
-    once=True,
+    once=same_finding,
 )
 def batch_auto_secondary(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "batch-auto-secondary")
@@ -130,14 +139,14 @@ def batch_auto_secondary(ctx: Context) -> Iterator[Hit]:
     "values the ccm layout derives can be derived",
     category="deepstream",
     scope=INSTANCE,
-    once=True,
+    once=same_finding,
 )
 def ccm_derived(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "ccm-derived")
 
 
 @rule("engine-auto-no-model", E, "model-engine-file: auto has a model file to name the engine after",
-      category="deepstream", scope=INSTANCE, once=True)  # fmt: skip
+      category="deepstream", scope=INSTANCE, once=same_finding)  # fmt: skip
 def engine_auto_no_model(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "engine-auto-no-model")
 
@@ -540,9 +549,10 @@ def streammux_batch(ctx: Context) -> Iterator[Hit]:
 
 
 # ---------------------------------------------------------------------------------------- keys
-@rule("extra-properties", W, "extraProperties are written verbatim, unchecked", category="deepstream")
+@rule("extra-properties", W, "extraProperties are written verbatim, unchecked", category="deepstream",
+      scope=PARTITIONED, partitions=each_document(("InferenceProfile",)))  # fmt: skip
 def extra_properties(ctx: Context) -> Iterator[Hit]:
-    for pname, profile in sorted(ctx.fleet.profiles.items()):
+    for pname, profile in ctx.profiles:
         for i, gie in enumerate(profile.spec.gies):
             table = PROPERTY_TABLES[GieFormat(gie.format)]
             for key in gie.extraProperties:
@@ -556,9 +566,10 @@ def extra_properties(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@rule("deprecated-key", W, "deprecated DeepStream keys", category="deepstream")
+@rule("deprecated-key", W, "deprecated DeepStream keys", category="deepstream", scope=PARTITIONED,
+      partitions=each_document(("InferenceProfile",)))  # fmt: skip
 def deprecated_key(ctx: Context) -> Iterator[Hit]:
-    for pname, profile in sorted(ctx.fleet.profiles.items()):
+    for pname, profile in ctx.profiles:
         for i, gie in enumerate(profile.spec.gies):
             table = PROPERTY_TABLES[GieFormat(gie.format)]
             for key in gie.properties.model_dump(by_alias=True, exclude_none=True):
@@ -570,6 +581,13 @@ def deprecated_key(ctx: Context) -> Iterator[Hit]:
                     )
 
 
+_GATED = {
+    fmt: {k: spec for k, spec in table.items() if spec.since or spec.choices_since}
+    for fmt, table in PROPERTY_TABLES.items()
+}
+"""Per GIE format, the keys (or choices) newer than some DeepStream version (version-gated-key)."""
+
+
 @rule(
     "version-gated-key",
     E,
@@ -578,10 +596,7 @@ def deprecated_key(ctx: Context) -> Iterator[Hit]:
     scope=INSTANCE,
 )
 def version_gated_key(ctx: Context) -> Iterator[Hit]:
-    gated = {
-        fmt: {k: spec for k, spec in table.items() if spec.since or spec.choices_since}
-        for fmt, table in PROPERTY_TABLES.items()
-    }
+    gated = _GATED
     for res in _resolved(ctx):
         have = _version(res.deepstream_version)
         for gie in res.gies:
@@ -605,9 +620,9 @@ def version_gated_key(ctx: Context) -> Iterator[Hit]:
 
 
 @rule("keyfile-value", E, "string values GLib would corrupt or refuse (inline '#', trailing space, backslash)",
-      category="deepstream")  # fmt: skip
+      category="deepstream", scope=PARTITIONED, partitions=each_document(("InferenceProfile",)))  # fmt: skip
 def keyfile_value(ctx: Context) -> Iterator[Hit]:
-    for pname, profile in sorted(ctx.fleet.profiles.items()):
+    for pname, profile in ctx.profiles:
         for i, gie in enumerate(profile.spec.gies):
             table = PROPERTY_TABLES[GieFormat(gie.format)]
             sections = (
@@ -689,7 +704,8 @@ def preprocess_targets(ctx: Context) -> Iterator[Hit]:
 
 # ---------------------------------------------------------------------------------------- rendered files and paths
 @rule("relative-path", W, "a relative path names a file dsfleet renders (or a mounted directory): DeepStream "
-      "resolves it against /workspace/configs", category="deepstream", scope=INSTANCE)  # fmt: skip
+      "resolves it against /workspace/configs", category="deepstream", scope=INSTANCE,
+      once=same_place)  # fmt: skip
 def relative_path(ctx: Context) -> Iterator[Hit]:
     seen: set[tuple[str, str, tuple[str | int, ...]]] = set()
     for res in _resolved(ctx):

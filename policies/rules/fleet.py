@@ -6,7 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import INSTANCE, Context, Hit, did_you_mean, rule
+from dsfleet.policies.registry import (
+    INSTANCE,
+    PARTITIONED,
+    Context,
+    Hit,
+    Partitions,
+    did_you_mean,
+    each_document,
+    rule,
+)
 from dsfleet.resolution.instances import image_allowed
 from dsfleet.schemas.findings import INVALID_TARGET, Note, SourceRef, plural
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity, broker_connection_path
@@ -20,10 +29,16 @@ from dsfleet.schemas.placeholders import (
 E, W, OFF = RuleSeverity.ERROR, RuleSeverity.WARNING, RuleSeverity.OFF
 
 
-@rule("unique-camera-id", E, "cameraId is unique across cameras (the app keys its metadata by it)")
+@rule(
+    "unique-camera-id",
+    E,
+    "cameraId is unique across cameras (the app keys its metadata by it)",
+    scope=PARTITIONED,
+    partitions=Partitions(frozenset({"Camera"}), lambda _kind, _name, camera: (camera.spec.cameraId,)),
+)
 def unique_camera_id(ctx: Context) -> Iterator[Hit]:
     by_id: dict[str, list[str]] = {}
-    for name, camera in ctx.fleet.cameras.items():
+    for name, camera in ctx.cameras:
         by_id.setdefault(camera.spec.cameraId, []).append(name)
     reused = [names for names in by_id.values() if len(names) > 1]  # only these need the source order
     hits: list[tuple[tuple[str, int, str], Hit]] = []
@@ -98,11 +113,19 @@ def _depends_on_invalid(ctx: Context, instance: str) -> bool:
     return spec.cameraSelector is not None and any(k == "Camera" for k, _ in fleet.invalid)
 
 
-@rule("camera-single-instance", E, "a camera belongs to at most one instance")
+@rule(
+    "camera-single-instance",
+    E,
+    "a camera belongs to at most one instance",
+    scope=PARTITIONED,
+    partitions=Partitions(frozenset({"DsInstance"}), lambda _kind, _name, res: res.cameras),  # by camera
+)
 def camera_single_instance(ctx: Context) -> Iterator[Hit]:
     owner: dict[str, str] = {}
     for name in sorted(ctx.resolved, key=lambda n: _order(ctx, "DsInstance", n)):
         for cam in ctx.resolved[name].cameras:
+            if ctx.part is not None and cam != ctx.part:
+                continue  # another camera's part
             if cam in owner and owner[cam] != name:
                 yield Hit(
                     f"camera {cam!r} is already used by instance {owner[cam]!r}",
@@ -154,14 +177,28 @@ def instance_gpu_exists(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@rule("node-capacity", E, "the cameras placed on a node do not exceed its capacity")
+def _by_node(kind: str, name: str, doc: Any) -> tuple[str, ...]:
+    """The part of a node and of the instances placed on it."""
+    if kind == "Node":
+        return (name,)
+    node = doc.instance.spec.node
+    return (node,) if node else ()
+
+
+@rule(
+    "node-capacity",
+    E,
+    "the cameras placed on a node do not exceed its capacity",
+    scope=PARTITIONED,
+    partitions=Partitions(frozenset({"Node", "DsInstance"}), _by_node),
+)
 def node_capacity(ctx: Context) -> Iterator[Hit]:
     load: dict[str, int] = {}
     for res in ctx.resolved.values():
         placed = res.instance.spec.node
         if placed:
             load[placed] = load.get(placed, 0) + len(res.cameras)
-    for name, node in sorted(ctx.fleet.nodes.items()):
+    for name, node in ctx.nodes:
         cap = node.spec.capacity
         if cap is not None and load.get(name, 0) > cap:
             yield Hit(
@@ -265,10 +302,12 @@ def max_cameras_per_instance(ctx: Context) -> Iterator[Hit]:
     "URLs and connection strings carry no credentials (user-info or ?password=...); use credentials.secretRef "
     "/ env secretRef",
     relaxable=False,
+    scope=PARTITIONED,
+    partitions=each_document(("Camera", "DsInstance", "InferenceProfile")),
 )
 def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
     fleet = ctx.fleet
-    for name, cam in sorted(fleet.cameras.items()):
+    for name, cam in ctx.cameras:
         if not fleet.credential_free("Camera", name) and url_has_credentials(cam.spec.url):
             yield Hit(
                 "spec.url: the URL carries credentials (not shown); move them to a secret and set "
@@ -301,7 +340,7 @@ def camera_url_credentials(ctx: Context) -> Iterator[Hit]:
                     "env secretRef",
                     ctx.fleet.source("DsInstance", name, "spec", *path),
                 )
-    for name, prof in sorted(fleet.profiles.items()):
+    for name, prof in ctx.profiles:
         if fleet.credential_free("InferenceProfile", name):
             continue
         if not _may_carry_credentials(prof.spec.model_dump_json(by_alias=True)):
@@ -364,9 +403,15 @@ def _file_reference(key: str, value: str) -> bool:
     return key.upper().endswith("_FILE") and value.startswith("/") and "\n" not in value
 
 
-@rule("camera-credentials-required", OFF, "RTSP cameras name their credentials by secretRef")
+@rule(
+    "camera-credentials-required",
+    OFF,
+    "RTSP cameras name their credentials by secretRef",
+    scope=PARTITIONED,
+    partitions=each_document(("Camera",)),
+)
 def camera_credentials_required(ctx: Context) -> Iterator[Hit]:
-    for name, cam in sorted(ctx.fleet.cameras.items()):
+    for name, cam in ctx.cameras:
         if cam.spec.source_type.value == "rtsp" and cam.spec.credentials is None:
             yield Hit(
                 "spec.credentials.secretRef: required by policy for RTSP cameras",

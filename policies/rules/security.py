@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import INSTANCE, Context, Hit, rule
+from dsfleet.policies.registry import INSTANCE, PARTITIONED, Context, Hit, each_document, rule
 from dsfleet.schemas.hostaccess import (
     SECRET_FILE_SUFFIX,
     SECRETS_TARGET,
@@ -219,7 +219,8 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     "credentials.secretRef, its {secretRef: …} values); one written by hand anywhere else is refused",
     relaxable=False,
     category=SECURITY,
-    scope=INSTANCE,
+    scope=PARTITIONED,
+    partitions=each_document(("DsInstance", "InferenceProfile")),
 )
 def secret_scope(ctx: Context) -> Iterator[Hit]:
     for name, inst in ctx.instances:
@@ -233,9 +234,7 @@ def secret_scope(ctx: Context) -> Iterator[Hit]:
                 "writes the placeholder where it belongs",
                 ctx.fleet.source("DsInstance", name, "spec", *path),
             )
-    if ctx.per_instance:
-        return  # the profiles are checked with the fleet (the rule's instance part is kept per instance)
-    for name, prof in sorted(ctx.fleet.profiles.items()):
+    for name, prof in ctx.profiles:
         dumped = prof.spec.model_dump(mode="json", by_alias=True)
         if "${secret:" not in str(dumped):
             continue

@@ -6,7 +6,7 @@ so changing one camera re-renders one instance.
 
 Incremental (the coordinator, which keeps one ``CompileCache``): unchanged files come back from the
 ``ManifestCache`` as the very same objects, so comparing the new fleet's documents with the last one's by identity
-tells which documents changed (:func:`changed_instances`). Only the instances a change can affect (changed
+tells which documents changed (:func:`fleet_changes`). Only the instances a change can affect (changed
 themselves, or naming a changed node, profile or camera, or selecting a changed camera) get their keys computed,
 are resolved, checked by the instance-scoped rules (:class:`dsfleet.policies.engine.HitMemo`) and compiled again;
 only their nodes' configs are built again. A change to a Policy, or a document that fails its schema, makes
@@ -17,13 +17,14 @@ random edit sequences); decision record 0029.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from dsfleet.policies.engine import HitMemo, evaluate, resolve_all
+from dsfleet.policies.engine import Changes, HitMemo, evaluate, resolve_all
 from dsfleet.policies.syncs import FleetSync, fleet_sync, instance_self_heal
 from dsfleet.reconciler.compiling.instances import compile_fleet, compile_instance
 from dsfleet.reconciler.loading.manifestsets import (
@@ -97,19 +98,41 @@ def _changed_names(old: Mapping[str, object], new: Mapping[str, object]) -> set[
     return out
 
 
-def changed_instances(old: Fleet, new: Fleet) -> set[str] | None:
-    """The instances of ``new`` whose resolution, files or instance-scoped findings may differ from ``old``'s:
-    changed themselves, or naming (placed on, using, listing or selecting) a document that changed. None when
-    anything may have: a Policy changed, or a document failed its schema (the consequences of an invalid
-    document reach across the fleet)."""
-    if new.invalid or old.invalid or _changed_names(old.policies, new.policies):
+def fleet_changes(
+    old: Fleet, new: Fleet, replaced: Mapping[str, frozenset[str]] | None = None
+) -> Changes | None:
+    """The documents of ``new`` that are not the very objects of ``old`` (per kind), and the instances whose
+    resolution, files or instance-scoped findings may differ: changed themselves, or naming (placed on, using,
+    listing or selecting) a document that changed. None when anything may have: a Policy changed, or a document
+    failed its schema (the consequences of an invalid document reach across the fleet). ``replaced``: kind → the
+    names of the documents ``new`` was built from ``old`` by replacing (when the loader knows them), so the
+    fleets need not be compared document by document."""
+    if new.invalid or old.invalid:
         return None
-    out = _changed_names(old.instances, new.instances) & new.instances.keys()
-    nodes = _changed_names(old.nodes, new.nodes)
-    profiles = _changed_names(old.profiles, new.profiles)
-    cameras = _changed_names(old.cameras, new.cameras)
+    if replaced is not None:
+        if replaced.get("Policy"):
+            return None
+        empty: frozenset[str] = frozenset()
+        instances = set(replaced.get("DsInstance", empty))
+        nodes = set(replaced.get("Node", empty))
+        profiles = set(replaced.get("InferenceProfile", empty))
+        cameras = set(replaced.get("Camera", empty))
+    else:
+        if _changed_names(old.policies, new.policies):
+            return None
+        instances = _changed_names(old.instances, new.instances)
+        nodes = _changed_names(old.nodes, new.nodes)
+        profiles = _changed_names(old.profiles, new.profiles)
+        cameras = _changed_names(old.cameras, new.cameras)
+    documents = {
+        "DsInstance": frozenset(instances),
+        "Node": frozenset(nodes),
+        "InferenceProfile": frozenset(profiles),
+        "Camera": frozenset(cameras),
+    }
+    out = instances & new.instances.keys()
     if not (nodes or profiles or cameras):
-        return out
+        return Changes(frozenset(out), documents)
     labels = [doc.metadata.labels for c in cameras for doc in (old.cameras.get(c), new.cameras.get(c)) if doc]
     for name, instance in new.instances.items():
         if name in out:
@@ -128,7 +151,7 @@ def changed_instances(old: Fleet, new: Fleet) -> set[str] | None:
             )
         ):
             out.add(name)
-    return out
+    return Changes(frozenset(out), documents)
 
 
 def instance_key(fleet: Fleet, instance: DsInstance, cache: CompileCache, sync: FleetSync) -> str:
@@ -146,15 +169,26 @@ def instance_key(fleet: Fleet, instance: DsInstance, cache: CompileCache, sync: 
 def resolve_cached(
     fleet: Fleet, cache: CompileCache | None, sync: FleetSync, changed: Collection[str] | None = None
 ) -> tuple[dict[str, ResolvedInstance], dict[str, str]]:
-    """Every instance resolved, with its key; ``changed`` (see :func:`changed_instances`): the others are
+    """Every instance resolved, with its key; ``changed`` (see :func:`fleet_changes`): the others are
     taken as they were in ``cache``'s last computation."""
     if cache is None:
         return resolve_all(fleet), {}
     cache.trim(len(fleet))
-    resolved: dict[str, ResolvedInstance] = {}
-    keys: dict[str, str] = {}
-    values: dict[str, Any] | None = None
-    for name, instance in sorted(fleet.instances.items()):
+    last = cache.last_resolved
+    if (
+        changed is not None
+        and len(last) == len(fleet.instances) == len(cache.keys)
+        and all(name in last for name in changed)
+    ):  # the same instances as last time (by name): only the changed ones again, in place
+        resolved, keys = dict(last), dict(cache.keys)
+        todo: Iterable[tuple[str, DsInstance]] = ((name, fleet.instances[name]) for name in changed)
+        bulk = False
+    else:
+        resolved, keys = {}, {}
+        todo = sorted(fleet.instances.items())
+        bulk = True
+    values: dict[str, Any] | None = None  # every profile's values, worth it when many instances are resolved
+    for name, instance in todo:
         if changed is not None and name not in changed:
             key = cache.keys.get(name)
             res = cache.last_resolved.get(name)
@@ -164,7 +198,7 @@ def resolve_cached(
         key = keys[name] = instance_key(fleet, instance, cache, sync)
         res = cache.resolved.get(key)
         if res is None:
-            if values is None:
+            if values is None and bulk:
                 values = all_profile_values(fleet)
             res = cache.resolved[key] = resolve_instance(fleet, instance, values)
         resolved[name] = res
@@ -179,7 +213,7 @@ def compile_configs(
     keys: dict[str, str] | None = None,
     changed: Collection[str] | None = None,
 ) -> dict[str, NodeConfig]:
-    """Every node's config; ``changed`` (see :func:`changed_instances`): the configs of nodes that neither
+    """Every node's config; ``changed`` (see :func:`fleet_changes`): the configs of nodes that neither
     changed nor hold (or held) a changed instance are taken from ``cache``'s last computation."""
     if cache is None:
         return compile_fleet(fleet, resolved, sync=sync)
@@ -226,6 +260,10 @@ class DesiredState:
     """The Policies' sync settings, merged once per load."""
     configs: dict[str, NodeConfig] | None
     """None when the manifests have errors (nothing may be applied)."""
+    changes: Changes | None = None
+    """What changed since :attr:`since` (None: not known; everything was computed)."""
+    since: Fleet | None = None
+    """The fleet of the computation :attr:`changes` are relative to."""
 
     @property
     def fleet(self) -> Fleet:
@@ -237,18 +275,24 @@ def desired_state(
     manifest_cache: ManifestCache | None = None,
     compile_cache: CompileCache | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    hint: AbstractSet[str] | None = None,
 ) -> DesiredState:
-    loaded = load_manifests(paths, limits=limits, cache=manifest_cache, run_policies=False)
+    """The desired state of the manifests at ``paths`` (``hint``: see
+    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`)."""
+    loaded = load_manifests(paths, limits=limits, cache=manifest_cache, run_policies=False, hint=hint)
     fleet = loaded.fleet
     sync = fleet_sync(fleet)
-    changed: set[str] | None = None
+    changes: Changes | None = None
     if compile_cache is not None and compile_cache.last is not None and compile_cache.last_sync == sync:
-        changed = changed_instances(compile_cache.last, fleet)
-    resolved, keys = resolve_cached(fleet, compile_cache, sync, changed)
+        built = manifest_cache.built if manifest_cache is not None else None
+        replaced = built.changed if built is not None and built.base is compile_cache.last else None
+        changes = fleet_changes(compile_cache.last, fleet, replaced)
     memo = compile_cache.rule_hits if compile_cache is not None else None
-    if memo is not None and changed is not None:
-        changed |= memo.refer_by_name
-    policy_findings = evaluate(fleet, resolved, memo, changed)
+    if changes is not None and memo is not None and memo.refer_by_name:
+        changes = Changes(changes.instances | memo.refer_by_name, changes.documents)
+    changed = changes.instances if changes is not None else None
+    resolved, keys = resolve_cached(fleet, compile_cache, sync, changed)
+    policy_findings = evaluate(fleet, resolved, memo, changes)
     loaded.findings = locate_findings(
         [*loaded.findings, *policy_findings],
         loaded.texts,
@@ -256,6 +300,7 @@ def desired_state(
         manifest_cache.located if manifest_cache is not None else None,
     )
     configs = compile_configs(fleet, resolved, sync, compile_cache, keys, changed) if loaded.ok else None
+    since = compile_cache.last if compile_cache is not None else None
     if compile_cache is not None:
         compile_cache.last, compile_cache.last_sync = fleet, sync
         compile_cache.keys, compile_cache.last_resolved = keys, resolved
@@ -264,4 +309,11 @@ def desired_state(
             compile_cache.node_configs = configs
         else:
             compile_cache.node_configs = {}  # built again in full by the next valid computation
-    return DesiredState(loaded=loaded, resolved=resolved, sync=sync, configs=configs)
+    return DesiredState(
+        loaded=loaded,
+        resolved=resolved,
+        sync=sync,
+        configs=configs,
+        changes=changes,
+        since=since if changes is not None else None,
+    )

@@ -44,13 +44,16 @@ def wanted(path: str, root: Path) -> bool:
 
 
 class Watcher:
-    """Runs watchfiles in a thread; ``changed`` is set whenever a wanted change happened."""
+    """Runs watchfiles in a thread; ``changed`` is set whenever a wanted change happened, and the paths that
+    changed are kept until taken (:meth:`take`)."""
 
     def __init__(self, root: Path, *, step_ms: int = 50, debounce_ms: int = 300) -> None:
         self.root = root.resolve()
         self.step_ms = step_ms
         self.debounce_ms = max(debounce_ms, step_ms)
         self.changed = threading.Event()
+        self._paths: set[str] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
@@ -77,6 +80,8 @@ class Watcher:
                 self.ready.set()
                 if changes:
                     log.debug("manifests changed files=%d", len(changes))
+                    with self._lock:
+                        self._paths.update(path for _change, path in changes)
                     self.changed.set()
         except Exception as exc:  # the directory vanished, inotify limits: the loop polls instead
             self.error = exc
@@ -84,12 +89,16 @@ class Watcher:
         finally:
             self.ready.set()
 
-    def take(self) -> bool:
-        """True (once) when something changed since the last call."""
-        if self.changed.is_set():
+    def take(self) -> frozenset[str]:
+        """The real paths of what changed since the last call (empty: nothing did). The loader may trust them
+        to name every file whose content changed meanwhile (the coordinator also reads the whole directory from
+        time to time, in case the watcher missed something)."""
+        if not self.changed.is_set():
+            return frozenset()
+        with self._lock:
             self.changed.clear()
-            return True
-        return False
+            paths, self._paths = frozenset(self._paths), set()
+        return paths
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,4 +1,5 @@
-"""Load a manifest set: find files, parse them safely, validate every document, build the Fleet.
+"""Load a manifest set: find the files (:mod:`dsfleet.reconciler.loading.discovery`), parse them safely,
+validate every document, build the Fleet.
 
 The set is judged as a whole: ``LoadedManifests.findings`` carries every error and warning with its file, line
 and column; the caller decides (errors reject the revision). Parses are cached by content hash so a watch loop
@@ -7,16 +8,24 @@ re-reads only what changed.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dsfleet.reconciler.loading.ignores import IGNORE_FILE, Pattern, compile_patterns, ignored
+from dsfleet.reconciler.loading.discovery import (
+    RACY_NS,
+    Discovered,
+    ManifestFile,
+    discover,
+    file_finding,
+)
 from dsfleet.reconciler.loading.schemafindings import RULE_UNKNOWN_FIELD, findings_from_error, suggest
 from dsfleet.reconciler.loading.yamlfiles import (
     DEFAULT_LIMITS,
@@ -35,18 +44,7 @@ from dsfleet.schemas.hashing import sha256_hex
 from dsfleet.schemas.manifests import KIND_NAMES, MODELS, Manifest
 from dsfleet.schemas.placeholders import url_has_credentials
 
-YAML_SUFFIXES = (".yaml", ".yml")
 KEY_RULES = frozenset({RULE_UNKNOWN_FIELD, "yaml-duplicate-key", "duplicate-name"})
-
-
-@dataclass(frozen=True)
-class ManifestFile:
-    path: Path
-    display: str
-    """The name used in messages (relative to the working directory when possible)."""
-    relative: str = ""
-    """The name relative to the path it was found under (the file's own name for a file given as such): what
-    the manifests hash covers, so ``apply /x/fleet`` and ``apply ./`` from ``/x/fleet`` hash alike."""
 
 
 @dataclass(frozen=True)
@@ -92,217 +90,6 @@ class LoadedManifests:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def _display(path: Path) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return rel if not rel.startswith("../../") else str(path)
-
-
-def _display_child(dir_display: str | None, path: Path) -> str:
-    """``_display(path)`` for a file ``path`` directly in a directory whose ``os.path.relpath`` is ``dir_display``
-    (``None``: none): one ``relpath`` per directory instead of one per file."""
-    if dir_display is None:
-        return str(path)
-    rel = path.name if dir_display == "." else os.path.join(dir_display, path.name)
-    return rel if not rel.startswith("../../") else str(path)
-
-
-def _ignore_rules(
-    root: Path, here: Path, rules: list[tuple[str, tuple[Pattern, ...]]], findings: list[Finding]
-) -> None:
-    """Add the patterns of ``here/.dsfleetignore`` (relative to ``here``) to ``rules``."""
-    ignore = here / IGNORE_FILE
-    if not ignore.is_file():
-        return
-    try:
-        lines = ignore.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        findings.append(_file_finding(_display(ignore), "manifest-read", f"cannot read: {exc}"))
-        return
-    base = here.relative_to(root).as_posix()
-    rules.append(("" if base == "." else base + "/", compile_patterns(lines)))
-
-
-RACY_NS = 2_000_000_000
-"""A file or directory changed this recently may change again within the same tick of the file system's clock
-without its mtime moving, so its stat vouches for nothing yet (git's "racy" entries): it is looked at again next
-time."""
-UNTRUSTED = (-1, -1, -1)
-
-
-def _stat_key(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_ino, st.st_size)
-
-
-def _trusted(key: tuple[int, int, int] | None, now_ns: int) -> tuple[int, int, int] | None:
-    return UNTRUSTED if key is not None and now_ns - key[0] < RACY_NS else key
-
-
-@dataclass(frozen=True)
-class Discovered:
-    """What :func:`discover` found, and what it read to find it: every directory it listed and every
-    ``.dsfleetignore`` it read, with their (mtime, inode, size) then. As long as none of those changed, the same
-    walk finds the same files (a directory's mtime changes whenever a name in it is added, removed or renamed)."""
-
-    key: tuple[Any, ...]
-    files: tuple[ManifestFile, ...]
-    findings: tuple[Finding, ...]
-    read: tuple[tuple[str, tuple[int, int, int] | None], ...]
-
-    def still_valid(self, key: tuple[Any, ...]) -> bool:
-        return key == self.key and all(_stat_key(path) == stat for path, stat in self.read)
-
-
-def discover(
-    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str] = (), cache: ManifestCache | None = None
-) -> tuple[list[ManifestFile], list[Finding]]:
-    """Every ``*.yaml``/``*.yml`` under ``paths`` (sorted; dot-directories skipped; symlinks leaving a root refused;
-    files matched by a ``.dsfleetignore`` (gitignore syntax) or an ``exclude`` pattern left out). With ``cache``,
-    the last walk's result is taken when no directory it listed changed (one ``stat`` per directory)."""
-    key = (tuple(os.fspath(p) for p in paths), tuple(exclude), os.getcwd())
-    last = cache.discovered if cache is not None else None
-    if last is not None and last.still_valid(key):
-        return list(last.files), list(last.findings)
-    read: list[str] = []
-    files, findings = _discover(paths, exclude, read)
-    if cache is not None:
-        now = time.time_ns()
-        stats = tuple((path, _trusted(_stat_key(path), now)) for path in read)
-        cache.discovered = Discovered(key, tuple(files), tuple(findings), stats)
-    return files, findings
-
-
-def _discover(
-    paths: Sequence[str | os.PathLike[str]], exclude: Sequence[str], read: list[str]
-) -> tuple[list[ManifestFile], list[Finding]]:
-    """:func:`discover`'s walk; ``read`` gets every directory listed and ignore file read."""
-    excluded = compile_patterns(exclude)
-    files: list[ManifestFile] = []
-    findings: list[Finding] = []
-    seen: set[Path] = set()
-    for raw in paths:
-        root = Path(raw)
-        read.append(str(root))  # the root itself: a path that appears, or a file given that is replaced
-        if not root.exists():
-            findings.append(_file_finding(str(root), "manifest-path", "no such file or directory"))
-            continue
-        if root.is_file():
-            resolved = root.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                files.append(ManifestFile(root, _display(root), root.name))
-            continue
-        real_root = root.resolve()
-        rules: list[tuple[str, tuple[Pattern, ...]]] = []
-        for dirpath, dirnames, filenames, links in _walk(str(root)):
-            read.append(dirpath)
-            here = Path(dirpath)
-            if IGNORE_FILE in filenames:
-                read.append(os.path.join(dirpath, IGNORE_FILE))
-                _ignore_rules(root, here, rules, findings)
-            scoped = [*rules, ("", excluded)]
-            prefix = here.relative_to(root).as_posix()
-            prefix = "" if prefix == "." else prefix + "/"
-            dirnames[:] = sorted(
-                d for d in dirnames if not d.startswith(".") and not ignored(scoped, prefix + d, True)
-            )
-            filenames = [n for n in filenames if not ignored(scoped, prefix + n, False)]
-            for d in list(dirnames):
-                if d in links:
-                    target = (here / d).resolve()
-                    if not target.is_relative_to(real_root):
-                        findings.append(
-                            _file_finding(
-                                _display(here / d),
-                                "manifest-symlink",
-                                "symlink points outside the manifests directory",
-                            )
-                        )
-                        dirnames.remove(d)
-            # One realpath and one relpath per directory: a file that is not a symlink resolves to its name in
-            # the resolved directory, and its display name is its name in the directory's display name.
-            real_here: Path | None = None
-            dir_display: str | None = None
-            for name in sorted(filenames):
-                if name.startswith(".") or not name.endswith(YAML_SUFFIXES):
-                    continue
-                path = here / name
-                if name in links:
-                    resolved = path.resolve()
-                    if not resolved.is_relative_to(real_root):
-                        findings.append(
-                            _file_finding(
-                                _display(path),
-                                "manifest-symlink",
-                                "symlink points outside the manifests directory",
-                            )
-                        )
-                        continue
-                else:
-                    if real_here is None:
-                        # the walk never enters a symlinked directory: here's real path is the real root's
-                        real_here = real_root / prefix if prefix else real_root
-                        try:
-                            dir_display = os.path.relpath(here)
-                        except ValueError:
-                            dir_display = None
-                    resolved = real_here / name
-                if resolved in seen:
-                    continue
-                seen.add(resolved)
-                files.append(
-                    ManifestFile(
-                        path,
-                        _display(path) if real_here is None else _display_child(dir_display, path),
-                        prefix + name,
-                    )
-                )
-    return files, findings
-
-
-def _walk(top: str) -> Iterator[tuple[str, list[str], list[str], set[str]]]:
-    """``os.walk(top, followlinks=False)`` (top-down; prune by editing the directory list) that also yields the
-    names that are symlinks: one ``scandir`` per directory tells both, where ``islink`` would cost a system call
-    per file (most of the time of ``discover`` on a fleet of a thousand directories). Unreadable directories are
-    skipped, as ``os.walk`` does."""
-    try:
-        with os.scandir(top) as it:
-            entries = list(it)
-    except OSError:
-        return
-    dirs: list[str] = []
-    files: list[str] = []
-    links: set[str] = set()
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir()  # a symlink to a directory is listed as one, like os.walk
-        except OSError:
-            is_dir = False
-        if entry.is_symlink():
-            links.add(entry.name)
-        (dirs if is_dir else files).append(entry.name)
-    yield top, dirs, files, links
-    for name in dirs:
-        if name not in links:  # followlinks=False
-            yield from _walk(os.path.join(top, name))
-
-
-def _file_finding(file: str, rule: str, message: str, line: int = 0, column: int = 0) -> Finding:
-    return Finding(
-        severity=Severity.ERROR,
-        rule=rule,
-        message=message,
-        source=SourceRef(file=file),
-        location=Location(file=file, line=line, column=column),
-    )
 
 
 def _problem_finding(file: str, problem: YamlProblem) -> Finding:
@@ -434,6 +221,10 @@ class ManifestCache:
         self._max = max_entries
         self.discovered: Discovered | None = None
         """The last walk of :func:`discover` through this cache."""
+        self.views: Views | None = None
+        """What the last load through this cache derived from the parses (:func:`_views`)."""
+        self.built: Built | None = None
+        """The last fleet :func:`build_fleet_cached` built through this cache."""
         self.located: dict[int, tuple[Finding, Finding]] = {}
         """The findings the last :func:`locate_findings` through this cache located (see there)."""
 
@@ -451,6 +242,11 @@ class ManifestCache:
         if hit is not None and hit[0] == (stat.st_size, stat.st_mtime_ns, stat.st_ino):
             return hit[1]
         return None
+
+    def kept(self, display: str) -> ParsedFile | None:
+        """The parse of the file as its last trusted ``stat`` saw it (see :meth:`remember_stat`)."""
+        hit = self._stats.get(display)
+        return hit[1] if hit is not None else None
 
     def remember_stat(self, display: str, stat: os.stat_result, parsed: ParsedFile) -> None:
         if time.time_ns() - stat.st_mtime_ns < RACY_NS:  # too fresh to vouch for its content (see RACY_NS)
@@ -492,18 +288,28 @@ def parse_file(display: str, data: bytes, limits: Limits = DEFAULT_LIMITS) -> Pa
 
 
 def read_files(
-    files: Iterable[ManifestFile], limits: Limits = DEFAULT_LIMITS, cache: ManifestCache | None = None
+    files: Iterable[ManifestFile],
+    limits: Limits = DEFAULT_LIMITS,
+    cache: ManifestCache | None = None,
+    hint: AbstractSet[str] | None = None,
 ) -> tuple[list[tuple[str, ParsedFile]], list[Finding]]:
     """Read and parse each file (through ``cache`` when given). Pure apart from the reads: how often the cyclic
-    collector runs meanwhile is the process's policy (``dsfleet.reconciler.cli.main``), not the loader's."""
+    collector runs meanwhile is the process's policy (``dsfleet.reconciler.cli.main``), not the loader's.
+    ``hint``: the real paths a file watcher saw change since the last read through ``cache``; a file it does not
+    name whose last ``stat`` the cache kept is taken as it was, without a ``stat``."""
     out: list[tuple[str, ParsedFile]] = []
     findings: list[Finding] = []
     for mf in files:
+        if hint is not None and cache is not None and mf.real and mf.real not in hint:
+            kept = cache.kept(mf.display)
+            if kept is not None:
+                out.append((mf.display, kept))
+                continue
         try:
             stat = mf.path.stat()
             if stat.st_size > limits.max_file_bytes:
                 findings.append(
-                    _file_finding(
+                    file_finding(
                         mf.display,
                         "yaml-limits",
                         f"file is larger than the {size_text(limits.max_file_bytes)} limit",
@@ -517,7 +323,7 @@ def read_files(
                     continue
             data = mf.path.read_bytes()
         except OSError as exc:
-            findings.append(_file_finding(mf.display, "manifest-read", f"cannot read: {exc.strerror or exc}"))
+            findings.append(file_finding(mf.display, "manifest-read", f"cannot read: {exc.strerror or exc}"))
             continue
         parsed = None
         if cache is not None:
@@ -577,6 +383,112 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
         ),
     )
     return fleet, findings
+
+
+@dataclass(frozen=True)
+class Built:
+    """The last fleet :func:`build_fleet_cached` built, from these files' parses."""
+
+    files: dict[str, ParsedFile]
+    fleet: Fleet
+    findings: tuple[Finding, ...]
+    base: Fleet | None = None
+    """The fleet this one was built from by replacing documents (None: built in full)."""
+    changed: dict[str, frozenset[str]] | None = None
+    """Kind → the names of the documents replaced, added or removed since :attr:`base`."""
+
+
+DELTA_LIMIT = 0.1
+"""Above this share of files changed, the fleet is built again in full (as fast, and simpler)."""
+
+
+def build_fleet_cached(
+    parsed: Sequence[tuple[str, ParsedFile]], cache: ManifestCache | None
+) -> tuple[Fleet, list[Finding]]:
+    """:func:`build_fleet`, or, with ``cache``, the last fleet with the documents of the changed files replaced:
+    the other documents stay the very same objects at the same places, and the fleet itself is the last one when
+    no file changed. A change that touches a name defined twice, or a set with documents that fail their schema,
+    is built in full (which document wins, and what counts as defined, then depend on the whole set)."""
+    files = dict(parsed)
+    last = cache.built if cache is not None else None
+    delta = _fleet_delta(last, files) if last is not None else None
+    if delta is None:
+        fleet, findings = build_fleet(parsed)
+        if cache is not None:
+            cache.built = Built(files, fleet, tuple(findings))
+        return fleet, findings
+    fleet, changed = delta
+    if cache is not None and last is not None:
+        cache.built = Built(files, fleet, (), last.fleet, changed)
+    return fleet, []
+
+
+def _fleet_delta(last: Built, files: dict[str, ParsedFile]) -> tuple[Fleet, dict[str, frozenset[str]]] | None:
+    if last.findings or last.fleet.invalid:
+        return None
+    changed = [display for display, pf in files.items() if last.files.get(display) is not pf]
+    removed = last.files.keys() - files.keys()
+    if not changed and not removed:
+        return last.fleet, {}
+    if len(changed) + len(removed) > max(20, DELTA_LIMIT * len(files)):
+        return None
+    old_fleet = last.fleet
+    groups: dict[str, dict[str, Any]] = {
+        "Node": dict(old_fleet.nodes),
+        "Camera": dict(old_fleet.cameras),
+        "DsInstance": dict(old_fleet.instances),
+        "InferenceProfile": dict(old_fleet.profiles),
+        "Policy": dict(old_fleet.policies),
+    }
+    sources = dict(old_fleet.sources)
+    leaving: set[tuple[str, str]] = set()
+    for display in [*changed, *removed]:
+        old = last.files.get(display)
+        if old is None:
+            continue
+        if old.invalid:
+            return None
+        for index, manifest in old.manifests:
+            key = (manifest.kind, manifest.metadata.name)
+            ref = sources.get(key)
+            if ref is None or ref.file != display or ref.document != index:
+                return None  # it was a repeat of a name defined elsewhere
+            leaving.add(key)
+    for display in changed:
+        new = files[display]
+        if new.invalid:
+            return None
+        for index, manifest in new.manifests:
+            key = (manifest.kind, manifest.metadata.name)
+            if key in sources and key not in leaving:
+                return None  # defined elsewhere too: a duplicate, judged by a full build
+            leaving.discard(key)
+            groups[manifest.kind][manifest.metadata.name] = manifest  # in place when the name stays
+            sources[key] = SourceRef(file=display, document=index)
+    names: dict[str, set[str]] = {}
+    for display in {*changed, *removed}:
+        for parse in (last.files.get(display), files.get(display)):
+            for _index, manifest in parse.manifests if parse is not None else ():
+                names.setdefault(manifest.kind, set()).add(manifest.metadata.name)
+    for kind, name in leaving:
+        del groups[kind][name]
+        del sources[(kind, name)]
+    touched = {*changed, *removed}
+    free = {d for d in old_fleet.credential_free_files if d not in touched}
+    free.update(
+        d for d in changed if files[d].text and not any(c in files[d].text for c in _CREDENTIAL_MARKS)
+    )
+    fleet = Fleet(
+        nodes=groups["Node"],
+        cameras=groups["Camera"],
+        instances=groups["DsInstance"],
+        profiles=groups["InferenceProfile"],
+        policies=groups["Policy"],
+        sources=sources,
+        invalid={},
+        credential_free_files=frozenset(free),
+    )
+    return fleet, {kind: frozenset(found) for kind, found in names.items()}
 
 
 def locate_findings(
@@ -644,31 +556,97 @@ def load_manifests(
     limits: Limits = DEFAULT_LIMITS,
     cache: ManifestCache | None = None,
     run_policies: bool = True,
+    hint: AbstractSet[str] | None = None,
 ) -> LoadedManifests:
     """Discover, parse, validate, check policies and locate every finding (``run_policies=False``: neither checked
-    nor located; the caller checks the rules and locates everything at once)."""
-    files, findings = discover(paths, limits.exclude, cache)
-    parsed, read_findings = read_files(files, limits, cache)
+    nor located; the caller checks the rules and locates everything at once). ``hint``: the real paths a file
+    watcher saw change since the last load through ``cache`` (see :func:`discover` and :func:`read_files`); the
+    caller vouches the watcher saw every change meanwhile (it loads without one from time to time)."""
+    files, findings = discover(paths, limits.exclude, cache, hint)
+    parsed, read_findings = read_files(files, limits, cache, hint)
     findings.extend(read_findings)
     for _display_name, pf in parsed:
         findings.extend(pf.findings)
-    fleet, dup_findings = build_fleet(parsed)
+    fleet, dup_findings = build_fleet_cached(parsed, cache)
     findings.extend(dup_findings)
     if run_policies:
         from dsfleet.policies.engine import evaluate
 
         findings.extend(evaluate(fleet))
-    texts = {display: pf.text for display, pf in parsed}
-    memo = {display: pf.locations for display, pf in parsed}
-    relative = {mf.display: mf.relative or mf.display for mf in files}
-    digest = sha256_hex(
-        "\n".join(sorted(f"{relative.get(display, display)}\0{pf.digest}" for display, pf in parsed))
-    )
+    views = _views(parsed, files, cache)
     return LoadedManifests(
         fleet=fleet,
-        findings=locate_findings(findings, texts, memo) if run_policies else findings,
-        files=[display for display, _ in parsed],
-        digest=digest,
-        texts=texts,
-        locations=memo,
+        findings=locate_findings(findings, views.texts, views.locations) if run_policies else findings,
+        files=list(views.names),
+        digest=views.digest,
+        texts=views.texts,
+        locations=views.locations,
     )
+
+
+@dataclass(frozen=True)
+class Views:
+    """What a load derives from every file's parse: texts, located places, the manifests hash (over sorted
+    ``relative name \0 content hash`` lines). Kept by a :class:`ManifestCache` and updated for the files that
+    changed (the texts and places are new dicts each load: a caller may keep the last ones)."""
+
+    parsed: dict[str, ParsedFile]
+    relative: dict[str, str]
+    texts: dict[str, str]
+    locations: dict[str, dict[tuple[int, tuple[PathItem, ...], bool], tuple[int, int]]]
+    lines: dict[str, str]
+    ordered: list[str]
+    digest: str
+    names: tuple[str, ...]
+    discovered: object
+
+
+def _views(
+    parsed: Sequence[tuple[str, ParsedFile]], files: Sequence[ManifestFile], cache: ManifestCache | None
+) -> Views:
+    discovered = cache.discovered if cache is not None else None
+    last = cache.views if cache is not None else None
+    new = dict(parsed)
+    if last is not None and last.discovered is discovered and discovered is not None:
+        relative = last.relative
+    else:
+        relative = {mf.display: mf.relative or mf.display for mf in files}
+    changed: list[str] = []
+    removed: set[str] = set()
+    if last is not None and relative is last.relative:
+        changed = [display for display, pf in new.items() if last.parsed.get(display) is not pf]
+        removed = last.parsed.keys() - new.keys()
+    if last is None or relative is not last.relative or len(changed) + len(removed) > max(20, len(new) // 10):
+        lines = {display: f"{relative.get(display, display)}\0{pf.digest}" for display, pf in parsed}
+        views = Views(
+            parsed=new,
+            relative=relative,
+            texts={display: pf.text for display, pf in parsed},
+            locations={display: pf.locations for display, pf in parsed},
+            lines=lines,
+            ordered=sorted(lines.values()),
+            digest="",
+            names=tuple(display for display, _ in parsed),
+            discovered=discovered,
+        )
+    else:
+        texts, locations, lines = dict(last.texts), dict(last.locations), dict(last.lines)
+        ordered = list(last.ordered)
+        for display in [*changed, *removed]:
+            line = lines.pop(display, None)
+            if line is not None:
+                del ordered[bisect.bisect_left(ordered, line)]
+            texts.pop(display, None)
+            locations.pop(display, None)
+        for display in changed:
+            pf = new[display]
+            line = lines[display] = f"{relative.get(display, display)}\0{pf.digest}"
+            bisect.insort(ordered, line)
+            texts[display], locations[display] = pf.text, pf.locations
+        same_names = not removed and all(display in last.parsed for display in changed)
+        names = last.names if same_names else tuple(display for display, _ in parsed)
+        views = Views(new, relative, texts, locations, lines, ordered, "", names, discovered)
+    views = dataclasses.replace(views, digest=sha256_hex("\n".join(views.ordered)))
+    if cache is not None:
+        cache.views = views
+    return views

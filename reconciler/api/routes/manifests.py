@@ -107,7 +107,7 @@ def _root(ctx: ApiContext) -> Path:
 
 
 def _read_set(ctx: ApiContext) -> _Set:
-    from dsfleet.reconciler.loading.manifestsets import discover
+    from dsfleet.reconciler.loading.discovery import discover
 
     root = _root(ctx)
     found, _problems = discover([root], ctx.limits.exclude)
