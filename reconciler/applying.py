@@ -108,6 +108,8 @@ class Caches:
     """The inventory the last revision applied from here stored, with that revision's id."""
     rows: InventoryRows | None = None
     """The inventory rows the last apply made (see :func:`inventory`)."""
+    applied: tuple[int, dict[str, NodeConfig]] | None = None
+    """The configs the last revision applied from here stored, with that revision's id."""
 
 
 def agent_config_encoder(
@@ -346,6 +348,15 @@ def apply_manifests(
         rid = store.record_rejected(revision, [finding_json(f) for f in desired.loaded.errors])
         return ApplyResult(Outcome.REJECTED, desired, rejected_revision=rid)
     seen = Pin.from_json(store.sync_state(ROLLBACK_PIN))  # read before the configs the plan is made against
+    # node configs are stored by revisions only (a re-issue stores the same content again): while the last
+    # accepted revision is the one applied from here, its configs are what the store holds
+    if (
+        stored is None
+        and caches is not None
+        and caches.applied is not None
+        and store.last_accepted_revision_id() == caches.applied[0]
+    ):
+        stored = caches.applied[1]
     current = stored if stored is not None else stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, current)
     if removes_every_instance(plan, desired.configs, current) and not allow_prune_all:
@@ -391,6 +402,7 @@ def apply_manifests(
         return ApplyResult(Outcome.HELD_BY_PIN, desired, plan=plan, pin=Pin.from_json(applied.pin))
     if caches is not None:
         caches.inventory = (applied.revision_id, rows)
+        caches.applied = (applied.revision_id, dict(desired.configs))
     return ApplyResult(
         Outcome.APPLIED,
         desired,

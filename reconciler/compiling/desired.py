@@ -68,6 +68,8 @@ class CompileCache:
     last_resolved: dict[str, ResolvedInstance] = field(default_factory=dict)
     node_configs: dict[str, NodeConfig] = field(default_factory=dict)
     rule_hits: HitMemo = field(default_factory=HitMemo)
+    dependents: Dependents | None = None
+    """Which instances name which documents, for :attr:`last` (then the current fleet)."""
     changed: frozenset[str] | None = None
     """The instances the last computation counted as changed (None: all of them)."""
 
@@ -98,8 +100,92 @@ def _changed_names(old: Mapping[str, object], new: Mapping[str, object]) -> set[
     return out
 
 
+@dataclass
+class Dependents:
+    """Which instances name which documents (placed on a node, using a profile, listing a camera, selecting by
+    labels), for the fleet :attr:`fleet`: what a changed document can affect, without a pass over the instances."""
+
+    fleet: Fleet
+    by_node: dict[str, set[str]] = field(default_factory=dict)
+    by_profile: dict[str, set[str]] = field(default_factory=dict)
+    by_camera: dict[str, set[str]] = field(default_factory=dict)
+    by_label: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """A selecting instance under one of its selector's labels (every camera it selects carries that one)."""
+    select_all: set[str] = field(default_factory=set)
+    """Instances whose selector names no label (every camera)."""
+
+    @classmethod
+    def of(cls, fleet: Fleet) -> Dependents:
+        out = cls(fleet)
+        for name, instance in fleet.instances.items():
+            out._add(name, instance)
+        return out
+
+    def _entries(self, instance: DsInstance) -> list[tuple[dict[Any, set[str]], Any]]:
+        spec = instance.spec
+        out: list[tuple[dict[Any, set[str]], Any]] = []
+        if spec.node is not None:
+            out.append((self.by_node, spec.node))
+        if spec.profile is not None:
+            out.append((self.by_profile, spec.profile))
+        out.extend((self.by_camera, camera) for camera in spec.cameras)
+        if spec.cameraSelector is not None and spec.cameraSelector.matchLabels:
+            out.append((self.by_label, min(spec.cameraSelector.matchLabels.items())))
+        return out
+
+    def _add(self, name: str, instance: DsInstance) -> None:
+        for table, key in self._entries(instance):
+            table.setdefault(key, set()).add(name)
+        if instance.spec.cameraSelector is not None and not instance.spec.cameraSelector.matchLabels:
+            self.select_all.add(name)
+
+    def _remove(self, name: str, instance: DsInstance) -> None:
+        for table, key in self._entries(instance):
+            names = table.get(key)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del table[key]
+        self.select_all.discard(name)
+
+    def advance(self, new: Fleet, instances: Collection[str]) -> None:
+        """Follow the fleet to ``new``, whose instances differ from :attr:`fleet`'s in ``instances`` only."""
+        old = self.fleet
+        for name in instances:
+            before, after = old.instances.get(name), new.instances.get(name)
+            if before is not None:
+                self._remove(name, before)
+            if after is not None:
+                self._add(name, after)
+        self.fleet = new
+
+    def naming(self, nodes: Collection[str], profiles: Collection[str], cameras: Collection[str]) -> set[str]:
+        """The instances placed on one of ``nodes``, using one of ``profiles`` or listing one of ``cameras``."""
+        out: set[str] = set()
+        for table, keys in ((self.by_node, nodes), (self.by_profile, profiles), (self.by_camera, cameras)):
+            for key in keys:
+                out.update(table.get(key, ()))
+        return out
+
+    def selecting(self, labels: Iterable[Mapping[str, str]], fleet: Fleet) -> set[str]:
+        """The instances of ``fleet`` whose selector matches one of the label sets ``labels``."""
+        out: set[str] = set(self.select_all)
+        for have in labels:
+            for item in have.items():
+                for name in self.by_label.get(item, ()):
+                    selector = fleet.instances[name].spec.cameraSelector
+                    if selector is not None and all(
+                        have.get(k) == v for k, v in selector.matchLabels.items()
+                    ):
+                        out.add(name)
+        return out
+
+
 def fleet_changes(
-    old: Fleet, new: Fleet, replaced: Mapping[str, frozenset[str]] | None = None
+    old: Fleet,
+    new: Fleet,
+    replaced: Mapping[str, frozenset[str]] | None = None,
+    dependents: Dependents | None = None,
 ) -> Changes | None:
     """The documents of ``new`` that are not the very objects of ``old`` (per kind), and the instances whose
     resolution, files or instance-scoped findings may differ: changed themselves, or naming (placed on, using,
@@ -134,6 +220,10 @@ def fleet_changes(
     if not (nodes or profiles or cameras):
         return Changes(frozenset(out), documents)
     labels = [doc.metadata.labels for c in cameras for doc in (old.cameras.get(c), new.cameras.get(c)) if doc]
+    if dependents is not None and dependents.fleet is old:  # through the index of the last fleet: its names
+        named = dependents.naming(nodes, profiles, cameras) | dependents.selecting(labels, old)
+        out |= {name for name in named if name in new.instances}
+        return Changes(frozenset(out), documents)
     for name, instance in new.instances.items():
         if name in out:
             continue
@@ -211,10 +301,10 @@ def compile_configs(
     sync: FleetSync,
     cache: CompileCache | None = None,
     keys: dict[str, str] | None = None,
-    changed: Collection[str] | None = None,
+    changes: Changes | None = None,
 ) -> dict[str, NodeConfig]:
-    """Every node's config; ``changed`` (see :func:`fleet_changes`): the configs of nodes that neither
-    changed nor hold (or held) a changed instance are taken from ``cache``'s last computation."""
+    """Every node's config; ``changes`` (see :func:`fleet_changes`): the configs of nodes that neither changed
+    nor hold (or held) a changed instance are taken from ``cache``'s last computation."""
     if cache is None:
         return compile_fleet(fleet, resolved, sync=sync)
     known = keys or {}
@@ -229,27 +319,29 @@ def compile_configs(
             cache.hits += 1
         return config
 
-    last = cache.last
-    if changed is None or last is None or cache.last_sync != sync or not cache.node_configs:
+    last, dependents = cache.last, cache.dependents
+    if (
+        changes is None
+        or last is None
+        or cache.last_sync != sync
+        or not cache.node_configs
+        or dependents is None
+        or dependents.fleet is not fleet
+    ):
         return compile_fleet(fleet, resolved, cached, sync)
-    touched = _changed_names(last.nodes, fleet.nodes)
-    for name in changed:
+    touched = set(changes.documents.get("Node", ()))
+    for name in {*changes.instances, *changes.documents.get("DsInstance", ())}:
         for side in (last.instances.get(name), fleet.instances.get(name)):
             if side is not None and side.spec.node is not None:
                 touched.add(side.spec.node)
-    for name in _changed_names(last.instances, fleet.instances) - fleet.instances.keys():
-        node = last.instances[name].spec.node
-        if node is not None:
-            touched.add(node)
-    touched &= fleet.nodes.keys()
-    per_node: dict[str, list[InstanceConfig]] = {node: [] for node in touched}
-    for res in resolved.values():
-        node = res.instance.spec.node
-        if node in per_node:
-            per_node[node].append(cached(fleet, res, sync))
-    out = {node: cache.node_configs[node] for node in fleet.nodes if node not in touched}
-    out.update((node, build_node(node, instances, sync.prune)) for node, instances in per_node.items())
-    return dict(sorted(out.items()))
+    out = dict(cache.node_configs)
+    for node in touched:
+        if node not in fleet.nodes:
+            out.pop(node, None)
+            continue
+        on_node = [resolved[name] for name in sorted(dependents.by_node.get(node, ())) if name in resolved]
+        out[node] = build_node(node, [cached(fleet, res, sync) for res in on_node], sync.prune)
+    return out if out.keys() == cache.node_configs.keys() else dict(sorted(out.items()))
 
 
 @dataclass
@@ -286,11 +378,17 @@ def desired_state(
     if compile_cache is not None and compile_cache.last is not None and compile_cache.last_sync == sync:
         built = manifest_cache.built if manifest_cache is not None else None
         replaced = built.changed if built is not None and built.base is compile_cache.last else None
-        changes = fleet_changes(compile_cache.last, fleet, replaced)
+        changes = fleet_changes(compile_cache.last, fleet, replaced, compile_cache.dependents)
     memo = compile_cache.rule_hits if compile_cache is not None else None
     if changes is not None and memo is not None and memo.refer_by_name:
         changes = Changes(changes.instances | memo.refer_by_name, changes.documents)
     changed = changes.instances if changes is not None else None
+    if compile_cache is not None:
+        dependents = compile_cache.dependents
+        if changes is not None and dependents is not None and dependents.fleet is compile_cache.last:
+            dependents.advance(fleet, changes.documents.get("DsInstance", frozenset()))
+        elif dependents is None or dependents.fleet is not fleet:
+            compile_cache.dependents = Dependents.of(fleet)
     resolved, keys = resolve_cached(fleet, compile_cache, sync, changed)
     policy_findings = evaluate(fleet, resolved, memo, changes)
     loaded.findings = locate_findings(
@@ -299,7 +397,7 @@ def desired_state(
         loaded.locations,
         manifest_cache.located if manifest_cache is not None else None,
     )
-    configs = compile_configs(fleet, resolved, sync, compile_cache, keys, changed) if loaded.ok else None
+    configs = compile_configs(fleet, resolved, sync, compile_cache, keys, changes) if loaded.ok else None
     since = compile_cache.last if compile_cache is not None else None
     if compile_cache is not None:
         compile_cache.last, compile_cache.last_sync = fleet, sync
