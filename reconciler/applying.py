@@ -319,6 +319,7 @@ def apply_manifests(
     sign: Signer | None = None,
     rollouts: bool = False,
     hint: AbstractSet[str] | None = None,
+    locate_warnings: bool = True,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
@@ -330,7 +331,8 @@ def apply_manifests(
     rows (the coordinator's key). ``rollouts``: run the fleet's ``Policy.spec.rollout`` (the coordinator, which
     releases the held nodes wave by wave afterwards); False: every change goes out at once. ``hint``: the real
     paths a file watcher saw change since the last read through ``caches`` (see
-    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`)."""
+    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`). ``locate_warnings``: see
+    :func:`dsfleet.reconciler.compiling.desired.desired_state`."""
     if desired is None:
         desired = desired_state(
             paths,
@@ -338,6 +340,7 @@ def apply_manifests(
             caches.compiled if caches else None,
             limits=limits,
             hint=hint,
+            locate_warnings=locate_warnings,
         )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
     if skip_unchanged:
@@ -455,6 +458,7 @@ def plan_manifests(
     limits: Limits = DEFAULT_LIMITS,
     desired: DesiredState | None = None,
     hint: AbstractSet[str] | None = None,
+    locate_warnings: bool = True,
 ) -> PlanResult:
     """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory);
     ``desired``: the desired state of ``paths`` when the caller has just computed it; ``hint``: as for
@@ -466,6 +470,7 @@ def plan_manifests(
             caches.compiled if caches else None,
             limits=limits,
             hint=hint,
+            locate_warnings=locate_warnings,
         )
     if desired.configs is None:
         return PlanResult(desired, None)

@@ -368,9 +368,11 @@ def desired_state(
     compile_cache: CompileCache | None = None,
     limits: Limits = DEFAULT_LIMITS,
     hint: AbstractSet[str] | None = None,
+    locate_warnings: bool = True,
 ) -> DesiredState:
     """The desired state of the manifests at ``paths`` (``hint``: see
-    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`)."""
+    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`; ``locate_warnings=False``: warnings keep
+    their document and path but get no line and column, which takes a second parse of their files)."""
     loaded = load_manifests(paths, limits=limits, cache=manifest_cache, run_policies=False, hint=hint)
     fleet = loaded.fleet
     sync = fleet_sync(fleet)
@@ -396,6 +398,7 @@ def desired_state(
         loaded.texts,
         loaded.locations,
         manifest_cache.located if manifest_cache is not None else None,
+        warnings=locate_warnings,
     )
     configs = compile_configs(fleet, resolved, sync, compile_cache, keys, changes) if loaded.ok else None
     since = compile_cache.last if compile_cache is not None else None

@@ -496,6 +496,8 @@ def locate_findings(
     texts: dict[str, str],
     memo: Mapping[str, dict[tuple[int, tuple[PathItem, ...], bool], tuple[int, int]]] | None = None,
     located: dict[int, tuple[Finding, Finding]] | None = None,
+    *,
+    warnings: bool = True,
 ) -> list[Finding]:
     """Fill in line/column from the YAML text for findings that only have a source path; sort them.
 
@@ -503,7 +505,8 @@ def locate_findings(
     file's parse) remembers what was found, so the same warnings on unchanged files cost nothing next time.
     ``located`` (kept by a long-running caller) maps a finding object given again to its located copy: a finding
     is given again only while the documents it was found in are unchanged (an unchanged file's parse findings, a
-    kept rule hit's finding: :class:`dsfleet.policies.engine.HitMemo`), so its place is too."""
+    kept rule hit's finding: :class:`dsfleet.policies.engine.HitMemo`), so its place is too. ``warnings=False``:
+    only errors are located (a caller that shows no warnings: the coordinator stores and logs errors only)."""
     locators: dict[str, Locator] = {}
 
     def resolve(source: SourceRef | None, key: bool) -> Location | None:
@@ -528,6 +531,9 @@ def locate_findings(
     out: list[Finding] = []
     fresh: dict[int, tuple[Finding, Finding]] = {}
     for f in findings:
+        if not warnings and f.severity is not Severity.ERROR:
+            out.append(f)
+            continue
         if located is not None:
             known = located.get(id(f))
             if known is not None and known[0] is f:

@@ -449,3 +449,16 @@ def test_parts_a_document_leaves_are_checked_again(tmp_path: Path) -> None:
     set_doc("DsInstance", "site-ds-1", lambda d: d["spec"].update(node="site-node-2"))
     set_doc("DsInstance", "site-ds-5", lambda d: d["spec"].update(node="site-node-2"))
     assert "node-capacity" not in check("its instances moved away")
+
+
+def test_the_coordinator_locates_errors_only(tmp_path: Path) -> None:
+    """``locate_warnings=False`` (the coordinator stores and logs errors only): the same findings, the errors
+    with their lines, the warnings without (locating them parses their files again)."""
+    root = tmp_path / "manifests"
+    shutil.copytree(GOLDEN / "deepstream-fidelity" / "manifests", root)
+    full = desired_state([root]).loaded.findings
+    quick = desired_state([root], locate_warnings=False).loaded.findings
+    assert any(f.is_error for f in full) and any(not f.is_error for f in full)
+    assert sorted((f.rule, f.message) for f in quick) == sorted((f.rule, f.message) for f in full)
+    assert all(f.location is not None and f.location.line > 0 for f in quick if f.is_error)
+    assert all(f.location is None for f in quick if not f.is_error)
