@@ -43,6 +43,7 @@ from dsfleet.reconciler.store import (
     CameraRow,
     InstanceRow,
     Inventory,
+    InventoryDelta,
     NewRevision,
     NodeChange,
     NodeRow,
@@ -187,6 +188,10 @@ class InventoryRows:
     """Instance → the cameras its resolution names."""
     compiled: bool
     """Whether the desired state was compiled (valid): the instances' rows carry their configs' hashes then."""
+    touched: dict[str, set[str]] = field(default_factory=dict)
+    """Table → the names of the rows made again since the last rows (a delta's)."""
+    inventory: Inventory | None = None
+    """The inventory these rows were handed out as."""
 
 
 def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
@@ -197,6 +202,7 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
     last = caches.rows if caches is not None else None
     if caches is not None:
         caches.rows = None  # the delta updates the last rows' index in place: they are not kept on a failure
+    delta: InventoryDelta | None = None
     if (
         last is not None
         and desired.changes is not None
@@ -204,15 +210,25 @@ def inventory(desired: DesiredState, caches: Caches | None = None) -> Inventory:
         and last.compiled == (desired.configs is not None)
     ):
         rows = _rows_delta(desired, last, desired.changes)
+        if last.inventory is not None:
+            delta = InventoryDelta(
+                base=last.inventory,
+                nodes={name: rows.nodes.get(name) for name in rows.touched["nodes"]},
+                cameras={name: rows.cameras.get(name) for name in rows.touched["cameras"]},
+                instances={name: rows.instances.get(name) for name in rows.touched["instances"]},
+            )
     else:
         rows = _rows(desired)
-    if caches is not None:
-        caches.rows = rows
-    return Inventory(
+    made = Inventory(
         nodes=list(rows.nodes.values()),
         cameras=list(rows.cameras.values()),
         instances=list(rows.instances.values()),
+        delta=delta,
     )
+    rows.inventory = made
+    if caches is not None:
+        caches.rows = rows
+    return made
 
 
 def _compiled(desired: DesiredState, name: str) -> InstanceConfig | None:
@@ -278,7 +294,18 @@ def _rows_delta(desired: DesiredState, last: InventoryRows, changes: Changes) ->
             cameras.pop(name, None)
         else:
             cameras[name] = _camera_row(camera, _owner(users, name))
-    return InventoryRows(fleet, nodes, cameras, instances, users, cameras_of, desired.configs is not None)
+    touched_nodes = set(changes.documents.get("Node", ()))
+    touched_instances = {*changes.instances, *changes.documents.get("DsInstance", ())}
+    return InventoryRows(
+        fleet,
+        nodes,
+        cameras,
+        instances,
+        users,
+        cameras_of,
+        desired.configs is not None,
+        {"nodes": touched_nodes, "cameras": touched, "instances": touched_instances},
+    )
 
 
 def stored_configs(

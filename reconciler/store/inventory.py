@@ -12,7 +12,14 @@ from sqlalchemy.engine import Connection
 
 from dsfleet.reconciler.store.database import StoreBase
 from dsfleet.reconciler.store.schema import CAMERAS, INSTANCES, NODES
-from dsfleet.reconciler.store.values import CameraRow, InstanceRow, NodeRow, StoredInventory, _to_utc
+from dsfleet.reconciler.store.values import (
+    CameraRow,
+    InstanceRow,
+    InventoryDelta,
+    NodeRow,
+    StoredInventory,
+    _to_utc,
+)
 
 Row = TypeVar("Row", NodeRow, InstanceRow, CameraRow)
 
@@ -51,6 +58,22 @@ def _write(
         )
     for row in delta.updated:
         conn.execute(table.update().where(table.c.name == row.name).values(**columns(row)))
+
+
+def _upsert(
+    conn: Connection,
+    table: sa.Table,
+    rows: Mapping[str, Row | None],
+    columns: Callable[[Row], dict[str, Any]],
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
+    """Each row updated by name, or inserted when there is none of that name (rows that are None: skipped)."""
+    for name, row in sorted(rows.items()):
+        if row is None:
+            continue
+        values = columns(row)
+        if not conn.execute(table.update().where(table.c.name == name).values(**values)).rowcount:
+            conn.execute(table.insert().values(name=name, **(defaults or {}), **values))
 
 
 class InventoryMixin(StoreBase):
@@ -196,6 +219,29 @@ class InventoryMixin(StoreBase):
             conn.execute(CAMERAS.delete().where(CAMERAS.c.name.in_(cameras.gone)))
         if instances.gone:  # after the cameras that referred to them moved or went
             conn.execute(INSTANCES.delete().where(INSTANCES.c.name.in_(instances.gone)))
+
+    @classmethod
+    def _write_inventory_delta(cls, conn: Connection, delta: InventoryDelta) -> None:
+        """Write the rows of ``delta`` over the tables, which hold ``delta.base``: each changed row updated, or
+        inserted when it is new (a node deleted earlier is still in the table, soft-deleted: it comes back);
+        each row that is gone deleted (a node soft-deleted). Instances before cameras (cameras name them), the
+        instances that went last."""
+        _upsert(conn, NODES, delta.nodes, cls._node_columns, {"online": False})
+        _upsert(conn, INSTANCES, delta.instances, cls._instance_columns)
+        _upsert(conn, CAMERAS, delta.cameras, cls._camera_columns)
+        gone_nodes = sorted(name for name, row in delta.nodes.items() if row is None)
+        if gone_nodes:
+            conn.execute(
+                NODES.update()
+                .where(NODES.c.name.in_(gone_nodes), NODES.c.deleted.is_(False))
+                .values(deleted=True)
+            )
+        gone_cameras = sorted(name for name, row in delta.cameras.items() if row is None)
+        if gone_cameras:
+            conn.execute(CAMERAS.delete().where(CAMERAS.c.name.in_(gone_cameras)))
+        gone_instances = sorted(name for name, row in delta.instances.items() if row is None)
+        if gone_instances:
+            conn.execute(INSTANCES.delete().where(INSTANCES.c.name.in_(gone_instances)))
 
     # ---- inventory
 

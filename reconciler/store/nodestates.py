@@ -197,8 +197,13 @@ class LiveMixin(StoreBase):
     ) -> None:
         inserts = [r for r in rows if r["node"] not in before]
         updates = [r for r in rows if r["node"] in before]
-        if inserts:
-            conn.execute(NODE_STATUS.insert(), inserts)
+        # one executemany per shape of row: it binds the columns of the first row (a new node's first report may
+        # name its fleet, another's not)
+        new_shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for r in inserts:
+            new_shapes.setdefault(tuple(sorted(r)), []).append(r)
+        for group in new_shapes.values():
+            conn.execute(NODE_STATUS.insert(), group)
         # one compiled statement per shape of row, executed for many rows (a statement with literal values is
         # compiled again for every row: that was most of the ingest time of a fleet of 1,000 nodes)
         shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
 from dsfleet.reconciler.store.database import _inserted_id
+from dsfleet.reconciler.store.errors import PermanentStoreError
 from dsfleet.reconciler.store.inventory import InventoryMixin
 from dsfleet.reconciler.store.schema import (
     EVENTS,
@@ -27,6 +28,7 @@ from dsfleet.reconciler.store.values import (
     Encoder,
     HeldByPin,
     Inventory,
+    InventoryDelta,
     NewRevision,
     NodeChange,
     RevisionRecord,
@@ -36,6 +38,7 @@ from dsfleet.reconciler.store.values import (
     _to_utc,
 )
 from dsfleet.schemas.hashing import canonical_json
+from dsfleet.schemas.placeholders import url_has_credentials
 
 MAX_GENERATION = 2**31 - 1
 """Generations are 32-bit integers in the store (PostgreSQL's ``integer``): a report above is never followed."""
@@ -119,8 +122,17 @@ class RevisionsMixin(InventoryMixin):
                 raise ValueError(f"node {change.node} changed twice in one revision")
             seen.add(change.node)
         # the base was checked when it was stored; its rows given again are the same objects
-        known = StoredInventory.of(inventory_base[1], trusted=True) if inventory_base is not None else None
-        rows = StoredInventory.of(inventory, checked=known) if inventory is not None else None
+        delta = inventory.delta if inventory is not None else None
+        if delta is not None and (inventory_base is None or delta.base is not inventory_base[1]):
+            delta = None
+        if delta is not None:  # only the rows that differ are looked at (and checked for credentials)
+            _check_delta(delta)
+            known = rows = None
+        else:
+            known = (
+                StoredInventory.of(inventory_base[1], trusted=True) if inventory_base is not None else None
+            )
+            rows = StoredInventory.of(inventory, checked=known) if inventory is not None else None
         created_at = _to_utc(rev.created_at)
         generations: dict[str, int] = {}
         outbox_ids: list[int] = []
@@ -139,7 +151,7 @@ class RevisionsMixin(InventoryMixin):
                 )
                 generations[change.node] = generation
                 outbox_ids.append(outbox_id)
-            if rows is not None:
+            if inventory is not None:
                 base = None
                 if inventory_base is not None:
                     last = conn.execute(
@@ -149,7 +161,13 @@ class RevisionsMixin(InventoryMixin):
                     ).scalar()
                     if last == inventory_base[0]:
                         base = known
-                self._replace_inventory(conn, rows, base)
+                    if delta is not None and last == inventory_base[0]:
+                        self._write_inventory_delta(conn, delta)
+                    elif delta is not None:  # the tables hold another inventory: compare every row
+                        delta = None
+                if delta is None:
+                    rows = rows or StoredInventory.of(inventory)
+                    self._replace_inventory(conn, rows, base)
             for key, make in (states or {}).items():
                 self._put_sync_state(conn, key, make(revision_id), created_at)
         return AppliedRevision(revision_id, generations, tuple(outbox_ids))
@@ -542,3 +560,13 @@ def _revision_record(row: RowMapping) -> RevisionRecord:
         errors=tuple(dict(e) for e in (row["errors"] or ())),
         nodes_changed=int(row["nodes_changed"]),
     )
+
+
+def _check_delta(delta: InventoryDelta) -> None:
+    """Refuse a changed camera row whose URL carries credentials (as :meth:`StoredInventory.of` does)."""
+    for camera in delta.cameras.values():
+        if camera is not None and url_has_credentials(camera.url):
+            raise PermanentStoreError(
+                f"camera {camera.name}: url carries credentials; the store keeps credentials-free URLs only "
+                "(use credentials.secretRef)"
+            )

@@ -92,6 +92,19 @@ class Inventory:
     nodes: Sequence[NodeRow | Mapping[str, Any]] = ()
     cameras: Sequence[CameraRow | Mapping[str, Any]] = ()
     instances: Sequence[InstanceRow | Mapping[str, Any]] = ()
+    delta: InventoryDelta | None = None
+    """How these rows differ from another inventory (a caller that knows it: the coordinator)."""
+
+
+@dataclass(frozen=True)
+class InventoryDelta:
+    """The rows of an inventory that differ from :attr:`base`'s, by name (None: the row is gone); every other
+    row is :attr:`base`'s. The store writes just these when its tables hold :attr:`base`."""
+
+    base: Inventory
+    nodes: Mapping[str, NodeRow | None]
+    cameras: Mapping[str, CameraRow | None]
+    instances: Mapping[str, InstanceRow | None]
 
 
 @dataclass(frozen=True)
