@@ -4,6 +4,7 @@ unit tests only) and the Hypothesis profile. Helpers live in ``tests.support``."
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,15 @@ pytest_plugins = ["tests.support.fixtures"]
 # Every agent a test starts uses only images already on the host: no test may make the agent (or dockerd) reach a
 # registry, which is never on loopback. The images of the tests are built locally (docker import).
 os.environ.setdefault("DSFLEET_AGENT_IMAGE_PULL", "never")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cli_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``dsfleet validate`` and ``diff`` keep a cache under ``$XDG_CACHE_HOME``: the suite's own, never the user's
+    (every test then also checks that a cached run prints what a cold one does)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
 
 
 @pytest.hookimpl(tryfirst=True)

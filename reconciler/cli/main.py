@@ -26,7 +26,13 @@ from dsfleet.reconciler.cli import rollback as cli_rollback
 from dsfleet.reconciler.cli import rollouts as cli_rollouts
 from dsfleet.reconciler.cli import serve as cli_serve
 from dsfleet.reconciler.cli import status as cli_status
-from dsfleet.reconciler.cli.options import VersionAction, add_manifest_options, add_output, settings_of
+from dsfleet.reconciler.cli.options import (
+    VersionAction,
+    add_cache_option,
+    add_manifest_options,
+    add_output,
+    settings_of,
+)
 from dsfleet.schemas.errors import DsfleetError, ExitCode
 from dsfleet.schemas.findings import plural
 
@@ -83,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="manifest files or directories (*.yaml, *.yml)")
     add_manifest_options(p)
+    add_cache_option(p)
     add_output(p)
     p.add_argument(
         "--strict",
@@ -150,7 +157,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from dsfleet.reconciler.loading.yamlfiles import loader_limits
 
     limits = loader_limits(settings_of(args).coordinator, args.exclude)
-    loaded = load_manifests(args.paths, limits=limits)
+    from dsfleet.reconciler.cli.caches import desired_for, disabled
+
+    if disabled(args.no_cache):
+        loaded = load_manifests(args.paths, limits=limits)
+    else:  # the cache keeps what diff needs too: one file serves both commands
+        loaded = desired_for(args.paths, limits).loaded
     errors, warnings = summary_counts(loaded.findings)
     if args.output == "text" and no_manifests("validate", args.paths, loaded, error=False):
         warnings += 1

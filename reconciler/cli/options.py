@@ -16,6 +16,7 @@ from dsfleet.schemas.errors import ExitCode
 __all__ = [
     "VersionAction",
     "add_bootstrap_servers",
+    "add_cache_option",
     "add_db",
     "add_manifest_options",
     "add_output",
@@ -93,6 +94,16 @@ def add_manifest_options(p: argparse.ArgumentParser) -> None:
         default=[],
         help="leave out files matching GLOB (gitignore syntax, relative to each PATH directory; repeatable); "
         "a .dsfleetignore file in a directory does the same for everyone",
+    )
+
+
+def add_cache_option(p: argparse.ArgumentParser) -> None:
+    """``--no-cache``: start cold and write no cache (``dsfleet.reconciler.cli.caches``)."""
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither read nor write the cache of parsed and compiled manifests "
+        "($XDG_CACHE_HOME/dsfleet, default ~/.cache/dsfleet; also DSFLEET_NO_CACHE=1)",
     )
 
 

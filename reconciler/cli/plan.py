@@ -12,6 +12,7 @@ from typing import Any
 
 from dsfleet.reconciler.cli.findings import no_manifests, print_findings, report_missing, use_color
 from dsfleet.reconciler.cli.options import (
+    add_cache_option,
     add_db,
     add_manifest_options,
     add_output,
@@ -41,6 +42,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help=PATHS_HELP)
     add_manifest_options(p)
+    add_cache_option(p)
     add_db(p)
     add_output(p)
     p.add_argument("--show-unchanged", action="store_true", help="also list nodes that do not change")
@@ -170,11 +172,16 @@ def _limits(args: argparse.Namespace) -> Any:
     return loader_limits(settings_of(args).coordinator, getattr(args, "exclude", None) or ())
 
 
-def _desired(args: argparse.Namespace, command: str, paths: Sequence[str]) -> Any:
+def _desired(args: argparse.Namespace, command: str, paths: Sequence[str], *, cached: bool = False) -> Any:
+    """The desired state of ``paths`` (``cached``: through the persisted cache unless ``--no-cache``)."""
     from dsfleet.reconciler.compiling.desired import desired_state
 
     if report_missing(command, paths):
         return None
+    if cached:
+        from dsfleet.reconciler.cli.caches import desired_for
+
+        return desired_for(list(paths), _limits(args), no_cache=args.no_cache)
     return desired_state(list(paths), limits=_limits(args))
 
 
@@ -191,7 +198,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     url = settings_of(args).coordinator.db
     if store_problem(args.command, url, must_exist=args.db is not None):
         return ExitCode.ERROR
-    desired = _desired(args, args.command, args.paths)
+    desired = _desired(args, args.command, args.paths, cached=True)
     if desired is None:
         return ExitCode.ERROR
     loaded = desired.loaded
