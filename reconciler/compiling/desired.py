@@ -5,13 +5,14 @@ the hash of everything an instance's config depends on (its manifest, its camera
 so changing one camera re-renders one instance.
 
 Incremental (the coordinator, which keeps one ``CompileCache``): unchanged files come back from the
-``ManifestCache`` as the very same objects, so comparing the new fleet's documents with the last one's by identity
-tells which documents changed (:func:`fleet_changes`). Only the instances a change can affect (changed
-themselves, or naming a changed node, profile or camera, or selecting a changed camera) get their keys computed,
-are resolved, checked by the instance-scoped rules (:class:`dsfleet.policies.engine.HitMemo`) and compiled again;
-only their nodes' configs are built again. A change to a Policy, or a document that fails its schema, makes
-everything count as changed. The result equals a full evaluation (``tests/unit/test_incremental.py`` checks it on
-random edit sequences); decision record 0029.
+``ManifestCache`` as the very same objects and the fleet is built from the last one by replacing the changed
+files' documents, so which documents changed is known (:func:`fleet_changes`). Only the instances a change can
+affect (changed themselves, or naming a changed node, profile or camera, or selecting a changed camera: found
+through :class:`Dependents`) get their keys computed, are resolved, checked by the instance-scoped and partitioned
+rules (:class:`dsfleet.policies.engine.HitMemo`) and compiled again; only their nodes' configs are built again. A
+change to a Policy, or a document that fails its schema, makes everything count as changed. The result equals a
+full evaluation (``tests/unit/test_incremental.py`` checks it on random edit sequences); see
+docs/architecture/decisions/0029-incremental-apply.md.
 """
 
 from __future__ import annotations
