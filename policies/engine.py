@@ -59,6 +59,11 @@ class EffectiveSetting:
         return self.severity
 
     @property
+    def can_fail(self) -> bool:
+        """Whether any finding of the rule can be an error."""
+        return self.severity is RuleSeverity.ERROR or any(s.severity is RuleSeverity.ERROR for s in self.scoped)
+
+    @property
     def enabled(self) -> bool:
         return self.severity is not RuleSeverity.OFF or any(
             s.severity is not RuleSeverity.OFF for s in self.scoped
@@ -304,6 +309,8 @@ def evaluate(
     resolved: dict[str, ResolvedInstance] | None = None,
     memo: HitMemo | None = None,
     changes: Changes | None = None,
+    *,
+    warnings: bool = True,
 ) -> list[Finding]:
     """Every enabled rule over the fleet → findings (unsorted; the loader adds locations and sorts).
 
@@ -312,7 +319,8 @@ def evaluate(
     the memo), only the instances it names and the parts its documents were or are in are checked again: the
     caller vouches that nothing else changed (:data:`dsfleet.policies.registry.INSTANCE`,
     :data:`dsfleet.policies.registry.PARTITIONED`). Either way the findings are those of checking every rule over
-    the whole fleet (a partitioned rule's findings in the order of its parts; the loader sorts them all)."""
+    the whole fleet (a partitioned rule's findings in the order of its parts; the loader sorts them all).
+    ``warnings=False``: a rule that can only warn is not looked at (its kept hits stay kept)."""
     changed = changes.instances if changes is not None else None
     settings, findings = effective_settings(fleet)
     ctx = Context(
@@ -341,6 +349,8 @@ def evaluate(
     for rule_id, known in REGISTRY.items():
         setting = settings[rule_id]
         if not setting.enabled:
+            continue
+        if not warnings and not setting.can_fail:
             continue
         if memo is not None and known.scope == INSTANCE:
             findings.extend(_kept_findings(memo, fleet, rule_id, setting, known.once))

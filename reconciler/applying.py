@@ -346,7 +346,7 @@ def apply_manifests(
     sign: Signer | None = None,
     rollouts: bool = False,
     hint: AbstractSet[str] | None = None,
-    locate_warnings: bool = True,
+    warnings: bool = True,
 ) -> ApplyResult:
     """Validate, plan and store one revision (its ``manifests_hash`` is filled in here). ``stored`` (the last
     applied configs) may be passed by a caller that keeps them; otherwise they are read from the store.
@@ -358,7 +358,7 @@ def apply_manifests(
     rows (the coordinator's key). ``rollouts``: run the fleet's ``Policy.spec.rollout`` (the coordinator, which
     releases the held nodes wave by wave afterwards); False: every change goes out at once. ``hint``: the real
     paths a file watcher saw change since the last read through ``caches`` (see
-    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`). ``locate_warnings``: see
+    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`). ``warnings``: see
     :func:`dsfleet.reconciler.compiling.desired.desired_state`."""
     if desired is None:
         desired = desired_state(
@@ -367,7 +367,7 @@ def apply_manifests(
             caches.compiled if caches else None,
             limits=limits,
             hint=hint,
-            locate_warnings=locate_warnings,
+            warnings=warnings,
         )
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
     if skip_unchanged:
@@ -455,7 +455,12 @@ def _holds(
     """The holds of the changed source nodes: the moves from their last stored configs to the new ones, and the
     moves still under way of the holds their last configs were under (see :func:`carry_moves`)."""
     changed = {c.node for c in changes}
-    moves = camera_moves(current, new)
+    # a camera leaves a node only when that node's config changes, and reaches one only when its config does
+    # (an unchanged node runs what it ran: the last configs gave no camera to two nodes), so the changed nodes'
+    # configs say every move
+    moves = camera_moves(
+        {n: current[n] for n in changed if n in current}, {n: new[n] for n in changed if n in new}
+    )
     previous: dict[str, Hold] = {}
     for row in store.held_outbox():
         hold = Hold.from_json(row.hold)
@@ -485,7 +490,7 @@ def plan_manifests(
     limits: Limits = DEFAULT_LIMITS,
     desired: DesiredState | None = None,
     hint: AbstractSet[str] | None = None,
-    locate_warnings: bool = True,
+    warnings: bool = True,
 ) -> PlanResult:
     """What applying would change, without storing anything (manual sync, ``diff`` of a watched directory);
     ``desired``: the desired state of ``paths`` when the caller has just computed it; ``hint``: as for
@@ -497,7 +502,7 @@ def plan_manifests(
             caches.compiled if caches else None,
             limits=limits,
             hint=hint,
-            locate_warnings=locate_warnings,
+            warnings=warnings,
         )
     if desired.configs is None:
         return PlanResult(desired, None)

@@ -369,11 +369,12 @@ def desired_state(
     compile_cache: CompileCache | None = None,
     limits: Limits = DEFAULT_LIMITS,
     hint: AbstractSet[str] | None = None,
-    locate_warnings: bool = True,
+    warnings: bool = True,
 ) -> DesiredState:
     """The desired state of the manifests at ``paths`` (``hint``: see
-    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`; ``locate_warnings=False``: warnings keep
-    their document and path but get no line and column, which takes a second parse of their files)."""
+    :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`; ``warnings=False``: the findings are the
+    errors only, for a caller that shows no warnings: locating a warning parses its file a second time, and a
+    large fleet's warnings are many)."""
     loaded = load_manifests(paths, limits=limits, cache=manifest_cache, run_policies=False, hint=hint)
     fleet = loaded.fleet
     sync = fleet_sync(fleet)
@@ -393,13 +394,13 @@ def desired_state(
         elif dependents is None or dependents.fleet is not fleet:
             compile_cache.dependents = Dependents.of(fleet)
     resolved, keys = resolve_cached(fleet, compile_cache, sync, changed)
-    policy_findings = evaluate(fleet, resolved, memo, changes)
+    policy_findings = evaluate(fleet, resolved, memo, changes, warnings=warnings)
     loaded.findings = locate_findings(
         [*loaded.findings, *policy_findings],
         loaded.texts,
         loaded.locations,
         manifest_cache.located if manifest_cache is not None else None,
-        warnings=locate_warnings,
+        warnings=warnings,
     )
     configs = compile_configs(fleet, resolved, sync, compile_cache, keys, changes) if loaded.ok else None
     since = compile_cache.last if compile_cache is not None else None

@@ -506,7 +506,8 @@ def locate_findings(
     ``located`` (kept by a long-running caller) maps a finding object given again to its located copy: a finding
     is given again only while the documents it was found in are unchanged (an unchanged file's parse findings, a
     kept rule hit's finding: :class:`dsfleet.policies.engine.HitMemo`), so its place is too. ``warnings=False``:
-    only errors are located (a caller that shows no warnings: the coordinator stores and logs errors only)."""
+    errors only (the warnings are left out: a caller that shows none, the coordinator, which stores and logs
+    errors only)."""
     locators: dict[str, Locator] = {}
 
     def resolve(source: SourceRef | None, key: bool) -> Location | None:
@@ -532,7 +533,6 @@ def locate_findings(
     fresh: dict[int, tuple[Finding, Finding]] = {}
     for f in findings:
         if not warnings and f.severity is not Severity.ERROR:
-            out.append(f)
             continue
         if located is not None:
             known = located.get(id(f))
