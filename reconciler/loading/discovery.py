@@ -4,6 +4,7 @@ walk (:class:`Discovered`) is taken again while no directory it listed changed."
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -97,6 +98,11 @@ class Discovered:
     read: tuple[tuple[str, tuple[int, int, int] | None], ...]
     reals: frozenset[str] = frozenset()
     """The real paths of :attr:`files`."""
+
+    @functools.cached_property
+    def by_real(self) -> dict[str, ManifestFile]:
+        """:attr:`files` by real path."""
+        return {f.real: f for f in self.files if f.real}
 
     def still_valid(self, key: tuple[Any, ...]) -> bool:
         return key == self.key and all(_stat_key(path) == stat for path, stat in self.read)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -403,15 +404,18 @@ DELTA_LIMIT = 0.1
 
 
 def build_fleet_cached(
-    parsed: Sequence[tuple[str, ParsedFile]], cache: ManifestCache | None
+    parsed: Sequence[tuple[str, ParsedFile]],
+    cache: ManifestCache | None,
+    fresh: AbstractSet[str] | None = None,
 ) -> tuple[Fleet, list[Finding]]:
     """:func:`build_fleet`, or, with ``cache``, the last fleet with the documents of the changed files replaced:
     the other documents stay the very same objects at the same places, and the fleet itself is the last one when
     no file changed. A change that touches a name defined twice, or a set with documents that fail their schema,
-    is built in full (which document wins, and what counts as defined, then depend on the whole set)."""
+    is built in full (which document wins, and what counts as defined, then depend on the whole set).
+    ``fresh``: the only files that may differ from the last build's (the same files as then)."""
     files = dict(parsed)
     last = cache.built if cache is not None else None
-    delta = _fleet_delta(last, files) if last is not None else None
+    delta = _fleet_delta(last, files, fresh) if last is not None else None
     if delta is None:
         fleet, findings = build_fleet(parsed)
         if cache is not None:
@@ -423,11 +427,17 @@ def build_fleet_cached(
     return fleet, []
 
 
-def _fleet_delta(last: Built, files: dict[str, ParsedFile]) -> tuple[Fleet, dict[str, frozenset[str]]] | None:
+def _fleet_delta(
+    last: Built, files: dict[str, ParsedFile], fresh: AbstractSet[str] | None = None
+) -> tuple[Fleet, dict[str, frozenset[str]]] | None:
     if last.findings or last.fleet.invalid:
         return None
-    changed = [display for display, pf in files.items() if last.files.get(display) is not pf]
-    removed = last.files.keys() - files.keys()
+    if fresh is not None and len(files) == len(last.files):
+        changed = [display for display in fresh if last.files.get(display) is not files.get(display)]
+        removed: AbstractSet[str] = set()
+    else:
+        changed = [display for display, pf in files.items() if last.files.get(display) is not pf]
+        removed = last.files.keys() - files.keys()
     if not changed and not removed:
         return last.fleet, {}
     if len(changed) + len(removed) > max(20, DELTA_LIMIT * len(files)):
@@ -569,17 +579,35 @@ def load_manifests(
     watcher saw change since the last load through ``cache`` (see :func:`discover` and :func:`read_files`); the
     caller vouches the watcher saw every change meanwhile (it loads without one from time to time)."""
     files, findings = discover(paths, limits.exclude, cache, hint)
-    parsed, read_findings = read_files(files, limits, cache, hint)
+    last = cache.views if cache is not None else None
+    fresh: set[str] | None = None
+    again: list[tuple[str, ParsedFile]] | None = None
+    if hint is not None and cache is not None and last is not None and last.discovered is cache.discovered:
+        # the same files as the last load (its walk was taken again): only the hinted ones are read, in place
+        assert cache.discovered is not None
+        named = [cache.discovered.by_real[path] for path in hint if path in cache.discovered.by_real]
+        again, read_findings = read_files(named, limits, cache)
+        if len(again) != len(named):
+            again = (
+                None  # one could not be read: the whole set is read, so it is left out as a full read does
+            )
+    if again is not None and last is not None:
+        parsed = list(last.parsed.items())
+        for display, pf in again:
+            parsed[last.position[display]] = (display, pf)
+        fresh = {display for display, _pf in again}
+    else:
+        parsed, read_findings = read_files(files, limits, cache, hint)
     findings.extend(read_findings)
     for _display_name, pf in parsed:
         findings.extend(pf.findings)
-    fleet, dup_findings = build_fleet_cached(parsed, cache)
+    fleet, dup_findings = build_fleet_cached(parsed, cache, fresh)
     findings.extend(dup_findings)
     if run_policies:
         from dsfleet.policies.engine import evaluate
 
         findings.extend(evaluate(fleet))
-    views = _views(parsed, files, cache)
+    views = _views(parsed, files, cache, fresh)
     return LoadedManifests(
         fleet=fleet,
         findings=locate_findings(findings, views.texts, views.locations) if run_policies else findings,
@@ -606,10 +634,19 @@ class Views:
     names: tuple[str, ...]
     discovered: object
 
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Where each file is in :attr:`parsed` (the order of the walk)."""
+        return {display: i for i, display in enumerate(self.parsed)}
+
 
 def _views(
-    parsed: Sequence[tuple[str, ParsedFile]], files: Sequence[ManifestFile], cache: ManifestCache | None
+    parsed: Sequence[tuple[str, ParsedFile]],
+    files: Sequence[ManifestFile],
+    cache: ManifestCache | None,
+    fresh: AbstractSet[str] | None = None,
 ) -> Views:
+    """``fresh``: the only files that may differ from the last load's (the same files as then)."""
     discovered = cache.discovered if cache is not None else None
     last = cache.views if cache is not None else None
     new = dict(parsed)
@@ -619,7 +656,9 @@ def _views(
         relative = {mf.display: mf.relative or mf.display for mf in files}
     changed: list[str] = []
     removed: set[str] = set()
-    if last is not None and relative is last.relative:
+    if last is not None and relative is last.relative and fresh is not None:
+        changed = [display for display in fresh if last.parsed.get(display) is not new.get(display)]
+    elif last is not None and relative is last.relative:
         changed = [display for display, pf in new.items() if last.parsed.get(display) is not pf]
         removed = last.parsed.keys() - new.keys()
     if last is None or relative is not last.relative or len(changed) + len(removed) > max(20, len(new) // 10):

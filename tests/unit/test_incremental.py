@@ -36,6 +36,12 @@ class Tree:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.touched: set[str] = set()
+        """The real paths written or removed since last taken: what a file watcher would report."""
+
+    def take(self) -> frozenset[str]:
+        touched, self.touched = frozenset(self.touched), set()
+        return touched
 
     def files(self) -> list[Path]:
         return sorted(self.root.rglob("*.yaml"))
@@ -45,6 +51,7 @@ class Tree:
 
     def write(self, path: Path, docs: Docs) -> None:
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False) if docs else "")
+        self.touched.add(str(path.resolve()))
         tick = next(_TICKS)  # a distinct mtime per write, whatever the file system's clock granularity
         os.utime(path, ns=(tick, tick))
 
@@ -190,6 +197,7 @@ def _schema_broken_or_fixed(rng: random.Random, tree: Tree) -> bool:
     broken = tree.root / "broken.yaml"
     if broken.exists():
         broken.unlink()
+        tree.touched.add(str(broken.resolve()))
         return True
     found = tree.documents("Camera")
     _path, _index, doc = rng.choice(found)
@@ -307,11 +315,14 @@ def test_incremental_desired_state_equals_a_full_one_after_every_edit(tmp_path: 
         manifests, compiled = caches.manifests, caches.compiled
         assert desired_state([root]).configs is not None, "the grown fleet is valid"
         inventory(desired_state([root], manifests, compiled), caches)
+        tree.take()
         for step in range(12):
             edit = rng.choice(EDITS)
             if not edit(rng, tree):
                 continue
-            kept = desired_state([root], manifests, compiled)
+            # half the loads as the coordinator makes them on a watcher's event: only the files it names
+            hint = tree.take() if seed % 2 else None
+            kept = desired_state([root], manifests, compiled, hint=hint)
             full = desired_state([root])
             assert _state(kept) == _state(full), f"seed {seed}, step {step}: {edit.__name__}"
             if rng.random() < 0.8:  # an apply that stores nothing makes no rows: the next one catches up
