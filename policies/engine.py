@@ -61,7 +61,9 @@ class EffectiveSetting:
     @property
     def can_fail(self) -> bool:
         """Whether any finding of the rule can be an error."""
-        return self.severity is RuleSeverity.ERROR or any(s.severity is RuleSeverity.ERROR for s in self.scoped)
+        return self.severity is RuleSeverity.ERROR or any(
+            s.severity is RuleSeverity.ERROR for s in self.scoped
+        )
 
     @property
     def enabled(self) -> bool:
