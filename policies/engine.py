@@ -338,7 +338,8 @@ def evaluate(
             memo.digest = digest
             todo: Collection[str] = ctx.resolved
         else:
-            for gone in [n for n in memo.hits if n not in ctx.resolved]:
+            assert changes is not None
+            for gone in [n for n in changes.documents.get("DsInstance", ()) if n not in ctx.resolved]:
                 memo.put(gone, {})
             todo = {n for n in changed if n in ctx.resolved}
         _instance_hits(ctx, sorted(todo), scoped, memo)

@@ -9,7 +9,6 @@ re-reads only what changed.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import functools
 import os
 import time
@@ -484,7 +483,7 @@ def _fleet_delta(
         del groups[kind][name]
         del sources[(kind, name)]
     touched = {*changed, *removed}
-    free = {d for d in old_fleet.credential_free_files if d not in touched}
+    free = set(old_fleet.credential_free_files) - touched
     free.update(
         d for d in changed if files[d].text and not any(c in files[d].text for c in _CREDENTIAL_MARKS)
     )
@@ -663,14 +662,15 @@ def _views(
         removed = last.parsed.keys() - new.keys()
     if last is None or relative is not last.relative or len(changed) + len(removed) > max(20, len(new) // 10):
         lines = {display: f"{relative.get(display, display)}\0{pf.digest}" for display, pf in parsed}
+        ordered = sorted(lines.values())
         views = Views(
             parsed=new,
             relative=relative,
             texts={display: pf.text for display, pf in parsed},
             locations={display: pf.locations for display, pf in parsed},
             lines=lines,
-            ordered=sorted(lines.values()),
-            digest="",
+            ordered=ordered,
+            digest=sha256_hex("\n".join(ordered)),
             names=tuple(display for display, _ in parsed),
             discovered=discovered,
         )
@@ -690,8 +690,10 @@ def _views(
             texts[display], locations[display] = pf.text, pf.locations
         same_names = not removed and all(display in last.parsed for display in changed)
         names = last.names if same_names else tuple(display for display, _ in parsed)
-        views = Views(new, relative, texts, locations, lines, ordered, "", names, discovered)
-    views = dataclasses.replace(views, digest=sha256_hex("\n".join(views.ordered)))
+        digest = sha256_hex("\n".join(ordered))
+        views = Views(new, relative, texts, locations, lines, ordered, digest, names, discovered)
+        if same_names and "position" in last.__dict__:  # the same files in the same order
+            views.__dict__["position"] = last.position  # (a cached property's value, as it caches it)
     if cache is not None:
         cache.views = views
     return views

@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from dsfleet.reconciler.planning.rebuilds import EngineRebuild, engine_rebuilds
@@ -83,7 +84,7 @@ class NodeChange:
 class Plan:
     nodes: tuple[NodeChange, ...] = field(default_factory=tuple)
 
-    @property
+    @cached_property
     def changed(self) -> tuple[NodeChange, ...]:
         return tuple(n for n in self.nodes if n.action is not Action.UNCHANGED)
 
@@ -345,8 +346,14 @@ def diff_node(name: str, old: NodeConfig | None, new: NodeConfig | None) -> Node
 
 
 def compute_plan(desired: Mapping[str, NodeConfig], stored: Mapping[str, NodeConfig]) -> Plan:
-    names = sorted(set(desired) | set(stored))
-    return Plan(tuple(diff_node(n, stored.get(n), desired.get(n)) for n in names))
+    changes = []
+    for name in sorted(desired.keys() | stored.keys()):
+        old, new = stored.get(name), desired.get(name)
+        if old is new and old is not None:  # the very config (a caller that keeps them): nothing to compare
+            changes.append(NodeChange(name, Action.UNCHANGED, old.configHash, old.configHash))
+        else:
+            changes.append(diff_node(name, old, new))
+    return Plan(tuple(changes))
 
 
 def removes_every_instance(
@@ -354,6 +361,6 @@ def removes_every_instance(
 ) -> bool:
     """True when the stored fleet runs instances and the desired one runs none
     (docs/architecture/decisions/0014-prune-safety.md)."""
-    had = sum(len(c.instances) for c in stored.values())
-    has = sum(len(c.instances) for c in desired.values())
-    return had > 0 and has == 0 and not plan.empty
+    if plan.empty or any(c.instances for c in desired.values()):
+        return False
+    return any(c.instances for c in stored.values())
