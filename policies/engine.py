@@ -279,7 +279,7 @@ def _memo_digest(settings: dict[str, EffectiveSetting]) -> str:
 def _instance_hits(ctx: Context, names: Iterable[str], rules: list[Rule], memo: HitMemo) -> None:
     """Check the instance-scoped ``rules`` on each of ``names`` alone; keep their hits in ``memo``."""
     for name in names:
-        one = Context(ctx.fleet, {name: ctx.resolved[name]}, ctx.params, per_instance=True)
+        one = Context(ctx.fleet, {name: ctx.resolved[name]}, ctx.params)
         one._dumped = ctx._dumped  # profiles' dumped settings are shared by the instances that use them
         own = ctx.fleet.sources.get(("DsInstance", name))
         found: dict[str, Kept] = {}
@@ -347,7 +347,6 @@ def evaluate(
         for known in REGISTRY.values():
             if known.scope == PARTITIONED and settings[known.id].enabled:
                 _part_hits(ctx, known, memo.parts.setdefault(known.id, PartMemo()), changes)
-    rest = Context(fleet, {}, ctx.params)
     documents: dict[tuple[str, int], tuple[str, str]] | None = None
     for rule_id, known in REGISTRY.items():
         setting = settings[rule_id]
@@ -357,10 +356,12 @@ def evaluate(
             continue
         if memo is not None and known.scope == INSTANCE:
             findings.extend(_kept_findings(memo, fleet, rule_id, setting, known.once))
-            hits: Iterable[Hit] = known.check(rest)  # what it checks besides the instances
-        elif memo is not None and known.scope == PARTITIONED:
+            continue
+        if memo is not None and known.scope == PARTITIONED:
             part_memo = memo.parts[rule_id]
-            hits = [hit for part in sorted(part_memo.hits, key=repr) for hit in part_memo.hits[part]]
+            hits: Iterable[Hit] = [
+                hit for part in sorted(part_memo.hits, key=repr) for hit in part_memo.hits[part]
+            ]
         else:
             hits = known.check(ctx)
         for hit in hits:

@@ -50,8 +50,8 @@ INSTANCE = "instance"
 cameras, profile, image; its documents' places; the rules' parameters), never on other instances: the engine
 checks such a rule one instance at a time and keeps each instance's hits until one of those inputs changes
 (:func:`dsfleet.policies.engine.evaluate`). Such a rule walks the instances only through :attr:`Context.instances`,
-:attr:`Context.resolved_instances`, :attr:`Context.apps` or :attr:`Context.resolved`; what it checks besides them
-(documents of other kinds) it checks only when :attr:`Context.per_instance` is false."""
+:attr:`Context.resolved_instances`, :attr:`Context.apps` or :attr:`Context.resolved`, and reports about them
+alone (a rule that also checks documents of other kinds is :data:`PARTITIONED`)."""
 PARTITIONED = "partitioned"
 """The scope of a rule over several documents whose inputs split into independent parts (:class:`Partitions`):
 cameras by ``cameraId``, the instances on one node, one camera's users. The engine keeps each part's hits and
@@ -113,9 +113,6 @@ class Context:
     fleet: Fleet
     resolved: dict[str, ResolvedInstance]
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    per_instance: bool = False
-    """True when ``resolved`` holds one instance whose instance-scoped hits are wanted (see :data:`INSTANCE`): such
-    a rule then leaves out what is not about that instance."""
     view: Mapping[str, frozenset[str]] | None = None
     """Kind → the names of the documents of one part of a :data:`PARTITIONED` rule (None: every document)."""
     part: Part | None = None
