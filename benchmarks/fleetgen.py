@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "nvcr.io/nvidia/deepstream:7.0-triton-multiarch"
@@ -241,6 +242,76 @@ spec:
             inst_docs.append(selector_instance_doc(f"{node}-ds{i}", node, f"g{i}", profile))
         (site / "instances.yaml").write_text("---\n".join(inst_docs))
     (out / "nodes.yaml").write_text("---\n".join(node_docs))
+    return out
+
+
+COPY_SUFFIX = "-c{:04d}"
+"""Names in copy N of the example fleet end with this (``generate_copies``)."""
+_SFX = "__copy__"
+_ID = "__camera_id_{}__"
+
+
+def _template_doc(doc: dict[str, Any]) -> None:
+    """Turn one example-fleet document into a copy template: every name, reference and label value gets the
+    suffix marker; a camera's id becomes a marker replaced by an id in the copy's own range."""
+    kind = doc["kind"]
+    meta = doc["metadata"]
+    name = meta["name"]
+    meta["name"] += _SFX
+    labels = meta.get("labels") or {}
+    for key in ("zone", "site"):
+        if key in labels:
+            labels[key] += _SFX
+    spec = doc["spec"]
+    if kind == "Camera":
+        spec["cameraId"] = _ID.format(spec["cameraId"])
+        if "credentials" in spec:
+            spec["credentials"]["secretRef"] += _SFX
+        spec["url"] = spec["url"].replace(f"/{name}/", f"/{name}{_SFX}/")
+    elif kind == "Node":
+        if "hostname" in spec:
+            spec["hostname"] += _SFX
+    elif kind == "DsInstance":
+        spec["node"] += _SFX
+        spec["profile"] += _SFX
+        if "cameras" in spec:
+            spec["cameras"] = [c + _SFX for c in spec["cameras"]]
+        if "cameraSelector" in spec:
+            match = spec["cameraSelector"]["matchLabels"]
+            for key in list(match):
+                match[key] += _SFX
+
+
+def generate_copies(out: Path, copies: int, source: Path = ROOT / "manifests") -> Path:
+    """The example fleet (``manifests/``) copied ``copies`` times: ``out/copies/cNNNN/`` per copy (every name,
+    reference and label value suffixed, camera ids unique), the Policies kept once in ``out/policies/``. At
+    1,000 copies: 10,000 cameras, 2,000 nodes, 3,000 instances, 2,000 profiles in 8,001 files."""
+    import re
+
+    import yaml
+
+    if out.exists():
+        shutil.rmtree(out)
+    templates: list[tuple[str, str]] = []
+    for path in sorted(source.rglob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        rel = path.relative_to(source).as_posix()
+        if all(d["kind"] == "Policy" for d in docs):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out / rel)
+            continue
+        for doc in docs:
+            _template_doc(doc)
+        templates.append((rel, yaml.safe_dump_all(docs, sort_keys=False)))
+    ids = re.compile(_ID.format(r"(\d+)"))
+    for copy in range(copies):
+        sfx = COPY_SUFFIX.format(copy)
+        base = out / "copies" / f"c{copy:04d}"
+        for rel, text in templates:
+            text = ids.sub(lambda m, c=copy: f"'{c * 100 + int(m.group(1))}'", text.replace(_SFX, sfx))
+            target = base / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
     return out
 
 

@@ -4,8 +4,9 @@
   instance: a recreate), p50/p95 over ``BENCH_EDITS`` (≥ 20) edits, beside the floor: ``docker create`` +
   ``start`` of the same image through the SDK; and file written → AgentConfig record on the broker (issue 7);
 * **bytes on the wire** for a one-camera change, read from the broker, vs the older system's whole-fleet broadcast;
-* **hollow agents** (``benchmarks/hollow.py``): N agents in one process — the real :class:`dsfleet.agent.loop.Agent` with
-  an in-memory container runtime, their bus multiplexed over one consumer and one producer — against one
+* **hollow agents** (``benchmarks/hollow.py``): N agents in driver processes (``BENCH_HOLLOW_DRIVERS``) — up to
+  1,000 the real :class:`dsfleet.agent.loop.Agent` with an in-memory container runtime, above that a thin agent that
+  verifies configs and reports; each driver's bus multiplexed over one consumer and one producer — against one
   coordinator subprocess, for N given by ``BENCH_HOLLOW`` (default ``100,250,1000``; empty to skip): status ingest
   lag, a one-camera change reaching its node, all N re-announcing after a broker loss (no publish storm),
   coordinator RSS and CPU;

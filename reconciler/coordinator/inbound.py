@@ -133,8 +133,12 @@ class InboundMixin(LoopState):
 
     def _known_names(self) -> dict[str, object]:
         """The nodes whose agents are listened to: those the manifests declare, and those being retired (their
-        agents report their instances gone)."""
-        known: dict[str, object] = {n.name: n for n in self.store.known_nodes()}
+        agents report their instances gone). The inventory is read again only when another revision was accepted
+        (only revisions write it; reading 10,000 rows for every batch was a large part of the ingest)."""
+        revision = self.store.last_accepted_revision_id()
+        if revision != self._known[0]:
+            self._known = (revision, {n.name: n for n in self.store.known_nodes()})
+        known = dict(self._known[1])
         for name in self._retiring:
             known.setdefault(name, name)
         return known
@@ -210,7 +214,9 @@ class InboundMixin(LoopState):
                 configs.append(got.message)
         if configs:
             self._check_writers(configs)
+        mono = self.clock.monotonic()
         for partition, end in ends.items():
+            self._end_seen[partition] = mono
             if self.view.end_of_partition(partition, end):
                 log.warning("AgentConfig partition=%d was truncated (broker data lost); repairing", partition)
 

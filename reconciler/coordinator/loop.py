@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,17 @@ from dsfleet.schemas.wire import (
 __all__ = ["Coordinator", "CoordinatorOptions", "Counters"]
 
 log = logging.getLogger("dsfleet.coordinator")
+
+INBOUND_BATCH = 2000
+"""The most inbound records one tick ingests: 10,000 agents send 4,000 records a second (AgentInfo and
+AgentResponse every 5 s); coalesced per node, a batch becomes one store transaction per kind."""
+RESYNC_BUDGET = 50
+RESYNC_SPREAD_SECONDS = 20
+"""Configs re-published per second (anti-entropy): 50, or the whole fleet over 20 s when that is more (after a
+broker loss every node's config goes out again: 10,000 at 50 a second would take over 3 minutes)."""
+KEYS_READ_SHARE = 10.0
+"""Agents' keys are read again every second, or every ``KEYS_READ_SHARE`` times the last read's duration when
+that is longer (reading 10,000 keys takes a noticeable part of a second)."""
 
 
 class Coordinator(InboundMixin):
@@ -210,9 +222,12 @@ class Coordinator(InboundMixin):
             git_message=git.message if git else None,
         )
 
-    def sync_directory(self, *, force_apply: bool = False, source: str | None = None) -> ApplyResult | None:
+    def sync_directory(
+        self, *, force_apply: bool = False, source: str | None = None, hint: AbstractSet[str] | None = None
+    ) -> ApplyResult | None:
         """Apply the watched directory (auto sync, or on request), or store only its plan (manual sync); held
-        while a rollback's pin holds (the source still points at what was rolled back from)."""
+        while a rollback's pin holds (the source still points at what was rolled back from). ``hint``: the real
+        paths the watcher saw change since the last read (None: read the whole directory)."""
         started = time.perf_counter()
         paths = [self.options.manifests]
         planned = None
@@ -223,7 +238,13 @@ class Coordinator(InboundMixin):
         desired = held if isinstance(held, DesiredState) else None
         if not force_apply and self.options.sync != "auto":
             planned = plan_manifests(
-                paths, self.store, caches=self.caches, limits=self.options.limits, desired=desired
+                paths,
+                self.store,
+                caches=self.caches,
+                limits=self.options.limits,
+                desired=desired,
+                hint=hint,
+                warnings=False,  # the coordinator shows errors only (stored with a rejected revision)
             )
             mode = self.options.sync or (planned.desired.sync.mode if planned.plan else "auto")
             if mode == "manual" and planned.plan is not None:
@@ -250,6 +271,8 @@ class Coordinator(InboundMixin):
             sign=self._signer,
             handover_timeout=self.options.handover_timeout,
             rollouts=True,
+            hint=hint,
+            warnings=False,
         )
         self.last_apply = result
         self.counters.applies[result.outcome.value] += 1
@@ -321,7 +344,11 @@ class Coordinator(InboundMixin):
             self._pin_logged = None
             return True
         desired = desired_state(
-            [self.options.manifests], self.caches.manifests, self.caches.compiled, limits=self.options.limits
+            [self.options.manifests],
+            self.caches.manifests,
+            self.caches.compiled,
+            limits=self.options.limits,
+            warnings=False,
         )
         where = SourceState(revision.git_commit, desired.loaded.digest)
         if pin_holds(pin, where):
@@ -347,7 +374,9 @@ class Coordinator(InboundMixin):
 
     # ---------------------------------------------------------------------------------------------- one tick
 
-    def tick(self, *, changed: bool = False, poll_timeout: float = 0.05) -> None:
+    def tick(self, *, changed: bool | AbstractSet[str] = False, poll_timeout: float = 0.05) -> None:
+        """One pass of the loop. ``changed``: what the watcher saw change (its paths, or True when it cannot
+        say which): only those files are looked at again, unless the periodic re-read is due."""
         now_m = self.clock.monotonic()
         # level-triggered: a change seen by the watcher, a request, a failed apply's retry, or the periodic
         # re-read of the directory (a missed file event is healed by it; unchanged content records nothing)
@@ -355,9 +384,11 @@ class Coordinator(InboundMixin):
         if changed or due or self.apply_requested.is_set():
             force = self.apply_requested.is_set()
             self.apply_requested.clear()
-            self._next_directory_sync = now_m + self.options.directory_resync_seconds
+            hint = changed if isinstance(changed, AbstractSet) and not due and not force else None
+            if hint is None:  # a whole re-read; one of the watcher's files keeps the re-read's schedule
+                self._next_directory_sync = now_m + self.options.directory_resync_seconds
             try:
-                self.sync_directory(force_apply=force, source=self.apply_source if force else None)
+                self.sync_directory(force_apply=force, source=self.apply_source if force else None, hint=hint)
             except DsfleetError as exc:
                 self._next_directory_sync = now_m + 1.0
                 log.error("apply failed error=%s; retrying in 1 s", exc)
@@ -367,7 +398,7 @@ class Coordinator(InboundMixin):
             return
         if self._bus_ready and self.publisher is not None:
             self.publisher.pump()
-        records = self.bus.poll_inbound(500, poll_timeout) if self._reading else []
+        records = self.bus.poll_inbound(INBOUND_BATCH, poll_timeout) if self._reading else []
         self._heard(bool(records))
         if records:
             self._ingest([Inbound(r.topic, r.key, r.value, text_headers(r.headers)) for r in records])
@@ -385,10 +416,14 @@ class Coordinator(InboundMixin):
         now = self.clock.now()
         mono = self.clock.monotonic()
         self._refresh_configs()
-        try:
-            self.enrollments.read(now)  # an operator approves or revokes from another process
-        except DsfleetError as exc:
-            log.warning("reading agents' keys failed error=%s; the last ones read are used", exc)
+        if mono >= self._next_keys_read:
+            started = time.perf_counter()
+            try:
+                self.enrollments.read(now)  # an operator approves or revokes from another process
+            except DsfleetError as exc:
+                log.warning("reading agents' keys failed error=%s; the last ones read are used", exc)
+            # every second, unless reading them takes long (10,000 nodes: ~0.3 s): then at most a tenth of the time
+            self._next_keys_read = mono + KEYS_READ_SHARE * (time.perf_counter() - started)
         if self.handovers.held:
             self.handovers.read()
             self._decide_handovers(now)
@@ -433,13 +468,24 @@ class Coordinator(InboundMixin):
         self._behind = resyncs.track_behind(self._behind, self._observed_hash, hashes, self._online, now)
         self._ahead = {n: g for n, g in self._ahead.items() if n in desired and g > desired[n]}
         pending = self.publisher.pending_keys if self.publisher else set()
+        for node in self._was_pending - pending:
+            self._sent[node] = mono
+        self._was_pending = set(pending)
+        # the publisher's pending keys cover the rows it reads at once (a few hundred): while the outbox holds more
+        # (a first apply of 10,000 nodes), a node missing from the topic may still be waiting there
+        draining = bool(pending) and self.store.outbox_depth() > len(pending)
         try:
             count = self.bus.partitions(Topic.AGENT_CONFIG)
         except TemporaryError:
             return
         states = []
         for node, gen in desired.items():
-            caught_up, on_topic = self.view.holds(node, partition_for(node, count))
+            partition = partition_for(node, count)
+            caught_up, on_topic = self.view.holds(node, partition)
+            if caught_up and (
+                draining or self._end_seen.get(partition, -1e18) <= self._sent.get(node, -1e18)
+            ):
+                caught_up = False  # queued, or sent since the read-back last reached the partition's end
             if self._observed_hash.get(node) == hashes[node] and (on_topic or 0) >= gen:
                 self._attempts.pop(node, None)
             states.append(
@@ -459,7 +505,8 @@ class Coordinator(InboundMixin):
                     attempts=self._attempts.get(node, 0),
                 )
             )
-        decisions = resyncs.resync_decisions(states, now, timing=self.options.timing)
+        budget = max(RESYNC_BUDGET, len(states) // RESYNC_SPREAD_SECONDS)
+        decisions = resyncs.resync_decisions(states, now, timing=self.options.timing, budget=budget)
         records: list[tuple[str, str, bytes | None, dict[str, str]]] = []
         events: list[tuple[str, str]] = []
         for decision in decisions:
@@ -631,7 +678,9 @@ class Coordinator(InboundMixin):
 
     # ---------------------------------------------------------------------------------------------- run
 
-    def run(self, stop: threading.Event, *, changed: Callable[[], bool] | None = None) -> None:
+    def run(
+        self, stop: threading.Event, *, changed: Callable[[], bool | AbstractSet[str]] | None = None
+    ) -> None:
         self.load_state()
         self._connect()
         self._next_directory_sync = self.clock.monotonic() + self.options.directory_resync_seconds

@@ -37,6 +37,8 @@ log = logging.getLogger("dsfleet.coordinator")
 LISTEN_TIMEOUT_SECONDS = 10.0
 """After the broker is reached, how long the coordinator waits for a first inbound record before it counts
 heartbeats as missed anyway (a fleet whose agents are all down sends none)."""
+OUTBOX_BATCH = 1000
+"""Outbox rows the publisher reads and sends per tick (a first apply of 10,000 nodes queues 10,000 configs)."""
 PRUNE_BATCH = 20_000
 """Events deleted by one statement at most."""
 FAULT_AFTER_STORE = "after-store"
@@ -150,12 +152,25 @@ class LoopState:
         self.counters = Counters()
         self.publisher = (
             OutboxPublisher(
-                store, bus, prefix=options.topic_prefix, clock=self.clock.now, fence=store.still_leader
+                store,
+                bus,
+                prefix=options.topic_prefix,
+                clock=self.clock.now,
+                fence=store.still_leader,
+                batch=OUTBOX_BATCH,
             )
             if bus
             else None
         )
         self.view = resyncs.TopicView.empty()
+        self._end_seen: dict[int, float] = {}
+        """AgentConfig partition → when (monotonic) the read-back last reached its end."""
+        self._sent: dict[str, float] = {}
+        """Node → when (monotonic, to the second) its last AgentConfig record left the outbox."""
+        self._was_pending: set[str] = set()
+        self._known: tuple[int | None, dict[str, object]] = (-1, {})
+        """The inventory's node names as of a revision id (read again when another revision is accepted)."""
+        self._next_keys_read = 0.0
         self._configs: dict[str, StoredNodeConfig] = {}
         self._configs_revision: int | None = -1
         self._behind: dict[str, datetime] = {}

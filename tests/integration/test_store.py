@@ -711,6 +711,24 @@ def test_status_of_many_nodes_is_written_and_transitions_mark_each_node(store: S
     ]
 
 
+def test_first_reports_of_nodes_with_and_without_a_fleet_are_written_in_one_batch(store: Store) -> None:
+    from dsfleet.schemas.wire import AgentResponse
+
+    store.apply_revision(rev(1), [], inventory("n1", "n2", "n3"), encode)
+    responses = {
+        "n1": AgentResponse(sent_at=T0.isoformat(), node="n1", observedGeneration=None),
+        "n2": AgentResponse(sent_at=T0.isoformat(), node="n2", observedGeneration=1, fleet="fleet-a"),
+        "n3": AgentResponse(sent_at=T0.isoformat(), node="n3", observedGeneration=None),
+    }
+    store.record_agent_responses(responses, T0)  # no status rows yet: every row is inserted
+    rows = {r.node: r for r in store.node_statuses()}
+    assert {n: (r.observed_generation, r.fleet, r.reported_at) for n, r in rows.items()} == {
+        "n1": (None, None, T0),
+        "n2": (1, "fleet-a", T0),
+        "n3": (None, None, T0),
+    }
+
+
 def test_many_events_are_recorded_in_one_call(store: Store) -> None:
     store.record_events(
         T0, "resync", [("n1", "generation 3 re-published"), ("n2", "generation 1 re-published")]
