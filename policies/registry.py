@@ -37,6 +37,7 @@ __all__ = [
     "Part",
     "Partitions",
     "Rule",
+    "by_node",
     "did_you_mean",
     "each_document",
     "load_rules",
@@ -72,6 +73,18 @@ class Partitions:
 
     kinds: frozenset[str]
     of: Callable[[str, str, Any], Iterable[Part]]
+
+
+def _node_of(kind: str, name: str, doc: Any) -> tuple[str, ...]:
+    if kind == "Node":
+        return (name,)
+    node = doc.instance.spec.node  # a resolved instance
+    return (node,) if node else ()
+
+
+def by_node(kinds: Iterable[str]) -> Partitions:
+    """Each node its own part: its instances (and its Node document, when ``kinds`` names it)."""
+    return Partitions(frozenset(kinds), _node_of)
 
 
 def each_document(kinds: Iterable[str]) -> Partitions:

@@ -12,6 +12,7 @@ from dsfleet.policies.registry import (
     Context,
     Hit,
     Partitions,
+    by_node,
     did_you_mean,
     each_document,
     rule,
@@ -177,20 +178,12 @@ def instance_gpu_exists(ctx: Context) -> Iterator[Hit]:
             )
 
 
-def _by_node(kind: str, name: str, doc: Any) -> tuple[str, ...]:
-    """The part of a node and of the instances placed on it."""
-    if kind == "Node":
-        return (name,)
-    node = doc.instance.spec.node
-    return (node,) if node else ()
-
-
 @rule(
     "node-capacity",
     E,
     "the cameras placed on a node do not exceed its capacity",
     scope=PARTITIONED,
-    partitions=Partitions(frozenset({"Node", "DsInstance"}), _by_node),
+    partitions=by_node(("Node", "DsInstance")),
 )
 def node_capacity(ctx: Context) -> Iterator[Hit]:
     load: dict[str, int] = {}

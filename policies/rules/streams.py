@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from dsfleet.policies.registry import INSTANCE, PARTITIONED, Context, Hit, Partitions, rule
+from dsfleet.policies.registry import INSTANCE, PARTITIONED, Context, Hit, by_node, rule
 from dsfleet.schemas.findings import SourceRef, plural
 from dsfleet.schemas.manifests import DeepstreamAppInstanceSpec, RuleSeverity
 from dsfleet.schemas.streamapi import max_batch_size, rest_port
@@ -87,14 +87,9 @@ def _host_network(spec: DeepstreamAppInstanceSpec) -> bool:
     return spec.networkMode == "host"
 
 
-def _by_node(_kind: str, _name: str, res: Any) -> tuple[str, ...]:
-    node = res.instance.spec.node
-    return (node,) if node else ()
-
-
 @rule("stream-api-port", E, "instances of one node with host networking use different source-list http-ports",
       category="deepstream", scope=PARTITIONED,
-      partitions=Partitions(frozenset({"DsInstance"}), _by_node))  # fmt: skip
+      partitions=by_node(("DsInstance",)))  # fmt: skip
 def stream_api_port(ctx: Context) -> Iterator[Hit]:
     first: dict[tuple[str, int], str] = {}
     for name, spec in ctx.apps:
