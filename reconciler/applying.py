@@ -330,6 +330,17 @@ def configs_at(store: StorePort, revision: int) -> dict[str, NodeConfig]:
     }
 
 
+def _desired(
+    paths: Sequence[str | os.PathLike[str]],
+    caches: Caches | None,
+    limits: Limits,
+    hint: AbstractSet[str] | None,
+    warnings: bool,
+) -> DesiredState:
+    manifests, compiled = (caches.manifests, caches.compiled) if caches is not None else (None, None)
+    return desired_state(paths, manifests, compiled, limits=limits, hint=hint, warnings=warnings)
+
+
 def apply_manifests(
     paths: Sequence[str | os.PathLike[str]],
     store: StorePort,
@@ -361,14 +372,7 @@ def apply_manifests(
     :func:`dsfleet.reconciler.loading.manifestsets.load_manifests`). ``warnings``: see
     :func:`dsfleet.reconciler.compiling.desired.desired_state`."""
     if desired is None:
-        desired = desired_state(
-            paths,
-            caches.manifests if caches else None,
-            caches.compiled if caches else None,
-            limits=limits,
-            hint=hint,
-            warnings=warnings,
-        )
+        desired = _desired(paths, caches, limits, hint, warnings)
     revision = dataclasses.replace(revision, manifests_hash=desired.loaded.digest)
     if skip_unchanged:
         newest = store.revisions(limit=1)
@@ -496,14 +500,7 @@ def plan_manifests(
     ``desired``: the desired state of ``paths`` when the caller has just computed it; ``hint``: as for
     :func:`apply_manifests`."""
     if desired is None:
-        desired = desired_state(
-            paths,
-            caches.manifests if caches else None,
-            caches.compiled if caches else None,
-            limits=limits,
-            hint=hint,
-            warnings=warnings,
-        )
+        desired = _desired(paths, caches, limits, hint, warnings)
     if desired.configs is None:
         return PlanResult(desired, None)
     return PlanResult(desired, compute_plan(desired.configs, stored_configs(store, desired.configs)))

@@ -343,6 +343,28 @@ _CREDENTIAL_MARKS = ("@", "?", "\\")
 that spells one of them): see ``Fleet.credential_free_files`` (a file known without its text is never free)."""
 
 
+def _credential_free(pf: ParsedFile) -> bool:
+    return bool(pf.text) and not any(c in pf.text for c in _CREDENTIAL_MARKS)
+
+
+def _fleet(
+    groups: Mapping[str, dict[str, Any]],
+    sources: dict[tuple[str, str], SourceRef],
+    invalid: dict[tuple[str, str], SourceRef],
+    credential_free: frozenset[str],
+) -> Fleet:
+    return Fleet(
+        nodes=groups["Node"],
+        cameras=groups["Camera"],
+        instances=groups["DsInstance"],
+        profiles=groups["InferenceProfile"],
+        policies=groups["Policy"],
+        sources=sources,
+        invalid=invalid,
+        credential_free_files=credential_free,
+    )
+
+
 def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[Finding]]:
     """Group manifests by kind and name; a repeated kind/name is an error naming both places."""
     groups: dict[str, dict[str, Any]] = {kind: {} for kind in KIND_NAMES}
@@ -370,17 +392,11 @@ def build_fleet(parsed: Sequence[tuple[str, ParsedFile]]) -> tuple[Fleet, list[F
                 continue
             sources[(kind, name)] = source
             groups[kind][name] = manifest
-    fleet = Fleet(
-        nodes=groups["Node"],
-        cameras=groups["Camera"],
-        instances=groups["DsInstance"],
-        profiles=groups["InferenceProfile"],
-        policies=groups["Policy"],
-        sources=sources,
-        invalid={key: ref for key, ref in invalid.items() if key not in sources},
-        credential_free_files=frozenset(
-            display for display, pf in parsed if pf.text and not any(c in pf.text for c in _CREDENTIAL_MARKS)
-        ),
+    fleet = _fleet(
+        groups,
+        sources,
+        {key: ref for key, ref in invalid.items() if key not in sources},
+        frozenset(display for display, pf in parsed if _credential_free(pf)),
     )
     return fleet, findings
 
@@ -484,19 +500,8 @@ def _fleet_delta(
         del sources[(kind, name)]
     touched = {*changed, *removed}
     free = set(old_fleet.credential_free_files) - touched
-    free.update(
-        d for d in changed if files[d].text and not any(c in files[d].text for c in _CREDENTIAL_MARKS)
-    )
-    fleet = Fleet(
-        nodes=groups["Node"],
-        cameras=groups["Camera"],
-        instances=groups["DsInstance"],
-        profiles=groups["InferenceProfile"],
-        policies=groups["Policy"],
-        sources=sources,
-        invalid={},
-        credential_free_files=frozenset(free),
-    )
+    free.update(d for d in changed if _credential_free(files[d]))
+    fleet = _fleet(groups, sources, {}, frozenset(free))
     return fleet, {kind: frozenset(found) for kind, found in names.items()}
 
 
