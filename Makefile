@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/signing.py
 	$(BIN)/python benchmarks/hotcameras.py
 	$(BIN)/python benchmarks/live.py
+	PYTHONPATH=. $(BIN)/python benchmarks/applyscale.py 100 1000
 
 clean:
 	rm -rf $(VENV) .dsfleet benchmarks/out site
