@@ -97,50 +97,26 @@ def _problems(ctx: Context, rule_id: str) -> Iterator[Hit]:
             yield Hit(p.message, src)
 
 
-@rule(
-    "override-unknown-gie",
-    E,
-    "instance overrides name GIEs of its profile",
-    category="deepstream",
-    scope=INSTANCE,
-    once=same_finding,
-)
+@rule("override-unknown-gie", E, "instance overrides name GIEs of its profile", category="deepstream",
+      scope=INSTANCE, once=same_finding)  # fmt: skip
 def override_unknown_gie(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "override-unknown-gie")
 
 
-@rule(
-    "override-invalid",
-    E,
-    "instance overrides are valid keys and values for the GIE",
-    category="deepstream",
-    scope=INSTANCE,
-    once=same_finding,
-)
+@rule("override-invalid", E, "instance overrides are valid keys and values for the GIE", category="deepstream",
+      scope=INSTANCE, once=same_finding)  # fmt: skip
 def override_invalid(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "override-invalid")
 
 
-@rule(
-    "batch-auto-secondary",
-    E,
-    "batch-size: auto only on primary GIEs",
-    category="deepstream",
-    scope=INSTANCE,
-    once=same_finding,
-)
+@rule("batch-auto-secondary", E, "batch-size: auto only on primary GIEs", category="deepstream",
+      scope=INSTANCE, once=same_finding)  # fmt: skip
 def batch_auto_secondary(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "batch-auto-secondary")
 
 
-@rule(
-    "ccm-derived",
-    E,
-    "values the ccm layout derives can be derived",
-    category="deepstream",
-    scope=INSTANCE,
-    once=same_finding,
-)
+@rule("ccm-derived", E, "values the ccm layout derives can be derived", category="deepstream",
+      scope=INSTANCE, once=same_finding)  # fmt: skip
 def ccm_derived(ctx: Context) -> Iterator[Hit]:
     return _problems(ctx, "ccm-derived")
 
