@@ -23,11 +23,9 @@ BAD = "nvcr.io/nvidia/deepstream:7.0-bad"
 NEXT = "nvcr.io/nvidia/deepstream:7.1-triton-multiarch"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def db(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture

@@ -25,11 +25,9 @@ from tests.support.livefleet import CoordinatorProc, TopicReader, copy_fleet
 TAKEOVER_BOUND = 10.0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'state.db'}"
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def db(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture

@@ -44,14 +44,9 @@ HOLD = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (
-        f"sqlite:///{tmp_path}/state.db"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
-    with Store.open(url) as opened:
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with Store.open(store_url) as opened:
         yield opened
 
 

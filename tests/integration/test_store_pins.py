@@ -33,11 +33,9 @@ GOOD = SourceState("c1" * 20, canonical_hash(["good"]))
 BAD = SourceState("c2" * 20, canonical_hash(["bad"]))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/state.db"
-    return str(request.getfixturevalue("pg_url"))
+@pytest.fixture
+def url(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ the middle of it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,15 +18,10 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 PLAN = {"valid": True, "summary": {"nodes_to_change": 1}, "text": "Plan: 1 to change."}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    url = (
-        f"sqlite:///{tmp_path}/state.db"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
-    _seed(url)
-    yield url
+@pytest.fixture
+def url(store_url: str) -> str:
+    _seed(store_url)
+    return store_url
 
 
 def _encode(

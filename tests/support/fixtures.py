@@ -30,7 +30,7 @@ from tests.support.brokers import Tansu, broker_binary
 from tests.support.browsers import browser  # noqa: F401  (headless Chromium for the dashboard's tests)
 from tests.support.dockerengine import RUN_ID, build_stub_image, cleanup, ensure_engine, stop_engine
 from tests.support.glibcheck import GlibChecker, glib_available, glib_python
-from tests.support.pg import pg_server, pg_url  # noqa: F401  (fixtures for every integration test)
+from tests.support.pg import pg_server, pg_url, store_url  # noqa: F401  (fixtures for every integration test)
 from tests.support.prereqs import shared_samples_dir, skip_or_fail
 
 
