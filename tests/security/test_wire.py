@@ -114,6 +114,16 @@ def wait_status(s: Stack, check: Callable[[Doc], bool], what: str, timeout: floa
         raise AssertionError(f"{exc}; last nodes: {json.dumps(nodes)}\n{s.tails()}") from None
 
 
+def edited(stack: Stack, node: str, threshold: str) -> tuple[Doc, Doc]:
+    """``node``'s stored config before and after the ccm instance's MOT threshold became ``threshold`` (stored,
+    and the fleet converged on it)."""
+    old = stack.desired()[node]
+    stack.edit("instances/ccm.yaml", "motConfidenceThreshold: 0.6", f"motConfidenceThreshold: {threshold}")
+    wait_for(lambda: stack.desired()[node]["configHash"] != old["configHash"], 20, "the edit stored", 0.1)
+    stack.wait_converged(DEADLINE)
+    return old, stack.desired()[node]
+
+
 def node_doc(doc: Doc, node: str) -> Doc:
     return next(n for n in doc["nodes"] if n["name"] == node)
 
@@ -252,11 +262,7 @@ def test_a_replayed_older_config_is_refused_even_with_its_generation_raised(stac
     above the current one (the signature no longer matches). On the code before signing the raised replay rolled
     the node back to the older config."""
     node = stack.nodes[0]
-    old = stack.desired()[node]
-    stack.edit("instances/ccm.yaml", "motConfidenceThreshold: 0.6", "motConfidenceThreshold: 0.45")
-    wait_for(lambda: stack.desired()[node]["configHash"] != old["configHash"], 20, "the edit stored", 0.1)
-    stack.wait_converged(DEADLINE)
-    current = stack.desired()[node]
+    old, current = edited(stack, node, "0.45")
     records = config_records(
         stack,
         node,
@@ -329,11 +335,7 @@ def test_a_deposed_leaders_late_record_is_refused_by_its_epoch(stack: Stack) -> 
     deposed coordinator's, sent late: signed by the same key, a generation ahead, valid in every other way) is
     refused once the agent has taken one of the current epoch. Without the epoch on the wire it was taken."""
     node = stack.nodes[0]
-    old = stack.desired()[node]
-    stack.edit("instances/ccm.yaml", "motConfidenceThreshold: 0.6", "motConfidenceThreshold: 0.55")
-    wait_for(lambda: stack.desired()[node]["configHash"] != old["configHash"], 20, "the edit stored", 0.1)
-    stack.wait_converged(DEADLINE)
-    current = stack.desired()[node]
+    _old, current = edited(stack, node, "0.55")
     with stack.store() as store:
         epoch = int((store.leadership() or {})["epoch"])
     records = config_records(

@@ -363,12 +363,18 @@ def _old(root: Path) -> None:
         os.utime(path, ns=(past, past))
 
 
-def test_a_watchers_hint_reads_only_the_files_it_names(tmp_path: Path) -> None:
+def _settled(tmp_path: Path) -> tuple[Path, ManifestCache, CompileCache]:
+    """The example fleet, its files a minute old, computed once through fresh caches."""
     root = tmp_path / "fleet"
     shutil.copytree(EXAMPLE, root)
     _old(root)
     manifests, compiled = ManifestCache(), CompileCache()
     desired_state([root], manifests, compiled)
+    return root, manifests, compiled
+
+
+def test_a_watchers_hint_reads_only_the_files_it_names(tmp_path: Path) -> None:
+    root, manifests, compiled = _settled(tmp_path)
     gate, lobby = root / "cameras" / "gate.yaml", root / "cameras" / "lobby.yaml"
     _edit(gate, "rtsp://", "rtsp://gate-changed.")
     _edit(lobby, "rtsp://", "rtsp://lobby-changed.")
@@ -381,11 +387,7 @@ def test_a_watchers_hint_reads_only_the_files_it_names(tmp_path: Path) -> None:
 
 
 def test_a_hint_naming_a_removed_or_new_file_walks_the_directory_again(tmp_path: Path) -> None:
-    root = tmp_path / "fleet"
-    shutil.copytree(EXAMPLE, root)
-    _old(root)
-    manifests, compiled = ManifestCache(), CompileCache()
-    desired_state([root], manifests, compiled)
+    root, manifests, compiled = _settled(tmp_path)
     lobby = root / "cameras" / "lobby.yaml"
     moved = root / "cameras" / "lobby-moved.yaml"
     lobby.rename(moved)
