@@ -221,27 +221,11 @@ def fleet_changes(
     if not (nodes or profiles or cameras):
         return Changes(frozenset(out), documents)
     labels = [doc.metadata.labels for c in cameras for doc in (old.cameras.get(c), new.cameras.get(c)) if doc]
-    if dependents is not None and dependents.fleet is old:  # through the index of the last fleet: its names
-        named = dependents.naming(nodes, profiles, cameras) | dependents.selecting(labels, old)
-        out |= {name for name in named if name in new.instances}
-        return Changes(frozenset(out), documents)
-    for name, instance in new.instances.items():
-        if name in out:
-            continue
-        spec = instance.spec
-        if (
-            (spec.node is not None and spec.node in nodes)
-            or (spec.profile is not None and spec.profile in profiles)
-            or (cameras and any(c in cameras for c in spec.cameras))
-            or (
-                spec.cameraSelector is not None
-                and any(
-                    all(have.get(k) == v for k, v in spec.cameraSelector.matchLabels.items())
-                    for have in labels
-                )
-            )
-        ):
-            out.add(name)
+    if dependents is None or dependents.fleet is not old:
+        dependents = Dependents.of(old)  # (the caller keeps one that follows the fleet: then no pass is needed)
+    # an unchanged instance names what it named in the last fleet; a changed one is in ``out`` already
+    named = dependents.naming(nodes, profiles, cameras) | dependents.selecting(labels, old)
+    out |= {name for name in named if name in new.instances}
     return Changes(frozenset(out), documents)
 
 
