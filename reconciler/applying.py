@@ -99,18 +99,25 @@ class ApplyResult:
     """The rollout the revision started (its governed changes go out wave by wave), as stored."""
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What a revision applied from a process stored: its node configs and its inventory."""
+
+    revision_id: int
+    configs: dict[str, NodeConfig]
+    inventory: Inventory
+
+
 @dataclass
 class Caches:
     """What a long-running process keeps between applies."""
 
     manifests: ManifestCache = field(default_factory=ManifestCache)
     compiled: CompileCache = field(default_factory=CompileCache)
-    inventory: tuple[int, Inventory] | None = None
-    """The inventory the last revision applied from here stored, with that revision's id."""
     rows: InventoryRows | None = None
     """The inventory rows the last apply made (see :func:`inventory`)."""
-    applied: tuple[int, dict[str, NodeConfig]] | None = None
-    """The configs the last revision applied from here stored, with that revision's id."""
+    applied: Applied | None = None
+    """What the last revision applied from here stored."""
 
 
 def agent_config_encoder(
@@ -388,9 +395,9 @@ def apply_manifests(
         stored is None
         and caches is not None
         and caches.applied is not None
-        and store.last_accepted_revision_id() == caches.applied[0]
+        and store.last_accepted_revision_id() == caches.applied.revision_id
     ):
-        stored = caches.applied[1]
+        stored = caches.applied.configs
     current = stored if stored is not None else stored_configs(store, desired.configs)
     plan = compute_plan(desired.configs, current)
     if removes_every_instance(plan, desired.configs, current) and not allow_prune_all:
@@ -425,7 +432,9 @@ def apply_manifests(
         agent_config_encoder(
             revision.created_at, topic_prefix, store.fleet_id(), sign=sign, epoch=store.writer_epoch()
         ),
-        inventory_base=caches.inventory if caches else None,
+        inventory_base=(
+            (caches.applied.revision_id, caches.applied.inventory) if caches and caches.applied else None
+        ),
         holds={**{node: hold.to_json() for node, hold in holds.items()}, **(staged.holds if staged else {})},
         unless_pinned=lambda pin: apply_held(
             Pin.from_json(pin), source, seen.rollback_revision if seen is not None else None
@@ -435,8 +444,7 @@ def apply_manifests(
     if isinstance(applied, HeldByPin):
         return ApplyResult(Outcome.HELD_BY_PIN, desired, plan=plan, pin=Pin.from_json(applied.pin))
     if caches is not None:
-        caches.inventory = (applied.revision_id, rows)
-        caches.applied = (applied.revision_id, dict(desired.configs))
+        caches.applied = Applied(applied.revision_id, dict(desired.configs), rows)
     return ApplyResult(
         Outcome.APPLIED,
         desired,

@@ -222,7 +222,9 @@ def fleet_changes(
         return Changes(frozenset(out), documents)
     labels = [doc.metadata.labels for c in cameras for doc in (old.cameras.get(c), new.cameras.get(c)) if doc]
     if dependents is None or dependents.fleet is not old:
-        dependents = Dependents.of(old)  # (the caller keeps one that follows the fleet: then no pass is needed)
+        dependents = Dependents.of(
+            old
+        )  # (the caller keeps one that follows the fleet: then no pass is needed)
     # an unchanged instance names what it named in the last fleet; a changed one is in ``out`` already
     named = dependents.naming(nodes, profiles, cameras) | dependents.selecting(labels, old)
     out |= {name for name in named if name in new.instances}
