@@ -245,16 +245,6 @@ SMALL_CHANGE = 32
 again: the next run redoes that little work from the same file instead of paying for a rewrite."""
 
 
-def _changed_documents(old: Fleet, new: Fleet) -> int:
-    """Documents of ``new`` that are not the very same objects in ``old`` (added, changed), plus those removed."""
-    n = 0
-    for kind in ("nodes", "cameras", "instances", "profiles", "policies"):
-        before, after = getattr(old, kind), getattr(new, kind)
-        n += sum(1 for name, doc in after.items() if before.get(name) is not doc)
-        n += sum(1 for name in before if name not in after)
-    return n
-
-
 def _moved_on(loaded: Loaded, last: Fleet | None, desired: DesiredState) -> str | None:
     """Why the file need not be written again (None: write it): the run changed nothing in the caches, or so
     little since the file was written that starting from it again costs less than rewriting it. Either way the
@@ -263,10 +253,10 @@ def _moved_on(loaded: Loaded, last: Fleet | None, desired: DesiredState) -> str 
         return None  # started cold
     if loaded.manifests.discovered is not loaded.discovered:
         return None  # the directories were walked again: keep the new walk
-    changed = loaded.compiled.changed
-    if changed is None or len(changed) > SMALL_CHANGE:
+    changes = desired.changes  # relative to the fleet the file held
+    if changes is None or desired.since is not last or len(changes.instances) > SMALL_CHANGE:
         return None  # a Policy, an invalid document, or many instances: all of that would be redone
-    documents = _changed_documents(last, desired.fleet)
+    documents = sum(len(names) for names in changes.documents.values())
     if documents > SMALL_CHANGE:
         return None
     if desired.loaded.digest == loaded.digest:
